@@ -1,0 +1,149 @@
+# lhttpd: one non-recursive Makefile. `make help` lists the targets.
+# `make check` and `make run` first install missing Debian packages (`make deps`), then
+# re-enter this Makefile so that pkg-config sees them.
+
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+INCLUDEDIR ?= $(PREFIX)/include
+SYSCONFDIR ?= /etc
+MANDIR ?= $(PREFIX)/share/man
+DESTDIR ?=
+B ?= build
+
+CC ?= cc
+PKGS := libevent libevent_pthreads libnats libcurl libsystemd jansson libcrypto
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+        -Wno-unused-parameter
+ifeq ($(CI),true)
+WARN += -Werror
+endif
+ifneq ($(WERROR),)
+WARN += -Werror
+endif
+OPT ?= -O2 -g
+CFLAGS ?=
+SAN :=
+ifneq ($(SANITIZE),)
+SAN := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+OPT := -O1 -g
+endif
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DLH_VERSION='"$(VERSION)"' -Ishared -Iworker \
+             $(OPT) $(WARN) $(SAN) $(PKG_CFLAGS) -pthread -MMD -MP $(CFLAGS)
+ALL_LDFLAGS = $(SAN) -pthread -rdynamic $(LDFLAGS)
+
+SHARED_SRC := $(wildcard shared/*.c)
+WORKER_SRC := $(wildcard worker/*.c)
+MASTER_SRC := $(wildcard master/*.c)
+LHTTPC_SRC := $(wildcard clients/lhttpc/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+SHARED_OBJ := $(call obj,$(SHARED_SRC))
+WORKER_OBJ := $(call obj,$(WORKER_SRC))
+MASTER_OBJ := $(call obj,$(MASTER_SRC))
+LHTTPC_OBJ := $(call obj,$(LHTTPC_SRC))
+UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
+
+LHTTPD := $(B)/lhttpd
+LHTTPC := $(B)/lhttpc
+
+.PHONY: all check run deps install uninstall clean fuzz fuzz-smoke help unit integration \
+        _check _run _test-build
+.DEFAULT_GOAL := all
+
+all: $(LHTTPD) $(LHTTPC)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/libshared.a: $(SHARED_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LHTTPD): $(MASTER_OBJ) $(WORKER_OBJ) $(B)/libshared.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $(MASTER_OBJ) $(WORKER_OBJ) $(B)/libshared.a $(PKG_LIBS) -ldl
+
+$(LHTTPC): $(LHTTPC_OBJ) $(B)/libshared.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $(LHTTPC_OBJ) $(B)/libshared.a $(PKG_LIBS)
+
+# Unit tests link the shared objects and the worker objects (no main there).
+$(B)/tests/%: tests/unit/%.c $(B)/libshared.a $(WORKER_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(WORKER_OBJ) $(B)/libshared.a $(PKG_LIBS) -ldl
+
+# libFuzzer targets: clang, each parser with ASan+UBSan. `make fuzz FUZZ_SECONDS=60`.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 30
+$(B)/fuzz/%: tests/fuzz/%.c $(SHARED_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -Ishared -g -O1 -fsanitize=fuzzer,address,undefined \
+	  $(shell pkg-config --cflags jansson libcrypto) -o $@ $< $(SHARED_SRC) \
+	  $(shell pkg-config --libs jansson libcrypto)
+
+fuzz: $(FUZZ_BIN)
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p $(B)/corpus/$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -timeout=5 -print_final_stats=0 $(B)/corpus/$$n tests/fuzz/corpus/$$n 2>&1 | tail -n 3; done
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(or $(FUZZ_SECONDS_SMOKE),5)
+
+deps:
+	@tests/lib/deps.sh
+
+check:
+	@tests/lib/deps.sh
+	@$(MAKE) --no-print-directory _check
+
+_test-build: all $(UNIT_BIN)
+
+_check: _test-build
+	@LHTTPD=$(abspath $(LHTTPD)) LHTTPC=$(abspath $(LHTTPC)) B=$(abspath $(B)) tests/run.sh
+
+unit: _test-build
+	@B=$(abspath $(B)) tests/run.sh unit
+
+integration: all
+	@LHTTPD=$(abspath $(LHTTPD)) LHTTPC=$(abspath $(LHTTPC)) B=$(abspath $(B)) tests/run.sh integration
+
+run:
+	@tests/lib/deps.sh
+	@$(MAKE) --no-print-directory _run
+
+_run: all
+	@LHTTPD=$(abspath $(LHTTPD)) tests/lib/run-local.sh
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/lhttpd \
+	  $(DESTDIR)$(INCLUDEDIR)/lhttpd
+	install -m 0755 $(LHTTPD) $(DESTDIR)$(SBINDIR)/lhttpd
+	install -m 0755 $(LHTTPC) $(DESTDIR)$(BINDIR)/lhttpc
+	install -m 0644 worker/lhttpd.h $(DESTDIR)$(INCLUDEDIR)/lhttpd/lhttpd.h
+	test -e $(DESTDIR)$(SYSCONFDIR)/lhttpd/lhttpd.json || \
+	  install -m 0644 etc/lhttpd.json $(DESTDIR)$(SYSCONFDIR)/lhttpd/lhttpd.json
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/lhttpd $(DESTDIR)$(BINDIR)/lhttpc \
+	  $(DESTDIR)$(INCLUDEDIR)/lhttpd/lhttpd.h
+
+clean:
+	rm -rf $(B)
+
+help:
+	@echo "make            build $(LHTTPD) and $(LHTTPC)"
+	@echo "make run        install missing packages, start nats-server + lhttpd on :8081"
+	@echo "make check      install missing packages, run every test"
+	@echo "make deps       install the Debian packages the build and tests need"
+	@echo "make fuzz       run each libFuzzer target for FUZZ_SECONDS (default 30)"
+	@echo "make install    install under PREFIX (default /usr/local), DESTDIR honoured"
+	@echo "make SANITIZE=address,undefined ...   build with sanitizers (use B=build-san)"
+
+-include $(shell find $(B)/obj $(B)/tests -name '*.d' 2>/dev/null)

@@ -1,0 +1,20 @@
+/*
+ * Common definitions for lhttpd's pure code: parser return values and small helpers.
+ * Nothing here does I/O.
+ */
+#ifndef LH_COMMON_H
+#define LH_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Parser results: a parser returns bytes consumed (> 0), or one of these. */
+#define LH_PARSE_ERROR (-1) /* the input is invalid; an out-parameter says why */
+#define LH_PARSE_AGAIN (-2) /* the input is a valid prefix; call again with more */
+
+#define LH_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Case-insensitive ASCII comparison of a (len bytes) with the NUL-terminated b. */
+int lh_strieq(const char *a, size_t len, const char *b);
+
+#endif

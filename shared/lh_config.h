@@ -1,0 +1,82 @@
+/*
+ * Configuration: one JSON document (see etc/lhttpd.json and lhttpd.json(5)), parsed and
+ * validated into an immutable lh_config_t. Pure: the caller reads the file. Unknown keys
+ * are errors, so typos are caught by `lhttpd -t`.
+ */
+#ifndef LH_CONFIG_H
+#define LH_CONFIG_H
+
+#include "lh_common.h"
+
+typedef struct {
+    char **items;
+    size_t n;
+} lh_strlist_t;
+
+typedef struct lh_config_s {
+    lh_strlist_t listen; /* "host:port", "[v6]:port" or ":port" */
+    int workers;         /* >= 1; 0 means "auto" (number of CPUs) */
+
+    struct {
+        lh_strlist_t servers; /* nats://host:port */
+        char *subject_prefix; /* default "lhttp" */
+        char *name;           /* connection name shown by nats-server, default "lhttpd" */
+        size_t reconnect_buffer_bytes; /* publishes kept during an outage, default 8 MiB */
+    } nats;
+
+    struct {
+        lh_strlist_t paths;           /* default ["/", "/ws"] */
+        lh_strlist_t echo_paths;      /* default [] */
+        lh_strlist_t allowed_origins; /* default [] = any origin */
+        unsigned ping_interval_ms;    /* silence before the server pings, default 30000 */
+        unsigned close_timeout_ms;    /* wait for the peer's close frame, default 5000 */
+    } websocket;
+
+    struct {
+        size_t max_message_bytes;  /* WebSocket message (all fragments), default 1 MiB */
+        size_t max_headers;        /* LHTTP headers per message, default 32 */
+        size_t max_header_line;    /* LHTTP command/header line, default 4096 */
+        size_t send_queue_bytes;   /* per connection, default 4 MiB */
+        size_t max_connections;    /* per worker, default 10000 */
+        unsigned handshake_timeout_ms; /* HTTP head + upgrade must finish, default 10000 */
+        unsigned idle_timeout_ms;  /* no frame from the client for this long: dropped, default 60000 */
+        size_t max_channel_bytes;  /* default 128, at most 255 */
+        size_t max_subscriptions;  /* channels per connection, default 256 */
+    } limits;
+
+    struct {
+        size_t max_request_line;   /* 414 beyond, default 8192 */
+        size_t max_header_bytes;   /* 431 beyond, default 16384 */
+        size_t max_headers;        /* 431 beyond, default 64 */
+        size_t max_body_bytes;     /* POST /publish body, 413 beyond, default 1 MiB */
+        unsigned keepalive_timeout_ms; /* idle keep-alive HTTP connection, default 15000 */
+    } http;
+
+    struct {
+        char *token; /* NULL = /publish needs no token */
+    } publish;
+
+    struct {
+        int level;      /* syslog level 0..7, default 6 (info) */
+        int log_bodies; /* include message bodies in debug logs, default 0 */
+    } log;
+} lh_config_t;
+
+/*
+ * Parses and validates text[0..len). Returns a new config (free with lh_config_free), or
+ * NULL with err (capacity errlen) holding "LINE:COL: problem" — for a JSON syntax error,
+ * the position jansson reports; for a bad value, the position of that value in the
+ * text, and the key path ("limits.max_message_bytes: must be an integer from 1 to ...").
+ */
+lh_config_t *lh_config_parse(const char *text, size_t len, char *err, size_t errlen);
+
+/* A config with every default (as if parsed from "{}"). */
+lh_config_t *lh_config_default(void);
+
+/* Frees cfg; accepts NULL. */
+void lh_config_free(lh_config_t *cfg);
+
+/* Splits "host:port" / "[v6]:port" / ":port" into host (may be "") and port; 0 or -1. */
+int lh_config_split_hostport(const char *s, char *host, size_t hostcap, unsigned *port);
+
+#endif

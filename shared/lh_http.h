@@ -1,0 +1,69 @@
+/*
+ * HTTP/1.x request-head parser: pure, zero-copy (pointers into the caller's buffer),
+ * no allocation, no I/O. The caller re-parses from the start when more bytes arrive.
+ */
+#ifndef LH_HTTP_H
+#define LH_HTTP_H
+
+#include "lh_common.h"
+
+/* Upper bound of the header array; lh_http_limits_t.max_headers must not exceed it. */
+#define LH_HTTP_HEADERS_CAP 128
+
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *value; /* optional white space around it already trimmed */
+    size_t value_len;
+} lh_http_header_t;
+
+typedef struct {
+    size_t max_line;         /* request line longer than this: 414 */
+    size_t max_header_bytes; /* whole head (request line + headers) longer: 431 */
+    size_t max_headers;      /* more header fields than this: 431 */
+} lh_http_limits_t;
+
+typedef struct {
+    const char *method;
+    size_t method_len;
+    const char *target; /* request-target as sent (origin-form expected) */
+    size_t target_len;
+    const char *path; /* target up to '?' */
+    size_t path_len;
+    const char *query; /* after '?', NULL when there is none */
+    size_t query_len;
+    int minor_version; /* HTTP/1.<minor>: 0 or 1 */
+    lh_http_header_t headers[LH_HTTP_HEADERS_CAP];
+    size_t num_headers;
+    int status;         /* on LH_PARSE_ERROR: 400, 414, 431, 501 or 505 */
+    const char *reason; /* on LH_PARSE_ERROR: a static, human-readable reason */
+} lh_http_request_t;
+
+/*
+ * Parses the request head in buf[0..len). Returns the length of the head including
+ * its final empty line (> 0), LH_PARSE_AGAIN if the head is incomplete but valid so
+ * far and within limits, or LH_PARSE_ERROR with req->status and req->reason set.
+ * Limits are enforced on incomplete input too, so a client cannot grow a head forever.
+ * Accepts CRLF line ends and, leniently, bare LF; rejects obs-fold, NUL and control
+ * bytes in names/values, whitespace before the colon, and methods/targets that are
+ * not tokens/visible ASCII.
+ */
+int lh_http_parse_request(const char *buf, size_t len, const lh_http_limits_t *lim,
+                          lh_http_request_t *req);
+
+/* The first header named name (case-insensitive), or NULL. */
+const lh_http_header_t *lh_http_find_header(const lh_http_request_t *req, const char *name);
+
+/* 1 when the comma-separated list value[0..len) holds token (case-insensitive). */
+int lh_http_has_token(const char *value, size_t len, const char *token);
+
+/*
+ * Reads Content-Length: returns 0 and sets *out to 0 when absent, 1 with *out set when
+ * present and valid, LH_PARSE_ERROR when malformed or given twice with different values.
+ */
+int lh_http_content_length(const lh_http_request_t *req, uint64_t *out);
+
+/* The standard reason phrase for an HTTP status ("Not Found"), or "Unknown". */
+const char *lh_http_status_text(int status);
+
+#endif

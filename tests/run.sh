@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs the unit tests (TAP from each binary in $B/tests) and the bats integration tests,
+# then prints one line: "check: N passed, N failed". Exit status 1 on any failure.
+# Usage: tests/run.sh [unit|integration] [bats-file-filter]
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+B=${B:-$here/../build}
+what=${1:-all}
+filter=${2:-}
+passed=0
+failed=0
+out=$B/test-output
+mkdir -p "$out"
+
+# count_tap FILE: adds the file's ok / not ok lines to the totals; a runner that died
+# before its plan line counts as a failure too.
+count_tap() {
+    local f=$1 ok nok
+    ok=$(grep -cE '^ok ' "$f" || true)
+    nok=$(grep -cE '^not ok ' "$f" || true)
+    passed=$((passed + ok))
+    failed=$((failed + nok))
+}
+
+if [ "$what" = all ] || [ "$what" = unit ]; then
+    for t in "$B"/tests/test_*; do
+        [ -x "$t" ] || continue
+        name=$(basename "$t")
+        log=$out/unit-$name.tap
+        timeout 120 "$t" >"$log" 2>&1
+        rc=$?
+        count_tap "$log"
+        if ! grep -qE '^1\.\.[0-9]+' "$log" || { [ $rc -ne 0 ] && ! grep -qE '^not ok ' "$log"; }; then
+            echo "unit: $name exited $rc without completing its plan"
+            failed=$((failed + 1))
+        fi
+        grep -E '^(not ok|#)' "$log" | sed "s/^/unit $name: /"
+        echo "unit: $name: $(grep -cE '^ok ' "$log") passed, $(grep -cE '^not ok ' "$log") failed"
+    done
+fi
+
+if [ "$what" = all ] || [ "$what" = integration ]; then
+    files=$(ls "$here"/integration/*.bats 2>/dev/null | grep -- "$filter" || true)
+    if [ -n "$files" ]; then
+        log=$out/integration.tap
+        # shellcheck disable=SC2086
+        LH_TEST_OUT=$out bats --tap $files >"$log" 2>&1
+        count_tap "$log"
+        grep -E '^(ok|not ok|#)' "$log" | grep -vE '^ok ' | head -n 400
+        echo "integration: $(grep -cE '^ok ' "$log") passed, $(grep -cE '^not ok ' "$log") failed"
+        if ! grep -qE '^1\.\.[0-9]+' "$log"; then
+            echo "integration: bats did not run"; failed=$((failed + 1))
+        fi
+    fi
+fi
+
+echo "check: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
