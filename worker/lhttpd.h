@@ -1,0 +1,110 @@
+/*
+ * lhttpd's public C API: what processors, header filters and loadable modules use.
+ * Installed as <lhttpd/lhttpd.h>. Everything runs on the worker's event loop thread; no
+ * function here blocks. Pointers handed to callbacks are borrowed for the duration of the
+ * callback only.
+ */
+#ifndef LHTTPD_H
+#define LHTTPD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped on any incompatible change; a module built for another version is refused. */
+#define LH_API_VERSION 1
+
+typedef struct lh_conn_s lh_conn_t; /* one WebSocket client connection */
+typedef struct lh_msg_s lh_msg_t;   /* one incoming LHTTP message */
+
+typedef struct {
+    const char *key;
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+} lh_header_t;
+
+/* ---- Reading a message (borrowed; valid during the callback) ---- */
+
+const char *lh_msg_command(const lh_msg_t *m, size_t *len);
+/* First header named key, case-insensitive; NULL when absent. */
+const char *lh_msg_header(const lh_msg_t *m, const char *key, size_t *len);
+size_t lh_msg_header_count(const lh_msg_t *m);
+/* The i-th header (0-based); returns 0, or -1 when i is out of range. */
+int lh_msg_header_at(const lh_msg_t *m, size_t i, lh_header_t *out);
+const char *lh_msg_body(const lh_msg_t *m, size_t *len);
+/* The message exactly as the client sent it. */
+const char *lh_msg_raw(const lh_msg_t *m, size_t *len);
+
+/* ---- Acting on a connection ---- */
+
+/* A number unique within the node's lifetime, for logs and backends. */
+uint64_t lh_conn_id(const lh_conn_t *c);
+/* The client's address as "ip:port". */
+const char *lh_conn_peer(const lh_conn_t *c);
+
+/*
+ * Sends an LHTTP message (serialized once, queued without blocking). Returns 0, or a
+ * negative errno: -EPIPE when the connection is closing, -ENOBUFS when the send queue is
+ * over limits.send_queue_bytes (the connection is then closed with 4008), -EINVAL for an
+ * invalid command or header.
+ */
+int lh_conn_send(lh_conn_t *c, const char *command, const lh_header_t *headers, size_t n,
+                 const void *body, size_t body_len);
+/* Sends bytes as one WebSocket text message, as is. Same returns as lh_conn_send. */
+int lh_conn_send_raw(lh_conn_t *c, const void *data, size_t len);
+/*
+ * Sends an LHTTP error reply ("LHTTP/1.0 error" with code, reason and, when m is given,
+ * in-reply-to: its command). The connection stays open.
+ */
+int lh_conn_send_error(lh_conn_t *c, const lh_msg_t *m, int code, const char *reason);
+/* Starts the close handshake with code and reason (reason may be NULL). */
+void lh_conn_close(lh_conn_t *c, uint16_t code, const char *reason);
+
+/*
+ * Per-connection slot for one module's state: a pointer owned by the module, which must
+ * free it in its on_close. Keyed by the address of anything the module owns.
+ */
+void *lh_conn_get_data(const lh_conn_t *c, const void *key);
+int lh_conn_set_data(lh_conn_t *c, const void *key, void *data);
+
+/* ---- Processors: behaviour for one command ---- */
+
+typedef struct {
+    /* Every processor's on_open runs when a WebSocket connection opens. */
+    void (*on_open)(lh_conn_t *c, void *ud);
+    /* Runs for each message whose command is the processor's. */
+    void (*on_message)(lh_conn_t *c, lh_msg_t *m, void *ud);
+    /* Every processor's on_close runs when the connection ends, however it ends. */
+    void (*on_close)(lh_conn_t *c, void *ud);
+} lh_processor_t;
+
+/* Registers p (copied) for command; a later registration for the same command wins.
+ * Returns 0, -EINVAL for an invalid command, -ENOMEM. */
+int lh_register_processor(const char *command, const lh_processor_t *p, void *ud);
+
+/* ---- Header filters: run on every message, whatever its command ---- */
+
+enum { LH_FILTER_CONTINUE = 0, LH_FILTER_STOP = 1 };
+
+typedef struct {
+    const char *name;
+    void (*on_open)(lh_conn_t *c, void *ud);
+    /* Before the processor; LH_FILTER_STOP ends processing of this message (the filter
+     * has replied or decided to drop it). Runs for unknown commands too. */
+    int (*before)(lh_conn_t *c, lh_msg_t *m, void *ud);
+    /* After the processor (or after the filters when no processor matched). */
+    void (*after)(lh_conn_t *c, lh_msg_t *m, void *ud);
+    void (*on_close)(lh_conn_t *c, void *ud);
+} lh_filter_t;
+
+/* Appends f (copied) to the filter chain; filters run in registration order. */
+int lh_register_filter(const lh_filter_t *f, void *ud);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
