@@ -44,7 +44,10 @@ typedef struct {
  * body starts after the first empty line and is taken verbatim (it may contain
  * anything, "publish:x\r\n\r\n" included); a message that ends after its headers, with
  * or without the empty line, has an empty body. A header line without ':' or with an
- * empty key is invalid; an empty value is allowed.
+ * empty key is invalid; an empty value is allowed. The first line must be exactly
+ * "LHTTP/1.0", one space and a valid command; a NUL, or a CR not followed by LF, in any
+ * line is EINVAL. lim NULL means LH_LHTTP_HEADERS_CAP headers and no line limit; a
+ * max_headers above the cap is clamped to it. reason may be NULL.
  */
 int lh_lhttp_parse(const char *buf, size_t len, const lh_lhttp_limits_t *lim,
                    lh_lhttp_msg_t *msg, const char **reason);
@@ -67,7 +70,10 @@ size_t lh_lhttp_serialize(char *out, size_t cap, const char *command, size_t com
 /* 1 when the command is a valid token: 1..64 visible ASCII bytes, no space or ':'. */
 int lh_lhttp_command_valid(const char *cmd, size_t len);
 
-/* 1 when a header key is valid (visible ASCII, no ':' or space) and a value has no CR/LF. */
+/*
+ * 1 when a header key is valid (visible ASCII, no ':' or space) and a value can be sent
+ * as is: no CR, LF or NUL, and no space or tab at either end (the receiver trims them).
+ */
 int lh_lhttp_header_valid(const char *key, size_t key_len, const char *value, size_t value_len);
 
 #endif
