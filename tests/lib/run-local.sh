@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make run`: a local nats-server (unless one already listens on 127.0.0.1:4222) and lhttpd
+# in the foreground with etc/lhttpd.json (port 8081). Ctrl-C stops both.
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+LHTTPD=${LHTTPD:-$top/build/lhttpd}
+CONFIG=${CONFIG:-$top/etc/lhttpd.json}
+nats_pid=
+lhttpd_pid=
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+cleanup() {
+    trap - INT TERM EXIT
+    [ -n "$lhttpd_pid" ] && kill -TERM "$lhttpd_pid" 2>/dev/null && wait "$lhttpd_pid" 2>/dev/null
+    [ -n "$nats_pid" ] && kill -TERM "$nats_pid" 2>/dev/null && wait "$nats_pid" 2>/dev/null
+    echo "run: stopped"
+}
+trap cleanup INT TERM EXIT
+
+if port_open 4222; then
+    echo "run: using the NATS server already on 127.0.0.1:4222"
+else
+    nats-server -a 127.0.0.1 -p 4222 >"${TMPDIR:-/tmp}/lhttpd-run-nats.log" 2>&1 &
+    nats_pid=$!
+    for _ in $(seq 1 100); do port_open 4222 && break; sleep 0.05; done
+    port_open 4222 || { echo "run: nats-server did not start"; exit 1; }
+    echo "run: nats-server on 127.0.0.1:4222 (pid $nats_pid)"
+fi
+echo "run: lhttpd on http://localhost:8081/ (Ctrl-C stops)"
+"$LHTTPD" -c "$CONFIG" &
+lhttpd_pid=$!
+wait "$lhttpd_pid"
+rc=$?
+lhttpd_pid=
+exit $rc

@@ -1,0 +1,574 @@
+/*
+ * Connections: reading into the worker's shared buffer, the send queue of shared frames
+ * written with writev once per loop pass, close and lingering close, and freeing a
+ * connection only when no callback on the stack still uses it.
+ */
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "lh_log.h"
+#include "lh_utf8.h"
+#include "lh_ws.h"
+
+#define WRITE_IOV 64
+#define READ_ROUNDS 4
+
+void lh_conn_list_append(lh_conn_list_t *l, lh_conn_t *c)
+{
+    c->next = NULL;
+    c->prev = l->tail;
+    if (l->tail)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+    l->n++;
+}
+
+void lh_conn_list_remove(lh_conn_list_t *l, lh_conn_t *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        l->tail = c->prev;
+    c->prev = c->next = NULL;
+    l->n--;
+}
+
+static lh_conn_list_t *list_of(lh_conn_t *c)
+{
+    switch (c->state) {
+    case LH_CONN_HTTP:
+        return &c->w->http_conns;
+    case LH_CONN_WS:
+        return &c->w->ws_conns;
+    default:
+        return &c->w->closing_conns;
+    }
+}
+
+void lh_conn_set_state(lh_conn_t *c, int state)
+{
+    if (c->state == state)
+        return;
+    lh_conn_list_remove(list_of(c), c);
+    c->state = (uint8_t)state;
+    lh_conn_list_append(list_of(c), c);
+}
+
+void lh_conn_touch(lh_conn_t *c)
+{
+    c->flags &= ~LH_CF_PINGED;
+    if (c->state != LH_CONN_WS)
+        return;
+    c->last_ms = c->w->now_ms;
+    if (c->w->ws_conns.tail != c) {
+        lh_conn_list_remove(&c->w->ws_conns, c);
+        lh_conn_list_append(&c->w->ws_conns, c);
+    }
+}
+
+static void schedule_flush(lh_conn_t *c)
+{
+    lh_worker_t *w = c->w;
+
+    if (c->flags & (LH_CF_FLUSH_LISTED | LH_CF_WRITE_WAIT))
+        return;
+    c->flags |= LH_CF_FLUSH_LISTED;
+    if (w->flush_head == NULL)
+        event_active(w->flush_ev, 0, 0);
+    c->flush_next = w->flush_head;
+    w->flush_head = c;
+}
+
+static int outq_push(lh_outq_t *q, lh_buf_t *b)
+{
+    if (q->count == q->cap) {
+        uint32_t ncap = q->cap ? q->cap * 2 : 4;
+        lh_buf_t **items = malloc(ncap * sizeof(*items));
+
+        if (items == NULL)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < q->count; i++)
+            items[i] = q->items[(q->head + i) & (q->cap - 1)];
+        free(q->items);
+        q->items = items;
+        q->cap = ncap;
+        q->head = 0;
+    }
+    q->items[(q->head + q->count) & (q->cap - 1)] = b;
+    q->count++;
+    q->bytes += b->len;
+    return 0;
+}
+
+static void outq_clear(lh_outq_t *q, int keep_partial_head)
+{
+    uint32_t keep = (keep_partial_head && q->count > 0 && q->off > 0) ? 1 : 0;
+
+    for (uint32_t i = keep; i < q->count; i++) {
+        lh_buf_t *b = q->items[(q->head + i) & (q->cap - 1)];
+
+        q->bytes -= b->len;
+        lh_buf_unref(b);
+    }
+    q->count = keep;
+    if (!keep) {
+        q->off = 0;
+        q->bytes = 0;
+        free(q->items);
+        q->items = NULL;
+        q->cap = 0;
+        q->head = 0;
+    }
+}
+
+/* A client that does not read: drop what it has not started to receive, close 4008. */
+static void conn_overflow(lh_conn_t *c)
+{
+    lh_log(LH_LOG_WARNING, "conn %llu: send queue over %zu bytes, closing",
+           (unsigned long long)c->id, c->w->cfg->limits.send_queue_bytes);
+    outq_clear(&c->out, 1);
+    lh_conn_close_ws(c, LH_WS_CLOSE_SLOW_CONSUMER, "send queue full");
+    if (c->state == LH_CONN_CLOSING) {
+        /* It does not read: do not wait for its close frame either. */
+        lh_conn_set_state(c, LH_CONN_LINGER);
+    }
+}
+
+int lh_conn_queue(lh_conn_t *c, lh_buf_t *b)
+{
+    int is_close = (b->flags & LH_BUF_CLOSE_FRAME) != 0;
+
+    if (c->flags & (LH_CF_DEAD | LH_CF_HALF_CLOSED))
+        return -EPIPE;
+    if ((c->flags & LH_CF_CLOSE_SENT) && !is_close)
+        return -EPIPE;
+    if (!is_close && c->state != LH_CONN_HTTP &&
+        c->out.bytes + b->len > c->w->cfg->limits.send_queue_bytes) {
+        conn_overflow(c);
+        return -ENOBUFS;
+    }
+    if (outq_push(&c->out, b) < 0) {
+        lh_conn_destroy(c);
+        return -ENOMEM;
+    }
+    lh_buf_ref(b);
+    schedule_flush(c);
+    return 0;
+}
+
+int lh_conn_queue_frame(lh_conn_t *c, int opcode, const void *data, size_t len)
+{
+    uint8_t hdr[LH_WS_MAX_HEADER];
+    size_t hl = opcode >= 0 ? lh_ws_build_header(hdr, 1, opcode, len, NULL) : 0;
+    lh_buf_t *b = lh_buf_new(hl + len);
+    int r;
+
+    if (b == NULL)
+        return -ENOMEM;
+    memcpy(b->data, hdr, hl);
+    if (len)
+        memcpy(b->data + hl, data, len);
+    if (opcode == LH_WS_OP_CLOSE)
+        b->flags |= LH_BUF_CLOSE_FRAME;
+    r = lh_conn_queue(c, b);
+    lh_buf_unref(b);
+    return r;
+}
+
+void lh_conn_close_ws(lh_conn_t *c, uint16_t code, const char *reason)
+{
+    uint8_t payload[125];
+    size_t rl = reason ? strlen(reason) : 0;
+    lh_worker_t *w = c->w;
+
+    if (c->flags & LH_CF_DEAD)
+        return;
+    if (c->state == LH_CONN_HTTP) {
+        lh_conn_destroy(c);
+        return;
+    }
+    if (c->flags & LH_CF_CLOSE_SENT)
+        return;
+    if (rl > sizeof(payload) - 2)
+        rl = sizeof(payload) - 2;
+    payload[0] = (uint8_t)(code >> 8);
+    payload[1] = (uint8_t)code;
+    memcpy(payload + 2, reason, rl);
+    lh_conn_queue_frame(c, LH_WS_OP_CLOSE, payload, rl + 2);
+    c->flags |= LH_CF_CLOSE_SENT;
+    c->close_code = code;
+    free(c->msg);
+    c->msg = NULL;
+    c->msg_len = c->msg_cap = 0;
+    c->frag_opcode = 0;
+    if (c->state == LH_CONN_WS)
+        lh_conn_set_state(c, LH_CONN_CLOSING);
+    c->last_ms = w->now_ms + w->cfg->websocket.close_timeout_ms;
+}
+
+/* Formats the peer address once, on first use. */
+const char *lh_conn_peer(const lh_conn_t *cc)
+{
+    lh_conn_t *c = (lh_conn_t *)cc;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    char tmp[INET6_ADDRSTRLEN + 16];
+
+    if (c->peer)
+        return c->peer;
+    if (c->peer_sa.sa.sa_family == AF_INET) {
+        inet_ntop(AF_INET, &c->peer_sa.in4.sin_addr, ip, sizeof(ip));
+        port = ntohs(c->peer_sa.in4.sin_port);
+        snprintf(tmp, sizeof(tmp), "%s:%u", ip, port);
+    } else if (c->peer_sa.sa.sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &c->peer_sa.in6.sin6_addr, ip, sizeof(ip));
+        port = ntohs(c->peer_sa.in6.sin6_port);
+        snprintf(tmp, sizeof(tmp), "[%s]:%u", ip, port);
+    } else {
+        snprintf(tmp, sizeof(tmp), "local");
+    }
+    c->peer = strdup(tmp);
+    return c->peer ? c->peer : "?";
+}
+
+uint64_t lh_conn_id(const lh_conn_t *c)
+{
+    return c->id;
+}
+
+void lh_conn_destroy(lh_conn_t *c)
+{
+    lh_worker_t *w = c->w;
+
+    if (c->flags & LH_CF_DEAD)
+        return;
+    c->flags |= LH_CF_DEAD;
+    if (c->flags & LH_CF_OPENED) {
+        c->busy++;
+        lh_dispatch_close(c);
+        c->busy--;
+    }
+    lh_conn_list_remove(list_of(c), c);
+    event_del(&c->rev);
+    event_del(&c->wev);
+    close(c->fd);
+    c->fd = -1;
+    outq_clear(&c->out, 0);
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+    free(c->msg);
+    c->msg = NULL;
+    w->nconns--;
+    w->stats.closed++;
+    c->next = w->reap_head;
+    w->reap_head = c;
+}
+
+void lh_worker_reap(lh_worker_t *w)
+{
+    lh_conn_t **pp = &w->reap_head;
+
+    while (*pp) {
+        lh_conn_t *c = *pp;
+
+        if (c->busy || (c->flags & LH_CF_FLUSH_LISTED)) {
+            pp = &c->next;
+            continue;
+        }
+        *pp = c->next;
+        free(c->slots);
+        free(c->peer);
+        free(c);
+    }
+}
+
+/* Writes as much of the queue as the socket takes. Returns 0, or -1 if destroyed. */
+static int conn_write(lh_conn_t *c)
+{
+    lh_outq_t *q = &c->out;
+
+    while (q->count > 0) {
+        struct iovec iov[WRITE_IOV];
+        int n = 0;
+        size_t total = 0;
+        ssize_t r;
+
+        for (uint32_t i = 0; i < q->count && n < WRITE_IOV; i++, n++) {
+            lh_buf_t *b = q->items[(q->head + i) & (q->cap - 1)];
+            size_t skip = i == 0 ? q->off : 0;
+
+            iov[n].iov_base = b->data + skip;
+            iov[n].iov_len = b->len - skip;
+            total += iov[n].iov_len;
+        }
+        r = writev(c->fd, iov, n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            lh_log(LH_LOG_DEBUG, "conn %llu: writev: %s", (unsigned long long)c->id,
+                   strerror(errno));
+            lh_conn_destroy(c);
+            return -1;
+        }
+        c->w->stats.bytes_out += (uint64_t)r;
+        q->bytes -= (size_t)r;
+        size_t left = (size_t)r;
+        while (left > 0) {
+            lh_buf_t *b = q->items[q->head];
+            size_t rest = b->len - q->off;
+
+            if (left < rest) {
+                q->off += left;
+                break;
+            }
+            left -= rest;
+            q->off = 0;
+            q->head = (q->head + 1) & (q->cap - 1);
+            q->count--;
+            lh_buf_unref(b);
+        }
+        if ((size_t)r < total)
+            break;
+    }
+    if (q->count > 0) {
+        if (!(c->flags & LH_CF_WRITE_WAIT)) {
+            c->flags |= LH_CF_WRITE_WAIT;
+            event_add(&c->wev, NULL);
+        }
+        return 0;
+    }
+    if (c->flags & LH_CF_WRITE_WAIT) {
+        c->flags &= ~LH_CF_WRITE_WAIT;
+        event_del(&c->wev);
+    }
+    if (q->cap > 16) {
+        free(q->items);
+        q->items = NULL;
+        q->cap = 0;
+        q->head = 0;
+    }
+    if (c->state == LH_CONN_LINGER && !(c->flags & LH_CF_HALF_CLOSED)) {
+        /* Everything is out: half-close and wait for the peer's EOF, so that our last
+         * bytes are not lost to a reset. */
+        c->flags |= LH_CF_HALF_CLOSED;
+        shutdown(c->fd, SHUT_WR);
+        if (c->flags & LH_CF_EOF) {
+            lh_conn_destroy(c);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void lh_worker_flush(lh_worker_t *w)
+{
+    while (w->flush_head) {
+        lh_conn_t *c = w->flush_head;
+
+        w->flush_head = c->flush_next;
+        c->flush_next = NULL;
+        c->flags &= ~LH_CF_FLUSH_LISTED;
+        if (!(c->flags & LH_CF_DEAD))
+            conn_write(c);
+    }
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_conn_t *c = arg;
+
+    c->w->now_ms = lh_now_ms();
+    c->flags &= ~LH_CF_WRITE_WAIT;
+    event_del(&c->wev);
+    conn_write(c);
+    lh_worker_reap(c->w);
+}
+
+/* Feeds data to the state's handler until it needs more. Returns bytes consumed. */
+static size_t conn_process(lh_conn_t *c, uint8_t *data, size_t len)
+{
+    size_t off = 0;
+
+    while (off < len && !(c->flags & LH_CF_DEAD)) {
+        ssize_t r;
+
+        if (c->state == LH_CONN_HTTP)
+            r = lh_http_input(c, data + off, len - off);
+        else
+            r = lh_ws_input(c, data + off, len - off);
+        if (r <= 0)
+            break;
+        off += (size_t)r;
+    }
+    return off;
+}
+
+/* The most a connection may hold unprocessed: one request head and body, or one frame. */
+static size_t in_limit(const lh_conn_t *c)
+{
+    const lh_config_t *cfg = c->w->cfg;
+
+    if (c->state == LH_CONN_HTTP)
+        return cfg->http.max_header_bytes + cfg->http.max_body_bytes + 1;
+    return cfg->limits.max_message_bytes + LH_WS_MAX_HEADER;
+}
+
+static int in_reserve(lh_conn_t *c, size_t need)
+{
+    size_t cap = c->in_cap ? c->in_cap : 4096;
+    uint8_t *p;
+
+    if (need <= c->in_cap)
+        return 0;
+    while (cap < need)
+        cap *= 2;
+    if (cap > in_limit(c) && need <= in_limit(c))
+        cap = in_limit(c);
+    if (cap > UINT32_MAX)
+        return -1;
+    p = realloc(c->in, cap);
+    if (p == NULL)
+        return -1;
+    c->in = p;
+    c->in_cap = (uint32_t)cap;
+    return 0;
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_conn_t *c = arg;
+    lh_worker_t *w = c->w;
+
+    w->now_ms = lh_now_ms();
+    c->busy++;
+    for (int round = 0; round < READ_ROUNDS && !(c->flags & LH_CF_DEAD); round++) {
+        uint8_t *dst;
+        size_t room;
+        ssize_t n;
+
+        if (c->in_len == 0) {
+            dst = w->rbuf;
+            room = w->rbuf_cap;
+        } else {
+            size_t lim = in_limit(c);
+
+            if (c->in_len >= lim) {
+                /* The handler accepted a prefix this long and still wants more: only a
+                 * bug could lead here, but never grow without bound. */
+                lh_log(LH_LOG_ERR, "conn %llu: input over %zu bytes unprocessed",
+                       (unsigned long long)c->id, lim);
+                lh_conn_close_ws(c, LH_WS_CLOSE_TOO_BIG, "message too big");
+                lh_conn_destroy(c);
+                break;
+            }
+            if (c->in_cap - c->in_len < 4096 &&
+                in_reserve(c, c->in_len + (c->in_len < 65536 ? c->in_len : 65536)) < 0) {
+                lh_conn_destroy(c);
+                break;
+            }
+            dst = c->in + c->in_len;
+            room = c->in_cap - c->in_len;
+            if (room > lim - c->in_len)
+                room = lim - c->in_len;
+        }
+        n = read(c->fd, dst, room);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                lh_log(LH_LOG_DEBUG, "conn %llu: read: %s", (unsigned long long)c->id,
+                       strerror(errno));
+                lh_conn_destroy(c);
+            }
+            break;
+        }
+        if (n == 0) {
+            c->flags |= LH_CF_EOF;
+            /* The peer is gone or half-closed; a WebSocket client that left without a
+             * close frame is done. An HTTP client that half-closed still gets its
+             * response, then the connection ends. */
+            if (c->out.count == 0 || c->state == LH_CONN_WS || c->state == LH_CONN_CLOSING ||
+                (c->flags & LH_CF_HALF_CLOSED)) {
+                lh_conn_destroy(c);
+            } else {
+                event_del(&c->rev);
+                if (c->state == LH_CONN_HTTP)
+                    lh_conn_set_state(c, LH_CONN_LINGER);
+            }
+            break;
+        }
+        w->stats.bytes_in += (uint64_t)n;
+        if (dst == w->rbuf) {
+            size_t used = conn_process(c, dst, (size_t)n);
+
+            if (used < (size_t)n && !(c->flags & LH_CF_DEAD)) {
+                size_t rest = (size_t)n - used;
+
+                if (in_reserve(c, rest) < 0) {
+                    lh_conn_destroy(c);
+                    break;
+                }
+                memcpy(c->in, dst + used, rest);
+                c->in_len = (uint32_t)rest;
+            }
+        } else {
+            size_t used;
+
+            c->in_len += (uint32_t)n;
+            used = conn_process(c, c->in, c->in_len);
+            if (!(c->flags & LH_CF_DEAD) && used > 0) {
+                memmove(c->in, c->in + used, c->in_len - used);
+                c->in_len -= (uint32_t)used;
+                if (c->in_len == 0) {
+                    free(c->in);
+                    c->in = NULL;
+                    c->in_cap = 0;
+                }
+            }
+        }
+        if ((size_t)n < room)
+            break;
+    }
+    c->busy--;
+    lh_worker_reap(w);
+}
+
+void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+    lh_conn_t *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        lh_log(LH_LOG_ERR, "calloc: out of memory; dropping a connection");
+        close(fd);
+        return;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->id = w->next_id++;
+    if ((size_t)salen <= sizeof(c->peer_sa))
+        memcpy(&c->peer_sa, sa, (size_t)salen);
+    c->state = LH_CONN_HTTP;
+    c->last_ms = w->now_ms + w->cfg->limits.handshake_timeout_ms;
+    event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, read_cb, c);
+    event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, write_cb, c);
+    event_add(&c->rev, NULL);
+    lh_conn_list_append(&w->http_conns, c);
+    w->nconns++;
+    w->stats.accepted++;
+}

@@ -1,0 +1,198 @@
+/*
+ * HTTP/1.1 on a worker: request routing, keep-alive, error responses, and the WebSocket
+ * opening handshake (RFC 6455 section 4.2).
+ */
+#include "worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lh_log.h"
+#include "lh_ws.h"
+
+static int path_in(const lh_strlist_t *l, const char *path, size_t len)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strlen(l->items[i]) == len && memcmp(l->items[i], path, len) == 0)
+            return 1;
+    return 0;
+}
+
+void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ctype,
+                     const void *body, size_t body_len)
+{
+    lh_worker_t *w = c->w;
+    char head[1024];
+    int close_after = (c->flags & LH_CF_CLOSE_AFTER) || !(c->flags & LH_CF_KEEPALIVE) ||
+                      w->stopping;
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nServer: lhttpd\r\nContent-Length: %zu\r\n%s%s%s%s%s\r\n",
+                     status, lh_http_status_text(status), body_len,
+                     ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
+                     close_after ? "Connection: close\r\n" : "", extra ? extra : "");
+    lh_buf_t *b;
+
+    if (n < 0 || (size_t)n >= sizeof(head))
+        n = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\n"
+                                         "Content-Length: 0\r\nConnection: close\r\n\r\n");
+    b = lh_buf_new((size_t)n + body_len);
+    if (b == NULL) {
+        lh_conn_destroy(c);
+        return;
+    }
+    memcpy(b->data, head, (size_t)n);
+    if (body_len)
+        memcpy(b->data + n, body, body_len);
+    lh_conn_queue(c, b);
+    lh_buf_unref(b);
+    if (close_after) {
+        lh_conn_set_state(c, LH_CONN_LINGER);
+        c->last_ms = w->now_ms + w->cfg->websocket.close_timeout_ms;
+    } else {
+        c->flags |= LH_CF_KA_IDLE;
+        c->last_ms = w->now_ms + w->cfg->http.keepalive_timeout_ms;
+    }
+}
+
+/* An error response with a one-line plain-text reason; the connection closes after it. */
+static void respond_error(lh_conn_t *c, int status, const char *reason, const char *extra)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body), "%s\n", reason);
+
+    c->flags |= LH_CF_CLOSE_AFTER;
+    lh_log(LH_LOG_INFO, "%s: HTTP %d: %s", lh_conn_peer(c), status, reason);
+    lh_http_respond(c, status, extra, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+static int origin_allowed(const lh_config_t *cfg, const lh_http_header_t *origin)
+{
+    if (cfg->websocket.allowed_origins.n == 0 || origin == NULL)
+        return 1;
+    for (size_t i = 0; i < cfg->websocket.allowed_origins.n; i++)
+        if (lh_strieq(origin->value, origin->value_len, cfg->websocket.allowed_origins.items[i]))
+            return 1;
+    return 0;
+}
+
+/* Validates an upgrade request and switches the connection to WebSocket. */
+static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
+{
+    lh_worker_t *w = c->w;
+    const lh_http_header_t *h;
+    char accept[29];
+    char resp[256];
+    int n;
+    int proto = 0;
+
+    if (req->minor_version != 1) {
+        respond_error(c, 400, "WebSocket needs HTTP/1.1", NULL);
+        return;
+    }
+    if (lh_http_find_header(req, "host") == NULL) {
+        respond_error(c, 400, "missing Host", NULL);
+        return;
+    }
+    h = lh_http_find_header(req, "connection");
+    if (h == NULL || !lh_http_has_token(h->value, h->value_len, "upgrade")) {
+        respond_error(c, 400, "Connection must include Upgrade", NULL);
+        return;
+    }
+    h = lh_http_find_header(req, "sec-websocket-version");
+    if (h == NULL || h->value_len != 2 || memcmp(h->value, "13", 2) != 0) {
+        respond_error(c, 426, "unsupported WebSocket version",
+                      "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n");
+        return;
+    }
+    h = lh_http_find_header(req, "sec-websocket-key");
+    if (h == NULL || lh_ws_accept_key(h->value, h->value_len, accept) < 0) {
+        respond_error(c, 400, "missing or invalid Sec-WebSocket-Key", NULL);
+        return;
+    }
+    if (!origin_allowed(w->cfg, lh_http_find_header(req, "origin"))) {
+        respond_error(c, 403, "origin not allowed", NULL);
+        return;
+    }
+    h = lh_http_find_header(req, "sec-websocket-protocol");
+    if (h != NULL && lh_http_has_token(h->value, h->value_len, "lhttp"))
+        proto = 1;
+    n = snprintf(resp, sizeof(resp),
+                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+                 accept, proto ? "Sec-WebSocket-Protocol: lhttp\r\n" : "");
+    c->flags &= ~LH_CF_KA_IDLE;
+    lh_conn_set_state(c, LH_CONN_WS);
+    c->last_ms = w->now_ms;
+    lh_conn_queue_frame(c, -1, resp, (size_t)n);
+    if (echo) {
+        c->flags |= LH_CF_ECHO;
+    } else {
+        c->flags |= LH_CF_OPENED;
+        lh_dispatch_open(c);
+    }
+}
+
+ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
+{
+    lh_worker_t *w = c->w;
+    lh_http_request_t *req = &w->req;
+    const lh_http_header_t *h;
+    uint64_t clen = 0;
+    size_t total;
+    int r, echo, ws;
+
+    if (c->flags & LH_CF_KA_IDLE) {
+        /* A new request starts on a kept-alive connection: it gets the handshake
+         * timeout to finish its head. */
+        c->flags &= ~LH_CF_KA_IDLE;
+        c->last_ms = w->now_ms + w->cfg->limits.handshake_timeout_ms;
+    }
+    r = lh_http_parse_request((const char *)data, len, &w->http_limits, req);
+    if (r == LH_PARSE_AGAIN)
+        return 0;
+    if (r == LH_PARSE_ERROR) {
+        respond_error(c, req->status, req->reason, NULL);
+        return (ssize_t)len;
+    }
+    c->flags &= ~(LH_CF_KEEPALIVE | LH_CF_CLOSE_AFTER);
+    h = lh_http_find_header(req, "connection");
+    if (req->minor_version == 1)
+        c->flags |= (h && lh_http_has_token(h->value, h->value_len, "close")) ? 0 : LH_CF_KEEPALIVE;
+    else
+        c->flags |= (h && lh_http_has_token(h->value, h->value_len, "keep-alive")) ? LH_CF_KEEPALIVE : 0;
+    if (lh_http_find_header(req, "transfer-encoding") != NULL) {
+        respond_error(c, 411, "Transfer-Encoding is not supported; send Content-Length", NULL);
+        return (ssize_t)len;
+    }
+    if (lh_http_content_length(req, &clen) < 0) {
+        respond_error(c, 400, "invalid Content-Length", NULL);
+        return (ssize_t)len;
+    }
+    if (clen > w->cfg->http.max_body_bytes) {
+        respond_error(c, 413, "request body too large", NULL);
+        return (ssize_t)len;
+    }
+    total = (size_t)r + (size_t)clen;
+    if (len < total)
+        return 0;
+
+    echo = path_in(&w->cfg->websocket.echo_paths, req->path, req->path_len);
+    ws = echo || path_in(&w->cfg->websocket.paths, req->path, req->path_len);
+    if (ws) {
+        h = lh_http_find_header(req, "upgrade");
+        if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
+            respond_error(c, 405, "method not allowed", "Allow: GET\r\n");
+        } else if (h == NULL || !lh_http_has_token(h->value, h->value_len, "websocket")) {
+            lh_http_respond(c, 426, "Upgrade: websocket\r\nConnection: Upgrade\r\n",
+                            "text/plain; charset=utf-8", "WebSocket upgrade required\n", 27);
+        } else if (clen > 0) {
+            respond_error(c, 400, "a WebSocket handshake has no body", NULL);
+        } else {
+            handshake(c, req, echo);
+        }
+        return (ssize_t)total;
+    }
+    lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
+    return (ssize_t)total;
+}

@@ -1,0 +1,299 @@
+/*
+ * The worker's event loop: accepting, the per-pass flush of queued output, the timer
+ * sweep (handshake, keep-alive, ping, idle and close timeouts) and graceful stop.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lh_log.h"
+#include "lh_ws.h"
+
+#define RBUF_SIZE (256 * 1024)
+#define ACCEPT_BATCH 64
+
+uint64_t lh_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void pause_listeners(lh_worker_t *w, int pause)
+{
+    if (w->listeners_paused == pause)
+        return;
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (pause)
+            event_del(&w->listeners[i].ev);
+        else
+            event_add(&w->listeners[i].ev, NULL);
+    }
+    w->listeners_paused = pause;
+}
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_worker_t *w = arg;
+
+    if (!w->stopping)
+        pause_listeners(w, 0);
+}
+
+static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+    lh_listener_t *l = arg;
+    lh_worker_t *w = l->w;
+
+    w->now_ms = lh_now_ms();
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+                errno == ECONNABORTED)
+                break;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: stop accepting for a moment instead of spinning. */
+                lh_log(LH_LOG_ERR, "accept4: %s; pausing accept for 100 ms", strerror(errno));
+                pause_listeners(w, 1);
+                struct timeval tv = {0, 100000};
+                event_add(w->accept_resume_ev, &tv);
+                break;
+            }
+            lh_log(LH_LOG_ERR, "accept4: %s", strerror(errno));
+            break;
+        }
+        if (w->nconns >= w->cfg->limits.max_connections) {
+            static const char busy[] =
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                "Connection: close\r\nRetry-After: 1\r\n\r\n";
+            /* Best effort: the socket buffer of a fresh connection takes this. */
+            if (write(fd, busy, sizeof(busy) - 1) < 0) {
+                /* nothing to do */
+            }
+            close(fd);
+            lh_log(LH_LOG_WARNING, "connection refused: limits.max_connections (%zu) reached",
+                   w->cfg->limits.max_connections);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        lh_conn_accepted(w, fd, (struct sockaddr *)&ss, sl);
+    }
+    lh_worker_reap(w);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_worker_t *w = arg;
+
+    lh_worker_flush(w);
+    lh_worker_reap(w);
+}
+
+/* The sweep: walks the timer lists. WebSocket connections are ordered by their last
+ * receive, so the walk stops at the first one that is recent enough. */
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_worker_t *w = arg;
+    const lh_config_t *cfg = w->cfg;
+    lh_conn_t *c, *next;
+
+    w->now_ms = lh_now_ms();
+    for (c = w->http_conns.head; c != NULL; c = next) {
+        next = c->next;
+        /* last_ms is the deadline for HTTP connections. */
+        if (w->now_ms >= c->last_ms) {
+            if (c->in_len > 0) {
+                c->flags |= LH_CF_CLOSE_AFTER;
+                lh_http_respond(c, 408, NULL, "text/plain", "request timeout\n", 16);
+                lh_conn_set_state(c, LH_CONN_LINGER);
+                c->last_ms = w->now_ms + cfg->websocket.close_timeout_ms;
+            } else {
+                lh_conn_destroy(c);
+            }
+        }
+    }
+    for (c = w->ws_conns.head; c != NULL; c = next) {
+        uint64_t silent = w->now_ms - c->last_ms;
+
+        next = c->next;
+        if (silent < cfg->websocket.ping_interval_ms && silent < cfg->limits.idle_timeout_ms)
+            break;
+        if (silent >= cfg->limits.idle_timeout_ms) {
+            lh_log(LH_LOG_DEBUG, "conn %llu: idle for %llu ms, closing",
+                   (unsigned long long)c->id, (unsigned long long)silent);
+            lh_conn_close_ws(c, LH_WS_CLOSE_GOING_AWAY, "idle timeout");
+        } else if (!(c->flags & LH_CF_PINGED)) {
+            c->flags |= LH_CF_PINGED;
+            lh_conn_queue_frame(c, LH_WS_OP_PING, NULL, 0);
+        }
+    }
+    for (c = w->closing_conns.head; c != NULL; c = next) {
+        next = c->next;
+        if (w->now_ms >= c->last_ms)
+            lh_conn_destroy(c);
+    }
+    if (w->stopping && w->nconns == 0)
+        event_base_loopbreak(w->base);
+    else if (w->stopping && w->now_ms >= w->stop_deadline_ms) {
+        lh_log(LH_LOG_WARNING, "shutdown timeout: dropping %zu connections", w->nconns);
+        while (w->http_conns.head)
+            lh_conn_destroy(w->http_conns.head);
+        while (w->ws_conns.head)
+            lh_conn_destroy(w->ws_conns.head);
+        while (w->closing_conns.head)
+            lh_conn_destroy(w->closing_conns.head);
+        event_base_loopbreak(w->base);
+    }
+    lh_worker_flush(w);
+    lh_worker_reap(w);
+}
+
+static unsigned sweep_interval_ms(const lh_config_t *cfg)
+{
+    unsigned m = cfg->websocket.ping_interval_ms;
+
+    if (cfg->limits.idle_timeout_ms < m)
+        m = cfg->limits.idle_timeout_ms;
+    if (cfg->limits.handshake_timeout_ms < m)
+        m = cfg->limits.handshake_timeout_ms;
+    if (cfg->websocket.close_timeout_ms < m)
+        m = cfg->websocket.close_timeout_ms;
+    if (cfg->http.keepalive_timeout_ms < m)
+        m = cfg->http.keepalive_timeout_ms;
+    m /= 4;
+    if (m < 10)
+        m = 10;
+    if (m > 1000)
+        m = 1000;
+    return m;
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    lh_worker_t *w = arg;
+
+    lh_log(LH_LOG_NOTICE, "%s: stopping gracefully", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    lh_worker_stop(w, LH_WS_CLOSE_GOING_AWAY, 10000);
+}
+
+lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_fds, size_t n)
+{
+    lh_worker_t *w = calloc(1, sizeof(*w));
+    struct timeval tv;
+    unsigned iv;
+
+    if (w == NULL)
+        return NULL;
+    w->cfg = cfg;
+    w->index = index;
+    w->base = event_base_new();
+    w->rbuf_cap = RBUF_SIZE;
+    w->rbuf = malloc(w->rbuf_cap);
+    w->listeners = calloc(n ? n : 1, sizeof(*w->listeners));
+    if (w->base == NULL || w->rbuf == NULL || w->listeners == NULL)
+        goto fail;
+    w->http_limits.max_line = cfg->http.max_request_line;
+    w->http_limits.max_header_bytes = cfg->http.max_header_bytes;
+    w->http_limits.max_headers = cfg->http.max_headers;
+    w->lhttp_limits.max_headers = cfg->limits.max_headers;
+    w->lhttp_limits.max_line = cfg->limits.max_header_line;
+    w->next_id = ((uint64_t)(unsigned)getpid() << 32) | 1u;
+    w->now_ms = lh_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        lh_listener_t *l = &w->listeners[i];
+
+        l->fd = listen_fds[i];
+        l->w = w;
+        event_assign(&l->ev, w->base, l->fd, EV_READ | EV_PERSIST, accept_cb, l);
+        event_add(&l->ev, NULL);
+    }
+    w->nlisteners = n;
+    w->accept_resume_ev = evtimer_new(w->base, accept_resume_cb, w);
+    w->flush_ev = event_new(w->base, -1, 0, flush_cb, w);
+    w->sweep_ev = event_new(w->base, -1, EV_PERSIST, sweep_cb, w);
+    iv = sweep_interval_ms(cfg);
+    tv.tv_sec = iv / 1000;
+    tv.tv_usec = (iv % 1000) * 1000;
+    event_add(w->sweep_ev, &tv);
+    w->sigterm_ev = evsignal_new(w->base, SIGTERM, signal_cb, w);
+    w->sigint_ev = evsignal_new(w->base, SIGINT, signal_cb, w);
+    event_add(w->sigterm_ev, NULL);
+    event_add(w->sigint_ev, NULL);
+    return w;
+fail:
+    lh_worker_free(w);
+    return NULL;
+}
+
+void lh_worker_stop(lh_worker_t *w, uint16_t code, unsigned timeout_ms)
+{
+    lh_conn_t *c, *next;
+
+    if (w->stopping)
+        return;
+    w->stopping = 1;
+    w->now_ms = lh_now_ms();
+    w->stop_deadline_ms = w->now_ms + timeout_ms;
+    pause_listeners(w, 1);
+    for (c = w->ws_conns.head; c != NULL; c = next) {
+        next = c->next;
+        lh_conn_close_ws(c, code, "server stopping");
+    }
+    for (c = w->http_conns.head; c != NULL; c = next) {
+        next = c->next;
+        lh_conn_destroy(c);
+    }
+    lh_worker_flush(w);
+    lh_worker_reap(w);
+    if (w->nconns == 0)
+        event_base_loopbreak(w->base);
+}
+
+int lh_worker_run(lh_worker_t *w)
+{
+    event_base_dispatch(w->base);
+    return 0;
+}
+
+void lh_worker_free(lh_worker_t *w)
+{
+    if (w == NULL)
+        return;
+    while (w->http_conns.head)
+        lh_conn_destroy(w->http_conns.head);
+    while (w->ws_conns.head)
+        lh_conn_destroy(w->ws_conns.head);
+    while (w->closing_conns.head)
+        lh_conn_destroy(w->closing_conns.head);
+    lh_worker_reap(w);
+    for (size_t i = 0; i < w->nlisteners; i++)
+        event_del(&w->listeners[i].ev);
+    if (w->accept_resume_ev)
+        event_free(w->accept_resume_ev);
+    if (w->flush_ev)
+        event_free(w->flush_ev);
+    if (w->sweep_ev)
+        event_free(w->sweep_ev);
+    if (w->sigterm_ev)
+        event_free(w->sigterm_ev);
+    if (w->sigint_ev)
+        event_free(w->sigint_ev);
+    if (w->base)
+        event_base_free(w->base);
+    free(w->listeners);
+    free(w->rbuf);
+    free(w);
+}

@@ -1,0 +1,185 @@
+/*
+ * A worker: one event loop, its listening sockets, its connections, and everything it
+ * owns. All worker state lives in lh_worker_t, so a master can fork any number of them.
+ */
+#ifndef LH_WORKER_H
+#define LH_WORKER_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "lh_config.h"
+#include "lh_http.h"
+#include "lh_lhttp.h"
+#include "lhttpd.h"
+
+typedef struct lh_worker_s lh_worker_t;
+
+/* Connection states. */
+enum {
+    LH_CONN_HTTP = 0, /* reading an HTTP request head (handshake or keep-alive) */
+    LH_CONN_WS,       /* WebSocket open */
+    LH_CONN_CLOSING,  /* close frame sent, waiting for the peer's close or the timeout */
+    LH_CONN_LINGER    /* flushing what is queued, then half-close and wait for EOF */
+};
+
+/* Connection flags. */
+enum {
+    LH_CF_FLUSH_LISTED = 1u << 0, /* on the worker's flush list */
+    LH_CF_WRITE_WAIT = 1u << 1,   /* waiting for EV_WRITE */
+    LH_CF_ECHO = 1u << 2,         /* an echo path: messages are echoed, not LHTTP */
+    LH_CF_PINGED = 1u << 3,       /* a keep-alive ping is out */
+    LH_CF_CLOSE_SENT = 1u << 4,   /* our close frame is queued */
+    LH_CF_HALF_CLOSED = 1u << 5,  /* shutdown(SHUT_WR) done */
+    LH_CF_DEAD = 1u << 6,         /* to be freed once no callback uses it */
+    LH_CF_OPENED = 1u << 7,       /* on_open ran: on_close must run */
+    LH_CF_KEEPALIVE = 1u << 8,    /* HTTP: keep the connection after this response */
+    LH_CF_CLOSE_AFTER = 1u << 9,  /* HTTP: close once the response is written */
+    LH_CF_EOF = 1u << 10,         /* the peer closed its side */
+    LH_CF_KA_IDLE = 1u << 11      /* HTTP: idle between keep-alive requests */
+};
+
+/* The send queue: a ring of shared buffers, written with writev. */
+typedef struct {
+    lh_buf_t **items;
+    uint32_t cap, head, count;
+    size_t off;   /* bytes of items[head] already written */
+    size_t bytes; /* bytes queued and not yet written */
+} lh_outq_t;
+
+typedef struct lh_data_slot_s {
+    const void *key;
+    void *data;
+} lh_data_slot_t;
+
+struct lh_conn_s {
+    lh_worker_t *w;
+    int fd;
+    uint8_t state;
+    uint8_t frag_opcode; /* opcode of the fragmented message being assembled, 0 = none */
+    uint16_t close_code; /* the close code we sent or echoed */
+    uint32_t flags;
+    uint32_t utf8_state; /* UTF-8 validation across fragments */
+    uint32_t in_len, in_cap;
+    uint8_t *in; /* bytes received but not yet processed (partial head or frame) */
+    uint8_t *msg; /* fragmented message being assembled */
+    size_t msg_len, msg_cap;
+    uint64_t id;
+    uint64_t last_ms; /* last activity (receive) or deadline base, per state */
+    lh_conn_t *prev, *next;  /* on one of the worker's timer lists */
+    lh_conn_t *flush_next;   /* on the worker's flush list */
+    lh_outq_t out;
+    lh_data_slot_t *slots;
+    uint16_t nslots;
+    uint16_t busy; /* callbacks on the stack using this connection */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } peer_sa;
+    char *peer; /* formatted on first use */
+    struct event rev, wev;
+};
+
+typedef struct {
+    lh_conn_t *head, *tail;
+    size_t n;
+} lh_conn_list_t;
+
+typedef struct {
+    int fd;
+    struct event ev;
+    lh_worker_t *w;
+} lh_listener_t;
+
+struct lh_worker_s {
+    struct event_base *base;
+    const lh_config_t *cfg;
+    int index; /* worker number, from 0 */
+    lh_listener_t *listeners;
+    size_t nlisteners;
+    int listeners_paused;
+    struct event *accept_resume_ev;
+
+    lh_conn_list_t http_conns;    /* LH_CONN_HTTP */
+    lh_conn_list_t ws_conns;      /* LH_CONN_WS, ordered by last receive */
+    lh_conn_list_t closing_conns; /* LH_CONN_CLOSING and LH_CONN_LINGER */
+    size_t nconns;
+    uint64_t next_id;
+
+    lh_conn_t *flush_head; /* connections with output to write this loop pass */
+    struct event *flush_ev;
+    lh_conn_t *reap_head; /* dead connections to free at the end of the pass */
+    struct event *sweep_ev;
+    struct event *sigterm_ev, *sigint_ev;
+    int stopping;
+    uint64_t now_ms;
+    uint64_t stop_deadline_ms;
+
+    uint8_t *rbuf; /* scratch read buffer shared by all connections */
+    size_t rbuf_cap;
+    lh_http_request_t req;  /* scratch: the request being handled */
+    lh_lhttp_msg_t lmsg;    /* scratch: the LHTTP message being handled */
+    lh_http_limits_t http_limits;
+    lh_lhttp_limits_t lhttp_limits;
+
+    struct {
+        uint64_t accepted, closed, msgs_in, msgs_out, bytes_in, bytes_out;
+    } stats;
+};
+
+/* ---- worker.c ---- */
+lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_fds, size_t n);
+/* Runs the loop until the worker has stopped. Returns 0. */
+int lh_worker_run(lh_worker_t *w);
+void lh_worker_free(lh_worker_t *w);
+/* Begins a graceful stop: stop accepting, close every client with code, exit when all
+ * have left or timeout_ms ran out. */
+void lh_worker_stop(lh_worker_t *w, uint16_t code, unsigned timeout_ms);
+uint64_t lh_now_ms(void);
+
+/* ---- conn.c ---- */
+void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen);
+/* Queues b (takes a reference of its own) and schedules the flush. Returns 0 or -ENOBUFS
+ * (the connection is then being closed with 4008). */
+int lh_conn_queue(lh_conn_t *c, lh_buf_t *b);
+/* Queues a copy of data as one frame (opcode) or, with opcode -1, raw bytes. */
+int lh_conn_queue_frame(lh_conn_t *c, int opcode, const void *data, size_t len);
+/* Sends a close frame and moves to CLOSING (WebSocket) or just closes (HTTP). */
+void lh_conn_close_ws(lh_conn_t *c, uint16_t code, const char *reason);
+/* Ends the connection now: on_close callbacks, fd closed, freed at the end of the pass. */
+void lh_conn_destroy(lh_conn_t *c);
+/* Writes queued output for every connection on the flush list. */
+void lh_worker_flush(lh_worker_t *w);
+void lh_worker_reap(lh_worker_t *w);
+void lh_conn_list_remove(lh_conn_list_t *l, lh_conn_t *c);
+void lh_conn_list_append(lh_conn_list_t *l, lh_conn_t *c);
+/* Moves c to the list for state. */
+void lh_conn_set_state(lh_conn_t *c, int state);
+/* Marks c as having received something (moves it to the tail of its timer list). */
+void lh_conn_touch(lh_conn_t *c);
+
+/* ---- http.c ---- */
+/* Handles received bytes in the HTTP state; returns bytes consumed or -1 if closed. */
+ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len);
+/* Queues a complete HTTP response; body may be NULL. extra: more header lines ("K: V\r\n"). */
+void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ctype,
+                     const void *body, size_t body_len);
+
+/* ---- ws.c ---- */
+/* Handles received bytes in WebSocket states; returns bytes consumed or -1 if closed. */
+ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len);
+
+/* ---- dispatch.c ---- */
+void lh_dispatch_open(lh_conn_t *c);
+void lh_dispatch_close(lh_conn_t *c);
+/* Handles one complete message (LHTTP on normal paths). */
+void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary);
+void lh_builtin_register(void);
+
+#endif
