@@ -16,6 +16,7 @@ Options:
     --protocol P      offer Sec-WebSocket-Protocol P in the `upgrade` step
     --origin O        send Origin O in the `upgrade` step
     --auto-pong       answer every ping read by a step with a pong (same payload)
+    --rcvbuf N        set SO_RCVBUF to N bytes before connecting (a slow reader)
 
 Data specs (DATA below): `str:TEXT` (or bare TEXT) with escapes \\r \\n \\t \\\\ \\xHH;
 `hex:HEX`; `rep:N:TEXT` (TEXT repeated, cut to exactly N bytes); `rand:N` (N pseudo-random
@@ -47,14 +48,24 @@ Steps:
     listen:MS         read frames for MS milliseconds, printing them (with --auto-pong,
                       answering pings); prints `still-open` when the time is up, or
                       `close ...`/`eof` when the server ends the connection first
+    msgtext           like msg, but prints a binary message as text too
+    trickle:MS:DATA   send DATA one byte every MS milliseconds (a slowloris client),
+                      stopping when the server closes: `closed-while-sending N/TOTAL`,
+                      or `trickle done TOTAL`; what the server sent stays readable
+    flood:N:SIZE      send N binary messages of SIZE random bytes without reading:
+                      `flood sent N`, or `flood stopped at I/N` after a failed write
+    drain[:MS]        read and count whole messages until a close frame (`drained
+                      COUNT` then the close line), EOF or the deadline
     wait:MS           stay silent for MS milliseconds (a slow client)
-    pause             mark that following sends happen after a pause (no-op; readability)
 
-Every reading step prints `timeout` at its deadline and `eof` on a closed connection;
-a write failure prints `write-failed ERRNO`. Exit status: 0, or 2 on a usage error.
+Every reading step prints `timeout` at its deadline and stops the run; a connection the
+server ended prints `eof` (FIN) or `reset` (RST) and stops the run. A failed write prints
+`write-failed ERRNAME` (or `write-timeout`) once; later writes are skipped, reads go on.
+Exit status: 0, or 2 on a usage error.
 """
 
 import base64
+import errno
 import hashlib
 import os
 import random
@@ -71,7 +82,7 @@ SHOW = 300  # bytes of payload shown in full before the output is cut
 
 
 class Eof(Exception):
-    pass
+    """The connection ended: `eof` (FIN) or `reset` (RST) is printed."""
 
 
 class Timeout(Exception):
@@ -113,7 +124,7 @@ def data_spec(spec):
         return (unit * (n // len(unit) + 1))[:n]
     if spec.startswith("rand:"):
         rng = random.Random(int(spec[5:]))
-        return bytes(rng.getrandbits(8) for _ in range(int(spec[5:])))
+        return rng.randbytes(int(spec[5:]))
     if spec.startswith("utf8:"):
         n = int(spec[5:])
         unit = "aé€😀".encode()  # 1 + 2 + 3 + 4 bytes
@@ -161,27 +172,36 @@ class Probe:
         self.opts = opts
         self.sock = socket.create_connection((opts["host"], opts["port"]), timeout=opts["timeout"])
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if opts["rcvbuf"]:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, opts["rcvbuf"])
         self.buf = b""
         self.eof = False
+        self.reset = False
+        self.write_failed = False
         self.last_sent = b""
         self.last_op = None
         self.msg_building = None
 
     # -- writing ----------------------------------------------------------------
     def write(self, data):
-        split = self.opts["split"]
+        """Writes data (in --split chunks). A failed write prints `write-failed ERRNO` (or
+        `write-timeout`) once and makes later writes no-ops, so that the reading steps
+        after it can still show what the server sent before it closed."""
+        if self.write_failed:
+            return True
+        split = self.opts["split"] or len(data) or 1
         try:
-            if not split:
-                self.sock.sendall(data)
-                return True
             for i in range(0, len(data), split):
                 self.sock.sendall(data[i:i + split])
-                if i + split < len(data):
+                if self.opts["split"] and i + split < len(data):
                     time.sleep(0.0005)
-            return True
+        except socket.timeout:
+            self.write_failed = True
+            out("write-timeout")
         except OSError as e:
-            out("write-failed %s" % (e.errno,))
-            return False
+            self.write_failed = True
+            out("write-failed %s" % errno.errorcode.get(e.errno, e.errno))
+        return True
 
     def send_frame(self, op, payload, fin=1, rsv=0, mask=1, length=None):
         n = len(payload) if length is None else length
@@ -222,7 +242,8 @@ class Probe:
             try:
                 chunk = self.sock.recv(1 << 20)
             except ConnectionResetError:
-                chunk = b""
+                self.eof = self.reset = True
+                raise Eof()
             if not chunk:
                 self.eof = True
                 raise Eof()
@@ -275,7 +296,8 @@ def frame_line(f):
         extra += " masked"
     if f["op"] == 8:
         return close_line(f["data"]) + extra
-    return "%s fin=%d len=%d%s %s" % (name, f["fin"], len(f["data"]), extra, show(f["data"]))
+    return ("%s fin=%d len=%d%s %s" % (name, f["fin"], len(f["data"]), extra,
+                                       show(f["data"]))).rstrip()
 
 
 def close_line(p):
@@ -297,8 +319,7 @@ def step_upgrade(pr, path):
     if pr.opts["origin"]:
         lines.append("Origin: " + pr.opts["origin"])
     lines += pr.opts["headers"]
-    if not pr.write(("\r\n".join(lines) + "\r\n\r\n").encode()):
-        return False
+    pr.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     status, headers, _ = read_response(pr, want_body=False)
     out("status %d" % status)
     if status != 101:
@@ -444,7 +465,7 @@ def run_step(pr, step):
             pr.fill(len(pr.buf) + 1, d)
             out("data %d %s" % (len(pr.buf), show(pr.buf)))
         except Eof:
-            out("eof")
+            out("reset" if pr.reset else "eof")
         return True
     if name == "listen":
         d = time.monotonic() + int(arg) / 1000.0
@@ -457,22 +478,76 @@ def run_step(pr, step):
         except Timeout:
             out("still-open")
         return True
+    if name == "msgtext":
+        op, data = read_message(pr, pr.deadline())
+        if op is None:
+            return False
+        out(("%s %d %s" % (OPNAMES[op], len(data), show(data))).rstrip())
+        return True
+    if name == "trickle":
+        ms, _, spec = arg.partition(":")
+        data = data_spec(spec)
+        for i in range(len(data)):
+            pr.write(data[i:i + 1])
+            if pr.write_failed:
+                break
+            end = time.monotonic() + int(ms) / 1000.0
+            while time.monotonic() < end and not pr.eof:
+                r, _, _ = select.select([pr.sock], [], [], max(0, end - time.monotonic()))
+                if r:
+                    try:
+                        pr.fill(len(pr.buf) + 1, time.monotonic() + 0.1)
+                    except (Eof, Timeout):
+                        pass
+            if pr.eof:
+                out("closed-while-sending %d/%d" % (i + 1, len(data)))
+                break
+        else:
+            out("trickle done %d" % len(data))
+        return True
+    if name == "flood":
+        n, _, size = arg.partition(":")
+        payload = data_spec("rand:" + size) if not size.startswith(("str:", "rep:", "hex:")) \
+            else data_spec(size)
+        for i in range(int(n)):
+            pr.send_frame(2, payload)
+            if pr.write_failed:
+                out("flood stopped at %d/%s" % (i + 1, n))
+                return True
+        out("flood sent %s" % n)
+        return True
+    if name == "drain":
+        d = time.monotonic() + (int(arg) / 1000.0 if arg else pr.opts["timeout"])
+        count = 0
+        try:
+            while True:
+                f = pr.read_frame(d)
+                if f["op"] == 8:
+                    out("drained %d" % count)
+                    out(frame_line(f))
+                    return True
+                if f["fin"] and f["op"] in (0, 1, 2):
+                    count += 1
+        except Timeout:
+            out("drained %d" % count)
+            raise
+        except Eof:
+            out("drained %d" % count)
+            raise
     if name == "wait":
         time.sleep(int(arg) / 1000.0)
-        return True
-    if name == "pause":
         return True
     raise Usage("unknown step %s" % name)
 
 
 def main(argv):
     opts = {"host": "127.0.0.1", "timeout": 5.0, "split": 0, "headers": [], "protocol": None,
-            "origin": None, "auto_pong": False}
+            "origin": None, "auto_pong": False, "rcvbuf": 0}
     args = []
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in ("--host", "--timeout", "--split", "-H", "--protocol", "--origin"):
+        if a in ("--host", "--timeout", "--split", "-H", "--protocol", "--origin", "--rcvbuf"):
             if i + 1 >= len(argv):
                 raise Usage("%s needs a value" % a)
             v = argv[i + 1]
@@ -483,6 +558,8 @@ def main(argv):
                 opts["timeout"] = float(v)
             elif a == "--split":
                 opts["split"] = int(v)
+            elif a == "--rcvbuf":
+                opts["rcvbuf"] = int(v)
             elif a == "-H":
                 opts["headers"].append(v)
             elif a == "--protocol":
@@ -514,7 +591,7 @@ def main(argv):
             out("timeout")
             break
         except Eof:
-            out("eof")
+            out("reset" if pr.reset else "eof")
             break
     pr.sock.close()
     return 0
