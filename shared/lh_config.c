@@ -1,0 +1,1216 @@
+/*
+ * Configuration parser. Three steps, all pure:
+ *
+ *   1. strip_comments() blanks out // and block comments (outside strings), keeping
+ *      every newline and the character column of everything else, so that jansson's
+ *      line:column for a syntax error is right for the original text;
+ *   2. jansson parses the result (duplicate keys are errors);
+ *   3. a table of known keys (one row per key: type, bounds, default, check) turns the
+ *      JSON into an lh_config_t. A value that does not fit is reported at its position,
+ *      which locate() finds by scanning the blanked text along the key path, since
+ *      jansson does not keep positions.
+ *
+ * Adding a key: a field in lh_config_t, a row in one of the tables below, a line in
+ * etc/lhttpd.json and a paragraph in packaging/man/lhttpd.json.5.
+ */
+#include "lh_config.h"
+
+#include "lh_channel.h"
+#include "lh_http.h"
+#include "lh_lhttp.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__)
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PRINTF_LIKE(f, a)
+#endif
+
+#define KiB 1024ull
+#define MiB (1024ull * KiB)
+#define GiB (1024ull * MiB)
+#define SECOND_MS 1000ull
+#define HOUR_MS (3600ull * SECOND_MS)
+#define DAY_MS (24ull * HOUR_MS)
+
+#define MAX_PATH_DEPTH 8     /* key paths are at most section.key[index] today */
+#define LIST_ITEM_MAX 1024   /* longest entry of any string list */
+
+/* ---- Comment removal ---------------------------------------------------------------- */
+
+static int utf8_continuation(unsigned char c)
+{
+    return c >= 0x80 && c <= 0xbf;
+}
+
+/*
+ * Copies the JSON-with-comments in[0..len) to out (capacity len) with every comment
+ * replaced by spaces: newlines stay, and UTF-8 continuation bytes inside comments are
+ * dropped so that each character of a comment becomes exactly one space (jansson counts
+ * columns in characters). A leading UTF-8 byte order mark is dropped too. Strings are
+ * copied verbatim, "//" in them included. Returns the length written, or -1 for an
+ * unterminated block comment, with *at set to the offset of its '/' in out.
+ */
+static long strip_comments(const char *in, size_t len, char *out, size_t *at)
+{
+    size_t i = 0, o = 0;
+    int in_string = 0;
+
+    if (len >= 3 && memcmp(in, "\xef\xbb\xbf", 3) == 0)
+        i = 3;
+    while (i < len) {
+        char c = in[i];
+
+        if (in_string) {
+            out[o++] = c;
+            i++;
+            if (c == '\\' && i < len) {
+                out[o++] = in[i++];
+            } else if (c == '"' || c == '\n') {
+                /* A newline ends a broken string too; jansson will report it. */
+                in_string = 0;
+            }
+        } else if (c == '"') {
+            in_string = 1;
+            out[o++] = c;
+            i++;
+        } else if (c == '/' && i + 1 < len && in[i + 1] == '/') {
+            while (i < len && in[i] != '\n') {
+                if (!utf8_continuation((unsigned char)in[i]))
+                    out[o++] = ' ';
+                i++;
+            }
+        } else if (c == '/' && i + 1 < len && in[i + 1] == '*') {
+            size_t start = o;
+
+            out[o++] = ' ';
+            out[o++] = ' ';
+            i += 2;
+            for (;;) {
+                if (i >= len) {
+                    *at = start;
+                    return -1;
+                }
+                if (in[i] == '*' && i + 1 < len && in[i + 1] == '/') {
+                    out[o++] = ' ';
+                    out[o++] = ' ';
+                    i += 2;
+                    break;
+                }
+                if (in[i] == '\n')
+                    out[o++] = '\n';
+                else if (!utf8_continuation((unsigned char)in[i]))
+                    out[o++] = ' ';
+                i++;
+            }
+        } else {
+            out[o++] = c;
+            i++;
+        }
+    }
+    return (long)o;
+}
+
+/* ---- Positions ---------------------------------------------------------------------- */
+
+/* One step of a key path: an object key, or (key NULL) an array index. */
+typedef struct {
+    const char *key;
+    size_t index;
+} path_el_t;
+
+static size_t skip_ws(const char *s, size_t len, size_t i)
+{
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* i at an opening quote; returns the offset just past the closing quote. */
+static size_t skip_string(const char *s, size_t len, size_t i)
+{
+    for (i++; i < len; i++) {
+        if (s[i] == '\\')
+            i++;
+        else if (s[i] == '"')
+            return i + 1;
+    }
+    return len;
+}
+
+/* Returns the offset just past the value starting at i. */
+static size_t skip_value(const char *s, size_t len, size_t i)
+{
+    size_t depth = 0;
+
+    if (i >= len)
+        return len;
+    if (s[i] == '"')
+        return skip_string(s, len, i);
+    if (s[i] != '{' && s[i] != '[') {
+        while (i < len && strchr(",}] \t\r\n", s[i]) == NULL)
+            i++;
+        return i;
+    }
+    while (i < len) {
+        if (s[i] == '"') {
+            i = skip_string(s, len, i);
+            continue;
+        }
+        if (s[i] == '{' || s[i] == '[') {
+            depth++;
+        } else if (s[i] == '}' || s[i] == ']') {
+            if (--depth == 0)
+                return i + 1;
+        }
+        i++;
+    }
+    return len;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads 4 hex digits at s[i..]; -1 when they are not there. */
+static long hex4(const char *s, size_t len, size_t i)
+{
+    long v = 0;
+    size_t k;
+
+    if (i + 4 > len)
+        return -1;
+    for (k = 0; k < 4; k++) {
+        int h = hexval(s[i + k]);
+
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/*
+ * Decodes one character of the JSON string body at s[*i] into out (UTF-8, up to 4
+ * bytes) and advances *i. Returns the number of bytes, or 0 at the closing quote or on
+ * a malformed escape.
+ */
+static size_t decode_char(const char *s, size_t len, size_t *i, char out[4])
+{
+    long cp;
+
+    if (*i >= len || s[*i] == '"')
+        return 0;
+    if (s[*i] != '\\') {
+        out[0] = s[(*i)++];
+        return 1;
+    }
+    if (*i + 1 >= len)
+        return 0;
+    switch (s[*i + 1]) {
+    case '"': case '\\': case '/':
+        out[0] = s[*i + 1];
+        *i += 2;
+        return 1;
+    case 'b': out[0] = '\b'; *i += 2; return 1;
+    case 'f': out[0] = '\f'; *i += 2; return 1;
+    case 'n': out[0] = '\n'; *i += 2; return 1;
+    case 'r': out[0] = '\r'; *i += 2; return 1;
+    case 't': out[0] = '\t'; *i += 2; return 1;
+    case 'u':
+        break;
+    default:
+        return 0;
+    }
+    cp = hex4(s, len, *i + 2);
+    if (cp < 0)
+        return 0;
+    *i += 6;
+    if (cp >= 0xd800 && cp <= 0xdbff && *i + 1 < len && s[*i] == '\\' && s[*i + 1] == 'u') {
+        long lo = hex4(s, len, *i + 2);
+
+        if (lo >= 0xdc00 && lo <= 0xdfff) {
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            *i += 6;
+        }
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xe0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    out[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* 1 when the JSON string at s[i] (its opening quote) decodes to key. */
+static int string_equals(const char *s, size_t len, size_t i, const char *key)
+{
+    size_t klen = strlen(key), k = 0, n;
+    char buf[4];
+
+    i++;
+    while ((n = decode_char(s, len, &i, buf)) > 0) {
+        if (n > klen - k || memcmp(key + k, buf, n) != 0)
+            return 0;
+        k += n;
+    }
+    return k == klen && i < len && s[i] == '"';
+}
+
+/*
+ * Finds the offset in the (comment-free, syntactically valid) JSON text s of the value
+ * at path, or of the last key of path when want_key. Returns 0 (the start) when the
+ * path is not there, which only a bug can cause.
+ */
+static size_t locate(const char *s, size_t len, const path_el_t *path, size_t depth,
+                     int want_key)
+{
+    size_t i = skip_ws(s, len, 0), d;
+
+    for (d = 0; d < depth; d++) {
+        const path_el_t *el = &path[d];
+        int found = 0;
+
+        if (i >= len)
+            return 0;
+        if (el->key != NULL) {
+            if (s[i] != '{')
+                return 0;
+            i = skip_ws(s, len, i + 1);
+            while (i < len && s[i] == '"') {
+                size_t key_at = i;
+                int match = string_equals(s, len, i, el->key);
+
+                i = skip_ws(s, len, skip_string(s, len, i));
+                if (i >= len || s[i] != ':')
+                    return 0;
+                i = skip_ws(s, len, i + 1);
+                if (match) {
+                    if (want_key && d + 1 == depth)
+                        return key_at;
+                    found = 1;
+                    break;
+                }
+                i = skip_ws(s, len, skip_value(s, len, i));
+                if (i < len && s[i] == ',')
+                    i = skip_ws(s, len, i + 1);
+            }
+        } else {
+            size_t k;
+
+            if (s[i] != '[')
+                return 0;
+            i = skip_ws(s, len, i + 1);
+            for (k = 0; i < len && s[i] != ']'; k++) {
+                if (k == el->index) {
+                    found = 1;
+                    break;
+                }
+                i = skip_ws(s, len, skip_value(s, len, i));
+                if (i < len && s[i] == ',')
+                    i = skip_ws(s, len, i + 1);
+            }
+        }
+        if (!found)
+            return 0;
+    }
+    return i;
+}
+
+/* Converts an offset in s to a 1-based line and column, counting characters like jansson. */
+static void line_col(const char *s, size_t off, unsigned *line, unsigned *col)
+{
+    size_t i;
+
+    *line = 1;
+    *col = 1;
+    for (i = 0; i < off; i++) {
+        if (s[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else if (!utf8_continuation((unsigned char)s[i])) {
+            (*col)++;
+        }
+    }
+}
+
+/* ---- Validation context and errors ------------------------------------------------- */
+
+typedef struct {
+    const char *text; /* the comment-free text that jansson parsed */
+    size_t len;
+    path_el_t path[MAX_PATH_DEPTH];
+    size_t depth;
+    char *err;
+    size_t errlen;
+} ctx_t;
+
+/* Appends the printable form of the current key path ("nats.servers[1]") to buf. */
+static void path_string(const ctx_t *c, char *buf, size_t cap)
+{
+    size_t d, used = 0;
+
+    buf[0] = '\0';
+    for (d = 0; d < c->depth && used < cap; d++) {
+        int n;
+
+        if (c->path[d].key == NULL) {
+            n = snprintf(buf + used, cap - used, "[%zu]", c->path[d].index);
+        } else {
+            const unsigned char *k = (const unsigned char *)c->path[d].key;
+
+            n = 0;
+            if (d > 0)
+                n = snprintf(buf + used, cap - used, ".");
+            /* Keys come from the file: show odd bytes escaped, so the message stays one line. */
+            for (; *k != '\0' && n >= 0 && used + (size_t)n < cap; k++) {
+                int m;
+
+                if (*k < 0x20 || *k == 0x7f || *k == '"' || *k == '\\')
+                    m = snprintf(buf + used + n, cap - used - n, "\\x%02x", *k);
+                else
+                    m = snprintf(buf + used + n, cap - used - n, "%c", *k);
+                if (m < 0)
+                    break;
+                n += m;
+            }
+        }
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    if (used >= cap)
+        buf[cap - 1] = '\0';
+}
+
+static void set_err(char *err, size_t errlen, unsigned line, unsigned col, const char *msg)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%u:%u: %s", line, col, msg);
+}
+
+/*
+ * Reports a problem with the value (or, when at_key, the key) at the current path:
+ * "LINE:COL: path: problem", or "LINE:COL: problem" when bare. Returns -1.
+ */
+PRINTF_LIKE(4, 5)
+static int fail_at(ctx_t *c, int at_key, int bare, const char *fmt, ...)
+{
+    char path[256], problem[512], msg[800];
+    unsigned line, col;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(problem, sizeof(problem), fmt, ap);
+    va_end(ap);
+    line_col(c->text, locate(c->text, c->len, c->path, c->depth, at_key), &line, &col);
+    path_string(c, path, sizeof(path));
+    if (bare || c->depth == 0)
+        snprintf(msg, sizeof(msg), "%s", problem);
+    else
+        snprintf(msg, sizeof(msg), "%s: %s", path, problem);
+    set_err(c->err, c->errlen, line, col, msg);
+    return -1;
+}
+
+#define fail(c, ...) fail_at((c), 0, 0, __VA_ARGS__)
+
+static int oom(ctx_t *c)
+{
+    set_err(c->err, c->errlen, 1, 1, "out of memory");
+    return -1;
+}
+
+static void push_key(ctx_t *c, const char *key)
+{
+    if (c->depth < MAX_PATH_DEPTH) {
+        c->path[c->depth].key = key;
+        c->path[c->depth].index = 0;
+    }
+    c->depth++;
+}
+
+static void push_index(ctx_t *c, size_t index)
+{
+    if (c->depth < MAX_PATH_DEPTH) {
+        c->path[c->depth].key = NULL;
+        c->path[c->depth].index = index;
+    }
+    c->depth++;
+}
+
+static void pop(ctx_t *c)
+{
+    c->depth--;
+}
+
+/* ---- Checks for string values ------------------------------------------------------ */
+
+/* A check returns NULL when s[0..len) is acceptable, else the problem in words. */
+typedef const char *(*check_fn)(const char *s, size_t len);
+
+static int is_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static int all_visible(const char *s, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Parses a decimal port 1..65535 from s[0..len); 0 when it is not one. */
+static unsigned parse_port(const char *s, size_t len)
+{
+    unsigned v = 0;
+    size_t i;
+
+    if (len == 0 || len > 5)
+        return 0;
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    return v <= 65535 ? v : 0;
+}
+
+/* 1 when s[0..len) can be a host name or IPv4 address. */
+static int host_name_ok(const char *s, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        if (!is_alnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '-' && s[i] != '_')
+            return 0;
+    return 1;
+}
+
+/* 1 when s[0..len) can be the inside of "[...]": an IPv6 address, maybe with a zone. */
+static int host_v6_ok(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || memchr(s, ':', len) == NULL)
+        return 0;
+    for (i = 0; i < len; i++)
+        if (!is_alnum((unsigned char)s[i]) && s[i] != ':' && s[i] != '.' && s[i] != '%' &&
+            s[i] != '-' && s[i] != '_')
+            return 0;
+    return 1;
+}
+
+/*
+ * Splits s[0..len) = "host:port", "[v6]:port" or ":port". Sets *host and *host_len
+ * (brackets removed) and *port. Returns 0 or -1.
+ */
+static int split_hostport(const char *s, size_t len, const char **host, size_t *host_len,
+                          unsigned *port)
+{
+    const char *colon;
+
+    if (len > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+
+        if (close == NULL || close + 1 >= s + len || close[1] != ':')
+            return -1;
+        *host = s + 1;
+        *host_len = (size_t)(close - s - 1);
+        if (!host_v6_ok(*host, *host_len))
+            return -1;
+        colon = close + 1;
+    } else {
+        colon = memchr(s, ':', len);
+        if (colon == NULL)
+            return -1;
+        *host = s;
+        *host_len = (size_t)(colon - s);
+        if (!host_name_ok(*host, *host_len))
+            return -1;
+    }
+    *port = parse_port(colon + 1, (size_t)(s + len - colon - 1));
+    return *port == 0 ? -1 : 0;
+}
+
+int lh_config_split_hostport(const char *s, char *host, size_t hostcap, unsigned *port)
+{
+    const char *h;
+    size_t hlen;
+    unsigned p;
+
+    if (s == NULL || split_hostport(s, strlen(s), &h, &hlen, &p) != 0)
+        return -1;
+    if (host != NULL) {
+        if (hlen >= hostcap)
+            return -1;
+        memcpy(host, h, hlen);
+        host[hlen] = '\0';
+    }
+    if (port != NULL)
+        *port = p;
+    return 0;
+}
+
+static const char *check_listen(const char *s, size_t len)
+{
+    const char *h;
+    size_t hlen;
+    unsigned port;
+
+    if (len > LIST_ITEM_MAX || split_hostport(s, len, &h, &hlen, &port) != 0)
+        return "must be \"host:port\", \"[ipv6]:port\" or \":port\" with a port from 1 to 65535";
+    return NULL;
+}
+
+static const char *check_nats_url(const char *s, size_t len)
+{
+    static const char bad[] = "must be \"nats://host:port\" (optionally "
+                              "\"nats://user:password@host:port\")";
+    const char *hp, *at, *h;
+    size_t hlen;
+    unsigned port;
+
+    if (len > LIST_ITEM_MAX || len < 7 || memcmp(s, "nats://", 7) != 0 || !all_visible(s, len))
+        return bad;
+    hp = s + 7;
+    /* Credentials end at the last '@'. */
+    for (at = s + len; at > hp && at[-1] != '@'; at--)
+        ;
+    if (at > hp)
+        hp = at;
+    if (split_hostport(hp, (size_t)(s + len - hp), &h, &hlen, &port) != 0 || hlen == 0)
+        return bad;
+    return NULL;
+}
+
+static const char *check_subject_prefix(const char *s, size_t len)
+{
+    static const char bad[] = "must be 1 to 64 bytes of NATS tokens [A-Za-z0-9_-] separated "
+                              "by '.' (no wildcards)";
+    size_t i;
+
+    if (len == 0 || len > 64 || s[0] == '.' || s[len - 1] == '.')
+        return bad;
+    for (i = 0; i < len; i++) {
+        if (s[i] == '.') {
+            if (s[i - 1] == '.')
+                return bad;
+        } else if (!is_alnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-') {
+            return bad;
+        }
+    }
+    return NULL;
+}
+
+static const char *check_name(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len > 128)
+        return "must be 1 to 128 bytes";
+    for (i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return "must not contain control characters";
+    return NULL;
+}
+
+static const char *check_ws_path(const char *s, size_t len)
+{
+    if (len == 0 || len > LIST_ITEM_MAX || s[0] != '/')
+        return "must start with '/' (at most 1024 bytes)";
+    if (!all_visible(s, len) || memchr(s, '?', len) != NULL || memchr(s, '#', len) != NULL)
+        return "must be visible ASCII without '?' or '#'";
+    return NULL;
+}
+
+static const char *check_origin(const char *s, size_t len)
+{
+    static const char bad[] = "must be an origin like \"https://example.com\" or "
+                              "\"http://localhost:8080\": lowercase scheme://host[:port], "
+                              "no path and no trailing '/'";
+    const char *p = s, *end = s + len, *host, *colon;
+    size_t i, hlen;
+
+    if (len == 0 || len > LIST_ITEM_MAX)
+        return bad;
+    while (p < end && ((*p >= 'a' && *p <= 'z') ||
+                       (p > s && ((*p >= '0' && *p <= '9') || *p == '+' || *p == '-' ||
+                                  *p == '.'))))
+        p++;
+    if (p == s || end - p < 4 || memcmp(p, "://", 3) != 0)
+        return bad;
+    host = p + 3;
+    if (*host == '[') {
+        const char *close = memchr(host, ']', (size_t)(end - host));
+
+        if (close == NULL || !host_v6_ok(host + 1, (size_t)(close - host - 1)))
+            return bad;
+        colon = close + 1 < end ? close + 1 : NULL;
+        if (colon != NULL && *colon != ':')
+            return bad;
+        hlen = (size_t)(close + 1 - host);
+    } else {
+        colon = memchr(host, ':', (size_t)(end - host));
+        hlen = (size_t)((colon != NULL ? colon : end) - host);
+        if (hlen == 0 || !host_name_ok(host, hlen))
+            return bad;
+    }
+    for (i = 0; i < hlen; i++)
+        if (host[i] >= 'A' && host[i] <= 'Z')
+            return bad;
+    if (colon != NULL && parse_port(colon + 1, (size_t)(end - colon - 1)) == 0)
+        return bad;
+    return NULL;
+}
+
+/* ---- The key table ----------------------------------------------------------------- */
+
+enum kind {
+    K_SECTION, /* an object: sub */
+    K_SIZE,    /* integer min..max into size_t */
+    K_MS,      /* integer min..max into unsigned (milliseconds) */
+    K_STRING,  /* string, checked by check, into char * */
+    K_LIST,    /* array of min..max strings, each checked by check, into lh_strlist_t */
+    K_BOOL,    /* true/false into int */
+    K_WORKERS, /* integer min..max, or "auto" = 0, into int */
+    K_LEVEL,   /* a syslog level name into int 3..7 */
+    K_TOKEN    /* null, or a string of min..max visible ASCII bytes, into char * */
+};
+
+typedef struct field {
+    const char *name;
+    enum kind kind;
+    size_t off;                /* offset of the value in lh_config_t */
+    unsigned long long min;    /* integers: smallest value; lists: fewest entries */
+    unsigned long long max;    /* integers: largest value; lists: most entries */
+    unsigned long long def;    /* integers and booleans: the default */
+    const char *def_str;       /* strings: default (NULL = none); lists: space-separated */
+    check_fn check;            /* strings and list entries */
+    const struct field *sub;   /* sections: their fields, ended by a NULL name */
+} field_t;
+
+#define OFF(member) offsetof(lh_config_t, member)
+#define INT_FIELD(name, kind, member, min, max, def) \
+    { name, kind, OFF(member), min, max, def, NULL, NULL, NULL }
+#define STR_FIELD(name, kind, member, min, max, def, check) \
+    { name, kind, OFF(member), min, max, 0, def, check, NULL }
+#define SECTION(name, sub) { name, K_SECTION, 0, 0, 0, 0, NULL, NULL, sub }
+#define END { NULL, K_SECTION, 0, 0, 0, 0, NULL, NULL, NULL }
+
+static const field_t nats_fields[] = {
+    STR_FIELD("servers", K_LIST, nats.servers, 1, 32, "nats://127.0.0.1:4222", check_nats_url),
+    STR_FIELD("subject_prefix", K_STRING, nats.subject_prefix, 0, 0, "lhttp",
+              check_subject_prefix),
+    STR_FIELD("name", K_STRING, nats.name, 0, 0, "lhttpd", check_name),
+    INT_FIELD("reconnect_buffer_bytes", K_SIZE, nats.reconnect_buffer_bytes, 1, GiB, 8 * MiB),
+    END
+};
+
+static const field_t websocket_fields[] = {
+    STR_FIELD("paths", K_LIST, websocket.paths, 0, 64, "/ /ws", check_ws_path),
+    STR_FIELD("echo_paths", K_LIST, websocket.echo_paths, 0, 64, "", check_ws_path),
+    STR_FIELD("allowed_origins", K_LIST, websocket.allowed_origins, 0, 256, "", check_origin),
+    INT_FIELD("ping_interval_ms", K_MS, websocket.ping_interval_ms, 1, DAY_MS, 30000),
+    INT_FIELD("close_timeout_ms", K_MS, websocket.close_timeout_ms, 1, HOUR_MS, 5000),
+    END
+};
+
+static const field_t limits_fields[] = {
+    INT_FIELD("max_message_bytes", K_SIZE, limits.max_message_bytes, 1, 256 * MiB, MiB),
+    INT_FIELD("max_headers", K_SIZE, limits.max_headers, 1, LH_LHTTP_HEADERS_CAP, 32),
+    /* 74 = "LHTTP/1.0 " plus the longest command: every valid command line fits. */
+    INT_FIELD("max_header_line", K_SIZE, limits.max_header_line, 74, MiB, 4096),
+    INT_FIELD("send_queue_bytes", K_SIZE, limits.send_queue_bytes, 1, GiB, 4 * MiB),
+    INT_FIELD("max_connections", K_SIZE, limits.max_connections, 1, 1000000, 10000),
+    INT_FIELD("handshake_timeout_ms", K_MS, limits.handshake_timeout_ms, 1, HOUR_MS, 10000),
+    INT_FIELD("idle_timeout_ms", K_MS, limits.idle_timeout_ms, 1, DAY_MS, 60000),
+    INT_FIELD("max_channel_bytes", K_SIZE, limits.max_channel_bytes, 1, LH_CHANNEL_MAX_LEN, 128),
+    INT_FIELD("max_subscriptions", K_SIZE, limits.max_subscriptions, 1, 65536, 256),
+    END
+};
+
+static const field_t http_fields[] = {
+    /* 16: "GET / HTTP/1.1" is 14 bytes. */
+    INT_FIELD("max_request_line", K_SIZE, http.max_request_line, 16, MiB, 8192),
+    INT_FIELD("max_header_bytes", K_SIZE, http.max_header_bytes, 16, MiB, 16384),
+    INT_FIELD("max_headers", K_SIZE, http.max_headers, 1, LH_HTTP_HEADERS_CAP, 64),
+    INT_FIELD("max_body_bytes", K_SIZE, http.max_body_bytes, 1, 256 * MiB, MiB),
+    INT_FIELD("keepalive_timeout_ms", K_MS, http.keepalive_timeout_ms, 1, DAY_MS, 15000),
+    END
+};
+
+static const field_t publish_fields[] = {
+    STR_FIELD("token", K_TOKEN, publish.token, 1, 512, NULL, NULL),
+    END
+};
+
+static const field_t log_fields[] = {
+    INT_FIELD("level", K_LEVEL, log.level, 3, 7, 6),
+    INT_FIELD("bodies", K_BOOL, log.log_bodies, 0, 1, 0),
+    END
+};
+
+static const field_t top_fields[] = {
+    STR_FIELD("listen", K_LIST, listen, 1, 64, ":8081", check_listen),
+    INT_FIELD("workers", K_WORKERS, workers, 1, 1024, 0),
+    SECTION("nats", nats_fields),
+    SECTION("websocket", websocket_fields),
+    SECTION("limits", limits_fields),
+    SECTION("http", http_fields),
+    SECTION("publish", publish_fields),
+    SECTION("log", log_fields),
+    END
+};
+
+static const char *const level_names[] = { "err", "warning", "notice", "info", "debug" };
+
+/* ---- Applying values ---------------------------------------------------------------- */
+
+static void *at(lh_config_t *cfg, const field_t *f)
+{
+    return (char *)cfg + f->off;
+}
+
+static void list_free(lh_strlist_t *l)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+static char *dup_n(const char *s, size_t len)
+{
+    char *p = malloc(len + 1);
+
+    if (p != NULL) {
+        memcpy(p, s, len);
+        p[len] = '\0';
+    }
+    return p;
+}
+
+/* Sets every field of the table (recursively) to its default. Returns 0 or -1 (memory). */
+static int set_defaults(lh_config_t *cfg, const field_t *fields)
+{
+    const field_t *f;
+
+    for (f = fields; f->name != NULL; f++) {
+        switch (f->kind) {
+        case K_SECTION:
+            if (set_defaults(cfg, f->sub) != 0)
+                return -1;
+            break;
+        case K_SIZE:
+            *(size_t *)at(cfg, f) = (size_t)f->def;
+            break;
+        case K_MS:
+            *(unsigned *)at(cfg, f) = (unsigned)f->def;
+            break;
+        case K_BOOL:
+        case K_WORKERS:
+        case K_LEVEL:
+            *(int *)at(cfg, f) = (int)f->def;
+            break;
+        case K_STRING:
+        case K_TOKEN:
+            if (f->def_str != NULL) {
+                char **p = at(cfg, f);
+
+                *p = dup_n(f->def_str, strlen(f->def_str));
+                if (*p == NULL)
+                    return -1;
+            }
+            break;
+        case K_LIST: {
+            lh_strlist_t *l = at(cfg, f);
+            const char *p = f->def_str, *end = p + strlen(p), *item;
+            size_t len, n = 0;
+
+            while (lh_channel_next(&p, end, &item, &len))
+                n++;
+            if (n == 0)
+                break;
+            l->items = calloc(n, sizeof(*l->items));
+            if (l->items == NULL)
+                return -1;
+            for (p = f->def_str; lh_channel_next(&p, end, &item, &len); l->n++) {
+                l->items[l->n] = dup_n(item, len);
+                if (l->items[l->n] == NULL)
+                    return -1;
+            }
+            break;
+        }
+        }
+    }
+    return 0;
+}
+
+static int apply_object(ctx_t *c, json_t *obj, const field_t *fields, lh_config_t *cfg);
+
+static int apply_integer(ctx_t *c, json_t *v, const field_t *f, lh_config_t *cfg)
+{
+    json_int_t x;
+
+    if (f->kind == K_WORKERS && json_is_string(v) && strcmp(json_string_value(v), "auto") == 0) {
+        *(int *)at(cfg, f) = 0;
+        return 0;
+    }
+    if (!json_is_integer(v) || (x = json_integer_value(v)) < 0 ||
+        (unsigned long long)x < f->min || (unsigned long long)x > f->max) {
+        if (f->kind == K_WORKERS)
+            return fail(c, "must be \"auto\" or an integer from %llu to %llu", f->min, f->max);
+        return fail(c, "must be an integer from %llu to %llu", f->min, f->max);
+    }
+    if (f->kind == K_SIZE)
+        *(size_t *)at(cfg, f) = (size_t)x;
+    else if (f->kind == K_MS)
+        *(unsigned *)at(cfg, f) = (unsigned)x;
+    else
+        *(int *)at(cfg, f) = (int)x;
+    return 0;
+}
+
+static int apply_string(ctx_t *c, json_t *v, const field_t *f, lh_config_t *cfg)
+{
+    char **p = at(cfg, f), *copy;
+    const char *s, *problem;
+    size_t len;
+
+    if (f->kind == K_TOKEN && json_is_null(v)) {
+        free(*p);
+        *p = NULL;
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        if (f->kind == K_TOKEN)
+            return fail(c, "must be null or a string of %llu to %llu visible ASCII characters",
+                        f->min, f->max);
+        return fail(c, "must be a string");
+    }
+    s = json_string_value(v);
+    len = json_string_length(v);
+    if (f->kind == K_TOKEN) {
+        if (len < f->min || len > f->max || !all_visible(s, len))
+            return fail(c, "must be null or a string of %llu to %llu visible ASCII characters",
+                        f->min, f->max);
+    } else if ((problem = f->check(s, len)) != NULL) {
+        return fail(c, "%s", problem);
+    }
+    copy = dup_n(s, len);
+    if (copy == NULL)
+        return oom(c);
+    free(*p);
+    *p = copy;
+    return 0;
+}
+
+static int apply_list(ctx_t *c, json_t *v, const field_t *f, lh_config_t *cfg)
+{
+    lh_strlist_t *l = at(cfg, f), fresh = { NULL, 0 };
+    size_t i, j, n;
+    const char *problem;
+
+    if (!json_is_array(v))
+        return fail(c, "must be an array of strings");
+    n = json_array_size(v);
+    if (n < f->min || n > f->max) {
+        if (f->min == 0)
+            return fail(c, "must have at most %llu entries", f->max);
+        return fail(c, "must have from %llu to %llu entries", f->min, f->max);
+    }
+    if (n > 0) {
+        fresh.items = calloc(n, sizeof(*fresh.items));
+        if (fresh.items == NULL)
+            return oom(c);
+    }
+    for (i = 0; i < n; i++) {
+        json_t *item = json_array_get(v, i);
+        const char *s;
+        size_t len;
+        int rc = 0;
+
+        push_index(c, i);
+        if (!json_is_string(item)) {
+            rc = fail(c, "must be a string");
+        } else {
+            s = json_string_value(item);
+            len = json_string_length(item);
+            if ((problem = f->check(s, len)) != NULL)
+                rc = fail(c, "%s", problem);
+            for (j = 0; rc == 0 && j < i; j++)
+                if (strcmp(fresh.items[j], s) == 0)
+                    rc = fail(c, "\"%s\" is listed twice", s);
+            if (rc == 0 && (fresh.items[i] = dup_n(s, len)) == NULL)
+                rc = oom(c);
+        }
+        pop(c);
+        if (rc != 0) {
+            fresh.n = i;
+            list_free(&fresh);
+            return -1;
+        }
+        fresh.n = i + 1;
+    }
+    list_free(l);
+    *l = fresh;
+    return 0;
+}
+
+static int apply_field(ctx_t *c, json_t *v, const field_t *f, lh_config_t *cfg)
+{
+    size_t i;
+
+    switch (f->kind) {
+    case K_SECTION:
+        return apply_object(c, v, f->sub, cfg);
+    case K_SIZE:
+    case K_MS:
+    case K_WORKERS:
+        return apply_integer(c, v, f, cfg);
+    case K_STRING:
+    case K_TOKEN:
+        return apply_string(c, v, f, cfg);
+    case K_LIST:
+        return apply_list(c, v, f, cfg);
+    case K_BOOL:
+        if (!json_is_boolean(v))
+            return fail(c, "must be true or false");
+        *(int *)at(cfg, f) = json_is_true(v);
+        return 0;
+    case K_LEVEL:
+        for (i = 0; json_is_string(v) && i < LH_ARRAY_LEN(level_names); i++) {
+            if (strcmp(json_string_value(v), level_names[i]) == 0) {
+                *(int *)at(cfg, f) = 3 + (int)i;
+                return 0;
+            }
+        }
+        return fail(c, "must be one of \"err\", \"warning\", \"notice\", \"info\", \"debug\"");
+    }
+    return fail(c, "internal error: unknown field kind");
+}
+
+static char lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+}
+
+/*
+ * Edit distance of a and b ignoring ASCII case, or a large number when either is long;
+ * for "did you mean" suggestions.
+ */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), i, j, row[65];
+
+    if (la > 64 || lb > 64)
+        return 99;
+    for (j = 0; j <= lb; j++)
+        row[j] = j;
+    for (i = 1; i <= la; i++) {
+        size_t diag = row[0];
+
+        row[0] = i;
+        for (j = 1; j <= lb; j++) {
+            size_t up = row[j], best = diag + (lower(a[i - 1]) != lower(b[j - 1]));
+
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[lb];
+}
+
+static int unknown_key(ctx_t *c, const char *key, const field_t *fields)
+{
+    const field_t *f, *best = NULL;
+    size_t best_d = 3;
+    char path[256];
+
+    for (f = fields; f->name != NULL; f++) {
+        size_t d = distance(key, f->name);
+
+        if (d < best_d) {
+            best_d = d;
+            best = f;
+        }
+    }
+    path_string(c, path, sizeof(path));
+    if (best != NULL)
+        return fail_at(c, 1, 1, "unknown key \"%s\" (did you mean \"%s\"?)", path, best->name);
+    return fail_at(c, 1, 1, "unknown key \"%s\"", path);
+}
+
+/* Applies every member of obj, in document order, so the first error is the first in the file. */
+static int apply_object(ctx_t *c, json_t *obj, const field_t *fields, lh_config_t *cfg)
+{
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(obj))
+        return fail(c, c->depth == 0 ? "the configuration must be a JSON object"
+                                     : "must be an object");
+    json_object_foreach(obj, key, v) {
+        const field_t *f;
+        int rc;
+
+        for (f = fields; f->name != NULL && strcmp(f->name, key) != 0; f++)
+            ;
+        push_key(c, key);
+        rc = f->name == NULL ? unknown_key(c, key, fields) : apply_field(c, v, f, cfg);
+        pop(c);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Checks that need more than one key. */
+static int cross_checks(ctx_t *c, const lh_config_t *cfg)
+{
+    size_t i, j;
+    int rc = 0;
+
+    push_key(c, "websocket");
+    push_key(c, "echo_paths");
+    for (i = 0; rc == 0 && i < cfg->websocket.echo_paths.n; i++) {
+        for (j = 0; rc == 0 && j < cfg->websocket.paths.n; j++) {
+            if (strcmp(cfg->websocket.echo_paths.items[i], cfg->websocket.paths.items[j]) == 0) {
+                push_index(c, i);
+                rc = fail(c, "\"%s\" is also in websocket.paths; a path is either LHTTP or echo",
+                          cfg->websocket.paths.items[j]);
+                pop(c);
+            }
+        }
+    }
+    pop(c);
+    pop(c);
+    return rc;
+}
+
+/* ---- Public functions -------------------------------------------------------------- */
+
+lh_config_t *lh_config_parse(const char *text, size_t len, char *err, size_t errlen)
+{
+    ctx_t c;
+    lh_config_t *cfg;
+    json_error_t jerr;
+    json_t *root;
+    char *clean;
+    long clean_len;
+    size_t bad = 0;
+
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    memset(&c, 0, sizeof(c));
+    c.err = err;
+    c.errlen = errlen;
+
+    clean = malloc(len > 0 ? len : 1);
+    if (clean == NULL) {
+        set_err(err, errlen, 1, 1, "out of memory");
+        return NULL;
+    }
+    clean_len = strip_comments(text, len, clean, &bad);
+    if (clean_len < 0) {
+        unsigned line, col;
+
+        line_col(clean, bad, &line, &col);
+        set_err(err, errlen, line, col, "unterminated /* comment");
+        free(clean);
+        return NULL;
+    }
+    root = json_loadb(clean, (size_t)clean_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        set_err(err, errlen, jerr.line > 0 ? (unsigned)jerr.line : 1,
+                jerr.column > 0 ? (unsigned)jerr.column : 1, jerr.text);
+        free(clean);
+        return NULL;
+    }
+    c.text = clean;
+    c.len = (size_t)clean_len;
+
+    cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL || set_defaults(cfg, top_fields) != 0) {
+        oom(&c);
+        lh_config_free(cfg);
+        cfg = NULL;
+    } else if (apply_object(&c, root, top_fields, cfg) != 0 || cross_checks(&c, cfg) != 0) {
+        lh_config_free(cfg);
+        cfg = NULL;
+    }
+    json_decref(root);
+    free(clean);
+    return cfg;
+}
+
+lh_config_t *lh_config_default(void)
+{
+    return lh_config_parse("{}", 2, NULL, 0);
+}
+
+/* Frees every string and list that the table names. */
+static void free_fields(lh_config_t *cfg, const field_t *fields)
+{
+    const field_t *f;
+
+    for (f = fields; f->name != NULL; f++) {
+        if (f->kind == K_SECTION) {
+            free_fields(cfg, f->sub);
+        } else if (f->kind == K_STRING || f->kind == K_TOKEN) {
+            char **p = at(cfg, f);
+
+            free(*p);
+            *p = NULL;
+        } else if (f->kind == K_LIST) {
+            list_free(at(cfg, f));
+        }
+    }
+}
+
+void lh_config_free(lh_config_t *cfg)
+{
+    if (cfg == NULL)
+        return;
+    free_fields(cfg, top_fields);
+    free(cfg);
+}

@@ -1,0 +1,630 @@
+/* Unit tests for the configuration parser (shared/lh_config.c). */
+#include "lh_test.h"
+
+#include "lh_config.h"
+
+static char errbuf[1024];
+
+/* Parses text; returns the error message, or "ok" (freeing the config) when it parsed. */
+static const char *err_of(const char *text)
+{
+    lh_config_t *c;
+
+    errbuf[0] = '\0';
+    c = lh_config_parse(text, strlen(text), errbuf, sizeof(errbuf));
+    if (c != NULL) {
+        lh_config_free(c);
+        return "ok";
+    }
+    return errbuf;
+}
+
+#define CHECK_ERR(text, expected)                                                       \
+    do {                                                                                 \
+        const char *e_ = err_of(text);                                                   \
+        LH_CHECK_MEM(e_, strlen(e_), expected);                                          \
+    } while (0)
+
+#define CHECK_OK(text) CHECK_ERR(text, "ok")
+
+static lh_config_t *parse(const char *text)
+{
+    lh_config_t *c = lh_config_parse(text, strlen(text), errbuf, sizeof(errbuf));
+
+    if (c == NULL)
+        printf("# unexpected error: %s\n", errbuf);
+    return c;
+}
+
+static int list_is(const lh_strlist_t *l, size_t n, const char *const *items)
+{
+    size_t i;
+
+    if (l->n != n)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (strcmp(l->items[i], items[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static void check_defaults(const lh_config_t *c)
+{
+    static const char *const listen[] = { ":8081" };
+    static const char *const servers[] = { "nats://127.0.0.1:4222" };
+    static const char *const paths[] = { "/", "/ws" };
+
+    LH_CHECK(list_is(&c->listen, 1, listen));
+    LH_CHECK_INT(c->workers, 0);
+    LH_CHECK(list_is(&c->nats.servers, 1, servers));
+    LH_CHECK_MEM(c->nats.subject_prefix, strlen(c->nats.subject_prefix), "lhttp");
+    LH_CHECK_MEM(c->nats.name, strlen(c->nats.name), "lhttpd");
+    LH_CHECK_INT(c->nats.reconnect_buffer_bytes, 8 * 1024 * 1024);
+    LH_CHECK(list_is(&c->websocket.paths, 2, paths));
+    LH_CHECK_INT(c->websocket.echo_paths.n, 0);
+    LH_CHECK_INT(c->websocket.allowed_origins.n, 0);
+    LH_CHECK_INT(c->websocket.ping_interval_ms, 30000);
+    LH_CHECK_INT(c->websocket.close_timeout_ms, 5000);
+    LH_CHECK_INT(c->limits.max_message_bytes, 1024 * 1024);
+    LH_CHECK_INT(c->limits.max_headers, 32);
+    LH_CHECK_INT(c->limits.max_header_line, 4096);
+    LH_CHECK_INT(c->limits.send_queue_bytes, 4 * 1024 * 1024);
+    LH_CHECK_INT(c->limits.max_connections, 10000);
+    LH_CHECK_INT(c->limits.handshake_timeout_ms, 10000);
+    LH_CHECK_INT(c->limits.idle_timeout_ms, 60000);
+    LH_CHECK_INT(c->limits.max_channel_bytes, 128);
+    LH_CHECK_INT(c->limits.max_subscriptions, 256);
+    LH_CHECK_INT(c->http.max_request_line, 8192);
+    LH_CHECK_INT(c->http.max_header_bytes, 16384);
+    LH_CHECK_INT(c->http.max_headers, 64);
+    LH_CHECK_INT(c->http.max_body_bytes, 1024 * 1024);
+    LH_CHECK_INT(c->http.keepalive_timeout_ms, 15000);
+    LH_CHECK(c->publish.token == NULL);
+    LH_CHECK_INT(c->log.level, 6);
+    LH_CHECK_INT(c->log.log_bodies, 0);
+}
+
+LH_TEST(defaults_from_empty_object)
+{
+    lh_config_t *c = parse("{}");
+
+    LH_CHECK(c != NULL);
+    if (c != NULL)
+        check_defaults(c);
+    lh_config_free(c);
+    c = parse(" \n// nothing but a comment\n{ }\n");
+    LH_CHECK(c != NULL);
+    if (c != NULL)
+        check_defaults(c);
+    lh_config_free(c);
+}
+
+LH_TEST(config_default)
+{
+    lh_config_t *c = lh_config_default();
+
+    LH_CHECK(c != NULL);
+    if (c != NULL)
+        check_defaults(c);
+    lh_config_free(c);
+    lh_config_free(NULL);
+}
+
+LH_TEST(empty_sections_keep_defaults)
+{
+    lh_config_t *c = parse("{\"listen\":[\":8081\"],\"nats\":{},\"websocket\":{},"
+                           "\"limits\":{},\"http\":{},\"publish\":{},\"log\":{}}");
+
+    LH_CHECK(c != NULL);
+    if (c != NULL)
+        check_defaults(c);
+    lh_config_free(c);
+}
+
+/* The shipped etc/lhttpd.json must say exactly what the code's defaults are. */
+LH_TEST(shipped_config_equals_defaults)
+{
+    char path[512], *text;
+    const char *self = __FILE__, *cut = strstr(self, "tests/unit/test_config.c");
+    FILE *f;
+    long n;
+    lh_config_t *c;
+
+    snprintf(path, sizeof(path), "%.*setc/lhttpd.json", cut ? (int)(cut - self) : 0, self);
+    f = fopen(path, "rb");
+    LH_CHECK(f != NULL);
+    if (f == NULL) {
+        printf("# cannot open %s (run from the source tree)\n", path);
+        return;
+    }
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    text = malloc((size_t)n + 1);
+    LH_CHECK_INT(fread(text, 1, (size_t)n, f), n);
+    fclose(f);
+    c = lh_config_parse(text, (size_t)n, errbuf, sizeof(errbuf));
+    LH_CHECK(c != NULL);
+    if (c == NULL)
+        printf("# %s: %s\n", path, errbuf);
+    else
+        check_defaults(c);
+    lh_config_free(c);
+    free(text);
+}
+
+LH_TEST(full_config)
+{
+    static const char *const listen[] = { "127.0.0.1:9000", "[::1]:9001", ":9002" };
+    static const char *const servers[] = { "nats://a:4222", "nats://u:p@b.example:4223" };
+    static const char *const origins[] = { "https://example.com", "http://localhost:8080" };
+    lh_config_t *c = parse(
+        "{\n"
+        "  \"listen\": [\"127.0.0.1:9000\", \"[::1]:9001\", \":9002\"],\n"
+        "  \"workers\": 4,\n"
+        "  \"nats\": { \"servers\": [\"nats://a:4222\", \"nats://u:p@b.example:4223\"],\n"
+        "            \"subject_prefix\": \"app.lh-1_x\", \"name\": \"edge 1\",\n"
+        "            \"reconnect_buffer_bytes\": 1024 },\n"
+        "  \"websocket\": { \"paths\": [\"/lhttp\"], \"echo_paths\": [\"/echo\"],\n"
+        "                 \"allowed_origins\": [\"https://example.com\", "
+        "\"http://localhost:8080\"],\n"
+        "                 \"ping_interval_ms\": 1000, \"close_timeout_ms\": 200 },\n"
+        "  \"limits\": { \"max_message_bytes\": 65536, \"max_headers\": 256,\n"
+        "              \"max_header_line\": 74, \"send_queue_bytes\": 1,\n"
+        "              \"max_connections\": 7, \"handshake_timeout_ms\": 3,\n"
+        "              \"idle_timeout_ms\": 4, \"max_channel_bytes\": 255,\n"
+        "              \"max_subscriptions\": 1 },\n"
+        "  \"http\": { \"max_request_line\": 16, \"max_header_bytes\": 1048576,\n"
+        "            \"max_headers\": 128, \"max_body_bytes\": 5,\n"
+        "            \"keepalive_timeout_ms\": 86400000 },\n"
+        "  \"publish\": { \"token\": \"s3cr3t!\" },\n"
+        "  \"log\": { \"level\": \"debug\", \"bodies\": true }\n"
+        "}\n");
+
+    LH_CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    LH_CHECK(list_is(&c->listen, 3, listen));
+    LH_CHECK_INT(c->workers, 4);
+    LH_CHECK(list_is(&c->nats.servers, 2, servers));
+    LH_CHECK_MEM(c->nats.subject_prefix, strlen(c->nats.subject_prefix), "app.lh-1_x");
+    LH_CHECK_MEM(c->nats.name, strlen(c->nats.name), "edge 1");
+    LH_CHECK_INT(c->nats.reconnect_buffer_bytes, 1024);
+    LH_CHECK_INT(c->websocket.paths.n, 1);
+    LH_CHECK_MEM(c->websocket.paths.items[0], strlen(c->websocket.paths.items[0]), "/lhttp");
+    LH_CHECK_INT(c->websocket.echo_paths.n, 1);
+    LH_CHECK(list_is(&c->websocket.allowed_origins, 2, origins));
+    LH_CHECK_INT(c->websocket.ping_interval_ms, 1000);
+    LH_CHECK_INT(c->websocket.close_timeout_ms, 200);
+    LH_CHECK_INT(c->limits.max_message_bytes, 65536);
+    LH_CHECK_INT(c->limits.max_headers, 256);
+    LH_CHECK_INT(c->limits.max_header_line, 74);
+    LH_CHECK_INT(c->limits.send_queue_bytes, 1);
+    LH_CHECK_INT(c->limits.max_connections, 7);
+    LH_CHECK_INT(c->limits.handshake_timeout_ms, 3);
+    LH_CHECK_INT(c->limits.idle_timeout_ms, 4);
+    LH_CHECK_INT(c->limits.max_channel_bytes, 255);
+    LH_CHECK_INT(c->limits.max_subscriptions, 1);
+    LH_CHECK_INT(c->http.max_request_line, 16);
+    LH_CHECK_INT(c->http.max_header_bytes, 1048576);
+    LH_CHECK_INT(c->http.max_headers, 128);
+    LH_CHECK_INT(c->http.max_body_bytes, 5);
+    LH_CHECK_INT(c->http.keepalive_timeout_ms, 86400000);
+    LH_CHECK_MEM(c->publish.token, strlen(c->publish.token), "s3cr3t!");
+    LH_CHECK_INT(c->log.level, 7);
+    LH_CHECK_INT(c->log.log_bodies, 1);
+    lh_config_free(c);
+}
+
+LH_TEST(listen_key)
+{
+    CHECK_OK("{\"listen\":[\"localhost:1\", \"0.0.0.0:65535\", \"[fe80::1%eth0]:80\"]}");
+    CHECK_ERR("{\"listen\":[]}", "1:11: listen: must have from 1 to 64 entries");
+    CHECK_ERR("{\"listen\":\":80\"}", "1:11: listen: must be an array of strings");
+    CHECK_ERR("{\"listen\":[80]}", "1:12: listen[0]: must be a string");
+    CHECK_ERR("{\"listen\":[\":80\", \":0\"]}",
+              "1:19: listen[1]: must be \"host:port\", \"[ipv6]:port\" or \":port\" with a port "
+              "from 1 to 65535");
+    CHECK_ERR("{\"listen\":[\":65536\"]}",
+              "1:12: listen[0]: must be \"host:port\", \"[ipv6]:port\" or \":port\" with a port "
+              "from 1 to 65535");
+    CHECK_ERR("{\"listen\":[\"::1:80\"]}",
+              "1:12: listen[0]: must be \"host:port\", \"[ipv6]:port\" or \":port\" with a port "
+              "from 1 to 65535");
+    CHECK_ERR("{\"listen\":[\"8081\"]}",
+              "1:12: listen[0]: must be \"host:port\", \"[ipv6]:port\" or \":port\" with a port "
+              "from 1 to 65535");
+    CHECK_ERR("{\"listen\":[\":80\", \":80\"]}", "1:19: listen[1]: \":80\" is listed twice");
+}
+
+LH_TEST(workers_key)
+{
+    lh_config_t *c = parse("{\"workers\": \"auto\"}");
+
+    LH_CHECK(c != NULL && c->workers == 0);
+    lh_config_free(c);
+    c = parse("{\"workers\": 1024}");
+    LH_CHECK(c != NULL && c->workers == 1024);
+    lh_config_free(c);
+    CHECK_ERR("{\"workers\": 0}", "1:13: workers: must be \"auto\" or an integer from 1 to 1024");
+    CHECK_ERR("{\"workers\": 1025}",
+              "1:13: workers: must be \"auto\" or an integer from 1 to 1024");
+    CHECK_ERR("{\"workers\": -1}", "1:13: workers: must be \"auto\" or an integer from 1 to 1024");
+    CHECK_ERR("{\"workers\": 2.0}",
+              "1:13: workers: must be \"auto\" or an integer from 1 to 1024");
+    CHECK_ERR("{\"workers\": \"4\"}",
+              "1:13: workers: must be \"auto\" or an integer from 1 to 1024");
+    CHECK_ERR("{\"workers\": null}",
+              "1:13: workers: must be \"auto\" or an integer from 1 to 1024");
+}
+
+LH_TEST(nats_section)
+{
+    CHECK_OK("{\"nats\":{\"servers\":[\"nats://[::1]:4222\"]}}");
+    CHECK_ERR("{\"nats\":{\"servers\":[]}}", "1:20: nats.servers: must have from 1 to 32 entries");
+    CHECK_ERR("{\"nats\":{\"servers\":[\"tls://a:1\"]}}",
+              "1:21: nats.servers[0]: must be \"nats://host:port\" (optionally "
+              "\"nats://user:password@host:port\")");
+    CHECK_ERR("{\"nats\":{\"servers\":[\"nats://a\"]}}",
+              "1:21: nats.servers[0]: must be \"nats://host:port\" (optionally "
+              "\"nats://user:password@host:port\")");
+    CHECK_ERR("{\"nats\":{\"servers\":[\"nats://:4222\"]}}",
+              "1:21: nats.servers[0]: must be \"nats://host:port\" (optionally "
+              "\"nats://user:password@host:port\")");
+    CHECK_OK("{\"nats\":{\"subject_prefix\":\"a\"}}");
+    CHECK_OK("{\"nats\":{\"subject_prefix\":\"a-b.c_d.E9\"}}");
+    CHECK_OK("{\"nats\":{\"subject_prefix\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+             "aaaaaaaaaaa\"}}");
+    CHECK_ERR("{\"nats\":{\"subject_prefix\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+              "aaaaaaaaaaaaaa\"}}",
+              "1:27: nats.subject_prefix: must be 1 to 64 bytes of NATS tokens [A-Za-z0-9_-] "
+              "separated by '.' (no wildcards)");
+    CHECK_ERR("{\"nats\":{\"subject_prefix\":\"\"}}",
+              "1:27: nats.subject_prefix: must be 1 to 64 bytes of NATS tokens [A-Za-z0-9_-] "
+              "separated by '.' (no wildcards)");
+    CHECK_ERR("{\"nats\":{\"subject_prefix\":\"a.>\"}}",
+              "1:27: nats.subject_prefix: must be 1 to 64 bytes of NATS tokens [A-Za-z0-9_-] "
+              "separated by '.' (no wildcards)");
+    CHECK_ERR("{\"nats\":{\"subject_prefix\":\"a..b\"}}",
+              "1:27: nats.subject_prefix: must be 1 to 64 bytes of NATS tokens [A-Za-z0-9_-] "
+              "separated by '.' (no wildcards)");
+    CHECK_ERR("{\"nats\":{\"subject_prefix\":\"a.\"}}",
+              "1:27: nats.subject_prefix: must be 1 to 64 bytes of NATS tokens [A-Za-z0-9_-] "
+              "separated by '.' (no wildcards)");
+    CHECK_ERR("{\"nats\":{\"subject_prefix\":\"a b\"}}",
+              "1:27: nats.subject_prefix: must be 1 to 64 bytes of NATS tokens [A-Za-z0-9_-] "
+              "separated by '.' (no wildcards)");
+    CHECK_ERR("{\"nats\":{\"name\":\"\"}}", "1:17: nats.name: must be 1 to 128 bytes");
+    CHECK_ERR("{\"nats\":{\"name\":\"a\\nb\"}}",
+              "1:17: nats.name: must not contain control characters");
+    CHECK_ERR("{\"nats\":{\"name\":7}}", "1:17: nats.name: must be a string");
+    CHECK_OK("{\"nats\":{\"reconnect_buffer_bytes\":1073741824}}");
+    CHECK_ERR("{\"nats\":{\"reconnect_buffer_bytes\":1073741825}}",
+              "1:35: nats.reconnect_buffer_bytes: must be an integer from 1 to 1073741824");
+    CHECK_ERR("{\"nats\":[]}", "1:9: nats: must be an object");
+}
+
+LH_TEST(websocket_section)
+{
+    CHECK_OK("{\"websocket\":{\"paths\":[], \"echo_paths\":[\"/\"]}}");
+    CHECK_ERR("{\"websocket\":{\"paths\":[\"ws\"]}}",
+              "1:24: websocket.paths[0]: must start with '/' (at most 1024 bytes)");
+    CHECK_ERR("{\"websocket\":{\"paths\":[\"/a?b\"]}}",
+              "1:24: websocket.paths[0]: must be visible ASCII without '?' or '#'");
+    CHECK_ERR("{\"websocket\":{\"paths\":[\"/a b\"]}}",
+              "1:24: websocket.paths[0]: must be visible ASCII without '?' or '#'");
+    CHECK_ERR("{\"websocket\":{\"echo_paths\":[\"/ws\"]}}",
+              "1:29: websocket.echo_paths[0]: \"/ws\" is also in websocket.paths; a path is "
+              "either LHTTP or echo");
+    CHECK_ERR("{\"websocket\":{\"paths\":[\"/a\",\"/a\"]}}",
+              "1:29: websocket.paths[1]: \"/a\" is listed twice");
+    CHECK_OK("{\"websocket\":{\"allowed_origins\":[\"https://a.example.com\", \"http://[::1]:80\","
+             " \"chrome-extension://abc\", \"http://127.0.0.1:8080\"]}}");
+    CHECK_ERR("{\"websocket\":{\"allowed_origins\":[\"https://example.com/\"]}}",
+              "1:34: websocket.allowed_origins[0]: must be an origin like "
+              "\"https://example.com\" or \"http://localhost:8080\": lowercase "
+              "scheme://host[:port], no path and no trailing '/'");
+    CHECK_ERR("{\"websocket\":{\"allowed_origins\":[\"example.com\"]}}",
+              "1:34: websocket.allowed_origins[0]: must be an origin like "
+              "\"https://example.com\" or \"http://localhost:8080\": lowercase "
+              "scheme://host[:port], no path and no trailing '/'");
+    CHECK_ERR("{\"websocket\":{\"allowed_origins\":[\"HTTPS://example.com\"]}}",
+              "1:34: websocket.allowed_origins[0]: must be an origin like "
+              "\"https://example.com\" or \"http://localhost:8080\": lowercase "
+              "scheme://host[:port], no path and no trailing '/'");
+    CHECK_ERR("{\"websocket\":{\"allowed_origins\":[\"https://example.com:0\"]}}",
+              "1:34: websocket.allowed_origins[0]: must be an origin like "
+              "\"https://example.com\" or \"http://localhost:8080\": lowercase "
+              "scheme://host[:port], no path and no trailing '/'");
+    CHECK_ERR("{\"websocket\":{\"ping_interval_ms\":0}}",
+              "1:34: websocket.ping_interval_ms: must be an integer from 1 to 86400000");
+    CHECK_ERR("{\"websocket\":{\"close_timeout_ms\":3600001}}",
+              "1:34: websocket.close_timeout_ms: must be an integer from 1 to 3600000");
+}
+
+LH_TEST(limits_at_and_past_bounds)
+{
+    CHECK_OK("{\"limits\":{\"max_message_bytes\":268435456}}");
+    CHECK_ERR("{\"limits\":{\"max_message_bytes\":268435457}}",
+              "1:32: limits.max_message_bytes: must be an integer from 1 to 268435456");
+    CHECK_ERR("{\"limits\":{\"max_message_bytes\":0}}",
+              "1:32: limits.max_message_bytes: must be an integer from 1 to 268435456");
+    CHECK_ERR("{\"limits\":{\"max_message_bytes\":\"1M\"}}",
+              "1:32: limits.max_message_bytes: must be an integer from 1 to 268435456");
+    CHECK_ERR("{\"limits\":{\"max_message_bytes\":1e3}}",
+              "1:32: limits.max_message_bytes: must be an integer from 1 to 268435456");
+    CHECK_OK("{\"limits\":{\"max_headers\":256}}");
+    CHECK_ERR("{\"limits\":{\"max_headers\":257}}",
+              "1:26: limits.max_headers: must be an integer from 1 to 256");
+    CHECK_ERR("{\"limits\":{\"max_header_line\":73}}",
+              "1:30: limits.max_header_line: must be an integer from 74 to 1048576");
+    CHECK_ERR("{\"limits\":{\"max_header_line\":1048577}}",
+              "1:30: limits.max_header_line: must be an integer from 74 to 1048576");
+    CHECK_ERR("{\"limits\":{\"send_queue_bytes\":1073741825}}",
+              "1:31: limits.send_queue_bytes: must be an integer from 1 to 1073741824");
+    CHECK_OK("{\"limits\":{\"max_connections\":1000000}}");
+    CHECK_ERR("{\"limits\":{\"max_connections\":1000001}}",
+              "1:30: limits.max_connections: must be an integer from 1 to 1000000");
+    CHECK_ERR("{\"limits\":{\"handshake_timeout_ms\":0}}",
+              "1:35: limits.handshake_timeout_ms: must be an integer from 1 to 3600000");
+    CHECK_ERR("{\"limits\":{\"idle_timeout_ms\":86400001}}",
+              "1:30: limits.idle_timeout_ms: must be an integer from 1 to 86400000");
+    CHECK_ERR("{\"limits\":{\"max_channel_bytes\":256}}",
+              "1:32: limits.max_channel_bytes: must be an integer from 1 to 255");
+    CHECK_ERR("{\"limits\":{\"max_subscriptions\":65537}}",
+              "1:32: limits.max_subscriptions: must be an integer from 1 to 65536");
+    CHECK_ERR("{\"limits\":{\"max_subscriptions\":true}}",
+              "1:32: limits.max_subscriptions: must be an integer from 1 to 65536");
+}
+
+LH_TEST(http_at_and_past_bounds)
+{
+    CHECK_ERR("{\"http\":{\"max_request_line\":15}}",
+              "1:29: http.max_request_line: must be an integer from 16 to 1048576");
+    CHECK_ERR("{\"http\":{\"max_header_bytes\":1048577}}",
+              "1:29: http.max_header_bytes: must be an integer from 16 to 1048576");
+    CHECK_OK("{\"http\":{\"max_headers\":128}}");
+    CHECK_ERR("{\"http\":{\"max_headers\":129}}",
+              "1:24: http.max_headers: must be an integer from 1 to 128");
+    CHECK_ERR("{\"http\":{\"max_body_bytes\":268435457}}",
+              "1:27: http.max_body_bytes: must be an integer from 1 to 268435456");
+    CHECK_ERR("{\"http\":{\"keepalive_timeout_ms\":-5}}",
+              "1:33: http.keepalive_timeout_ms: must be an integer from 1 to 86400000");
+}
+
+LH_TEST(publish_token)
+{
+    char big[600];
+    lh_config_t *c;
+
+    c = parse("{\"publish\":{\"token\":null}}");
+    LH_CHECK(c != NULL && c->publish.token == NULL);
+    lh_config_free(c);
+    CHECK_OK("{\"publish\":{\"token\":\"x\"}}");
+    CHECK_ERR("{\"publish\":{\"token\":\"\"}}",
+              "1:21: publish.token: must be null or a string of 1 to 512 visible ASCII "
+              "characters");
+    CHECK_ERR("{\"publish\":{\"token\":\"a b\"}}",
+              "1:21: publish.token: must be null or a string of 1 to 512 visible ASCII "
+              "characters");
+    CHECK_ERR("{\"publish\":{\"token\":\"\\u00e9\"}}",
+              "1:21: publish.token: must be null or a string of 1 to 512 visible ASCII "
+              "characters");
+    CHECK_ERR("{\"publish\":{\"token\":42}}",
+              "1:21: publish.token: must be null or a string of 1 to 512 visible ASCII "
+              "characters");
+    memset(big, 0, sizeof(big));
+    memcpy(big, "{\"publish\":{\"token\":\"", 21);
+    memset(big + 21, 't', 512);
+    memcpy(big + 21 + 512, "\"}}", 3);
+    CHECK_OK(big);
+    memset(big + 21, 't', 513);
+    memcpy(big + 21 + 513, "\"}}", 3);
+    CHECK_ERR(big, "1:21: publish.token: must be null or a string of 1 to 512 visible ASCII "
+                   "characters");
+}
+
+LH_TEST(log_section)
+{
+    static const char *const names[] = { "err", "warning", "notice", "info", "debug" };
+    char text[64];
+    size_t i;
+
+    for (i = 0; i < 5; i++) {
+        lh_config_t *c;
+
+        snprintf(text, sizeof(text), "{\"log\":{\"level\":\"%s\"}}", names[i]);
+        c = parse(text);
+        LH_CHECK(c != NULL);
+        if (c != NULL)
+            LH_CHECK_INT(c->log.level, 3 + (int)i);
+        lh_config_free(c);
+    }
+    CHECK_ERR("{\"log\":{\"level\":\"INFO\"}}",
+              "1:17: log.level: must be one of \"err\", \"warning\", \"notice\", \"info\", "
+              "\"debug\"");
+    CHECK_ERR("{\"log\":{\"level\":6}}",
+              "1:17: log.level: must be one of \"err\", \"warning\", \"notice\", \"info\", "
+              "\"debug\"");
+    CHECK_OK("{\"log\":{\"bodies\":false}}");
+    CHECK_ERR("{\"log\":{\"bodies\":\"yes\"}}", "1:18: log.bodies: must be true or false");
+    CHECK_ERR("{\"log\":{\"bodies\":0}}", "1:18: log.bodies: must be true or false");
+}
+
+LH_TEST(unknown_keys)
+{
+    CHECK_ERR("{\"limits\":{\"max_mesage_bytes\":1}}",
+              "1:12: unknown key \"limits.max_mesage_bytes\" (did you mean "
+              "\"max_message_bytes\"?)");
+    CHECK_ERR("{\n  \"listen\": [\":1\"],\n  \"wrokers\": 2\n}",
+              "3:3: unknown key \"wrokers\" (did you mean \"workers\"?)");
+    CHECK_ERR("{\"LIMITS\":{}}", "1:2: unknown key \"LIMITS\" (did you mean \"limits\"?)");
+    CHECK_ERR("{\"tls\":{}}", "1:2: unknown key \"tls\"");
+    CHECK_ERR("{\"log\":{\"level\":\"info\",\"file\":\"/x\"}}", "1:24: unknown key \"log.file\"");
+    /* Odd bytes in a key are shown escaped. */
+    CHECK_ERR("{\"a\\\"b\\n\":1}", "1:2: unknown key \"a\\x22b\\x0a\"");
+}
+
+LH_TEST(root_must_be_object)
+{
+    CHECK_ERR("[]", "1:1: the configuration must be a JSON object");
+    CHECK_ERR("\n  [1]", "2:3: the configuration must be a JSON object");
+}
+
+LH_TEST(syntax_errors)
+{
+    CHECK_ERR("", "1:1: '[' or '{' expected near end of file");
+    CHECK_ERR("{", "1:1: string or '}' expected near end of file");
+    CHECK_ERR("{\"listen\":[\":1\",]}", "1:17: unexpected token near ']'");
+    CHECK_ERR("{\n  \"workers\": 2,\n}", "3:1: string or '}' expected near '}'");
+    CHECK_ERR("{\"workers\": x}", "1:13: invalid token near 'x'");
+    CHECK_ERR("{} {}", "1:4: end of file expected near '{'");
+    CHECK_ERR("{\n\"log\": {},\n\"log\": {}\n}", "3:5: duplicate object key near '\"log\"'");
+    CHECK_ERR("{\"workers\": 99999999999999999999}",
+              "1:32: too big integer near '99999999999999999999'");
+    CHECK_ERR("{\"nats\":{\"name\":\"a\\u0000b\"}}",
+              "1:26: \\u0000 is not allowed without JSON_ALLOW_NUL near '\"a\\u0000b\"'");
+    CHECK_ERR("# comment\n{}", "1:1: '[' or '{' expected near '#'");
+}
+
+LH_TEST(comments)
+{
+    lh_config_t *c = parse(
+        "// lhttpd configuration\n"
+        "{\n"
+        "  /* where to listen */ \"listen\": [\":9000\" /* first */, \":9001\"], // two\n"
+        "  \"nats\": {\n"
+        "    // \"servers\": [\"bogus\"],\n"
+        "    \"name\": \"a//b /* not a comment */\",\n"
+        "    /* multi\n"
+        "       line \" with a quote\n"
+        "       comment */\n"
+        "    \"subject_prefix\": \"x\"\n"
+        "  }\n"
+        "}\n"
+        "// trailing, without a newline");
+
+    LH_CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    LH_CHECK_INT(c->listen.n, 2);
+    LH_CHECK_MEM(c->nats.name, strlen(c->nats.name), "a//b /* not a comment */");
+    LH_CHECK_MEM(c->nats.subject_prefix, strlen(c->nats.subject_prefix), "x");
+    LH_CHECK_INT(c->nats.servers.n, 1);
+    lh_config_free(c);
+
+    CHECK_OK("{\"nats\":{\"name\":\"\\\"//\\\\\"}}//");
+    CHECK_OK("{}/**/");
+    CHECK_OK("{/***/}");
+    CHECK_OK("{}/* \xe2\x82\xac */");
+}
+
+LH_TEST(comment_errors)
+{
+    CHECK_ERR("{\"a\":1 /* x", "1:8: unterminated /* comment");
+    CHECK_ERR("{}\n\n  /* x */ /*\n", "3:11: unterminated /* comment");
+    CHECK_ERR("{}/", "1:3: end of file expected near '/'");
+    /* A comment is white space: it does not join tokens or hide a missing comma. */
+    CHECK_ERR("{\"workers\": 1/**/2}", "1:18: '}' expected near '2'");
+    CHECK_ERR("{\"workers\": 1 // 2}\n", "2:1: '}' expected near end of file");
+}
+
+LH_TEST(value_positions_after_comments_and_utf8)
+{
+    /* Columns count characters, like jansson: the euro sign is one column. */
+    CHECK_ERR("{ /* \xe2\x82\xac\xe2\x82\xac */ \"workers\": 0}",
+              "1:23: workers: must be \"auto\" or an integer from 1 to 1024");
+    CHECK_ERR("{\"nats\": {\"name\": \"\xe2\x82\xac\", \"subject_prefix\": \"*\"}}",
+              "1:42: nats.subject_prefix: must be 1 to 64 bytes of NATS tokens [A-Za-z0-9_-] "
+              "separated by '.' (no wildcards)");
+    CHECK_ERR("// \xc3\xa9\xc3\xa9\n{\n\t\"limits\": {\n\t\t\"max_headers\": 0 // zero\n\t}\n}",
+              "4:18: limits.max_headers: must be an integer from 1 to 256");
+    CHECK_ERR("{\"listen\": [\":1\", /* \"x\", */ \"bad\"]}",
+              "1:30: listen[1]: must be \"host:port\", \"[ipv6]:port\" or \":port\" with a port "
+              "from 1 to 65535");
+    /* A key spelled with escapes is the same key. */
+    CHECK_ERR("{\"li\\u0073ten\": [\":1\", 5]}", "1:24: listen[1]: must be a string");
+    /* A byte order mark is skipped and takes no column. */
+    CHECK_ERR("\xef\xbb\xbf{\"workers\":0}",
+              "1:12: workers: must be \"auto\" or an integer from 1 to 1024");
+    /* Values of skipped keys may nest and hold brackets in strings. */
+    CHECK_ERR("{\"nats\": {\"servers\": [\"nats://a:1\"], \"name\": \"[{\"},"
+              " \"websocket\": {\"paths\": [\"/]}\", \"/x\"], \"ping_interval_ms\": -1}}",
+              "1:111: websocket.ping_interval_ms: must be an integer from 1 to 86400000");
+}
+
+LH_TEST(error_buffer)
+{
+    char small[8];
+    lh_config_t *c;
+
+    memset(small, 'x', sizeof(small));
+    c = lh_config_parse("[]", 2, small, sizeof(small));
+    LH_CHECK(c == NULL);
+    LH_CHECK_MEM(small, strlen(small), "1:1: th");
+    LH_CHECK(lh_config_parse("[]", 2, NULL, 0) == NULL);
+    c = lh_config_parse("{} garbage", 2, NULL, 0);
+    LH_CHECK(c != NULL);
+    lh_config_free(c);
+}
+
+LH_TEST(split_hostport)
+{
+    char host[64];
+    unsigned port = 0;
+
+    LH_CHECK_INT(lh_config_split_hostport("example.com:80", host, sizeof(host), &port), 0);
+    LH_CHECK_MEM(host, strlen(host), "example.com");
+    LH_CHECK_INT(port, 80);
+    LH_CHECK_INT(lh_config_split_hostport("[::1]:8081", host, sizeof(host), &port), 0);
+    LH_CHECK_MEM(host, strlen(host), "::1");
+    LH_CHECK_INT(port, 8081);
+    LH_CHECK_INT(lh_config_split_hostport(":65535", host, sizeof(host), &port), 0);
+    LH_CHECK_MEM(host, strlen(host), "");
+    LH_CHECK_INT(port, 65535);
+    LH_CHECK_INT(lh_config_split_hostport("1.2.3.4:1", host, sizeof(host), &port), 0);
+    LH_CHECK_MEM(host, strlen(host), "1.2.3.4");
+    LH_CHECK_INT(port, 1);
+    LH_CHECK_INT(lh_config_split_hostport(":0", host, sizeof(host), &port), -1);
+    LH_CHECK_INT(lh_config_split_hostport(":65536", host, sizeof(host), &port), -1);
+    LH_CHECK_INT(lh_config_split_hostport(":", host, sizeof(host), &port), -1);
+    LH_CHECK_INT(lh_config_split_hostport("host", host, sizeof(host), &port), -1);
+    LH_CHECK_INT(lh_config_split_hostport("host:", host, sizeof(host), &port), -1);
+    LH_CHECK_INT(lh_config_split_hostport("host:8x", host, sizeof(host), &port), -1);
+    LH_CHECK_INT(lh_config_split_hostport("host:+80", host, sizeof(host), &port), -1);
+    LH_CHECK_INT(lh_config_split_hostport("::1:80", host, sizeof(host), &port), -1);
+    LH_CHECK_INT(lh_config_split_hostport("[::1]80", host, sizeof(host), &port), -1);
+    LH_CHECK_INT(lh_config_split_hostport("[::1]", host, sizeof(host), &port), -1);
+    LH_CHECK_INT(lh_config_split_hostport("[]:80", host, sizeof(host), &port), -1);
+    LH_CHECK_INT(lh_config_split_hostport("a b:80", host, sizeof(host), &port), -1);
+    LH_CHECK_INT(lh_config_split_hostport("", host, sizeof(host), &port), -1);
+    /* The host must fit, with its NUL. */
+    LH_CHECK_INT(lh_config_split_hostport("abcd:1", host, 5, &port), 0);
+    LH_CHECK_INT(lh_config_split_hostport("abcde:1", host, 5, &port), -1);
+}
+
+int main(void)
+{
+    LH_RUN(defaults_from_empty_object);
+    LH_RUN(config_default);
+    LH_RUN(empty_sections_keep_defaults);
+    LH_RUN(shipped_config_equals_defaults);
+    LH_RUN(full_config);
+    LH_RUN(listen_key);
+    LH_RUN(workers_key);
+    LH_RUN(nats_section);
+    LH_RUN(websocket_section);
+    LH_RUN(limits_at_and_past_bounds);
+    LH_RUN(http_at_and_past_bounds);
+    LH_RUN(publish_token);
+    LH_RUN(log_section);
+    LH_RUN(unknown_keys);
+    LH_RUN(root_must_be_object);
+    LH_RUN(syntax_errors);
+    LH_RUN(comments);
+    LH_RUN(comment_errors);
+    LH_RUN(value_positions_after_comments_and_utf8);
+    LH_RUN(error_buffer);
+    LH_RUN(split_hostport);
+    LH_DONE();
+}
