@@ -1,0 +1,256 @@
+/*
+ * lhttpc: the command-line LHTTP-over-WebSocket client. Internal interfaces between its
+ * files. Client-only symbols carry the prefix lhc_ so that they never collide with the
+ * server's lh_ symbols when a unit test links both.
+ *
+ * url.c        ws:// URL parsing (pure)
+ * handshake.c  the HTTP upgrade request and the check of the server's answer (pure)
+ * msg.c        building LHTTP messages from the command line or typed lines (pure)
+ * output.c     printing received messages, raw or as JSON lines
+ * conn.c       the socket: connect, handshake, frames, close (blocking I/O with poll)
+ * httppub.c    publishing with POST over HTTP (libcurl)
+ * main.c       options and the modes
+ */
+#ifndef LHC_LHTTPC_H
+#define LHC_LHTTPC_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lh_lhttp.h"
+
+/* Exit statuses; main.c's usage text and packaging/man/lhttpc.1 document them. */
+enum {
+    LHC_EXIT_OK = 0,
+    LHC_EXIT_CONN = 1,    /* connect, handshake or WebSocket protocol failure */
+    LHC_EXIT_USAGE = 2,   /* bad command line or bad input */
+    LHC_EXIT_TIMEOUT = 3, /* -w elapsed */
+    LHC_EXIT_CLOSED = 4,  /* the server closed the connection */
+    LHC_EXIT_HTTP = 5     /* POST publish answered with a non-2xx status */
+};
+
+/* Default cap of one received or sent message, and the smallest one allowed. */
+#define LHC_DEFAULT_MAX_MESSAGE ((uint64_t)64 << 20)
+#define LHC_MIN_MAX_MESSAGE ((uint64_t)1 << 10)
+
+/* ---- url.c ---- */
+
+typedef struct {
+    char host[256];     /* without the brackets of an IPv6 literal */
+    char port[6];       /* decimal, "80" when the URL gives none */
+    char hostport[300]; /* the Host header value: as written in the URL */
+    char target[4096];  /* path and query, "/" when the URL gives none */
+} lhc_url_t;
+
+/*
+ * Parses a ws:// URL into u. Returns 0, or -1 with *err set to a static text saying what
+ * is wrong (wss:// is refused with a pointer to a TLS proxy, since lhttpc has no TLS).
+ */
+int lhc_url_parse(const char *s, lhc_url_t *u, const char **err);
+
+/* ---- handshake.c ---- */
+
+/*
+ * Writes the upgrade request for u into out (capacity cap, NUL-terminated). key is the
+ * base64 Sec-WebSocket-Key; origin and protocols may be NULL. Returns its length, or -1
+ * when it does not fit or a value holds CR or LF.
+ */
+int lhc_handshake_request(char *out, size_t cap, const lhc_url_t *u, const char *key,
+                          const char *origin, const char *protocols);
+
+/* Fills key[25] with the base64 of 16 random bytes. Returns 0, or -1 (errno set). */
+int lhc_handshake_key(char key[25]);
+
+/* Length of the response head in buf[0..len) including its empty line, or 0 if incomplete. */
+size_t lhc_handshake_head_len(const char *buf, size_t len);
+
+/*
+ * Checks the server's response head (head_len bytes from lhc_handshake_head_len) against
+ * the request. Returns 0 when it accepts the upgrade. Otherwise returns -1 and writes
+ * into err a line for the user: the status line when it is not 101, or what is wrong
+ * with a 101 (missing Upgrade, wrong Sec-WebSocket-Accept, an extension or
+ * subprotocol not offered). The selected subprotocol, if any, goes into proto (cap
+ * proto_cap, "" when none).
+ */
+int lhc_handshake_check(const char *head, size_t head_len, const char *key,
+                        const char *protocols, char *proto, size_t proto_cap, char *err,
+                        size_t err_cap);
+
+/* ---- msg.c ---- */
+
+typedef struct {
+    char *key;
+    char *value;
+} lhc_kv_t;
+
+/* An LHTTP message under construction. Owns its strings. */
+typedef struct {
+    char *command;
+    lhc_kv_t *headers;
+    size_t num_headers;
+    size_t cap_headers;
+    char *body;
+    size_t body_len;
+    size_t body_cap;
+} lhc_msg_t;
+
+void lhc_msg_init(lhc_msg_t *m);
+void lhc_msg_clear(lhc_msg_t *m); /* frees the contents, leaves an empty message */
+
+/*
+ * Sets the command from "chat" or "LHTTP/1.0 chat". Returns 0, or -1 with *err set.
+ */
+int lhc_msg_set_command(lhc_msg_t *m, const char *s, size_t len, const char **err);
+
+/* Adds a header from "key:value" (white space around key and value trimmed). */
+int lhc_msg_add_header_line(lhc_msg_t *m, const char *s, size_t len, const char **err);
+
+/* Adds a header from its key and value, both copied. */
+int lhc_msg_add_header(lhc_msg_t *m, const char *key, size_t key_len, const char *value,
+                       size_t value_len, const char **err);
+
+/* Appends to the body. Returns 0, or -1 when out of memory or over max bytes. */
+int lhc_msg_append_body(lhc_msg_t *m, const char *p, size_t len, size_t max);
+
+/*
+ * Serializes the message (CRLF line ends) into a new buffer the caller frees.
+ * Returns it with *len set, or NULL when out of memory.
+ */
+char *lhc_msg_serialize(const lhc_msg_t *m, size_t *len);
+
+/*
+ * The line grammar of interactive mode: a command line ("chat" or "LHTTP/1.0 chat";
+ * empty lines before it are skipped), header lines "key:value", an empty line, body
+ * lines joined by "\n", and a line "." that ends the message. A "." in place of a
+ * header line ends a message without body; ".." in the body stands for a line ".".
+ */
+enum { LHC_IN_COMMAND, LHC_IN_HEADERS, LHC_IN_BODY };
+
+typedef struct {
+    int state;
+    int body_lines; /* body lines so far, to know where "\n" goes */
+    size_t max;     /* cap of the body */
+    lhc_msg_t msg;
+} lhc_input_t;
+
+void lhc_input_init(lhc_input_t *in, size_t max_body);
+void lhc_input_free(lhc_input_t *in);
+
+/*
+ * Feeds one line (without its "\n"; a trailing "\r" is dropped). Returns 1 when the
+ * line completed a message (in->msg holds it; lhc_input_reset() before the next line),
+ * 0 when more lines are needed, -1 with *err set when the line is invalid (the
+ * message being typed is dropped).
+ */
+int lhc_input_line(lhc_input_t *in, const char *line, size_t len, const char **err);
+
+/* Forgets the message being typed and waits for a command line again. */
+void lhc_input_reset(lhc_input_t *in);
+
+/* ---- output.c ---- */
+
+enum { LHC_FORMAT_RAW, LHC_FORMAT_JSON };
+
+/*
+ * Prints one received message: raw (as received, then "\n") or as one JSON line
+ * {"command","headers":[[k,v],...],"body","binary"}; "command" is null when the message
+ * is not LHTTP, and a body that is not UTF-8 is given in base64 with "body_base64":true.
+ * Flushes. Returns 0, or -1 when the write failed.
+ */
+int lhc_output_message(FILE *out, int format, int binary, const uint8_t *p, size_t len);
+
+/* Builds the JSON line (without "\n") into a new string the caller frees, or NULL. */
+char *lhc_output_json(int binary, const uint8_t *p, size_t len);
+
+/* ---- conn.c ---- */
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+int64_t lhc_now_ms(void);
+
+/*
+ * Signals. main.c blocks SIGINT and SIGTERM while a connection is open; every wait in
+ * conn.c is a ppoll(2) with wait_mask, which lets them in, so a signal can only arrive
+ * inside a wait and is never lost between a check of lhc_stop_signal and the wait.
+ * The handler only stores the signal's number in lhc_stop_signal.
+ */
+extern volatile sig_atomic_t lhc_stop_signal;
+void lhc_conn_set_wait_mask(const sigset_t *wait_mask); /* copies; NULL: plain waits */
+
+typedef struct lhc_conn lhc_conn_t;
+
+typedef struct {
+    const char *origin;    /* NULL: no Origin header */
+    const char *protocols; /* NULL: no Sec-WebSocket-Protocol */
+    uint64_t max_message;  /* cap of a received message */
+    int64_t deadline;      /* lhc_now_ms() value, or -1 for none */
+} lhc_conn_opts_t;
+
+/*
+ * Connects to u and performs the upgrade. Returns a connection, or NULL with an exit
+ * status in *status (LHC_EXIT_CONN or LHC_EXIT_TIMEOUT) and a message printed on stderr.
+ */
+lhc_conn_t *lhc_conn_open(const lhc_url_t *u, const lhc_conn_opts_t *o, int *status);
+
+/* Closes the socket and frees c. Accepts NULL. */
+void lhc_conn_free(lhc_conn_t *c);
+
+/* Sets the deadline for later calls (-1: none). */
+void lhc_conn_set_deadline(lhc_conn_t *c, int64_t deadline);
+
+/*
+ * Sends one message in frames of at most frag bytes (0: one frame), each masked with a
+ * fresh key from getrandom(2). Returns 0, or an exit status after printing why.
+ */
+int lhc_conn_send(lhc_conn_t *c, int binary, const void *p, size_t len, size_t frag);
+
+enum {
+    LHC_EV_MESSAGE, /* data/len/binary hold a whole message, valid until the next call */
+    LHC_EV_FD,      /* the extra fd is readable */
+    LHC_EV_CLOSED,  /* the server closed; code/reason set (1006: no close frame) */
+    LHC_EV_TIMEOUT, /* the deadline passed */
+    LHC_EV_ERROR,   /* a protocol or I/O failure, already reported; status set */
+    LHC_EV_SIGNAL   /* poll(2) was interrupted by a signal */
+};
+
+typedef struct {
+    int type;
+    int binary;
+    const uint8_t *data;
+    size_t len;
+    unsigned code;
+    char reason[128];
+    int status;
+} lhc_event_t;
+
+/*
+ * Waits for the next event: a whole message (pings are answered and pongs dropped on the
+ * way), extra_fd readable (pass -1 for none), the server's close (answered), the
+ * deadline, or a signal. Returns ev->type.
+ */
+int lhc_conn_next(lhc_conn_t *c, int extra_fd, lhc_event_t *ev);
+
+/*
+ * Starts the close handshake with code and waits up to wait_ms for the server's close,
+ * passing messages that arrive meanwhile to on_message (may be NULL). Returns 0 when the
+ * server answered, 1 when it did not within wait_ms, or the exit status of an error.
+ */
+int lhc_conn_close(lhc_conn_t *c, unsigned code, int wait_ms,
+                   void (*on_message)(void *arg, const lhc_event_t *ev), void *arg);
+
+/* Prints "closed: CODE REASON" on stderr. */
+void lhc_report_close(const lhc_event_t *ev);
+
+/* ---- httppub.c ---- */
+
+typedef struct {
+    const char *url;
+    const char *token; /* NULL: no Authorization header */
+    long timeout_ms;   /* 0: none */
+    int quiet;
+} lhc_http_opts_t;
+
+/* POSTs msg[0..len) to o->url. Prints the answer; returns an exit status. */
+int lhc_http_publish(const lhc_http_opts_t *o, const char *msg, size_t len);
+
+#endif
