@@ -20,7 +20,8 @@ Options:
 
 Data specs (DATA below): `str:TEXT` (or bare TEXT) with escapes \\r \\n \\t \\\\ \\xHH;
 `hex:HEX`; `rep:N:TEXT` (TEXT repeated, cut to exactly N bytes); `rand:N` (N pseudo-random
-bytes, fixed seed); `utf8:N` (N bytes of valid multi-byte UTF-8 text).
+bytes, fixed seed); `utf8:N` (N bytes of valid multi-byte UTF-8 text);
+`cat:SPEC ++ SPEC ...` (the concatenation of several specs).
 
 Steps:
     upgrade[:PATH]    WebSocket handshake (default path /); prints `status N`, and on 101
@@ -115,6 +116,8 @@ def unescape(s):
 
 def data_spec(spec):
     """Turns a DATA spec into bytes."""
+    if spec.startswith("cat:"):
+        return b"".join(data_spec(part) for part in spec[4:].split(" ++ "))
     if spec.startswith("hex:"):
         return bytes.fromhex(spec[4:])
     if spec.startswith("rep:"):
