@@ -107,18 +107,6 @@ static void copy_printable(char *out, size_t cap, const char *s, size_t len)
     out[len] = '\0';
 }
 
-/* Trims spaces and tabs at both ends of s[0..*len); returns the new start. */
-static const char *trim(const char *s, size_t *len)
-{
-    while (*len > 0 && (*s == ' ' || *s == '\t')) {
-        s++;
-        (*len)--;
-    }
-    while (*len > 0 && (s[*len - 1] == ' ' || s[*len - 1] == '\t'))
-        (*len)--;
-    return s;
-}
-
 /* 1 when the comma-separated list offered holds the token tok[0..len). */
 static int list_has(const char *offered, const char *tok, size_t len)
 {
@@ -127,7 +115,7 @@ static int list_has(const char *offered, const char *tok, size_t len)
     while (p != NULL && *p != '\0') {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        const char *item = trim(p, &n);
+        const char *item = lhc_trim(p, &n);
 
         if (n == len && memcmp(item, tok, len) == 0)
             return 1;
@@ -188,7 +176,7 @@ int lhc_handshake_check(const char *head, size_t head_len, const char *key,
         name = line;
         name_len = (size_t)(colon - line);
         value_len = line_len - name_len - 1;
-        value = trim(colon + 1, &value_len);
+        value = lhc_trim(colon + 1, &value_len);
         if (lh_strieq(name, name_len, "Upgrade")) {
             got_upgrade |= lh_http_has_token(value, value_len, "websocket");
         } else if (lh_strieq(name, name_len, "Connection")) {

@@ -95,6 +95,9 @@ typedef struct {
     size_t body_cap;
 } lhc_msg_t;
 
+/* Trims spaces and tabs at both ends of s[0..*len); returns the new start. */
+const char *lhc_trim(const char *s, size_t *len);
+
 void lhc_msg_init(lhc_msg_t *m);
 void lhc_msg_clear(lhc_msg_t *m); /* frees the contents, leaves an empty message */
 

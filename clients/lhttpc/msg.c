@@ -37,7 +37,7 @@ static char *dup_n(const char *s, size_t len)
     return p;
 }
 
-static const char *trim(const char *s, size_t *len)
+const char *lhc_trim(const char *s, size_t *len)
 {
     while (*len > 0 && (*s == ' ' || *s == '\t')) {
         s++;
@@ -54,12 +54,12 @@ int lhc_msg_set_command(lhc_msg_t *m, const char *s, size_t len, const char **er
     const size_t plen = sizeof(proto) - 1;
     char *cmd;
 
-    s = trim(s, &len);
+    s = lhc_trim(s, &len);
     if (len >= plen && memcmp(s, proto, plen) == 0 &&
         (len == plen || s[plen] == ' ' || s[plen] == '\t')) {
         s += plen;
         len -= plen;
-        s = trim(s, &len);
+        s = lhc_trim(s, &len);
     } else if (len >= 6 && memcmp(s, "LHTTP/", 6) == 0) {
         *err = "unsupported protocol version; lhttpc speaks " LH_LHTTP_PROTO;
         return -1;
@@ -126,9 +126,9 @@ int lhc_msg_add_header_line(lhc_msg_t *m, const char *s, size_t len, const char 
         return -1;
     }
     key_len = (size_t)(colon - s);
-    key = trim(s, &key_len);
+    key = lhc_trim(s, &key_len);
     value_len = len - (size_t)(colon - s) - 1;
-    value = trim(colon + 1, &value_len);
+    value = lhc_trim(colon + 1, &value_len);
     return lhc_msg_add_header(m, key, key_len, value, value_len, err);
 }
 
@@ -202,7 +202,7 @@ int lhc_input_line(lhc_input_t *in, const char *line, size_t len, const char **e
         len--;
     switch (in->state) {
     case LHC_IN_COMMAND:
-        line = trim(line, &len);
+        line = lhc_trim(line, &len);
         if (len == 0)
             return 0;
         if (lhc_msg_set_command(&in->msg, line, len, err) < 0)
