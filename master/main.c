@@ -131,6 +131,7 @@ int main(int argc, char **argv)
         return 1;
     }
     lh_builtin_register();
+    lh_pubsub_register();
     w = lh_worker_new(cfg, 0, fds, nfds);
     if (w == NULL) {
         lh_log(LH_LOG_ERR, "cannot create the worker: out of memory");

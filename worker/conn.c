@@ -261,6 +261,7 @@ void lh_conn_destroy(lh_conn_t *c)
         lh_dispatch_close(c);
         c->busy--;
     }
+    lh_pubsub_conn_gone(c);
     lh_conn_list_remove(list_of(c), c);
     event_del(&c->rev);
     event_del(&c->wev);

@@ -193,6 +193,20 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         }
         return (ssize_t)total;
     }
+    if (req->path_len == 8 && memcmp(req->path, "/publish", 8) == 0) {
+        if (req->method_len != 4 || memcmp(req->method, "POST", 4) != 0) {
+            respond_error(c, 405, "use POST", "Allow: POST\r\n");
+        } else if (!lh_pubsub_authorized(c, req)) {
+            static const char body[] = "{\"error\":\"missing or wrong bearer token\"}\n";
+
+            c->flags |= LH_CF_CLOSE_AFTER;
+            lh_http_respond(c, 401, "WWW-Authenticate: Bearer realm=\"lhttpd\"\r\n",
+                            "application/json", body, sizeof(body) - 1);
+        } else {
+            lh_pubsub_http_publish(c, data + r, (size_t)clen);
+        }
+        return (ssize_t)total;
+    }
     lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
     return (ssize_t)total;
 }

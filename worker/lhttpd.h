@@ -71,6 +71,24 @@ void lh_conn_close(lh_conn_t *c, uint16_t code, const char *reason);
 void *lh_conn_get_data(const lh_conn_t *c, const void *key);
 int lh_conn_set_data(lh_conn_t *c, const void *key, void *data);
 
+/* ---- Pub/sub: channels across workers and nodes, through NATS ---- */
+
+/*
+ * Subscribes c to channel (see PROTOCOL.md for valid names). Idempotent. Returns 0,
+ * -EINVAL for an invalid name, -ENOSPC over limits.max_subscriptions, -ENOMEM.
+ */
+int lh_subscribe(lh_conn_t *c, const char *channel, size_t len);
+/* Unsubscribes c from channel; 0 also when it was not subscribed. */
+int lh_unsubscribe(lh_conn_t *c, const char *channel, size_t len);
+/*
+ * Publishes msg (a whole LHTTP message, delivered byte for byte) to channel: at once to
+ * this worker's subscribers, and through NATS to every other worker and node. Returns the
+ * number of local deliveries (>= 0), -EINVAL for an invalid name, or -EAGAIN when NATS is
+ * unreachable and its outage buffer (nats.reconnect_buffer_bytes) is full; local
+ * subscribers still got the message then.
+ */
+long lh_publish(const char *channel, size_t len, const void *msg, size_t msg_len);
+
 /* ---- Processors: behaviour for one command ---- */
 
 typedef struct {

@@ -4,6 +4,8 @@
  */
 #include "worker.h"
 
+#include <event2/thread.h>
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,6 +19,8 @@
 #include "lh_ws.h"
 
 #define RBUF_SIZE (256 * 1024)
+
+lh_worker_t *lh_current_worker;
 #define ACCEPT_BATCH 64
 
 uint64_t lh_now_ms(void)
@@ -199,6 +203,8 @@ lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_
         return NULL;
     w->cfg = cfg;
     w->index = index;
+    /* cnats calls into libevent from its own threads (reconnects, flushes). */
+    evthread_use_pthreads();
     w->base = event_base_new();
     w->rbuf_cap = RBUF_SIZE;
     w->rbuf = malloc(w->rbuf_cap);
@@ -232,6 +238,9 @@ lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_
     w->sigint_ev = evsignal_new(w->base, SIGINT, signal_cb, w);
     event_add(w->sigterm_ev, NULL);
     event_add(w->sigint_ev, NULL);
+    lh_current_worker = w;
+    if (lh_pubsub_init(w) < 0 || lh_nats_start(w) < 0)
+        goto fail;
     return w;
 fail:
     lh_worker_free(w);
@@ -279,6 +288,10 @@ void lh_worker_free(lh_worker_t *w)
     while (w->closing_conns.head)
         lh_conn_destroy(w->closing_conns.head);
     lh_worker_reap(w);
+    lh_nats_stop(w);
+    lh_pubsub_free(w);
+    if (lh_current_worker == w)
+        lh_current_worker = NULL;
     for (size_t i = 0; i < w->nlisteners; i++)
         event_del(&w->listeners[i].ev);
     if (w->accept_resume_ev)

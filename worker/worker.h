@@ -52,6 +52,15 @@ typedef struct {
     size_t bytes; /* bytes queued and not yet written */
 } lh_outq_t;
 
+struct lh_chan_s;
+
+/* One of a connection's subscriptions: the channel and this connection's position in
+ * the channel's subscriber array, so unsubscribing is O(1). */
+typedef struct {
+    struct lh_chan_s *ch;
+    uint32_t pos;
+} lh_csub_t;
+
 typedef struct lh_data_slot_s {
     const void *key;
     void *data;
@@ -76,6 +85,8 @@ struct lh_conn_s {
     lh_outq_t out;
     lh_data_slot_t *slots;
     uint16_t nslots;
+    uint16_t nsubs, subs_cap;
+    lh_csub_t *subs;
     uint16_t busy; /* callbacks on the stack using this connection */
     union {
         struct sockaddr sa;
@@ -128,10 +139,18 @@ struct lh_worker_s {
     lh_http_limits_t http_limits;
     lh_lhttp_limits_t lhttp_limits;
 
+    struct lh_pubsub_s *ps; /* the channel table (pubsub.c) */
+    void *nats;             /* the NATS connection (nats.c) */
+
     struct {
         uint64_t accepted, closed, msgs_in, msgs_out, bytes_in, bytes_out;
+        uint64_t publishes_ws, publishes_http, deliveries, frames_built, nats_in, nats_out;
+        uint64_t dropped_slow;
     } stats;
 };
+
+/* The worker of this process (one per process). */
+extern lh_worker_t *lh_current_worker;
 
 /* ---- worker.c ---- */
 lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_fds, size_t n);
@@ -174,6 +193,31 @@ void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ct
 /* ---- ws.c ---- */
 /* Handles received bytes in WebSocket states; returns bytes consumed or -1 if closed. */
 ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len);
+
+/* ---- pubsub.c ---- */
+int lh_pubsub_init(lh_worker_t *w);
+void lh_pubsub_free(lh_worker_t *w);
+/* Drops every subscription of c (on close). */
+void lh_pubsub_conn_gone(lh_conn_t *c);
+/* Delivers msg to this worker's subscribers of channel (from NATS or local). */
+size_t lh_pubsub_deliver_local(lh_worker_t *w, const char *ch, size_t chlen, lh_buf_t **frame,
+                               const void *msg, size_t len);
+/* POST /publish: handles body, answers on c. */
+void lh_pubsub_http_publish(lh_conn_t *c, const uint8_t *body, size_t len);
+void lh_pubsub_register(void);
+/* 1 when the request carries publish.token (or none is configured); constant time. */
+int lh_pubsub_authorized(const lh_conn_t *c, const lh_http_request_t *req);
+
+/* ---- nats.c ---- */
+int lh_nats_start(lh_worker_t *w);
+void lh_nats_stop(lh_worker_t *w);
+/* Publishes to <prefix>.<channel>; 0, or -EAGAIN when the outage buffer is full. */
+int lh_nats_publish(lh_worker_t *w, const char *ch, size_t chlen, const void *msg, size_t len);
+/* Starts/stops the NATS subscription for a channel. */
+void *lh_nats_subscribe(lh_worker_t *w, const char *ch, size_t chlen);
+void lh_nats_unsubscribe(lh_worker_t *w, void *sub);
+/* 1 when the NATS connection is up. */
+int lh_nats_connected(lh_worker_t *w);
 
 /* ---- dispatch.c ---- */
 void lh_dispatch_open(lh_conn_t *c);

@@ -1,0 +1,294 @@
+/*
+ * The worker's NATS connection: cnats driven by the worker's libevent loop (never a
+ * blocking call on it), reconnecting forever with back-off and jitter. Messages arrive on
+ * cnats's delivery thread and are handed to the loop through a locked inbox and an
+ * event; everything else runs on the loop.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <nats/nats.h>
+#include <nats/adapters/libevent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lh_channel.h"
+#include "lh_log.h"
+
+typedef struct {
+    lh_worker_t *w;
+    natsConnection *nc;
+    natsOptions *opts;
+    pthread_mutex_t mu;
+    natsMsg **inbox; /* filled by the delivery thread, drained on the loop */
+    size_t inbox_n, inbox_cap;
+    struct event *inbox_ev;
+    atomic_int up;
+    atomic_int closing; /* set before an intended close: no "reconnecting" warning */
+    atomic_uint_fast64_t reconnects;
+    char prefix[80];
+    size_t plen;
+} lh_nats_t;
+
+static lh_nats_t *nats_of(lh_worker_t *w)
+{
+    return (lh_nats_t *)w->nats;
+}
+
+/* On the delivery thread: queue the message for the loop. */
+static void msg_cb(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    lh_nats_t *n = closure;
+    int wake = 0;
+
+    pthread_mutex_lock(&n->mu);
+    if (n->inbox_n == n->inbox_cap) {
+        size_t cap = n->inbox_cap ? n->inbox_cap * 2 : 256;
+        natsMsg **q = realloc(n->inbox, cap * sizeof(*q));
+
+        if (q == NULL) {
+            pthread_mutex_unlock(&n->mu);
+            natsMsg_Destroy(msg);
+            return;
+        }
+        n->inbox = q;
+        n->inbox_cap = cap;
+    }
+    n->inbox[n->inbox_n++] = msg;
+    wake = n->inbox_n == 1;
+    pthread_mutex_unlock(&n->mu);
+    if (wake)
+        event_active(n->inbox_ev, EV_READ, 0);
+}
+
+/* On the loop: deliver what the delivery thread queued, in order. */
+static void inbox_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_nats_t *n = arg;
+    lh_worker_t *w = n->w;
+    natsMsg **q;
+    size_t cnt;
+
+    pthread_mutex_lock(&n->mu);
+    q = n->inbox;
+    cnt = n->inbox_n;
+    n->inbox = NULL;
+    n->inbox_n = n->inbox_cap = 0;
+    pthread_mutex_unlock(&n->mu);
+    w->now_ms = lh_now_ms();
+    for (size_t i = 0; i < cnt; i++) {
+        const char *subj = natsMsg_GetSubject(q[i]);
+        size_t sl = strlen(subj);
+
+        w->stats.nats_in++;
+        if (sl > n->plen && memcmp(subj, n->prefix, n->plen) == 0) {
+            lh_buf_t *frame = NULL;
+
+            lh_pubsub_deliver_local(w, subj + n->plen, sl - n->plen, &frame,
+                                    natsMsg_GetData(q[i]), (size_t)natsMsg_GetDataLength(q[i]));
+            lh_buf_unref(frame);
+        }
+        natsMsg_Destroy(q[i]);
+    }
+    free(q);
+    lh_worker_flush(w);
+    lh_worker_reap(w);
+}
+
+static void connected_cb(natsConnection *nc, void *closure)
+{
+    lh_nats_t *n = closure;
+
+    atomic_store(&n->up, 1);
+    lh_log(LH_LOG_NOTICE, "NATS: connected");
+}
+
+static void disconnected_cb(natsConnection *nc, void *closure)
+{
+    lh_nats_t *n = closure;
+
+    if (atomic_exchange(&n->up, 0) && !atomic_load(&n->closing))
+        lh_log(LH_LOG_WARNING, "NATS: disconnected; reconnecting");
+}
+
+static void reconnected_cb(natsConnection *nc, void *closure)
+{
+    lh_nats_t *n = closure;
+
+    atomic_store(&n->up, 1);
+    atomic_fetch_add(&n->reconnects, 1);
+    lh_log(LH_LOG_NOTICE, "NATS: reconnected; subscriptions restored");
+}
+
+static void error_cb(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    lh_log(LH_LOG_ERR, "NATS: %s", natsStatus_GetText(err));
+}
+
+/* Back-off: 50 ms doubling to 2 s, plus up to 25% jitter so workers do not stampede. */
+static int64_t reconnect_delay_cb(natsConnection *nc, int attempts, void *closure)
+{
+    int64_t d = 50;
+
+    for (int i = 1; i < attempts && d < 2000; i++)
+        d *= 2;
+    if (d > 2000)
+        d = 2000;
+    return d + (int64_t)(random() % (d / 4 + 1));
+}
+
+int lh_nats_start(lh_worker_t *w)
+{
+    const lh_config_t *cfg = w->cfg;
+    lh_nats_t *n = calloc(1, sizeof(*n));
+    natsStatus s;
+
+    if (n == NULL)
+        return -ENOMEM;
+    w->nats = n;
+    n->w = w;
+    pthread_mutex_init(&n->mu, NULL);
+    n->plen = (size_t)snprintf(n->prefix, sizeof(n->prefix), "%s.", cfg->nats.subject_prefix);
+    n->inbox_ev = event_new(w->base, -1, 0, inbox_cb, n);
+    if (n->inbox_ev == NULL)
+        return -ENOMEM;
+    if (cfg->nats.servers.n == 0) {
+        lh_log(LH_LOG_NOTICE, "NATS: no servers configured; pub/sub stays within this worker");
+        return 0;
+    }
+    s = natsOptions_Create(&n->opts);
+    if (s == NATS_OK)
+        s = natsOptions_SetServers(n->opts, (const char **)cfg->nats.servers.items,
+                                   (int)cfg->nats.servers.n);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(n->opts, cfg->nats.name);
+    if (s == NATS_OK)
+        s = natsOptions_SetNoEcho(n->opts, true); /* local subscribers are served directly */
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(n->opts, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetCustomReconnectDelay(n->opts, reconnect_delay_cb, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectBufSize(n->opts, (int)cfg->nats.reconnect_buffer_bytes);
+    if (s == NATS_OK)
+        s = natsOptions_SetRetryOnFailedConnect(n->opts, true, connected_cb, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(n->opts, disconnected_cb, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(n->opts, reconnected_cb, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(n->opts, error_cb, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(n->opts, 1000);
+    if (s == NATS_OK)
+        s = natsOptions_SetPingInterval(n->opts, 5000);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxPingsOut(n->opts, 2);
+    if (s == NATS_OK)
+        s = natsOptions_UseGlobalMessageDelivery(n->opts, true);
+    if (s == NATS_OK)
+        s = natsOptions_SetEventLoop(n->opts, w->base, natsLibevent_Attach, natsLibevent_Read,
+                                     natsLibevent_Write, natsLibevent_Detach);
+    if (s != NATS_OK) {
+        lh_log(LH_LOG_ERR, "NATS options: %s", natsStatus_GetText(s));
+        return -EINVAL;
+    }
+    s = natsConnection_Connect(&n->nc, n->opts);
+    if (s == NATS_OK) {
+        atomic_store(&n->up, 1);
+        lh_log(LH_LOG_INFO, "NATS: connected to %s", cfg->nats.servers.items[0]);
+    } else if (s == NATS_NOT_YET_CONNECTED) {
+        lh_log(LH_LOG_WARNING, "NATS: not reachable yet; retrying in the background");
+    } else {
+        lh_log(LH_LOG_ERR, "NATS: connect: %s", natsStatus_GetText(s));
+        return -EIO;
+    }
+    return 0;
+}
+
+void lh_nats_stop(lh_worker_t *w)
+{
+    lh_nats_t *n = nats_of(w);
+
+    if (n == NULL)
+        return;
+    atomic_store(&n->closing, 1);
+    if (n->nc) {
+        natsConnection_Close(n->nc);
+        natsConnection_Destroy(n->nc);
+    }
+    natsOptions_Destroy(n->opts);
+    pthread_mutex_lock(&n->mu);
+    for (size_t i = 0; i < n->inbox_n; i++)
+        natsMsg_Destroy(n->inbox[i]);
+    free(n->inbox);
+    pthread_mutex_unlock(&n->mu);
+    if (n->inbox_ev)
+        event_free(n->inbox_ev);
+    pthread_mutex_destroy(&n->mu);
+    free(n);
+    w->nats = NULL;
+}
+
+static size_t subject(const lh_nats_t *n, char *out, const char *ch, size_t chlen)
+{
+    memcpy(out, n->prefix, n->plen);
+    memcpy(out + n->plen, ch, chlen);
+    out[n->plen + chlen] = '\0';
+    return n->plen + chlen;
+}
+
+int lh_nats_publish(lh_worker_t *w, const char *ch, size_t chlen, const void *msg, size_t len)
+{
+    lh_nats_t *n = nats_of(w);
+    char subj[sizeof(n->prefix) + LH_CHANNEL_MAX_LEN + 1];
+    natsStatus s;
+
+    if (n == NULL || n->nc == NULL)
+        return 0;
+    subject(n, subj, ch, chlen);
+    s = natsConnection_Publish(n->nc, subj, msg, (int)len);
+    if (s != NATS_OK) {
+        lh_log(LH_LOG_WARNING, "NATS: publish: %s", natsStatus_GetText(s));
+        return -EAGAIN;
+    }
+    w->stats.nats_out++;
+    return 0;
+}
+
+void *lh_nats_subscribe(lh_worker_t *w, const char *ch, size_t chlen)
+{
+    lh_nats_t *n = nats_of(w);
+    char subj[sizeof(n->prefix) + LH_CHANNEL_MAX_LEN + 1];
+    natsSubscription *sub = NULL;
+    natsStatus s;
+
+    if (n == NULL || n->nc == NULL)
+        return NULL;
+    subject(n, subj, ch, chlen);
+    s = natsConnection_Subscribe(&sub, n->nc, subj, msg_cb, n);
+    if (s != NATS_OK) {
+        lh_log(LH_LOG_ERR, "NATS: subscribe %s: %s", subj, natsStatus_GetText(s));
+        return NULL;
+    }
+    /* The callback only queues; let cnats hold a generous backlog while the loop works. */
+    natsSubscription_SetPendingLimits(sub, 1 << 20, 256 << 20);
+    return sub;
+}
+
+void lh_nats_unsubscribe(lh_worker_t *w, void *sub)
+{
+    if (sub == NULL)
+        return;
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+}
+
+int lh_nats_connected(lh_worker_t *w)
+{
+    lh_nats_t *n = nats_of(w);
+
+    return n != NULL && n->nc != NULL && atomic_load(&n->up);
+}

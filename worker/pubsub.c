@@ -1,0 +1,521 @@
+/*
+ * Channels: the worker's subscription table, local fan-out of one shared frame per
+ * message, the built-in subscribe/unsubscribe/publish header filter, the pub/sub API,
+ * and POST /publish.
+ *
+ * Fan-out: a message for a channel is framed once (lh_buf_t) and the same buffer is
+ * queued, by reference, on every subscriber: 1000 subscribers cost 1000 pointer pushes
+ * and one copy (stats.frames_built counts the copies, stats.deliveries the pushes).
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "lh_channel.h"
+#include "lh_log.h"
+#include "lh_utf8.h"
+#include "lh_ws.h"
+
+typedef struct {
+    lh_conn_t *c;
+    uint32_t idx; /* this channel's index in c->subs */
+} lh_chsub_t;
+
+typedef struct lh_chan_s {
+    struct lh_chan_s *next; /* hash chain */
+    uint64_t hash;
+    lh_chsub_t *subs;
+    uint32_t nsubs, cap;
+    uint32_t busy; /* a fan-out is iterating subs: removal waits */
+    void *nsub;    /* the NATS subscription */
+    size_t len;
+    char name[];
+} lh_chan_t;
+
+struct lh_pubsub_s {
+    lh_chan_t **buckets;
+    size_t nbuckets, nchans;
+    uint64_t seed; /* random per worker: channel names come from clients */
+    size_t nsubscriptions;
+};
+
+/* A seeded 64-bit hash (multiply-xorshift over 8-byte words). */
+static uint64_t chan_hash(uint64_t seed, const char *s, size_t n)
+{
+    uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ull);
+
+    while (n >= 8) {
+        uint64_t k;
+
+        memcpy(&k, s, 8);
+        h ^= k * 0xff51afd7ed558ccdull;
+        h = ((h << 31) | (h >> 33)) * 0xc4ceb9fe1a85ec53ull;
+        s += 8;
+        n -= 8;
+    }
+    if (n > 0) {
+        uint64_t k = 0;
+
+        memcpy(&k, s, n);
+        h ^= k * 0xff51afd7ed558ccdull;
+        h = ((h << 31) | (h >> 33)) * 0xc4ceb9fe1a85ec53ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
+}
+
+int lh_pubsub_init(lh_worker_t *w)
+{
+    struct lh_pubsub_s *ps = calloc(1, sizeof(*ps));
+
+    if (ps == NULL)
+        return -ENOMEM;
+    ps->nbuckets = 64;
+    ps->buckets = calloc(ps->nbuckets, sizeof(*ps->buckets));
+    if (ps->buckets == NULL) {
+        free(ps);
+        return -ENOMEM;
+    }
+    if (getrandom(&ps->seed, sizeof(ps->seed), 0) != sizeof(ps->seed))
+        ps->seed = (uint64_t)lh_now_ms() * 0x9E3779B97F4A7C15ull;
+    w->ps = ps;
+    return 0;
+}
+
+void lh_pubsub_free(lh_worker_t *w)
+{
+    struct lh_pubsub_s *ps = w->ps;
+
+    if (ps == NULL)
+        return;
+    for (size_t i = 0; i < ps->nbuckets; i++) {
+        lh_chan_t *ch = ps->buckets[i], *next;
+
+        for (; ch != NULL; ch = next) {
+            next = ch->next;
+            lh_nats_unsubscribe(w, ch->nsub);
+            free(ch->subs);
+            free(ch);
+        }
+    }
+    free(ps->buckets);
+    free(ps);
+    w->ps = NULL;
+}
+
+static lh_chan_t *chan_find(struct lh_pubsub_s *ps, const char *name, size_t len, uint64_t h)
+{
+    lh_chan_t *ch = ps->buckets[h & (ps->nbuckets - 1)];
+
+    for (; ch != NULL; ch = ch->next)
+        if (ch->hash == h && ch->len == len && memcmp(ch->name, name, len) == 0)
+            return ch;
+    return NULL;
+}
+
+static void chan_grow(struct lh_pubsub_s *ps)
+{
+    size_t nb = ps->nbuckets * 2;
+    lh_chan_t **b = calloc(nb, sizeof(*b));
+
+    if (b == NULL)
+        return; /* stay at the current size: slower, still correct */
+    for (size_t i = 0; i < ps->nbuckets; i++) {
+        lh_chan_t *ch = ps->buckets[i], *next;
+
+        for (; ch != NULL; ch = next) {
+            next = ch->next;
+            ch->next = b[ch->hash & (nb - 1)];
+            b[ch->hash & (nb - 1)] = ch;
+        }
+    }
+    free(ps->buckets);
+    ps->buckets = b;
+    ps->nbuckets = nb;
+}
+
+static void chan_remove(lh_worker_t *w, lh_chan_t *ch)
+{
+    struct lh_pubsub_s *ps = w->ps;
+    lh_chan_t **pp = &ps->buckets[ch->hash & (ps->nbuckets - 1)];
+
+    while (*pp != ch)
+        pp = &(*pp)->next;
+    *pp = ch->next;
+    ps->nchans--;
+    lh_nats_unsubscribe(w, ch->nsub);
+    free(ch->subs);
+    free(ch);
+}
+
+int lh_subscribe(lh_conn_t *c, const char *name, size_t len)
+{
+    lh_worker_t *w = c->w;
+    struct lh_pubsub_s *ps = w->ps;
+    uint64_t h;
+    lh_chan_t *ch;
+
+    if (!lh_channel_valid(name, len, w->cfg->limits.max_channel_bytes))
+        return -EINVAL;
+    if (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT))
+        return -EPIPE;
+    h = chan_hash(ps->seed, name, len);
+    ch = chan_find(ps, name, len, h);
+    if (ch != NULL) {
+        for (uint16_t i = 0; i < c->nsubs; i++)
+            if (c->subs[i].ch == ch)
+                return 0; /* already subscribed */
+    }
+    if (c->nsubs >= w->cfg->limits.max_subscriptions)
+        return -ENOSPC;
+    if (c->nsubs == c->subs_cap) {
+        uint16_t cap = c->subs_cap ? (uint16_t)(c->subs_cap * 2) : 4;
+        lh_csub_t *s = realloc(c->subs, cap * sizeof(*s));
+
+        if (s == NULL)
+            return -ENOMEM;
+        c->subs = s;
+        c->subs_cap = cap;
+    }
+    if (ch == NULL) {
+        ch = calloc(1, sizeof(*ch) + len + 1);
+        if (ch == NULL)
+            return -ENOMEM;
+        memcpy(ch->name, name, len);
+        ch->len = len;
+        ch->hash = h;
+        if (ps->nchans >= ps->nbuckets)
+            chan_grow(ps);
+        ch->next = ps->buckets[h & (ps->nbuckets - 1)];
+        ps->buckets[h & (ps->nbuckets - 1)] = ch;
+        ps->nchans++;
+        ch->nsub = lh_nats_subscribe(w, name, len);
+    }
+    if (ch->nsubs == ch->cap) {
+        uint32_t cap = ch->cap ? ch->cap * 2 : 4;
+        lh_chsub_t *s = realloc(ch->subs, cap * sizeof(*s));
+
+        if (s == NULL) {
+            if (ch->nsubs == 0)
+                chan_remove(w, ch);
+            return -ENOMEM;
+        }
+        ch->subs = s;
+        ch->cap = cap;
+    }
+    ch->subs[ch->nsubs].c = c;
+    ch->subs[ch->nsubs].idx = c->nsubs;
+    c->subs[c->nsubs].ch = ch;
+    c->subs[c->nsubs].pos = ch->nsubs;
+    ch->nsubs++;
+    c->nsubs++;
+    ps->nsubscriptions++;
+    return 0;
+}
+
+/* Removes c's i-th subscription; O(1) by swapping with the last on both sides. */
+static void unsubscribe_at(lh_conn_t *c, uint16_t i)
+{
+    lh_chan_t *ch = c->subs[i].ch;
+    uint32_t pos = c->subs[i].pos;
+
+    /* Channel side: move the last subscriber into pos. */
+    ch->nsubs--;
+    if (pos != ch->nsubs) {
+        ch->subs[pos] = ch->subs[ch->nsubs];
+        ch->subs[pos].c->subs[ch->subs[pos].idx].pos = pos;
+    }
+    /* Connection side: move the last subscription into i. */
+    c->nsubs--;
+    if (i != c->nsubs) {
+        c->subs[i] = c->subs[c->nsubs];
+        c->subs[i].ch->subs[c->subs[i].pos].idx = i;
+    }
+    c->w->ps->nsubscriptions--;
+    if (ch->nsubs == 0 && ch->busy == 0)
+        chan_remove(c->w, ch);
+}
+
+int lh_unsubscribe(lh_conn_t *c, const char *name, size_t len)
+{
+    for (uint16_t i = 0; i < c->nsubs; i++) {
+        lh_chan_t *ch = c->subs[i].ch;
+
+        if (ch->len == len && memcmp(ch->name, name, len) == 0) {
+            unsubscribe_at(c, i);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+void lh_pubsub_conn_gone(lh_conn_t *c)
+{
+    while (c->nsubs > 0)
+        unsubscribe_at(c, (uint16_t)(c->nsubs - 1));
+    free(c->subs);
+    c->subs = NULL;
+    c->subs_cap = 0;
+}
+
+size_t lh_pubsub_deliver_local(lh_worker_t *w, const char *name, size_t len, lh_buf_t **frame,
+                               const void *msg, size_t msg_len)
+{
+    lh_chan_t *ch = chan_find(w->ps, name, len, chan_hash(w->ps->seed, name, len));
+    size_t n = 0;
+
+    if (ch == NULL || ch->nsubs == 0)
+        return 0;
+    if (*frame == NULL) {
+        uint8_t hdr[LH_WS_MAX_HEADER];
+        int op = lh_utf8_valid(msg, msg_len) ? LH_WS_OP_TEXT : LH_WS_OP_BINARY;
+        size_t hl = lh_ws_build_header(hdr, 1, op, msg_len, NULL);
+
+        *frame = lh_buf_new(hl + msg_len);
+        if (*frame == NULL)
+            return 0;
+        memcpy((*frame)->data, hdr, hl);
+        memcpy((*frame)->data + hl, msg, msg_len);
+        w->stats.frames_built++;
+    }
+    /* Downwards: a subscriber destroyed here (out of memory) swaps the last, already
+     * served, one into its place; busy keeps the channel alive meanwhile. */
+    ch->busy++;
+    for (uint32_t i = ch->nsubs; i-- > 0;) {
+        if (i < ch->nsubs && lh_conn_queue(ch->subs[i].c, *frame) == 0)
+            n++;
+    }
+    if (--ch->busy == 0 && ch->nsubs == 0)
+        chan_remove(w, ch);
+    w->stats.deliveries += n;
+    w->stats.msgs_out += n;
+    return n;
+}
+
+/* Publishes msg to one channel; *frame is built on first use and shared. */
+static long publish_one(lh_worker_t *w, const char *name, size_t len, const void *msg,
+                        size_t msg_len, lh_buf_t **frame)
+{
+    long n = (long)lh_pubsub_deliver_local(w, name, len, frame, msg, msg_len);
+
+    if (lh_nats_publish(w, name, len, msg, msg_len) < 0)
+        return -EAGAIN;
+    return n;
+}
+
+long lh_publish(const char *name, size_t len, const void *msg, size_t msg_len)
+{
+    lh_worker_t *w = lh_current_worker;
+    lh_buf_t *frame = NULL;
+    long r;
+
+    if (w == NULL)
+        return -EPIPE;
+    if (!lh_channel_valid(name, len, w->cfg->limits.max_channel_bytes))
+        return -EINVAL;
+    r = publish_one(w, name, len, msg, msg_len, &frame);
+    lh_buf_unref(frame);
+    return r;
+}
+
+/* Checks every name of a header's channel list. Returns the count, or -1 at a bad name
+ * (bad and badlen set). */
+static long check_list(const lh_config_t *cfg, const char *v, size_t vl, const char **bad,
+                       size_t *badlen)
+{
+    const char *pos = v, *ch;
+    size_t cl;
+    long n = 0;
+
+    while (lh_channel_next(&pos, v + vl, &ch, &cl)) {
+        if (!lh_channel_valid(ch, cl, cfg->limits.max_channel_bytes)) {
+            *bad = ch;
+            *badlen = cl;
+            return -1;
+        }
+        n++;
+    }
+    return n;
+}
+
+static void send_bad_channel(lh_conn_t *c, lh_msg_t *m, const char *name, size_t len)
+{
+    char reason[400];
+
+    snprintf(reason, sizeof(reason), "invalid channel name \"%.*s\"",
+             (int)(len > 255 ? 255 : len), name);
+    lh_conn_send_error(c, m, 400, reason);
+}
+
+/*
+ * The built-in header filter: unsubscribe, then subscribe, then publish (the raw
+ * message, byte for byte, to each listed channel). Any invalid name rejects the whole
+ * message with an error reply before anything is done.
+ */
+static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
+{
+    static const char *const keys[3] = {"unsubscribe", "subscribe", "publish"};
+    const lh_config_t *cfg = c->w->cfg;
+    const char *v[3], *bad = NULL, *pos, *ch;
+    size_t vl[3], badlen = 0, cl, rawlen;
+    const char *raw;
+    lh_buf_t *frame = NULL;
+    int again = 0;
+
+    for (int k = 0; k < 3; k++) {
+        v[k] = lh_msg_header(m, keys[k], &vl[k]);
+        if (v[k] == NULL)
+            continue;
+        long n = check_list(cfg, v[k], vl[k], &bad, &badlen);
+        if (n < 0) {
+            send_bad_channel(c, m, bad, badlen);
+            return LH_FILTER_STOP;
+        }
+        if (n == 0) {
+            char what[64];
+
+            snprintf(what, sizeof(what), "%s header names no channel", keys[k]);
+            lh_conn_send_error(c, m, 400, what);
+            return LH_FILTER_STOP;
+        }
+    }
+    if (v[0]) {
+        for (pos = v[0]; lh_channel_next(&pos, v[0] + vl[0], &ch, &cl);)
+            lh_unsubscribe(c, ch, cl);
+    }
+    if (v[1]) {
+        for (pos = v[1]; lh_channel_next(&pos, v[1] + vl[1], &ch, &cl);) {
+            int r = lh_subscribe(c, ch, cl);
+
+            if (r == -ENOSPC) {
+                lh_conn_send_error(c, m, 429, "too many subscriptions (limits.max_subscriptions)");
+                return LH_FILTER_STOP;
+            }
+            if (r < 0 && r != -EPIPE) {
+                lh_conn_send_error(c, m, 500, "subscribe failed");
+                return LH_FILTER_STOP;
+            }
+        }
+    }
+    if (v[2]) {
+        raw = lh_msg_raw(m, &rawlen);
+        c->w->stats.publishes_ws++;
+        for (pos = v[2]; lh_channel_next(&pos, v[2] + vl[2], &ch, &cl);)
+            if (publish_one(c->w, ch, cl, raw, rawlen, &frame) == -EAGAIN)
+                again = 1;
+        lh_buf_unref(frame);
+        if (again)
+            lh_conn_send_error(c, m, 503, "NATS unavailable and its outage buffer is full; "
+                                          "not delivered beyond this server");
+    }
+    return LH_FILTER_CONTINUE;
+}
+
+void lh_pubsub_register(void)
+{
+    static const lh_filter_t f = {"pubsub", NULL, pubsub_before, NULL, NULL};
+
+    lh_register_filter(&f, NULL);
+}
+
+static void respond_json(lh_conn_t *c, int status, json_t *j, const char *extra)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    size_t n = s ? strlen(s) : 0;
+
+    json_decref(j);
+    if (s == NULL) {
+        lh_http_respond(c, 500, NULL, NULL, NULL, 0);
+        return;
+    }
+    s = realloc(s, n + 2);
+    s[n++] = '\n';
+    lh_http_respond(c, status, extra, "application/json", s, n);
+    free(s);
+}
+
+static void publish_error(lh_conn_t *c, int status, const char *reason)
+{
+    lh_log(LH_LOG_INFO, "%s: POST /publish: %d: %s", lh_conn_peer(c), status, reason);
+    respond_json(c, status, json_pack("{s:s}", "error", reason), NULL);
+}
+
+void lh_pubsub_http_publish(lh_conn_t *c, const uint8_t *body, size_t len)
+{
+    lh_worker_t *w = c->w;
+    const char *reason = NULL, *v, *pos, *ch, *bad = NULL;
+    size_t vl, cl, badlen = 0, local = 0;
+    lh_lhttp_msg_t *m = &w->lmsg;
+    lh_buf_t *frame = NULL;
+    json_t *chans;
+    int again = 0;
+    long n;
+
+    if (lh_lhttp_parse((const char *)body, len, &w->lhttp_limits, m, &reason) != 0) {
+        char r[300];
+
+        snprintf(r, sizeof(r), "body is not an LHTTP message: %s", reason);
+        publish_error(c, 400, r);
+        return;
+    }
+    v = lh_lhttp_header(m, "publish", &vl);
+    if (v == NULL) {
+        publish_error(c, 400, "the message has no publish header");
+        return;
+    }
+    n = check_list(w->cfg, v, vl, &bad, &badlen);
+    if (n <= 0) {
+        char r[300];
+
+        if (n == 0)
+            snprintf(r, sizeof(r), "publish header names no channel");
+        else
+            snprintf(r, sizeof(r), "invalid channel name \"%.*s\"", (int)(badlen > 255 ? 255 : badlen), bad);
+        publish_error(c, 400, r);
+        return;
+    }
+    chans = json_array();
+    w->stats.publishes_http++;
+    for (pos = v; lh_channel_next(&pos, v + vl, &ch, &cl);) {
+        long r = publish_one(w, ch, cl, body, len, &frame);
+
+        if (r == -EAGAIN)
+            again = 1;
+        else
+            local += (size_t)r;
+        json_array_append_new(chans, json_stringn(ch, cl));
+    }
+    lh_buf_unref(frame);
+    lh_worker_flush(w);
+    if (again) {
+        json_decref(chans);
+        publish_error(c, 503, "NATS unavailable and its outage buffer is full; delivered "
+                              "only to this worker's subscribers");
+        return;
+    }
+    respond_json(c, 200,
+                 json_pack("{s:o,s:I}", "channels", chans, "local_deliveries", (json_int_t)local),
+                 NULL);
+}
+
+int lh_pubsub_authorized(const lh_conn_t *c, const lh_http_request_t *req)
+{
+    const char *tok = c->w->cfg->publish.token;
+    const lh_http_header_t *h;
+    size_t tl;
+
+    if (tok == NULL)
+        return 1;
+    h = lh_http_find_header(req, "authorization");
+    tl = strlen(tok);
+    if (h == NULL || h->value_len != 7 + tl || !lh_strieq(h->value, 7, "bearer "))
+        return 0;
+    return CRYPTO_memcmp(h->value + 7, tok, tl) == 0;
+}
