@@ -18,9 +18,11 @@ typedef struct {
 } lh_http_header_t;
 
 typedef struct {
-    size_t max_line;         /* request line longer than this: 414 */
-    size_t max_header_bytes; /* whole head (request line + headers) longer: 431 */
-    size_t max_headers;      /* more header fields than this: 431 */
+    size_t max_line;         /* request line (without its line end) longer than this: 414 */
+    size_t max_header_bytes; /* whole head (every line end and the final empty line
+                                included; capped at INT_MAX) longer: 431 */
+    size_t max_headers;      /* more header fields than this: 431 (capped at
+                                LH_HTTP_HEADERS_CAP) */
 } lh_http_limits_t;
 
 typedef struct {
@@ -35,7 +37,8 @@ typedef struct {
     int minor_version; /* HTTP/1.<minor>: 0 or 1 */
     lh_http_header_t headers[LH_HTTP_HEADERS_CAP];
     size_t num_headers;
-    int status;         /* on LH_PARSE_ERROR: 400, 414, 431, 501 or 505 */
+    int status;         /* on LH_PARSE_ERROR: 400, 414, 431 or 505 (501 is left to the
+                           caller, for what it does not implement) */
     const char *reason; /* on LH_PARSE_ERROR: a static, human-readable reason */
 } lh_http_request_t;
 
@@ -46,7 +49,10 @@ typedef struct {
  * Limits are enforced on incomplete input too, so a client cannot grow a head forever.
  * Accepts CRLF line ends and, leniently, bare LF; rejects obs-fold, NUL and control
  * bytes in names/values, whitespace before the colon, and methods/targets that are
- * not tokens/visible ASCII.
+ * not tokens/visible ASCII. Empty lines before the request line are skipped (RFC 9112
+ * 2.2) and counted in the head. Each byte is judged when it arrives, so a prefix of
+ * any input gives LH_PARSE_AGAIN or the same result as the whole input; when a request
+ * line passes both limits at the same byte, 414 wins.
  */
 int lh_http_parse_request(const char *buf, size_t len, const lh_http_limits_t *lim,
                           lh_http_request_t *req);

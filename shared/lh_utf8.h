@@ -13,7 +13,9 @@
 /*
  * Feeds p[0..len) to the validator in state (start with LH_UTF8_ACCEPT) and returns the
  * new state: LH_UTF8_ACCEPT, LH_UTF8_REJECT, or another value meaning "inside a
- * character, valid so far". Fast path for ASCII runs.
+ * character, valid so far" (that value encodes all that is needed to resume, so the
+ * input may be split anywhere). state must be LH_UTF8_ACCEPT or a value returned by this
+ * function. Fast path for ASCII runs.
  */
 uint32_t lh_utf8_validate(uint32_t state, const uint8_t *p, size_t len);
 

@@ -52,7 +52,9 @@ typedef struct {
  * Rejects: RSV bits (no extension is negotiated), reserved opcodes, fragmented or
  * over-125-byte control frames, non-minimal length encodings, a 64-bit length with
  * its top bit set, an unmasked frame when require_mask, and payload_len > max_payload
- * (1009).
+ * (1009). Each check is made as soon as the bytes it needs are present (before the rest
+ * of the header arrives), and protocol errors (1002) come before 1009. On
+ * LH_PARSE_AGAIN the contents of *f are unspecified.
  */
 int lh_ws_parse_header(const uint8_t *buf, size_t len, int require_mask, uint64_t max_payload,
                        lh_ws_frame_t *f, uint16_t *close_code, const char **reason);
@@ -76,13 +78,17 @@ size_t lh_ws_build_header(uint8_t *out, int fin, int opcode, uint64_t payload_le
  */
 int lh_ws_accept_key(const char *key, size_t key_len, char out[29]);
 
-/* 1 when a peer may send this code in a close frame (1000-1003, 1007-1011, 3000-4999). */
+/*
+ * 1 when a peer may send this code in a close frame: 1000-1003, 1007-1011, the
+ * IANA-registered 1012-1014, and 3000-4999.
+ */
 int lh_ws_close_code_valid(unsigned code);
 
 /*
- * Parses a close frame payload (already unmasked). Returns 0 with *code (1005 when the
- * payload is empty), *reason and *reason_len set; or -1 with *err_code = 1002 (length 1
- * or a code a peer may not send) or 1007 (reason is not UTF-8).
+ * Parses a close frame payload (already unmasked). Returns 0 with *code (1005 and an
+ * empty *reason when the payload is empty), *reason and *reason_len set; or -1 with
+ * *err_code = 1002 (length 1 or a code a peer may not send) or 1007 (reason is not
+ * UTF-8).
  */
 int lh_ws_parse_close(const uint8_t *p, size_t len, uint16_t *code, const char **reason,
                       size_t *reason_len, uint16_t *err_code);
