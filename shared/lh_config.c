@@ -658,14 +658,15 @@ static const char *check_ws_path(const char *s, size_t len)
 static const char *check_origin(const char *s, size_t len)
 {
     static const char bad[] = "must be an origin like \"https://example.com\" or "
-                              "\"http://localhost:8080\": lowercase scheme://host[:port], "
-                              "no path and no trailing '/'";
+                              "\"http://localhost:8080\": scheme://host[:port], no path "
+                              "and no trailing '/'";
     const char *p = s, *end = s + len, *host, *colon;
-    size_t i, hlen;
+    size_t hlen;
 
     if (len == 0 || len > LIST_ITEM_MAX)
         return bad;
-    while (p < end && ((*p >= 'a' && *p <= 'z') ||
+    /* RFC 3986 scheme: a letter, then letters, digits, '+', '-', '.'. */
+    while (p < end && (((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') ||
                        (p > s && ((*p >= '0' && *p <= '9') || *p == '+' || *p == '-' ||
                                   *p == '.'))))
         p++;
@@ -687,9 +688,6 @@ static const char *check_origin(const char *s, size_t len)
         if (hlen == 0 || !host_name_ok(host, hlen))
             return bad;
     }
-    for (i = 0; i < hlen; i++)
-        if (host[i] >= 'A' && host[i] <= 'Z')
-            return bad;
     if (colon != NULL && parse_port(colon + 1, (size_t)(end - colon - 1)) == 0)
         return bad;
     return NULL;

@@ -319,22 +319,22 @@ LH_TEST(websocket_section)
     CHECK_ERR("{\"websocket\":{\"paths\":[\"/a\",\"/a\"]}}",
               "1:29: websocket.paths[1]: \"/a\" is listed twice");
     CHECK_OK("{\"websocket\":{\"allowed_origins\":[\"https://a.example.com\", \"http://[::1]:80\","
-             " \"chrome-extension://abc\", \"http://127.0.0.1:8080\"]}}");
+             " \"chrome-extension://abc\", \"http://127.0.0.1:8080\", \"HTTPS://Example.COM\"]}}");
     CHECK_ERR("{\"websocket\":{\"allowed_origins\":[\"https://example.com/\"]}}",
               "1:34: websocket.allowed_origins[0]: must be an origin like "
-              "\"https://example.com\" or \"http://localhost:8080\": lowercase "
+              "\"https://example.com\" or \"http://localhost:8080\": "
               "scheme://host[:port], no path and no trailing '/'");
     CHECK_ERR("{\"websocket\":{\"allowed_origins\":[\"example.com\"]}}",
               "1:34: websocket.allowed_origins[0]: must be an origin like "
-              "\"https://example.com\" or \"http://localhost:8080\": lowercase "
+              "\"https://example.com\" or \"http://localhost:8080\": "
               "scheme://host[:port], no path and no trailing '/'");
-    CHECK_ERR("{\"websocket\":{\"allowed_origins\":[\"HTTPS://example.com\"]}}",
+    CHECK_ERR("{\"websocket\":{\"allowed_origins\":[\"https://example.com/app\"]}}",
               "1:34: websocket.allowed_origins[0]: must be an origin like "
-              "\"https://example.com\" or \"http://localhost:8080\": lowercase "
+              "\"https://example.com\" or \"http://localhost:8080\": "
               "scheme://host[:port], no path and no trailing '/'");
     CHECK_ERR("{\"websocket\":{\"allowed_origins\":[\"https://example.com:0\"]}}",
               "1:34: websocket.allowed_origins[0]: must be an origin like "
-              "\"https://example.com\" or \"http://localhost:8080\": lowercase "
+              "\"https://example.com\" or \"http://localhost:8080\": "
               "scheme://host[:port], no path and no trailing '/'");
     CHECK_ERR("{\"websocket\":{\"ping_interval_ms\":0}}",
               "1:34: websocket.ping_interval_ms: must be an integer from 1 to 86400000");
