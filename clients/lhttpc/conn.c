@@ -190,6 +190,30 @@ static int send_close(lhc_conn_t *c, unsigned code)
     return send_frame(c, 1, LH_WS_OP_CLOSE, b, code ? 2 : 0);
 }
 
+/*
+ * After a send failed because the server went away: looks briefly for the close frame it
+ * may have sent first (a server refusing a message says why), and reports it. Returns 1
+ * when one was found.
+ */
+static int peer_closed(lhc_conn_t *c)
+{
+    int64_t saved = c->deadline;
+    int err = errno, found = 0;
+    lhc_event_t ev;
+
+    c->close_sent = 1; /* nothing more can be sent */
+    c->deadline = lhc_now_ms() + 500;
+    while (lhc_conn_next(c, -1, &ev) == LHC_EV_MESSAGE)
+        continue;
+    if (ev.type == LHC_EV_CLOSED && ev.code != LH_WS_CLOSE_ABNORMAL) {
+        lhc_report_close(&ev);
+        found = 1;
+    }
+    c->deadline = saved;
+    errno = err;
+    return found;
+}
+
 int lhc_conn_send(lhc_conn_t *c, int binary, const void *p, size_t len, size_t frag)
 {
     const uint8_t *b = p;
@@ -205,6 +229,8 @@ int lhc_conn_send(lhc_conn_t *c, int binary, const void *p, size_t len, size_t f
         opcode = LH_WS_OP_CONT;
         off += n;
     } while (r == 0 && off < len);
+    if (r == LHC_EXIT_CONN && (errno == EPIPE || errno == ECONNRESET) && peer_closed(c))
+        return LHC_EXIT_CLOSED;
     if (r != 0)
         return write_failed(r, "a message");
     return 0;
