@@ -178,14 +178,17 @@ start_lhttpd() {
 # of its descendants (taken before the signal) is still alive. Reaps when it is our child.
 lh_stop_pid() {
     local pid=$1 kids k
-    lh_gone "$pid" && { wait "$pid" 2>/dev/null; return 0; }
+    if lh_gone "$pid"; then
+        wait "$pid" 2>/dev/null || true
+        return 0
+    fi
     kids=$(lh_descendants "$pid")
-    kill -TERM "$pid" 2>/dev/null
-    wait_for 5 lh_gone "$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_for 5 lh_gone "$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     for k in $kids; do
-        wait_for 2 lh_gone "$k" 2>/dev/null || kill -KILL "$k" 2>/dev/null
+        wait_for 2 lh_gone "$k" 2>/dev/null || kill -KILL "$k" 2>/dev/null || true
     done
-    wait "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
     return 0
 }
 
