@@ -15,7 +15,7 @@ typedef struct {
 
 typedef struct lh_config_s {
     lh_strlist_t listen; /* "host:port", "[v6]:port" or ":port" */
-    int workers;         /* >= 1; 0 means "auto" (number of CPUs) */
+    int workers;         /* 1..1024; 0 means "auto" (number of CPUs), the default */
 
     struct {
         lh_strlist_t servers; /* nats://host:port */
@@ -63,10 +63,14 @@ typedef struct lh_config_s {
 } lh_config_t;
 
 /*
- * Parses and validates text[0..len). Returns a new config (free with lh_config_free), or
- * NULL with err (capacity errlen) holding "LINE:COL: problem" — for a JSON syntax error,
- * the position jansson reports; for a bad value, the position of that value in the
- * text, and the key path ("limits.max_message_bytes: must be an integer from 1 to ...").
+ * Parses and validates text[0..len) (JSON with // and block comments; text need not be
+ * NUL-terminated). Returns a new config (free with lh_config_free), or NULL with err
+ * (capacity errlen; may be NULL) holding one line "LINE:COL: problem", 1-based, columns
+ * in characters: for a JSON syntax error, the position jansson reports; for a bad
+ * value, the position of that value in the text and the key path
+ * ("3:26: limits.max_message_bytes: must be an integer from 1 to 268435456"); for an
+ * unknown key, its position ("1:12: unknown key \"limits.max_mesage_bytes\" (did you
+ * mean ...?)"). Only the first error is reported. Bounds: see lhttpd.json(5).
  */
 lh_config_t *lh_config_parse(const char *text, size_t len, char *err, size_t errlen);
 
@@ -76,7 +80,11 @@ lh_config_t *lh_config_default(void);
 /* Frees cfg; accepts NULL. */
 void lh_config_free(lh_config_t *cfg);
 
-/* Splits "host:port" / "[v6]:port" / ":port" into host (may be "") and port; 0 or -1. */
+/*
+ * Splits "host:port" / "[v6]:port" / ":port" into host (brackets removed; "" for
+ * ":port"; NUL-terminated, must fit hostcap; host NULL skips it) and port 1..65535.
+ * Returns 0, or -1 when s is not of that form (a bare v6 address needs brackets).
+ */
 int lh_config_split_hostport(const char *s, char *host, size_t hostcap, unsigned *port);
 
 #endif
