@@ -574,7 +574,8 @@ static int run_ws(opts_t *o, const lhc_url_t *u, int64_t deadline, const char *f
             goto out;
         }
     }
-    if (o->mode == MODE_PUBLISH)
+    if (o->mode == MODE_PUBLISH ||
+        ((o->mode == MODE_SEND || o->mode == MODE_RAW) && s.want == 0))
         status = finish(&s, LHC_EXIT_OK);
     else
         status = run(&s);
