@@ -130,7 +130,7 @@ int lhc_http_publish(const lhc_http_opts_t *o, const char *msg, size_t len)
         fprintf(stderr, "lhttpc: POST %s: HTTP %ld %s\n", o->url, status,
                 lh_http_status_text((int)status));
         print_answer(stderr, &a);
-        rc = LHC_EXIT_HTTP;
+        rc = LHC_EXIT_PUBLISH;
     }
 out:
     curl_slist_free_all(hdrs);

@@ -27,7 +27,7 @@ enum {
     LHC_EXIT_USAGE = 2,   /* bad command line or bad input */
     LHC_EXIT_TIMEOUT = 3, /* -w elapsed */
     LHC_EXIT_CLOSED = 4,  /* the server closed the connection */
-    LHC_EXIT_HTTP = 5     /* POST publish answered with a non-2xx status */
+    LHC_EXIT_PUBLISH = 5  /* publish refused: HTTP non-2xx, or an LHTTP error reply */
 };
 
 /* Default cap of one received or sent message, and the smallest one allowed. */

@@ -71,6 +71,7 @@ typedef struct {
     size_t line_len, line_cap;
     long line_no;
     int stdin_open;
+    int refused; /* publish: an error reply arrived */
 } session_t;
 
 static void usage(FILE *out)
@@ -120,8 +121,9 @@ static void usage(FILE *out)
           "\n"
           "Exit status: 0 ok; 1 connection, handshake or WebSocket protocol failure;\n"
           "2 usage or invalid input; 3 timeout; 4 the server closed the connection\n"
-          "(\"closed: CODE REASON\" on stderr); 5 HTTP publish answered with a non-2xx\n"
-          "status; 128+N stopped by signal N.\n",
+          "(\"closed: CODE REASON\" on stderr); 5 publish refused: HTTP publish answered\n"
+          "with a non-2xx status, or WebSocket publish got an LHTTP error reply;\n"
+          "128+N stopped by signal N.\n",
           out);
 }
 
@@ -353,6 +355,24 @@ static void show_prompt(session_t *s)
     s->prompt_shown = 1;
 }
 
+/*
+ * 1 when p[0..len) is an LHTTP error reply. In publish mode the server sends nothing
+ * else, so one that arrives before the close handshake refused the publish.
+ */
+static int is_error_reply(const uint8_t *p, size_t len)
+{
+    lh_lhttp_msg_t *m = malloc(sizeof(*m));
+    const char *reason;
+    int r;
+
+    if (m == NULL)
+        return 0;
+    r = lh_lhttp_parse((const char *)p, len, NULL, m, &reason) == 0 &&
+        lh_strieq(m->command, m->command_len, "error");
+    free(m);
+    return r;
+}
+
 /* Prints a received message, unless -n has been reached. */
 static void print_message(void *arg, const lhc_event_t *ev)
 {
@@ -364,6 +384,8 @@ static void print_message(void *arg, const lhc_event_t *ev)
     s->received++;
     if (lhc_output_message(stdout, s->o->format, ev->binary, ev->data, ev->len) < 0)
         fprintf(stderr, "lhttpc: writing to stdout: %s\n", strerror(errno));
+    if (s->o->mode == MODE_PUBLISH && !s->refused)
+        s->refused = is_error_reply(ev->data, ev->len);
 }
 
 /* Closes cleanly (close 1000, waiting briefly for the echo) and returns status. */
@@ -579,6 +601,10 @@ static int run_ws(opts_t *o, const lhc_url_t *u, int64_t deadline, const char *f
         status = finish(&s, LHC_EXIT_OK);
     else
         status = run(&s);
+    if (status == LHC_EXIT_OK && s.refused) {
+        fprintf(stderr, "lhttpc: the server refused the publish (see its error reply)\n");
+        status = LHC_EXIT_PUBLISH;
+    }
 out:
     lhc_conn_free(s.c);
     lhc_input_free(&s.input);

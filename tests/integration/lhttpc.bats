@@ -14,11 +14,19 @@ setup_file() {
         "listen": ["127.0.0.1:@PORT@"],
         "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
         "websocket": {"echo_paths": ["/echo"]},
-        "limits": {"max_message_bytes": 4194304}
+        "limits": {"max_message_bytes": 4194304},
+        "publish": {"token": "t0ken"}
     }'
 }
 
 teardown_file() { stop_all; }
+
+# Background clients of one test; the server's pids stay with teardown_file.
+teardown() {
+    local p
+    for p in ${BG_PIDS:-}; do lh_stop_pid "$p"; done
+    BG_PIDS=
+}
 
 url() { echo "ws://127.0.0.1:$LH_PORT${1:-/}"; }
 
@@ -174,6 +182,63 @@ url() { echo "ws://127.0.0.1:$LH_PORT${1:-/}"; }
     "$LHTTPC" -w 20000 --fragment 100000 "$(url /echo)" send big -f "$f" >"$BATS_TEST_TMPDIR/out"
     { printf 'LHTTP/1.0 big\r\n\r\n'; cat "$f"; echo; } >"$BATS_TEST_TMPDIR/want"
     cmp "$BATS_TEST_TMPDIR/want" "$BATS_TEST_TMPDIR/out"
+}
+
+@test "lhttpc: send -n 0 sends and closes without waiting for a reply" {
+    run --separate-stderr "$LHTTPC" -n 0 "$(url)" send chat -d x
+    [ "$status" -eq 0 ]
+}
+
+# --- publish and subscribe ---------------------------------------------------------------
+
+# published_to FILE CMD...: runs the publishing CMD, then true when FILE has content.
+published_to() {
+    local f=$1
+    shift
+    "$@" >/dev/null || return 1
+    [ -s "$f" ]
+}
+
+@test "lhttpc: subscribe receives what publish sends, over WebSocket and HTTP" {
+    local out=$BATS_TEST_TMPDIR/sub.out pid
+    "$LHTTPC" -w 10000 -n 1 --format json "$(url)" subscribe news sports >"$out" 3>&- &
+    pid=$!
+    BG_PIDS="${BG_PIDS:-} $pid"
+    # The subscription has no answer: publish until the subscriber has the message.
+    wait_for 5 published_to "$out" "$LHTTPC" "$(url)" publish sports -H from:ws -d goal
+    wait_for 5 lh_gone "$pid"
+    wait "$pid"
+    run cat "$out"
+    lines_are '{"command":"publish","headers":[["publish","sports"],["from","ws"]],"body":"goal","binary":false}'
+
+    "$LHTTPC" -w 10000 -n 1 "$(url /ws)" subscribe news >"$out" 3>&- &
+    pid=$!
+    BG_PIDS="${BG_PIDS:-} $pid"
+    wait_for 5 published_to "$out" env LHTTPC_TOKEN=t0ken "$LHTTPC" -q --http \
+        "http://127.0.0.1:$LH_PORT/publish" publish news -c flash -d extra
+    wait_for 5 lh_gone "$pid"
+    wait "$pid"
+    [ "$(cat "$out")" = $'LHTTP/1.0 flash\r\npublish:news\r\n\r\nextra' ]
+}
+
+@test "lhttpc: HTTP publish prints the JSON answer, or the status and exit 5" {
+    run --separate-stderr "$LHTTPC" --http --token t0ken "http://127.0.0.1:$LH_PORT/publish" \
+        publish news -d x
+    [ "$status" -eq 0 ]
+    has_match '^\{.*"channels":\["news"\]'
+    run --separate-stderr "$LHTTPC" --http --token wrong "http://127.0.0.1:$LH_PORT/publish" \
+        publish news -d x
+    [ "$status" -eq 5 ]
+    [[ $stderr =~ HTTP\ 401 ]]
+}
+
+@test "lhttpc: a WebSocket publish the server refuses exits 5" {
+    local long
+    long=$(printf 'c%.0s' {1..200})
+    run --separate-stderr "$LHTTPC" -w 5000 "$(url)" publish "$long" -d x
+    [ "$status" -eq 5 ]
+    has_match '^code:400'
+    [[ $stderr =~ refused\ the\ publish ]]
 }
 
 # --- the server closes: exit 4 -----------------------------------------------------------
