@@ -66,18 +66,18 @@ static int open_one(const char *spec, char *err, size_t errlen)
     return fd;
 }
 
-int lh_listen_open(const lh_config_t *cfg, int **fds_out, size_t *n_out, char *err,
+int lh_listen_open(const lh_strlist_t *addrs, int **fds_out, size_t *n_out, char *err,
                    size_t errlen)
 {
-    int *fds = calloc(cfg->listen.n ? cfg->listen.n : 1, sizeof(int));
+    int *fds = calloc(addrs->n ? addrs->n : 1, sizeof(int));
     size_t n = 0;
 
     if (fds == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < cfg->listen.n; i++) {
-        int fd = open_one(cfg->listen.items[i], err, errlen);
+    for (size_t i = 0; i < addrs->n; i++) {
+        int fd = open_one(addrs->items[i], err, errlen);
 
         if (fd < 0) {
             while (n > 0)
@@ -86,7 +86,7 @@ int lh_listen_open(const lh_config_t *cfg, int **fds_out, size_t *n_out, char *e
             return -1;
         }
         fds[n++] = fd;
-        lh_log(LH_LOG_INFO, "listening on %s", cfg->listen.items[i]);
+        lh_log(LH_LOG_INFO, "listening on %s", addrs->items[i]);
     }
     *fds_out = fds;
     *n_out = n;

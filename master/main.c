@@ -22,7 +22,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: lhttpd [-c FILE] [-t]\n"
+            "Usage: lhttpd [-c FILE] [-t | -s reload|stop|status]\n"
             "       lhttpd --help | --version\n"
             "\n"
             "A WebSocket server for the LHTTP protocol with pub/sub through NATS.\n"
@@ -30,10 +30,16 @@ static void usage(FILE *out)
             "  -c, --config FILE  configuration file (default " LH_DEFAULT_CONFIG ")\n"
             "  -t, --test         check the configuration and exit: 0 when valid, else\n"
             "                     print FILE:LINE:COL: problem and exit 1\n"
+            "  -s, --signal CMD   ask the running master (through control_socket):\n"
+            "                     reload  apply the configuration; returns when the new\n"
+            "                             workers serve, exit 1 if the reload failed\n"
+            "                     stop    stop gracefully\n"
+            "                     status  print generation, workers and connections\n"
             "  -h, --help         show this help and exit\n"
             "  -v, --version      show the version and exit\n"
             "\n"
-            "Signals: SIGTERM or SIGINT stop gracefully (clients get close 1001).\n"
+            "Signals to the master: SIGHUP reloads; SIGTERM or SIGINT stop gracefully\n"
+            "(clients get close 1001 and shutdown_timeout_ms to leave).\n"
             "Logs go to stderr with systemd <N> level prefixes.\n"
             "See lhttpd(8) and lhttpd.json(5).\n");
 }
@@ -77,25 +83,31 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"test", no_argument, NULL, 't'},
+        {"signal", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'v'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = LH_DEFAULT_CONFIG;
-    int test = 0, c;
+    const char *path = LH_DEFAULT_CONFIG, *command = NULL;
+    int test = 0, c, rc;
     char err[1024];
     lh_config_t *cfg;
-    int *fds = NULL;
-    size_t nfds = 0;
-    lh_worker_t *w;
 
-    while ((c = getopt_long(argc, argv, "c:thv", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:ts:hv", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             path = optarg;
             break;
         case 't':
             test = 1;
+            break;
+        case 's':
+            command = optarg;
+            if (strcmp(command, "reload") != 0 && strcmp(command, "stop") != 0 &&
+                strcmp(command, "status") != 0) {
+                fprintf(stderr, "lhttpd: -s takes reload, stop or status\n");
+                return 2;
+            }
             break;
         case 'h':
             usage(stdout);
@@ -113,6 +125,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* Every mode checks the configuration first: `-s reload` with a broken file fails
+     * here, with the reason, before the master is even asked. */
     cfg = lh_config_load_file(path, err, sizeof(err));
     if (cfg == NULL) {
         fprintf(stderr, "%s\n", err);
@@ -123,27 +137,10 @@ int main(int argc, char **argv)
         lh_config_free(cfg);
         return 0;
     }
-    lh_log_level = cfg->log.level;
-    signal(SIGPIPE, SIG_IGN);
-    if (lh_listen_open(cfg, &fds, &nfds, err, sizeof(err)) < 0) {
-        lh_log(LH_LOG_ERR, "%s", err);
+    if (command != NULL) {
+        rc = lh_control_send(cfg, command, strcmp(command, "reload") == 0 ? 120000 : 10000);
         lh_config_free(cfg);
-        return 1;
+        return rc;
     }
-    lh_builtin_register();
-    lh_pubsub_register();
-    w = lh_worker_new(cfg, 0, fds, nfds);
-    if (w == NULL) {
-        lh_log(LH_LOG_ERR, "cannot create the worker: out of memory");
-        return 1;
-    }
-    lh_log(LH_LOG_NOTICE, "lhttpd %s started (pid %d)", LH_VERSION, (int)getpid());
-    lh_worker_run(w);
-    lh_worker_free(w);
-    for (size_t i = 0; i < nfds; i++)
-        close(fds[i]);
-    free(fds);
-    lh_config_free(cfg);
-    lh_log(LH_LOG_NOTICE, "stopped");
-    return 0;
+    return lh_master_run(cfg, path);
 }

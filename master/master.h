@@ -1,6 +1,7 @@
 /*
- * The master process: command line, configuration loading, listening sockets, and (with
- * the process-model work) forking and supervising workers.
+ * The master process: command line, configuration loading, listening sockets (from
+ * systemd or opened by hand), forking and supervising workers, reload, stop, and the
+ * systemd notification protocol. The master never serves clients.
  */
 #ifndef LH_MASTER_H
 #define LH_MASTER_H
@@ -13,8 +14,18 @@
  * "FILE:LINE:COL: problem" (or "FILE: reason" when it cannot be read). */
 lh_config_t *lh_config_load_file(const char *path, char *err, size_t errlen);
 
-/* Opens every `listen` address. Returns 0 with *fds_out (malloc'd) and *n_out, or -1. */
-int lh_listen_open(const lh_config_t *cfg, int **fds_out, size_t *n_out, char *err,
+/* Opens every address of addrs. Returns 0 with *fds_out (malloc'd) and *n_out, or -1. */
+int lh_listen_open(const lh_strlist_t *addrs, int **fds_out, size_t *n_out, char *err,
                    size_t errlen);
+
+/* Runs the master with cfg (owned) loaded from path. Returns the exit status. */
+int lh_master_run(lh_config_t *cfg, const char *path);
+
+/*
+ * `lhttpd -s COMMAND`: sends COMMAND ("reload", "stop", "status") to the running master
+ * through cfg->control_socket and prints its answer. Waits up to timeout_ms. Returns the
+ * exit status: 0 when the master says "ok", 1 otherwise.
+ */
+int lh_control_send(const lh_config_t *cfg, const char *command, unsigned timeout_ms);
 
 #endif

@@ -693,6 +693,17 @@ static const char *check_origin(const char *s, size_t len)
     return NULL;
 }
 
+static const char *check_socket_path(const char *s, size_t len)
+{
+    if (len == 0 || s[0] != '/')
+        return "must be an absolute path";
+    if (len >= 108)
+        return "must be shorter than 108 bytes (a Unix socket path)";
+    if (!all_visible(s, len))
+        return "must be visible ASCII";
+    return NULL;
+}
+
 /* ---- The key table ----------------------------------------------------------------- */
 
 enum kind {
@@ -780,9 +791,20 @@ static const field_t log_fields[] = {
     END
 };
 
+static const field_t admin_fields[] = {
+    STR_FIELD("listen", K_LIST, admin.listen, 0, 16, "", check_listen),
+    INT_FIELD("endpoints_on_public", K_BOOL, admin.endpoints_on_public, 0, 1, 1),
+    END
+};
+
 static const field_t top_fields[] = {
     STR_FIELD("listen", K_LIST, listen, 1, 64, ":8081", check_listen),
     INT_FIELD("workers", K_WORKERS, workers, 1, 1024, 0),
+    INT_FIELD("drain_timeout_ms", K_MS, drain_timeout_ms, 1, DAY_MS, 300000),
+    INT_FIELD("shutdown_timeout_ms", K_MS, shutdown_timeout_ms, 1, HOUR_MS, 10000),
+    STR_FIELD("control_socket", K_STRING, control_socket, 0, 0, "/run/lhttpd/lhttpd.sock",
+              check_socket_path),
+    SECTION("admin", admin_fields),
     SECTION("nats", nats_fields),
     SECTION("websocket", websocket_fields),
     SECTION("limits", limits_fields),
@@ -1211,4 +1233,14 @@ void lh_config_free(lh_config_t *cfg)
         return;
     free_fields(cfg, top_fields);
     free(cfg);
+}
+
+int lh_strlist_equal(const lh_strlist_t *a, const lh_strlist_t *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->items[i], b->items[i]) != 0)
+            return 0;
+    return 1;
 }

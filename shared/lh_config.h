@@ -16,6 +16,15 @@ typedef struct {
 typedef struct lh_config_s {
     lh_strlist_t listen; /* "host:port", "[v6]:port" or ":port" */
     int workers;         /* 1..1024; 0 means "auto" (number of CPUs), the default */
+    unsigned drain_timeout_ms;    /* old generation after a reload, default 300000 */
+    unsigned shutdown_timeout_ms; /* clients' grace on stop, default 10000 */
+    char *control_socket;         /* master's control socket, default /run/lhttpd/lhttpd.sock */
+
+    struct {
+        lh_strlist_t listen;     /* admin sockets opened by hand (systemd: the "admin" socket) */
+        int endpoints_on_public; /* serve /livez /readyz /metrics on the public socket when
+                                    there is no admin socket, default 1 */
+    } admin;
 
     struct {
         lh_strlist_t servers; /* nats://host:port */
@@ -86,5 +95,8 @@ void lh_config_free(lh_config_t *cfg);
  * Returns 0, or -1 when s is not of that form (a bare v6 address needs brackets).
  */
 int lh_config_split_hostport(const char *s, char *host, size_t hostcap, unsigned *port);
+
+/* 1 when both lists hold the same strings in the same order. */
+int lh_strlist_equal(const lh_strlist_t *a, const lh_strlist_t *b);
 
 #endif

@@ -29,6 +29,7 @@ enum {
     LH_WS_CLOSE_POLICY = 1008,       /* policy refusal: do not reconnect blindly */
     LH_WS_CLOSE_TOO_BIG = 1009,
     LH_WS_CLOSE_INTERNAL = 1011,
+    LH_WS_CLOSE_SERVICE_RESTART = 1012, /* drained after a reload: reconnect now */
     LH_WS_CLOSE_TRY_AGAIN = 1013,    /* server overloaded (e.g. too many connections) */
     LH_WS_CLOSE_SLOW_CONSUMER = 4008 /* send queue over limits.send_queue_bytes */
 };

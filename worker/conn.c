@@ -79,6 +79,20 @@ void lh_conn_touch(lh_conn_t *c)
     }
 }
 
+static void schedule_flush(lh_conn_t *c);
+
+void lh_conn_linger(lh_conn_t *c)
+{
+    if (c->flags & LH_CF_DEAD)
+        return;
+    if (c->state != LH_CONN_LINGER) {
+        lh_conn_set_state(c, LH_CONN_LINGER);
+        c->last_ms = c->w->now_ms + c->w->cfg->websocket.close_timeout_ms;
+    }
+    /* The half-close happens once the queue is empty: now, or after the flush. */
+    schedule_flush(c);
+}
+
 static void schedule_flush(lh_conn_t *c)
 {
     lh_worker_t *w = c->w;
@@ -143,7 +157,7 @@ static void conn_overflow(lh_conn_t *c)
     lh_conn_close_ws(c, LH_WS_CLOSE_SLOW_CONSUMER, "send queue full");
     if (c->state == LH_CONN_CLOSING) {
         /* It does not read: do not wait for its close frame either. */
-        lh_conn_set_state(c, LH_CONN_LINGER);
+        lh_conn_linger(c);
     }
 }
 
@@ -510,7 +524,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
             } else {
                 event_del(&c->rev);
                 if (c->state == LH_CONN_HTTP)
-                    lh_conn_set_state(c, LH_CONN_LINGER);
+                    lh_conn_linger(c);
             }
             break;
         }
@@ -550,7 +564,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     lh_worker_reap(w);
 }
 
-void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen)
+void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,
+                      int admin)
 {
     lh_conn_t *c = calloc(1, sizeof(*c));
 
@@ -565,6 +580,8 @@ void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen
     if ((size_t)salen <= sizeof(c->peer_sa))
         memcpy(&c->peer_sa, sa, (size_t)salen);
     c->state = LH_CONN_HTTP;
+    if (admin)
+        c->flags |= LH_CF_ADMIN;
     c->last_ms = w->now_ms + w->cfg->limits.handshake_timeout_ms;
     event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, read_cb, c);
     event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, write_cb, c);

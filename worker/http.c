@@ -25,7 +25,7 @@ void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ct
     lh_worker_t *w = c->w;
     char head[1024];
     int close_after = (c->flags & LH_CF_CLOSE_AFTER) || !(c->flags & LH_CF_KEEPALIVE) ||
-                      w->stopping;
+                      w->stopping || w->draining;
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nServer: lhttpd\r\nContent-Length: %zu\r\n%s%s%s%s%s\r\n",
                      status, lh_http_status_text(status), body_len,
@@ -47,8 +47,7 @@ void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ct
     lh_conn_queue(c, b);
     lh_buf_unref(b);
     if (close_after) {
-        lh_conn_set_state(c, LH_CONN_LINGER);
-        c->last_ms = w->now_ms + w->cfg->websocket.close_timeout_ms;
+        lh_conn_linger(c);
     } else {
         c->flags |= LH_CF_KA_IDLE;
         c->last_ms = w->now_ms + w->cfg->http.keepalive_timeout_ms;

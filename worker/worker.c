@@ -93,7 +93,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        lh_conn_accepted(w, fd, (struct sockaddr *)&ss, sl);
+        lh_conn_accepted(w, fd, (struct sockaddr *)&ss, sl, l->admin);
     }
     lh_worker_reap(w);
 }
@@ -122,8 +122,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
             if (c->in_len > 0) {
                 c->flags |= LH_CF_CLOSE_AFTER;
                 lh_http_respond(c, 408, NULL, "text/plain", "request timeout\n", 16);
-                lh_conn_set_state(c, LH_CONN_LINGER);
-                c->last_ms = w->now_ms + cfg->websocket.close_timeout_ms;
+                lh_conn_linger(c);
             } else {
                 lh_conn_destroy(c);
             }
@@ -148,6 +147,12 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         next = c->next;
         if (w->now_ms >= c->last_ms)
             lh_conn_destroy(c);
+    }
+    if (w->draining && !w->stopping && w->nconns == 0)
+        event_base_loopbreak(w->base);
+    else if (w->draining && !w->stopping && w->now_ms >= w->drain_deadline_ms) {
+        lh_log(LH_LOG_NOTICE, "drain timeout: asking %zu clients to reconnect", w->nconns);
+        lh_worker_stop(w, LH_WS_CLOSE_SERVICE_RESTART, cfg->websocket.close_timeout_ms);
     }
     if (w->stopping && w->nconns == 0)
         event_base_loopbreak(w->base);
@@ -190,10 +195,71 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     lh_worker_t *w = arg;
 
     lh_log(LH_LOG_NOTICE, "%s: stopping gracefully", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    lh_worker_stop(w, LH_WS_CLOSE_GOING_AWAY, 10000);
+    lh_worker_stop(w, LH_WS_CLOSE_GOING_AWAY, w->cfg->shutdown_timeout_ms);
 }
 
-lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_fds, size_t n)
+/* Messages from the master (one datagram each): "drain", "stop", "hb N". */
+static void master_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_worker_t *w = arg;
+    char msg[128];
+    ssize_t n = recv(fd, msg, sizeof(msg) - 1, 0);
+
+    w->now_ms = lh_now_ms();
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        /* The master is gone: nobody will replace us or route reloads; leave cleanly. */
+        lh_log(LH_LOG_WARNING, "master gone; stopping");
+        event_del(w->master_ev);
+        lh_worker_stop(w, LH_WS_CLOSE_GOING_AWAY, w->cfg->shutdown_timeout_ms);
+        return;
+    }
+    msg[n] = '\0';
+    if (strcmp(msg, "drain") == 0) {
+        lh_worker_drain(w);
+        lh_worker_send_master(w, "draining");
+    } else if (strcmp(msg, "stop") == 0) {
+        lh_worker_stop(w, LH_WS_CLOSE_GOING_AWAY, w->cfg->shutdown_timeout_ms);
+    } else if (strncmp(msg, "hb ", 3) == 0) {
+        char reply[160];
+
+        snprintf(reply, sizeof(reply), "hb %.100s %zu", msg + 3, w->nconns);
+        lh_worker_send_master(w, reply);
+    }
+    lh_worker_flush(w);
+    lh_worker_reap(w);
+}
+
+void lh_worker_send_master(lh_worker_t *w, const char *msg)
+{
+    if (w->master_fd >= 0 && send(w->master_fd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        lh_log(LH_LOG_DEBUG, "send to master: %s", strerror(errno));
+}
+
+void lh_worker_drain(lh_worker_t *w)
+{
+    lh_conn_t *c, *next;
+
+    if (w->draining || w->stopping)
+        return;
+    w->draining = 1;
+    w->drain_deadline_ms = w->now_ms + w->cfg->drain_timeout_ms;
+    pause_listeners(w, 1);
+    /* Idle keep-alive HTTP connections have nothing to finish. */
+    for (c = w->http_conns.head; c != NULL; c = next) {
+        next = c->next;
+        if (c->in_len == 0 && c->out.count == 0)
+            lh_conn_destroy(c);
+    }
+    lh_log(LH_LOG_INFO, "draining %zu connections (at most %u ms)", w->nconns,
+           w->cfg->drain_timeout_ms);
+    if (w->nconns == 0)
+        event_base_loopbreak(w->base);
+}
+
+lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_fds, size_t n,
+                           size_t n_admin, int master_fd)
 {
     lh_worker_t *w = calloc(1, sizeof(*w));
     struct timeval tv;
@@ -209,6 +275,7 @@ lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_
     w->rbuf_cap = RBUF_SIZE;
     w->rbuf = malloc(w->rbuf_cap);
     w->listeners = calloc(n ? n : 1, sizeof(*w->listeners));
+    w->master_fd = -1;
     if (w->base == NULL || w->rbuf == NULL || w->listeners == NULL)
         goto fail;
     w->http_limits.max_line = cfg->http.max_request_line;
@@ -222,6 +289,7 @@ lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_
         lh_listener_t *l = &w->listeners[i];
 
         l->fd = listen_fds[i];
+        l->admin = i >= n - n_admin;
         l->w = w;
         event_assign(&l->ev, w->base, l->fd, EV_READ | EV_PERSIST, accept_cb, l);
         event_add(&l->ev, NULL);
@@ -238,6 +306,11 @@ lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_
     w->sigint_ev = evsignal_new(w->base, SIGINT, signal_cb, w);
     event_add(w->sigterm_ev, NULL);
     event_add(w->sigint_ev, NULL);
+    w->master_fd = master_fd;
+    if (master_fd >= 0) {
+        w->master_ev = event_new(w->base, master_fd, EV_READ | EV_PERSIST, master_cb, w);
+        event_add(w->master_ev, NULL);
+    }
     lh_current_worker = w;
     if (lh_pubsub_init(w) < 0 || lh_nats_start(w) < 0)
         goto fail;
@@ -265,6 +338,8 @@ void lh_worker_stop(lh_worker_t *w, uint16_t code, unsigned timeout_ms)
         next = c->next;
         lh_conn_destroy(c);
     }
+    lh_log(LH_LOG_INFO, "stopping: closing %zu connections with %u (at most %u ms)", w->nconns,
+           code, timeout_ms);
     lh_worker_flush(w);
     lh_worker_reap(w);
     if (w->nconns == 0)
@@ -304,6 +379,10 @@ void lh_worker_free(lh_worker_t *w)
         event_free(w->sigterm_ev);
     if (w->sigint_ev)
         event_free(w->sigint_ev);
+    if (w->master_ev)
+        event_free(w->master_ev);
+    if (w->master_fd >= 0)
+        close(w->master_fd);
     if (w->base)
         event_base_free(w->base);
     free(w->listeners);

@@ -41,7 +41,8 @@ enum {
     LH_CF_KEEPALIVE = 1u << 8,    /* HTTP: keep the connection after this response */
     LH_CF_CLOSE_AFTER = 1u << 9,  /* HTTP: close once the response is written */
     LH_CF_EOF = 1u << 10,         /* the peer closed its side */
-    LH_CF_KA_IDLE = 1u << 11      /* HTTP: idle between keep-alive requests */
+    LH_CF_KA_IDLE = 1u << 11,     /* HTTP: idle between keep-alive requests */
+    LH_CF_ADMIN = 1u << 12        /* accepted on the admin socket */
 };
 
 /* The send queue: a ring of shared buffers, written with writev. */
@@ -104,6 +105,7 @@ typedef struct {
 
 typedef struct {
     int fd;
+    int admin; /* the admin socket: health and metrics only */
     struct event ev;
     lh_worker_t *w;
 } lh_listener_t;
@@ -129,8 +131,12 @@ struct lh_worker_s {
     struct event *sweep_ev;
     struct event *sigterm_ev, *sigint_ev;
     int stopping;
+    int draining;  /* an older generation: no more accepts, leave when empty */
     uint64_t now_ms;
     uint64_t stop_deadline_ms;
+    uint64_t drain_deadline_ms;
+    int master_fd; /* channel to the master, -1 when run without one */
+    struct event *master_ev;
 
     uint8_t *rbuf; /* scratch read buffer shared by all connections */
     size_t rbuf_cap;
@@ -153,17 +159,26 @@ struct lh_worker_s {
 extern lh_worker_t *lh_current_worker;
 
 /* ---- worker.c ---- */
-lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_fds, size_t n);
+/* A worker on the given sockets (borrowed; n_admin of them, after the public ones, are
+ * admin sockets). master_fd: the channel to the master (owned), or -1. */
+lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_fds, size_t n,
+                           size_t n_admin, int master_fd);
 /* Runs the loop until the worker has stopped. Returns 0. */
 int lh_worker_run(lh_worker_t *w);
 void lh_worker_free(lh_worker_t *w);
 /* Begins a graceful stop: stop accepting, close every client with code, exit when all
  * have left or timeout_ms ran out. */
 void lh_worker_stop(lh_worker_t *w, uint16_t code, unsigned timeout_ms);
+/* Older generation: stop accepting, serve the connections it has, leave when the last
+ * one leaves or after drain_timeout_ms (remaining clients get close 1012). */
+void lh_worker_drain(lh_worker_t *w);
+/* Sends one datagram to the master (nothing when there is none). */
+void lh_worker_send_master(lh_worker_t *w, const char *msg);
 uint64_t lh_now_ms(void);
 
 /* ---- conn.c ---- */
-void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen);
+void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,
+                      int admin);
 /* Queues b (takes a reference of its own) and schedules the flush. Returns 0 or -ENOBUFS
  * (the connection is then being closed with 4008). */
 int lh_conn_queue(lh_conn_t *c, lh_buf_t *b);
@@ -171,6 +186,8 @@ int lh_conn_queue(lh_conn_t *c, lh_buf_t *b);
 int lh_conn_queue_frame(lh_conn_t *c, int opcode, const void *data, size_t len);
 /* Sends a close frame and moves to CLOSING (WebSocket) or just closes (HTTP). */
 void lh_conn_close_ws(lh_conn_t *c, uint16_t code, const char *reason);
+/* Moves c to LINGER: write what is queued, half-close, wait for EOF or close_timeout_ms. */
+void lh_conn_linger(lh_conn_t *c);
 /* Ends the connection now: on_close callbacks, fd closed, freed at the end of the pass. */
 void lh_conn_destroy(lh_conn_t *c);
 /* Writes queued output for every connection on the flush list. */

@@ -20,7 +20,7 @@ static void ws_fail(lh_conn_t *c, uint16_t code, const char *reason)
            (unsigned long long)c->id, code, reason);
     lh_conn_close_ws(c, code, reason);
     if (!(c->flags & LH_CF_DEAD))
-        lh_conn_set_state(c, LH_CONN_LINGER);
+        lh_conn_linger(c);
 }
 
 static void deliver(lh_conn_t *c, uint8_t *data, size_t len, int opcode)
@@ -80,8 +80,7 @@ static void on_close_frame(lh_conn_t *c, const uint8_t *p, size_t len)
         c->flags |= LH_CF_CLOSE_SENT;
         c->close_code = code;
     }
-    lh_conn_set_state(c, LH_CONN_LINGER);
-    c->last_ms = c->w->now_ms + c->w->cfg->websocket.close_timeout_ms;
+    lh_conn_linger(c);
 }
 
 ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len)

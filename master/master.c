@@ -1,0 +1,933 @@
+/*
+ * The master: forks and supervises generations of workers.
+ *
+ * Signals only set flags (the handlers are async-signal-safe by construction); the loop
+ * waits in ppoll(2) with those signals unblocked only while it waits, so no flag is
+ * missed. Workers talk to the master over one SOCK_SEQPACKET pair each:
+ *   worker -> master: "ready", "draining", "hb SEQ CONNS"
+ *   master -> worker: "drain", "stop", "hb SEQ"
+ * Reload parses the new configuration into a new structure; only if it is whole does a
+ * new generation start, and only once it is ready does the old one drain.
+ */
+#include "master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <nats/nats.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lh_log.h"
+#include "worker.h"
+
+#define MAX_WORKERS 1024
+#define MAX_PROCS (4 * MAX_WORKERS)
+#define QUICK_EXIT_MS 2000      /* a worker dying sooner than this "keeps dying at start" */
+#define MAX_BACKOFF_MS 30000
+#define READY_TIMEOUT_MS 30000  /* a new generation must be ready within this */
+#define HB_INTERVAL_MS 1000
+#define HB_DEAD_MS 10000        /* no heartbeat answer for this long: the worker is stuck */
+
+enum { P_STARTING, P_ACTIVE, P_DRAINING, P_STOPPING };
+static const char *const state_names[] = {"starting", "active", "draining", "stopping"};
+
+typedef struct {
+    pid_t pid;
+    int fd; /* the master's end of the channel */
+    int slot;
+    unsigned gen;
+    int state;
+    uint64_t started_ms;
+    uint64_t hb_ok_ms;
+    size_t conns;
+} proc_t;
+
+typedef struct {
+    int pending;        /* the slot of the current generation has no worker */
+    uint64_t next_ms;   /* when to try again */
+    unsigned backoff_ms;
+    unsigned quick_fails;
+} respawn_t;
+
+typedef struct {
+    int fd;
+    char buf[64];
+    size_t len;
+    uint64_t deadline_ms;
+} client_t;
+
+static volatile sig_atomic_t got_hup, got_term, got_int, got_chld;
+
+static struct {
+    lh_config_t *cfg; /* the current generation's configuration */
+    const char *path;
+    unsigned gen;
+    int nworkers; /* workers of the current generation */
+    proc_t procs[MAX_PROCS];
+    size_t nprocs;
+    respawn_t respawn[MAX_WORKERS];
+    int *fds; /* public sockets, then admin sockets */
+    size_t npub, nadmin;
+    int ctl_fd;
+    client_t clients[8];
+    size_t nclients;
+    int ready_sent;
+
+    /* A reload in progress. */
+    int reloading;      /* 0, 1 = waiting for the new workers, 2 = for the old to drain */
+    int reload_client;  /* fd waiting for the answer, or -1 */
+    lh_config_t *new_cfg;
+    unsigned new_gen;
+    int new_nworkers;
+    uint64_t reload_deadline_ms;
+    unsigned reloads_ok, reloads_failed;
+
+    int stopping;
+    uint64_t stop_deadline_ms;
+    uint64_t watchdog_usec;
+    uint64_t next_hb_ms, next_watchdog_ms;
+    unsigned hb_seq;
+} M;
+
+static void on_signal(int sig)
+{
+    switch (sig) {
+    case SIGHUP:
+        got_hup = 1;
+        break;
+    case SIGTERM:
+        got_term = 1;
+        break;
+    case SIGINT:
+        got_int = 1;
+        break;
+    case SIGCHLD:
+        got_chld = 1;
+        break;
+    }
+}
+
+static uint64_t now_ms(void)
+{
+    return lh_now_ms();
+}
+
+static int ncpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n > 0 ? (int)(n > MAX_WORKERS ? MAX_WORKERS : n) : 1;
+}
+
+static int workers_of(const lh_config_t *cfg)
+{
+    return cfg->workers > 0 ? cfg->workers : ncpus();
+}
+
+static size_t count(unsigned gen, int state)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < M.nprocs; i++)
+        if ((gen == 0 || M.procs[i].gen == gen) && M.procs[i].state == state)
+            n++;
+    return n;
+}
+
+static size_t total_conns(void)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < M.nprocs; i++)
+        n += M.procs[i].conns;
+    return n;
+}
+
+/* Sends STATUS= (and other fields) to systemd; ignored when not under systemd. */
+static void notify(const char *fields)
+{
+    char buf[512];
+    size_t active = count(M.gen, P_ACTIVE), draining = count(0, P_DRAINING);
+
+    snprintf(buf, sizeof(buf), "%s%sSTATUS=generation %u; workers %zu active, %zu draining; "
+             "%zu connections",
+             fields ? fields : "", fields ? "\n" : "", M.gen, active, draining, total_conns());
+    sd_notify(0, buf);
+}
+
+static void notifyf(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    sd_notify(0, buf);
+}
+
+static void send_to(proc_t *p, const char *msg)
+{
+    if (p->fd >= 0 && send(p->fd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        lh_log(LH_LOG_DEBUG, "send to worker %d (pid %d): %s", p->slot, (int)p->pid,
+               strerror(errno));
+}
+
+static void reply(int fd, const char *fmt, ...)
+{
+    char buf[1200];
+    va_list ap;
+    int n;
+
+    if (fd < 0)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof(buf) - 2)
+        n = (int)sizeof(buf) - 2;
+    buf[n++] = '\n';
+    if (send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        lh_log(LH_LOG_DEBUG, "control reply: %s", strerror(errno));
+    close(fd);
+}
+
+/* ---- Workers ---- */
+
+static void child_main(int chan, int slot, const lh_config_t *cfg) __attribute__((noreturn));
+
+static void child_main(int chan, int slot, const lh_config_t *cfg)
+{
+    sigset_t none;
+    char tag[32];
+    lh_worker_t *w;
+
+    sigemptyset(&none);
+    signal(SIGHUP, SIG_IGN); /* reload is the master's business */
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    /* Only the master talks to systemd. */
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("WATCHDOG_PID");
+    snprintf(tag, sizeof(tag), "worker %d", slot);
+    lh_log_set_tag(tag);
+    lh_log_level = cfg->log.level;
+    w = lh_worker_new(cfg, slot, M.fds, M.npub + M.nadmin, M.nadmin, chan);
+    if (w == NULL) {
+        lh_log(LH_LOG_ERR, "cannot start");
+        _exit(1);
+    }
+    lh_worker_send_master(w, "ready");
+    lh_worker_run(w);
+    lh_worker_free(w);
+    nats_Close();
+    lh_log(LH_LOG_INFO, "exited");
+    exit(0);
+}
+
+static proc_t *spawn(int slot, unsigned gen, const lh_config_t *cfg)
+{
+    int sv[2];
+    pid_t pid;
+    proc_t *p;
+
+    if (M.nprocs == MAX_PROCS) {
+        lh_log(LH_LOG_ERR, "too many worker processes; not starting another");
+        return NULL;
+    }
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        lh_log(LH_LOG_ERR, "socketpair: %s", strerror(errno));
+        return NULL;
+    }
+    pid = fork();
+    if (pid < 0) {
+        lh_log(LH_LOG_ERR, "fork: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return NULL;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        if (M.ctl_fd >= 0)
+            close(M.ctl_fd);
+        for (size_t i = 0; i < M.nclients; i++)
+            close(M.clients[i].fd);
+        if (M.reload_client >= 0)
+            close(M.reload_client);
+        for (size_t i = 0; i < M.nprocs; i++)
+            close(M.procs[i].fd);
+        child_main(sv[1], slot, cfg);
+    }
+    close(sv[1]);
+    p = &M.procs[M.nprocs++];
+    memset(p, 0, sizeof(*p));
+    p->pid = pid;
+    p->fd = sv[0];
+    p->slot = slot;
+    p->gen = gen;
+    p->state = P_STARTING;
+    p->started_ms = p->hb_ok_ms = now_ms();
+    lh_log(LH_LOG_INFO, "worker %d started (pid %d, generation %u)", slot, (int)pid, gen);
+    return p;
+}
+
+static void proc_remove(proc_t *p)
+{
+    if (p->fd >= 0)
+        close(p->fd);
+    *p = M.procs[--M.nprocs];
+}
+
+static void finish_reload(int ok, const char *fmt, ...)
+{
+    char msg[1100];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (ok) {
+        M.reloads_ok++;
+        lh_log(LH_LOG_NOTICE, "reload done: %s", msg);
+        notify("READY=1");
+        reply(M.reload_client, "ok %s", msg);
+    } else {
+        M.reloads_failed++;
+        lh_log(LH_LOG_ERR, "reload failed: %s", msg);
+        notifyf("READY=1\nSTATUS=reload failed (generation %u still serving): %s", M.gen, msg);
+        reply(M.reload_client, "error %s", msg);
+    }
+    M.reload_client = -1;
+    M.reloading = 0;
+}
+
+static void abort_reload(const char *why)
+{
+    for (size_t i = 0; i < M.nprocs; i++) {
+        if (M.procs[i].gen == M.new_gen) {
+            M.procs[i].state = P_STOPPING;
+            kill(M.procs[i].pid, SIGKILL);
+        }
+    }
+    lh_config_free(M.new_cfg);
+    M.new_cfg = NULL;
+    finish_reload(0, "%s", why);
+}
+
+static void start_reload(int client)
+{
+    char err[1024];
+    lh_config_t *cfg;
+    struct timespec ts;
+
+    if (M.reloading || M.stopping) {
+        reply(client, "error %s", M.stopping ? "stopping" : "a reload is already in progress");
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    notifyf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+            (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000,
+            M.path);
+    M.reloading = 1;
+    M.reload_client = client;
+    lh_log(LH_LOG_NOTICE, "reloading %s", M.path);
+    cfg = lh_config_load_file(M.path, err, sizeof(err));
+    if (cfg == NULL) {
+        finish_reload(0, "%s", err);
+        return;
+    }
+    if (!lh_strlist_equal(&cfg->listen, &M.cfg->listen) ||
+        !lh_strlist_equal(&cfg->admin.listen, &M.cfg->admin.listen))
+        lh_log(LH_LOG_WARNING, "listen addresses changed: they apply at the next restart");
+    M.new_cfg = cfg;
+    M.new_gen = M.gen + 1;
+    M.new_nworkers = workers_of(cfg);
+    M.reload_deadline_ms = now_ms() + READY_TIMEOUT_MS;
+    for (int i = 0; i < M.new_nworkers; i++) {
+        if (spawn(i, M.new_gen, cfg) == NULL) {
+            abort_reload("cannot start the new workers");
+            return;
+        }
+    }
+}
+
+/* Called whenever a worker changes state: moves a reload along. */
+static void reload_progress(void)
+{
+    if (M.reloading == 1 && count(M.new_gen, P_ACTIVE) == (size_t)M.new_nworkers) {
+        /* The new generation accepts: the old one stops accepting and drains. */
+        for (size_t i = 0; i < M.nprocs; i++) {
+            proc_t *p = &M.procs[i];
+
+            if (p->gen < M.new_gen && (p->state == P_ACTIVE || p->state == P_STARTING)) {
+                send_to(p, "drain");
+                p->state = P_DRAINING;
+                p->hb_ok_ms = 0; /* "draining" acknowledges */
+            }
+        }
+        M.reloading = 2;
+    }
+    if (M.reloading == 2) {
+        for (size_t i = 0; i < M.nprocs; i++)
+            if (M.procs[i].gen < M.new_gen && M.procs[i].state == P_DRAINING &&
+                M.procs[i].hb_ok_ms == 0)
+                return; /* not yet acknowledged */
+        lh_config_free(M.cfg);
+        M.cfg = M.new_cfg;
+        M.new_cfg = NULL;
+        M.gen = M.new_gen;
+        M.nworkers = M.new_nworkers;
+        lh_log_level = M.cfg->log.level;
+        memset(M.respawn, 0, sizeof(M.respawn));
+        finish_reload(1, "generation %u serving with %d workers", M.gen, M.nworkers);
+    }
+}
+
+static void check_ready(void)
+{
+    if (!M.ready_sent && !M.reloading && count(M.gen, P_ACTIVE) == (size_t)M.nworkers) {
+        M.ready_sent = 1;
+        lh_log(LH_LOG_NOTICE, "ready: %d workers accepting", M.nworkers);
+        notify("READY=1");
+    }
+}
+
+static void on_worker_msg(proc_t *p)
+{
+    char msg[128];
+    ssize_t n = recv(p->fd, msg, sizeof(msg) - 1, MSG_DONTWAIT);
+
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        /* The worker closed its end: it is exiting; SIGCHLD does the rest. */
+        close(p->fd);
+        p->fd = -1;
+        return;
+    }
+    msg[n] = '\0';
+    if (strcmp(msg, "ready") == 0) {
+        if (p->state == P_STARTING)
+            p->state = P_ACTIVE;
+        p->hb_ok_ms = now_ms();
+        if (p->gen == M.gen)
+            M.respawn[p->slot].pending = 0;
+        reload_progress();
+        check_ready();
+    } else if (strcmp(msg, "draining") == 0) {
+        p->hb_ok_ms = now_ms();
+        reload_progress();
+    } else if (strncmp(msg, "hb ", 3) == 0) {
+        unsigned seq;
+        size_t conns;
+
+        if (sscanf(msg + 3, "%u %zu", &seq, &conns) == 2) {
+            if (p->state != P_DRAINING || p->hb_ok_ms != 0)
+                p->hb_ok_ms = now_ms();
+            p->conns = conns;
+        }
+    }
+}
+
+static void describe_exit(int status, char *buf, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, cap, "exit status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, cap, "signal %s%s", strsignal(WTERMSIG(status)),
+                 WCOREDUMP(status) ? " (core dumped)" : "");
+    else
+        snprintf(buf, cap, "status %d", status);
+}
+
+static void reap(void)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        char how[96];
+        proc_t *p = NULL;
+
+        for (size_t i = 0; i < M.nprocs; i++)
+            if (M.procs[i].pid == pid)
+                p = &M.procs[i];
+        if (p == NULL)
+            continue;
+        describe_exit(status, how, sizeof(how));
+        if (p->state == P_DRAINING || p->state == P_STOPPING || M.stopping) {
+            lh_log(LH_LOG_INFO, "worker %d (pid %d, generation %u) left: %s", p->slot, (int)pid,
+                   p->gen, how);
+        } else if (M.reloading && p->gen == M.new_gen) {
+            lh_log(LH_LOG_ERR, "new worker %d (pid %d) died: %s", p->slot, (int)pid, how);
+            proc_remove(p);
+            abort_reload("a new worker died while starting");
+            continue;
+        } else if (p->gen == M.gen) {
+            respawn_t *r = &M.respawn[p->slot];
+            uint64_t lived = now_ms() - p->started_ms;
+
+            r->pending = 1;
+            if (lived < QUICK_EXIT_MS) {
+                r->quick_fails++;
+                r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : 100;
+                if (r->backoff_ms > MAX_BACKOFF_MS)
+                    r->backoff_ms = MAX_BACKOFF_MS;
+                r->next_ms = now_ms() + r->backoff_ms;
+                lh_log(LH_LOG_ERR, "worker %d (pid %d) died %llu ms after start (%s), %u times "
+                       "in a row; next try in %u ms", p->slot, (int)pid,
+                       (unsigned long long)lived, how, r->quick_fails, r->backoff_ms);
+                notifyf("STATUS=worker %d keeps dying at start (%s); retrying in %u ms",
+                        p->slot, how, r->backoff_ms);
+            } else {
+                r->quick_fails = 0;
+                r->backoff_ms = 0;
+                r->next_ms = now_ms();
+                lh_log(LH_LOG_ERR, "worker %d (pid %d) died: %s; replacing it", p->slot,
+                       (int)pid, how);
+            }
+        }
+        proc_remove(p);
+    }
+}
+
+static void respawn_due(void)
+{
+    uint64_t now = now_ms();
+
+    if (M.stopping)
+        return;
+    for (int i = 0; i < M.nworkers; i++) {
+        respawn_t *r = &M.respawn[i];
+
+        if (r->pending && now >= r->next_ms) {
+            r->pending = 0;
+            if (spawn(i, M.gen, M.cfg) == NULL) {
+                r->pending = 1;
+                r->next_ms = now + 1000;
+            }
+        }
+    }
+}
+
+static void heartbeat(void)
+{
+    uint64_t now = now_ms();
+    char msg[32];
+
+    if (now >= M.next_hb_ms) {
+        M.next_hb_ms = now + HB_INTERVAL_MS;
+        snprintf(msg, sizeof(msg), "hb %u", ++M.hb_seq);
+        for (size_t i = 0; i < M.nprocs; i++) {
+            proc_t *p = &M.procs[i];
+
+            if (p->state == P_ACTIVE && now - p->hb_ok_ms > HB_DEAD_MS) {
+                lh_log(LH_LOG_ERR, "worker %d (pid %d) has not answered for %llu ms; killing it",
+                       p->slot, (int)p->pid, (unsigned long long)(now - p->hb_ok_ms));
+                kill(p->pid, SIGKILL);
+                p->hb_ok_ms = now; /* once */
+            }
+            send_to(p, msg);
+        }
+        if (!M.reloading && M.ready_sent)
+            notify(NULL);
+    }
+    if (M.watchdog_usec && now >= M.next_watchdog_ms) {
+        int healthy = 1;
+
+        M.next_watchdog_ms = now + M.watchdog_usec / 2000;
+        for (size_t i = 0; i < M.nprocs; i++)
+            if (M.procs[i].state == P_ACTIVE && now - M.procs[i].hb_ok_ms > 3 * HB_INTERVAL_MS)
+                healthy = 0;
+        if (healthy)
+            sd_notify(0, "WATCHDOG=1");
+        else
+            lh_log(LH_LOG_WARNING, "a worker misses heartbeats: not petting the watchdog");
+    }
+}
+
+static void begin_stop(const char *why)
+{
+    if (M.stopping)
+        return;
+    M.stopping = 1;
+    lh_log(LH_LOG_NOTICE, "%s: stopping gracefully", why);
+    notify("STOPPING=1");
+    M.stop_deadline_ms = now_ms() + M.cfg->shutdown_timeout_ms + 5000;
+    for (size_t i = 0; i < M.nprocs; i++) {
+        send_to(&M.procs[i], "stop");
+        M.procs[i].state = P_STOPPING;
+    }
+    if (M.reloading) {
+        lh_config_free(M.new_cfg);
+        M.new_cfg = NULL;
+        finish_reload(0, "stopping");
+    }
+}
+
+/* ---- Control socket ---- */
+
+static int control_open(const char *path)
+{
+    struct sockaddr_un sa;
+    int fd;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        lh_log(LH_LOG_ERR, "control socket %s: another lhttpd master answers there", path);
+        close(fd);
+        return -2;
+    }
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+        lh_log(LH_LOG_WARNING, "control socket %s: %s; `lhttpd -s` will not reach this "
+               "master (SIGHUP still reloads)", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    chmod(path, 0600);
+    return fd;
+}
+
+static void control_accept(void)
+{
+    int fd = accept4(M.ctl_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+    if (fd < 0)
+        return;
+    if (M.nclients == LH_ARRAY_LEN(M.clients)) {
+        reply(fd, "error busy");
+        return;
+    }
+    M.clients[M.nclients].fd = fd;
+    M.clients[M.nclients].len = 0;
+    M.clients[M.nclients].deadline_ms = now_ms() + 5000;
+    M.nclients++;
+}
+
+static void control_status(int fd)
+{
+    char buf[1024];
+    size_t off = 0;
+
+    off += (size_t)snprintf(buf + off, sizeof(buf) - off,
+                            "ok generation %u; workers %zu active, %zu draining; "
+                            "%zu connections; reloads %u ok, %u failed",
+                            M.gen, count(M.gen, P_ACTIVE), count(0, P_DRAINING), total_conns(),
+                            M.reloads_ok, M.reloads_failed);
+    for (size_t i = 0; i < M.nprocs && off < sizeof(buf) - 80; i++)
+        off += (size_t)snprintf(buf + off, sizeof(buf) - off,
+                                "\nworker %d pid %d generation %u %s %zu connections",
+                                M.procs[i].slot, (int)M.procs[i].pid, M.procs[i].gen,
+                                state_names[M.procs[i].state], M.procs[i].conns);
+    reply(fd, "%s", buf);
+}
+
+static void control_read(size_t idx)
+{
+    client_t cl = M.clients[idx];
+    ssize_t n = recv(cl.fd, cl.buf + cl.len, sizeof(cl.buf) - 1 - cl.len, 0);
+    char *nl;
+
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n > 0)
+        cl.len += (size_t)n;
+    cl.buf[cl.len] = '\0';
+    nl = strchr(cl.buf, '\n');
+    if (nl == NULL && n > 0 && cl.len < sizeof(cl.buf) - 1) {
+        M.clients[idx] = cl;
+        return; /* more to come */
+    }
+    M.clients[idx] = M.clients[--M.nclients];
+    if (nl == NULL) {
+        reply(cl.fd, "error expected a command line");
+        return;
+    }
+    *nl = '\0';
+    if (strcmp(cl.buf, "reload") == 0) {
+        start_reload(cl.fd);
+    } else if (strcmp(cl.buf, "status") == 0) {
+        control_status(cl.fd);
+    } else if (strcmp(cl.buf, "stop") == 0) {
+        reply(cl.fd, "ok stopping");
+        begin_stop("lhttpd -s stop");
+    } else {
+        reply(cl.fd, "error unknown command \"%.32s\" (reload, status, stop)", cl.buf);
+    }
+}
+
+/* ---- Sockets ---- */
+
+/* Takes the sockets systemd passed, by name: "admin" is the admin socket, any other
+ * name (or none) is public. Returns how many, 0 when systemd passed none. */
+static int sockets_from_systemd(void)
+{
+    char **names = NULL;
+    int n = sd_listen_fds_with_names(1, &names);
+    int *fds;
+
+    if (n <= 0)
+        return n < 0 ? n : 0;
+    fds = calloc((size_t)n, sizeof(int));
+    if (fds == NULL)
+        return -ENOMEM;
+    /* Public first, then admin: the order the workers expect. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            int fd = SD_LISTEN_FDS_START + i;
+            int admin = names && names[i] && strcmp(names[i], "admin") == 0;
+
+            if (admin != pass)
+                continue;
+            if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+                lh_log(LH_LOG_WARNING, "systemd passed fd %d (%s) that is not a listening "
+                       "stream socket; ignoring it", fd, names && names[i] ? names[i] : "?");
+                continue;
+            }
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+            fds[M.npub + M.nadmin] = fd;
+            if (admin)
+                M.nadmin++;
+            else
+                M.npub++;
+            lh_log(LH_LOG_INFO, "using %s socket fd %d from systemd", admin ? "admin" : "public",
+                   fd);
+        }
+    }
+    if (names) {
+        for (int i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
+    }
+    M.fds = fds;
+    return n;
+}
+
+static int sockets_by_hand(const lh_config_t *cfg)
+{
+    char err[512];
+    int *pub = NULL, *adm = NULL;
+    size_t np = 0, na = 0;
+
+    if (lh_listen_open(&cfg->listen, &pub, &np, err, sizeof(err)) < 0 ||
+        lh_listen_open(&cfg->admin.listen, &adm, &na, err, sizeof(err)) < 0) {
+        lh_log(LH_LOG_ERR, "%s", err);
+        return -1;
+    }
+    M.fds = realloc(pub, (np + na + 1) * sizeof(int));
+    if (M.fds == NULL)
+        return -1;
+    memcpy(M.fds + np, adm, na * sizeof(int));
+    free(adm);
+    M.npub = np;
+    M.nadmin = na;
+    return 0;
+}
+
+/* ---- The loop ---- */
+
+static int next_timeout_ms(void)
+{
+    uint64_t now = now_ms(), next = now + HB_INTERVAL_MS;
+
+    if (M.next_hb_ms < next)
+        next = M.next_hb_ms;
+    if (M.watchdog_usec && M.next_watchdog_ms < next)
+        next = M.next_watchdog_ms;
+    for (int i = 0; i < M.nworkers; i++)
+        if (M.respawn[i].pending && M.respawn[i].next_ms < next)
+            next = M.respawn[i].next_ms;
+    if (M.reloading && M.reload_deadline_ms < next)
+        next = M.reload_deadline_ms;
+    return next > now ? (int)(next - now) : 0;
+}
+
+int lh_master_run(lh_config_t *cfg, const char *path)
+{
+    struct sigaction sa;
+    sigset_t block, empty;
+    int rc;
+
+    memset(&M, 0, sizeof(M));
+    M.cfg = cfg;
+    M.path = path;
+    M.gen = 1;
+    M.ctl_fd = -1;
+    M.reload_client = -1;
+    lh_log_set_tag("master");
+    lh_log_level = cfg->log.level;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&block);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &block, NULL);
+    sigemptyset(&empty);
+
+    rc = sockets_from_systemd();
+    if (rc < 0) {
+        lh_log(LH_LOG_ERR, "sd_listen_fds_with_names: %s", strerror(-rc));
+        return 1;
+    }
+    if (rc == 0 && sockets_by_hand(cfg) < 0)
+        return 1;
+    if (M.npub == 0) {
+        lh_log(LH_LOG_ERR, "no public socket to serve on");
+        return 1;
+    }
+    M.ctl_fd = control_open(cfg->control_socket);
+    if (M.ctl_fd == -2)
+        return 1;
+    {
+        uint64_t usec = 0;
+
+        if (sd_watchdog_enabled(0, &usec) > 0)
+            M.watchdog_usec = usec;
+    }
+    lh_builtin_register();
+    lh_pubsub_register();
+    M.nworkers = workers_of(cfg);
+    lh_log(LH_LOG_NOTICE, "lhttpd %s starting %d workers (pid %d)", LH_VERSION, M.nworkers,
+           (int)getpid());
+    for (int i = 0; i < M.nworkers; i++) {
+        if (spawn(i, M.gen, cfg) == NULL) {
+            M.respawn[i].pending = 1;
+            M.respawn[i].next_ms = now_ms() + 1000;
+        }
+    }
+
+    for (;;) {
+        struct pollfd pfd[1 + LH_ARRAY_LEN(M.clients) + MAX_PROCS];
+        proc_t *pp[MAX_PROCS];
+        size_t n = 0, np = 0, nc;
+        struct timespec ts;
+        int t;
+
+        if (got_chld) {
+            got_chld = 0;
+            reap();
+            reload_progress();
+        }
+        if (got_term || got_int) {
+            begin_stop(got_term ? "SIGTERM" : "SIGINT");
+            got_term = got_int = 0;
+        }
+        if (got_hup) {
+            got_hup = 0;
+            start_reload(-1);
+        }
+        if (M.stopping && M.nprocs == 0)
+            break;
+        if (M.stopping && now_ms() >= M.stop_deadline_ms) {
+            lh_log(LH_LOG_WARNING, "workers did not stop in time; killing %zu", M.nprocs);
+            for (size_t i = 0; i < M.nprocs; i++)
+                kill(M.procs[i].pid, SIGKILL);
+            M.stop_deadline_ms = now_ms() + 5000;
+        }
+        if (M.reloading && now_ms() >= M.reload_deadline_ms)
+            abort_reload("the new workers did not become ready in time");
+        respawn_due();
+        heartbeat();
+
+        if (M.ctl_fd >= 0 && !M.stopping) {
+            pfd[n].fd = M.ctl_fd;
+            pfd[n++].events = POLLIN;
+        }
+        nc = M.nclients;
+        for (size_t i = 0; i < nc; i++) {
+            pfd[n].fd = M.clients[i].fd;
+            pfd[n++].events = POLLIN;
+        }
+        for (size_t i = 0; i < M.nprocs; i++) {
+            if (M.procs[i].fd < 0)
+                continue;
+            pp[np++] = &M.procs[i];
+            pfd[n].fd = M.procs[i].fd;
+            pfd[n++].events = POLLIN;
+        }
+        t = next_timeout_ms();
+        if (M.stopping && t > 200)
+            t = 200;
+        ts.tv_sec = t / 1000;
+        ts.tv_nsec = (long)(t % 1000) * 1000000L;
+        for (size_t i = 0; i < n; i++)
+            pfd[i].revents = 0;
+        if (ppoll(pfd, (nfds_t)n, &ts, &empty) < 0) {
+            if (errno != EINTR)
+                lh_log(LH_LOG_ERR, "ppoll: %s", strerror(errno));
+            continue;
+        }
+        {
+            size_t k = 0;
+
+            if (M.ctl_fd >= 0 && !M.stopping) {
+                if (pfd[k].revents)
+                    control_accept();
+                k++;
+            }
+            /* Clients: walk backwards, control_read may swap the last one into i. */
+            for (size_t i = nc; i-- > 0;)
+                if (pfd[k + i].revents && i < M.nclients)
+                    control_read(i);
+            k += nc;
+            /* Worker messages: pp[] may be invalidated only by proc_remove, which runs
+             * in reap(), not here. */
+            for (size_t i = 0; i < np; i++)
+                if (pfd[k + i].revents)
+                    on_worker_msg(pp[i]);
+        }
+        /* Control clients that never sent a line. */
+        for (size_t i = M.nclients; i-- > 0;) {
+            if (now_ms() >= M.clients[i].deadline_ms) {
+                int fd = M.clients[i].fd;
+
+                M.clients[i] = M.clients[--M.nclients];
+                reply(fd, "error timeout");
+            }
+        }
+    }
+    lh_log(LH_LOG_NOTICE, "stopped");
+    if (M.ctl_fd >= 0) {
+        close(M.ctl_fd);
+        unlink(M.cfg->control_socket);
+    }
+    for (size_t i = 0; i < M.npub + M.nadmin; i++)
+        close(M.fds[i]);
+    free(M.fds);
+    lh_config_free(M.cfg);
+    return 0;
+}
