@@ -50,6 +50,14 @@ if [ "$what" = all ] || [ "$what" = integration ]; then
         echo "integration: $(grep -cE '^ok ' "$log") passed, $(grep -cE '^not ok ' "$log") failed"
         if ! grep -qE '^1\.\.[0-9]+' "$log"; then
             echo "integration: bats did not run"; failed=$((failed + 1))
+        else
+            # Tests the plan announced but that never reported (bats died) count as failed.
+            plan=$(sed -nE 's/^1\.\.([0-9]+)$/\1/p' "$log" | head -n 1)
+            ran=$(grep -cE '^(ok|not ok) ' "$log" || true)
+            if [ "$ran" -lt "$plan" ]; then
+                echo "integration: $((plan - ran)) of $plan planned tests did not report"
+                failed=$((failed + plan - ran))
+            fi
         fi
     fi
 fi

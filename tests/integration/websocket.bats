@@ -23,14 +23,6 @@ closes_with() {
     has_match "^close $1( |\$)" && last_line_is_eof
 }
 
-last_line_is_eof() {
-    local n=${#lines[@]}
-    [[ ${lines[$((n - 1))]} =~ ^(eof|reset)$ ]] && return 0
-    echo "expected the connection to end (eof/reset) last" >&2
-    lh_show_output
-    return 1
-}
-
 # bad_frame CODE STEP...: after an upgrade on /echo the steps must get close CODE and
 # the connection must end; then the server must be fine.
 bad_frame() {

@@ -301,6 +301,16 @@ last_line_is() {
     return 1
 }
 
+# last_line_is_eof: the last line of $output says the connection ended (`eof` for a FIN,
+# `reset` for an RST).
+last_line_is_eof() {
+    local n=${#lines[@]}
+    [ "$n" -gt 0 ] && [[ ${lines[$((n - 1))]} =~ ^(eof|reset)$ ]] && return 0
+    echo "expected the connection to end (eof/reset) last" >&2
+    lh_show_output
+    return 1
+}
+
 # assert_server_ok [WS_PATH]: the server survived: its master and the workers seen at
 # start are alive, its log shows no sanitizer report or crash, and a new client still
 # gets a WebSocket handshake (on WS_PATH, default /) and a pong to its ping.
