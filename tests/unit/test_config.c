@@ -56,6 +56,12 @@ static void check_defaults(const lh_config_t *c)
 
     LH_CHECK(list_is(&c->listen, 1, listen));
     LH_CHECK_INT(c->workers, 0);
+    LH_CHECK_INT(c->drain_timeout_ms, 300000);
+    LH_CHECK_INT(c->shutdown_timeout_ms, 10000);
+    LH_CHECK(c->control_socket != NULL &&
+             strcmp(c->control_socket, "/run/lhttpd/lhttpd.sock") == 0);
+    LH_CHECK_INT(c->admin.listen.n, 0);
+    LH_CHECK_INT(c->admin.endpoints_on_public, 1);
     LH_CHECK(list_is(&c->nats.servers, 1, servers));
     LH_CHECK_MEM(c->nats.subject_prefix, strlen(c->nats.subject_prefix), "lhttp");
     LH_CHECK_MEM(c->nats.name, strlen(c->nats.name), "lhttpd");
@@ -256,6 +262,33 @@ LH_TEST(workers_key)
               "1:13: workers: must be \"auto\" or an integer from 1 to 1024");
     CHECK_ERR("{\"workers\": null}",
               "1:13: workers: must be \"auto\" or an integer from 1 to 1024");
+}
+
+LH_TEST(master_keys)
+{
+    lh_config_t *c = parse("{\"drain_timeout_ms\": 1, \"shutdown_timeout_ms\": 3600000,"
+                           " \"control_socket\": \"/tmp/x.sock\", \"admin\": {\"listen\":"
+                           " [\"127.0.0.1:9090\"], \"endpoints_on_public\": false}}");
+
+    LH_CHECK(c != NULL);
+    if (c != NULL) {
+        LH_CHECK_INT(c->drain_timeout_ms, 1);
+        LH_CHECK_INT(c->shutdown_timeout_ms, 3600000);
+        LH_CHECK_MEM(c->control_socket, strlen(c->control_socket), "/tmp/x.sock");
+        LH_CHECK_INT(c->admin.listen.n, 1);
+        LH_CHECK_INT(c->admin.endpoints_on_public, 0);
+    }
+    lh_config_free(c);
+    CHECK_ERR("{\"drain_timeout_ms\": 0}",
+              "1:22: drain_timeout_ms: must be an integer from 1 to 86400000");
+    CHECK_ERR("{\"shutdown_timeout_ms\": 3600001}",
+              "1:25: shutdown_timeout_ms: must be an integer from 1 to 3600000");
+    CHECK_ERR("{\"control_socket\": \"x.sock\"}", "1:20: control_socket: must be an absolute path");
+    CHECK_ERR("{\"admin\": {\"listen\": [\"9090\"]}}",
+              "1:23: admin.listen[0]: must be \"host:port\", \"[ipv6]:port\" or \":port\" with a "
+              "port from 1 to 65535");
+    CHECK_ERR("{\"admin\": {\"endpoints_on_public\": 1}}",
+              "1:35: admin.endpoints_on_public: must be true or false");
 }
 
 LH_TEST(nats_section)
@@ -612,6 +645,7 @@ int main(void)
     LH_RUN(full_config);
     LH_RUN(listen_key);
     LH_RUN(workers_key);
+    LH_RUN(master_keys);
     LH_RUN(nats_section);
     LH_RUN(websocket_section);
     LH_RUN(limits_at_and_past_bounds);
