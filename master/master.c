@@ -52,6 +52,7 @@ typedef struct {
     uint64_t started_ms;
     uint64_t hb_ok_ms;
     size_t conns;
+    int mslot; /* its metrics slot */
 } proc_t;
 
 typedef struct {
@@ -243,18 +244,34 @@ static void child_main(int chan, int slot, const lh_config_t *cfg)
     exit(0);
 }
 
+/* Mirrors the master's view into the shared metrics header. */
+static void publish_header(void)
+{
+    if (lh_shm == NULL)
+        return;
+    atomic_store(&lh_shm->generation, M.gen);
+    atomic_store(&lh_shm->workers_active, (uint32_t)count(M.gen, P_ACTIVE));
+    atomic_store(&lh_shm->workers_draining, (uint32_t)count(0, P_DRAINING));
+    atomic_store(&lh_shm->reloads_ok, M.reloads_ok);
+    atomic_store(&lh_shm->reloads_failed, M.reloads_failed);
+}
+
 static proc_t *spawn(int slot, unsigned gen, const lh_config_t *cfg)
 {
     int sv[2];
     pid_t pid;
     proc_t *p;
+    int mslot = lh_metrics_slot_alloc(slot, 0, gen);
 
     if (M.nprocs == MAX_PROCS) {
         lh_log(LH_LOG_ERR, "too many worker processes; not starting another");
         return NULL;
     }
+    if (mslot < 0)
+        lh_log(LH_LOG_WARNING, "no free metrics slot: worker %d counts will be missing", slot);
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         lh_log(LH_LOG_ERR, "socketpair: %s", strerror(errno));
+        lh_metrics_slot_release(mslot);
         return NULL;
     }
     pid = fork();
@@ -262,9 +279,11 @@ static proc_t *spawn(int slot, unsigned gen, const lh_config_t *cfg)
         lh_log(LH_LOG_ERR, "fork: %s", strerror(errno));
         close(sv[0]);
         close(sv[1]);
+        lh_metrics_slot_release(mslot);
         return NULL;
     }
     if (pid == 0) {
+        lh_metrics_use_slot(mslot);
         close(sv[0]);
         if (M.ctl_fd >= 0)
             close(M.ctl_fd);
@@ -285,6 +304,9 @@ static proc_t *spawn(int slot, unsigned gen, const lh_config_t *cfg)
     p->gen = gen;
     p->state = P_STARTING;
     p->started_ms = p->hb_ok_ms = now_ms();
+    p->mslot = mslot;
+    if (mslot >= 0)
+        atomic_store(&lh_shm->slots[mslot].pid, (int32_t)pid);
     lh_log(LH_LOG_INFO, "worker %d started (pid %d, generation %u)", slot, (int)pid, gen);
     return p;
 }
@@ -293,7 +315,9 @@ static void proc_remove(proc_t *p)
 {
     if (p->fd >= 0)
         close(p->fd);
+    lh_metrics_slot_release(p->mslot);
     *p = M.procs[--M.nprocs];
+    publish_header();
 }
 
 static void finish_reload(int ok, const char *fmt, ...)
@@ -317,6 +341,7 @@ static void finish_reload(int ok, const char *fmt, ...)
     }
     M.reload_client = -1;
     M.reloading = 0;
+    publish_header();
 }
 
 static void abort_reload(const char *why)
@@ -380,6 +405,8 @@ static void reload_progress(void)
             if (p->gen < M.new_gen && (p->state == P_ACTIVE || p->state == P_STARTING)) {
                 send_to(p, "drain");
                 p->state = P_DRAINING;
+                if (p->mslot >= 0)
+                    atomic_store(&lh_shm->slots[p->mslot].state, LH_SLOT_DRAINING);
                 p->hb_ok_ms = 0; /* "draining" acknowledges */
             }
         }
@@ -397,6 +424,7 @@ static void reload_progress(void)
         M.nworkers = M.new_nworkers;
         lh_log_level = M.cfg->log.level;
         memset(M.respawn, 0, sizeof(M.respawn));
+        publish_header();
         finish_reload(1, "generation %u serving with %d workers", M.gen, M.nworkers);
     }
 }
@@ -430,6 +458,7 @@ static void on_worker_msg(proc_t *p)
         p->hb_ok_ms = now_ms();
         if (p->gen == M.gen)
             M.respawn[p->slot].pending = 0;
+        publish_header();
         reload_progress();
         check_ready();
     } else if (strcmp(msg, "draining") == 0) {
@@ -486,6 +515,8 @@ static void reap(void)
             uint64_t lived = now_ms() - p->started_ms;
 
             r->pending = 1;
+            if (lh_shm != NULL)
+                atomic_fetch_add(&lh_shm->worker_restarts, 1);
             if (lived < QUICK_EXIT_MS) {
                 r->quick_fails++;
                 r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : 100;
@@ -798,6 +829,11 @@ int lh_master_run(lh_config_t *cfg, const char *path)
     sigprocmask(SIG_BLOCK, &block, NULL);
     sigemptyset(&empty);
 
+    rc = lh_metrics_init();
+    if (rc < 0)
+        lh_log(LH_LOG_WARNING, "shared metrics memory: %s; /metrics will show one worker",
+               strerror(-rc));
+    publish_header();
     rc = sockets_from_systemd();
     if (rc < 0) {
         lh_log(LH_LOG_ERR, "sd_listen_fds_with_names: %s", strerror(-rc));

@@ -1094,10 +1094,10 @@ static int unknown_key(ctx_t *c, const char *key, const field_t *fields)
             best = f;
         }
     }
-    path_string(c, path, sizeof(path));
+    (void)path;
     if (best != NULL)
-        return fail_at(c, 1, 1, "unknown key \"%s\" (did you mean \"%s\"?)", path, best->name);
-    return fail_at(c, 1, 1, "unknown key \"%s\"", path);
+        return fail_at(c, 1, 0, "unknown key (did you mean \"%s\"?)", best->name);
+    return fail_at(c, 1, 0, "unknown key");
 }
 
 /* Applies every member of obj, in document order, so the first error is the first in the file. */

@@ -12,10 +12,12 @@ typedef struct lh_buf_s {
     uint32_t refs;
     uint32_t flags; /* LH_BUF_* */
     size_t len;
+    uint64_t t_ns;  /* LH_BUF_TIMED: when the message reached this worker */
     uint8_t data[];
 } lh_buf_t;
 
 #define LH_BUF_CLOSE_FRAME 1u /* this buffer is a WebSocket close frame */
+#define LH_BUF_TIMED 2u       /* a delivery: its write time goes to the latency histogram */
 
 /* A new buffer of len bytes with one reference, or NULL. */
 lh_buf_t *lh_buf_new(size_t len);

@@ -124,6 +124,7 @@ static int outq_push(lh_outq_t *q, lh_buf_t *b)
     q->items[(q->head + q->count) & (q->cap - 1)] = b;
     q->count++;
     q->bytes += b->len;
+    lh_m_add(LH_G_SEND_QUEUE_BYTES, b->len);
     return 0;
 }
 
@@ -135,6 +136,7 @@ static void outq_clear(lh_outq_t *q, int keep_partial_head)
         lh_buf_t *b = q->items[(q->head + i) & (q->cap - 1)];
 
         q->bytes -= b->len;
+        lh_m_sub(LH_G_SEND_QUEUE_BYTES, b->len);
         lh_buf_unref(b);
     }
     q->count = keep;
@@ -153,6 +155,8 @@ static void conn_overflow(lh_conn_t *c)
 {
     lh_log(LH_LOG_WARNING, "conn %llu: send queue over %zu bytes, closing",
            (unsigned long long)c->id, c->w->cfg->limits.send_queue_bytes);
+    lh_m_inc(LH_M_SLOW_CLOSED);
+    lh_m_add(LH_M_SLOW_DROPPED, c->out.count - (c->out.off > 0 ? 1u : 0u) + 1);
     outq_clear(&c->out, 1);
     lh_conn_close_ws(c, LH_WS_CLOSE_SLOW_CONSUMER, "send queue full");
     if (c->state == LH_CONN_CLOSING) {
@@ -288,7 +292,13 @@ void lh_conn_destroy(lh_conn_t *c)
     free(c->msg);
     c->msg = NULL;
     w->nconns--;
-    w->stats.closed++;
+    if (c->flags & LH_CF_WS_OPEN) {
+        lh_m_sub(LH_G_WS_OPEN, 1);
+        lh_m_inc(LH_M_CLOSE_BASE +
+                 lh_metrics_close_index((c->flags & LH_CF_CLOSE_SENT) ? c->close_code : 1006));
+    } else {
+        lh_m_sub(LH_G_HTTP_OPEN, 1);
+    }
     c->next = w->reap_head;
     w->reap_head = c;
 }
@@ -341,9 +351,11 @@ static int conn_write(lh_conn_t *c)
             lh_conn_destroy(c);
             return -1;
         }
-        c->w->stats.bytes_out += (uint64_t)r;
+        lh_m_add(LH_M_BYTES_OUT, (uint64_t)r);
+        lh_m_sub(LH_G_SEND_QUEUE_BYTES, (uint64_t)r);
         q->bytes -= (size_t)r;
         size_t left = (size_t)r;
+        uint64_t now_ns = 0;
         while (left > 0) {
             lh_buf_t *b = q->items[q->head];
             size_t rest = b->len - q->off;
@@ -356,6 +368,11 @@ static int conn_write(lh_conn_t *c)
             q->off = 0;
             q->head = (q->head + 1) & (q->cap - 1);
             q->count--;
+            if (b->flags & LH_BUF_TIMED) {
+                if (now_ns == 0)
+                    now_ns = lh_now_ns();
+                lh_metrics_observe_latency_ns(now_ns - b->t_ns);
+            }
             lh_buf_unref(b);
         }
         if ((size_t)r < total)
@@ -528,7 +545,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
             }
             break;
         }
-        w->stats.bytes_in += (uint64_t)n;
+        lh_m_add(LH_M_BYTES_IN, (uint64_t)n);
         if (dst == w->rbuf) {
             size_t used = conn_process(c, dst, (size_t)n);
 
@@ -588,5 +605,6 @@ void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen
     event_add(&c->rev, NULL);
     lh_conn_list_append(&w->http_conns, c);
     w->nconns++;
-    w->stats.accepted++;
+    lh_m_inc(LH_M_TCP_ACCEPTED);
+    lh_m_inc(LH_G_HTTP_OPEN);
 }

@@ -146,6 +146,7 @@ void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary)
         h[0].value_len = (size_t)snprintf(code, sizeof(code), "%d", lh_lhttp_error_code(r));
         lh_log(LH_LOG_INFO, "%s: conn %llu: bad LHTTP message: %s", lh_conn_peer(c),
                (unsigned long long)c->id, reason);
+        lh_m_inc(LH_M_LHTTP_ERRORS);
         lh_conn_send(c, "error", h, cmd ? 3 : 2, NULL, 0);
         return;
     }
@@ -248,7 +249,7 @@ static int seal_frame(lh_conn_t *c, lh_buf_t *b, size_t hl)
         b->data[0] = (uint8_t)(0x80 | LH_WS_OP_BINARY);
     r = lh_conn_queue(c, b);
     if (r == 0)
-        c->w->stats.msgs_out++;
+        lh_m_inc(LH_M_MSGS_OUT);
     lh_buf_unref(b);
     return r;
 }
@@ -316,6 +317,7 @@ int lh_conn_send_error(lh_conn_t *c, const lh_msg_t *m, int code, const char *re
         h[2].value_len = m->m->command_len;
         n = 3;
     }
+    lh_m_inc(LH_M_LHTTP_ERRORS);
     return lh_conn_send(c, "error", h, n, NULL, 0);
 }
 

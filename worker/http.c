@@ -36,13 +36,16 @@ void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ct
     if (n < 0 || (size_t)n >= sizeof(head))
         n = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\n"
                                          "Content-Length: 0\r\nConnection: close\r\n\r\n");
+    lh_m_inc(LH_M_HTTP_BASE + c->endpoint * LH_HTTP_NSTATUS + lh_metrics_status_index(status));
     b = lh_buf_new((size_t)n + body_len);
     if (b == NULL) {
         lh_conn_destroy(c);
         return;
     }
     memcpy(b->data, head, (size_t)n);
-    if (body_len)
+    if (c->flags & LH_CF_HEAD)
+        b->len = (size_t)n; /* HEAD: the headers say what GET would send, no body */
+    else if (body_len)
         memcpy(b->data + n, body, body_len);
     lh_conn_queue(c, b);
     lh_buf_unref(b);
@@ -55,6 +58,15 @@ void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ct
 }
 
 /* An error response with a one-line plain-text reason; the connection closes after it. */
+static void respond_error(lh_conn_t *c, int status, const char *reason, const char *extra);
+
+/* A refused WebSocket handshake: counted by reason, then answered like any error. */
+static void reject(lh_conn_t *c, int why, int status, const char *reason, const char *extra)
+{
+    lh_m_inc(LH_M_REJECT_BASE + (unsigned)why);
+    respond_error(c, status, reason, extra);
+}
+
 static void respond_error(lh_conn_t *c, int status, const char *reason, const char *extra)
 {
     char body[256];
@@ -86,31 +98,31 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
     int proto = 0;
 
     if (req->minor_version != 1) {
-        respond_error(c, 400, "WebSocket needs HTTP/1.1", NULL);
+        reject(c, LH_REJ_BAD_REQUEST, 400, "WebSocket needs HTTP/1.1", NULL);
         return;
     }
     if (lh_http_find_header(req, "host") == NULL) {
-        respond_error(c, 400, "missing Host", NULL);
+        reject(c, LH_REJ_BAD_REQUEST, 400, "missing Host", NULL);
         return;
     }
     h = lh_http_find_header(req, "connection");
     if (h == NULL || !lh_http_has_token(h->value, h->value_len, "upgrade")) {
-        respond_error(c, 400, "Connection must include Upgrade", NULL);
+        reject(c, LH_REJ_BAD_REQUEST, 400, "Connection must include Upgrade", NULL);
         return;
     }
     h = lh_http_find_header(req, "sec-websocket-version");
     if (h == NULL || h->value_len != 2 || memcmp(h->value, "13", 2) != 0) {
-        respond_error(c, 426, "unsupported WebSocket version",
-                      "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n");
+        reject(c, LH_REJ_VERSION, 426, "unsupported WebSocket version",
+               "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n");
         return;
     }
     h = lh_http_find_header(req, "sec-websocket-key");
     if (h == NULL || lh_ws_accept_key(h->value, h->value_len, accept) < 0) {
-        respond_error(c, 400, "missing or invalid Sec-WebSocket-Key", NULL);
+        reject(c, LH_REJ_KEY, 400, "missing or invalid Sec-WebSocket-Key", NULL);
         return;
     }
     if (!origin_allowed(w->cfg, lh_http_find_header(req, "origin"))) {
-        respond_error(c, 403, "origin not allowed", NULL);
+        reject(c, LH_REJ_ORIGIN, 403, "origin not allowed", NULL);
         return;
     }
     h = lh_http_find_header(req, "sec-websocket-protocol");
@@ -121,6 +133,11 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
                  "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
                  accept, proto ? "Sec-WebSocket-Protocol: lhttp\r\n" : "");
     c->flags &= ~LH_CF_KA_IDLE;
+    c->flags |= LH_CF_WS_OPEN;
+    lh_m_sub(LH_G_HTTP_OPEN, 1);
+    lh_m_inc(LH_G_WS_OPEN);
+    lh_m_inc(LH_M_WS_ACCEPTED);
+    lh_m_inc(LH_M_HTTP_BASE + LH_EP_WEBSOCKET * LH_HTTP_NSTATUS + lh_metrics_status_index(101));
     lh_conn_set_state(c, LH_CONN_WS);
     c->last_ms = w->now_ms;
     lh_conn_queue_frame(c, -1, resp, (size_t)n);
@@ -148,13 +165,17 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         c->last_ms = w->now_ms + w->cfg->limits.handshake_timeout_ms;
     }
     r = lh_http_parse_request((const char *)data, len, &w->http_limits, req);
+    c->endpoint = LH_EP_OTHER;
     if (r == LH_PARSE_AGAIN)
         return 0;
     if (r == LH_PARSE_ERROR) {
+        lh_m_inc(LH_M_REJECT_BASE + LH_REJ_LIMITS);
         respond_error(c, req->status, req->reason, NULL);
         return (ssize_t)len;
     }
-    c->flags &= ~(LH_CF_KEEPALIVE | LH_CF_CLOSE_AFTER);
+    c->flags &= ~(LH_CF_KEEPALIVE | LH_CF_CLOSE_AFTER | LH_CF_HEAD);
+    if (req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0)
+        c->flags |= LH_CF_HEAD;
     h = lh_http_find_header(req, "connection");
     if (req->minor_version == 1)
         c->flags |= (h && lh_http_has_token(h->value, h->value_len, "close")) ? 0 : LH_CF_KEEPALIVE;
@@ -176,23 +197,32 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
     if (len < total)
         return 0;
 
+    if (lh_admin_route(c, req))
+        return (ssize_t)total;
+    if (c->flags & LH_CF_ADMIN) {
+        lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
+        return (ssize_t)total;
+    }
     echo = path_in(&w->cfg->websocket.echo_paths, req->path, req->path_len);
     ws = echo || path_in(&w->cfg->websocket.paths, req->path, req->path_len);
     if (ws) {
+        c->endpoint = LH_EP_WEBSOCKET;
         h = lh_http_find_header(req, "upgrade");
         if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
-            respond_error(c, 405, "method not allowed", "Allow: GET\r\n");
+            reject(c, LH_REJ_METHOD, 405, "method not allowed", "Allow: GET\r\n");
         } else if (h == NULL || !lh_http_has_token(h->value, h->value_len, "websocket")) {
+            lh_m_inc(LH_M_REJECT_BASE + LH_REJ_NOT_UPGRADE);
             lh_http_respond(c, 426, "Upgrade: websocket\r\nConnection: Upgrade\r\n",
                             "text/plain; charset=utf-8", "WebSocket upgrade required\n", 27);
         } else if (clen > 0) {
-            respond_error(c, 400, "a WebSocket handshake has no body", NULL);
+            reject(c, LH_REJ_BAD_REQUEST, 400, "a WebSocket handshake has no body", NULL);
         } else {
             handshake(c, req, echo);
         }
         return (ssize_t)total;
     }
     if (req->path_len == 8 && memcmp(req->path, "/publish", 8) == 0) {
+        c->endpoint = LH_EP_PUBLISH;
         if (req->method_len != 4 || memcmp(req->method, "POST", 4) != 0) {
             respond_error(c, 405, "use POST", "Allow: POST\r\n");
         } else if (!lh_pubsub_authorized(c, req)) {

@@ -82,7 +82,8 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
         const char *subj = natsMsg_GetSubject(q[i]);
         size_t sl = strlen(subj);
 
-        w->stats.nats_in++;
+        lh_m_inc(LH_M_NATS_MSGS_IN);
+        lh_m_add(LH_M_NATS_BYTES_IN, (uint64_t)natsMsg_GetDataLength(q[i]));
         if (sl > n->plen && memcmp(subj, n->prefix, n->plen) == 0) {
             lh_buf_t *frame = NULL;
 
@@ -251,10 +252,12 @@ int lh_nats_publish(lh_worker_t *w, const char *ch, size_t chlen, const void *ms
     subject(n, subj, ch, chlen);
     s = natsConnection_Publish(n->nc, subj, msg, (int)len);
     if (s != NATS_OK) {
+        lh_m_inc(LH_M_NATS_PUBLISH_FAILED);
         lh_log(LH_LOG_WARNING, "NATS: publish: %s", natsStatus_GetText(s));
         return -EAGAIN;
     }
-    w->stats.nats_out++;
+    lh_m_inc(LH_M_NATS_MSGS_OUT);
+    lh_m_add(LH_M_NATS_BYTES_OUT, len);
     return 0;
 }
 
@@ -284,6 +287,15 @@ void lh_nats_unsubscribe(lh_worker_t *w, void *sub)
         return;
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
+}
+
+void lh_nats_sync_metrics(lh_worker_t *w)
+{
+    lh_nats_t *n = nats_of(w);
+
+    lh_m_set(LH_G_NATS_UP, (uint64_t)lh_nats_connected(w));
+    if (n != NULL)
+        lh_m_set(LH_M_NATS_RECONNECTS, atomic_load(&n->reconnects));
 }
 
 int lh_nats_connected(lh_worker_t *w)

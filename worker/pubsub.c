@@ -5,7 +5,7 @@
  *
  * Fan-out: a message for a channel is framed once (lh_buf_t) and the same buffer is
  * queued, by reference, on every subscriber: 1000 subscribers cost 1000 pointer pushes
- * and one copy (stats.frames_built counts the copies, stats.deliveries the pushes).
+ * and one copy (LH_M_FRAMES_BUILT counts the copies, LH_M_DELIVERIES the pushes).
  */
 #include "worker.h"
 
@@ -150,6 +150,7 @@ static void chan_remove(lh_worker_t *w, lh_chan_t *ch)
         pp = &(*pp)->next;
     *pp = ch->next;
     ps->nchans--;
+    lh_m_sub(LH_G_CHANNELS, 1);
     lh_nats_unsubscribe(w, ch->nsub);
     free(ch->subs);
     free(ch);
@@ -196,6 +197,7 @@ int lh_subscribe(lh_conn_t *c, const char *name, size_t len)
         ch->next = ps->buckets[h & (ps->nbuckets - 1)];
         ps->buckets[h & (ps->nbuckets - 1)] = ch;
         ps->nchans++;
+        lh_m_inc(LH_G_CHANNELS);
         ch->nsub = lh_nats_subscribe(w, name, len);
     }
     if (ch->nsubs == ch->cap) {
@@ -217,6 +219,7 @@ int lh_subscribe(lh_conn_t *c, const char *name, size_t len)
     ch->nsubs++;
     c->nsubs++;
     ps->nsubscriptions++;
+    lh_m_inc(LH_G_SUBSCRIPTIONS);
     return 0;
 }
 
@@ -239,6 +242,7 @@ static void unsubscribe_at(lh_conn_t *c, uint16_t i)
         c->subs[i].ch->subs[c->subs[i].pos].idx = i;
     }
     c->w->ps->nsubscriptions--;
+    lh_m_sub(LH_G_SUBSCRIPTIONS, 1);
     if (ch->nsubs == 0 && ch->busy == 0)
         chan_remove(c->w, ch);
 }
@@ -283,7 +287,9 @@ size_t lh_pubsub_deliver_local(lh_worker_t *w, const char *name, size_t len, lh_
             return 0;
         memcpy((*frame)->data, hdr, hl);
         memcpy((*frame)->data + hl, msg, msg_len);
-        w->stats.frames_built++;
+        (*frame)->flags |= LH_BUF_TIMED;
+        (*frame)->t_ns = lh_now_ns();
+        lh_m_inc(LH_M_FRAMES_BUILT);
     }
     /* Downwards: a subscriber destroyed here (out of memory) swaps the last, already
      * served, one into its place; busy keeps the channel alive meanwhile. */
@@ -294,8 +300,8 @@ size_t lh_pubsub_deliver_local(lh_worker_t *w, const char *name, size_t len, lh_
     }
     if (--ch->busy == 0 && ch->nsubs == 0)
         chan_remove(w, ch);
-    w->stats.deliveries += n;
-    w->stats.msgs_out += n;
+    lh_m_add(LH_M_DELIVERIES, n);
+    lh_m_add(LH_M_MSGS_OUT, n);
     return n;
 }
 
@@ -406,7 +412,7 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
     }
     if (v[2]) {
         raw = lh_msg_raw(m, &rawlen);
-        c->w->stats.publishes_ws++;
+        lh_m_inc(LH_M_PUBLISH_WS);
         for (pos = v[2]; lh_channel_next(&pos, v[2] + vl[2], &ch, &cl);)
             if (publish_one(c->w, ch, cl, raw, rawlen, &frame) == -EAGAIN)
                 again = 1;
@@ -482,7 +488,7 @@ void lh_pubsub_http_publish(lh_conn_t *c, const uint8_t *body, size_t len)
         return;
     }
     chans = json_array();
-    w->stats.publishes_http++;
+    lh_m_inc(LH_M_PUBLISH_HTTP);
     for (pos = v; lh_channel_next(&pos, v + vl, &ch, &cl);) {
         long r = publish_one(w, ch, cl, body, len, &frame);
 

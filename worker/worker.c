@@ -23,6 +23,14 @@
 lh_worker_t *lh_current_worker;
 #define ACCEPT_BATCH 64
 
+uint64_t lh_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 uint64_t lh_now_ms(void)
 {
     struct timespec ts;
@@ -87,6 +95,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
                 /* nothing to do */
             }
             close(fd);
+            lh_m_inc(LH_M_REJECT_BASE + LH_REJ_OVERLOAD);
             lh_log(LH_LOG_WARNING, "connection refused: limits.max_connections (%zu) reached",
                    w->cfg->limits.max_connections);
             continue;
@@ -115,11 +124,13 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
     lh_conn_t *c, *next;
 
     w->now_ms = lh_now_ms();
+    lh_nats_sync_metrics(w);
     for (c = w->http_conns.head; c != NULL; c = next) {
         next = c->next;
         /* last_ms is the deadline for HTTP connections. */
         if (w->now_ms >= c->last_ms) {
             if (c->in_len > 0) {
+                lh_m_inc(LH_M_REJECT_BASE + LH_REJ_TIMEOUT);
                 c->flags |= LH_CF_CLOSE_AFTER;
                 lh_http_respond(c, 408, NULL, "text/plain", "request timeout\n", 16);
                 lh_conn_linger(c);

@@ -17,6 +17,7 @@
 #include "lh_http.h"
 #include "lh_lhttp.h"
 #include "lhttpd.h"
+#include "metrics.h"
 
 typedef struct lh_worker_s lh_worker_t;
 
@@ -42,7 +43,9 @@ enum {
     LH_CF_CLOSE_AFTER = 1u << 9,  /* HTTP: close once the response is written */
     LH_CF_EOF = 1u << 10,         /* the peer closed its side */
     LH_CF_KA_IDLE = 1u << 11,     /* HTTP: idle between keep-alive requests */
-    LH_CF_ADMIN = 1u << 12        /* accepted on the admin socket */
+    LH_CF_ADMIN = 1u << 12,       /* accepted on the admin socket */
+    LH_CF_WS_OPEN = 1u << 13,     /* counted in the open WebSocket gauge */
+    LH_CF_HEAD = 1u << 14         /* HTTP: the request is HEAD, the response has no body */
 };
 
 /* The send queue: a ring of shared buffers, written with writev. */
@@ -89,6 +92,7 @@ struct lh_conn_s {
     uint16_t nsubs, subs_cap;
     lh_csub_t *subs;
     uint16_t busy; /* callbacks on the stack using this connection */
+    uint8_t endpoint; /* LH_EP_* of the current HTTP request, for metrics */
     union {
         struct sockaddr sa;
         struct sockaddr_in in4;
@@ -148,11 +152,6 @@ struct lh_worker_s {
     struct lh_pubsub_s *ps; /* the channel table (pubsub.c) */
     void *nats;             /* the NATS connection (nats.c) */
 
-    struct {
-        uint64_t accepted, closed, msgs_in, msgs_out, bytes_in, bytes_out;
-        uint64_t publishes_ws, publishes_http, deliveries, frames_built, nats_in, nats_out;
-        uint64_t dropped_slow;
-    } stats;
 };
 
 /* The worker of this process (one per process). */
@@ -175,6 +174,7 @@ void lh_worker_drain(lh_worker_t *w);
 /* Sends one datagram to the master (nothing when there is none). */
 void lh_worker_send_master(lh_worker_t *w, const char *msg);
 uint64_t lh_now_ms(void);
+uint64_t lh_now_ns(void);
 
 /* ---- conn.c ---- */
 void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,
@@ -207,6 +207,11 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len);
 void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ctype,
                      const void *body, size_t body_len);
 
+/* ---- admin.c ---- */
+/* Serves /livez, /readyz and /metrics when this connection may see them. Returns 1 when
+ * it answered. */
+int lh_admin_route(lh_conn_t *c, const lh_http_request_t *req);
+
 /* ---- ws.c ---- */
 /* Handles received bytes in WebSocket states; returns bytes consumed or -1 if closed. */
 ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len);
@@ -235,6 +240,8 @@ void *lh_nats_subscribe(lh_worker_t *w, const char *ch, size_t chlen);
 void lh_nats_unsubscribe(lh_worker_t *w, void *sub);
 /* 1 when the NATS connection is up. */
 int lh_nats_connected(lh_worker_t *w);
+/* Copies the connection state and reconnect count into this worker's metrics. */
+void lh_nats_sync_metrics(lh_worker_t *w);
 
 /* ---- dispatch.c ---- */
 void lh_dispatch_open(lh_conn_t *c);

@@ -25,7 +25,8 @@ static void ws_fail(lh_conn_t *c, uint16_t code, const char *reason)
 
 static void deliver(lh_conn_t *c, uint8_t *data, size_t len, int opcode)
 {
-    c->w->stats.msgs_in++;
+    lh_m_inc(LH_M_MSGS_IN);
+    lh_metrics_observe_size(len);
     if (c->flags & LH_CF_ECHO) {
         lh_conn_queue_frame(c, opcode, data, len);
         return;

@@ -1,0 +1,354 @@
+/*
+ * Metrics: the shared block, slot management (master side), histogram observations and
+ * the Prometheus text rendering (any worker answering /metrics).
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "worker.h"
+
+lh_shm_t *lh_shm;
+static lh_counters_t private_counters;
+lh_counters_t *lh_ctr = &private_counters;
+
+static const unsigned close_codes[] = {1000, 1001, 1002, 1003, 1005, 1006, 1007,
+                                       1008, 1009, 1011, 1012, 1013, 4008};
+static const int statuses[] = {101, 200, 204, 304, 400, 401, 403, 404, 405, 408,
+                               411, 413, 414, 415, 426, 429, 431, 500, 503};
+static const char *const reject_names[LH_REJ_N] = {
+    "bad_request", "version", "key", "origin", "method", "limits", "timeout", "overload",
+    "not_upgrade", "backend"};
+static const char *const endpoint_names[LH_EP_N] = {
+    "websocket", "publish", "livez", "readyz", "metrics", "static", "other"};
+static const char *const upstream_names[LH_UP_N] = {
+    "ok", "http_error", "refused", "timeout", "failed", "limited"};
+/* Latency buckets in seconds, as nanoseconds. */
+static const uint64_t lat_ns[] = {50000,    100000,   250000,    500000,    1000000,
+                                  2500000,  5000000,  10000000,  25000000,  50000000,
+                                  100000000, 250000000, 500000000, 1000000000, 2500000000u};
+static const uint64_t size_b[] = {64, 256, 1024, 4096, 16384, 65536, 262144, 1048576,
+                                  4194304, 16777216, 67108864};
+
+int lh_metrics_init(void)
+{
+    void *p = mmap(NULL, sizeof(lh_shm_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
+
+    if (p == MAP_FAILED)
+        return -errno;
+    lh_shm = p; /* zero-filled by the kernel */
+    return 0;
+}
+
+void lh_metrics_use_slot(int i)
+{
+    if (lh_shm != NULL && i >= 0 && i < LH_METRICS_SLOTS)
+        lh_ctr = &lh_shm->slots[i].c;
+}
+
+int lh_metrics_slot_alloc(int index, int pid, unsigned generation)
+{
+    if (lh_shm == NULL)
+        return -1;
+    for (int i = 0; i < LH_METRICS_SLOTS; i++) {
+        lh_slot_t *s = &lh_shm->slots[i];
+
+        if (atomic_load(&s->state) == LH_SLOT_FREE) {
+            for (unsigned k = 0; k < LH_M_NVALUES; k++)
+                atomic_store_explicit(&s->c.v[k], 0, memory_order_relaxed);
+            atomic_store(&s->index, index);
+            atomic_store(&s->pid, pid);
+            atomic_store(&s->generation, generation);
+            atomic_store(&s->state, LH_SLOT_ACTIVE);
+            return i;
+        }
+    }
+    return -1;
+}
+
+void lh_metrics_slot_release(int slot)
+{
+    lh_slot_t *s;
+
+    if (lh_shm == NULL || slot < 0 || slot >= LH_METRICS_SLOTS)
+        return;
+    s = &lh_shm->slots[slot];
+    /* Seqlock: readers retry while seq is odd or changed, so they never see the counts
+     * both in the slot and in retired, or in neither. */
+    atomic_fetch_add_explicit(&lh_shm->seq, 1, memory_order_acq_rel);
+    for (unsigned k = 0; k < LH_M_NCOUNTERS; k++) {
+        uint64_t v = atomic_load_explicit(&s->c.v[k], memory_order_relaxed);
+
+        atomic_fetch_add_explicit(&lh_shm->retired.v[k], v, memory_order_relaxed);
+    }
+    atomic_store(&s->state, LH_SLOT_FREE);
+    atomic_fetch_add_explicit(&lh_shm->seq, 1, memory_order_acq_rel);
+}
+
+unsigned lh_metrics_close_index(unsigned code)
+{
+    for (unsigned i = 0; i < LH_ARRAY_LEN(close_codes); i++)
+        if (close_codes[i] == code)
+            return i;
+    return LH_ARRAY_LEN(close_codes); /* "other" */
+}
+
+unsigned lh_metrics_status_index(int status)
+{
+    for (unsigned i = 0; i < LH_ARRAY_LEN(statuses); i++)
+        if (statuses[i] == status)
+            return i;
+    return LH_ARRAY_LEN(statuses); /* "other" */
+}
+
+static void observe(unsigned base, const uint64_t *bounds, unsigned nb, uint64_t v)
+{
+    unsigned i = 0;
+
+    while (i < nb && v > bounds[i])
+        i++;
+    lh_m_inc(base + i);
+    lh_m_add(base + nb + 1, v);
+    lh_m_inc(base + nb + 2);
+}
+
+void lh_metrics_observe_latency_ns(uint64_t ns)
+{
+    observe(LH_M_LAT_BASE, lat_ns, LH_ARRAY_LEN(lat_ns), ns);
+}
+
+void lh_metrics_observe_size(uint64_t bytes)
+{
+    observe(LH_M_SIZE_BASE, size_b, LH_ARRAY_LEN(size_b), bytes);
+}
+
+/* ---- Rendering ---- */
+
+typedef struct {
+    uint64_t v[LH_M_NVALUES];
+    uint64_t ws_by_worker[LH_METRICS_SLOTS];
+    int idx[LH_METRICS_SLOTS], state[LH_METRICS_SLOTS], nats[LH_METRICS_SLOTS];
+    int nslots;
+    uint32_t generation, active, draining;
+    uint64_t reloads_ok, reloads_failed, restarts;
+} snapshot_t;
+
+static void snapshot(snapshot_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    if (lh_shm == NULL) {
+        for (unsigned k = 0; k < LH_M_NVALUES; k++)
+            s->v[k] = atomic_load_explicit(&lh_ctr->v[k], memory_order_relaxed);
+        s->generation = 1;
+        s->active = 1;
+        s->nats[0] = (int)s->v[LH_G_NATS_UP];
+        s->ws_by_worker[0] = s->v[LH_G_WS_OPEN];
+        s->nslots = 1;
+        return;
+    }
+    for (int tries = 0; tries < 1000; tries++) {
+        uint32_t seq = atomic_load_explicit(&lh_shm->seq, memory_order_acquire);
+
+        if (seq & 1)
+            continue;
+        memset(s, 0, sizeof(*s));
+        for (unsigned k = 0; k < LH_M_NCOUNTERS; k++)
+            s->v[k] = atomic_load_explicit(&lh_shm->retired.v[k], memory_order_relaxed);
+        for (int i = 0; i < LH_METRICS_SLOTS; i++) {
+            lh_slot_t *sl = &lh_shm->slots[i];
+            int st = atomic_load(&sl->state);
+
+            if (st == LH_SLOT_FREE)
+                continue;
+            for (unsigned k = 0; k < LH_M_NVALUES; k++)
+                s->v[k] += atomic_load_explicit(&sl->c.v[k], memory_order_relaxed);
+            s->idx[s->nslots] = atomic_load(&sl->index);
+            s->state[s->nslots] = st;
+            s->nats[s->nslots] =
+                (int)atomic_load_explicit(&sl->c.v[LH_G_NATS_UP], memory_order_relaxed);
+            s->ws_by_worker[s->nslots] =
+                atomic_load_explicit(&sl->c.v[LH_G_WS_OPEN], memory_order_relaxed);
+            s->nslots++;
+        }
+        s->generation = atomic_load(&lh_shm->generation);
+        s->active = atomic_load(&lh_shm->workers_active);
+        s->draining = atomic_load(&lh_shm->workers_draining);
+        s->reloads_ok = atomic_load(&lh_shm->reloads_ok);
+        s->reloads_failed = atomic_load(&lh_shm->reloads_failed);
+        s->restarts = atomic_load(&lh_shm->worker_restarts);
+        if (atomic_load_explicit(&lh_shm->seq, memory_order_acquire) == seq)
+            return;
+    }
+}
+
+static void head(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void one(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
+{
+    head(f, name, type, help);
+    fprintf(f, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void histogram(FILE *f, const char *name, const char *help, const uint64_t *v,
+                      const uint64_t *bounds, unsigned nb, double scale)
+{
+    uint64_t cum = 0;
+
+    head(f, name, "histogram", help);
+    for (unsigned i = 0; i < nb; i++) {
+        cum += v[i];
+        fprintf(f, "%s_bucket{le=\"%.10g\"} %llu\n", name, (double)bounds[i] * scale,
+                (unsigned long long)cum);
+    }
+    cum += v[nb];
+    fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    fprintf(f, "%s_sum %.9g\n", name, (double)v[nb + 1] * scale);
+    fprintf(f, "%s_count %llu\n", name, (unsigned long long)v[nb + 2]);
+}
+
+char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
+{
+    snapshot_t *s = malloc(sizeof(*s));
+    char *buf = NULL;
+    FILE *f;
+
+    if (s == NULL)
+        return NULL;
+    snapshot(s);
+    f = open_memstream(&buf, len);
+    if (f == NULL) {
+        free(s);
+        return NULL;
+    }
+    head(f, "lhttpd_build_info", "gauge", "Build information; the value is always 1.");
+    fprintf(f, "lhttpd_build_info{version=\"%s\"} 1\n", LH_VERSION);
+    head(f, "lhttpd_workers", "gauge", "Worker processes by state.");
+    fprintf(f, "lhttpd_workers{state=\"active\"} %u\nlhttpd_workers{state=\"draining\"} %u\n",
+            s->active, s->draining);
+    one(f, "lhttpd_config_generation", "gauge",
+        "Configuration generation now serving new connections (1 at start, +1 per reload).",
+        s->generation);
+    head(f, "lhttpd_reloads_total", "counter", "Reloads by result.");
+    fprintf(f, "lhttpd_reloads_total{result=\"success\"} %llu\n"
+               "lhttpd_reloads_total{result=\"failure\"} %llu\n",
+            (unsigned long long)s->reloads_ok, (unsigned long long)s->reloads_failed);
+    one(f, "lhttpd_worker_restarts_total", "counter",
+        "Workers that died unexpectedly and were replaced.", s->restarts);
+    one(f, "lhttpd_websocket_connections", "gauge", "Open WebSocket connections.",
+        s->v[LH_G_WS_OPEN]);
+    head(f, "lhttpd_worker_websocket_connections", "gauge",
+         "Open WebSocket connections per worker process.");
+    for (int i = 0; i < s->nslots; i++)
+        fprintf(f, "lhttpd_worker_websocket_connections{worker=\"%d\",state=\"%s\"} %llu\n",
+                s->idx[i], s->state[i] == LH_SLOT_DRAINING ? "draining" : "active",
+                (unsigned long long)s->ws_by_worker[i]);
+    one(f, "lhttpd_http_connections", "gauge",
+        "Open connections not (yet) upgraded to WebSocket.", s->v[LH_G_HTTP_OPEN]);
+    one(f, "lhttpd_tcp_connections_accepted_total", "counter", "TCP connections accepted.",
+        s->v[LH_M_TCP_ACCEPTED]);
+    one(f, "lhttpd_websocket_connections_accepted_total", "counter",
+        "WebSocket handshakes completed.", s->v[LH_M_WS_ACCEPTED]);
+    head(f, "lhttpd_websocket_connections_closed_total", "counter",
+         "WebSocket connections closed, by close code (1006: no close frame).");
+    for (unsigned i = 0; i <= LH_ARRAY_LEN(close_codes); i++) {
+        char code[16];
+
+        if (i < LH_ARRAY_LEN(close_codes))
+            snprintf(code, sizeof(code), "%u", close_codes[i]);
+        else
+            snprintf(code, sizeof(code), "other");
+        fprintf(f, "lhttpd_websocket_connections_closed_total{code=\"%s\"} %llu\n", code,
+                (unsigned long long)s->v[LH_M_CLOSE_BASE + i]);
+    }
+    head(f, "lhttpd_handshakes_rejected_total", "counter",
+         "Connections refused before or during the WebSocket handshake, by reason.");
+    for (unsigned i = 0; i < LH_REJ_N; i++)
+        fprintf(f, "lhttpd_handshakes_rejected_total{reason=\"%s\"} %llu\n", reject_names[i],
+                (unsigned long long)s->v[LH_M_REJECT_BASE + i]);
+    one(f, "lhttpd_lhttp_messages_received_total", "counter",
+        "WebSocket messages received from clients.", s->v[LH_M_MSGS_IN]);
+    one(f, "lhttpd_lhttp_messages_sent_total", "counter",
+        "WebSocket messages queued to clients (replies and deliveries).", s->v[LH_M_MSGS_OUT]);
+    one(f, "lhttpd_lhttp_errors_total", "counter", "LHTTP error replies sent.",
+        s->v[LH_M_LHTTP_ERRORS]);
+    one(f, "lhttpd_received_bytes_total", "counter", "Bytes read from client sockets.",
+        s->v[LH_M_BYTES_IN]);
+    one(f, "lhttpd_sent_bytes_total", "counter", "Bytes written to client sockets.",
+        s->v[LH_M_BYTES_OUT]);
+    head(f, "lhttpd_publishes_total", "counter", "Messages published, by source.");
+    fprintf(f, "lhttpd_publishes_total{source=\"websocket\"} %llu\n"
+               "lhttpd_publishes_total{source=\"http\"} %llu\n",
+            (unsigned long long)s->v[LH_M_PUBLISH_WS], (unsigned long long)s->v[LH_M_PUBLISH_HTTP]);
+    one(f, "lhttpd_deliveries_total", "counter",
+        "Messages queued to subscribers (one per subscriber and channel).", s->v[LH_M_DELIVERIES]);
+    one(f, "lhttpd_frames_built_total", "counter",
+        "Delivery frames built: one per message and channel per worker, shared by all its "
+        "subscribers.", s->v[LH_M_FRAMES_BUILT]);
+    one(f, "lhttpd_slow_consumer_closes_total", "counter",
+        "Clients closed (4008) because their send queue exceeded limits.send_queue_bytes.",
+        s->v[LH_M_SLOW_CLOSED]);
+    one(f, "lhttpd_slow_consumer_dropped_messages_total", "counter",
+        "Messages dropped from the queues of clients closed for a full send queue.",
+        s->v[LH_M_SLOW_DROPPED]);
+    one(f, "lhttpd_send_queue_bytes", "gauge", "Bytes queued to clients and not yet written.",
+        s->v[LH_G_SEND_QUEUE_BYTES]);
+    one(f, "lhttpd_subscriptions", "gauge", "Client subscriptions (client x channel).",
+        s->v[LH_G_SUBSCRIPTIONS]);
+    one(f, "lhttpd_channels", "gauge",
+        "Channels with at least one subscriber, counted in each worker and summed.",
+        s->v[LH_G_CHANNELS]);
+    head(f, "lhttpd_nats_connected", "gauge", "1 when the worker's NATS connection is up.");
+    for (int i = 0; i < s->nslots; i++)
+        fprintf(f, "lhttpd_nats_connected{worker=\"%d\",state=\"%s\"} %d\n", s->idx[i],
+                s->state[i] == LH_SLOT_DRAINING ? "draining" : "active", s->nats[i] ? 1 : 0);
+    one(f, "lhttpd_nats_reconnects_total", "counter", "NATS reconnections.",
+        s->v[LH_M_NATS_RECONNECTS]);
+    head(f, "lhttpd_nats_messages_total", "counter", "Messages to and from NATS.");
+    fprintf(f, "lhttpd_nats_messages_total{direction=\"in\"} %llu\n"
+               "lhttpd_nats_messages_total{direction=\"out\"} %llu\n",
+            (unsigned long long)s->v[LH_M_NATS_MSGS_IN], (unsigned long long)s->v[LH_M_NATS_MSGS_OUT]);
+    head(f, "lhttpd_nats_bytes_total", "counter", "Payload bytes to and from NATS.");
+    fprintf(f, "lhttpd_nats_bytes_total{direction=\"in\"} %llu\n"
+               "lhttpd_nats_bytes_total{direction=\"out\"} %llu\n",
+            (unsigned long long)s->v[LH_M_NATS_BYTES_IN], (unsigned long long)s->v[LH_M_NATS_BYTES_OUT]);
+    one(f, "lhttpd_nats_publish_failures_total", "counter",
+        "Publishes NATS refused (outage buffer full).", s->v[LH_M_NATS_PUBLISH_FAILED]);
+    head(f, "lhttpd_http_requests_total", "counter", "HTTP requests by endpoint and status.");
+    for (unsigned e = 0; e < LH_EP_N; e++) {
+        for (unsigned i = 0; i <= LH_ARRAY_LEN(statuses); i++) {
+            uint64_t v = s->v[LH_M_HTTP_BASE + e * LH_HTTP_NSTATUS + i];
+            char st[16];
+
+            if (v == 0)
+                continue;
+            if (i < LH_ARRAY_LEN(statuses))
+                snprintf(st, sizeof(st), "%d", statuses[i]);
+            else
+                snprintf(st, sizeof(st), "other");
+            fprintf(f, "lhttpd_http_requests_total{endpoint=\"%s\",status=\"%s\"} %llu\n",
+                    endpoint_names[e], st, (unsigned long long)v);
+        }
+    }
+    head(f, "lhttpd_upstream_requests_total", "counter", "Upstream HTTP requests by result.");
+    for (unsigned i = 0; i < LH_UP_N; i++)
+        fprintf(f, "lhttpd_upstream_requests_total{result=\"%s\"} %llu\n", upstream_names[i],
+                (unsigned long long)s->v[LH_M_UPSTREAM_BASE + i]);
+    histogram(f, "lhttpd_delivery_latency_seconds",
+              "From the moment a worker has a message (from a client, /publish or NATS) to "
+              "the moment it is written to a subscriber's socket.",
+              &s->v[LH_M_LAT_BASE], lat_ns, LH_ARRAY_LEN(lat_ns), 1e-9);
+    histogram(f, "lhttpd_message_size_bytes", "Size of WebSocket messages received.",
+              &s->v[LH_M_SIZE_BASE], size_b, LH_ARRAY_LEN(size_b), 1.0);
+    fclose(f);
+    free(s);
+    (void)w;
+    return buf;
+}

@@ -1,0 +1,158 @@
+/*
+ * Node-wide metrics: every worker counts into its own slot of memory shared with the
+ * master (one writer per slot, relaxed atomic stores, no locks on the hot path); the
+ * process answering /metrics sums all slots plus the "retired" totals into which the
+ * master folds a worker's counts when it leaves, so counters never go down.
+ */
+#ifndef LH_METRICS_H
+#define LH_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Counters (monotonic) and gauges, each one uint64 in a slot. */
+enum {
+    LH_M_WS_ACCEPTED,
+    LH_M_MSGS_IN,
+    LH_M_MSGS_OUT,
+    LH_M_BYTES_IN,
+    LH_M_BYTES_OUT,
+    LH_M_PUBLISH_WS,
+    LH_M_PUBLISH_HTTP,
+    LH_M_DELIVERIES,
+    LH_M_FRAMES_BUILT,
+    LH_M_SLOW_CLOSED,
+    LH_M_SLOW_DROPPED,
+    LH_M_NATS_MSGS_IN,
+    LH_M_NATS_MSGS_OUT,
+    LH_M_NATS_BYTES_IN,
+    LH_M_NATS_BYTES_OUT,
+    LH_M_NATS_RECONNECTS,
+    LH_M_NATS_PUBLISH_FAILED,
+    LH_M_LHTTP_ERRORS,
+    LH_M_TCP_ACCEPTED,
+    /* Closes by code: LH_M_CLOSE_BASE + lh_metrics_close_index(code). */
+    LH_M_CLOSE_BASE,
+    LH_M_CLOSE_END = LH_M_CLOSE_BASE + 14,
+    /* Handshake rejections by reason: LH_M_REJECT_BASE + LH_REJ_*. */
+    LH_M_REJECT_BASE = LH_M_CLOSE_END,
+    LH_M_REJECT_END = LH_M_REJECT_BASE + 10,
+    /* HTTP requests: LH_M_HTTP_BASE + endpoint * LH_HTTP_NSTATUS + status index. */
+    LH_M_HTTP_BASE = LH_M_REJECT_END,
+    LH_M_HTTP_END = LH_M_HTTP_BASE + 7 * 20,
+    /* Upstream requests by result: LH_M_UPSTREAM_BASE + LH_UP_*. */
+    LH_M_UPSTREAM_BASE = LH_M_HTTP_END,
+    LH_M_UPSTREAM_END = LH_M_UPSTREAM_BASE + 8,
+    /* Histograms: buckets (not cumulative), then sum, then count. */
+    LH_M_LAT_BASE = LH_M_UPSTREAM_END,
+    LH_M_LAT_END = LH_M_LAT_BASE + 16 + 2,
+    LH_M_SIZE_BASE = LH_M_LAT_END,
+    LH_M_SIZE_END = LH_M_SIZE_BASE + 12 + 2,
+    LH_M_NCOUNTERS = LH_M_SIZE_END,
+
+    /* Gauges: not folded into the retired totals. */
+    LH_G_WS_OPEN = LH_M_NCOUNTERS,
+    LH_G_HTTP_OPEN,
+    LH_G_SUBSCRIPTIONS,
+    LH_G_CHANNELS,
+    LH_G_NATS_UP,
+    LH_G_SEND_QUEUE_BYTES,
+    LH_M_NVALUES
+};
+
+enum { LH_REJ_BAD_REQUEST, LH_REJ_VERSION, LH_REJ_KEY, LH_REJ_ORIGIN, LH_REJ_METHOD,
+       LH_REJ_LIMITS, LH_REJ_TIMEOUT, LH_REJ_OVERLOAD, LH_REJ_NOT_UPGRADE, LH_REJ_BACKEND,
+       LH_REJ_N };
+enum { LH_EP_WEBSOCKET, LH_EP_PUBLISH, LH_EP_LIVEZ, LH_EP_READYZ, LH_EP_METRICS, LH_EP_STATIC,
+       LH_EP_OTHER, LH_EP_N };
+enum { LH_UP_OK, LH_UP_HTTP_ERROR, LH_UP_REFUSED, LH_UP_TIMEOUT, LH_UP_FAILED, LH_UP_LIMITED,
+       LH_UP_N };
+#define LH_HTTP_NSTATUS 20
+
+typedef struct {
+    _Atomic uint64_t v[LH_M_NVALUES];
+} lh_counters_t;
+
+enum { LH_SLOT_FREE = 0, LH_SLOT_ACTIVE, LH_SLOT_DRAINING };
+
+typedef struct {
+    _Atomic int32_t state; /* LH_SLOT_*, written by the master */
+    _Atomic int32_t index; /* the worker's number within its generation */
+    _Atomic int32_t pid;
+    _Atomic uint32_t generation;
+    lh_counters_t c;       /* written by the worker only */
+} lh_slot_t;
+
+#define LH_METRICS_SLOTS 128
+
+typedef struct {
+    _Atomic uint32_t seq; /* odd while the master folds a slot into retired */
+    _Atomic uint32_t generation;
+    _Atomic uint32_t workers_active, workers_draining;
+    _Atomic uint64_t reloads_ok, reloads_failed;
+    _Atomic uint64_t worker_restarts;
+    lh_counters_t retired;
+    lh_slot_t slots[LH_METRICS_SLOTS];
+} lh_shm_t;
+
+/* The shared block (created by the master before any fork), or a private one. */
+extern lh_shm_t *lh_shm;
+/* This process's counters: its slot, or a private block when it has none. */
+extern lh_counters_t *lh_ctr;
+
+/* Creates the shared block; 0 or -errno. */
+int lh_metrics_init(void);
+/* In a worker: use slot i. */
+void lh_metrics_use_slot(int i);
+/* In the master: a free slot for a new worker (marked active), or -1. */
+int lh_metrics_slot_alloc(int index, int pid, unsigned generation);
+/* In the master: fold a leaving worker's counters into retired and free its slot. */
+void lh_metrics_slot_release(int slot);
+
+/* Adds n to counter i of this process (single writer: no atomic read-modify-write). */
+static inline void lh_m_add(unsigned i, uint64_t n)
+{
+    _Atomic uint64_t *p = &lh_ctr->v[i];
+
+    atomic_store_explicit(p, atomic_load_explicit(p, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static inline void lh_m_inc(unsigned i)
+{
+    lh_m_add(i, 1);
+}
+
+static inline void lh_m_sub(unsigned i, uint64_t n)
+{
+    _Atomic uint64_t *p = &lh_ctr->v[i];
+
+    atomic_store_explicit(p, atomic_load_explicit(p, memory_order_relaxed) - n,
+                          memory_order_relaxed);
+}
+
+static inline void lh_m_set(unsigned i, uint64_t n)
+{
+    atomic_store_explicit(&lh_ctr->v[i], n, memory_order_relaxed);
+}
+
+static inline uint64_t lh_m_get(unsigned i)
+{
+    return atomic_load_explicit(&lh_ctr->v[i], memory_order_relaxed);
+}
+
+/* Index of a close code among the labelled ones. */
+unsigned lh_metrics_close_index(unsigned code);
+/* Index of an HTTP status among the labelled ones. */
+unsigned lh_metrics_status_index(int status);
+/* Histogram observations. */
+void lh_metrics_observe_latency_ns(uint64_t ns);
+void lh_metrics_observe_size(uint64_t bytes);
+
+struct lh_worker_s;
+/* Renders the whole node's metrics (Prometheus text format 0.0.4) into a malloc'd
+ * string; *len set. NULL on out-of-memory. */
+char *lh_metrics_render(const struct lh_worker_s *w, size_t *len);
+
+#endif
