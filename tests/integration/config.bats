@@ -5,7 +5,12 @@
 
 load ../lib/helpers
 
-teardown() { stop_all; }
+teardown() {
+    local rc=0
+    [ -n "${LH_PID:-}" ] && { assert_server_alive || rc=1; }
+    stop_all
+    return $rc
+}
 
 # conf NAME TEXT: writes TEXT to $BATS_TEST_TMPDIR/NAME and prints the path.
 conf() {

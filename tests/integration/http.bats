@@ -15,6 +15,9 @@ setup_file() {
 
 teardown_file() { stop_all; }
 
+# A crash caused by a test fails that test.
+teardown() { assert_server_alive; }
+
 # repeat N TEXT: prints TEXT N times (no newline).
 repeat() { printf "%${1}s" "" | sed "s/ /$2/g"; }
 

@@ -7,7 +7,12 @@
 
 load ../lib/helpers
 
-teardown() { stop_all; }
+teardown() {
+    local rc=0
+    [ -n "${LH_PID:-}" ] && { assert_server_alive || rc=1; }
+    stop_all
+    return $rc
+}
 
 # start_with JSON_MEMBERS: starts lhttpd with the base config plus these top-level
 # members (a leading comma is added). /echo is an echo path; "/" and "/ws" are LHTTP.

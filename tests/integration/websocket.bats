@@ -18,6 +18,9 @@ setup_file() {
 
 teardown_file() { stop_all; }
 
+# A crash caused by a test fails that test.
+teardown() { assert_server_alive; }
+
 # closes_with CODE: the probe saw a close frame with CODE, then the TCP connection end.
 closes_with() {
     has_match "^close $1( |\$)" && last_line_is_eof

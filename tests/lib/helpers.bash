@@ -97,6 +97,12 @@ listening_by() {
     return 1
 }
 
+# lh_http_answers PORT: true when an HTTP request to 127.0.0.1:PORT gets any response
+# (a worker is accepting, not just the listening socket queueing).
+lh_http_answers() {
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1/" 2>/dev/null)" != 000 ]
+}
+
 # lh_record PID: remembers a pid for stop_all.
 lh_record() {
     LH_PIDS="$LH_PIDS $1"
@@ -157,7 +163,8 @@ start_lhttpd() {
         lh_record "$LH_PID"
         LH_PORT=$port LH_LOG=$log LH_CONF=$conf
         export LH_PORT LH_PID LH_LOG LH_CONF LH_PORTS_TAKEN LH_NSTARTS
-        if wait_for 10 listening_by "$port" "$LH_PID"; then
+        if wait_for 10 listening_by "$port" "$LH_PID" &&
+            wait_for 10 lh_http_answers "$port"; then
             LH_WORKERS=$(lh_descendants "$LH_PID" | tr '\n' ' ')
             export LH_WORKERS
             return 0
@@ -311,28 +318,41 @@ last_line_is_eof() {
     return 1
 }
 
-# assert_server_ok [WS_PATH]: the server survived: its master and the workers seen at
-# start are alive, its log shows no sanitizer report or crash, and a new client still
-# gets a WebSocket handshake (on WS_PATH, default /) and a pong to its ping.
-assert_server_ok() {
-    local path=${1:-/} w out
+# assert_server_alive: the last lhttpd started is still whole: its master and the
+# workers seen at start are alive, and the part of its log written since the previous
+# check shows no sanitizer report or crash. After a failure the baseline moves on (the
+# current workers, the current end of the log), so that one crash fails one test, not
+# every later test of a file sharing the server. Cheap (no client); such files call it
+# from teardown.
+assert_server_alive() {
+    local w state=$LH_LOG.state off workers bad=""
+    off=$(sed -n 1p "$state" 2>/dev/null)
+    workers=$(sed -n 2p "$state" 2>/dev/null)
+    [ -n "$off" ] || off=0
+    [ -n "$workers" ] || workers=$LH_WORKERS
     if lh_gone "$LH_PID"; then
-        echo "lhttpd (pid $LH_PID) is gone; its log:" >&2
-        cat "$LH_LOG" >&2
-        return 1
+        bad="lhttpd (pid $LH_PID) is gone"
     fi
-    for w in $LH_WORKERS; do
-        if lh_gone "$w"; then
-            echo "lhttpd worker (pid $w) is gone; the log:" >&2
-            cat "$LH_LOG" >&2
-            return 1
-        fi
+    for w in $workers; do
+        if [ -z "$bad" ] && lh_gone "$w"; then bad="lhttpd worker (pid $w) is gone"; fi
     done
-    if grep -qE 'AddressSanitizer|UndefinedBehaviorSanitizer|runtime error:|Segmentation fault|core dumped|worker .*(crash|died|signal)' "$LH_LOG"; then
-        echo "lhttpd log shows a crash:" >&2
-        cat "$LH_LOG" >&2
-        return 1
+    if [ -z "$bad" ] && tail -c +$((off + 1)) "$LH_LOG" |
+        grep -qE 'AddressSanitizer|UndefinedBehaviorSanitizer|runtime error:|Segmentation fault|core dumped|worker .*(crash|died|signal)'; then
+        bad="lhttpd log shows a crash"
     fi
+    [ -z "$bad" ] && return 0
+    echo "$bad; the log since the last check:" >&2
+    tail -c +$((off + 1)) "$LH_LOG" >&2
+    # Workers respawned later than this are still covered by the log check.
+    printf '%s\n%s\n' "$(stat -c %s "$LH_LOG")" "$(lh_descendants "$LH_PID" | tr '\n' ' ')" >"$state"
+    return 1
+}
+
+# assert_server_ok [WS_PATH]: assert_server_alive, and a new client still gets a
+# WebSocket handshake (on WS_PATH, default /) and a pong to its ping.
+assert_server_ok() {
+    local path=${1:-/} out
+    assert_server_alive || return 1
     out=$(probe "upgrade:$path" ping:alive recv close:1000 expect-close 2>&1)
     case $out in
     *"pong fin=1 len=5 alive"*) return 0 ;;
