@@ -53,7 +53,7 @@ conf() {
     run "$LHTTPD" -t -c "$f"
     [ "$status" -eq 0 ]
     # -t only checks: nothing listens on the port afterwards.
-    ! ss -Hltn 'sport = :18080' | grep -q LISTEN
+    [ -z "$(ss -Hltn 'sport = :18080')" ]
 }
 
 @test "-t: an unknown key is an error at its line, with its key path" {
@@ -227,4 +227,22 @@ conf() {
     run probe upgrade:/echo text:after echo
     has_line "echo ok text 5"
     assert_server_ok
+}
+
+@test "log.level: err keeps info lines out of the log, info lets them in" {
+    start_lhttpd '{"listen": ["127.0.0.1:@PORT@"], "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "log": {"level": "err"}}'
+    run probe 'send:BROKEN\r\n\r\n' response
+    has_line "status 400"
+    run probe upgrade:/ 'frame:op=text,mask=0,data=x' expect-close eof
+    has_match '^close 1002'
+    # Lines carry systemd <N> prefixes; err is 3, so nothing above <3> may appear.
+    [ "$(grep -cE '^<[4-7]>' "$LH_LOG")" -eq 0 ]
+    stop_all
+    start_lhttpd '{"listen": ["127.0.0.1:@PORT@"], "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "log": {"level": "info"}}'
+    run probe upgrade:/ 'frame:op=text,mask=0,data=x' expect-close eof
+    has_match '^close 1002'
+    grep -qE '^<6>' "$LH_LOG"
+    [ "$(grep -cE '^<7>' "$LH_LOG")" -eq 0 ]
 }

@@ -404,3 +404,13 @@ raw_upgrade() {
     run probe upgrade:/echo 'frame:op=binary,fin=0,data=rep:50000:a'
     assert_server_ok /echo
 }
+
+@test "random frames (fixed seeds) end in a close or a reply, never a crash" {
+    for seed in 1 2 3 4 5 6 7 8 9 10 11 12; do
+        run probe --timeout 3 upgrade:/echo "fuzz:$seed:40" drain:3000
+        no_match '^timeout$' || { echo "seed $seed" >&2; return 1; }
+        run probe --timeout 3 upgrade:/ "fuzz:$((seed + 100)):40" drain:3000
+        no_match '^timeout$' || { echo "seed $((seed + 100))" >&2; return 1; }
+    done
+    assert_server_ok
+}

@@ -57,6 +57,8 @@ Steps:
                       `flood sent N`, or `flood stopped at I/N` after a failed write
     drain[:MS]        read and count whole messages until a close frame (`drained
                       COUNT` then the close line), EOF or the deadline
+    fuzz:SEED:N       send N frames with random opcodes, flags, lengths and payloads,
+                      mostly well formed, from a fixed seed: `fuzz sent`
     wait:MS           stay silent for MS milliseconds (a slow client)
 
 Every reading step prints `timeout` at its deadline and stops the run; a connection the
@@ -537,6 +539,24 @@ def run_step(pr, step):
         except Eof:
             out("drained %d" % count)
             raise
+    if name == "fuzz":
+        seed, _, n = arg.partition(":")
+        rng = random.Random(int(seed))
+        for _ in range(int(n)):
+            op = rng.choice([0, 1, 2, 8, 9, 10, 1, 2, 0, rng.randrange(16)])
+            size = rng.choice([0, 1, 2, 5, 125, 126, rng.randrange(300), 65536])
+            data = rng.randbytes(size)
+            if op == 1 and rng.random() < 0.7:
+                data = data_spec("utf8:%d" % size)
+            if op == 8 and rng.random() < 0.7:
+                data = struct.pack("!H", rng.choice([1000, 1001, 1002, 3000, 999, 0])) + data[:20]
+            pr.send_frame(op, data, fin=int(rng.random() < 0.8),
+                          rsv=0 if rng.random() < 0.9 else rng.randrange(8),
+                          mask=int(rng.random() < 0.95))
+            if pr.write_failed:
+                break
+        out("fuzz sent")
+        return True
     if name == "wait":
         time.sleep(int(arg) / 1000.0)
         return True
