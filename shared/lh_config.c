@@ -785,6 +785,13 @@ static const field_t publish_fields[] = {
     END
 };
 
+static const field_t static_fields[] = {
+    STR_FIELD("root", K_TOKEN, static_files.root, 1, 4096, NULL, NULL),
+    INT_FIELD("cache_bytes", K_SIZE, static_files.cache_bytes, 1, GiB, 32 * MiB),
+    INT_FIELD("max_age_s", K_MS, static_files.max_age_s, 0, 31536000, 300),
+    END
+};
+
 static const field_t log_fields[] = {
     INT_FIELD("level", K_LEVEL, log.level, 3, 7, 6),
     INT_FIELD("bodies", K_BOOL, log.log_bodies, 0, 1, 0),
@@ -810,6 +817,7 @@ static const field_t top_fields[] = {
     SECTION("limits", limits_fields),
     SECTION("http", http_fields),
     SECTION("publish", publish_fields),
+    SECTION("static", static_fields),
     SECTION("log", log_fields),
     END
 };

@@ -66,6 +66,12 @@ typedef struct lh_config_s {
     } publish;
 
     struct {
+        char *root;          /* NULL = no static files */
+        size_t cache_bytes;  /* files are served from memory, read at worker start */
+        unsigned max_age_s;  /* Cache-Control max-age for non-HTML files, default 300 */
+    } static_files;
+
+    struct {
         int level;      /* syslog level 0..7, default 6 (info) */
         int log_bodies; /* include message bodies in debug logs, default 0 */
     } log;

@@ -19,42 +19,66 @@ static int path_in(const lh_strlist_t *l, const char *path, size_t len)
     return 0;
 }
 
-void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ctype,
-                     const void *body, size_t body_len)
+/* Builds and queues a response: the head, then the body, either copied from body or, when
+ * shared is given, queued by reference (static files). */
+static void respond(lh_conn_t *c, int status, const char *extra, const char *ctype,
+                    const void *body, size_t body_len, lh_buf_t *shared)
 {
     lh_worker_t *w = c->w;
-    char head[1024];
+    char head[1024], clen[40] = "";
     int close_after = (c->flags & LH_CF_CLOSE_AFTER) || !(c->flags & LH_CF_KEEPALIVE) ||
                       w->stopping || w->draining;
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nServer: lhttpd\r\nContent-Length: %zu\r\n%s%s%s%s%s\r\n",
-                     status, lh_http_status_text(status), body_len,
-                     ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
-                     close_after ? "Connection: close\r\n" : "", extra ? extra : "");
+    int no_body = status == 304 || status == 204 || (c->flags & LH_CF_HEAD);
+    int n;
     lh_buf_t *b;
 
-    if (n < 0 || (size_t)n >= sizeof(head))
+    if (shared != NULL)
+        body_len = shared->len;
+    if (status != 304 && status != 204)
+        snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", body_len);
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d %s\r\nServer: lhttpd\r\n%s%s%s%s%s%s\r\n", status,
+                 lh_http_status_text(status), clen, ctype ? "Content-Type: " : "",
+                 ctype ? ctype : "", ctype ? "\r\n" : "",
+                 close_after ? "Connection: close\r\n" : "", extra ? extra : "");
+    if (n < 0 || (size_t)n >= sizeof(head)) {
         n = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\n"
                                          "Content-Length: 0\r\nConnection: close\r\n\r\n");
+        body_len = 0;
+        shared = NULL;
+        close_after = 1;
+    }
     lh_m_inc(LH_M_HTTP_BASE + c->endpoint * LH_HTTP_NSTATUS + lh_metrics_status_index(status));
-    b = lh_buf_new((size_t)n + body_len);
+    b = lh_buf_new((size_t)n + (shared || no_body ? 0 : body_len));
     if (b == NULL) {
         lh_conn_destroy(c);
         return;
     }
     memcpy(b->data, head, (size_t)n);
-    if (c->flags & LH_CF_HEAD)
-        b->len = (size_t)n; /* HEAD: the headers say what GET would send, no body */
-    else if (body_len)
+    if (!shared && !no_body && body_len)
         memcpy(b->data + n, body, body_len);
     lh_conn_queue(c, b);
     lh_buf_unref(b);
+    if (shared && !no_body && shared->len > 0)
+        lh_conn_queue(c, shared);
     if (close_after) {
         lh_conn_linger(c);
     } else {
         c->flags |= LH_CF_KA_IDLE;
         c->last_ms = w->now_ms + w->cfg->http.keepalive_timeout_ms;
     }
+}
+
+void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ctype,
+                     const void *body, size_t body_len)
+{
+    respond(c, status, extra, ctype, body, body_len, NULL);
+}
+
+void lh_http_respond_buf(lh_conn_t *c, int status, const char *extra, const char *ctype,
+                         lh_buf_t *body)
+{
+    respond(c, status, extra, ctype, NULL, 0, body);
 }
 
 /* An error response with a one-line plain-text reason; the connection closes after it. */
@@ -210,6 +234,9 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         h = lh_http_find_header(req, "upgrade");
         if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
             reject(c, LH_REJ_METHOD, 405, "method not allowed", "Allow: GET\r\n");
+        } else if ((h == NULL || !lh_http_has_token(h->value, h->value_len, "websocket")) &&
+                   lh_static_serve(c, req)) {
+            /* A plain GET on a WebSocket path: the page that opens the WebSocket. */
         } else if (h == NULL || !lh_http_has_token(h->value, h->value_len, "websocket")) {
             lh_m_inc(LH_M_REJECT_BASE + LH_REJ_NOT_UPGRADE);
             lh_http_respond(c, 426, "Upgrade: websocket\r\nConnection: Upgrade\r\n",
@@ -236,6 +263,8 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         }
         return (ssize_t)total;
     }
+    if (lh_static_serve(c, req))
+        return (ssize_t)total;
     lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
     return (ssize_t)total;
 }

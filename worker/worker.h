@@ -151,6 +151,7 @@ struct lh_worker_s {
 
     struct lh_pubsub_s *ps; /* the channel table (pubsub.c) */
     void *nats;             /* the NATS connection (nats.c) */
+    struct lh_static_s *statics; /* static.root in memory (static.c) */
 
 };
 
@@ -211,6 +212,16 @@ void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ct
 /* Serves /livez, /readyz and /metrics when this connection may see them. Returns 1 when
  * it answered. */
 int lh_admin_route(lh_conn_t *c, const lh_http_request_t *req);
+
+/* ---- static.c ---- */
+/* Reads static.root into memory (at worker start, before the loop runs). */
+int lh_static_load(lh_worker_t *w);
+void lh_static_free(lh_worker_t *w);
+/* Answers a plain GET/HEAD from the static files; 0 when static files are off. */
+int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req);
+/* Like lh_http_respond, with the body queued by reference. */
+void lh_http_respond_buf(lh_conn_t *c, int status, const char *extra, const char *ctype,
+                         lh_buf_t *body);
 
 /* ---- ws.c ---- */
 /* Handles received bytes in WebSocket states; returns bytes consumed or -1 if closed. */
