@@ -715,7 +715,9 @@ enum kind {
     K_BOOL,    /* true/false into int */
     K_WORKERS, /* integer min..max, or "auto" = 0, into int */
     K_LEVEL,   /* a syslog level name into int 3..7 */
-    K_TOKEN    /* null, or a string of min..max visible ASCII bytes, into char * */
+    K_TOKEN,   /* null, or a string of min..max visible ASCII bytes, into char * */
+    K_COMMANDS, /* {"NAME": {"webhook": URL}} into cfg->commands */
+    K_MODULES  /* [{"path": ..., "config": {...}}] into cfg->modules */
 };
 
 typedef struct field {
@@ -767,6 +769,7 @@ static const field_t limits_fields[] = {
     INT_FIELD("idle_timeout_ms", K_MS, limits.idle_timeout_ms, 1, DAY_MS, 60000),
     INT_FIELD("max_channel_bytes", K_SIZE, limits.max_channel_bytes, 1, LH_CHANNEL_MAX_LEN, 128),
     INT_FIELD("max_subscriptions", K_SIZE, limits.max_subscriptions, 1, 65536, 256),
+    INT_FIELD("max_multipart_parts", K_SIZE, limits.max_multipart_parts, 1, 4096, 64),
     END
 };
 
@@ -782,6 +785,55 @@ static const field_t http_fields[] = {
 
 static const field_t publish_fields[] = {
     STR_FIELD("token", K_TOKEN, publish.token, 1, 512, NULL, NULL),
+    END
+};
+
+static const char *check_http_url(const char *s, size_t len)
+{
+    static const char bad[] = "must be an http:// or https:// URL with a host";
+    size_t skip;
+
+    if (len > 7 && strncmp(s, "http://", 7) == 0)
+        skip = 7;
+    else if (len > 8 && strncmp(s, "https://", 8) == 0)
+        skip = 8;
+    else
+        return bad;
+    if (!all_visible(s, len) || s[skip] == '/' || s[skip] == '\0')
+        return bad;
+    return NULL;
+}
+
+static const char *check_header_prefix(const char *s, size_t len)
+{
+    if (len == 0 || len > 64)
+        return "must be 1 to 64 bytes";
+    for (size_t i = 0; i < len; i++)
+        if (!is_alnum((unsigned char)s[i]) && s[i] != '-')
+            return "must be letters, digits and '-' (an HTTP header name prefix)";
+    return NULL;
+}
+
+static const field_t upstream_fields[] = {
+    STR_FIELD("allow", K_LIST, upstream.allow, 0, 256, "", check_http_url),
+    INT_FIELD("timeout_ms", K_MS, upstream.timeout_ms, 1, HOUR_MS, 5000),
+    INT_FIELD("connect_timeout_ms", K_MS, upstream.connect_timeout_ms, 1, HOUR_MS, 2000),
+    INT_FIELD("max_in_flight_per_conn", K_SIZE, upstream.max_in_flight_per_conn, 1, 65536, 8),
+    INT_FIELD("max_in_flight", K_SIZE, upstream.max_in_flight, 1, 1000000, 1024),
+    INT_FIELD("retries", K_MS, upstream.retries, 0, 10, 1),
+    INT_FIELD("retry_delay_ms", K_MS, upstream.retry_delay_ms, 0, HOUR_MS, 100),
+    STR_FIELD("header_prefix", K_STRING, upstream.header_prefix, 0, 0, "X-Lhttp-",
+              check_header_prefix),
+    INT_FIELD("report_errors", K_BOOL, upstream.report_errors, 0, 1, 1),
+    INT_FIELD("max_response_bytes", K_SIZE, upstream.max_response_bytes, 1, 256 * MiB, MiB),
+    INT_FIELD("max_redirects", K_MS, upstream.max_redirects, 0, 20, 3),
+    END
+};
+
+static const field_t webhooks_fields[] = {
+    STR_FIELD("connect", K_STRING, webhooks.connect, 0, 0, NULL, check_http_url),
+    STR_FIELD("disconnect", K_STRING, webhooks.disconnect, 0, 0, NULL, check_http_url),
+    INT_FIELD("timeout_ms", K_MS, webhooks.timeout_ms, 1, HOUR_MS, 3000),
     END
 };
 
@@ -817,6 +869,10 @@ static const field_t top_fields[] = {
     SECTION("limits", limits_fields),
     SECTION("http", http_fields),
     SECTION("publish", publish_fields),
+    SECTION("upstream", upstream_fields),
+    SECTION("webhooks", webhooks_fields),
+    { "commands", K_COMMANDS, 0, 0, 0, 0, NULL, NULL, NULL },
+    { "modules", K_MODULES, 0, 0, 0, 0, NULL, NULL, NULL },
     SECTION("static", static_fields),
     SECTION("log", log_fields),
     END
@@ -875,6 +931,9 @@ static int set_defaults(lh_config_t *cfg, const field_t *fields)
         case K_LEVEL:
             *(int *)at(cfg, f) = (int)f->def;
             break;
+        case K_COMMANDS:
+        case K_MODULES:
+            break; /* none by default (calloc'ed) */
         case K_STRING:
         case K_TOKEN:
             if (f->def_str != NULL) {
@@ -1020,6 +1079,124 @@ static int apply_list(ctx_t *c, json_t *v, const field_t *f, lh_config_t *cfg)
     return 0;
 }
 
+/* "commands": {"NAME": {"webhook": "http://..."}} */
+static int apply_commands(ctx_t *c, json_t *v, lh_config_t *cfg)
+{
+    const char *name;
+    json_t *cmd;
+    size_t n = 0;
+
+    if (!json_is_object(v))
+        return fail(c, "must be an object of command names");
+    cfg->commands = calloc(json_object_size(v) + 1, sizeof(*cfg->commands));
+    if (cfg->commands == NULL)
+        return oom(c);
+    json_object_foreach(v, name, cmd) {
+        json_t *hook;
+        const char *why;
+
+        push_key(c, name);
+        if (!lh_lhttp_command_valid(name, strlen(name))) {
+            int rc = fail_at(c, 1, 0, "not a valid LHTTP command name");
+
+            pop(c);
+            return rc;
+        }
+        if (!json_is_object(cmd)) {
+            int rc = fail(c, "must be an object like {\"webhook\": \"http://...\"}");
+
+            pop(c);
+            return rc;
+        }
+        hook = json_object_get(cmd, "webhook");
+        if (json_object_size(cmd) != 1 || hook == NULL) {
+            int rc = fail(c, "must hold exactly one key, \"webhook\"");
+
+            pop(c);
+            return rc;
+        }
+        push_key(c, "webhook");
+        why = json_is_string(hook) ? check_http_url(json_string_value(hook),
+                                                    json_string_length(hook))
+                                   : "must be a string";
+        if (why != NULL) {
+            int rc = fail(c, "%s", why);
+
+            pop(c);
+            pop(c);
+            return rc;
+        }
+        pop(c);
+        pop(c);
+        cfg->commands[n].name = strdup(name);
+        cfg->commands[n].webhook = strdup(json_string_value(hook));
+        n++;
+        cfg->ncommands = n;
+        if (cfg->commands[n - 1].name == NULL || cfg->commands[n - 1].webhook == NULL)
+            return oom(c);
+    }
+    return 0;
+}
+
+/* "modules": [{"path": "/usr/lib/lhttpd/modules/x.so", "config": {...}}] */
+static int apply_modules(ctx_t *c, json_t *v, lh_config_t *cfg)
+{
+    size_t i;
+    json_t *m;
+
+    if (!json_is_array(v))
+        return fail(c, "must be an array of {\"path\": ..., \"config\": {...}}");
+    if (json_array_size(v) > 64)
+        return fail(c, "at most 64 modules");
+    cfg->modules = calloc(json_array_size(v) + 1, sizeof(*cfg->modules));
+    if (cfg->modules == NULL)
+        return oom(c);
+    json_array_foreach(v, i, m) {
+        json_t *path, *conf;
+        const char *key;
+        json_t *val;
+        int rc = 0;
+
+        push_index(c, i);
+        if (!json_is_object(m)) {
+            rc = fail(c, "must be an object with \"path\" and an optional \"config\"");
+            pop(c);
+            return rc;
+        }
+        json_object_foreach(m, key, val) {
+            if (strcmp(key, "path") != 0 && strcmp(key, "config") != 0) {
+                push_key(c, key);
+                rc = fail_at(c, 1, 0, "unknown key (a module takes \"path\" and \"config\")");
+                pop(c);
+                pop(c);
+                return rc;
+            }
+        }
+        path = json_object_get(m, "path");
+        conf = json_object_get(m, "config");
+        push_key(c, "path");
+        if (!json_is_string(path) || json_string_length(path) == 0 ||
+            json_string_value(path)[0] != '/')
+            rc = fail(c, "must be the absolute path of a shared object");
+        pop(c);
+        if (rc == 0 && conf != NULL && !json_is_object(conf)) {
+            push_key(c, "config");
+            rc = fail(c, "must be an object");
+            pop(c);
+        }
+        pop(c);
+        if (rc != 0)
+            return rc;
+        cfg->modules[i].path = strdup(json_string_value(path));
+        cfg->modules[i].config_json =
+            conf ? json_dumps(conf, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
+        cfg->nmodules = i + 1;
+        if (cfg->modules[i].path == NULL || cfg->modules[i].config_json == NULL)
+            return oom(c);
+    }
+    return 0;
+}
+
 static int apply_field(ctx_t *c, json_t *v, const field_t *f, lh_config_t *cfg)
 {
     size_t i;
@@ -1041,6 +1218,10 @@ static int apply_field(ctx_t *c, json_t *v, const field_t *f, lh_config_t *cfg)
             return fail(c, "must be true or false");
         *(int *)at(cfg, f) = json_is_true(v);
         return 0;
+    case K_COMMANDS:
+        return apply_commands(c, v, cfg);
+    case K_MODULES:
+        return apply_modules(c, v, cfg);
     case K_LEVEL:
         for (i = 0; json_is_string(v) && i < LH_ARRAY_LEN(level_names); i++) {
             if (strcmp(json_string_value(v), level_names[i]) == 0) {
@@ -1239,6 +1420,16 @@ void lh_config_free(lh_config_t *cfg)
 {
     if (cfg == NULL)
         return;
+    for (size_t i = 0; i < cfg->ncommands; i++) {
+        free(cfg->commands[i].name);
+        free(cfg->commands[i].webhook);
+    }
+    free(cfg->commands);
+    for (size_t i = 0; i < cfg->nmodules; i++) {
+        free(cfg->modules[i].path);
+        free(cfg->modules[i].config_json);
+    }
+    free(cfg->modules);
     free_fields(cfg, top_fields);
     free(cfg);
 }

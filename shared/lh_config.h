@@ -13,6 +13,16 @@ typedef struct {
     size_t n;
 } lh_strlist_t;
 
+typedef struct {
+    char *name;    /* an LHTTP command */
+    char *webhook; /* http(s) URL every message with that command is POSTed to */
+} lh_command_cfg_t;
+
+typedef struct {
+    char *path;        /* shared object */
+    char *config_json; /* its "config" section as compact JSON ("{}" when absent) */
+} lh_module_cfg_t;
+
 typedef struct lh_config_s {
     lh_strlist_t listen; /* "host:port", "[v6]:port" or ":port" */
     int workers;         /* 1..1024; 0 means "auto" (number of CPUs), the default */
@@ -51,6 +61,7 @@ typedef struct lh_config_s {
         unsigned idle_timeout_ms;  /* no frame from the client for this long: dropped, default 60000 */
         size_t max_channel_bytes;  /* default 128, at most 255 */
         size_t max_subscriptions;  /* channels per connection, default 256 */
+        size_t max_multipart_parts; /* parts in one multipart message, default 64 */
     } limits;
 
     struct {
@@ -64,6 +75,31 @@ typedef struct lh_config_s {
     struct {
         char *token; /* NULL = /publish needs no token */
     } publish;
+
+    struct {
+        lh_strlist_t allow;          /* URL prefixes a client may name; empty = disabled */
+        unsigned timeout_ms;         /* whole exchange, default 5000 */
+        unsigned connect_timeout_ms; /* default 2000 */
+        size_t max_in_flight_per_conn; /* default 8: beyond, error 429 */
+        size_t max_in_flight;        /* per worker, default 1024: beyond, error 429 */
+        unsigned retries;            /* extra tries for GET/HEAD/PUT/DELETE, default 1 */
+        unsigned retry_delay_ms;     /* before a retry, default 100 */
+        char *header_prefix;         /* LHTTP headers as HTTP headers, default "X-Lhttp-" */
+        int report_errors;           /* non-2xx and failures get an LHTTP error, default 1 */
+        size_t max_response_bytes;   /* default 1 MiB: beyond, error 502 */
+        unsigned max_redirects;      /* followed only inside the allow-list, default 3 */
+    } upstream;
+
+    struct {
+        char *connect;       /* POSTed before a handshake completes; non-2xx refuses it */
+        char *disconnect;    /* POSTed when a client leaves (best effort) */
+        unsigned timeout_ms; /* default 3000 */
+    } webhooks;
+
+    lh_command_cfg_t *commands; /* "commands": {"NAME": {"webhook": URL}} */
+    size_t ncommands;
+    lh_module_cfg_t *modules; /* "modules": [{"path": ..., "config": {...}}] */
+    size_t nmodules;
 
     struct {
         char *root;          /* NULL = no static files */

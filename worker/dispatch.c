@@ -5,6 +5,8 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -372,4 +374,17 @@ void lh_builtin_register(void)
     static const lh_processor_t ping = {NULL, ping_on_message, NULL};
 
     lh_register_processor("ping", &ping, NULL);
+}
+
+void lh_api_log(int level, const char *fmt, ...)
+{
+    char line[1500];
+    va_list ap;
+
+    if (!lh_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    lh_log(level, "%s", line);
 }

@@ -39,6 +39,31 @@ const char *lh_msg_body(const lh_msg_t *m, size_t *len);
 /* The message exactly as the client sent it. */
 const char *lh_msg_raw(const lh_msg_t *m, size_t *len);
 
+/*
+ * Replaces (or adds) header key in m for everything that runs after the caller: later
+ * filters, the processor, pub/sub (so a filter can stamp every published message) and
+ * upstream. The message is re-serialized once per call. Returns 0, -EINVAL for an invalid
+ * key or value, -E2BIG over the message limits, -ENOMEM.
+ */
+int lh_msg_set_header(lh_msg_t *m, const char *key, const char *value);
+
+/* ---- Multipart messages (`multipart: o1 o2 ...`, see PROTOCOL.md) ---- */
+
+#define LH_PART_HEADERS_MAX 32
+
+typedef struct {
+    lh_header_t headers[LH_PART_HEADERS_MAX];
+    size_t num_headers;
+    const char *body; /* points into the message: no copy */
+    size_t body_len;
+} lh_part_t;
+
+/* Number of parts; 0 when the message has no multipart header. A message whose
+ * multipart header is invalid never reaches processors (the client gets error 400). */
+size_t lh_msg_part_count(const lh_msg_t *m);
+/* Fills out with part i. Returns 0, or -1 when i is out of range. */
+int lh_msg_part(const lh_msg_t *m, size_t i, lh_part_t *out);
+
 /* ---- Acting on a connection ---- */
 
 /* A number unique within the node's lifetime, for logs and backends. */
@@ -121,6 +146,40 @@ typedef struct {
 
 /* Appends f (copied) to the filter chain; filters run in registration order. */
 int lh_register_filter(const lh_filter_t *f, void *ud);
+
+/* ---- Logging (to the journal, with the worker's tag) ---- */
+
+enum { LH_API_LOG_ERR = 3, LH_API_LOG_WARNING = 4, LH_API_LOG_NOTICE = 5, LH_API_LOG_INFO = 6,
+       LH_API_LOG_DEBUG = 7 };
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+void lh_api_log(int level, const char *fmt, ...);
+
+/* ---- Loadable modules ---- */
+
+typedef struct {
+    const char *path;        /* the shared object */
+    const char *config_json; /* the module's "config" section as compact JSON ("{}") */
+    size_t config_len;
+} lh_module_ctx_t;
+
+typedef struct {
+    uint32_t api_version; /* LH_API_VERSION the module was built against */
+    const char *name;
+    const char *version;
+    /*
+     * Runs once in the master, before workers fork (so every worker, of every generation,
+     * inherits what it registers): register processors and filters here. Returns 0, or
+     * non-zero with err (errlen bytes) saying why lhttpd must not start.
+     */
+    int (*init)(const lh_module_ctx_t *ctx, char *err, size_t errlen);
+} lh_module_t;
+
+/* A module exports exactly one lh_module_t under this name: */
+#define LH_MODULE_SYMBOL "lhttpd_module"
+#define LH_MODULE(name, version, init) \
+    const lh_module_t lhttpd_module = {LH_API_VERSION, (name), (version), (init)}
 
 #ifdef __cplusplus
 }
