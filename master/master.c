@@ -11,6 +11,7 @@
  */
 #include "master.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <nats/nats.h>
@@ -854,8 +855,10 @@ int lh_master_run(lh_config_t *cfg, const char *path)
         if (sd_watchdog_enabled(0, &usec) > 0)
             M.watchdog_usec = usec;
     }
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any fork or thread */
     lh_builtin_register();
     lh_pubsub_register();
+    lh_upstream_register();
     M.nworkers = workers_of(cfg);
     lh_log(LH_LOG_NOTICE, "lhttpd %s starting %d workers (pid %d)", LH_VERSION, M.nworkers,
            (int)getpid());

@@ -279,6 +279,9 @@ void lh_conn_destroy(lh_conn_t *c)
         lh_dispatch_close(c);
         c->busy--;
     }
+    if (c->flags & LH_CF_OPENED)
+        lh_upstream_disconnect_hook(c, (c->flags & LH_CF_CLOSE_SENT) ? c->close_code : 1006);
+    lh_upstream_conn_gone(c);
     lh_pubsub_conn_gone(c);
     lh_conn_list_remove(list_of(c), c);
     event_del(&c->rev);
@@ -437,7 +440,7 @@ static size_t conn_process(lh_conn_t *c, uint8_t *data, size_t len)
 {
     size_t off = 0;
 
-    while (off < len && !(c->flags & LH_CF_DEAD)) {
+    while (off < len && !(c->flags & (LH_CF_DEAD | LH_CF_HS_PENDING))) {
         ssize_t r;
 
         if (c->state == LH_CONN_HTTP)
@@ -579,6 +582,22 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     }
     c->busy--;
     lh_worker_reap(w);
+}
+
+void lh_conn_resume(lh_conn_t *c)
+{
+    size_t used;
+
+    event_add(&c->rev, NULL);
+    if (c->in_len == 0)
+        return;
+    c->busy++;
+    used = conn_process(c, c->in, c->in_len);
+    if (!(c->flags & LH_CF_DEAD) && used > 0) {
+        memmove(c->in, c->in + used, c->in_len - used);
+        c->in_len -= (uint32_t)used;
+    }
+    c->busy--;
 }
 
 void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,

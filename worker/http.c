@@ -117,8 +117,6 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
     lh_worker_t *w = c->w;
     const lh_http_header_t *h;
     char accept[29];
-    char resp[256];
-    int n;
     int proto = 0;
 
     if (req->minor_version != 1) {
@@ -152,11 +150,38 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
     h = lh_http_find_header(req, "sec-websocket-protocol");
     if (h != NULL && lh_http_has_token(h->value, h->value_len, "lhttp"))
         proto = 1;
-    n = snprintf(resp, sizeof(resp),
-                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                 "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
-                 accept, proto ? "Sec-WebSocket-Protocol: lhttp\r\n" : "");
-    c->flags &= ~LH_CF_KA_IDLE;
+    switch (lh_upstream_connect_hook(c, req, accept, proto, echo)) {
+    case 0:
+        lh_http_upgrade(c, accept, proto, echo);
+        break;
+    case 1:
+        /* The backend decides: hold the input until it answers. */
+        c->flags |= LH_CF_HS_PENDING;
+        event_del(&c->rev);
+        break;
+    default:
+        lh_http_refuse(c, 503, "connect webhook unavailable");
+        break;
+    }
+}
+
+void lh_http_refuse(lh_conn_t *c, int status, const char *reason)
+{
+    c->flags &= ~LH_CF_HS_PENDING;
+    respond_error(c, status, reason, NULL);
+}
+
+void lh_http_upgrade(lh_conn_t *c, const char *accept, int proto, int echo)
+{
+    lh_worker_t *w = c->w;
+    char resp[256];
+    int n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+                     accept, proto ? "Sec-WebSocket-Protocol: lhttp\r\n" : "");
+    int pending = (c->flags & LH_CF_HS_PENDING) != 0;
+
+    c->flags &= ~(LH_CF_KA_IDLE | LH_CF_HS_PENDING);
     c->flags |= LH_CF_WS_OPEN;
     lh_m_sub(LH_G_HTTP_OPEN, 1);
     lh_m_inc(LH_G_WS_OPEN);
@@ -171,6 +196,8 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
         c->flags |= LH_CF_OPENED;
         lh_dispatch_open(c);
     }
+    if (pending && !(c->flags & LH_CF_DEAD))
+        lh_conn_resume(c);
 }
 
 ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)

@@ -323,7 +323,8 @@ lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_
         event_add(w->master_ev, NULL);
     }
     lh_current_worker = w;
-    if (lh_pubsub_init(w) < 0 || lh_static_load(w) < 0 || lh_nats_start(w) < 0)
+    if (lh_pubsub_init(w) < 0 || lh_static_load(w) < 0 || lh_upstream_init(w) < 0 ||
+        lh_nats_start(w) < 0)
         goto fail;
     return w;
 fail:
@@ -375,6 +376,7 @@ void lh_worker_free(lh_worker_t *w)
         lh_conn_destroy(w->closing_conns.head);
     lh_worker_reap(w);
     lh_nats_stop(w);
+    lh_upstream_free(w);
     lh_pubsub_free(w);
     lh_static_free(w);
     if (lh_current_worker == w)

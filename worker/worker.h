@@ -45,7 +45,8 @@ enum {
     LH_CF_KA_IDLE = 1u << 11,     /* HTTP: idle between keep-alive requests */
     LH_CF_ADMIN = 1u << 12,       /* accepted on the admin socket */
     LH_CF_WS_OPEN = 1u << 13,     /* counted in the open WebSocket gauge */
-    LH_CF_HEAD = 1u << 14         /* HTTP: the request is HEAD, the response has no body */
+    LH_CF_HEAD = 1u << 14,        /* HTTP: the request is HEAD, the response has no body */
+    LH_CF_HS_PENDING = 1u << 15   /* handshake waits for the connect webhook; input paused */
 };
 
 /* The send queue: a ring of shared buffers, written with writev. */
@@ -91,6 +92,8 @@ struct lh_conn_s {
     uint16_t nslots;
     uint16_t nsubs, subs_cap;
     lh_csub_t *subs;
+    struct lh_upreq_s *upreqs; /* upstream requests whose answer goes to this client */
+    uint16_t nupreqs;
     uint16_t busy; /* callbacks on the stack using this connection */
     uint8_t endpoint; /* LH_EP_* of the current HTTP request, for metrics */
     union {
@@ -152,6 +155,7 @@ struct lh_worker_s {
     struct lh_pubsub_s *ps; /* the channel table (pubsub.c) */
     void *nats;             /* the NATS connection (nats.c) */
     struct lh_static_s *statics; /* static.root in memory (static.c) */
+    void *upstream;              /* libcurl multi and requests (upstream.c) */
 
 };
 
@@ -212,6 +216,24 @@ void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ct
 /* Serves /livez, /readyz and /metrics when this connection may see them. Returns 1 when
  * it answered. */
 int lh_admin_route(lh_conn_t *c, const lh_http_request_t *req);
+
+/* ---- upstream.c ---- */
+int lh_upstream_init(lh_worker_t *w);
+void lh_upstream_free(lh_worker_t *w);
+void lh_upstream_register(void);
+/* Cancels c's requests (it is going away). */
+void lh_upstream_conn_gone(lh_conn_t *c);
+/* Starts the connect webhook for a valid handshake: 0 when none is configured (go on),
+ * 1 when the handshake now waits for it, -1 on failure. */
+int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const char *accept,
+                             int proto, int echo);
+void lh_upstream_disconnect_hook(lh_conn_t *c, unsigned code);
+/* Completes a validated handshake (101) and opens the WebSocket. */
+void lh_http_upgrade(lh_conn_t *c, const char *accept, int proto, int echo);
+/* Refuses a handshake with status and a reason; the connection closes after it. */
+void lh_http_refuse(lh_conn_t *c, int status, const char *reason);
+/* Resumes reading after a paused handshake and processes what was held back. */
+void lh_conn_resume(lh_conn_t *c);
 
 /* ---- static.c ---- */
 /* Reads static.root into memory (at worker start, before the loop runs). */

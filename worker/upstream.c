@@ -1,0 +1,878 @@
+/*
+ * Outgoing HTTP for a worker: `upstream: METHOD URL` messages, webhook commands and the
+ * connect/disconnect webhooks. libcurl's multi interface is driven by the worker's
+ * libevent loop (curl_multi_socket_action), so nothing here blocks.
+ *
+ * A client may only name URLs inside upstream.allow: the URL is parsed and normalized by
+ * libcurl's URL API and compared by scheme, host, port and path prefix (on a segment
+ * boundary), never as a raw string; anything else is refused before a request exists.
+ * Redirects are followed by hand, and only to URLs that pass the same check.
+ */
+#include "worker.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lh_log.h"
+#include "lh_utf8.h"
+#include "lh_ws.h"
+
+enum { UP_MESSAGE, UP_WEBHOOK_CMD, UP_CONNECT, UP_DISCONNECT };
+
+typedef struct {
+    char *scheme, *host, *path;
+    long port;
+} lh_prefix_t;
+
+typedef struct lh_upreq_s {
+    lh_worker_t *w;
+    CURL *easy;
+    int kind;
+    lh_conn_t *c; /* NULL when nobody waits for the answer */
+    struct lh_upreq_s *cprev, *cnext; /* the connection's requests */
+    struct lh_upreq_s *prev, *next;   /* the worker's requests */
+    char *method, *url, *command;
+    char *body;
+    size_t body_len;
+    struct curl_slist *headers;
+    char *resp;
+    size_t resp_len;
+    int too_big;
+    char *rcommand; /* X-Lhttp-Command from the answer */
+    lh_header_t rh[32];
+    size_t nrh;
+    unsigned tries, redirects;
+    struct event *retry_ev;
+    /* UP_CONNECT: what the 101 needs once the backend agrees. */
+    char accept[29];
+    int proto, echo;
+    char *hs_reject; /* reason text */
+} lh_upreq_t;
+
+typedef struct lh_up_s {
+    lh_worker_t *w;
+    CURLM *multi;
+    struct event *timer;
+    lh_prefix_t *allow;
+    size_t nallow;
+    lh_upreq_t *head; /* all requests */
+    size_t inflight;
+} lh_up_t;
+
+static lh_up_t *up_of(lh_worker_t *w)
+{
+    return (lh_up_t *)w->upstream;
+}
+
+/* ---- Allow-list ---- */
+
+/* Parses url into its normalized parts. Returns 0, or -1 (not http(s), userinfo, bad). */
+static int parse_url(const char *url, lh_prefix_t *out)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *path = NULL, *port = NULL, *user = NULL;
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    if (u == NULL)
+        return -1;
+    if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK)
+        goto out;
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+        goto out;
+    if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK)
+        goto out; /* "http://allowed@evil/" tricks: no userinfo at all */
+    if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || host[0] == '\0')
+        goto out;
+    if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+        goto out;
+    if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+        goto out;
+    out->scheme = strdup(scheme);
+    out->host = strdup(host);
+    out->path = strdup(path);
+    out->port = strtol(port, NULL, 10);
+    for (char *p = out->host; p && *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p + 32);
+    rc = out->scheme && out->host && out->path ? 0 : -1;
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(path);
+    curl_free(port);
+    curl_free(user);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+static void prefix_free(lh_prefix_t *p)
+{
+    free(p->scheme);
+    free(p->host);
+    free(p->path);
+}
+
+/* 1 when url is inside one of the allowed prefixes; *canon gets the normalized URL. */
+static int url_allowed(const lh_up_t *up, const char *url, char **canon)
+{
+    lh_prefix_t p;
+    int ok = 0;
+
+    *canon = NULL;
+    if (parse_url(url, &p) < 0)
+        return 0;
+    for (size_t i = 0; i < up->nallow && !ok; i++) {
+        const lh_prefix_t *a = &up->allow[i];
+        size_t al = strlen(a->path);
+
+        if (strcmp(a->scheme, p.scheme) != 0 || strcmp(a->host, p.host) != 0 ||
+            a->port != p.port || strncmp(a->path, p.path, al) != 0)
+            continue;
+        /* "/api" allows "/api" and "/api/x", not "/apix". */
+        ok = al == 0 || a->path[al - 1] == '/' || p.path[al] == '\0' || p.path[al] == '/';
+    }
+    if (ok) {
+        CURLU *u = curl_url();
+        char *s = NULL;
+
+        if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_URL, &s, 0) == CURLUE_OK) {
+            *canon = strdup(s);
+        }
+        curl_free(s);
+        curl_url_cleanup(u);
+        ok = *canon != NULL;
+    }
+    prefix_free(&p);
+    return ok;
+}
+
+/* ---- Requests ---- */
+
+static void req_free(lh_upreq_t *r)
+{
+    lh_up_t *up = up_of(r->w);
+
+    if (r->easy) {
+        curl_multi_remove_handle(up->multi, r->easy);
+        curl_easy_cleanup(r->easy);
+        up->inflight--;
+    }
+    if (r->retry_ev)
+        event_free(r->retry_ev);
+    if (r->c) {
+        if (r->cprev)
+            r->cprev->cnext = r->cnext;
+        else
+            r->c->upreqs = r->cnext;
+        if (r->cnext)
+            r->cnext->cprev = r->cprev;
+        r->c->nupreqs--;
+    }
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        up->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    curl_slist_free_all(r->headers);
+    for (size_t i = 0; i < r->nrh; i++) {
+        free((char *)r->rh[i].key);
+        free((char *)r->rh[i].value);
+    }
+    free(r->rcommand);
+    free(r->method);
+    free(r->url);
+    free(r->command);
+    free(r->body);
+    free(r->resp);
+    free(r);
+}
+
+static size_t write_cb(char *data, size_t size, size_t n, void *arg)
+{
+    lh_upreq_t *r = arg;
+    size_t len = size * n;
+    char *p;
+
+    if (r->resp_len + len > r->w->cfg->upstream.max_response_bytes) {
+        r->too_big = 1;
+        return 0; /* aborts the transfer */
+    }
+    p = realloc(r->resp, r->resp_len + len + 1);
+    if (p == NULL)
+        return 0;
+    r->resp = p;
+    memcpy(r->resp + r->resp_len, data, len);
+    r->resp_len += len;
+    return len;
+}
+
+/* Keeps the answer's headers that carry the prefix: X-Lhttp-Command sets the reply's
+ * command, the others become LHTTP headers (prefix removed, lower case). */
+static size_t header_cb(char *data, size_t size, size_t n, void *arg)
+{
+    lh_upreq_t *r = arg;
+    size_t len = size * n, pl;
+    const char *prefix = r->w->cfg->upstream.header_prefix;
+    char *colon, *v, *end;
+
+    pl = strlen(prefix);
+    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        /* A new response (after a 100 or a redirect): forget the previous one's. */
+        for (size_t i = 0; i < r->nrh; i++) {
+            free((char *)r->rh[i].key);
+            free((char *)r->rh[i].value);
+        }
+        r->nrh = 0;
+        free(r->rcommand);
+        r->rcommand = NULL;
+        return len;
+    }
+    if (len <= pl || strncasecmp(data, prefix, pl) != 0)
+        return len;
+    colon = memchr(data, ':', len);
+    if (colon == NULL)
+        return len;
+    v = colon + 1;
+    end = data + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if ((size_t)(colon - data) == pl + 7 && strncasecmp(data + pl, "command", 7) == 0) {
+        free(r->rcommand);
+        r->rcommand = strndup(v, (size_t)(end - v));
+    } else if (r->nrh < LH_ARRAY_LEN(r->rh) && colon > data + pl) {
+        char *k = strndup(data + pl, (size_t)(colon - data) - pl);
+
+        for (char *p = k; p && *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p + 32);
+        r->rh[r->nrh].key = k;
+        r->rh[r->nrh].key_len = k ? strlen(k) : 0;
+        r->rh[r->nrh].value = strndup(v, (size_t)(end - v));
+        r->rh[r->nrh].value_len = (size_t)(end - v);
+        if (k && r->rh[r->nrh].value)
+            r->nrh++;
+    }
+    return len;
+}
+
+static int start_easy(lh_upreq_t *r);
+
+static int idempotent(const char *m)
+{
+    return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "PUT") || !strcmp(m, "DELETE");
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_upreq_t *r = arg;
+
+    if (start_easy(r) < 0)
+        req_free(r);
+}
+
+static void reply_error(lh_upreq_t *r, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void reply_error(lh_upreq_t *r, int code, const char *fmt, ...)
+{
+    char reason[300];
+    lh_header_t h[3];
+    char cs[8];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    lh_log(LH_LOG_INFO, "upstream %s %s: %s", r->method ? r->method : "POST",
+           r->url ? r->url : "?", reason);
+    if (r->c == NULL || !r->w->cfg->upstream.report_errors)
+        return;
+    h[0] = (lh_header_t){"code", 4, cs, (size_t)snprintf(cs, sizeof(cs), "%d", code)};
+    h[1] = (lh_header_t){"reason", 6, reason, strlen(reason)};
+    h[2] = (lh_header_t){"in-reply-to", 11, r->command, r->command ? strlen(r->command) : 0};
+    lh_m_inc(LH_M_LHTTP_ERRORS);
+    lh_conn_send(r->c, "error", h, r->command ? 3 : 2, NULL, 0);
+}
+
+/* The handshake a connect webhook held: complete it or refuse it. */
+static void finish_connect(lh_upreq_t *r, long status, int failed)
+{
+    lh_conn_t *c = r->c;
+
+    if (c == NULL)
+        return;
+    if (!failed && status >= 200 && status < 300) {
+        lh_http_upgrade(c, r->accept, r->proto, r->echo);
+    } else {
+        int st = failed ? 503 : (status == 401 || status == 403 || status == 429) ? (int)status
+                                                                                   : 403;
+
+        lh_m_inc(LH_M_REJECT_BASE + LH_REJ_BACKEND);
+        lh_http_refuse(c, st, failed ? "connect webhook unavailable"
+                                     : "refused by the connect webhook");
+    }
+    lh_worker_flush(c->w);
+}
+
+static void finish(lh_upreq_t *r, CURLcode res)
+{
+    long status = 0;
+    lh_worker_t *w = r->w;
+    const lh_config_t *cfg = w->cfg;
+
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(up_of(w)->multi, r->easy);
+
+    /* Redirects: followed by hand, only inside the allow-list. */
+    if (res == CURLE_OK && status >= 300 && status < 400 && r->kind == UP_MESSAGE) {
+        char *loc = NULL, *canon = NULL;
+
+        curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_URL, &loc);
+        if (loc != NULL) {
+            if (r->redirects >= cfg->upstream.max_redirects) {
+                lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_FAILED);
+                reply_error(r, 502, "too many redirects");
+                goto done;
+            }
+            if (!url_allowed(up_of(w), loc, &canon)) {
+                lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_REFUSED);
+                reply_error(r, 502, "redirect to a URL outside upstream.allow refused");
+                goto done;
+            }
+            r->redirects++;
+            free(r->url);
+            r->url = canon;
+            if (status == 303 || ((status == 301 || status == 302) && strcmp(r->method, "POST") == 0)) {
+                free(r->method);
+                r->method = strdup("GET");
+                free(r->body);
+                r->body = NULL;
+                r->body_len = 0;
+            }
+            free(r->resp);
+            r->resp = NULL;
+            r->resp_len = 0;
+            curl_easy_cleanup(r->easy);
+            r->easy = NULL;
+            up_of(w)->inflight--;
+            if (start_easy(r) < 0)
+                req_free(r);
+            return;
+        }
+    }
+    /* Retries for idempotent methods on connection failures and 502/503/504. */
+    if (r->kind == UP_MESSAGE && idempotent(r->method) && r->tries <= cfg->upstream.retries &&
+        (res == CURLE_COULDNT_CONNECT || res == CURLE_GOT_NOTHING || res == CURLE_RECV_ERROR ||
+         (res == CURLE_OK && (status == 502 || status == 503 || status == 504)))) {
+        struct timeval tv = {cfg->upstream.retry_delay_ms / 1000,
+                             (cfg->upstream.retry_delay_ms % 1000) * 1000};
+
+        curl_easy_cleanup(r->easy);
+        r->easy = NULL;
+        up_of(w)->inflight--;
+        free(r->resp);
+        r->resp = NULL;
+        r->resp_len = 0;
+        if (r->retry_ev == NULL)
+            r->retry_ev = evtimer_new(w->base, retry_cb, r);
+        evtimer_add(r->retry_ev, &tv);
+        return;
+    }
+    if (r->kind == UP_CONNECT) {
+        finish_connect(r, status, res != CURLE_OK);
+        goto done;
+    }
+    if (r->kind == UP_DISCONNECT)
+        goto done;
+    if (res != CURLE_OK) {
+        if (r->too_big) {
+            lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_FAILED);
+            reply_error(r, 502, "upstream answer over upstream.max_response_bytes");
+        } else if (res == CURLE_OPERATION_TIMEDOUT) {
+            lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_TIMEOUT);
+            reply_error(r, 504, "upstream timed out");
+        } else {
+            lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_FAILED);
+            reply_error(r, 502, "upstream failed: %s", curl_easy_strerror(res));
+        }
+        goto done;
+    }
+    if (status < 200 || status >= 300) {
+        lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_HTTP_ERROR);
+        reply_error(r, 502, "upstream answered %ld", status);
+        goto done;
+    }
+    lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_OK);
+    if (r->c != NULL && (r->resp_len > 0 || r->rcommand != NULL)) {
+        const char *cmd = r->rcommand && lh_lhttp_command_valid(r->rcommand, strlen(r->rcommand))
+                              ? r->rcommand
+                              : r->command;
+        int rc = lh_conn_send(r->c, cmd, r->rh, r->nrh, r->resp, r->resp_len);
+
+        if (rc == -EINVAL)
+            reply_error(r, 502, "upstream answer has an invalid LHTTP command or header");
+    }
+done:
+    req_free(r);
+    lh_worker_flush(w);
+}
+
+static void check_done(lh_up_t *up)
+{
+    CURLMsg *m;
+    int left;
+
+    while ((m = curl_multi_info_read(up->multi, &left)) != NULL) {
+        lh_upreq_t *r = NULL;
+
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        if (r != NULL)
+            finish(r, m->data.result);
+    }
+    lh_worker_reap(up->w);
+}
+
+static void event_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_up_t *up = arg;
+    int running, flags = (what & EV_READ ? CURL_CSELECT_IN : 0) |
+                         (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
+
+    up->w->now_ms = lh_now_ms();
+    curl_multi_socket_action(up->multi, fd, flags, &running);
+    check_done(up);
+}
+
+static void timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_up_t *up = arg;
+    int running;
+
+    up->w->now_ms = lh_now_ms();
+    curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(up);
+}
+
+static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    lh_up_t *up = userp;
+    struct event *ev = socketp;
+    short kind;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (ev != NULL)
+            event_free(ev);
+        curl_multi_assign(up->multi, s, NULL);
+        return 0;
+    }
+    kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0) |
+                   EV_PERSIST);
+    if (ev == NULL) {
+        ev = event_new(up->w->base, s, kind, event_cb, up);
+        if (ev == NULL)
+            return -1;
+        curl_multi_assign(up->multi, s, ev);
+    } else {
+        event_del(ev);
+        event_assign(ev, up->w->base, s, kind, event_cb, up);
+    }
+    event_add(ev, NULL);
+    return 0;
+}
+
+static int timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+    lh_up_t *up = userp;
+
+    if (timeout_ms < 0) {
+        evtimer_del(up->timer);
+    } else {
+        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+
+        evtimer_add(up->timer, &tv);
+    }
+    return 0;
+}
+
+static int start_easy(lh_upreq_t *r)
+{
+    lh_up_t *up = up_of(r->w);
+    const lh_config_t *cfg = r->w->cfg;
+    CURL *e = curl_easy_init();
+    unsigned timeout = r->kind == UP_MESSAGE ? cfg->upstream.timeout_ms : cfg->webhooks.timeout_ms;
+
+    if (e == NULL)
+        return -1;
+    r->tries++;
+    r->too_big = 0;
+    curl_easy_setopt(e, CURLOPT_URL, r->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(cfg->upstream.connect_timeout_ms < timeout ? cfg->upstream.connect_timeout_ms
+                                                                      : timeout));
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "lhttpd/" LH_VERSION);
+    if (!strcmp(r->method, "GET")) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else if (!strcmp(r->method, "HEAD")) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (!strcmp(r->method, "DELETE")) {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
+    } else {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        if (strcmp(r->method, "POST") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+    }
+    r->easy = e;
+    up->inflight++;
+    if (curl_multi_add_handle(up->multi, e) != CURLM_OK)
+        return -1;
+    return 0;
+}
+
+/* 1 when key can be an HTTP header name (RFC 9110 token). */
+static int http_token(const char *s, size_t n)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch != '\0' && strchr(extra, ch))))
+            return 0;
+    }
+    return 1;
+}
+
+static int add_header(lh_upreq_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int add_header(lh_upreq_t *r, const char *fmt, ...)
+{
+    char line[8192];
+    struct curl_slist *l;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return 0; /* too long: left out */
+    l = curl_slist_append(r->headers, line);
+    if (l == NULL)
+        return -1;
+    r->headers = l;
+    return 0;
+}
+
+static lh_upreq_t *req_new(lh_worker_t *w, int kind, lh_conn_t *c, const char *method,
+                           const char *url)
+{
+    lh_up_t *up = up_of(w);
+    lh_upreq_t *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    r->w = w;
+    r->kind = kind;
+    r->method = strdup(method);
+    r->url = strdup(url);
+    r->next = up->head;
+    if (up->head)
+        up->head->prev = r;
+    up->head = r;
+    if (c != NULL) {
+        r->c = c;
+        r->cnext = c->upreqs;
+        if (c->upreqs)
+            c->upreqs->cprev = r;
+        c->upreqs = r;
+        c->nupreqs++;
+    }
+    add_header(r, "Expect:");
+    if (r->method == NULL || r->url == NULL) {
+        req_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* The LHTTP message's headers as prefixed HTTP headers, plus who and what. */
+static void add_message_headers(lh_upreq_t *r, lh_conn_t *c, const lh_msg_t *m)
+{
+    const char *pfx = r->w->cfg->upstream.header_prefix;
+    size_t n = lh_msg_header_count(m), cl;
+    const char *cmd = lh_msg_command(m, &cl);
+    lh_header_t h;
+
+    add_header(r, "%sCommand: %.*s", pfx, (int)cl, cmd);
+    add_header(r, "%sConnection-Id: %llu", pfx, (unsigned long long)lh_conn_id(c));
+    add_header(r, "%sPeer: %s", pfx, lh_conn_peer(c));
+    for (size_t i = 0; i < n; i++) {
+        if (lh_msg_header_at(m, i, &h) < 0 || !http_token(h.key, h.key_len) ||
+            lh_strieq(h.key, h.key_len, "upstream"))
+            continue;
+        add_header(r, "%s%.*s: %.*s", pfx, (int)h.key_len, h.key, (int)h.value_len, h.value);
+        if (lh_strieq(h.key, h.key_len, "content-type"))
+            add_header(r, "Content-Type: %.*s", (int)h.value_len, h.value);
+    }
+}
+
+static int limited(lh_conn_t *c, lh_msg_t *m)
+{
+    const lh_config_t *cfg = c->w->cfg;
+
+    if (c->nupreqs >= cfg->upstream.max_in_flight_per_conn ||
+        up_of(c->w)->inflight >= cfg->upstream.max_in_flight) {
+        lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_LIMITED);
+        lh_conn_send_error(c, m, 429, "too many upstream requests in flight");
+        return 1;
+    }
+    return 0;
+}
+
+static void send_message(lh_conn_t *c, lh_msg_t *m, int kind, const char *method,
+                         const char *url)
+{
+    size_t bl, cl;
+    const char *body = lh_msg_body(m, &bl);
+    const char *cmd = lh_msg_command(m, &cl);
+    lh_upreq_t *r = req_new(c->w, kind, c, method, url);
+
+    if (r == NULL) {
+        lh_conn_send_error(c, m, 500, "out of memory");
+        return;
+    }
+    r->command = strndup(cmd, cl);
+    if (strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "DELETE") && bl > 0) {
+        r->body = malloc(bl);
+        if (r->body)
+            memcpy(r->body, body, bl);
+        r->body_len = bl;
+    }
+    if (!lh_msg_header(m, "content-type", NULL))
+        add_header(r, "Content-Type: %s", lh_utf8_valid((const uint8_t *)body, bl)
+                                              ? "text/plain; charset=utf-8"
+                                              : "application/octet-stream");
+    add_message_headers(r, c, m);
+    if (r->command == NULL || start_easy(r) < 0) {
+        lh_conn_send_error(c, m, 500, "cannot start the request");
+        req_free(r);
+    }
+}
+
+/* The built-in filter: `upstream: METHOD URL`, and commands bound to webhooks. */
+static int upstream_before(lh_conn_t *c, lh_msg_t *m, void *ud)
+{
+    const lh_config_t *cfg = c->w->cfg;
+    size_t vl, cl;
+    const char *v = lh_msg_header(m, "upstream", &vl);
+    const char *cmd = lh_msg_command(m, &cl);
+
+    for (size_t i = 0; i < cfg->ncommands; i++) {
+        if (strlen(cfg->commands[i].name) == cl && memcmp(cfg->commands[i].name, cmd, cl) == 0) {
+            if (!limited(c, m))
+                send_message(c, m, UP_WEBHOOK_CMD, "POST", cfg->commands[i].webhook);
+            break;
+        }
+    }
+    if (v != NULL) {
+        char method[16], url[4096], *canon = NULL;
+        const char *sp = memchr(v, ' ', vl);
+        size_t ml = sp ? (size_t)(sp - v) : 0, ul;
+
+        if (sp == NULL || ml == 0 || ml >= sizeof(method)) {
+            lh_conn_send_error(c, m, 400, "upstream header must be \"METHOD URL\"");
+            return LH_FILTER_STOP;
+        }
+        memcpy(method, v, ml);
+        method[ml] = '\0';
+        while (sp < v + vl && *sp == ' ')
+            sp++;
+        ul = (size_t)(v + vl - sp);
+        if (ul == 0 || ul >= sizeof(url) || memchr(sp, ' ', ul)) {
+            lh_conn_send_error(c, m, 400, "upstream header must be \"METHOD URL\"");
+            return LH_FILTER_STOP;
+        }
+        memcpy(url, sp, ul);
+        url[ul] = '\0';
+        if (strcmp(method, "GET") && strcmp(method, "POST") && strcmp(method, "PUT") &&
+            strcmp(method, "PATCH") && strcmp(method, "DELETE") && strcmp(method, "HEAD")) {
+            lh_conn_send_error(c, m, 400, "upstream method must be GET, HEAD, POST, PUT, PATCH "
+                                          "or DELETE");
+            return LH_FILTER_STOP;
+        }
+        if (up_of(c->w)->nallow == 0 || !url_allowed(up_of(c->w), url, &canon)) {
+            lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_REFUSED);
+            lh_log(LH_LOG_INFO, "%s: conn %llu: upstream %s %.200s refused (not in upstream.allow)",
+                   lh_conn_peer(c), (unsigned long long)lh_conn_id(c), method, url);
+            lh_conn_send_error(c, m, 403, up_of(c->w)->nallow == 0
+                                              ? "upstream is disabled (upstream.allow is empty)"
+                                              : "upstream URL not allowed");
+            return LH_FILTER_STOP;
+        }
+        if (!limited(c, m))
+            send_message(c, m, UP_MESSAGE, method, canon);
+        free(canon);
+    }
+    return LH_FILTER_CONTINUE;
+}
+
+void lh_upstream_register(void)
+{
+    static const lh_filter_t f = {"upstream", NULL, upstream_before, NULL, NULL};
+
+    lh_register_filter(&f, NULL);
+}
+
+/* ---- Connect and disconnect webhooks ---- */
+
+int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const char *accept,
+                             int proto, int echo)
+{
+    const lh_config_t *cfg = c->w->cfg;
+    const char *pfx = cfg->upstream.header_prefix;
+    lh_upreq_t *r;
+
+    if (cfg->webhooks.connect == NULL)
+        return 0;
+    r = req_new(c->w, UP_CONNECT, c, "POST", cfg->webhooks.connect);
+    if (r == NULL)
+        return -1;
+    memcpy(r->accept, accept, sizeof(r->accept));
+    r->proto = proto;
+    r->echo = echo;
+    /* The request's own headers (cookies, authorization...), minus the handshake's. */
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const lh_http_header_t *h = &req->headers[i];
+
+        if (lh_strieq(h->name, h->name_len, "connection") ||
+            lh_strieq(h->name, h->name_len, "upgrade") ||
+            lh_strieq(h->name, h->name_len, "content-length") ||
+            lh_strieq(h->name, h->name_len, "transfer-encoding") ||
+            lh_strieq(h->name, h->name_len, "expect") ||
+            (h->name_len > 14 && lh_strieq(h->name, 14, "sec-websocket-")))
+            continue;
+        add_header(r, "%.*s: %.*s", (int)h->name_len, h->name, (int)h->value_len, h->value);
+    }
+    add_header(r, "%sConnection-Id: %llu", pfx, (unsigned long long)lh_conn_id(c));
+    add_header(r, "%sPeer: %s", pfx, lh_conn_peer(c));
+    add_header(r, "%sPath: %.*s", pfx, (int)req->target_len, req->target);
+    add_header(r, "%sEvent: connect", pfx);
+    if (start_easy(r) < 0) {
+        req_free(r);
+        return -1;
+    }
+    return 1;
+}
+
+void lh_upstream_disconnect_hook(lh_conn_t *c, unsigned code)
+{
+    const lh_config_t *cfg = c->w->cfg;
+    const char *pfx = cfg->upstream.header_prefix;
+    lh_upreq_t *r;
+    char body[160];
+    int n;
+
+    if (cfg->webhooks.disconnect == NULL || up_of(c->w) == NULL ||
+        up_of(c->w)->inflight >= cfg->upstream.max_in_flight)
+        return; /* best effort */
+    r = req_new(c->w, UP_DISCONNECT, NULL, "POST", cfg->webhooks.disconnect);
+    if (r == NULL)
+        return;
+    n = snprintf(body, sizeof(body), "{\"connection\":%llu,\"peer\":\"%s\",\"code\":%u}",
+                 (unsigned long long)lh_conn_id(c), lh_conn_peer(c), code);
+    r->body = strndup(body, (size_t)n);
+    r->body_len = (size_t)n;
+    add_header(r, "Content-Type: application/json");
+    add_header(r, "%sConnection-Id: %llu", pfx, (unsigned long long)lh_conn_id(c));
+    add_header(r, "%sEvent: disconnect", pfx);
+    if (r->body == NULL || start_easy(r) < 0)
+        req_free(r);
+}
+
+/* The connection is going away: its answers have nobody to go to. Requests with side
+ * effects elsewhere are cancelled too: the client cannot learn their outcome. */
+void lh_upstream_conn_gone(lh_conn_t *c)
+{
+    while (c->upreqs != NULL)
+        req_free(c->upreqs);
+}
+
+/* ---- Worker setup ---- */
+
+int lh_upstream_init(lh_worker_t *w)
+{
+    const lh_config_t *cfg = w->cfg;
+    lh_up_t *up = calloc(1, sizeof(*up));
+
+    if (up == NULL)
+        return -ENOMEM;
+    w->upstream = up;
+    up->w = w;
+    up->multi = curl_multi_init();
+    up->timer = evtimer_new(w->base, timeout_cb, up);
+    if (up->multi == NULL || up->timer == NULL)
+        return -ENOMEM;
+    curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+    curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
+    curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
+    up->allow = calloc(cfg->upstream.allow.n + 1, sizeof(*up->allow));
+    if (up->allow == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < cfg->upstream.allow.n; i++) {
+        if (parse_url(cfg->upstream.allow.items[i], &up->allow[up->nallow]) < 0) {
+            lh_log(LH_LOG_ERR, "upstream.allow \"%s\": not an http(s) URL; ignored",
+                   cfg->upstream.allow.items[i]);
+            prefix_free(&up->allow[up->nallow]);
+            continue;
+        }
+        up->nallow++;
+    }
+    return 0;
+}
+
+void lh_upstream_free(lh_worker_t *w)
+{
+    lh_up_t *up = up_of(w);
+
+    if (up == NULL)
+        return;
+    while (up->head != NULL)
+        req_free(up->head);
+    for (size_t i = 0; i < up->nallow; i++)
+        prefix_free(&up->allow[i]);
+    free(up->allow);
+    if (up->timer)
+        event_free(up->timer);
+    if (up->multi)
+        curl_multi_cleanup(up->multi);
+    free(up);
+    w->upstream = NULL;
+}
