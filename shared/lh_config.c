@@ -831,8 +831,8 @@ static const field_t upstream_fields[] = {
 };
 
 static const field_t webhooks_fields[] = {
-    STR_FIELD("connect", K_STRING, webhooks.connect, 0, 0, NULL, check_http_url),
-    STR_FIELD("disconnect", K_STRING, webhooks.disconnect, 0, 0, NULL, check_http_url),
+    STR_FIELD("connect", K_TOKEN, webhooks.connect, 1, 4096, NULL, check_http_url),
+    STR_FIELD("disconnect", K_TOKEN, webhooks.disconnect, 1, 4096, NULL, check_http_url),
     INT_FIELD("timeout_ms", K_MS, webhooks.timeout_ms, 1, HOUR_MS, 3000),
     END
 };
@@ -1016,6 +1016,8 @@ static int apply_string(ctx_t *c, json_t *v, const field_t *f, lh_config_t *cfg)
         if (len < f->min || len > f->max || !all_visible(s, len))
             return fail(c, "must be null or a string of %llu to %llu visible ASCII characters",
                         f->min, f->max);
+        if (f->check != NULL && (problem = f->check(s, len)) != NULL)
+            return fail(c, "null, or %s", problem);
     } else if ((problem = f->check(s, len)) != NULL) {
         return fail(c, "%s", problem);
     }
