@@ -45,10 +45,39 @@ int lh_metrics_init(void)
     return 0;
 }
 
+static int my_slot = -1;
+
 void lh_metrics_use_slot(int i)
 {
-    if (lh_shm != NULL && i >= 0 && i < LH_METRICS_SLOTS)
+    if (lh_shm != NULL && i >= 0 && i < LH_METRICS_SLOTS) {
         lh_ctr = &lh_shm->slots[i].c;
+        my_slot = i;
+    }
+}
+
+int lh_metrics_load(uint64_t *mine, uint64_t *avg)
+{
+    uint64_t total = 0, n = 0;
+    uint32_t gen;
+
+    if (lh_shm == NULL || my_slot < 0)
+        return -1;
+    gen = atomic_load_explicit(&lh_shm->slots[my_slot].generation, memory_order_relaxed);
+    for (int i = 0; i < LH_METRICS_SLOTS; i++) {
+        lh_slot_t *s = &lh_shm->slots[i];
+
+        if (atomic_load_explicit(&s->state, memory_order_relaxed) != LH_SLOT_ACTIVE ||
+            atomic_load_explicit(&s->generation, memory_order_relaxed) != gen)
+            continue;
+        total += atomic_load_explicit(&s->c.v[LH_G_WS_OPEN], memory_order_relaxed) +
+                 atomic_load_explicit(&s->c.v[LH_G_HTTP_OPEN], memory_order_relaxed);
+        n++;
+    }
+    if (n < 2)
+        return -1;
+    *mine = lh_m_get(LH_G_WS_OPEN) + lh_m_get(LH_G_HTTP_OPEN);
+    *avg = total / n;
+    return 0;
 }
 
 int lh_metrics_slot_alloc(int index, int pid, unsigned generation)

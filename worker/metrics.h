@@ -105,6 +105,11 @@ extern lh_counters_t *lh_ctr;
 int lh_metrics_init(void);
 /* In a worker: use slot i. */
 void lh_metrics_use_slot(int i);
+/*
+ * For accept balancing: this worker's open connections and the average over the active
+ * workers of its generation. Returns 0, or -1 when there is no shared block or no peer.
+ */
+int lh_metrics_load(uint64_t *mine, uint64_t *avg);
 /* In the master: a free slot for a new worker (marked active), or -1. */
 int lh_metrics_slot_alloc(int index, int pid, unsigned generation);
 /* In the master: fold a leaving worker's counters into retired and free its slot. */

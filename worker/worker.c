@@ -21,7 +21,8 @@
 #define RBUF_SIZE (256 * 1024)
 
 lh_worker_t *lh_current_worker;
-#define ACCEPT_BATCH 64
+#define ACCEPT_BATCH 16
+#define BALANCE_PAUSE_US 2000 /* a worker ahead of its peers lets them accept first */
 
 uint64_t lh_now_ns(void)
 {
@@ -56,7 +57,7 @@ static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 {
     lh_worker_t *w = arg;
 
-    if (!w->stopping)
+    if (!w->stopping && !w->draining)
         pause_listeners(w, 0);
 }
 
@@ -66,6 +67,19 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
     lh_worker_t *w = l->w;
 
     w->now_ms = lh_now_ms();
+    {
+        /* Every worker is woken for a new connection; one that already holds more than
+         * its share steps back for a moment, so a burst spreads evenly. */
+        uint64_t mine, avg;
+
+        if (lh_metrics_load(&mine, &avg) == 0 && mine > avg + 8 + avg / 32) {
+            struct timeval tv = {0, BALANCE_PAUSE_US};
+
+            pause_listeners(w, 1);
+            event_add(w->accept_resume_ev, &tv);
+            return;
+        }
+    }
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);

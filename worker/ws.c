@@ -36,6 +36,8 @@ static void deliver(lh_conn_t *c, uint8_t *data, size_t len, int opcode)
 
 static int msg_append(lh_conn_t *c, const uint8_t *p, size_t len)
 {
+    if (len == 0)
+        return 0; /* an empty fragment: nothing to keep (and c->msg may be NULL) */
     if (c->msg_len + len > c->msg_cap) {
         size_t cap = c->msg_cap ? c->msg_cap : 4096;
         uint8_t *m;

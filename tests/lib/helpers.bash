@@ -146,7 +146,7 @@ start_nats() {
 # LH_PID, LH_LOG, LH_CONF and LH_WORKERS (the worker pids seen once it listens). Retries
 # with another port when the chosen one was taken meanwhile.
 start_lhttpd() {
-    local text=$1 try port conf log n
+    local text=$1 try port conf log n rest
     [ -x "$LHTTPD" ] || { echo "start_lhttpd: no server binary at $LHTTPD" >&2; return 1; }
     if [ -z "${NATS_PORT:-}" ]; then start_nats || return 1; fi
     LH_NSTARTS=$((${LH_NSTARTS:-0} + 1))
@@ -157,6 +157,19 @@ start_lhttpd() {
         conf=$(lh_tmp)/lhttpd-$n.json
         log=$(lh_tmp)/lhttpd-$n.log
         text2=${text//@PORT@/$port}
+        # Every server gets its own control socket unless the test names one, so that
+        # servers never share (or fight over) the default /run/lhttpd/lhttpd.sock.
+        case $text2 in
+        *'"control_socket"'*) ;;
+        *)
+            rest=${text2#*\{}
+            if [[ $rest =~ ^[[:space:]]*\} ]]; then
+                text2="{ \"control_socket\": \"$(lh_tmp)/ctl-$n.sock\" $rest"
+            else
+                text2="{ \"control_socket\": \"$(lh_tmp)/ctl-$n.sock\", $rest"
+            fi
+            ;;
+        esac
         printf '%s\n' "${text2//@NATS@/$NATS_PORT}" >"$conf"
         "$LHTTPD" -c "$conf" >"$log" 2>&1 3>&- &
         LH_PID=$!
