@@ -55,6 +55,83 @@ void lh_metrics_use_slot(int i)
     }
 }
 
+uint64_t lh_metrics_chan_hash(const char *name, size_t len)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a: the same in every worker */
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)name[i]) * 1099511628211ull;
+    return h;
+}
+
+int lh_metrics_chan_add(uint64_t hash)
+{
+    uint32_t n;
+
+    if (lh_shm == NULL || my_slot < 0)
+        return -1;
+    n = atomic_load_explicit(&lh_shm->nchan[my_slot], memory_order_relaxed);
+    if (n >= LH_CHAN_TRACK)
+        return -1;
+    atomic_store_explicit(&lh_shm->chan[my_slot][n], hash, memory_order_relaxed);
+    atomic_store_explicit(&lh_shm->nchan[my_slot], n + 1, memory_order_release);
+    return (int)n;
+}
+
+int lh_metrics_chan_remove(int idx)
+{
+    uint32_t last;
+
+    if (lh_shm == NULL || my_slot < 0 || idx < 0)
+        return -1;
+    last = atomic_load_explicit(&lh_shm->nchan[my_slot], memory_order_relaxed) - 1;
+    if ((uint32_t)idx != last)
+        atomic_store_explicit(&lh_shm->chan[my_slot][idx],
+                              atomic_load_explicit(&lh_shm->chan[my_slot][last],
+                                                   memory_order_relaxed),
+                              memory_order_relaxed);
+    atomic_store_explicit(&lh_shm->nchan[my_slot], last, memory_order_release);
+    return (uint32_t)idx != last ? (int)last : -1;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Distinct channels over every active worker: the union of their hash tables. */
+static uint64_t distinct_channels(void)
+{
+    size_t total = 0, k = 0;
+    uint64_t *all, distinct = 0;
+
+    if (lh_shm == NULL)
+        return lh_m_get(LH_G_CHANNELS);
+    for (int i = 0; i < LH_METRICS_SLOTS; i++)
+        if (atomic_load(&lh_shm->slots[i].state) != LH_SLOT_FREE)
+            total += atomic_load_explicit(&lh_shm->nchan[i], memory_order_acquire);
+    all = malloc((total + 1) * sizeof(*all));
+    if (all == NULL)
+        return 0;
+    for (int i = 0; i < LH_METRICS_SLOTS; i++) {
+        uint32_t n;
+
+        if (atomic_load(&lh_shm->slots[i].state) == LH_SLOT_FREE)
+            continue;
+        n = atomic_load_explicit(&lh_shm->nchan[i], memory_order_acquire);
+        for (uint32_t j = 0; j < n && k < total; j++)
+            all[k++] = atomic_load_explicit(&lh_shm->chan[i][j], memory_order_relaxed);
+    }
+    qsort(all, k, sizeof(*all), cmp_u64);
+    for (size_t i = 0; i < k; i++)
+        if (i == 0 || all[i] != all[i - 1])
+            distinct++;
+    free(all);
+    return distinct;
+}
+
 int lh_metrics_load(uint64_t *mine, uint64_t *avg)
 {
     uint64_t total = 0, n = 0;
@@ -93,6 +170,7 @@ int lh_metrics_slot_alloc(int index, int pid, unsigned generation)
             atomic_store(&s->index, index);
             atomic_store(&s->pid, pid);
             atomic_store(&s->generation, generation);
+            atomic_store(&lh_shm->nchan[i], 0);
             atomic_store(&s->state, LH_SLOT_ACTIVE);
             return i;
         }
@@ -332,8 +410,14 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
     one(f, "lhttpd_subscriptions", "gauge", "Client subscriptions (client x channel).",
         s->v[LH_G_SUBSCRIPTIONS]);
     one(f, "lhttpd_channels", "gauge",
-        "Channels with at least one subscriber, counted in each worker and summed.",
-        s->v[LH_G_CHANNELS]);
+        "Distinct channels with at least one subscriber on the node (all workers).",
+        distinct_channels() + s->v[LH_G_CHANNELS_UNTRACKED]);
+    one(f, "lhttpd_worker_channels_sum", "gauge",
+        "Channels with subscribers counted in each worker and summed (a channel with "
+        "subscribers on two workers counts twice).", s->v[LH_G_CHANNELS]);
+    one(f, "lhttpd_channels_untracked", "gauge",
+        "Channels past a worker's tracking table (LH_CHAN_TRACK); lhttpd_channels then "
+        "counts them once per worker.", s->v[LH_G_CHANNELS_UNTRACKED]);
     head(f, "lhttpd_nats_connected", "gauge", "1 when the worker's NATS connection is up.");
     for (int i = 0; i < s->nslots; i++)
         fprintf(f, "lhttpd_nats_connected{worker=\"%d\",state=\"%s\"} %d\n", s->idx[i],

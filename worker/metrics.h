@@ -58,6 +58,7 @@ enum {
     LH_G_CHANNELS,
     LH_G_NATS_UP,
     LH_G_SEND_QUEUE_BYTES,
+    LH_G_CHANNELS_UNTRACKED,
     LH_M_NVALUES
 };
 
@@ -85,6 +86,9 @@ typedef struct {
 } lh_slot_t;
 
 #define LH_METRICS_SLOTS 128
+/* Channels each worker publishes (as 64-bit name hashes) for the node-wide distinct
+ * count; past this, lhttpd_channels is a lower bound (lhttpd_channels_untracked > 0). */
+#define LH_CHAN_TRACK 65536
 
 typedef struct {
     _Atomic uint32_t seq; /* odd while the master folds a slot into retired */
@@ -94,6 +98,9 @@ typedef struct {
     _Atomic uint64_t worker_restarts;
     lh_counters_t retired;
     lh_slot_t slots[LH_METRICS_SLOTS];
+    /* Per slot: how many hashes, then the hashes (pages are touched only when used). */
+    _Atomic uint32_t nchan[LH_METRICS_SLOTS];
+    _Atomic uint64_t chan[LH_METRICS_SLOTS][LH_CHAN_TRACK];
 } lh_shm_t;
 
 /* The shared block (created by the master before any fork), or a private one. */
@@ -146,6 +153,16 @@ static inline uint64_t lh_m_get(unsigned i)
 {
     return atomic_load_explicit(&lh_ctr->v[i], memory_order_relaxed);
 }
+
+/*
+ * Distinct-channel tracking (the worker's own slot only). lh_metrics_chan_add returns the
+ * entry's index (keep it for removal), or -1 when the slot's table is full; remove swaps
+ * the last entry into idx and returns the index that entry had (its owner must update
+ * its stored index to idx), or -1 when idx was the last.
+ */
+int lh_metrics_chan_add(uint64_t hash);
+int lh_metrics_chan_remove(int idx);
+uint64_t lh_metrics_chan_hash(const char *name, size_t len);
 
 /* Index of a close code among the labelled ones. */
 unsigned lh_metrics_close_index(unsigned code);

@@ -32,12 +32,15 @@ typedef struct lh_chan_s {
     lh_chsub_t *subs;
     uint32_t nsubs, cap;
     uint32_t busy; /* a fan-out is iterating subs: removal waits */
+    int track;     /* index in the node-wide channel table (metrics), -1 if untracked */
     void *nsub;    /* the NATS subscription */
     size_t len;
     char name[];
 } lh_chan_t;
 
 struct lh_pubsub_s {
+    lh_chan_t **tracked; /* tracked[i] owns entry i of this worker's metrics table */
+    size_t tracked_cap;
     lh_chan_t **buckets;
     size_t nbuckets, nchans;
     uint64_t seed; /* random per worker: channel names come from clients */
@@ -106,6 +109,7 @@ void lh_pubsub_free(lh_worker_t *w)
         }
     }
     free(ps->buckets);
+    free(ps->tracked);
     free(ps);
     w->ps = NULL;
 }
@@ -151,6 +155,16 @@ static void chan_remove(lh_worker_t *w, lh_chan_t *ch)
     *pp = ch->next;
     ps->nchans--;
     lh_m_sub(LH_G_CHANNELS, 1);
+    if (ch->track >= 0) {
+        int moved = lh_metrics_chan_remove(ch->track);
+
+        if (moved >= 0) {
+            ps->tracked[ch->track] = ps->tracked[moved];
+            ps->tracked[ch->track]->track = ch->track;
+        }
+    } else if (lh_shm != NULL) {
+        lh_m_sub(LH_G_CHANNELS_UNTRACKED, 1);
+    }
     lh_nats_unsubscribe(w, ch->nsub);
     free(ch->subs);
     free(ch);
@@ -198,6 +212,23 @@ int lh_subscribe(lh_conn_t *c, const char *name, size_t len)
         ps->buckets[h & (ps->nbuckets - 1)] = ch;
         ps->nchans++;
         lh_m_inc(LH_G_CHANNELS);
+        ch->track = lh_metrics_chan_add(lh_metrics_chan_hash(name, len));
+        if (ch->track >= 0 && (size_t)ch->track >= ps->tracked_cap) {
+            size_t cap = ps->tracked_cap ? ps->tracked_cap * 2 : 64;
+            lh_chan_t **t = realloc(ps->tracked, cap * sizeof(*t));
+
+            if (t == NULL) {
+                lh_metrics_chan_remove(ch->track);
+                ch->track = -1;
+            } else {
+                ps->tracked = t;
+                ps->tracked_cap = cap;
+            }
+        }
+        if (ch->track >= 0)
+            ps->tracked[ch->track] = ch;
+        else if (lh_shm != NULL)
+            lh_m_inc(LH_G_CHANNELS_UNTRACKED);
         ch->nsub = lh_nats_subscribe(w, name, len);
     }
     if (ch->nsubs == ch->cap) {
