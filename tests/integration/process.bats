@@ -2,8 +2,8 @@
 # The process model: lhttpd started exactly as systemd starts it, through
 # systemd-socket-activate (sockets named "public" and "admin", NOTIFY_SOCKET pointing at
 # tests/lib/notify_listen.py), with many clients and traffic: notifications, reload
-# under load, a refused reload, a killed worker, stop, balance between workers, and
-# back-off for a worker that keeps dying at start. One test runs it by hand, without
+# under load, a refused reload, a killed worker, stop, balance between workers,
+# back-off for a worker that keeps dying at start, and the watchdog. One test runs it by hand, without
 # systemd. Clients are tests/lib/wspool.py (python websockets).
 #
 # The master execs in place of systemd-socket-activate, so the pid the test started is
@@ -36,7 +36,7 @@ notified() { grep -qE -- "$1" "$NOTIFY_LOG"; }
 # start_activated [JSON_MEMBERS]: nats-server, the notify listener, then lhttpd under
 # systemd-socket-activate on two free loopback ports (PORT public, APORT admin). A first
 # connection starts the master, as the first client starts lhttpd.service; returns once
-# READY=1 arrived. Sets MASTER (= LH_PID), PORT (= LH_PORT), APORT, CONF, LOG, NOTIFY_LOG.
+# READY=1 arrived. SA_ENV may add "-E NAME=VALUE" settings. Sets MASTER (= LH_PID), PORT (= LH_PORT), APORT, CONF, LOG, NOTIFY_LOG.
 start_activated() {
     local try
     [ -n "${NATS_PORT:-}" ] || start_nats || return 1
@@ -51,7 +51,7 @@ start_activated() {
         APORT=$(free_port) && LH_PORTS_TAKEN="$LH_PORTS_TAKEN $APORT"
         write_conf "${1:-}"
         systemd-socket-activate -l "127.0.0.1:$PORT" -l "127.0.0.1:$APORT" \
-            --fdname=public:admin -E "NOTIFY_SOCKET=$T/notify.sock" \
+            --fdname=public:admin -E "NOTIFY_SOCKET=$T/notify.sock" ${SA_ENV:-} \
             "$LHTTPD" -c "$CONF" >"$LOG" 2>&1 3>&- &
         MASTER=$!
         lh_record "$MASTER"
@@ -371,4 +371,30 @@ no_worker_died() {
     prlimit --pid "$MASTER" --as=unlimited:
     two_active() { [ "$(workers_info | grep -c ' active ')" -eq 2 ]; }
     wait_for 5 two_active || { ctl status >&2; false; }
+}
+
+@test "watchdog: WATCHDOG=1 only while every worker answers heartbeats" {
+    SA_ENV="-E WATCHDOG_USEC=1000000" start_activated
+    pets() { grep -c 'WATCHDOG=1' "$NOTIFY_LOG" || true; }
+    statuses() { grep -c '^pid=[0-9]* mono=[0-9]* STATUS=' "$NOTIFY_LOG" || true; }
+    # Half the watchdog interval: a pet every 500 ms, from the master.
+    wait_for 3 sh -c "[ \$(grep -c 'WATCHDOG=1' '$NOTIFY_LOG') -ge 3 ]"
+    ! grep 'WATCHDOG=1' "$NOTIFY_LOG" | grep -qv "^pid=$MASTER "
+    # A stuck worker (stopped): after 3 missed heartbeats the master stops petting.
+    read -r _ stuck _ < <(workers_info | head -n 1)
+    kill -STOP "$stuck"
+    wait_for 6 grep -q 'a worker misses heartbeats: not petting the watchdog' "$LOG" || {
+        kill -CONT "$stuck"
+        cat "$LOG" >&2
+        false
+    }
+    n=$(pets) s=$(statuses)
+    # Two more status heartbeats (one a second) and still no pet.
+    wait_for 4 sh -c "[ \$(grep -c '^pid=[0-9]* mono=[0-9]* STATUS=' '$NOTIFY_LOG') -ge $((s + 2)) ]"
+    [ "$(pets)" -eq "$n" ] || { kill -CONT "$stuck"; cat "$NOTIFY_LOG" >&2; false; }
+    # It answers again: the pets resume, and nobody was killed.
+    kill -CONT "$stuck"
+    wait_for 3 sh -c "[ \$(grep -c 'WATCHDOG=1' '$NOTIFY_LOG') -gt $n ]"
+    lh_alive "$stuck"
+    no_worker_died
 }
