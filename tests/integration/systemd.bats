@@ -33,6 +33,10 @@ EOF
 }
 
 setup_file() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "systemd.bats needs root: unshare/nsenter for the box, useradd for lhttpd" >&2
+        return 1
+    fi
     BOX=$BATS_FILE_TMPDIR/box
     mkdir -p "$BOX"
     chmod 0755 "$BOX"
