@@ -295,6 +295,8 @@ void lh_conn_destroy(lh_conn_t *c)
     free(c->msg);
     c->msg = NULL;
     w->nconns--;
+    if (w->nconns == 0 && (w->stopping || w->draining))
+        event_base_loopbreak(w->base); /* the last client left: no need to wait a tick */
     if (c->flags & LH_CF_WS_OPEN) {
         lh_m_sub(LH_G_WS_OPEN, 1);
         lh_m_inc(LH_M_CLOSE_BASE +

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lh_channel.h"
 #include "lh_log.h"
@@ -27,6 +28,11 @@ typedef struct {
     struct event *inbox_ev;
     atomic_int up;
     atomic_int closing; /* set before an intended close: no "reconnecting" warning */
+    atomic_int closed;  /* cnats gave the connection up (it can, on a stalled first try) */
+    int renewing;       /* a thread is building a new connection */
+    pthread_t renew_thread;
+    natsConnection *renewed; /* handed over by that thread, under mu */
+    uint64_t last_warn_ms;   /* publish failures are logged at most once a second */
     atomic_uint_fast64_t reconnects;
     char prefix[80];
     size_t plen;
@@ -64,6 +70,71 @@ static void msg_cb(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 }
 
 /* On the loop: deliver what the delivery thread queued, in order. */
+/*
+ * A new connection when cnats has closed the old one for good. Connecting can block (a
+ * server that accepts and never answers), so it happens on a thread of its own, with
+ * back-off, and the loop only swaps the finished connection in.
+ */
+static void *renew_main(void *arg)
+{
+    lh_nats_t *n = arg;
+    unsigned delay_ms = 100;
+
+    while (!atomic_load(&n->closing)) {
+        natsConnection *nc = NULL;
+        natsStatus s = natsConnection_Connect(&nc, n->opts);
+
+        if (s == NATS_OK || s == NATS_NOT_YET_CONNECTED) {
+            pthread_mutex_lock(&n->mu);
+            n->renewed = nc;
+            pthread_mutex_unlock(&n->mu);
+            event_active(n->inbox_ev, EV_READ, 0);
+            return NULL;
+        }
+        for (unsigned waited = 0; waited < delay_ms && !atomic_load(&n->closing); waited += 50)
+            usleep(50000);
+        if (delay_ms < 2000)
+            delay_ms *= 2;
+    }
+    return NULL;
+}
+
+static void renew_check(lh_nats_t *n)
+{
+    natsConnection *nc;
+
+    if (atomic_load(&n->closing))
+        return;
+    if (atomic_load(&n->closed) && !n->renewing) {
+        lh_log(LH_LOG_WARNING, "NATS: the connection was closed; opening a new one");
+        atomic_store(&n->closed, 0);
+        n->renewing = 1;
+        if (pthread_create(&n->renew_thread, NULL, renew_main, n) != 0) {
+            lh_log(LH_LOG_ERR, "NATS: pthread_create: cannot renew the connection");
+            n->renewing = 0;
+            atomic_store(&n->closed, 1);
+        }
+        return;
+    }
+    pthread_mutex_lock(&n->mu);
+    nc = n->renewed;
+    n->renewed = NULL;
+    pthread_mutex_unlock(&n->mu);
+    if (nc == NULL)
+        return;
+    pthread_join(n->renew_thread, NULL);
+    n->renewing = 0;
+    /* The old connection's subscriptions go with it; every channel subscribes again. */
+    lh_pubsub_nats_renewed(n->w, n->nc);
+    natsConnection_Destroy(n->nc);
+    n->nc = nc;
+    lh_pubsub_nats_resubscribe(n->w);
+    if (natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED) {
+        atomic_store(&n->up, 1);
+        lh_log(LH_LOG_NOTICE, "NATS: connected (new connection)");
+    }
+}
+
 static void inbox_cb(evutil_socket_t fd, short what, void *arg)
 {
     lh_nats_t *n = arg;
@@ -71,6 +142,7 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
     natsMsg **q;
     size_t cnt;
 
+    renew_check(n);
     pthread_mutex_lock(&n->mu);
     q = n->inbox;
     cnt = n->inbox_n;
@@ -121,6 +193,17 @@ static void reconnected_cb(natsConnection *nc, void *closure)
     atomic_store(&n->up, 1);
     atomic_fetch_add(&n->reconnects, 1);
     lh_log(LH_LOG_NOTICE, "NATS: reconnected; subscriptions restored");
+}
+
+static void closed_cb(natsConnection *nc, void *closure)
+{
+    lh_nats_t *n = closure;
+
+    atomic_store(&n->up, 0);
+    if (atomic_load(&n->closing))
+        return;
+    atomic_store(&n->closed, 1);
+    event_active(n->inbox_ev, EV_READ, 0); /* the loop renews it */
 }
 
 static void error_cb(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
@@ -182,6 +265,8 @@ int lh_nats_start(lh_worker_t *w)
     if (s == NATS_OK)
         s = natsOptions_SetErrorHandler(n->opts, error_cb, n);
     if (s == NATS_OK)
+        s = natsOptions_SetClosedCB(n->opts, closed_cb, n);
+    if (s == NATS_OK)
         s = natsOptions_SetTimeout(n->opts, 1000);
     if (s == NATS_OK)
         s = natsOptions_SetPingInterval(n->opts, 5000);
@@ -216,6 +301,13 @@ void lh_nats_stop(lh_worker_t *w)
     if (n == NULL)
         return;
     atomic_store(&n->closing, 1);
+    if (n->renewing) {
+        pthread_join(n->renew_thread, NULL);
+        if (n->renewed) {
+            natsConnection_Close(n->renewed);
+            natsConnection_Destroy(n->renewed);
+        }
+    }
     if (n->nc) {
         natsConnection_Close(n->nc);
         natsConnection_Destroy(n->nc);
@@ -253,7 +345,11 @@ int lh_nats_publish(lh_worker_t *w, const char *ch, size_t chlen, const void *ms
     s = natsConnection_Publish(n->nc, subj, msg, (int)len);
     if (s != NATS_OK) {
         lh_m_inc(LH_M_NATS_PUBLISH_FAILED);
-        lh_log(LH_LOG_WARNING, "NATS: publish: %s", natsStatus_GetText(s));
+        if (w->now_ms - n->last_warn_ms >= 1000) {
+            n->last_warn_ms = w->now_ms;
+            lh_log(LH_LOG_WARNING, "NATS: publish: %s (further failures counted in "
+                   "lhttpd_nats_publish_failures_total)", natsStatus_GetText(s));
+        }
         return -EAGAIN;
     }
     lh_m_inc(LH_M_NATS_MSGS_OUT);
@@ -293,6 +389,8 @@ void lh_nats_sync_metrics(lh_worker_t *w)
 {
     lh_nats_t *n = nats_of(w);
 
+    if (n != NULL)
+        renew_check(n);
     lh_m_set(LH_G_NATS_UP, (uint64_t)lh_nats_connected(w));
     if (n != NULL)
         lh_m_set(LH_M_NATS_RECONNECTS, atomic_load(&n->reconnects));

@@ -347,6 +347,28 @@ static long publish_one(lh_worker_t *w, const char *name, size_t len, const void
     return n;
 }
 
+void lh_pubsub_nats_renewed(lh_worker_t *w, void *old_nc)
+{
+    struct lh_pubsub_s *ps = w->ps;
+
+    for (size_t i = 0; i < ps->nbuckets; i++) {
+        for (lh_chan_t *ch = ps->buckets[i]; ch != NULL; ch = ch->next) {
+            lh_nats_unsubscribe(w, ch->nsub);
+            ch->nsub = NULL;
+        }
+    }
+}
+
+void lh_pubsub_nats_resubscribe(lh_worker_t *w)
+{
+    struct lh_pubsub_s *ps = w->ps;
+
+    for (size_t i = 0; i < ps->nbuckets; i++)
+        for (lh_chan_t *ch = ps->buckets[i]; ch != NULL; ch = ch->next)
+            if (ch->nsub == NULL)
+                ch->nsub = lh_nats_subscribe(w, ch->name, ch->len);
+}
+
 long lh_publish(const char *name, size_t len, const void *msg, size_t msg_len)
 {
     lh_worker_t *w = lh_current_worker;

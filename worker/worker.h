@@ -260,6 +260,9 @@ size_t lh_pubsub_deliver_local(lh_worker_t *w, const char *ch, size_t chlen, lh_
 /* POST /publish: handles body, answers on c. */
 void lh_pubsub_http_publish(lh_conn_t *c, const uint8_t *body, size_t len);
 void lh_pubsub_register(void);
+/* NATS replaced its connection: forget the old subscriptions, then subscribe again. */
+void lh_pubsub_nats_renewed(lh_worker_t *w, void *old_nc);
+void lh_pubsub_nats_resubscribe(lh_worker_t *w);
 /* 1 when the request carries publish.token (or none is configured); constant time. */
 int lh_pubsub_authorized(const lh_conn_t *c, const lh_http_request_t *req);
 
