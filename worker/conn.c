@@ -165,6 +165,8 @@ static void conn_overflow(lh_conn_t *c)
     }
 }
 
+static int conn_write(lh_conn_t *c);
+
 int lh_conn_queue(lh_conn_t *c, lh_buf_t *b)
 {
     int is_close = (b->flags & LH_BUF_CLOSE_FRAME) != 0;
@@ -175,8 +177,14 @@ int lh_conn_queue(lh_conn_t *c, lh_buf_t *b)
         return -EPIPE;
     if (!is_close && c->state != LH_CONN_HTTP &&
         c->out.bytes + b->len > c->w->cfg->limits.send_queue_bytes) {
-        conn_overflow(c);
-        return -ENOBUFS;
+        /* The queue only looks full because this loop pass has not written yet (a burst
+         * from NATS, say): write now, unless the socket already said it is full. */
+        if (!(c->flags & LH_CF_WRITE_WAIT) && c->out.count > 0 && conn_write(c) < 0)
+            return -EPIPE;
+        if (c->out.bytes + b->len > c->w->cfg->limits.send_queue_bytes) {
+            conn_overflow(c);
+            return -ENOBUFS;
+        }
     }
     if (outq_push(&c->out, b) < 0) {
         lh_conn_destroy(c);

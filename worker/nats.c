@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lh_channel.h"
@@ -29,6 +30,8 @@ typedef struct {
     atomic_int up;
     atomic_int closing; /* set before an intended close: no "reconnecting" warning */
     atomic_int closed;  /* cnats gave the connection up (it can, on a stalled first try) */
+    pthread_cond_t closed_cv; /* signalled by closed_cb once we close on purpose */
+    int closed_seen;          /* under mu */
     int renewing;       /* a thread is building a new connection */
     pthread_t renew_thread;
     natsConnection *renewed; /* handed over by that thread, under mu */
@@ -200,8 +203,14 @@ static void closed_cb(natsConnection *nc, void *closure)
     lh_nats_t *n = closure;
 
     atomic_store(&n->up, 0);
-    if (atomic_load(&n->closing))
+    if (atomic_load(&n->closing)) {
+        /* The last callback cnats makes for this connection: lh_nats_stop may free. */
+        pthread_mutex_lock(&n->mu);
+        n->closed_seen = 1;
+        pthread_cond_signal(&n->closed_cv);
+        pthread_mutex_unlock(&n->mu);
         return;
+    }
     atomic_store(&n->closed, 1);
     event_active(n->inbox_ev, EV_READ, 0); /* the loop renews it */
 }
@@ -234,6 +243,7 @@ int lh_nats_start(lh_worker_t *w)
     w->nats = n;
     n->w = w;
     pthread_mutex_init(&n->mu, NULL);
+    pthread_cond_init(&n->closed_cv, NULL);
     n->plen = (size_t)snprintf(n->prefix, sizeof(n->prefix), "%s.", cfg->nats.subject_prefix);
     n->inbox_ev = event_new(w->base, -1, 0, inbox_cb, n);
     if (n->inbox_ev == NULL)
@@ -309,7 +319,18 @@ void lh_nats_stop(lh_worker_t *w)
         }
     }
     if (n->nc) {
+        struct timespec until;
+
         natsConnection_Close(n->nc);
+        /* cnats runs its callbacks on its own thread, after Close returns: wait for the
+         * closed callback (the last one) before freeing what the callbacks use. */
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 2;
+        pthread_mutex_lock(&n->mu);
+        while (!n->closed_seen &&
+               pthread_cond_timedwait(&n->closed_cv, &n->mu, &until) == 0)
+            ;
+        pthread_mutex_unlock(&n->mu);
         natsConnection_Destroy(n->nc);
     }
     natsOptions_Destroy(n->opts);
@@ -321,6 +342,7 @@ void lh_nats_stop(lh_worker_t *w)
     if (n->inbox_ev)
         event_free(n->inbox_ev);
     pthread_mutex_destroy(&n->mu);
+    pthread_cond_destroy(&n->closed_cv);
     free(n);
     w->nats = NULL;
 }
@@ -342,7 +364,13 @@ int lh_nats_publish(lh_worker_t *w, const char *ch, size_t chlen, const void *ms
     if (n == NULL || n->nc == NULL)
         return 0;
     subject(n, subj, ch, chlen);
-    s = natsConnection_Publish(n->nc, subj, msg, (int)len);
+    if (!atomic_load(&n->up) &&
+        (size_t)natsConnection_Buffered(n->nc) + len > w->cfg->nats.reconnect_buffer_bytes) {
+        /* cnats checks its outage buffer only before appending; keep the cap strict. */
+        s = NATS_INSUFFICIENT_BUFFER;
+    } else {
+        s = natsConnection_Publish(n->nc, subj, msg, (int)len);
+    }
     if (s != NATS_OK) {
         lh_m_inc(LH_M_NATS_PUBLISH_FAILED);
         if (w->now_ms - n->last_warn_ms >= 1000) {

@@ -20,32 +20,7 @@
 #include "lh_log.h"
 #include "lh_utf8.h"
 #include "lh_ws.h"
-
-typedef struct {
-    lh_conn_t *c;
-    uint32_t idx; /* this channel's index in c->subs */
-} lh_chsub_t;
-
-typedef struct lh_chan_s {
-    struct lh_chan_s *next; /* hash chain */
-    uint64_t hash;
-    lh_chsub_t *subs;
-    uint32_t nsubs, cap;
-    uint32_t busy; /* a fan-out is iterating subs: removal waits */
-    int track;     /* index in the node-wide channel table (metrics), -1 if untracked */
-    void *nsub;    /* the NATS subscription */
-    size_t len;
-    char name[];
-} lh_chan_t;
-
-struct lh_pubsub_s {
-    lh_chan_t **tracked; /* tracked[i] owns entry i of this worker's metrics table */
-    size_t tracked_cap;
-    lh_chan_t **buckets;
-    size_t nbuckets, nchans;
-    uint64_t seed; /* random per worker: channel names come from clients */
-    size_t nsubscriptions;
-};
+#include "pubsub.h"
 
 /* A seeded 64-bit hash (multiply-xorshift over 8-byte words). */
 static uint64_t chan_hash(uint64_t seed, const char *s, size_t n)

@@ -382,6 +382,14 @@ void lh_worker_free(lh_worker_t *w)
 {
     if (w == NULL)
         return;
+    /* Nothing will be written any more: unlist so that every connection can be freed. */
+    while (w->flush_head) {
+        lh_conn_t *c = w->flush_head;
+
+        w->flush_head = c->flush_next;
+        c->flush_next = NULL;
+        c->flags &= ~LH_CF_FLUSH_LISTED;
+    }
     while (w->http_conns.head)
         lh_conn_destroy(w->http_conns.head);
     while (w->ws_conns.head)

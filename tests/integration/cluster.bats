@@ -224,9 +224,8 @@ both_ok() {
     lh_stop_pid "$NATS_PID"
     wait_log 'NATS: disconnected' 5
     big="cat:LHTTP/1.0 msg\\r\\npublish:buf\\r\\n\\r\\n ++ rep:8000:b"
-    # small fits the 2 KiB buffer; big (8 KiB) cannot fit: it or the one after it is
-    # refused (cnats refuses a publish once the buffer is full, so the message that
-    # fills it may pass); nothing is refused locally.
+    # small fits the 2 KiB buffer; big (8 KiB) cannot fit and is refused; after, small
+    # again, fits; nothing is refused locally.
     run ps_run open:p:$LH_PORT open:s:$LH_PORT sub:s:buf pub:p:buf:small barrier:p \
         "send:p:$big" pub:p:buf:after barrier:p recv:s recv:s recv:s
     [ "$status" -eq 0 ] || lh_show_output
@@ -235,8 +234,9 @@ both_ok() {
     has_line "$(got s "$(msg buf small)")"
     has_match '^s got 8030 LHTTP/1\.0 msg\\r\\npublish:buf\\r\\n\\r\\nbbbb'
     has_line "$(got s "$(msg buf after)")"
-    # The buffer is still full: POST /publish answers 503 with a reason.
-    printf 'LHTTP/1.0 msg\r\npublish:buf\r\n\r\nposted' >"$(lh_tmp)/post"
+    # A publish that cannot fit what is left of the buffer: POST /publish answers 503
+    # with a reason (the cap is strict: lhttpd checks before cnats appends).
+    { printf 'LHTTP/1.0 msg\r\npublish:buf\r\n\r\n'; head -c 3000 /dev/zero | tr '\0' p; } >"$(lh_tmp)/post"
     run curl -s --max-time 5 -w '\n%{http_code}' --data-binary @"$(lh_tmp)/post" "http://127.0.0.1:$LH_PORT/publish"
     last_line_is 503
     [ "$(printf '%s\n' "${lines[0]}" | jq -r .error)" != "" ]

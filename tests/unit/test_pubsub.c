@@ -30,34 +30,13 @@
 #include "lh_ws.h"
 #include "metrics.h"
 #include "worker.h"
+#include "pubsub.h"
 
-/* ---- Mirrors of pubsub.c's private types --------------------------------------------- */
+/* ---- pubsub.c's types (worker/pubsub.h) ---------------------------------------------- */
 
-typedef struct {
-    lh_conn_t *c;
-    uint32_t idx;
-} mirror_chsub_t;
-
-typedef struct mirror_chan_s {
-    struct mirror_chan_s *next;
-    uint64_t hash;
-    mirror_chsub_t *subs;
-    uint32_t nsubs, cap;
-    uint32_t busy;
-    int track;
-    void *nsub;
-    size_t len;
-    char name[];
-} mirror_chan_t;
-
-typedef struct {
-    mirror_chan_t **tracked;
-    size_t tracked_cap;
-    mirror_chan_t **buckets;
-    size_t nbuckets, nchans;
-    uint64_t seed;
-    size_t nsubscriptions;
-} mirror_ps_t;
+typedef lh_chsub_t mirror_chsub_t;
+typedef lh_chan_t mirror_chan_t;
+typedef struct lh_pubsub_s mirror_ps_t;
 
 static mirror_ps_t *ps_of(lh_worker_t *w)
 {
