@@ -9,6 +9,9 @@ SBINDIR ?= $(PREFIX)/sbin
 INCLUDEDIR ?= $(PREFIX)/include
 SYSCONFDIR ?= /etc
 MANDIR ?= $(PREFIX)/share/man
+LIBDIR ?= $(PREFIX)/lib
+MODULEDIR ?= $(LIBDIR)/lhttpd/modules
+DOCDIR ?= $(PREFIX)/share/doc/lhttpd
 DESTDIR ?=
 B ?= build
 
@@ -42,6 +45,7 @@ MASTER_SRC := $(wildcard master/*.c)
 LHTTPC_SRC := $(wildcard clients/lhttpc/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+MODULE_SRC := $(wildcard worker/modules/*.c)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 SHARED_OBJ := $(call obj,$(SHARED_SRC))
@@ -50,6 +54,7 @@ MASTER_OBJ := $(call obj,$(MASTER_SRC))
 LHTTPC_OBJ := $(call obj,$(LHTTPC_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
+MODULE_SO := $(patsubst worker/modules/%.c,$(B)/modules/%.so,$(MODULE_SRC))
 
 LHTTPD := $(B)/lhttpd
 LHTTPC := $(B)/lhttpc
@@ -58,7 +63,7 @@ LHTTPC := $(B)/lhttpc
         _check _run _test-build
 .DEFAULT_GOAL := all
 
-all: $(LHTTPD) $(LHTTPC)
+all: $(LHTTPD) $(LHTTPC) $(MODULE_SO)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -73,6 +78,22 @@ $(LHTTPD): $(MASTER_OBJ) $(WORKER_OBJ) $(B)/libshared.a
 
 $(LHTTPC): $(LHTTPC_OBJ) $(B)/libshared.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $(LHTTPC_OBJ) $(B)/libshared.a $(PKG_LIBS)
+
+# The example modules are built as a third party would build one: against the public
+# header alone, as installed (<lhttpd/lhttpd.h>), with nothing else from the tree, and
+# with the same sanitizer flags as the server that loads them.
+API_HDR := $(B)/include/lhttpd/lhttpd.h
+MODULE_CFLAGS = -std=c11 -I$(B)/include $(OPT) $(WARN) $(SAN) \
+                $(shell pkg-config --cflags jansson 2>/dev/null) -fPIC -MMD -MP $(CFLAGS)
+
+$(API_HDR): worker/lhttpd.h
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(B)/modules/%.so: worker/modules/%.c $(API_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(MODULE_CFLAGS) -shared $(SAN) $(LDFLAGS) -o $@ $< \
+	  $(shell pkg-config --libs jansson 2>/dev/null)
 
 # Unit tests link the shared objects and the worker objects (no main there).
 $(B)/tests/%: tests/unit/%.c $(B)/libshared.a $(WORKER_OBJ)
@@ -127,18 +148,23 @@ install: all
 	install -m 0755 $(LHTTPD) $(DESTDIR)$(SBINDIR)/lhttpd
 	install -m 0755 $(LHTTPC) $(DESTDIR)$(BINDIR)/lhttpc
 	install -m 0644 worker/lhttpd.h $(DESTDIR)$(INCLUDEDIR)/lhttpd/lhttpd.h
+	install -d $(DESTDIR)$(MODULEDIR) $(DESTDIR)$(DOCDIR)/examples/modules
+	install -m 0755 $(MODULE_SO) $(DESTDIR)$(MODULEDIR)/
+	install -m 0644 $(MODULE_SRC) $(DESTDIR)$(DOCDIR)/examples/modules/
 	test -e $(DESTDIR)$(SYSCONFDIR)/lhttpd/lhttpd.json || \
 	  install -m 0644 etc/lhttpd.json $(DESTDIR)$(SYSCONFDIR)/lhttpd/lhttpd.json
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/lhttpd $(DESTDIR)$(BINDIR)/lhttpc \
-	  $(DESTDIR)$(INCLUDEDIR)/lhttpd/lhttpd.h
+	  $(DESTDIR)$(INCLUDEDIR)/lhttpd/lhttpd.h \
+	  $(addprefix $(DESTDIR)$(MODULEDIR)/,$(notdir $(MODULE_SO))) \
+	  $(addprefix $(DESTDIR)$(DOCDIR)/examples/modules/,$(notdir $(MODULE_SRC)))
 
 clean:
 	rm -rf $(B)
 
 help:
-	@echo "make            build $(LHTTPD) and $(LHTTPC)"
+	@echo "make            build $(LHTTPD), $(LHTTPC) and the example modules ($(B)/modules)"
 	@echo "make run        install missing packages, start nats-server + lhttpd on :8081"
 	@echo "make check      install missing packages, run every test"
 	@echo "make deps       install the Debian packages the build and tests need"
@@ -146,4 +172,4 @@ help:
 	@echo "make install    install under PREFIX (default /usr/local), DESTDIR honoured"
 	@echo "make SANITIZE=address,undefined ...   build with sanitizers (use B=build-san)"
 
--include $(shell find $(B)/obj $(B)/tests -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/tests $(B)/modules -name '*.d' 2>/dev/null)

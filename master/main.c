@@ -12,6 +12,7 @@
 
 #include "lh_log.h"
 #include "master.h"
+#include "module.h"
 #include "worker.h"
 
 #ifndef LH_DEFAULT_CONFIG
@@ -133,7 +134,19 @@ int main(int argc, char **argv)
         return 1;
     }
     if (test) {
-        printf("lhttpd: configuration %s is valid\n", path);
+        /* Modules are loaded and initialized as at start (an init only registers), so
+         * a missing file, a wrong API version or a bad module config fails here. */
+        lh_log_level = LH_LOG_WARNING;
+        if (lh_modules_load(cfg, err, sizeof(err)) != 0) {
+            fprintf(stderr, "%s\n", err);
+            lh_config_free(cfg);
+            return 1;
+        }
+        if (cfg->nmodules > 0)
+            printf("lhttpd: configuration %s is valid (%zu modules loaded)\n", path,
+                   cfg->nmodules);
+        else
+            printf("lhttpd: configuration %s is valid\n", path);
         lh_config_free(cfg);
         return 0;
     }

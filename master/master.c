@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "lh_log.h"
+#include "module.h"
 #include "worker.h"
 
 #define MAX_WORKERS 1024
@@ -383,6 +384,10 @@ static void start_reload(int client)
     if (!lh_strlist_equal(&cfg->listen, &M.cfg->listen) ||
         !lh_strlist_equal(&cfg->admin.listen, &M.cfg->admin.listen))
         lh_log(LH_LOG_WARNING, "listen addresses changed: they apply at the next restart");
+    /* Modules live in the master, which the new workers are forked from. */
+    if (!lh_modules_same(cfg))
+        lh_log(LH_LOG_WARNING, "modules changed: module changes apply at the next restart; "
+               "the new workers keep the %zu modules loaded at start", lh_modules_count());
     M.new_cfg = cfg;
     M.new_gen = M.gen + 1;
     M.new_nworkers = workers_of(cfg);
@@ -830,6 +835,24 @@ int lh_master_run(lh_config_t *cfg, const char *path)
     sigprocmask(SIG_BLOCK, &block, NULL);
     sigemptyset(&empty);
 
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any fork or thread */
+    /*
+     * The registry, before anything is opened, so that a module that fails leaves
+     * nothing to undo. Built-ins first, so a module may replace a built-in processor (a
+     * later registration wins); module filters before pub/sub and upstream, so that what
+     * they add to a message (a timestamp header) is in what gets published or forwarded.
+     */
+    lh_builtin_register();
+    {
+        char err[1024];
+
+        if (lh_modules_load(cfg, err, sizeof(err)) != 0) {
+            lh_log(LH_LOG_ERR, "%s; not starting", err);
+            return 1;
+        }
+    }
+    lh_pubsub_register();
+    lh_upstream_register();
     rc = lh_metrics_init();
     if (rc < 0)
         lh_log(LH_LOG_WARNING, "shared metrics memory: %s; /metrics will show one worker",
@@ -855,10 +878,6 @@ int lh_master_run(lh_config_t *cfg, const char *path)
         if (sd_watchdog_enabled(0, &usec) > 0)
             M.watchdog_usec = usec;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any fork or thread */
-    lh_builtin_register();
-    lh_pubsub_register();
-    lh_upstream_register();
     M.nworkers = workers_of(cfg);
     lh_log(LH_LOG_NOTICE, "lhttpd %s starting %d workers (pid %d)", LH_VERSION, M.nworkers,
            (int)getpid());

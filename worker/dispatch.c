@@ -11,14 +11,28 @@
 #include <string.h>
 
 #include "lh_log.h"
+#include "lh_multipart.h"
 #include "lh_utf8.h"
 #include "lh_ws.h"
 
+_Static_assert(LH_PART_HEADERS_MAX == LH_MULTIPART_HEADERS_MAX,
+               "lhttpd.h and lh_multipart.h disagree on the headers of a part");
+
+/* A message re-serialized by lh_msg_set_header. Every one is kept until the message has
+ * been handled, so pointers handed out before a later call stay valid until then. */
+typedef struct owned_s {
+    struct owned_s *next;
+    char data[];
+} owned_t;
+
 struct lh_msg_s {
-    const lh_lhttp_msg_t *m;
+    lh_lhttp_msg_t *m; /* the worker's scratch message: parsed from raw */
     const uint8_t *raw;
     size_t raw_len;
     int binary;
+    lh_worker_t *w;
+    size_t nparts;  /* parts of a valid multipart header; 0 without one */
+    owned_t *owned; /* lh_msg_set_header's buffers, newest first; raw is the first */
 };
 
 typedef struct {
@@ -129,6 +143,39 @@ static const char *guess_command(const uint8_t *data, size_t len, size_t *cl)
     return (const char *)data + pl;
 }
 
+static void multipart_limits(const lh_worker_t *w, lh_multipart_limits_t *lim)
+{
+    lim->max_parts = w->cfg->limits.max_multipart_parts;
+    lim->max_line = w->cfg->limits.max_header_line;
+}
+
+/*
+ * Validates the multipart header of a parsed message, if it has one, and counts its
+ * parts. An invalid one gets error 400 naming the problem (the connection stays open)
+ * and returns -1: the message then reaches no filter and no processor.
+ */
+static int check_multipart(lh_conn_t *c, struct lh_msg_s *msg)
+{
+    char reason[LH_MULTIPART_REASON_MAX];
+    lh_multipart_limits_t lim;
+    size_t vl;
+    const char *v = lh_lhttp_header(msg->m, "multipart", &vl);
+    long n;
+
+    if (v == NULL)
+        return 0;
+    multipart_limits(msg->w, &lim);
+    n = lh_multipart_check(v, vl, msg->m->body, msg->m->body_len, &lim, reason, sizeof(reason));
+    if (n < 0) {
+        lh_log(LH_LOG_INFO, "%s: conn %llu: bad multipart message: %s", lh_conn_peer(c),
+               (unsigned long long)c->id, reason);
+        lh_conn_send_error(c, msg, 400, reason);
+        return -1;
+    }
+    msg->nparts = (size_t)n;
+    return 0;
+}
+
 void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary)
 {
     lh_worker_t *w = c->w;
@@ -156,6 +203,11 @@ void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary)
     msg.raw = data;
     msg.raw_len = len;
     msg.binary = binary;
+    msg.w = w;
+    msg.nparts = 0;
+    msg.owned = NULL;
+    if (check_multipart(c, &msg) != 0)
+        return;
     c->busy++;
     for (size_t i = 0; i < nfilters; i++) {
         if (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT))
@@ -174,6 +226,12 @@ void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary)
     }
 out:
     c->busy--;
+    while (msg.owned != NULL) {
+        owned_t *o = msg.owned;
+
+        msg.owned = o->next;
+        free(o);
+    }
 }
 
 /* ---- lh_msg_* ---- */
@@ -223,6 +281,114 @@ const char *lh_msg_raw(const lh_msg_t *m, size_t *len)
     if (len)
         *len = m->raw_len;
     return (const char *)m->raw;
+}
+
+/*
+ * The headers of m with key set to value: the first header named key (ignoring case) is
+ * replaced where it stands and later ones are dropped, or the header is appended. Then
+ * the message is serialized into a buffer of its own and parsed again, so that everything
+ * after the caller sees the new message, lh_msg_raw included.
+ */
+int lh_msg_set_header(lh_msg_t *m, const char *key, const char *value)
+{
+    static lh_lhttp_header_t hs[LH_LHTTP_HEADERS_CAP]; /* the worker's thread only */
+    const lh_worker_t *w = m->w;
+    const lh_lhttp_msg_t *lm = m->m;
+    size_t kl = key ? strlen(key) : 0, vl, n = 0, need, nparts = m->nparts;
+    const char *reason = NULL;
+    int replaced = 0;
+    owned_t *o;
+
+    if (value == NULL)
+        value = "";
+    vl = strlen(value);
+    if (key == NULL || !lh_lhttp_header_valid(key, kl, value, vl))
+        return -EINVAL;
+    if (kl + 1 + vl > w->lhttp_limits.max_line)
+        return -E2BIG;
+    for (size_t i = 0; i < lm->num_headers; i++) {
+        const lh_lhttp_header_t *h = &lm->headers[i];
+
+        if (!lh_strieq(h->key, h->key_len, key)) {
+            hs[n++] = *h;
+        } else if (!replaced) {
+            replaced = 1;
+            hs[n].key = key;
+            hs[n].key_len = kl;
+            hs[n].value = value;
+            hs[n++].value_len = vl;
+        }
+    }
+    if (!replaced) {
+        if (n == LH_LHTTP_HEADERS_CAP)
+            return -E2BIG;
+        hs[n].key = key;
+        hs[n].key_len = kl;
+        hs[n].value = value;
+        hs[n++].value_len = vl;
+    }
+    if (n > w->lhttp_limits.max_headers)
+        return -E2BIG;
+    if (lh_strieq(key, kl, "multipart")) {
+        lh_multipart_limits_t lim;
+        long np;
+
+        multipart_limits(w, &lim);
+        np = lh_multipart_check(value, vl, lm->body, lm->body_len, &lim, NULL, 0);
+        if (np < 0)
+            return -EINVAL;
+        nparts = (size_t)np;
+    }
+    need = lh_lhttp_serialize(NULL, 0, lm->command, lm->command_len, hs, n, lm->body,
+                              lm->body_len);
+    if (need > w->cfg->limits.max_message_bytes)
+        return -E2BIG;
+    o = malloc(sizeof(*o) + need);
+    if (o == NULL)
+        return -ENOMEM;
+    lh_lhttp_serialize(o->data, need, lm->command, lm->command_len, hs, n, lm->body,
+                       lm->body_len);
+    if (lh_lhttp_parse(o->data, need, &w->lhttp_limits, m->m, &reason) != 0) {
+        /* Cannot happen: every line was checked above. Put the message back. */
+        lh_log(LH_LOG_ERR, "lh_msg_set_header: re-parse failed: %s", reason);
+        lh_lhttp_parse((const char *)m->raw, m->raw_len, &w->lhttp_limits, m->m, NULL);
+        free(o);
+        return -EINVAL;
+    }
+    o->next = m->owned;
+    m->owned = o;
+    m->raw = (const uint8_t *)o->data;
+    m->raw_len = need;
+    m->nparts = nparts;
+    return 0;
+}
+
+size_t lh_msg_part_count(const lh_msg_t *m)
+{
+    return m->nparts;
+}
+
+int lh_msg_part(const lh_msg_t *m, size_t i, lh_part_t *out)
+{
+    lh_multipart_part_t p;
+    size_t vl;
+    const char *v;
+
+    if (out == NULL || i >= m->nparts)
+        return -1;
+    v = lh_lhttp_header(m->m, "multipart", &vl);
+    if (v == NULL || lh_multipart_part(v, vl, m->m->body, m->m->body_len, i, &p) != 0)
+        return -1;
+    for (size_t k = 0; k < p.num_headers; k++) {
+        out->headers[k].key = p.headers[k].key;
+        out->headers[k].key_len = p.headers[k].key_len;
+        out->headers[k].value = p.headers[k].value;
+        out->headers[k].value_len = p.headers[k].value_len;
+    }
+    out->num_headers = p.num_headers;
+    out->body = p.body;
+    out->body_len = p.body_len;
+    return 0;
 }
 
 /* ---- lh_conn_* ---- */
