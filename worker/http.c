@@ -167,6 +167,10 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
 
 void lh_http_refuse(lh_conn_t *c, int status, const char *reason)
 {
+    /* Reading was paused while the webhook decided: resume it, so the lingering close
+     * sees the client's EOF instead of holding the slot until close_timeout_ms. */
+    if (c->flags & LH_CF_HS_PENDING)
+        event_add(&c->rev, NULL);
     c->flags &= ~LH_CF_HS_PENDING;
     respond_error(c, status, reason, NULL);
 }

@@ -93,6 +93,11 @@ static int parse_url(const char *url, lh_prefix_t *out)
         goto out;
     if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
         goto out;
+    /* Encoded dots and slashes would let a backend that decodes before resolving dot
+     * segments see a path outside the prefix: refuse them outright. */
+    if (strcasestr(path, "%2e") || strcasestr(path, "%2f") || strcasestr(path, "%5c") ||
+        strchr(path, '\\'))
+        goto out;
     out->scheme = strdup(scheme);
     out->host = strdup(host);
     out->path = strdup(path);
@@ -634,8 +639,10 @@ static void add_message_headers(lh_upreq_t *r, lh_conn_t *c, const lh_msg_t *m)
     add_header(r, "%sConnection-Id: %llu", pfx, (unsigned long long)lh_conn_id(c));
     add_header(r, "%sPeer: %s", pfx, lh_conn_peer(c));
     for (size_t i = 0; i < n; i++) {
+        /* lhttpd's own headers above cannot be faked by the client's. */
         if (lh_msg_header_at(m, i, &h) < 0 || !http_token(h.key, h.key_len) ||
-            lh_strieq(h.key, h.key_len, "upstream"))
+            lh_strieq(h.key, h.key_len, "upstream") || lh_strieq(h.key, h.key_len, "command") ||
+            lh_strieq(h.key, h.key_len, "connection-id") || lh_strieq(h.key, h.key_len, "peer"))
             continue;
         add_header(r, "%s%.*s: %.*s", pfx, (int)h.key_len, h.key, (int)h.value_len, h.value);
         if (lh_strieq(h.key, h.key_len, "content-type"))
@@ -771,7 +778,11 @@ int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const c
     for (size_t i = 0; i < req->num_headers; i++) {
         const lh_http_header_t *h = &req->headers[i];
 
-        if (lh_strieq(h->name, h->name_len, "connection") ||
+        /* Never the client's Host (the webhook's own is used) nor anything that could
+         * pass for the headers lhttpd adds below. */
+        if (lh_strieq(h->name, h->name_len, "host") ||
+            (h->name_len >= strlen(pfx) && lh_strieq(h->name, strlen(pfx), pfx)) ||
+            lh_strieq(h->name, h->name_len, "connection") ||
             lh_strieq(h->name, h->name_len, "upgrade") ||
             lh_strieq(h->name, h->name_len, "content-length") ||
             lh_strieq(h->name, h->name_len, "transfer-encoding") ||
