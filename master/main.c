@@ -129,6 +129,12 @@ int main(int argc, char **argv)
     /* Every mode checks the configuration first: `-s reload` with a broken file fails
      * here, with the reason, before the master is even asked. */
     cfg = lh_config_load_file(path, err, sizeof(err));
+    if (cfg == NULL && command != NULL && strcmp(command, "reload") != 0) {
+        /* A broken file must not keep an operator from stopping or inspecting the
+         * running master: fall back to the default control socket. */
+        fprintf(stderr, "%s\nlhttpd: using the default control socket\n", err);
+        cfg = lh_config_default();
+    }
     if (cfg == NULL) {
         fprintf(stderr, "%s\n", err);
         return 1;

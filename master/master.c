@@ -423,6 +423,9 @@ static void reload_progress(void)
             if (M.procs[i].gen < M.new_gen && M.procs[i].state == P_DRAINING &&
                 M.procs[i].hb_ok_ms == 0)
                 return; /* not yet acknowledged */
+        for (size_t i = 0; i < M.nprocs; i++)
+            if (M.procs[i].gen == M.new_gen && M.procs[i].mslot >= 0)
+                atomic_store(&lh_shm->slots[M.procs[i].mslot].state, LH_SLOT_ACTIVE);
         lh_config_free(M.cfg);
         M.cfg = M.new_cfg;
         M.new_cfg = NULL;
@@ -464,6 +467,10 @@ static void on_worker_msg(proc_t *p)
         p->hb_ok_ms = now_ms();
         if (p->gen == M.gen)
             M.respawn[p->slot].pending = 0;
+        /* A worker of the serving generation (start, respawn) shows as active now; a new
+         * generation's only when the reload commits and the old one is draining. */
+        if (p->gen == M.gen && !M.reloading && p->mslot >= 0)
+            atomic_store(&lh_shm->slots[p->mslot].state, LH_SLOT_ACTIVE);
         publish_header();
         reload_progress();
         check_ready();

@@ -176,10 +176,17 @@ typedef struct {
     int (*init)(const lh_module_ctx_t *ctx, char *err, size_t errlen);
 } lh_module_t;
 
-/* A module exports exactly one lh_module_t under this name: */
+/* A module exports exactly one lh_module_t under this name (extern and visible, so that
+ * it is exported from C++ and with -fvisibility=hidden too): */
 #define LH_MODULE_SYMBOL "lhttpd_module"
+#if defined(__GNUC__)
+#define LH_MODULE_EXPORT __attribute__((visibility("default")))
+#else
+#define LH_MODULE_EXPORT
+#endif
+extern LH_MODULE_EXPORT const lh_module_t lhttpd_module;
 #define LH_MODULE(name, version, init) \
-    const lh_module_t lhttpd_module = {LH_API_VERSION, (name), (version), (init)}
+    LH_MODULE_EXPORT const lh_module_t lhttpd_module = {LH_API_VERSION, (name), (version), (init)}
 
 #ifdef __cplusplus
 }

@@ -171,7 +171,7 @@ int lh_metrics_slot_alloc(int index, int pid, unsigned generation)
             atomic_store(&s->pid, pid);
             atomic_store(&s->generation, generation);
             atomic_store(&lh_shm->nchan[i], 0);
-            atomic_store(&s->state, LH_SLOT_ACTIVE);
+            atomic_store(&s->state, LH_SLOT_STARTING);
             return i;
         }
     }
@@ -193,6 +193,7 @@ void lh_metrics_slot_release(int slot)
 
         atomic_fetch_add_explicit(&lh_shm->retired.v[k], v, memory_order_relaxed);
     }
+    atomic_store(&lh_shm->nchan[slot], 0);
     atomic_store(&s->state, LH_SLOT_FREE);
     atomic_fetch_add_explicit(&lh_shm->seq, 1, memory_order_acq_rel);
 }
@@ -238,7 +239,7 @@ void lh_metrics_observe_size(uint64_t bytes)
 
 typedef struct {
     uint64_t v[LH_M_NVALUES];
-    uint64_t ws_by_worker[LH_METRICS_SLOTS];
+    uint64_t ws_by_worker[LH_METRICS_SLOTS], chans_by_worker[LH_METRICS_SLOTS];
     int idx[LH_METRICS_SLOTS], state[LH_METRICS_SLOTS], nats[LH_METRICS_SLOTS];
     int nslots;
     uint32_t generation, active, draining;
@@ -255,6 +256,7 @@ static void snapshot(snapshot_t *s)
         s->active = 1;
         s->nats[0] = (int)s->v[LH_G_NATS_UP];
         s->ws_by_worker[0] = s->v[LH_G_WS_OPEN];
+        s->chans_by_worker[0] = s->v[LH_G_CHANNELS];
         s->nslots = 1;
         return;
     }
@@ -280,6 +282,8 @@ static void snapshot(snapshot_t *s)
                 (int)atomic_load_explicit(&sl->c.v[LH_G_NATS_UP], memory_order_relaxed);
             s->ws_by_worker[s->nslots] =
                 atomic_load_explicit(&sl->c.v[LH_G_WS_OPEN], memory_order_relaxed);
+            s->chans_by_worker[s->nslots] =
+                atomic_load_explicit(&sl->c.v[LH_G_CHANNELS], memory_order_relaxed);
             s->nslots++;
         }
         s->generation = atomic_load(&lh_shm->generation);
@@ -302,6 +306,11 @@ static void one(FILE *f, const char *name, const char *type, const char *help, u
 {
     head(f, name, type, help);
     fprintf(f, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static const char *state_name(int st)
+{
+    return st == LH_SLOT_DRAINING ? "draining" : st == LH_SLOT_STARTING ? "starting" : "active";
 }
 
 static void histogram(FILE *f, const char *name, const char *help, const uint64_t *v,
@@ -355,8 +364,7 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
          "Open WebSocket connections per worker process.");
     for (int i = 0; i < s->nslots; i++)
         fprintf(f, "lhttpd_worker_websocket_connections{worker=\"%d\",state=\"%s\"} %llu\n",
-                s->idx[i], s->state[i] == LH_SLOT_DRAINING ? "draining" : "active",
-                (unsigned long long)s->ws_by_worker[i]);
+                s->idx[i], state_name(s->state[i]), (unsigned long long)s->ws_by_worker[i]);
     one(f, "lhttpd_http_connections", "gauge",
         "Open connections not (yet) upgraded to WebSocket.", s->v[LH_G_HTTP_OPEN]);
     one(f, "lhttpd_tcp_connections_accepted_total", "counter", "TCP connections accepted.",
@@ -412,16 +420,18 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
     one(f, "lhttpd_channels", "gauge",
         "Distinct channels with at least one subscriber on the node (all workers).",
         distinct_channels() + s->v[LH_G_CHANNELS_UNTRACKED]);
-    one(f, "lhttpd_worker_channels_sum", "gauge",
-        "Channels with subscribers counted in each worker and summed (a channel with "
-        "subscribers on two workers counts twice).", s->v[LH_G_CHANNELS]);
+    head(f, "lhttpd_worker_channels", "gauge",
+         "Channels with subscribers in each worker process (one NATS subscription each).");
+    for (int i = 0; i < s->nslots; i++)
+        fprintf(f, "lhttpd_worker_channels{worker=\"%d\",state=\"%s\"} %llu\n", s->idx[i],
+                state_name(s->state[i]), (unsigned long long)s->chans_by_worker[i]);
     one(f, "lhttpd_channels_untracked", "gauge",
         "Channels past a worker's tracking table (LH_CHAN_TRACK); lhttpd_channels then "
         "counts them once per worker.", s->v[LH_G_CHANNELS_UNTRACKED]);
     head(f, "lhttpd_nats_connected", "gauge", "1 when the worker's NATS connection is up.");
     for (int i = 0; i < s->nslots; i++)
         fprintf(f, "lhttpd_nats_connected{worker=\"%d\",state=\"%s\"} %d\n", s->idx[i],
-                s->state[i] == LH_SLOT_DRAINING ? "draining" : "active", s->nats[i] ? 1 : 0);
+                state_name(s->state[i]), s->nats[i] ? 1 : 0);
     one(f, "lhttpd_nats_reconnects_total", "counter", "NATS reconnections.",
         s->v[LH_M_NATS_RECONNECTS]);
     head(f, "lhttpd_nats_messages_total", "counter", "Messages to and from NATS.");

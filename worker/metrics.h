@@ -75,7 +75,9 @@ typedef struct {
     _Atomic uint64_t v[LH_M_NVALUES];
 } lh_counters_t;
 
-enum { LH_SLOT_FREE = 0, LH_SLOT_ACTIVE, LH_SLOT_DRAINING };
+/* A slot is STARTING from fork until its generation serves (so that during a reload the
+ * new and old worker with the same number never both show as active). */
+enum { LH_SLOT_FREE = 0, LH_SLOT_ACTIVE, LH_SLOT_DRAINING, LH_SLOT_STARTING };
 
 typedef struct {
     _Atomic int32_t state; /* LH_SLOT_*, written by the master */

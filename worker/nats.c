@@ -220,15 +220,16 @@ static void error_cb(natsConnection *nc, natsSubscription *sub, natsStatus err, 
     lh_log(LH_LOG_ERR, "NATS: %s", natsStatus_GetText(err));
 }
 
-/* Back-off: 50 ms doubling to 2 s, plus up to 25% jitter so workers do not stampede. */
+/* Back-off: 50 ms doubling to 1 s, plus up to 25% jitter so workers do not stampede;
+ * the cap keeps a returning NATS noticed (and /readyz green) within about a second. */
 static int64_t reconnect_delay_cb(natsConnection *nc, int attempts, void *closure)
 {
     int64_t d = 50;
 
-    for (int i = 1; i < attempts && d < 2000; i++)
+    for (int i = 1; i < attempts && d < 1000; i++)
         d *= 2;
-    if (d > 2000)
-        d = 2000;
+    if (d > 1000)
+        d = 1000;
     return d + (int64_t)(random() % (d / 4 + 1));
 }
 

@@ -723,6 +723,16 @@ LH_TEST(one_frame_per_message_across_channels)
     fixture_stop(&f);
 }
 
+/* Fills fd's socket buffer so that the next write would block: a client that stopped
+ * reading long ago. */
+static void fill_socket(int fd)
+{
+    static char junk[4096];
+
+    while (write(fd, junk, sizeof(junk)) > 0)
+        ;
+}
+
 LH_TEST(a_full_queue_costs_only_its_owner)
 {
     fixture_t f;
@@ -739,7 +749,9 @@ LH_TEST(a_full_queue_costs_only_its_owner)
     memset(big, 'z', sizeof(big));
     for (size_t i = 0; i < 3; i++)
         LH_CHECK_INT(sub(f.conns[i], "q"), 0);
-    /* conns[1] has 600 bytes waiting already (it does not read). */
+    /* conns[1] has 600 bytes waiting already and its socket is full (it does not read):
+     * the server's attempt to write before giving up gets EAGAIN. */
+    fill_socket(f.conns[1]->fd);
     LH_CHECK_INT(lh_conn_queue_frame(f.conns[1], LH_WS_OP_TEXT, big, sizeof(big) - 10), 0);
     deliveries = lh_m_get(LH_M_DELIVERIES);
     r = lh_publish("q", 1, big, sizeof(big) - 10);
