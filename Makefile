@@ -95,6 +95,20 @@ $(B)/modules/%.so: worker/modules/%.c $(API_HDR)
 	$(CC) $(MODULE_CFLAGS) -shared $(SAN) $(LDFLAGS) -o $@ $< \
 	  $(shell pkg-config --libs jansson 2>/dev/null)
 
+# lhttp-bench: the load generator (clients/bench); libc only. `make bench` runs
+# tests/bench/run.sh (lhttpd against nginx + nchan; not part of `make check`).
+BENCH_SRC := $(wildcard clients/bench/*.c)
+BENCH_OBJ := $(call obj,$(BENCH_SRC))
+LHTTP_BENCH := $(B)/lhttp-bench
+.PHONY: bench
+all: $(LHTTP_BENCH)
+
+$(LHTTP_BENCH): $(BENCH_OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(BENCH_OBJ)
+
+bench: all
+	@LHTTPD=$(abspath $(LHTTPD)) LHTTP_BENCH=$(abspath $(LHTTP_BENCH)) tests/bench/run.sh
+
 # Unit tests link the shared objects and the worker objects (no main there).
 $(B)/tests/%: tests/unit/%.c $(B)/libshared.a $(WORKER_OBJ)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,844 @@
+/*
+ * One generator process: an epoll loop over its subscribers (and, in process 0, the
+ * publishers). Connections are set up a bounded number at a time; each is a small
+ * state machine: TCP connect, WebSocket handshake, LHTTP subscribe confirmed by a ping's
+ * pong (nchan subscribes in the handshake), then frames. Every read is processed from one
+ * process-wide buffer; a connection keeps only the partial frame that ends a read.
+ */
+#include "bench.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RBUF_SIZE (256 * 1024)
+#define MAX_HEAD 16384
+#define MAX_FRAME ((uint64_t)64 << 20)
+#define NEVENTS 512
+
+uint64_t lhb_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t lhb_rand(lhb_loop_t *l)
+{
+    uint64_t x = l->rng;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    l->rng = x;
+    return x;
+}
+
+void lhb_error(lhb_loop_t *l, const char *fmt, ...)
+{
+    va_list ap;
+    char *e = l->st->first_error;
+
+    if (e[0] != '\0')
+        return;
+    va_start(ap, fmt);
+    vsnprintf(e, sizeof(l->st->first_error), fmt, ap);
+    va_end(ap);
+    /* Keep the report on one line. */
+    for (char *p = e; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+            *p = ' ';
+}
+
+uint64_t lhb_sum_delivered(const lhb_shared_t *sh)
+{
+    uint64_t s = 0;
+
+    for (uint32_t i = 0; i < sh->nprocs; i++)
+        s += atomic_load_explicit(&sh->ps[i].delivered, memory_order_relaxed);
+    return s;
+}
+
+static uint64_t sum_of(const lhb_shared_t *sh, size_t field)
+{
+    uint64_t s = 0;
+
+    for (uint32_t i = 0; i < sh->nprocs; i++)
+        s += atomic_load((_Atomic uint64_t *)((char *)&sh->ps[i] + field));
+    return s;
+}
+
+static void set_phase(lhb_loop_t *l, int phase)
+{
+    atomic_store(&l->sh->phase, phase);
+}
+
+static void conn_close(lhb_loop_t *l, lhb_conn_t *c)
+{
+    if (c->fd >= 0)
+        close(c->fd); /* also leaves the epoll set */
+    c->fd = -1;
+    free(c->in);
+    free(c->out);
+    c->in = c->out = NULL;
+    c->inlen = c->incap = c->outlen = c->outoff = c->outcap = 0;
+    c->state = LHB_S_DEAD;
+}
+
+static void start_more(lhb_loop_t *l);
+
+/* A connection failed or the server closed it. Before it was ready that is a setup
+ * failure; afterwards the server dropped a subscriber (its deliveries will be missing). */
+static void conn_fail(lhb_loop_t *l, lhb_conn_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void conn_fail(lhb_loop_t *l, lhb_conn_t *c, const char *fmt, ...)
+{
+    char what[200];
+    va_list ap;
+    int was = c->state;
+
+    if (c->state == LHB_S_DEAD)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    conn_close(l, c);
+    if (c->role == LHB_SUB) {
+        if (was < LHB_S_READY) {
+            atomic_fetch_add(&l->st->failed, 1);
+            l->connecting--;
+            lhb_error(l, "subscriber %u: %s", c->idx, what);
+        } else {
+            l->st->closed++;
+            lhb_error(l, "subscriber %u: %s", c->idx, what);
+        }
+        return;
+    }
+    l->st->closed++;
+    lhb_error(l, "publisher %u: %s", c->idx, what);
+    if (atomic_load(&l->sh->phase) < LHB_PH_DONE)
+        set_phase(l, LHB_PH_ABORT);
+}
+
+int lhb_conn_append(lhb_conn_t *c, const void *data, size_t len)
+{
+    if (c->outlen + len > c->outcap) {
+        size_t cap = c->outcap ? c->outcap : 256;
+        uint8_t *p;
+
+        if (c->outoff > 0) {
+            /* Reclaim what was written before growing. */
+            memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
+            c->outlen -= c->outoff;
+            c->outoff = 0;
+        }
+        while (cap < c->outlen + len)
+            cap *= 2;
+        if (cap > c->outcap) {
+            if (cap > UINT32_MAX)
+                return -1;
+            p = realloc(c->out, cap);
+            if (p == NULL)
+                return -1;
+            c->out = p;
+            c->outcap = (uint32_t)cap;
+        }
+    }
+    memcpy(c->out + c->outlen, data, len);
+    c->outlen += (uint32_t)len;
+    return 0;
+}
+
+int lhb_conn_frame(lhb_loop_t *l, lhb_conn_t *c, int opcode, const void *data, size_t len)
+{
+    uint8_t hdr[14];
+    size_t hl = 2;
+    uint32_t key = (uint32_t)lhb_rand(l);
+    uint8_t mask[4];
+    size_t start;
+
+    hdr[0] = (uint8_t)(0x80 | opcode);
+    if (len < 126) {
+        hdr[1] = (uint8_t)(0x80 | len);
+    } else if (len < 65536) {
+        hdr[1] = 0x80 | 126;
+        hdr[2] = (uint8_t)(len >> 8);
+        hdr[3] = (uint8_t)len;
+        hl = 4;
+    } else {
+        hdr[1] = 0x80 | 127;
+        for (int i = 0; i < 8; i++)
+            hdr[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        hl = 10;
+    }
+    memcpy(mask, &key, 4);
+    memcpy(hdr + hl, mask, 4);
+    hl += 4;
+    if (lhb_conn_append(c, hdr, hl) < 0)
+        return -1;
+    start = c->outlen;
+    if (lhb_conn_append(c, data, len) < 0)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        c->out[start + i] ^= mask[i & 3];
+    return 0;
+}
+
+static void want_out(lhb_loop_t *l, lhb_conn_t *c, int on)
+{
+    struct epoll_event ev;
+
+    if (c->want_out == on)
+        return;
+    ev.events = EPOLLIN | (on ? EPOLLOUT : 0);
+    ev.data.ptr = c;
+    epoll_ctl(l->ep, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_out = (uint8_t)on;
+}
+
+void lhb_conn_flush(lhb_loop_t *l, lhb_conn_t *c)
+{
+    while (c->outoff < c->outlen) {
+        ssize_t r = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
+
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            conn_fail(l, c, "send: %s", strerror(errno));
+            return;
+        }
+        c->outoff += (uint32_t)r;
+    }
+    if (c->outoff < c->outlen) {
+        want_out(l, c, 1);
+        return;
+    }
+    c->outoff = c->outlen = 0;
+    want_out(l, c, 0);
+    if (c->role == LHB_SUB) {
+        free(c->out);
+        c->out = NULL;
+        c->outcap = 0;
+    }
+}
+
+static int parse_ipv4(const char *host, struct sockaddr_in *sa)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
+}
+
+size_t lhb_url_path(const lhb_url_t *u, const char *ch, size_t chlen, char *out, size_t cap)
+{
+    const char *p = u->path, *m = strstr(p, "{ch}");
+    int n;
+
+    if (m == NULL)
+        n = snprintf(out, cap, "%s", p);
+    else
+        n = snprintf(out, cap, "%.*s%.*s%s", (int)(m - p), p, (int)chlen, ch, m + 4);
+    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}
+
+/* Starts a non-blocking connect from source address 127.0.0.(1 + n % nsrc). */
+static void conn_start(lhb_loop_t *l, lhb_conn_t *c, const lhb_url_t *u, uint32_t n)
+{
+    struct sockaddr_in dst, src;
+    struct epoll_event ev;
+    int one = 1, fd;
+
+    if (parse_ipv4(u->host, &dst) < 0) {
+        conn_fail(l, c, "host %s: only IPv4 addresses are supported", u->host);
+        return;
+    }
+    dst.sin_port = htons(u->port);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        c->state = LHB_S_CONNECTING;
+        conn_fail(l, c, "socket: %s", strerror(errno));
+        return;
+    }
+    c->fd = fd;
+    c->state = LHB_S_CONNECTING;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (l->o->nsrc > 1) {
+        /* The port is then chosen at connect, per destination: each source address
+         * gives a full ephemeral range. */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        memset(&src, 0, sizeof(src));
+        src.sin_family = AF_INET;
+        src.sin_addr.s_addr = htonl(0x7f000001u + n % l->o->nsrc);
+        if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
+            conn_fail(l, c, "bind 127.0.0.%u: %s", 1 + n % l->o->nsrc, strerror(errno));
+            return;
+        }
+    }
+    if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
+        conn_fail(l, c, "connect: %s", strerror(errno));
+        return;
+    }
+    ev.events = EPOLLIN | EPOLLOUT;
+    ev.data.ptr = c;
+    c->want_out = 1;
+    if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+        conn_fail(l, c, "epoll_ctl: %s", strerror(errno));
+}
+
+static void start_more(lhb_loop_t *l)
+{
+    while (l->next_connect < l->n && l->connecting < l->conc &&
+           atomic_load(&l->sh->phase) == LHB_PH_SETUP) {
+        lhb_conn_t *c = &l->subs[l->next_connect++];
+
+        l->connecting++;
+        conn_start(l, c, &l->o->sub_url, c->idx);
+    }
+}
+
+static void sub_ready(lhb_loop_t *l, lhb_conn_t *c)
+{
+    c->state = LHB_S_READY;
+    l->connecting--;
+    atomic_fetch_add(&l->st->ready, 1);
+    atomic_store(&l->st->setup_done_ns, lhb_now_ns());
+}
+
+/* TCP is up: send the upgrade request (publishers over HTTP are ready at once). */
+static void conn_connected(lhb_loop_t *l, lhb_conn_t *c)
+{
+    char req[1024], path[600], ch[64];
+    const lhb_url_t *u = c->role == LHB_SUB ? &l->o->sub_url : &l->o->pub_url;
+    size_t chl = lhb_channel_name(ch, sizeof(ch), l->o->prefix, c->chan);
+    int n;
+
+    if (c->role == LHB_PUB_HTTP) {
+        c->state = LHB_S_READY;
+        l->pubs_ready++;
+        want_out(l, c, 0);
+        return;
+    }
+    if (lhb_url_path(u, ch, chl, path, sizeof(path)) == 0) {
+        conn_fail(l, c, "URL path too long");
+        return;
+    }
+    n = snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n",
+                 path, u->host, u->port, lhb_ws_key);
+    c->state = LHB_S_HANDSHAKE;
+    if (lhb_conn_append(c, req, (size_t)n) < 0) {
+        conn_fail(l, c, "out of memory");
+        return;
+    }
+    lhb_conn_flush(l, c);
+}
+
+/* Checks the 101 answer; then subscribes (lhttpd) or is ready (nchan, publishers). */
+static int handshake_done(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *head, size_t hl)
+{
+    static const char ok[] = "HTTP/1.1 101 ";
+
+    if (hl < sizeof(ok) - 1 || memcmp(head, ok, sizeof(ok) - 1) != 0) {
+        const uint8_t *e = memchr(head, '\r', hl);
+
+        conn_fail(l, c, "handshake refused: %.*s", (int)(e ? (size_t)(e - head) : hl),
+                  (const char *)head);
+        return -1;
+    }
+    if (memmem(head, hl, lhb_ws_accept, strlen(lhb_ws_accept)) == NULL) {
+        conn_fail(l, c, "handshake: wrong or missing Sec-WebSocket-Accept");
+        return -1;
+    }
+    if (c->role != LHB_SUB) {
+        c->state = LHB_S_READY;
+        l->pubs_ready++;
+        return 0;
+    }
+    if (l->o->target == LHB_TARGET_NCHAN) {
+        sub_ready(l, c);
+        return 0;
+    }
+    /* The pong answers after the subscribe was handled: messages of one connection are
+     * processed in order. */
+    {
+        char msg[256], ch[64];
+        size_t chl = lhb_channel_name(ch, sizeof(ch), l->o->prefix, c->chan);
+        int n = snprintf(msg, sizeof(msg), "LHTTP/1.0 sub\r\nsubscribe:%.*s\r\n\r\n", (int)chl, ch);
+
+        c->state = LHB_S_SUBSCRIBING;
+        if (lhb_conn_frame(l, c, 1, msg, (size_t)n) < 0 ||
+            lhb_conn_frame(l, c, 1, "LHTTP/1.0 ping", 14) < 0) {
+            conn_fail(l, c, "out of memory");
+            return -1;
+        }
+        lhb_conn_flush(l, c);
+    }
+    return c->state == LHB_S_DEAD ? -1 : 0;
+}
+
+/* Compares a measured delivery with the message that was published, byte for byte. */
+static int delivery_intact(lhb_loop_t *l, const lhb_conn_t *c, const uint8_t *m, size_t len,
+                           uint32_t seq, uint64_t t)
+{
+    uint8_t want[4096];
+    char ch[64];
+    size_t chl = lhb_channel_name(ch, sizeof(ch), l->o->prefix, c->chan);
+
+    if (len > sizeof(want))
+        return 1; /* too large to rebuild here: the trailer was checked */
+    return lhb_msg_build(want, sizeof(want), l->o->target, ch, chl, len, LHB_KIND_MEASURED, seq,
+                         t) == len &&
+           memcmp(want, m, len) == 0;
+}
+
+static void sub_message(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *m, size_t len)
+{
+    uint32_t seq;
+    uint64_t t;
+    int kind = lhb_msg_trailer(m, len, &seq, &t);
+
+    if (kind == LHB_KIND_MEASURED) {
+        c->got++;
+        l->delivered++;
+        lhb_hist_add(&l->st->hist, l->now > t ? l->now - t : 0);
+        if (l->check_order && seq != c->got)
+            l->st->disorder++;
+        if (len != l->o->size || ((c->got & 15) == 1 && !delivery_intact(l, c, m, len, seq, t)))
+            l->st->corrupt++;
+        return;
+    }
+    if (kind == LHB_KIND_PROBE) {
+        if (!c->probed) {
+            c->probed = 1;
+            atomic_fetch_add(&l->st->probed, 1);
+        }
+        return;
+    }
+    if (c->state == LHB_S_SUBSCRIBING && len >= 14 && memcmp(m, "LHTTP/1.0 pong", 14) == 0) {
+        sub_ready(l, c);
+        return;
+    }
+    l->st->other++;
+    if (c->state == LHB_S_SUBSCRIBING) {
+        conn_fail(l, c, "subscribe answered with: %.*s", (int)(len > 160 ? 160 : len),
+                  (const char *)m);
+        return;
+    }
+    lhb_error(l, "subscriber %u received an unexpected message: %.*s", c->idx,
+              (int)(len > 160 ? 160 : len), (const char *)m);
+}
+
+static void pub_message(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *m, size_t len)
+{
+    l->pub_replies++;
+    /* lhttpd answers a publish only with an error; nchan acknowledges each one. */
+    if (l->o->target == LHB_TARGET_LHTTP) {
+        l->st->other++;
+        lhb_error(l, "publisher %u received: %.*s", c->idx, (int)(len > 160 ? 160 : len),
+                  (const char *)m);
+    }
+}
+
+/* Handles the complete frames at the start of p. Returns the bytes consumed. */
+static size_t frames(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *p, size_t len)
+{
+    size_t off = 0;
+
+    while (len - off >= 2 && c->state != LHB_S_DEAD) {
+        const uint8_t *f = p + off;
+        uint64_t plen = f[1] & 127;
+        size_t hl = 2;
+        int op = f[0] & 15;
+
+        if (f[1] & 0x80) {
+            conn_fail(l, c, "the server sent a masked frame");
+            return len;
+        }
+        if (plen == 126) {
+            if (len - off < 4)
+                break;
+            plen = ((uint64_t)f[2] << 8) | f[3];
+            hl = 4;
+        } else if (plen == 127) {
+            if (len - off < 10)
+                break;
+            plen = 0;
+            for (int i = 0; i < 8; i++)
+                plen = (plen << 8) | f[2 + i];
+            hl = 10;
+        }
+        if (plen > MAX_FRAME) {
+            conn_fail(l, c, "frame of %llu bytes", (unsigned long long)plen);
+            return len;
+        }
+        if (len - off < hl + plen)
+            break;
+        switch (op) {
+        case 0: /* continuation: neither server fragments; the trailer check flags it */
+        case 1:
+        case 2:
+            if (c->role == LHB_SUB)
+                sub_message(l, c, f + hl, (size_t)plen);
+            else
+                pub_message(l, c, f + hl, (size_t)plen);
+            break;
+        case 9:
+            if (lhb_conn_frame(l, c, 10, f + hl, (size_t)plen) == 0)
+                lhb_conn_flush(l, c);
+            break;
+        case 10:
+            break;
+        case 8: {
+            unsigned code = plen >= 2 ? ((unsigned)f[hl] << 8) | f[hl + 1] : 1005;
+
+            conn_fail(l, c, "closed by the server with %u %.*s", code,
+                      (int)(plen > 2 ? plen - 2 : 0), (const char *)f + hl + 2);
+            return len;
+        }
+        default:
+            conn_fail(l, c, "frame with opcode %d", op);
+            return len;
+        }
+        off += hl + (size_t)plen;
+    }
+    return off;
+}
+
+/* The value of header name (lower case) in an HTTP head, or NULL. */
+static const char *find_header(const uint8_t *head, size_t hl, const char *name, size_t *vl)
+{
+    size_t nl = strlen(name);
+    const uint8_t *p = memchr(head, '\n', hl), *end = head + hl;
+
+    while (p != NULL && p + 1 < end) {
+        const uint8_t *line = p + 1, *e = memchr(line, '\n', (size_t)(end - line));
+
+        if (e == NULL)
+            break;
+        if ((size_t)(e - line) > nl && line[nl] == ':' &&
+            strncasecmp((const char *)line, name, nl) == 0) {
+            const uint8_t *v = line + nl + 1, *ve = e;
+
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
+                ve--;
+            *vl = (size_t)(ve - v);
+            return (const char *)v;
+        }
+        p = e;
+    }
+    return NULL;
+}
+
+/* Length of a complete chunked body at p, or 0 when more bytes are needed. */
+static size_t chunked_len(const uint8_t *p, size_t len)
+{
+    size_t off = 0;
+
+    for (;;) {
+        const uint8_t *e = memmem(p + off, len - off, "\r\n", 2);
+        size_t sz;
+
+        if (e == NULL)
+            return 0;
+        sz = strtoul((const char *)p + off, NULL, 16);
+        off = (size_t)(e - p) + 2;
+        if (sz == 0) {
+            /* No trailers are expected: the final CRLF. */
+            return len - off >= 2 ? off + 2 : 0;
+        }
+        if (len - off < sz + 2)
+            return 0;
+        off += sz + 2;
+    }
+}
+
+static size_t http_responses(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *p, size_t len)
+{
+    size_t off = 0;
+
+    while (off < len && c->state != LHB_S_DEAD) {
+        const uint8_t *h = p + off, *e = memmem(h, len - off, "\r\n\r\n", 4);
+        size_t hl, bl = 0, vl;
+        const char *v;
+        int status;
+
+        if (e == NULL) {
+            if (len - off > MAX_HEAD)
+                conn_fail(l, c, "HTTP answer head too long");
+            break;
+        }
+        hl = (size_t)(e + 4 - h);
+        if (hl < 12 || memcmp(h, "HTTP/1.", 7) != 0) {
+            conn_fail(l, c, "not an HTTP answer");
+            break;
+        }
+        status = atoi((const char *)h + 9);
+        if ((v = find_header(h, hl, "transfer-encoding", &vl)) != NULL && vl == 7 &&
+            strncasecmp(v, "chunked", 7) == 0) {
+            bl = chunked_len(h + hl, len - off - hl);
+            if (bl == 0)
+                break;
+        } else if ((v = find_header(h, hl, "content-length", &vl)) != NULL) {
+            bl = strtoul(v, NULL, 10);
+            if (len - off - hl < bl)
+                break;
+        }
+        if (status / 100 == 2) {
+            l->http_ok++;
+        } else {
+            l->st->other++;
+            lhb_error(l, "publish answered %.*s", (int)(hl + bl > 200 ? 200 : hl + bl),
+                      (const char *)h);
+        }
+        if (c->pending > 0)
+            c->pending--;
+        off += hl + bl;
+    }
+    return off;
+}
+
+static size_t consume(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *p, size_t len)
+{
+    size_t off = 0;
+
+    if (c->role == LHB_PUB_HTTP)
+        return http_responses(l, c, p, len);
+    if (c->state == LHB_S_HANDSHAKE) {
+        const uint8_t *e = memmem(p, len, "\r\n\r\n", 4);
+
+        if (e == NULL) {
+            if (len > MAX_HEAD)
+                conn_fail(l, c, "handshake answer head too long");
+            return 0;
+        }
+        off = (size_t)(e + 4 - p);
+        if (handshake_done(l, c, p, off) < 0)
+            return len;
+    }
+    return off + frames(l, c, p + off, len - off);
+}
+
+static void conn_read(lhb_loop_t *l, lhb_conn_t *c)
+{
+    size_t have = c->inlen, total, used, keep;
+    ssize_t n;
+
+    if (have > 0)
+        memcpy(l->rbuf, c->in, have);
+    n = read(c->fd, l->rbuf + have, l->rcap - have);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            conn_fail(l, c, "read: %s", strerror(errno));
+        return;
+    }
+    if (n == 0) {
+        conn_fail(l, c, "the server closed the connection");
+        return;
+    }
+    l->st->bytes_in += (uint64_t)n;
+    l->now = lhb_now_ns();
+    total = have + (size_t)n;
+    used = consume(l, c, l->rbuf, total);
+    if (c->state == LHB_S_DEAD)
+        return;
+    keep = total - used;
+    if (keep > c->incap) {
+        size_t cap = keep < 256 ? 256 : keep * 2;
+        uint8_t *q = realloc(c->in, cap);
+
+        if (q == NULL) {
+            conn_fail(l, c, "out of memory");
+            return;
+        }
+        c->in = q;
+        c->incap = (uint32_t)cap;
+    }
+    if (keep > 0)
+        memcpy(c->in, l->rbuf + used, keep);
+    c->inlen = (uint32_t)keep;
+}
+
+static void on_event(lhb_loop_t *l, lhb_conn_t *c, uint32_t events)
+{
+    if (c->state == LHB_S_DEAD)
+        return;
+    if (c->state == LHB_S_CONNECTING) {
+        int err = 0;
+        socklen_t sl = sizeof(err);
+
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0)
+            err = errno;
+        if (err != 0) {
+            conn_fail(l, c, "connect: %s", strerror(err));
+            return;
+        }
+        if (events & (EPOLLOUT | EPOLLIN))
+            conn_connected(l, c);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        conn_read(l, c);
+    if (c->state != LHB_S_DEAD && (events & EPOLLOUT))
+        lhb_conn_flush(l, c);
+}
+
+/* Process 0 between the setup and the publishing: publishers, then --hold-exec. */
+static void coordinate_setup(lhb_loop_t *l)
+{
+    const lhb_opts_t *o = l->o;
+    uint64_t ready = sum_of(l->sh, offsetof(lhb_pstats_t, ready));
+    uint64_t failed = sum_of(l->sh, offsetof(lhb_pstats_t, failed));
+    int need_pubs = o->have_pub && !o->no_publish;
+
+    if (l->now - l->t_start > (uint64_t)(o->timeout_s * 1e9)) {
+        lhb_error(l, "setup: %llu of %u subscribers ready after %.0f s",
+                  (unsigned long long)ready, o->subs, o->timeout_s);
+        set_phase(l, LHB_PH_ABORT);
+        return;
+    }
+    if (ready + failed < o->subs)
+        return;
+    if (failed > 0) {
+        set_phase(l, LHB_PH_ABORT);
+        return;
+    }
+    if (need_pubs && l->pubs[0].state == LHB_S_IDLE) {
+        for (uint32_t i = 0; i < o->pub_conns; i++)
+            conn_start(l, &l->pubs[i], &o->pub_url, o->subs + i);
+        return;
+    }
+    if (need_pubs && l->pubs_ready < o->pub_conns)
+        return;
+    if (o->hold_exec) {
+        int r;
+
+        set_phase(l, LHB_PH_HOLD);
+        fflush(stdout);
+        r = system(o->hold_exec);
+        if (r != 0 && !o->quiet)
+            fprintf(stderr, "lhttp-bench: --hold-exec exited with status %d\n", r);
+    }
+    set_phase(l, o->no_publish || !need_pubs ? LHB_PH_DONE : LHB_PH_WARMUP);
+}
+
+int lhb_loop_run(const lhb_opts_t *o, lhb_shared_t *sh, uint32_t proc, uint32_t first,
+                 uint32_t n, uint32_t *chan_counts, uint64_t t_start, lhb_pubres_t *res)
+{
+    lhb_loop_t L, *l = &L;
+    struct epoll_event evs[NEVENTS];
+    uint64_t published = 0;
+
+    memset(l, 0, sizeof(*l));
+    l->o = o;
+    l->sh = sh;
+    l->st = &sh->ps[proc];
+    l->proc = proc;
+    l->first = first;
+    l->n = n;
+    l->chan_counts = chan_counts;
+    l->t_start = t_start;
+    l->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)getpid() << 20) ^ lhb_now_ns();
+    l->check_order = o->pub_conns == 1;
+    l->conc = o->connect_conc / sh->nprocs;
+    if (l->conc == 0)
+        l->conc = 1;
+    l->ep = epoll_create1(EPOLL_CLOEXEC);
+    l->rcap = RBUF_SIZE;
+    l->rbuf = malloc(l->rcap);
+    l->subs = calloc(n ? n : 1, sizeof(*l->subs));
+    if (l->ep < 0 || l->rbuf == NULL || l->subs == NULL) {
+        lhb_error(l, "process %u: out of memory", proc);
+        set_phase(l, LHB_PH_ABORT);
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        l->subs[i].fd = -1;
+        l->subs[i].role = LHB_SUB;
+        l->subs[i].idx = first + i;
+        l->subs[i].chan = (first + i) % o->channels;
+    }
+    if (proc == 0 && o->have_pub && !o->no_publish) {
+        l->pubs = calloc(o->pub_conns, sizeof(*l->pubs));
+        if (l->pubs == NULL || lhb_pub_init(l) < 0) {
+            lhb_error(l, "out of memory");
+            set_phase(l, LHB_PH_ABORT);
+            return -1;
+        }
+        for (uint32_t i = 0; i < o->pub_conns; i++) {
+            l->pubs[i].fd = -1;
+            l->pubs[i].role = o->pub_url.http ? LHB_PUB_HTTP : LHB_PUB_WS;
+            l->pubs[i].idx = i;
+            l->pubs[i].chan = 0;
+        }
+    }
+    for (;;) {
+        int phase = atomic_load(&sh->phase), nev;
+        uint64_t wait_ns = 10 * 1000000ull;
+        struct timespec ts;
+
+        if (phase >= LHB_PH_DONE)
+            break;
+        l->now = lhb_now_ns();
+        if (phase == LHB_PH_SETUP) {
+            start_more(l);
+            if (proc == 0)
+                coordinate_setup(l);
+            if (proc == 0)
+                wait_ns = 2 * 1000000ull;
+        } else if (proc == 0 && phase >= LHB_PH_WARMUP) {
+            wait_ns = lhb_pub_step(l);
+        }
+        if (atomic_load(&sh->phase) >= LHB_PH_DONE)
+            break;
+        ts.tv_sec = (time_t)(wait_ns / 1000000000u);
+        ts.tv_nsec = (long)(wait_ns % 1000000000u);
+        nev = epoll_pwait2(l->ep, evs, NEVENTS, &ts, NULL);
+        if (nev < 0 && errno != EINTR) {
+            lhb_error(l, "epoll_pwait2: %s", strerror(errno));
+            set_phase(l, LHB_PH_ABORT);
+            break;
+        }
+        l->now = lhb_now_ns();
+        for (int i = 0; i < nev; i++)
+            on_event(l, evs[i].data.ptr, evs[i].events);
+        if (l->delivered != published) {
+            published = l->delivered;
+            atomic_store_explicit(&l->st->delivered, published, memory_order_relaxed);
+            atomic_store_explicit(&l->st->last_ns, l->now, memory_order_relaxed);
+        }
+    }
+    /* Every subscriber against what was published on its channel. */
+    for (uint32_t i = 0; i < n; i++) {
+        lhb_conn_t *c = &l->subs[i];
+        uint32_t want = chan_counts[c->chan];
+
+        if (c->got < want)
+            l->st->short_subs++;
+        else if (c->got > want)
+            l->st->long_subs++;
+    }
+    atomic_store(&l->st->delivered, l->delivered);
+    if (res != NULL && l->pub != NULL)
+        lhb_pub_report(l, res);
+    atomic_store(&l->st->finished, 1);
+    /* The connections close when the process exits. */
+    return 0;
+}
