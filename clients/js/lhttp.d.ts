@@ -1,0 +1,179 @@
+// Types for lhttp.js, the LHTTP client for lhttpd.
+
+/** Header values to send: an object, a Map or [key, value] pairs. null/undefined values are left out. */
+export type HeadersInit =
+  | Record<string, string | number | boolean | null | undefined>
+  | Map<string, string | number | boolean | null | undefined>
+  | ReadonlyArray<readonly [string, string | number | boolean | null | undefined]>;
+
+/** A message or part body: text (sent as UTF-8) or bytes. */
+export type BodyInit = string | Uint8Array | ArrayBuffer | ArrayBufferView | null | undefined;
+
+/** Channel names: one name, a space-separated list, or (nested) arrays of them. */
+export type Channels = string | ReadonlyArray<Channels>;
+
+/** One part of a multipart message. */
+export interface LhttpPart {
+  /** Lower-case header name -> value of its first occurrence. */
+  headers: Record<string, string>;
+  /** Every header as sent: [key, value] in order. */
+  headerList: Array<[string, string]>;
+  /** The part's body decoded as UTF-8 (invalid bytes become U+FFFD). */
+  body: string;
+  /** The part's body bytes. */
+  bodyBytes: Uint8Array;
+}
+
+/** A message received from lhttpd. */
+export interface LhttpMessage {
+  /** The command of the command line, e.g. "chat". */
+  command: string;
+  /** Lower-case header name -> value of its first occurrence. Values may contain ":". */
+  headers: Record<string, string>;
+  /** Every header as sent: [key, value] in order. */
+  headerList: Array<[string, string]>;
+  /** The body decoded as UTF-8 (invalid bytes become U+FFFD). */
+  body: string;
+  /** The body bytes, exactly as sent. */
+  bodyBytes: Uint8Array;
+  /** The channels of the `publish` header: where this publication was sent. */
+  channels: string[];
+  /** The parts when the message has a valid `multipart` header, else null. */
+  parts: LhttpPart[] | null;
+}
+
+export type LhttpErrorKind = 'server' | 'parse' | 'transport' | 'usage';
+
+export class LhttpError extends Error {
+  kind: LhttpErrorKind;
+  /** kind "server": the code of the error reply (400, 429, 431, 500, 503, ...). */
+  code?: number;
+  /** kind "server": the reason of the error reply. */
+  reason?: string;
+  /** kind "server": the command of the refused message. */
+  inReplyTo?: string;
+  /** kind "server": the whole error reply. */
+  lhttpMessage?: LhttpMessage;
+  /** kind "transport": the HTTP status of a refused handshake, when known (Node's "ws"). */
+  status?: number;
+  constructor(kind: LhttpErrorKind, message: string, fields?: object);
+}
+
+export interface OpenEvent {
+  /** True for every open after the first. */
+  reconnected: boolean;
+  /** The reconnection attempt that succeeded (0 for the first connection). */
+  attempt: number;
+}
+
+export interface CloseEvent {
+  /** The WebSocket close code (1006 for a dropped or refused connection). */
+  code: number;
+  reason: string;
+  wasClean: boolean;
+  /** The HTTP status of a refused handshake, when the WebSocket implementation tells it. */
+  status?: number;
+  /** Whether a reconnection follows (a "reconnecting" event comes next). */
+  willReconnect: boolean;
+}
+
+export interface ReconnectingEvent {
+  /** 1 for the first attempt after a connection was lost, then 2, 3, ... */
+  attempt: number;
+  /** Milliseconds until the attempt. */
+  delayMs: number;
+  code: number;
+  reason: string;
+  status?: number;
+}
+
+export interface LhttpEvents {
+  open: OpenEvent;
+  message: LhttpMessage;
+  close: CloseEvent;
+  reconnecting: ReconnectingEvent;
+  error: LhttpError;
+}
+
+export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface LhttpClientOptions {
+  /** WebSocket constructor; default globalThis.WebSocket. In Node 20: `WebSocket` from "ws". */
+  WebSocket?: new (url: string, protocols?: string | string[]) => any;
+  /** Subprotocols offered; default ["lhttp"]. */
+  protocols?: string[];
+  /** Command of publish() messages when none is given; default "message". */
+  command?: string;
+  /** Reconnect after a connection is lost; default true. */
+  reconnect?: boolean;
+  /** First back-off delay; default 500 ms. */
+  minDelayMs?: number;
+  /** Longest back-off delay; default 30000 ms. */
+  maxDelayMs?: number;
+  /** Give up after this many attempts in a row; default Infinity. */
+  maxRetries?: number;
+  /** A handshake not done in this time counts as failed; default 10000 ms. */
+  connectTimeoutMs?: number;
+  /** A connection up this long resets the back-off; default 5000 ms. */
+  stableMs?: number;
+  /** Messages kept while the connection is down; default 256. */
+  maxQueue?: number;
+  /** Overrules the close-code policy: true reconnects, false stops, undefined keeps the default. */
+  shouldReconnect?: (event: { code: number; reason: string; wasClean: boolean; status?: number }) => boolean | undefined;
+}
+
+export interface PublishOptions {
+  /** The message's command; default the client's `command` option. */
+  command?: string;
+  /** More headers (a `publish` header given here is replaced). */
+  headers?: HeadersInit;
+}
+
+export class LhttpClient {
+  constructor(url: string | URL, options?: LhttpClientOptions);
+  readonly url: string;
+  readonly state: ClientState;
+  /** The channels subscribed to, resubscribed after every reconnection. */
+  readonly channels: string[];
+  on<E extends keyof LhttpEvents>(event: E, handler: (this: LhttpClient, arg: LhttpEvents[E]) => void): () => void;
+  off<E extends keyof LhttpEvents>(event: E, handler: (this: LhttpClient, arg: LhttpEvents[E]) => void): this;
+  subscribe(...channels: Channels[]): this;
+  unsubscribe(...channels: Channels[]): this;
+  /** Returns true when sent now, false when queued until the connection is back. */
+  publish(channels: Channels, body?: BodyInit | MultipartBuilder, options?: PublishOptions): boolean;
+  /** Returns true when sent now, false when queued until the connection is back. */
+  send(command: string, headers?: HeadersInit | null, body?: BodyInit | MultipartBuilder): boolean;
+  /** Resolves with the round-trip time in milliseconds. */
+  ping(timeoutMs?: number): Promise<number>;
+  /** Closes for good: no reconnection. */
+  close(code?: number, reason?: string): void;
+}
+
+export class MultipartBuilder {
+  /** Appends a part: its headers, then its body. */
+  add(headers: HeadersInit | null | undefined, body?: BodyInit): this;
+  /** The number of parts. */
+  readonly size: number;
+  /** The `multipart` header value ("0 31 ..."), the offsets in bytes, and the body. */
+  build(): { header: string; offsets: number[]; body: Uint8Array };
+}
+
+export const CloseCode: Readonly<{
+  NORMAL: 1000;
+  GOING_AWAY: 1001;
+  PROTOCOL_ERROR: 1002;
+  UNSUPPORTED_DATA: 1003;
+  ABNORMAL: 1006;
+  INVALID_DATA: 1007;
+  POLICY_VIOLATION: 1008;
+  MESSAGE_TOO_BIG: 1009;
+  INTERNAL_ERROR: 1011;
+  SERVICE_RESTART: 1012;
+  TRY_AGAIN_LATER: 1013;
+  SLOW_CONSUMER: 4008;
+}>;
+
+export function encodeMessage(command: string, headers?: HeadersInit | null, body?: BodyInit | MultipartBuilder): Uint8Array;
+export function parseMessage(data: string | Uint8Array | ArrayBuffer): LhttpMessage;
+export function parseMultipart(value: string, body: BodyInit): LhttpPart[] | null;
+export function isValidChannel(name: unknown): boolean;

@@ -1,0 +1,650 @@
+// lhttp.js: the LHTTP client for lhttpd. One ES module, no build step and no runtime
+// dependency. Browsers use their WebSocket; Node passes one in: `{ WebSocket }` from the
+// "ws" package. The protocol is described in lhttpd's PROTOCOL.md; README.md beside this
+// file shows the API with examples, lhttp.d.ts types it.
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder(); // lenient: invalid bytes become U+FFFD
+const strictDecoder = new TextDecoder('utf-8', { fatal: true });
+
+const COMMAND_RE = /^[\x21-\x39\x3b-\x7e]{1,64}$/;
+const KEY_RE = /^[\x21-\x39\x3b-\x7e]+$/;
+const CHANNEL_RE = /^[A-Za-z0-9_\-=@+~:;]+(?:\.[A-Za-z0-9_\-=@+~:;]+)*$/;
+const BAD_VALUE_RE = /[\0\r\n]/;
+const PREFIX = 'LHTTP/1.0 ';
+
+/** Close codes that lhttpd sends (PROTOCOL.md, "Close codes"). */
+export const CloseCode = Object.freeze({
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  UNSUPPORTED_DATA: 1003,
+  ABNORMAL: 1006,
+  INVALID_DATA: 1007,
+  POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
+  SERVICE_RESTART: 1012,
+  TRY_AGAIN_LATER: 1013,
+  SLOW_CONSUMER: 4008,
+});
+
+/**
+ * The error the client reports: `kind` says where it came from: "server" (an LHTTP error
+ * reply: `code`, `reason`, `inReplyTo` and the whole `lhttpMessage`), "parse" (a message
+ * from the server that is not LHTTP), "transport" (the WebSocket failed; `status` is the
+ * HTTP status of a refused handshake when the WebSocket implementation tells it) or
+ * "usage" (a call the client refused, such as send() after close()).
+ */
+export class LhttpError extends Error {
+  constructor(kind, message, fields = {}) {
+    super(message);
+    this.name = 'LhttpError';
+    this.kind = kind;
+    Object.assign(this, fields);
+  }
+}
+
+// ---- Bytes and validation ------------------------------------------------------------
+
+function toBytes(data) {
+  if (data == null) return new Uint8Array(0);
+  if (typeof data === 'string') return encoder.encode(data);
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new TypeError('a body must be a string, a Uint8Array or an ArrayBuffer');
+}
+
+function concat(chunks) {
+  let n = 0;
+  for (const c of chunks) n += c.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** True when `name` is a valid channel name (PROTOCOL.md section 4), at most 255 bytes. */
+export function isValidChannel(name) {
+  return typeof name === 'string' && CHANNEL_RE.test(name) && name.length <= 255;
+}
+
+// channelList(["a b", ["c"]]) -> ["a", "b", "c"]; throws on an invalid name.
+function channelList(args) {
+  const out = [];
+  for (const a of args.flat(Infinity)) {
+    if (typeof a !== 'string') throw new TypeError('a channel name must be a string');
+    for (const name of a.split(/[ \t]+/)) {
+      if (name === '') continue;
+      if (!isValidChannel(name)) throw new TypeError(`invalid channel name: ${JSON.stringify(name)}`);
+      out.push(name);
+    }
+  }
+  return out;
+}
+
+function headerEntries(headers) {
+  if (headers == null) return [];
+  const list = Array.isArray(headers) ? headers
+    : headers instanceof Map ? [...headers] : Object.entries(headers);
+  const out = [];
+  for (const [key, raw] of list) {
+    if (raw === undefined || raw === null) continue;
+    const value = String(raw);
+    if (!KEY_RE.test(key)) throw new TypeError(`invalid header name: ${JSON.stringify(key)}`);
+    if (BAD_VALUE_RE.test(value)) {
+      throw new TypeError(`header ${key}: a value may not contain NUL, CR or LF`);
+    }
+    out.push([key, value]);
+  }
+  return out;
+}
+
+function headerBlock(entries) {
+  let s = '';
+  for (const [k, v] of entries) s += `${k}:${v}\r\n`;
+  return s + '\r\n';
+}
+
+// ---- Multipart -----------------------------------------------------------------------
+
+/**
+ * Builds a multipart body. Each part is its headers (`key:value` lines), an empty line
+ * and its body; the parts are laid end to end and the `multipart` header lists the byte
+ * offset where each one starts. Offsets count UTF-8 bytes, never JavaScript characters.
+ *
+ *   const mp = new MultipartBuilder()
+ *     .add({ 'content-type': 'text/plain' }, 'héllo')
+ *     .add({ name: 'logo.png' }, pngBytes);
+ *   client.publish('room1', mp);          // or: const { header, body } = mp.build()
+ */
+export class MultipartBuilder {
+  #chunks = [];
+  #offsets = [];
+  #length = 0;
+
+  /** Appends one part; returns the builder. */
+  add(headers, body) {
+    const head = encoder.encode(headerBlock(headerEntries(headers)));
+    const bytes = toBytes(body);
+    this.#offsets.push(this.#length);
+    this.#chunks.push(head, bytes);
+    this.#length += head.length + bytes.length;
+    return this;
+  }
+
+  /** Number of parts added so far. */
+  get size() {
+    return this.#offsets.length;
+  }
+
+  /** `{ header, offsets, body }`: the `multipart` header value and the body bytes. */
+  build() {
+    return { header: this.#offsets.join(' '), offsets: [...this.#offsets], body: concat(this.#chunks) };
+  }
+}
+
+// Parses `key:value` lines from bytes[pos..] up to the first empty line. Returns the
+// headers, where the body starts (bytes.length when no empty line came) and whether the
+// empty line came; throws on a malformed line.
+function parseHeaders(bytes, pos) {
+  const list = [];
+  while (pos < bytes.length) {
+    const lf = bytes.indexOf(10, pos);
+    const next = lf < 0 ? bytes.length : lf + 1;
+    let end = lf < 0 ? bytes.length : lf;
+    if (lf >= 0 && end > pos && bytes[end - 1] === 13) end--;
+    if (end === pos) return { list, bodyStart: next, blank: lf >= 0 };
+    const line = bytes.subarray(pos, end);
+    if (line.includes(13) || line.includes(0)) throw new Error('stray CR or NUL in a header line');
+    const colon = line.indexOf(58);
+    if (colon < 0) throw new Error('a header line without ":"');
+    const key = decoder.decode(line.subarray(0, colon));
+    if (!KEY_RE.test(key)) throw new Error(`bad header name ${JSON.stringify(key)}`);
+    const value = decoder.decode(line.subarray(colon + 1)).replace(/^[ \t]+|[ \t]+$/g, '');
+    list.push([key, value]);
+    pos = next;
+  }
+  return { list, bodyStart: bytes.length, blank: false };
+}
+
+function headerObject(list) {
+  const obj = Object.create(null);
+  for (const [k, v] of list) {
+    const lk = k.toLowerCase();
+    if (!(lk in obj)) obj[lk] = v;
+  }
+  return obj;
+}
+
+/**
+ * Splits a body at the offsets of a `multipart` header value (PROTOCOL.md, "Multipart
+ * messages"). Returns the parts, or null when the value is not a list of decimal offsets
+ * (no leading zeros) that starts at 0 and increases strictly inside the body, or when a
+ * part's header block is malformed or lacks its empty line.
+ */
+export function parseMultipart(value, body) {
+  const bytes = toBytes(body);
+  const words = String(value).trim().split(/[ \t]+/);
+  const offsets = [];
+  for (const w of words) {
+    if (!/^(?:0|[1-9][0-9]{0,14})$/.test(w)) return null;
+    const n = Number(w);
+    if (n >= bytes.length || (offsets.length ? n <= offsets[offsets.length - 1] : n !== 0)) return null;
+    offsets.push(n);
+  }
+  const parts = [];
+  for (let i = 0; i < offsets.length; i++) {
+    const raw = bytes.subarray(offsets[i], i + 1 < offsets.length ? offsets[i + 1] : bytes.length);
+    let h;
+    try {
+      h = parseHeaders(raw, 0);
+    } catch {
+      return null;
+    }
+    if (!h.blank) return null;
+    const bodyBytes = raw.subarray(h.bodyStart);
+    parts.push({
+      headers: headerObject(h.list),
+      headerList: h.list,
+      body: decoder.decode(bodyBytes),
+      bodyBytes,
+    });
+  }
+  return parts;
+}
+
+// ---- Messages ------------------------------------------------------------------------
+
+/**
+ * Encodes one LHTTP message as bytes. `headers` is an object, a Map or a list of
+ * [key, value] pairs (null and undefined values are left out); `body` a string, bytes
+ * or a MultipartBuilder (whose `multipart` header is added). Throws TypeError on a bad
+ * command, header name or value.
+ */
+export function encodeMessage(command, headers, body) {
+  if (typeof command !== 'string' || !COMMAND_RE.test(command)) {
+    throw new TypeError(`invalid command: ${JSON.stringify(command)}`);
+  }
+  const entries = headerEntries(headers);
+  if (body instanceof MultipartBuilder) {
+    if (!body.size) throw new TypeError('a multipart message needs at least one part');
+    const mp = body.build();
+    entries.push(['multipart', mp.header]);
+    body = mp.body;
+  }
+  const head = encoder.encode(PREFIX + command + '\r\n' + headerBlock(entries));
+  const bytes = toBytes(body);
+  return bytes.length ? concat([head, bytes]) : head;
+}
+
+/**
+ * Parses one LHTTP message (a string, bytes or an ArrayBuffer) into
+ * `{ command, headers, headerList, body, bodyBytes, channels, parts }`: `headers` maps
+ * lower-case names to the first value, `headerList` keeps every [key, value] as sent,
+ * `body` is the body decoded as UTF-8 and `bodyBytes` its bytes, `channels` the list of
+ * the `publish` header (empty without one), `parts` the multipart parts or null.
+ * Throws an Error when the message is not LHTTP.
+ */
+export function parseMessage(data) {
+  const bytes = toBytes(data);
+  const lf = bytes.indexOf(10);
+  let end = lf < 0 ? bytes.length : lf;
+  if (lf >= 0 && bytes[end - 1] === 13) end--;
+  const first = decoder.decode(bytes.subarray(0, end));
+  if (!first.startsWith(PREFIX)) throw new Error('not an LHTTP/1.0 message');
+  const command = first.slice(PREFIX.length);
+  if (!COMMAND_RE.test(command)) throw new Error(`bad command ${JSON.stringify(command)}`);
+  const h = lf < 0 ? { list: [], bodyStart: bytes.length } : parseHeaders(bytes, lf + 1);
+  const headers = headerObject(h.list);
+  const bodyBytes = bytes.subarray(h.bodyStart);
+  const body = decoder.decode(bodyBytes);
+  const channels = headers.publish ? headers.publish.split(/[ \t]+/).filter(Boolean) : [];
+  const parts = headers.multipart !== undefined ? parseMultipart(headers.multipart, bodyBytes) : null;
+  return { command, headers, headerList: h.list, body, bodyBytes, channels, parts };
+}
+
+// ---- Reconnection policy -------------------------------------------------------------
+
+// What a close code asks of the client: "no" (do not reconnect), "now" (service restart:
+// the new workers are serving), "soon" (going away: a short random delay) or "backoff".
+function closeAdvice(code, status) {
+  if (status) {
+    if (status === 429 || status >= 500) return 'backoff';
+    return 'no'; // 400/401/403/404/426...: the same request would be refused again
+  }
+  switch (code) {
+    case 1000: case 1002: case 1003: case 1007: case 1008: case 1009: case 1010:
+      return 'no';
+    case 1012:
+      return 'now';
+    case 1001:
+      return 'soon';
+    default:
+      return 'backoff'; // 1006 (dropped), 1005, 1011, 1013, 4008, anything unknown
+  }
+}
+
+const DEFAULTS = {
+  protocols: ['lhttp'],
+  command: 'message',
+  reconnect: true,
+  minDelayMs: 500,
+  maxDelayMs: 30000,
+  maxRetries: Infinity,
+  connectTimeoutMs: 10000,
+  stableMs: 5000,
+  maxQueue: 256,
+  shouldReconnect: null,
+};
+
+const EVENTS = new Set(['open', 'message', 'close', 'reconnecting', 'error']);
+
+function report(err) {
+  if (typeof globalThis.reportError === 'function') globalThis.reportError(err);
+  else setTimeout(() => { throw err; }, 0);
+}
+
+/**
+ * A connection to lhttpd that reconnects by itself. See README.md for the options and
+ * the events; in short:
+ *
+ *   const client = new LhttpClient('ws://localhost:8081/ws');
+ *   client.on('message', (m) => console.log(m.command, m.headers, m.body));
+ *   client.subscribe('room1');
+ *   client.publish('room1', 'hello');
+ */
+export class LhttpClient {
+  #opts;
+  #WebSocket;
+  #handlers = new Map();
+  #channels = new Set();
+  #queue = [];
+  #ws = null;
+  #state = 'connecting';
+  #attempt = 0;
+  #opens = 0;
+  #openedAt = 0;
+  #timer = null;
+  #connectTimer = null;
+  #lastStatus = 0;
+  #lastError = null;
+  #pings = new Map();
+  #pingSeq = 0;
+
+  constructor(url, options = {}) {
+    this.url = String(url);
+    this.#opts = { ...DEFAULTS, ...options };
+    this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof this.#WebSocket !== 'function') {
+      throw new TypeError('no WebSocket here: pass one in, e.g. new LhttpClient(url, { WebSocket }) '
+        + 'with WebSocket from the "ws" package');
+    }
+    this.#connect(true);
+  }
+
+  /** "connecting", "open", "reconnecting" or "closed" (after close() or a final close). */
+  get state() {
+    return this.#state;
+  }
+
+  /** The channels this client is subscribed to (and resubscribes after a reconnect). */
+  get channels() {
+    return [...this.#channels];
+  }
+
+  /** Adds a handler for "open", "message", "close", "reconnecting" or "error"; returns a
+   *  function that removes it. */
+  on(event, handler) {
+    if (!EVENTS.has(event)) throw new TypeError(`unknown event: ${event}`);
+    if (typeof handler !== 'function') throw new TypeError('a handler must be a function');
+    if (!this.#handlers.has(event)) this.#handlers.set(event, new Set());
+    this.#handlers.get(event).add(handler);
+    return () => this.off(event, handler);
+  }
+
+  /** Removes a handler added with on(). */
+  off(event, handler) {
+    this.#handlers.get(event)?.delete(handler);
+    return this;
+  }
+
+  #emit(event, arg) {
+    for (const h of [...(this.#handlers.get(event) ?? [])]) {
+      try {
+        h.call(this, arg);
+      } catch (err) {
+        report(err);
+      }
+    }
+  }
+
+  /** Subscribes to channels (names, space-separated lists or arrays). Kept across
+   *  reconnects. Throws TypeError on an invalid name. */
+  subscribe(...channels) {
+    const names = channelList(channels);
+    const fresh = names.filter((c) => !this.#channels.has(c));
+    for (const c of names) this.#channels.add(c);
+    if (this.#state === 'open' && fresh.length) this.#sendChannels('subscribe', fresh);
+    return this;
+  }
+
+  /** Ends subscriptions; channels not subscribed to are ignored. */
+  unsubscribe(...channels) {
+    const names = channelList(channels).filter((c) => this.#channels.has(c));
+    for (const c of names) this.#channels.delete(c);
+    if (this.#state === 'open' && names.length) this.#sendChannels('unsubscribe', names);
+    return this;
+  }
+
+  /**
+   * Publishes `body` to one or more channels; every subscriber receives the whole
+   * message. `command` defaults to the client's `command` option ("message"); `headers`
+   * are sent along. Returns true when sent now, false when queued until the connection
+   * is back.
+   */
+  publish(channels, body, { command, headers } = {}) {
+    const names = channelList([channels]);
+    if (!names.length) throw new TypeError('publish needs at least one channel');
+    const entries = headerEntries(headers).filter(([k]) => k.toLowerCase() !== 'publish');
+    entries.push(['publish', names.join(' ')]);
+    return this.send(command ?? this.#opts.command, entries, body);
+  }
+
+  /**
+   * Sends one LHTTP message. Returns true when it was handed to the WebSocket, false when
+   * it was queued because the connection is not open (it is sent after the next open,
+   * after the resubscription). Throws an LhttpError of kind "usage" after close() or when
+   * the queue holds `maxQueue` messages already.
+   */
+  send(command, headers, body) {
+    const data = encodeMessage(command, headers, body);
+    if (this.#state === 'closed') throw new LhttpError('usage', 'the client is closed');
+    if (this.#state === 'open') {
+      this.#write(data);
+      return true;
+    }
+    if (this.#queue.length >= this.#opts.maxQueue) {
+      throw new LhttpError('usage', `${this.#queue.length} messages are already waiting for the connection`);
+    }
+    this.#queue.push(data);
+    return false;
+  }
+
+  /** Sends `ping` and resolves with the round trip in milliseconds when the pong comes;
+   *  rejects after timeoutMs (default 10 s) or when the client closes. */
+  ping(timeoutMs = 10000) {
+    const token = `p${++this.#pingSeq}-${Date.now()}`;
+    return new Promise((resolve, reject) => {
+      const started = Date.now();
+      const timer = setTimeout(() => {
+        this.#pings.delete(token);
+        reject(new LhttpError('transport', 'no pong in time'));
+      }, timeoutMs);
+      this.#pings.set(token, { resolve: () => resolve(Date.now() - started), reject, timer });
+      try {
+        this.send('ping', null, token);
+      } catch (err) {
+        clearTimeout(timer);
+        this.#pings.delete(token);
+        reject(err);
+      }
+    });
+  }
+
+  /** Closes the connection for good: no reconnection, queued messages are dropped. */
+  close(code = 1000, reason = '') {
+    if (this.#state === 'closed') return;
+    const ws = this.#ws;
+    this.#finish();
+    if (ws) {
+      try {
+        ws.close(code, reason);
+      } catch {
+        ws.close();
+      }
+    }
+    // The socket's own close event is detached; tell the application here.
+    this.#emit('close', { code, reason, wasClean: true, willReconnect: false });
+  }
+
+  // ---- internals ----
+
+  #finish() {
+    this.#state = 'closed';
+    clearTimeout(this.#timer);
+    clearTimeout(this.#connectTimer);
+    this.#queue = [];
+    if (this.#ws) this.#detach(this.#ws);
+    this.#ws = null;
+    for (const [token, p] of this.#pings) {
+      clearTimeout(p.timer);
+      p.reject(new LhttpError('transport', 'the client closed'));
+      this.#pings.delete(token);
+    }
+  }
+
+  #detach(ws) {
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.onerror = () => {}; // a late error of a socket given up must not go unhandled
+  }
+
+  #connect(first) {
+    this.#lastStatus = 0;
+    this.#lastError = null;
+    let ws;
+    try {
+      ws = new this.#WebSocket(this.url, this.#opts.protocols);
+    } catch (err) {
+      if (first) throw err; // a bad URL: say so at once
+      this.#emit('error', new LhttpError('transport', err.message, { cause: err }));
+      this.#closed(1006, String(err.message), false);
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    this.#ws = ws;
+    this.#state = first ? 'connecting' : 'reconnecting';
+    this.#connectTimer = setTimeout(() => {
+      this.#lastError = new LhttpError('transport', 'the WebSocket handshake timed out');
+      try { ws.close(); } catch { /* closing a CONNECTING socket may throw */ }
+      // Some implementations report no close for a socket that never opened.
+      if (this.#ws === ws) {
+        this.#detach(ws);
+        this.#closed(1006, 'handshake timeout', false);
+      }
+    }, this.#opts.connectTimeoutMs);
+    ws.onopen = () => this.#opened();
+    ws.onmessage = (ev) => this.#received(ev.data);
+    ws.onerror = (ev) => {
+      const msg = ev?.message ?? ev?.error?.message ?? 'WebSocket error';
+      const m = /Unexpected server response: (\d{3})/.exec(msg);
+      if (m) this.#lastStatus = Number(m[1]);
+      this.#lastError = new LhttpError('transport', msg, { status: this.#lastStatus || undefined });
+    };
+    ws.onclose = (ev) => {
+      if (this.#ws !== ws) return;
+      this.#closed(ev.code, ev.reason ?? '', ev.wasClean ?? false);
+    };
+  }
+
+  #opened() {
+    clearTimeout(this.#connectTimer);
+    const reconnected = this.#opens > 0;
+    this.#opens++;
+    this.#openedAt = Date.now();
+    this.#state = 'open';
+    if (this.#channels.size) this.#sendChannels('subscribe', [...this.#channels]);
+    const queued = this.#queue;
+    this.#queue = [];
+    for (const data of queued) this.#write(data);
+    this.#emit('open', { reconnected, attempt: this.#attempt });
+  }
+
+  #closed(code, reason, wasClean) {
+    clearTimeout(this.#connectTimer);
+    const ws = this.#ws;
+    if (ws) this.#detach(ws);
+    this.#ws = null;
+    const status = this.#lastStatus;
+    if (this.#lastError) this.#emit('error', this.#lastError);
+    if (this.#state === 'closed') return; // an error handler called close()
+    if (this.#state === 'open' && Date.now() - this.#openedAt >= this.#opts.stableMs) this.#attempt = 0;
+    const info = { code, reason, wasClean, status: status || undefined };
+    let advice = closeAdvice(code, status);
+    const custom = this.#opts.shouldReconnect ? this.#opts.shouldReconnect(info) : undefined;
+    if (custom === false) advice = 'no';
+    else if (custom === true && advice === 'no') advice = 'backoff';
+    if (!this.#opts.reconnect || advice === 'no' || this.#attempt >= this.#opts.maxRetries) {
+      this.#finish();
+      this.#emit('close', { ...info, willReconnect: false });
+      return;
+    }
+    const delayMs = this.#delay(advice);
+    const attempt = ++this.#attempt;
+    this.#state = 'reconnecting';
+    for (const [token, p] of this.#pings) {
+      clearTimeout(p.timer);
+      p.reject(new LhttpError('transport', 'the connection closed before the pong'));
+      this.#pings.delete(token);
+    }
+    this.#emit('close', { ...info, willReconnect: true });
+    if (this.#state !== 'reconnecting') return; // a close handler called close()
+    this.#emit('reconnecting', { attempt, delayMs, code, reason, status: status || undefined });
+    if (this.#state !== 'reconnecting') return;
+    this.#timer = setTimeout(() => this.#connect(false), delayMs);
+  }
+
+  // Milliseconds to wait before the next attempt: exponential back-off from minDelayMs
+  // to maxDelayMs with "equal jitter" (half fixed, half random), so that clients dropped
+  // together do not come back together; a service restart (1012) reconnects within
+  // 100 ms and a first "going away" (1001) within minDelayMs.
+  #delay(advice) {
+    const { minDelayMs, maxDelayMs } = this.#opts;
+    if (this.#attempt === 0 && advice === 'now') return Math.floor(Math.random() * Math.min(100, minDelayMs));
+    if (this.#attempt === 0 && advice === 'soon') return Math.floor(Math.random() * minDelayMs);
+    const base = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(this.#attempt, 30));
+    return Math.floor(base / 2 + Math.random() * (base / 2));
+  }
+
+  #received(data) {
+    let msg;
+    try {
+      msg = parseMessage(data);
+    } catch (err) {
+      this.#emit('error', new LhttpError('parse', `bad message from the server: ${err.message}`, { data }));
+      return;
+    }
+    if (msg.command === 'error') {
+      const h = msg.headers;
+      this.#emit('error', new LhttpError('server', `${h.code ?? '?'} ${h.reason ?? 'error'}`
+        + (h['in-reply-to'] ? ` (in reply to ${h['in-reply-to']})` : ''), {
+        code: Number(h.code) || 0, reason: h.reason ?? '', inReplyTo: h['in-reply-to'], lhttpMessage: msg,
+      }));
+      return;
+    }
+    if (msg.command === 'pong' && this.#pings.has(msg.body)) {
+      const p = this.#pings.get(msg.body);
+      this.#pings.delete(msg.body);
+      clearTimeout(p.timer);
+      p.resolve();
+      return;
+    }
+    this.#emit('message', msg);
+  }
+
+  // Sends subscribe/unsubscribe for many channels in messages whose header line stays
+  // under lhttpd's default limits.max_header_line (4096).
+  #sendChannels(command, names) {
+    let batch = [];
+    let len = 0;
+    const flush = () => {
+      if (batch.length) this.#write(encodeMessage(command, [[command, batch.join(' ')]]));
+      batch = [];
+      len = 0;
+    };
+    for (const n of names) {
+      if (len + n.length + 1 > 3500) flush();
+      batch.push(n);
+      len += n.length + 1;
+    }
+    flush();
+  }
+
+  #write(bytes) {
+    let text = null;
+    try {
+      text = strictDecoder.decode(bytes);
+    } catch {
+      // Not UTF-8: goes as a binary message.
+    }
+    try {
+      this.#ws.send(text ?? bytes);
+    } catch (err) {
+      this.#emit('error', new LhttpError('transport', `send failed: ${err.message}`, { cause: err }));
+    }
+  }
+}
