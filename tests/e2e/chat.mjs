@@ -1,0 +1,179 @@
+// End-to-end test of the chat demo in headless Chromium (Debian's /usr/bin/chromium,
+// driven by playwright-core): two pages join a room and exchange messages both ways,
+// lhttpd is reloaded (its old workers drain the pages with 1012), the pages show
+// "reconnecting", come back on their own and keep chatting. Then the two browser
+// examples of clients/js/README.md run as pasted (the console snippet, and the page,
+// saved into the web root before the reload so that the new workers serve it).
+// Screenshots go to $LH_TEST_OUT/browser/.
+//
+// Run by tests/integration/browser.bats, which starts nats-server and lhttpd with
+// static.root set to the demo. Environment:
+//   LH_BASE      http://127.0.0.1:PORT (the lhttpd serving the demo)
+//   LHTTPD       the lhttpd binary, for `lhttpd -s reload -c LH_CONF`
+//   LH_CONF      that server's configuration file
+//   LH_WWW       its static.root (the README's page example is written there)
+//   LH_TEST_OUT  where screenshots go (default: a temporary directory)
+//   CHROMIUM     browser binary (default /usr/bin/chromium)
+// Prints one line per step; exits 0 when every step passed, 1 otherwise.
+import { chromium } from 'playwright-core';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const base = process.env.LH_BASE;
+const { LHTTPD, LH_CONF, LH_WWW } = process.env;
+if (!base || !LHTTPD || !LH_CONF || !LH_WWW) {
+  console.error('chat.mjs: set LH_BASE, LHTTPD, LH_CONF and LH_WWW');
+  process.exit(2);
+}
+const outDir = path.join(process.env.LH_TEST_OUT || mkdtempSync(path.join(os.tmpdir(), 'lh-e2e-')), 'browser');
+mkdirSync(outDir, { recursive: true });
+
+// chromium.launch() gives the browser a fresh temporary profile (user-data-dir) of its
+// own and removes it on close. Without the background-networking flags Chromium tries to reach Google's services,
+// and this closed network refuses them noisily.
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ROOM = 'e2e-room';
+const WAIT = 10000;
+
+const step = (what) => console.log(`step: ${what}`);
+
+// The README's examples, with the server address of `make run` replaced by this one's.
+const readme = readFileSync(fileURLToPath(new URL('../../clients/js/README.md', import.meta.url)), 'utf8');
+function example(heading, lang) {
+  const section = readme.slice(readme.indexOf(`## ${heading}`));
+  const m = section.match(new RegExp('```' + lang + '\\n([\\s\\S]*?)```'));
+  if (!m) throw new Error(`README.md: no ${lang} example under "${heading}"`);
+  return m[1].replaceAll('ws://localhost:8081/ws', `${base.replace(/^http/, 'ws')}/ws`);
+}
+let browser;
+let failed = false;
+const pageErrors = [];
+
+async function openChat(nick) {
+  // One context per page: separate storage, like two people.
+  const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
+  const page = await context.newPage();
+  page.on('pageerror', (err) => pageErrors.push(`${nick}: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') pageErrors.push(`${nick} console: ${msg.text()}`);
+  });
+  // Every state the status shows, in order, recorded in the page.
+  await page.addInitScript(() => {
+    window.__states = [];
+    document.addEventListener('DOMContentLoaded', () => {
+      const el = document.getElementById('status');
+      new MutationObserver(() => {
+        const s = el.dataset.state;
+        if (window.__states.at(-1) !== s) window.__states.push(s);
+      }).observe(el, { attributes: true, attributeFilter: ['data-state'] });
+    });
+  });
+  await page.goto(`${base}/?nick=${encodeURIComponent(nick)}`);
+  await page.waitForSelector('#status[data-state="open"]', { timeout: WAIT });
+  return page;
+}
+
+async function joinRoom(page, room) {
+  await page.fill('#room-input', room);
+  await page.click('#join');
+  await page.waitForSelector(`#rooms li.current[data-room="${room}"]`, { timeout: WAIT });
+  await page.waitForFunction((r) => document.getElementById('room-title').textContent === `#${r}`, room, { timeout: WAIT });
+}
+
+async function say(page, text) {
+  await page.fill('#text', text);
+  await page.press('#text', 'Enter');
+  // Delivered back by the server: no longer "sending".
+  await page.waitForFunction((t) => [...document.querySelectorAll('#messages .msg.mine')]
+    .some((li) => li.querySelector('.text').textContent === t && !li.classList.contains('pending')), text, { timeout: WAIT });
+}
+
+async function sees(page, from, text) {
+  await page.waitForFunction(([f, t]) => [...document.querySelectorAll('#messages .msg:not(.mine)')]
+    .some((li) => li.querySelector('.nick').textContent === f && li.querySelector('.text').textContent === t),
+  [from, text], { timeout: WAIT });
+  const time = await page.evaluate(([f, t]) => {
+    const li = [...document.querySelectorAll('#messages .msg')].find((x) => x.querySelector('.text').textContent === t);
+    return li.querySelector('time').textContent;
+  }, [from, text]);
+  if (!/\d/.test(time)) throw new Error(`message "${text}" shows no time: ${JSON.stringify(time)}`);
+}
+
+try {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ARGS,
+    timeout: 30000,
+  });
+  step(`chromium ${browser.version()}`);
+
+  const ann = await openChat('ann');
+  const bob = await openChat('bob');
+  step('both pages loaded from lhttpd and connected');
+
+  await joinRoom(ann, ROOM);
+  await joinRoom(bob, ROOM);
+  await ann.waitForFunction((r) => [...document.querySelectorAll('#messages .notice')]
+    .some((n) => n.textContent === `bob joined #${r}.`), ROOM, { timeout: WAIT });
+  step(`both joined #${ROOM}; ann saw bob join`);
+
+  await say(ann, 'Hello from ann, ça va?');
+  await sees(bob, 'ann', 'Hello from ann, ça va?');
+  await say(bob, 'Hi ann, bob here: héllo');
+  await sees(ann, 'bob', 'Hi ann, bob here: héllo');
+  step('messages went both ways, with sender and time');
+
+  writeFileSync(path.join(LH_WWW, 'hello.html'), example('In a page', 'html'));
+  const r = spawnSync(LHTTPD, ['-s', 'reload', '-c', LH_CONF], { encoding: 'utf8', timeout: 15000 });
+  if (r.status !== 0) throw new Error(`lhttpd -s reload exited ${r.status}: ${r.stdout}${r.stderr}`);
+  step('lhttpd reloaded');
+
+  for (const page of [ann, bob]) {
+    await page.waitForSelector('#status[data-state="open"][data-opens="2"]', { timeout: WAIT });
+    const states = await page.evaluate(() => window.__states);
+    if (!states.includes('reconnecting')) throw new Error(`the page never showed reconnecting: ${states}`);
+  }
+  step('both pages showed "reconnecting" and are connected again');
+
+  await say(ann, 'Still here after the reload');
+  await sees(bob, 'ann', 'Still here after the reload');
+  await say(bob, 'Me too');
+  await sees(ann, 'bob', 'Me too');
+  step('messages went both ways after the reload');
+
+  await ann.evaluate(`(async () => { ${example('Try it in 30 seconds', 'js')} })()`);
+  await bob.click('#rooms li[data-room="lobby"] button');
+  await sees(bob, 'console', 'hello from the console');
+  step("the README's console example works as pasted");
+
+  const hello = await (await browser.newContext()).newPage();
+  hello.on('pageerror', (err) => pageErrors.push(`hello.html: ${err.message}`));
+  await hello.goto(`${base}/hello.html`);
+  await hello.waitForFunction(() => document.getElementById('log').textContent.includes('#lobby page: hello from a page'), null, { timeout: WAIT });
+  await sees(bob, 'page', 'hello from a page');
+  step("the README's page example, added before the reload, is served and works");
+
+  await ann.screenshot({ path: path.join(outDir, 'chat-ann.png') });
+  await bob.screenshot({ path: path.join(outDir, 'chat-bob.png') });
+  step(`screenshots in ${outDir}`);
+
+  if (pageErrors.length) throw new Error(`errors in the pages:\n${pageErrors.join('\n')}`);
+  console.log('e2e: all steps passed');
+} catch (err) {
+  failed = true;
+  console.error(`e2e: FAILED: ${err.stack || err}`);
+  if (pageErrors.length) console.error(`page errors:\n${pageErrors.join('\n')}`);
+  try {
+    for (const [i, ctx] of (browser?.contexts() ?? []).entries()) {
+      for (const p of ctx.pages()) await p.screenshot({ path: path.join(outDir, `failure-${i}.png`) });
+    }
+  } catch { /* the browser may be gone */ }
+} finally {
+  await browser?.close().catch(() => {});
+}
+process.exit(failed ? 1 : 0);
