@@ -422,35 +422,16 @@ static int conn_write(lh_conn_t *c)
     return 0;
 }
 
-/*
- * Writes every listed connection's queue, in the order the connections were listed: the
- * list is built newest first, so it is reversed here. Output queued in one loop pass thus
- * leaves in queueing order across connections (deliveries before the answer to the POST
- * /publish that caused them) without a flush per message. A connection listed while this
- * runs is written by the next round of the outer loop; those still on the local list keep
- * LH_CF_FLUSH_LISTED, so they are neither listed twice nor reaped.
- */
 void lh_worker_flush(lh_worker_t *w)
 {
     while (w->flush_head) {
-        lh_conn_t *c = w->flush_head, *fifo = NULL;
+        lh_conn_t *c = w->flush_head;
 
-        w->flush_head = NULL;
-        while (c) {
-            lh_conn_t *next = c->flush_next;
-
-            c->flush_next = fifo;
-            fifo = c;
-            c = next;
-        }
-        while (fifo) {
-            c = fifo;
-            fifo = c->flush_next;
-            c->flush_next = NULL;
-            c->flags &= ~LH_CF_FLUSH_LISTED;
-            if (!(c->flags & LH_CF_DEAD))
-                conn_write(c);
-        }
+        w->flush_head = c->flush_next;
+        c->flush_next = NULL;
+        c->flags &= ~LH_CF_FLUSH_LISTED;
+        if (!(c->flags & LH_CF_DEAD))
+            conn_write(c);
     }
 }
 

@@ -527,7 +527,8 @@ void lh_pubsub_http_publish(lh_conn_t *c, const uint8_t *body, size_t len)
         json_array_append_new(chans, json_stringn(ch, cl));
     }
     lh_buf_unref(frame);
-    lh_worker_flush(w);
+    /* No flush here: the deliveries go out at the end of this loop pass with those of
+     * every other publish handled in it, one writev per subscriber. */
     if (again) {
         json_decref(chans);
         publish_error(c, 503, "NATS unavailable and its outage buffer is full; delivered "
