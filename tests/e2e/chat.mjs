@@ -77,11 +77,14 @@ async function openChat(nick) {
   return page;
 }
 
-async function joinRoom(page, room) {
+// Joins a room through the form; returns once the page's own "joined" notice came back
+// from the server, so the subscription is in place.
+async function joinRoom(page, nick, room) {
   await page.fill('#room-input', room);
   await page.click('#join');
   await page.waitForSelector(`#rooms li.current[data-room="${room}"]`, { timeout: WAIT });
-  await page.waitForFunction((r) => document.getElementById('room-title').textContent === `#${r}`, room, { timeout: WAIT });
+  await page.waitForFunction(([n, r]) => [...document.querySelectorAll('#messages .notice')]
+    .some((el) => el.textContent === `${n} joined #${r}.`), [nick, room], { timeout: WAIT });
 }
 
 async function say(page, text) {
@@ -116,8 +119,8 @@ try {
   const bob = await openChat('bob');
   step('both pages loaded from lhttpd and connected');
 
-  await joinRoom(ann, ROOM);
-  await joinRoom(bob, ROOM);
+  await joinRoom(ann, 'ann', ROOM);
+  await joinRoom(bob, 'bob', ROOM);
   await ann.waitForFunction((r) => [...document.querySelectorAll('#messages .notice')]
     .some((n) => n.textContent === `bob joined #${r}.`), ROOM, { timeout: WAIT });
   step(`both joined #${ROOM}; ann saw bob join`);
@@ -134,7 +137,10 @@ try {
   step('lhttpd reloaded');
 
   for (const page of [ann, bob]) {
-    await page.waitForSelector('#status[data-state="open"][data-opens="2"]', { timeout: WAIT });
+    await page.waitForFunction(() => {
+      const el = document.getElementById('status');
+      return el.dataset.state === 'open' && Number(el.dataset.opens) >= 2;
+    }, null, { timeout: WAIT });
     const states = await page.evaluate(() => window.__states);
     if (!states.includes('reconnecting')) throw new Error(`the page never showed reconnecting: ${states}`);
   }

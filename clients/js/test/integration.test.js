@@ -8,7 +8,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { LhttpClient, MultipartBuilder } from '../lhttp.js';
 import { servers, missingPrerequisite, loadWs, waitFor } from './harness.js';
 
@@ -105,7 +107,7 @@ test('reload: clients drained with 1012 reconnect at once, resubscribe and keep 
   await join(a, 'room');
   await join(b, 'room');
   s.reload();
-  await waitFor(() => a.opens === 2 && b.opens === 2, 10000, 'both clients reconnected');
+  await waitFor(() => a.opens >= 2 && b.opens >= 2, 10000, 'both clients reconnected');
   for (const r of [a, b]) {
     assert.equal(r.closes[0].code, 1012);
     assert.equal(r.closes[0].willReconnect, true);
@@ -166,13 +168,19 @@ test('refusals: a handshake refused with 403 is not retried; 503 (server full) b
   await waitFor(() => second.c.state === 'open', 5000, 'the second client to get in');
 });
 
+// The URL of the "ws" package's ES module entry (import.meta.resolve needs Node 20.6).
+function wsModuleUrl() {
+  const main = createRequire(import.meta.url).resolve('ws');
+  return pathToFileURL(path.join(path.dirname(main), 'wrapper.mjs')).href;
+}
+
 test('readme: the Node example works as pasted, and reconnects after a reload', { skip }, async (t) => {
   const s = await servers(t);
   const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
   const code = readme.slice(readme.indexOf('## In Node')).match(/```js\n([\s\S]*?)```/)[1]
     .replaceAll('ws://localhost:8081/ws', s.url)
     .replace("from './lhttp.js'", `from '${new URL('../lhttp.js', import.meta.url)}'`)
-    .replace("from 'ws'", `from '${import.meta.resolve('ws')}'`);
+    .replace("from 'ws'", `from '${wsModuleUrl()}'`);
   const file = path.join(s.dir, 'hello.mjs');
   writeFileSync(file, code);
   const watcher = connect(s);
