@@ -60,6 +60,7 @@ LHTTPD := $(B)/lhttpd
 LHTTPC := $(B)/lhttpc
 
 .PHONY: all check run deps install uninstall clean fuzz fuzz-smoke help unit integration \
+        deb rpm package-test \
         _check _run _test-build
 .DEFAULT_GOAL := all
 
@@ -165,14 +166,32 @@ install: all
 	install -d $(DESTDIR)$(MODULEDIR) $(DESTDIR)$(DOCDIR)/examples/modules
 	install -m 0755 $(MODULE_SO) $(DESTDIR)$(MODULEDIR)/
 	install -m 0644 $(MODULE_SRC) $(DESTDIR)$(DOCDIR)/examples/modules/
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 packaging/man/lhttpc.1 $(DESTDIR)$(MANDIR)/man1/lhttpc.1
+	install -m 0644 packaging/man/lhttpd.json.5 $(DESTDIR)$(MANDIR)/man5/lhttpd.json.5
+	install -m 0644 packaging/man/lhttpd.8 $(DESTDIR)$(MANDIR)/man8/lhttpd.8
 	test -e $(DESTDIR)$(SYSCONFDIR)/lhttpd/lhttpd.json || \
 	  install -m 0644 etc/lhttpd.json $(DESTDIR)$(SYSCONFDIR)/lhttpd/lhttpd.json
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/lhttpd $(DESTDIR)$(BINDIR)/lhttpc \
 	  $(DESTDIR)$(INCLUDEDIR)/lhttpd/lhttpd.h \
+	  $(DESTDIR)$(MANDIR)/man1/lhttpc.1 $(DESTDIR)$(MANDIR)/man5/lhttpd.json.5 \
+	  $(DESTDIR)$(MANDIR)/man8/lhttpd.8 \
 	  $(addprefix $(DESTDIR)$(MODULEDIR)/,$(notdir $(MODULE_SO))) \
 	  $(addprefix $(DESTDIR)$(DOCDIR)/examples/modules/,$(notdir $(MODULE_SRC)))
+
+# Packages, built from a copy of the tree (packaging/README.md): $(B)/deb, $(B)/rpm.
+deb:
+	packaging/build-deb.sh $(B)/deb
+
+rpm:
+	packaging/build-rpm.sh $(B)/rpm
+
+# Builds both, installs the .deb on this machine and checks it, then purges it (root).
+package-test:
+	@tests/lib/deps.sh
+	@B=$(abspath $(B)) tests/package/run.sh
 
 clean:
 	rm -rf $(B)
@@ -184,6 +203,9 @@ help:
 	@echo "make deps       install the Debian packages the build and tests need"
 	@echo "make fuzz       run each libFuzzer target for FUZZ_SECONDS (default 30)"
 	@echo "make install    install under PREFIX (default /usr/local), DESTDIR honoured"
+	@echo "make deb        build the Debian packages into $(B)/deb (packaging/README.md)"
+	@echo "make rpm        build the RPM packages into $(B)/rpm"
+	@echo "make package-test   build both, install the .deb here, check it, purge it (root)"
 	@echo "make SANITIZE=address,undefined ...   build with sanitizers (use B=build-san)"
 
 -include $(shell find $(B)/obj $(B)/tests $(B)/modules -name '*.d' 2>/dev/null)
