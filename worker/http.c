@@ -261,14 +261,16 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
     echo = path_in(&w->cfg->websocket.echo_paths, req->path, req->path_len);
     ws = echo || path_in(&w->cfg->websocket.paths, req->path, req->path_len);
     if (ws) {
+        int upgrade;
+
         c->endpoint = LH_EP_WEBSOCKET;
         h = lh_http_find_header(req, "upgrade");
-        if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
+        upgrade = h != NULL && lh_http_has_token(h->value, h->value_len, "websocket");
+        if (!upgrade && lh_static_serve(c, req, 1)) {
+            /* A plain GET or HEAD on a WebSocket path: the page that opens the WebSocket. */
+        } else if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
             reject(c, LH_REJ_METHOD, 405, "method not allowed", "Allow: GET\r\n");
-        } else if ((h == NULL || !lh_http_has_token(h->value, h->value_len, "websocket")) &&
-                   lh_static_serve(c, req)) {
-            /* A plain GET on a WebSocket path: the page that opens the WebSocket. */
-        } else if (h == NULL || !lh_http_has_token(h->value, h->value_len, "websocket")) {
+        } else if (!upgrade) {
             lh_m_inc(LH_M_REJECT_BASE + LH_REJ_NOT_UPGRADE);
             lh_http_respond(c, 426, "Upgrade: websocket\r\nConnection: Upgrade\r\n",
                             "text/plain; charset=utf-8", "WebSocket upgrade required\n", 27);
@@ -294,7 +296,7 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         }
         return (ssize_t)total;
     }
-    if (lh_static_serve(c, req))
+    if (lh_static_serve(c, req, 0))
         return (ssize_t)total;
     lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
     return (ssize_t)total;

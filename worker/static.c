@@ -262,7 +262,7 @@ static const lh_file_t *lookup(const struct lh_static_s *st, const char *path, s
     return NULL;
 }
 
-int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req)
+int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req, int only_found)
 {
     const struct lh_static_s *st = c->w->statics;
     const lh_http_header_t *inm;
@@ -274,6 +274,8 @@ int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req)
 
     if (st == NULL)
         return 0;
+    if (only_found && !get && !head)
+        return 0;
     c->endpoint = LH_EP_STATIC;
     if (!get && !head) {
         lh_http_respond(c, 405, "Allow: GET, HEAD\r\n", "text/plain; charset=utf-8",
@@ -281,6 +283,8 @@ int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req)
         return 1;
     }
     n = decode_path(req->path, req->path_len, path, sizeof(path) - 16);
+    if (only_found && (n <= 0 || path[0] != '/'))
+        return 0;
     if (n <= 0 || path[0] != '/') {
         c->flags |= LH_CF_CLOSE_AFTER;
         lh_http_respond(c, 400, NULL, "text/plain; charset=utf-8", "bad path\n", 9);
@@ -291,6 +295,8 @@ int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req)
         n += 10;
     }
     f = lookup(st, path, (size_t)n);
+    if (f == NULL && only_found)
+        return 0;
     if (f == NULL) {
         lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
         return 1;

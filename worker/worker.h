@@ -239,8 +239,9 @@ void lh_conn_resume(lh_conn_t *c);
 /* Reads static.root into memory (at worker start, before the loop runs). */
 int lh_static_load(lh_worker_t *w);
 void lh_static_free(lh_worker_t *w);
-/* Answers a plain GET/HEAD from the static files; 0 when static files are off. */
-int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req);
+/* Answers a plain GET/HEAD from the static files; 0 when static files are off. With
+ * only_found, answers only when the file exists (and returns 0 otherwise). */
+int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req, int only_found);
 /* Like lh_http_respond, with the body queued by reference. */
 void lh_http_respond_buf(lh_conn_t *c, int status, const char *extra, const char *ctype,
                          lh_buf_t *body);

@@ -27,8 +27,20 @@ else
     port_open 4222 || { echo "run: nats-server did not start"; exit 1; }
     echo "run: nats-server on 127.0.0.1:4222 (pid $nats_pid)"
 fi
-echo "run: lhttpd on http://localhost:8081/ (Ctrl-C stops)"
-"$LHTTPD" -c "$CONFIG" &
+# The chat demo: clients/chat and the SDK it imports (clients/js/lhttp.js), copied side by
+# side (lhttpd follows no symbolic link) into the web root that static.root names. The
+# control socket goes to a temporary path so `lhttpd -s reload -c "$run_conf"` reaches
+# this server, and max_age_s 0 keeps edited files from being cached while developing.
+www=$(cd "$(dirname "$LHTTPD")" && pwd)/www
+mkdir -p "$www"
+cp "$top"/clients/chat/*.html "$top"/clients/chat/*.js "$top"/clients/chat/*.css \
+    "$top/clients/js/lhttp.js" "$www/"
+run_conf=${TMPDIR:-/tmp}/lhttpd-run.json
+sed -e "s|\"root\": null|\"root\": \"$www\"|" \
+    -e "s|\"control_socket\": \"[^\"]*\"|\"control_socket\": \"${TMPDIR:-/tmp}/lhttpd-run.sock\"|" \
+    -e "s|\"max_age_s\": [0-9]*|\"max_age_s\": 0|" "$CONFIG" >"$run_conf"
+echo "run: lhttpd on http://localhost:8081/ (Ctrl-C stops; reload: $LHTTPD -s reload -c $run_conf)"
+"$LHTTPD" -c "$run_conf" &
 lhttpd_pid=$!
 wait "$lhttpd_pid"
 rc=$?
