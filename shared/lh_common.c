@@ -2,6 +2,17 @@
 
 #include <string.h>
 
+int lh_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 int lh_strieq(const char *a, size_t len, const char *b)
 {
     size_t i;

@@ -14,6 +14,9 @@
 
 #define LH_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The value of a hexadecimal digit, or -1. */
+int lh_hexval(char c);
+
 /* Case-insensitive ASCII comparison of a (len bytes) with the NUL-terminated b. */
 int lh_strieq(const char *a, size_t len, const char *b);
 

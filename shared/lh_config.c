@@ -174,17 +174,6 @@ static size_t skip_value(const char *s, size_t len, size_t i)
     return len;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Reads 4 hex digits at s[i..]; -1 when they are not there. */
 static long hex4(const char *s, size_t len, size_t i)
 {
@@ -194,7 +183,7 @@ static long hex4(const char *s, size_t len, size_t i)
     if (i + 4 > len)
         return -1;
     for (k = 0; k < 4; k++) {
-        int h = hexval(s[i + k]);
+        int h = lh_hexval(s[i + k]);
 
         if (h < 0)
             return -1;

@@ -209,17 +209,6 @@ void lh_static_free(lh_worker_t *w)
     w->statics = NULL;
 }
 
-static int hexv(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes p into out (cap bytes). Returns the length, or -1 when malformed or
  * when it decodes to a NUL or a ".." segment. */
 static long decode_path(const char *p, size_t n, char *out, size_t cap)
@@ -234,8 +223,8 @@ static long decode_path(const char *p, size_t n, char *out, size_t cap)
 
             if (i + 2 >= n)
                 return -1;
-            a = hexv(p[i + 1]);
-            b = hexv(p[i + 2]);
+            a = lh_hexval(p[i + 1]);
+            b = lh_hexval(p[i + 2]);
             if (a < 0 || b < 0)
                 return -1;
             ch = (char)(a * 16 + b);
