@@ -215,6 +215,7 @@ uint64_t lhb_sum_delivered(const lhb_shared_t *sh);
 /* ---- pub.c ---- */
 
 int lhb_pub_init(lhb_loop_t *l);
+void lhb_pub_free(lhb_loop_t *l);
 /* One publishing step of process 0 in the WARMUP, MEASURE and DRAIN phases: sends what
  * the rate or the window allows and moves the phase on. Returns the wait (ns) until the
  * step wants to run again. */

@@ -83,7 +83,7 @@ static void set_phase(lhb_loop_t *l, int phase)
     atomic_store(&l->sh->phase, phase);
 }
 
-static void conn_close(lhb_loop_t *l, lhb_conn_t *c)
+static void conn_close(lhb_conn_t *c)
 {
     if (c->fd >= 0)
         close(c->fd); /* also leaves the epoll set */
@@ -112,7 +112,7 @@ static void conn_fail(lhb_loop_t *l, lhb_conn_t *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    conn_close(l, c);
+    conn_close(c);
     if (c->role == LHB_SUB) {
         if (was < LHB_S_READY) {
             atomic_fetch_add(&l->st->failed, 1);
@@ -739,6 +739,23 @@ static void coordinate_setup(lhb_loop_t *l)
     set_phase(l, o->no_publish || !need_pubs ? LHB_PH_DONE : LHB_PH_WARMUP);
 }
 
+/* Closes every connection and frees the loop's memory. */
+static void loop_free(lhb_loop_t *l)
+{
+    for (uint32_t i = 0; l->subs != NULL && i < l->n; i++)
+        if (l->subs[i].state != LHB_S_IDLE)
+            conn_close(&l->subs[i]);
+    for (uint32_t i = 0; l->pubs != NULL && i < l->o->pub_conns; i++)
+        if (l->pubs[i].state != LHB_S_IDLE)
+            conn_close(&l->pubs[i]);
+    free(l->subs);
+    free(l->pubs);
+    free(l->rbuf);
+    lhb_pub_free(l);
+    if (l->ep >= 0)
+        close(l->ep);
+}
+
 int lhb_loop_run(const lhb_opts_t *o, lhb_shared_t *sh, uint32_t proc, uint32_t first,
                  uint32_t n, uint32_t *chan_counts, uint64_t t_start, lhb_pubres_t *res)
 {
@@ -767,6 +784,7 @@ int lhb_loop_run(const lhb_opts_t *o, lhb_shared_t *sh, uint32_t proc, uint32_t 
     if (l->ep < 0 || l->rbuf == NULL || l->subs == NULL) {
         lhb_error(l, "process %u: out of memory", proc);
         set_phase(l, LHB_PH_ABORT);
+        loop_free(l);
         return -1;
     }
     for (uint32_t i = 0; i < n; i++) {
@@ -780,6 +798,7 @@ int lhb_loop_run(const lhb_opts_t *o, lhb_shared_t *sh, uint32_t proc, uint32_t 
         if (l->pubs == NULL || lhb_pub_init(l) < 0) {
             lhb_error(l, "out of memory");
             set_phase(l, LHB_PH_ABORT);
+            loop_free(l);
             return -1;
         }
         for (uint32_t i = 0; i < o->pub_conns; i++) {
@@ -839,6 +858,6 @@ int lhb_loop_run(const lhb_opts_t *o, lhb_shared_t *sh, uint32_t proc, uint32_t 
     if (res != NULL && l->pub != NULL)
         lhb_pub_report(l, res);
     atomic_store(&l->st->finished, 1);
-    /* The connections close when the process exits. */
+    loop_free(l);
     return 0;
 }

@@ -376,14 +376,16 @@ static void report(const lhb_opts_t *o, lhb_shared_t *sh, const lhb_pubres_t *re
                    lhb_hist_quantile(h, 0.99) / 1e3, lhb_hist_quantile(h, 0.999) / 1e3,
                    h->max / 1e3);
         }
-        if (!complete)
-            printf("PROBLEM:  %s%s%llu failed, %llu closed, %llu short, %llu long, %llu out of "
-                   "order, %llu corrupt, %llu other; first error: %s\n",
-                   aborted ? "aborted; " : "", delivered != res->expected ? "deliveries missing; " : "",
-                   (unsigned long long)failed, (unsigned long long)closed,
-                   (unsigned long long)shorts, (unsigned long long)longs,
-                   (unsigned long long)disorder, (unsigned long long)corrupt,
-                   (unsigned long long)other, err[0] ? err : "none");
+    }
+    if (!complete) {
+        printf("PROBLEM:  %s%s%llu failed, %llu closed, %llu short, %llu long, %llu out of "
+               "order, %llu corrupt, %llu other; first error: %s\n",
+               aborted ? "aborted; " : "",
+               delivered != res->expected ? "deliveries missing; " : "",
+               (unsigned long long)failed, (unsigned long long)closed,
+               (unsigned long long)shorts, (unsigned long long)longs,
+               (unsigned long long)disorder, (unsigned long long)corrupt,
+               (unsigned long long)other, err[0] ? err : "none");
     }
     printf("RESULT target=%s subs=%u channels=%u size=%zu pub=%s setup_s=%.4f setup_rate=%.0f "
            "failed=%llu published=%llu expected=%llu delivered=%llu span_s=%.4f "

@@ -46,6 +46,17 @@ int lhb_pub_init(lhb_loop_t *l)
     return 0;
 }
 
+void lhb_pub_free(lhb_loop_t *l)
+{
+    pub_t *p = l->pub;
+
+    if (p != NULL) {
+        free(p->mbuf);
+        free(p);
+        l->pub = NULL;
+    }
+}
+
 /* A publisher that can take one more message for channel ch, or NULL. */
 static lhb_conn_t *pick(lhb_loop_t *l, pub_t *p, uint32_t ch)
 {

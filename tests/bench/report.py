@@ -1,0 +1,184 @@
+#!/usr/bin/python3
+"""report.py RESULTS [MACHINE]: the table of a `make bench` run.
+
+RESULTS has one line per lhttp-bench run: key=value pairs (the scenario, the server,
+its CPU use, and lhttp-bench's RESULT fields). Each cell is the median over the rounds;
+a scenario with an incomplete run (a delivery missing, a connection failed) says so.
+"""
+import statistics
+import sys
+
+
+def parse(path):
+    runs = []
+    with open(path) as f:
+        for line in f:
+            d = {}
+            for tok in line.split():
+                if "=" in tok:
+                    k, v = tok.split("=", 1)
+                    d[k] = v
+            if d:
+                runs.append(d)
+    return runs
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def pick(runs, scenario, server, workers=None, pinned=None):
+    return [r for r in runs if r.get("scenario") == scenario and r.get("server") == server
+            and (workers is None or r.get("workers") == str(workers))
+            and (pinned is None or r.get("pinned") == pinned)]
+
+
+def median(rs, key):
+    vals = [num(r.get(key)) for r in rs]
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def complete(rs):
+    return bool(rs) and all(r.get("complete") == "1" for r in rs)
+
+
+def mem_kib(s):
+    """'pss_kib=N,rss_kib=M' -> (N, M)"""
+    d = dict(p.split("=") for p in (s or "").split(",") if "=" in p)
+    return num(d.get("pss_kib")), num(d.get("rss_kib"))
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:.2f} M{unit}"
+    if abs(v) >= 1e4:
+        return f"{v / 1e3:.0f} k{unit}"
+    if abs(v) >= 100:
+        return f"{v:.0f}{unit}"
+    return f"{v:.2f}{unit}"
+
+
+def main():
+    runs = parse(sys.argv[1])
+    out = []
+    if len(sys.argv) > 2:
+        with open(sys.argv[2]) as f:
+            out.append("Machine: " + "; ".join(l.strip() for l in f if l.strip()))
+            out.append("")
+    out.append("| scenario | metric | lhttpd | nchan | lhttpd/nchan | target | met |")
+    out.append("|---|---|---|---|---|---|---|")
+
+    def row(name, metric, lrs, nrs, key, better, target, unit=""):
+        lv, nv = median(lrs, key), median(nrs, key)
+        ok = complete(lrs) and complete(nrs)
+        ratio = lv / nv if lv is not None and nv else None
+        met = "n/a"
+        if ratio is not None and target is not None:
+            met = "yes" if (ratio >= target if better == "higher" else ratio <= target) else "NO"
+        if not ok:
+            met = "INCOMPLETE RUN"
+        tgt = "" if target is None else (f">= {target}x" if better == "higher" else f"<= {target}x")
+        out.append(f"| {name} | {metric} | {fmt(lv, unit)} | {fmt(nv, unit)} | "
+                   f"{'n/a' if ratio is None else f'{ratio:.2f}'} | {tgt} | {met} |")
+
+    w1 = dict(workers=1, pinned=None)
+    row("1. fan-out, 1000 subs, WS publish", "deliveries/s",
+        pick(runs, "fanout-ws", "lhttpd", 1, "yes") or pick(runs, "fanout-ws", "lhttpd", 1),
+        pick(runs, "fanout-ws", "nchan", 1, "yes") or pick(runs, "fanout-ws", "nchan", 1),
+        "deliveries_per_s", "higher", 3)
+    row("1. fan-out, 1000 subs, HTTP publish (8 conns)", "deliveries/s",
+        pick(runs, "fanout-http", "lhttpd", **w1), pick(runs, "fanout-http", "nchan", **w1),
+        "deliveries_per_s", "higher", 3)
+    row("2. 10k subs on 10k channels, HTTP publish (8 conns)", "messages/s",
+        pick(runs, "channels-http", "lhttpd", **w1), pick(runs, "channels-http", "nchan", **w1),
+        "msgs_per_s", "higher", 2)
+    row("2. same, lhttpd WS publish vs nchan HTTP", "messages/s",
+        pick(runs, "channels-ws", "lhttpd", **w1), pick(runs, "channels-http", "nchan", **w1),
+        "msgs_per_s", "higher", 2)
+    lat_l, lat_n = pick(runs, "latency", "lhttpd", **w1), pick(runs, "latency", "nchan", **w1)
+    rate = lat_l[0].get("rate") if lat_l else "?"
+    row(f"3. latency, {rate} msg/s to 1000 subs", "p50", lat_l, lat_n, "p50_us", "lower", None, " us")
+    row(f"3. latency, {rate} msg/s to 1000 subs", "p99", lat_l, lat_n, "p99_us", "lower", 0.5, " us")
+    row("5. connection setup, 10k (subscribed)", "connections/s",
+        pick(runs, "setup", "lhttpd", **w1), pick(runs, "setup", "nchan", **w1),
+        "setup_rate", "higher", None)
+
+    # 4. Memory per idle connection.
+    mem = {}
+    for srv in ("lhttpd", "nchan"):
+        rs = pick(runs, "idle", srv)
+        if not rs:
+            continue
+        r = rs[-1]
+        b, a = mem_kib(r.get("mem_before")), mem_kib(r.get("mem_after"))
+        nb, na = mem_kib(r.get("nats_before")), mem_kib(r.get("nats_after"))
+        n = num(r.get("subs")) or 1
+        if b[0] is not None and a[0] is not None:
+            mem[srv] = dict(pss=(a[0] - b[0]) * 1024 / n, rss=(a[1] - b[1]) * 1024 / n,
+                            nats=((na[0] or 0) - (nb[0] or 0)) * 1024 / n,
+                            ok=r.get("complete") == "1")
+    if "lhttpd" in mem and "nchan" in mem:
+        l, n_ = mem["lhttpd"], mem["nchan"]
+        ratio = l["pss"] / n_["pss"] if n_["pss"] else None
+        ok = l["ok"] and n_["ok"]
+        met = "yes" if ok and ratio is not None and ratio <= 0.5 and l["pss"] <= 4096 else "NO"
+        if not ok:
+            met = "INCOMPLETE RUN"
+        out.append(f"| 4. idle, 10k connections (1 channel each) | user-space bytes/conn (PSS) | "
+                   f"{l['pss']:.0f} B | {n_['pss']:.0f} B | "
+                   f"{'n/a' if ratio is None else f'{ratio:.2f}'} | <= 4096 B and <= 0.5x | {met} |")
+        out.append(f"| 4. same: nats-server's growth meanwhile (lhttpd's subscriptions) | "
+                   f"user-space bytes/conn (PSS) | {l['nats']:.0f} B | | | | |")
+
+    # Scaling: 2 workers against 1, same (unpinned) conditions, and against the pinned
+    # headline.
+    for srv in ("lhttpd", "nchan"):
+        one = median(pick(runs, "fanout-ws", srv, 1, "no"), "deliveries_per_s")
+        two = median(pick(runs, "fanout-ws", srv, 2), "deliveries_per_s")
+        head = median(pick(runs, "fanout-ws", srv, 1, "yes"), "deliveries_per_s")
+        ok = complete(pick(runs, "fanout-ws", srv, 2)) and complete(pick(runs, "fanout-ws", srv, 1))
+        if two is None:
+            continue
+        r1 = two / one if one else None
+        rh = two / head if head else None
+        met = "n/a"
+        if srv == "lhttpd" and r1 is not None:
+            met = "yes" if r1 >= 1.5 else "NO"
+        if not ok:
+            met = "INCOMPLETE RUN"
+        out.append(f"| 6. scaling, fan-out WS, {srv}: 2 workers / 1 worker (unpinned) | deliveries/s | "
+                   f"{fmt(two)} / {fmt(one)} | | {'n/a' if r1 is None else f'{r1:.2f}'} | "
+                   f"{'>= 1.5x' if srv == 'lhttpd' else ''} | {met} |")
+        if rh is not None:
+            out.append(f"| 6. same, {srv}: 2 workers / pinned 1-worker headline | deliveries/s | "
+                       f"{fmt(two)} / {fmt(head)} | | {rh:.2f} | | |")
+
+    out.append("")
+    out.append("Server CPU use during the runs (share of one core, median; lhttpd's NATS apart):")
+    for sc in ("fanout-ws", "fanout-http", "channels-http", "channels-ws", "latency"):
+        parts = []
+        for srv in ("lhttpd", "nchan"):
+            rs = pick(runs, sc, srv, 1, "yes") or pick(runs, sc, srv, **w1)
+            if rs:
+                s = f"{srv} {median(rs, 'server_cpu'):.2f}"
+                if srv == "lhttpd":
+                    s += f" (+ nats {median(rs, 'nats_cpu'):.2f})"
+                s += f", generator {median(rs, 'gen_cpu'):.2f}"
+                parts.append(s)
+        if parts:
+            out.append(f"- {sc}: " + "; ".join(parts))
+    bad = [r for r in runs if r.get("complete") != "1"]
+    out.append("")
+    out.append(f"Runs: {len(runs)}, incomplete: {len(bad)}"
+               + ("" if not bad else " (" + ", ".join(f"{r.get('scenario')}/{r.get('server')}" for r in bad) + ")"))
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

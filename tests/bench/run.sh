@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# make bench: lhttpd against nginx + nchan on this machine, in one run.
+#
+# Starts nats-server, lhttpd and nginx with nchan (installing nginx and
+# libnginx-mod-nchan from Debian if missing), runs the same scenarios against both
+# servers in alternation (lhttpd first in odd rounds, nchan first in even ones), and
+# prints a table of medians with lhttpd/nchan ratios. tests/bench/RESULTS.md explains
+# the method and records a run. Everything it starts is stopped by pid when it ends.
+#
+# Environment: LHTTPD, LHTTP_BENCH (binaries; default build/), B (build dir),
+# BENCH_REPS (rounds, default 3), BENCH_SECONDS (publishing time of a throughput run,
+# default 2), BENCH_LAT_RATE (messages/s of the latency scenario, default 100).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+B=${B:-$root/build}
+LHTTPD=${LHTTPD:-$B/lhttpd}
+BENCH=${LHTTP_BENCH:-$B/lhttp-bench}
+REPS=${BENCH_REPS:-3}
+DUR=${BENCH_SECONDS:-2}
+LAT_RATE=${BENCH_LAT_RATE:-100}
+PY=/usr/bin/python3
+NGINX=/usr/sbin/nginx
+NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
+HZ=$(getconf CLK_TCK)
+NCPU=$(nproc)
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# ---- packages --------------------------------------------------------------------
+
+install_deps() {
+    local need= sudo=
+    command -v nats-server >/dev/null || need="$need nats-server"
+    [ -x "$NGINX" ] || need="$need nginx"
+    [ -f "$NCHAN_MODULE" ] || need="$need libnginx-mod-nchan"
+    command -v curl >/dev/null || need="$need curl"
+    command -v taskset >/dev/null || need="$need util-linux"
+    [ -z "$need" ] && return 0
+    say "bench: installing:$need"
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq || die "apt-get update failed"
+    # shellcheck disable=SC2086
+    $sudo apt-get install -y -qq --no-install-recommends $need >/dev/null ||
+        die "apt-get install$need failed"
+}
+
+install_deps
+[ -x "$LHTTPD" ] && [ -x "$BENCH" ] || die "build first: make all ($LHTTPD, $BENCH)"
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+run_dir=$B/bench/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$run_dir" || die "cannot create $run_dir"
+RES=$run_dir/results.txt
+: >"$RES"
+
+# ---- processes -------------------------------------------------------------------
+
+STARTED=""
+NATS_PID= LH_PID= NG_PID=
+cleanup() {
+    local p
+    for p in $STARTED; do kill -TERM "$p" 2>/dev/null; done
+    for p in $STARTED; do
+        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$p" 2>/dev/null
+    done
+    wait 2>/dev/null
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stop_pid() {
+    local p=$1
+    [ -n "$p" ] || return 0
+    kill -TERM "$p" 2>/dev/null
+    for _ in $(seq 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+    STARTED=$(printf '%s\n' $STARTED | grep -vx "$p" | tr '\n' ' ')
+}
+
+free_port() {
+    "$PY" - <<'EOF'
+import random, socket
+for _ in range(500):
+    p = random.randint(20000, 60000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
+EOF
+}
+
+# wait_until SECONDS CMD...: polls CMD until it succeeds; fails after SECONDS.
+wait_until() {
+    local n=$(($1 * 20))
+    shift
+    while [ "$n" -gt 0 ]; do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.05
+        n=$((n - 1))
+    done
+    return 1
+}
+
+http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1"; }
+is_200() { [ "$(http_code "$1")" = 200 ]; }
+answers() { [ "$(http_code "$1")" != 000 ]; }
+tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# CPU sets: the servers' W workers on cores 0..W-1 and the generator on the others, when
+# the machine has more cores than workers; otherwise nothing is pinned.
+set_pinning() {
+    local w=$1
+    if [ "$NCPU" -gt "$w" ]; then
+        SRV_CPUS=0-$((w - 1))
+        GEN_CPUS=$w-$((NCPU - 1))
+        PINNED=yes
+    else
+        SRV_CPUS=0-$((NCPU - 1))
+        GEN_CPUS=$SRV_CPUS
+        PINNED=no
+    fi
+}
+
+pin_tree() { # pin_tree CPUS PID...: every thread of each process and of its children
+    local c=$1 p q
+    shift
+    for p in "$@"; do
+        for q in $p $(pgrep -P "$p"); do taskset -a -p -c "$c" "$q" >/dev/null 2>&1; done
+    done
+}
+
+start_nats() {
+    NATS_PORT=$(free_port)
+    taskset -c "$SRV_CPUS" nats-server -a 127.0.0.1 -p "$NATS_PORT" >"$run_dir/nats.log" 2>&1 &
+    NATS_PID=$!
+    STARTED="$STARTED $NATS_PID"
+    wait_until 10 tcp_open "$NATS_PORT" || die "nats-server did not start ($run_dir/nats.log)"
+}
+
+# lhttpd's configuration: the defaults, except what this load needs. max_connections
+# 12000 per worker: 10,000 subscribers plus publishers and headroom (the default, 10000,
+# is below the scenario itself). log.level warning, like nginx's error_log warn.
+start_lhttpd() {
+    local w=$1 conf=$run_dir/lhttpd.json
+    LH_PORT=$(free_port)
+    cat >"$conf" <<EOF
+{
+    "listen": ["127.0.0.1:$LH_PORT"],
+    "workers": $w,
+    "control_socket": "$run_dir/lhttpd.sock",
+    "nats": {"servers": ["nats://127.0.0.1:$NATS_PORT"]},
+    "limits": {"max_connections": 12000},
+    "log": {"level": "warning"}
+}
+EOF
+    taskset -c "$SRV_CPUS" "$LHTTPD" -c "$conf" >>"$run_dir/lhttpd.log" 2>&1 &
+    LH_PID=$!
+    STARTED="$STARTED $LH_PID"
+    wait_until 15 is_200 "http://127.0.0.1:$LH_PORT/readyz" ||
+        die "lhttpd did not become ready ($run_dir/lhttpd.log)"
+    [ "$(pgrep -c -P "$LH_PID")" -ge "$w" ] || die "lhttpd: expected $w workers"
+}
+
+start_nginx() {
+    local w=$1 d=$run_dir/nginx
+    mkdir -p "$d"
+    NG_PORT=$(free_port)
+    sed -e "s|@NCHAN_MODULE@|$NCHAN_MODULE|; s|@WORKERS@|$w|; s|@DIR@|$d|g; s|@PORT@|$NG_PORT|" \
+        -e "s|@BUFFER@|0|" "$here/nginx-nchan.conf.in" >"$d/nginx.conf"
+    taskset -c "$SRV_CPUS" "$NGINX" -p "$d" -c "$d/nginx.conf" >>"$run_dir/nginx.out" 2>&1 &
+    NG_PID=$!
+    STARTED="$STARTED $NG_PID"
+    wait_until 15 answers "http://127.0.0.1:$NG_PORT/" ||
+        die "nginx did not start ($d/nginx-error.log, $run_dir/nginx.out)"
+    wait_until 5 test "$(pgrep -c -P "$NG_PID")" -ge "$w" || die "nginx: expected $w workers"
+}
+
+start_servers() {
+    WORKERS=$1
+    set_pinning "$WORKERS"
+    [ -n "$NATS_PID" ] || start_nats
+    pin_tree "$SRV_CPUS" "$NATS_PID"
+    start_lhttpd "$WORKERS"
+    start_nginx "$WORKERS"
+}
+
+stop_servers() {
+    stop_pid "$LH_PID"
+    stop_pid "$NG_PID"
+    LH_PID= NG_PID=
+}
+
+server_pids() { # the master and its workers
+    local m
+    if [ "$1" = lhttpd ]; then m=$LH_PID; else m=$NG_PID; fi
+    echo "$m" $(pgrep -P "$m")
+}
+
+ticks() { # CPU ticks (user + system) of the given processes, threads included
+    local t=0 p
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] || continue
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+
+# ---- one run ---------------------------------------------------------------------
+
+sub_args() {
+    if [ "$1" = lhttpd ]; then
+        echo "-t lhttpd -u ws://127.0.0.1:$LH_PORT/"
+    else
+        echo "-t nchan -u ws://127.0.0.1:$NG_PORT/sub/{ch}"
+    fi
+}
+
+pub_args() { # pub_args SERVER ws|http
+    case $1/$2 in
+    lhttpd/ws) echo "-p ws://127.0.0.1:$LH_PORT/" ;;
+    lhttpd/http) echo "-p http://127.0.0.1:$LH_PORT/publish" ;;
+    nchan/ws) echo "-p ws://127.0.0.1:$NG_PORT/pub/{ch}" ;;
+    nchan/http) echo "-p http://127.0.0.1:$NG_PORT/pub/{ch}" ;;
+    esac
+}
+
+# run SCENARIO SERVER [EXTRA=value...] -- LHTTP-BENCH-ARGS...: one lhttp-bench run on the
+# generator's cores; appends its RESULT line, with the scenario, the server's and NATS'
+# CPU use over the run, to results.txt.
+run() {
+    local sc=$1 srv=$2 extra="" pids c0 c1 n0 n1 t0 t1 out line scpu ncpu
+    shift 2
+    while [ "$1" != -- ]; do extra="$extra $1"; shift; done
+    shift
+    pids=$(server_pids "$srv")
+    # shellcheck disable=SC2086
+    c0=$(ticks $pids)
+    n0=$(ticks "$NATS_PID")
+    t0=$(date +%s%N)
+    # shellcheck disable=SC2046
+    out=$(taskset -c "$GEN_CPUS" "$BENCH" -q $(sub_args "$srv") "$@" 2>&1)
+    t1=$(date +%s%N)
+    # shellcheck disable=SC2086
+    c1=$(ticks $pids)
+    n1=$(ticks "$NATS_PID")
+    scpu=$(awk -v a="$c0" -v b="$c1" -v t="$((t1 - t0))" -v hz="$HZ" 'BEGIN {printf "%.2f", (b - a) / hz / (t / 1e9)}')
+    ncpu=$(awk -v a="$n0" -v b="$n1" -v t="$((t1 - t0))" -v hz="$HZ" 'BEGIN {printf "%.2f", (b - a) / hz / (t / 1e9)}')
+    line=$(printf '%s\n' "$out" | sed -n 's/^RESULT //p' | tail -n 1)
+    [ -n "$line" ] || line="complete=0"
+    printf 'scenario=%s server=%s workers=%s pinned=%s server_cpu=%s nats_cpu=%s%s %s\n' \
+        "$sc" "$srv" "$WORKERS" "$PINNED" "$scpu" "$ncpu" "$extra" "$line" >>"$RES"
+    printf '  %-14s %-6s %s\n' "$sc" "$srv" "$(printf '%s\n' "$line" |
+        grep -oE '(deliveries_per_s|msgs_per_s|p50_us|p99_us|setup_rate|complete)=[0-9.]+' | tr '\n' ' ')server_cpu=$scpu"
+    if ! printf '%s\n' "$line" | grep -q 'complete=1'; then
+        printf '%s\n' "$out" | grep -E '^(PROBLEM|lhttp-bench)' | sed 's/^/    /'
+    fi
+}
+
+# rounds FUNCTION: calls FUNCTION SERVER for both servers, REPS times, alternating who
+# goes first.
+rounds() {
+    local r
+    for r in $(seq "$REPS"); do
+        if [ $((r % 2)) -eq 1 ]; then "$1" lhttpd; "$1" nchan; else "$1" nchan; "$1" lhttpd; fi
+    done
+}
+
+# ---- scenarios -------------------------------------------------------------------
+
+# 1. Fan-out: 1000 subscribers on one channel, 64-byte messages, at full speed with at
+#    most 200 messages in flight; published over one WebSocket, or by 8 keep-alive
+#    HTTP connections with one request outstanding each.
+fanout_ws() {
+    # shellcheck disable=SC2046
+    run fanout-ws "$1" -- $(pub_args "$1" ws) -n 1000 -c 1 -s 64 -d "$DUR" -w 200
+}
+fanout_http() {
+    # shellcheck disable=SC2046
+    run fanout-http "$1" -- $(pub_args "$1" http) -n 1000 -c 1 -s 64 -d "$DUR" -w 200 -k 8
+}
+# 2. Many channels: 10,000 subscribers on 10,000 channels, each message to a random
+#    channel. nchan publishes over HTTP only here (its WebSocket publisher is bound to
+#    one channel), so both servers get 8 HTTP publishers; lhttpd's WebSocket publishing
+#    is measured too, as its own row.
+channels_http() {
+    # shellcheck disable=SC2046
+    run channels-http "$1" -- $(pub_args "$1" http) -n 10000 -c 10000 --random -s 64 \
+        -d "$DUR" -w 1000 -k 8
+}
+channels_ws_lhttpd() {
+    # shellcheck disable=SC2046
+    run channels-ws lhttpd -- $(pub_args lhttpd ws) -n 10000 -c 10000 --random -s 64 \
+        -d "$DUR" -w 1000
+}
+# 3. Latency at a fixed rate that saturates neither server: LAT_RATE messages/s to
+#    1000 subscribers of one channel (each message's latency is measured at every
+#    subscriber, so p99 is close to the time a whole fan-out takes).
+latency() {
+    # shellcheck disable=SC2046
+    run latency "$1" rate="$LAT_RATE" -- $(pub_args "$1" ws) -n 1000 -c 1 -s 64 -d 3 \
+        -r "$LAT_RATE"
+}
+# 5. Connection setup: 10,000 WebSocket connections, each subscribing to its own channel,
+#    500 being set up at a time; the time until the last one is subscribed.
+setup_rate() {
+    run setup "$1" -- -n 10000 -c 10000 --no-publish --conc 500
+}
+# 4. Idle connections: the same 10,000, held while the servers' memory is read (PSS of
+#    the master and workers; NATS apart), against the same servers freshly started.
+idle_mem() {
+    local srv=$1 pids before after nb na
+    pids=$(server_pids "$srv")
+    # shellcheck disable=SC2086
+    before=$("$here/mem.sh" $pids)
+    nb=$("$here/mem.sh" "$NATS_PID")
+    run idle "$srv" mem_before="${before// /,}" nats_before="${nb// /,}" -- \
+        -n 10000 -c 10000 --no-publish --conc 500 \
+        --hold-exec "sleep 0.5; '$here/mem.sh' $pids >'$run_dir/mem-$srv.txt'; '$here/mem.sh' $NATS_PID >'$run_dir/mem-nats-$srv.txt'"
+    after=$(cat "$run_dir/mem-$srv.txt" 2>/dev/null)
+    na=$(cat "$run_dir/mem-nats-$srv.txt" 2>/dev/null)
+    # Append the after-values to the run's line.
+    sed -i "\$s/\$/ mem_after=${after// /,} nats_after=${na// /,}/" "$RES"
+}
+
+# ---- the run ---------------------------------------------------------------------
+
+t_begin=$(date +%s)
+{
+    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') x $NCPU"
+    echo "memory=$(free -g | awk '/^Mem:/ {print $2}') GiB"
+    echo "kernel=$(uname -r)"
+    echo "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "lhttpd=$("$LHTTPD" -v 2>&1 | head -n 1) ($(git -C "$root" rev-parse --short HEAD 2>/dev/null))"
+    echo "nginx=$("$NGINX" -v 2>&1 | sed 's/.*: //')"
+    echo "nchan=$(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null)"
+    echo "nats-server=$(nats-server --version 2>&1 | head -n 1)"
+} >"$run_dir/machine.txt"
+cat "$run_dir/machine.txt"
+say "bench: results in $run_dir"
+
+say "== 1 worker each (servers on CPUs 0-0, generator on the rest, when there are 2+) =="
+start_servers 1
+say "-- 1. fan-out over WebSocket"; rounds fanout_ws
+say "-- 1. fan-out over HTTP"; rounds fanout_http
+say "-- 2. many channels"; rounds channels_http
+for _ in $(seq "$REPS"); do channels_ws_lhttpd; done
+say "-- 3. latency at $LAT_RATE messages/s"; rounds latency
+say "-- 5. connection setup"; rounds setup_rate
+say "-- 4. idle connections (fresh servers)"
+stop_servers
+start_servers 1
+idle_mem lhttpd
+idle_mem nchan
+say "-- scaling: 1 worker, nothing pinned"
+stop_servers
+start_servers 1
+SRV_CPUS=0-$((NCPU - 1)) GEN_CPUS=0-$((NCPU - 1)) PINNED=no
+pin_tree "$SRV_CPUS" "$LH_PID" "$NG_PID" "$NATS_PID"
+rounds fanout_ws
+say "-- scaling: 2 workers"
+stop_servers
+start_servers 2
+rounds fanout_ws
+stop_servers
+
+say "bench: done in $(($(date +%s) - t_begin)) s"
+"$PY" "$here/report.py" "$RES" "$run_dir/machine.txt" | tee "$run_dir/table.md"

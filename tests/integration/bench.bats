@@ -1,0 +1,88 @@
+#!/usr/bin/env bats
+# lhttp-bench, the load generator of `make bench`, against lhttpd only and briefly: a few
+# hundred connections for a couple of seconds, so that the tool itself is tested here
+# (`make bench`, with nginx + nchan, stays out of `make check`). Each run must see every
+# expected delivery arrive intact (exit status 0, complete=1).
+
+load ../lib/helpers
+
+BENCH=${LHTTP_BENCH:-${B:-$LH_LIB/../../build}/lhttp-bench}
+
+teardown() {
+    stop_all
+    ! grep -E -A12 'AddressSanitizer|LeakSanitizer|runtime error:' "$(lh_tmp)"/lhttpd-*.log >&2
+}
+
+start_bench_server() {
+    start_nats
+    start_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"], "workers": '"${WORKERS:-1}"',
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "log": {"level": "warning"}
+    }'
+}
+
+# result KEY: the value of KEY in the RESULT line of the last run.
+result() { printf '%s\n' "$output" | sed -n 's/^RESULT //p' | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
+@test "lhttp-bench: fan-out over WebSocket, 300 subscribers, every delivery arrives" {
+    start_bench_server
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" -n 300 -c 1 -d 1.5 -w 100
+    printf '%s\n' "$output"
+    [ "$status" -eq 0 ]
+    [ "$(result complete)" = 1 ]
+    [ "$(result failed)" = 0 ]
+    [ "$(result delivered)" -gt 0 ]
+    [ "$(result delivered)" = "$(result expected)" ]
+    [ "$(result expected)" = $(($(result published) * 300)) ]
+}
+
+@test "lhttp-bench: POST /publish from 4 connections to 200 random channels, every delivery arrives" {
+    start_bench_server
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" -p "http://127.0.0.1:$LH_PORT/publish" \
+        -n 400 -c 200 --random -k 4 -d 1.5 -w 50
+    printf '%s\n' "$output"
+    [ "$status" -eq 0 ]
+    [ "$(result complete)" = 1 ]
+    [ "$(result delivered)" -gt 0 ]
+    [ "$(result delivered)" = "$(result expected)" ]
+}
+
+@test "lhttp-bench: fixed rate, two workers (deliveries cross NATS), latency reported" {
+    WORKERS=2 start_bench_server
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" -n 200 -c 2 -r 200 -d 1.5 --src 3
+    printf '%s\n' "$output"
+    [ "$status" -eq 0 ]
+    [ "$(result complete)" = 1 ]
+    # 1.5 s at 200 messages/s: about 300 messages, each to 100 subscribers.
+    [ "$(result published)" -ge 250 ] && [ "$(result published)" -le 320 ]
+    [ "$(result delivered)" = $(($(result published) * 100)) ]
+    awk -v p50="$(result p50_us)" -v mx="$(result max_us)" 'BEGIN {exit !(p50 > 0 && mx >= p50)}'
+}
+
+@test "lhttp-bench: a delivery that never comes is reported (exit 1, complete=0)" {
+    start_bench_server
+    # Subscribers on one server, publisher on another with no NATS in common: nothing
+    # published reaches them, and the warm-up says so.
+    save_port=$LH_PORT
+    unset NATS_PORT
+    start_nats
+    start_lhttpd '{"listen": ["127.0.0.1:@PORT@"], "workers": 1,
+                   "nats": {"servers": ["nats://127.0.0.1:@NATS@"]}, "log": {"level": "warning"}}'
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$save_port/" -p "ws://127.0.0.1:$LH_PORT/" \
+        -n 20 -m 10 --timeout 2
+    printf '%s\n' "$output"
+    [ "$status" -eq 1 ]
+    [ "$(result complete)" = 0 ]
+    printf '%s\n' "$output" | grep -q '^PROBLEM: .*warm-up: 0 of 20 subscribers received a probe'
+}
+
+@test "lhttp-bench: bad command lines exit 2" {
+    run "$BENCH" --subs 0
+    [ "$status" -eq 2 ]
+    run "$BENCH" -t nchan -u 'ws://127.0.0.1:1/sub/{ch}'
+    [ "$status" -eq 2 ]
+    [[ $output == *"needs --pub"* ]]
+    run "$BENCH" -u http://127.0.0.1:1/
+    [ "$status" -eq 2 ]
+}
