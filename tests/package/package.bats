@@ -108,6 +108,9 @@ setup_file() {
     chmod 0755 "$BOX"
     export WORK BOX
     SDBOX_OWNER=$$ sdbox_start "$BOX" || return 1
+    # Tests run in processes of their own: this file says the box still runs, so that
+    # teardown_file stops it only if the upgrade test did not (by pid: never twice).
+    touch "$WORK/box-running"
     # A container's policy-rc.d (exit 101) forbids maintainer scripts to start or
     # restart services. Inside the box only, allow them, as on a real system.
     if [ -e /usr/sbin/policy-rc.d ]; then
@@ -118,7 +121,7 @@ setup_file() {
 }
 
 teardown_file() {
-    sdbox_stop
+    if [ -n "${WORK:-}" ] && [ -e "$WORK/box-running" ]; then sdbox_stop; fi
     [ -n "${PKG_OUT:-}" ] && purge_ours
     [ -n "${WORK:-}" ] && rm -rf "$WORK"
     return 0
@@ -141,6 +144,12 @@ teardown() {
 # fail MESSAGE: fails the test with MESSAGE on stderr.
 fail() {
     echo "$*" >&2
+    return 1
+}
+
+# show_fail: fails the test showing the last `run`'s status and output.
+show_fail() {
+    lh_show_output
     return 1
 }
 
@@ -186,7 +195,7 @@ delivered_in_box() {
     run lintian --fail-on error,warning --no-tag-display-limit \
         "$PKG_OUT/deb1/lhttpd_${VERSION}-1_$ARCH.changes"
     printf '%s\n' "$output" | sed 's/^/# lintian: /' >&3
-    [ "$status" -eq 0 ] || lh_show_output
+    [ "$status" -eq 0 ] || show_fail
     if printf '%s\n' "$output" | grep -qE '^[EW]: '; then fail "lintian: errors or warnings"; fi
 }
 
@@ -211,7 +220,7 @@ delivered_in_box() {
     getent passwd lhttpd >/dev/null && had_user=yes
     touch "$MARKER"
     run dpkg -i "$DEB1" "$DEV1"
-    [ "$status" -eq 0 ] || lh_show_output
+    [ "$status" -eq 0 ] || show_fail
     installed lhttpd && installed lhttpd-dev
     # The user: a system uid, no home, no login.
     entry=$(getent passwd lhttpd) || fail "no user lhttpd after dpkg -i"
@@ -238,7 +247,7 @@ delivered_in_box() {
         [ -e "$f" ] || [ -L "$f" ] || fail "dpkg -L lists $f, which does not exist"
     done < <(dpkg -L lhttpd lhttpd-dev)
     run dpkg --verify lhttpd lhttpd-dev
-    [ "$status" -eq 0 ] && [ -z "$output" ] || lh_show_output
+    [ "$status" -eq 0 ] && [ -z "$output" ] || show_fail
     # The layout operators expect.
     for f in /usr/sbin/lhttpd /usr/bin/lhttpc; do [ -x "$f" ]; done
     for f in $UNITS; do [ -f "/lib/systemd/system/$f" ]; done
@@ -263,16 +272,16 @@ delivered_in_box() {
 
 @test "lhttpd -t accepts the installed configuration, read as the user lhttpd" {
     run /usr/sbin/lhttpd -t -c /etc/lhttpd/lhttpd.json
-    [ "$status" -eq 0 ] || lh_show_output
-    [ "$output" = "lhttpd: configuration /etc/lhttpd/lhttpd.json is valid" ] || lh_show_output
+    [ "$status" -eq 0 ] || show_fail
+    [ "$output" = "lhttpd: configuration /etc/lhttpd/lhttpd.json is valid" ] || show_fail
     run setpriv --reuid=lhttpd --regid=lhttpd --init-groups -- /usr/sbin/lhttpd -t
-    [ "$status" -eq 0 ] || lh_show_output
+    [ "$status" -eq 0 ] || show_fail
 }
 
 @test "systemd-analyze verify accepts the installed units (with their man pages)" {
     run systemd-analyze verify /lib/systemd/system/lhttpd.service \
         /lib/systemd/system/lhttpd.socket /lib/systemd/system/lhttpd-admin.socket
-    [ "$status" -eq 0 ] && [ -z "$output" ] || lh_show_output
+    [ "$status" -eq 0 ] && [ -z "$output" ] || show_fail
 }
 
 @test "started as systemd starts it (socket activation, user lhttpd), the installed lhttpd serves pub/sub" {
@@ -332,7 +341,7 @@ delivered_in_box() {
     sdbox systemctl daemon-reload
     sdbox systemctl start nats-server.service
     run sdbox systemctl enable --now lhttpd.socket
-    [ "$status" -eq 0 ] || lh_show_output
+    [ "$status" -eq 0 ] || show_fail
     box_active lhttpd.socket
     # Socket activation: nothing runs before the first client.
     if box_active lhttpd.service; then fail "lhttpd.service runs before any client came"; fi
@@ -346,12 +355,12 @@ delivered_in_box() {
     [ "$(sdbox readlink "/proc/$main/exe")" = /usr/sbin/lhttpd ]
 
     run sdbox systemctl reload lhttpd.service
-    [ "$status" -eq 0 ] || lh_show_output
+    [ "$status" -eq 0 ] || show_fail
     # The same master, a new generation; the client stays on its (draining) worker and
     # still gets what is published.
     [ "$(box_prop lhttpd.service MainPID)" = "$main" ]
     run sdbox lhttpd -s status
-    [[ $output == *"generation 2;"*"reloads 1 ok"* ]] || lh_show_output
+    [[ $output == *"generation 2;"*"reloads 1 ok"* ]] || show_fail
     wait_for 15 delivered_in_box first after-reload || fail "$(cat "$BOX/first.out")"
     lh_alive "$SUB_PID"
     if grep -q 'closed' "$BOX/first.out"; then fail "$(cat "$BOX/first.out")"; fi
@@ -371,7 +380,7 @@ delivered_in_box() {
         /run/sdbox/probe.stop 60
     probe=$SDBOX_BG_PID
     run sdbox dpkg -i --force-confold "/run/sdbox/$(basename "$DEB2")" "/run/sdbox/$(basename "$DEV2")"
-    [ "$status" -eq 0 ] || lh_show_output
+    [ "$status" -eq 0 ] || show_fail
     [ "$(dpkg-query -W -f='${Version}' lhttpd)" = "$VERSION-2" ]
     # What packaging/README.md says an upgrade does to a connected client.
     wait_for 15 lh_gone "$first" || fail "the client survived the upgrade: $(cat "$BOX/first.out")"
@@ -379,7 +388,8 @@ delivered_in_box() {
     # A new master, running the binary the upgrade installed (not a deleted file).
     wait_for 20 box_active lhttpd.service
     main_after=$(box_prop lhttpd.service MainPID)
-    [ "$main_after" -gt 0 ] && [ "$main_after" != "$main_before" ]
+    [ "$main_after" -gt 0 ]
+    [ "$main_after" != "$main_before" ]
     [ "$(sdbox readlink "/proc/$main_after/exe")" = /usr/sbin/lhttpd ]
     # The sockets were not restarted: they kept listening through the upgrade.
     [ "$(box_prop lhttpd.socket ActiveEnterTimestampMonotonic)" = "$sock_before" ]
@@ -396,13 +406,14 @@ delivered_in_box() {
     wait_for 15 delivered_in_box again after-upgrade || fail "$(cat "$BOX/again.out")"
     [ "$(sdbox curl -s --max-time 5 http://127.0.0.1:9081/livez -o /dev/null -w '%{http_code}')" = 200 ]
     sdbox_stop
+    rm -f "$WORK/box-running"
 }
 
 @test "dpkg --purge removes everything but the user lhttpd" {
     local listed=$WORK/listed f
     dpkg -L lhttpd lhttpd-dev >"$listed"
     run dpkg --purge lhttpd-dev lhttpd
-    [ "$status" -eq 0 ] || lh_show_output
+    [ "$status" -eq 0 ] || show_fail
     if installed lhttpd || installed lhttpd-dev; then fail "still installed after the purge"; fi
     rm -f "$MARKER"
     # Every file is gone; a directory stays only when another package owns it.
@@ -446,7 +457,7 @@ delivered_in_box() {
 
 @test "rpm: the scriptlets create the user and run the systemd macros (restart of lhttpd.service alone)" {
     run rpm -qp --scripts "$RPM"
-    [ "$status" -eq 0 ] || lh_show_output
+    [ "$status" -eq 0 ] || show_fail
     printf '%s\n' "$output" >"$WORK/rpm-scripts"
     grep -q '^preinstall scriptlet' "$WORK/rpm-scripts"
     grep -q 'useradd -r -g lhttpd -d /nonexistent -s /sbin/nologin' "$WORK/rpm-scripts"
@@ -465,5 +476,5 @@ delivered_in_box() {
     run rpmlint -c "$REPO/packaging/rpm/rpmlint.toml" "$RPM" "$RPM_DEVEL" \
         "$PKG_OUT"/rpm/SRPMS/*.src.rpm "$PKG_OUT/rpm/SPECS/lhttpd.spec"
     printf '%s\n' "$output" | grep -E ': [EW]: |checked;' | sed 's/^/# rpmlint: /' >&3
-    [[ $output == *" 0 errors,"* ]] || lh_show_output
+    [[ $output == *" 0 errors,"* ]] || show_fail
 }
