@@ -118,21 +118,23 @@ both_ok() {
     # The reader that keeps up: lhttpc on B, reading as fast as it can. The limit bounds
     # what a client leaves unread; a client that reads everything it is sent must not be
     # closed because many messages arrived from NATS at once.
-    "$LHTTPC" -q -n 300 -w 15000 "ws://127.0.0.1:$B_PORT/" subscribe big \
+    "$LHTTPC" -q -n 600 -w 20000 "ws://127.0.0.1:$B_PORT/" subscribe big \
         >"$t/fast.out" 2>"$t/fast.err" 3>&- &
     fast=$!
     lh_record $fast
     wait_for 5 nats_has_sub "$NATS_MON_PORT" lhttp.big
-    # 300 messages of 32 KiB (9.6 MiB) from A, through NATS, as fast as A takes them.
-    run ps_run --timeout 10 open:slow:$B_PORT sub:slow:big open:p:$A_PORT \
-        burst:p:big:300:32768 drain:slow
+    # 600 messages of 32 KiB (19 MiB) from A, through NATS, as fast as A takes them: more
+    # than the stalled reader's queue plus what loopback TCP buffers can hold (lhttpd
+    # writes before it calls a queue full, so the kernel's buffers fill first).
+    run ps_run --timeout 15 open:slow:$B_PORT sub:slow:big open:p:$A_PORT \
+        burst:p:big:600:32768 drain:slow
     [ "$status" -eq 0 ] || lh_show_output
     has_match '^slow close 4008( .*)?$'
-    wait_gone $fast 15
+    wait_gone $fast 20
     wait $fast || { echo "lhttpc: $(cat "$t/fast.err")" >&2; false; }
     # lhttpc prints each message and a newline: the body's first line is its number.
-    [ "$(grep -cE '^[0-9]+$' "$t/fast.out")" -eq 300 ]
-    cmp <(grep -E '^[0-9]+$' "$t/fast.out") <(seq 1 300)
+    [ "$(grep -cE '^[0-9]+$' "$t/fast.out")" -eq 600 ]
+    cmp <(grep -E '^[0-9]+$' "$t/fast.out") <(seq 1 600)
     both_ok
 }
 

@@ -175,7 +175,7 @@ no_worker_died() {
     for i in 1 2 3 4 5 6 7 8 9 10; do
         write_conf '"websocket": {"paths": ["/", "/r'$i'"]}'
         run ctl reload
-        [ "$status" -eq 0 ] || { lh_show_output; cat "$LOG" >&2; false; }
+        [ "$status" -eq 0 ] || { lh_show_output || :; cat "$LOG" >&2; false; }
         has_line "lhttpd: generation $((i + 1)) serving with 2 workers"
         # A new connection meets the new generation: the new path is served, and the
         # previous one is not.
@@ -254,7 +254,8 @@ no_worker_died() {
     [ -n "$victim" ]
     awk -v v="$victim" '$2 == v { print $1 }' "$T/owners" | sort -n >"$T/victim-ports"
     nvictim=$(wc -l <"$T/victim-ports")
-    [ "$nvictim" -gt 0 ] && [ "$nvictim" -lt 400 ]
+    [ "$nvictim" -gt 0 ]
+    [ "$nvictim" -lt 400 ]
     kill -KILL "$victim"
     # Replaced: slot SLOT has a new pid, active, within a second.
     replaced() { workers_info | awk -v s="$slot" -v v="$victim" '$1 == s && $2 != v && $4 == "active"' | grep -q .; }

@@ -262,7 +262,8 @@ server_closed() {
     run nats_sub_counts "$NATS_MON_PORT" lhttp.many
     # Each NATS connection (one per worker) holds the subject at most once.
     no_match '^([02-9]|[1-9][0-9]+)$'
-    [ "${#lines[@]}" -ge 1 ] && [ "${#lines[@]}" -le 2 ]
+    [ "${#lines[@]}" -ge 1 ]
+    [ "${#lines[@]}" -le 2 ]
 }
 
 @test "nats.subject_prefix: channel c is the NATS subject <prefix>.c" {
@@ -303,7 +304,8 @@ server_closed() {
     has_line "good seq ok 300"
     # It gets what was already on its way, then the close.
     n=$(printf '%s\n' "$output" | sed -nE 's/^slow drained ([0-9]+)$/\1/p')
-    [ -n "$n" ] && [ "$n" -lt 300 ]
+    [ -n "$n" ]
+    [ "$n" -lt 300 ]
     has_match '^slow close 4008( .*)?$'
     [ "$(grep -c 'send queue over 65536 bytes' "$LH_LOG")" -eq 1 ]
     assert_server_ok

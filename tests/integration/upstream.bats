@@ -287,7 +287,7 @@ teardown() {
         "$(up GET "http://127.0.0.1:$B_PORT/api/ok-empty")" \
         "$(up GET "http://127.0.0.1:$B_PORT/api/hold/after-empty")" recv \
         "$(up GET "http://127.0.0.1:$B_PORT/api/badcmd")" recv
-    [ "${lines[1]#msg * }" = 'LHTTP/1.0 fetch\r\n\r\nheld' ] || { lh_show_output; false; }
+    [ "${lines[1]#msg * }" = 'LHTTP/1.0 fetch\r\n\r\nheld' ] || { lh_show_output || :; false; }
     has_msg 'LHTTP/1.0 fetch\r\n\r\nbad-command'
     [ "$(bcount "$B_LOG" --path /api/empty/204)" -eq 1 ]
     [ "$(bcount "$B_LOG" --path /api/ok-empty)" -eq 1 ]
@@ -315,9 +315,9 @@ teardown() {
     peer=$(local_addr)
     run blog show "$B_LOG" --path /api/plain/spoof
     # Exactly one of each, and it is lhttpd's.
-    [ "$(grep -c '^header x-lhttp-peer: ' <<<"$output")" -eq 1 ] || { lh_show_output; false; }
-    [ "$(grep -c '^header x-lhttp-connection-id: ' <<<"$output")" -eq 1 ] || { lh_show_output; false; }
-    [ "$(grep -c '^header x-lhttp-command: ' <<<"$output")" -eq 1 ] || { lh_show_output; false; }
+    [ "$(grep -c '^header x-lhttp-peer: ' <<<"$output")" -eq 1 ] || { lh_show_output || :; false; }
+    [ "$(grep -c '^header x-lhttp-connection-id: ' <<<"$output")" -eq 1 ] || { lh_show_output || :; false; }
+    [ "$(grep -c '^header x-lhttp-command: ' <<<"$output")" -eq 1 ] || { lh_show_output || :; false; }
     has_line "header x-lhttp-peer: $peer"
     has_line "header x-lhttp-command: fetch"
 }
@@ -448,7 +448,8 @@ teardown() {
     has_msg "$(err 504 'upstream timed out')"
     ms=$(sed -n 's/^elapsed //p' <<<"$output")
     echo "504 after $ms ms" >&2
-    [ "$ms" -ge 1400 ] && [ "$ms" -lt 2500 ]
+    [ "$ms" -ge 1400 ]
+    [ "$ms" -lt 2500 ]
     [ "$(bcount "$B_LOG" --path /api/slow/t1)" -eq 1 ]
 }
 
@@ -458,7 +459,8 @@ teardown() {
     [ "$(count_msg "$(err 502 "upstream failed: Couldn't connect to server")")" -eq 2 ]
     # GET waited retry_delay_ms (100) for its retry.
     first=$(sed -n 's/^elapsed //p' <<<"$output" | head -n 1)
-    [ "$first" -ge 90 ] && [ "$first" -lt 1500 ]
+    [ "$first" -ge 90 ]
+    [ "$first" -lt 1500 ]
 }
 
 @test "retries: a GET answered 503 then 200 succeeds (2 requests); POST and PATCH are not retried; at most upstream.retries (1) extra tries" {
@@ -550,7 +552,7 @@ teardown() {
         "$(up GET "http://127.0.0.1:$B_PORT/api/hold/after-gone")" \
         "$(up GET "http://127.0.0.1:$B_PORT/api/hold/after-gone")" \
         "$(up GET "http://127.0.0.1:$B_PORT/api/hold/after-gone")" recv recv recv recv
-    [ "$(count_msg 'LHTTP/1.0 fetch\r\n\r\nheld')" -eq 4 ] || { lh_show_output; false; }
+    [ "$(count_msg 'LHTTP/1.0 fetch\r\n\r\nheld')" -eq 4 ] || { lh_show_output || :; false; }
 }
 
 # --- webhooks --------------------------------------------------------------------------
@@ -672,7 +674,7 @@ teardown() {
     peer=$(local_addr)
     run blog show "$HOOK_LOG" --path /hooks/connect --header 'x-lhttp-path:/ws?spoof=1'
     for h in peer connection-id event path; do
-        [ "$(grep -c "^header x-lhttp-$h: " <<<"$output")" -eq 1 ] || { lh_show_output; false; }
+        [ "$(grep -c "^header x-lhttp-$h: " <<<"$output")" -eq 1 ] || { lh_show_output || :; false; }
     done
     has_line "header x-lhttp-peer: $peer"
     has_line "header x-lhttp-event: connect"
@@ -752,7 +754,7 @@ teardown() {
     # one is the first message.
     run upc "$LH_PORT" "$(up GET "http://127.0.0.1:$B_PORT/api/notfound")" \
         "$(up GET "http://127.0.0.1:$B_PORT/api/hold/no-report")" recv
-    [ "${lines[1]#msg * }" = 'LHTTP/1.0 fetch\r\n\r\nheld' ] || { lh_show_output; false; }
+    [ "${lines[1]#msg * }" = 'LHTTP/1.0 fetch\r\n\r\nheld' ] || { lh_show_output || :; false; }
     metric_is http_error 1
     metric_is ok 2
 }

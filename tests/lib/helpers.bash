@@ -262,12 +262,15 @@ http_status() {
 
 # --- assertions on bats' $output / $lines ----------------------------------------
 
+# lh_show_output: prints $status and $output to stderr and fails, so that
+# `[ "$status" -eq 0 ] || lh_show_output` fails the test after showing why.
 lh_show_output() {
     {
         echo "--- output (status ${status:-?}):"
         printf '%s\n' "$output"
         echo "---"
     } >&2
+    return 1
 }
 
 # has_line TEXT: some line of $output is exactly TEXT.
