@@ -93,12 +93,11 @@ sdbox_start() {
     fi
     export SDBOX_PID SDBOX_DIR
     # Should the caller die without stopping the box (SIGKILL), do it for them.
-    (
-        owner=${SDBOX_OWNER:-$$} box=$SDBOX_PID
-        trap '' HUP INT TERM
-        while kill -0 "$owner" 2>/dev/null && kill -0 "$box" 2>/dev/null; do sleep 1; done
-        kill -9 "$box" 2>/dev/null
-    ) </dev/null >/dev/null 2>&1 3>&- &
+    # In a session of its own, so that killing the caller's process group spares it.
+    setsid bash -c 'trap "" HUP INT TERM
+        while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done
+        kill -9 "$2" 2>/dev/null' sdbox-guard "${SDBOX_OWNER:-$$}" "$SDBOX_PID" \
+        </dev/null >/dev/null 2>&1 3>&- &
     SDBOX_GUARD=$!
     for i in $(seq 750); do
         sdbox_running && return 0
