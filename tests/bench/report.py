@@ -105,6 +105,16 @@ def main():
     rate = lat_l[0].get("rate") if lat_l else "?"
     row(f"3. latency, {rate} msg/s to 1000 subs", "p50", lat_l, lat_n, "p50_us", "lower", None, " us")
     row(f"3. latency, {rate} msg/s to 1000 subs", "p99", lat_l, lat_n, "p99_us", "lower", 0.5, " us")
+    ll_l, ll_n = pick(runs, "latency-light", "lhttpd", **w1), pick(runs, "latency-light", "nchan", **w1)
+    if ll_l:
+        lrate = ll_l[0].get("rate")
+        row(f"3. light load, {lrate} msg/s to 1000 subs", "p50", ll_l, ll_n, "p50_us", "lower", None, " us")
+        row(f"3. light load, {lrate} msg/s to 1000 subs", "p99", ll_l, ll_n, "p99_us", "lower", None, " us")
+    lc_l, lc_n = pick(runs, "latency-channels", "lhttpd", **w1), pick(runs, "latency-channels", "nchan", **w1)
+    if lc_l:
+        crate = lc_l[0].get("rate")
+        row(f"3. {crate} msg/s to random channels of 10k (HTTP)", "p50", lc_l, lc_n, "p50_us", "lower", None, " us")
+        row(f"3. {crate} msg/s to random channels of 10k (HTTP)", "p99", lc_l, lc_n, "p99_us", "lower", 0.5, " us")
     row("5. connection setup, 10k (subscribed)", "connections/s",
         pick(runs, "setup", "lhttpd", **w1), pick(runs, "setup", "nchan", **w1),
         "setup_rate", "higher", None)
@@ -158,10 +168,25 @@ def main():
         if rh is not None:
             out.append(f"| 6. same, {srv}: 2 workers / pinned 1-worker headline | deliveries/s | "
                        f"{fmt(two)} / {fmt(head)} | | {rh:.2f} | | |")
+        # Deliveries per second of server CPU (its own processes, NATS included for
+        # lhttpd): whether a second worker costs more per delivery.
+        def per_cpu(rs):
+            v = []
+            for r in rs:
+                c = (num(r.get("server_cpu")) or 0) + (num(r.get("nats_cpu")) or 0)
+                d = num(r.get("deliveries_per_s"))
+                if c > 0 and d:
+                    v.append(d / c)
+            return statistics.median(v) if v else None
+        e1, e2 = per_cpu(pick(runs, "fanout-ws", srv, 1, "no")), per_cpu(pick(runs, "fanout-ws", srv, 2))
+        if e1 and e2:
+            out.append(f"| 6. same, {srv}: deliveries per server CPU-second, 2 workers / 1 | "
+                       f"deliveries/CPU-s | {fmt(e2)} / {fmt(e1)} | | {e2 / e1:.2f} | | |")
 
     out.append("")
     out.append("Server CPU use during the runs (share of one core, median; lhttpd's NATS apart):")
-    for sc in ("fanout-ws", "fanout-http", "channels-http", "channels-ws", "latency"):
+    for sc in ("fanout-ws", "fanout-http", "channels-http", "channels-ws", "latency",
+               "latency-channels", "setup"):
         parts = []
         for srv in ("lhttpd", "nchan"):
             rs = pick(runs, sc, srv, 1, "yes") or pick(runs, sc, srv, **w1)

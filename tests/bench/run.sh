@@ -8,17 +8,18 @@
 # the method and records a run. Everything it starts is stopped by pid when it ends.
 #
 # Environment: LHTTPD, LHTTP_BENCH (binaries; default build/), B (build dir),
-# BENCH_REPS (rounds, default 3), BENCH_SECONDS (publishing time of a throughput run,
-# default 2), BENCH_LAT_RATE (messages/s of the latency scenario, default 100).
+# BENCH_REPS (rounds, default 5), BENCH_SECONDS (publishing time of a throughput run,
+# default 2), BENCH_LAT_RATE (messages/s of the latency scenario; default: half of what
+# the slower server delivered in the fan-out over WebSocket).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 B=${B:-$root/build}
 LHTTPD=${LHTTPD:-$B/lhttpd}
 BENCH=${LHTTP_BENCH:-$B/lhttp-bench}
-REPS=${BENCH_REPS:-3}
+REPS=${BENCH_REPS:-5}
 DUR=${BENCH_SECONDS:-2}
-LAT_RATE=${BENCH_LAT_RATE:-100}
+LAT_RATE=${BENCH_LAT_RATE:-}
 PY=/usr/bin/python3
 NGINX=/usr/sbin/nginx
 NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
@@ -192,6 +193,10 @@ start_servers() {
     pin_tree "$SRV_CPUS" "$NATS_PID"
     start_lhttpd "$WORKERS"
     start_nginx "$WORKERS"
+    # shellcheck disable=SC2046
+    LH_FDS=$(fds $(server_pids lhttpd))
+    # shellcheck disable=SC2046
+    NG_FDS=$(fds $(server_pids nchan))
 }
 
 stop_servers() {
@@ -234,6 +239,29 @@ pub_args() { # pub_args SERVER ws|http
     esac
 }
 
+fds_at_most() { # fds_at_most N PID...: true when the processes hold N descriptors or fewer
+    local max=$1
+    shift
+    [ "$(fds "$@")" -le "$max" ]
+}
+
+fds() { # open descriptors of the given processes
+    local n=0 p
+    for p in "$@"; do n=$((n + $(ls "/proc/$p/fd" 2>/dev/null | wc -l))); done
+    echo "$n"
+}
+
+# settle SERVER: waits (15 s at most) until the server has closed the previous run's
+# connections, so that no run pays for the teardown of the one before.
+settle() {
+    local pids base
+    pids=$(server_pids "$1")
+    if [ "$1" = lhttpd ]; then base=$LH_FDS; else base=$NG_FDS; fi
+    # shellcheck disable=SC2086
+    wait_until 15 fds_at_most $((base + 16)) $pids ||
+        say "bench: $1 still holds $(fds $pids) descriptors (at start: $base)"
+}
+
 # run SCENARIO SERVER [EXTRA=value...] -- LHTTP-BENCH-ARGS...: one lhttp-bench run on the
 # generator's cores; appends its RESULT line, with the scenario, the server's and NATS'
 # CPU use over the run, to results.txt.
@@ -242,6 +270,7 @@ run() {
     shift 2
     while [ "$1" != -- ]; do extra="$extra $1"; shift; done
     shift
+    settle "$srv"
     pids=$(server_pids "$srv")
     # shellcheck disable=SC2086
     c0=$(ticks $pids)
@@ -302,13 +331,32 @@ channels_ws_lhttpd() {
     run channels-ws lhttpd -- $(pub_args lhttpd ws) -n 10000 -c 10000 --random -s 64 \
         -d "$DUR" -w 1000
 }
-# 3. Latency at a fixed rate that saturates neither server: LAT_RATE messages/s to
-#    1000 subscribers of one channel (each message's latency is measured at every
-#    subscriber, so p99 is close to the time a whole fan-out takes).
+# 3. Latency at a fixed rate that saturates neither server: half of what the slower
+#    server delivered in scenario 1 (WebSocket publish) in this run, to 1000 subscribers
+#    of one channel; and a light load, a tenth of it. Each message's latency is measured
+#    at every subscriber, so p99 is close to the time a whole fan-out takes.
 latency() {
     # shellcheck disable=SC2046
     run latency "$1" rate="$LAT_RATE" -- $(pub_args "$1" ws) -n 1000 -c 1 -s 64 -d 3 \
         -r "$LAT_RATE"
+}
+latency_light() {
+    # shellcheck disable=SC2046
+    run latency-light "$1" rate="$LAT_LIGHT" -- $(pub_args "$1" ws) -n 1000 -c 1 -s 64 \
+        -d 3 -r "$LAT_LIGHT"
+}
+# ... and per message, without a fan-out: 10,000 channels of one subscriber, random
+#    channels, 8 HTTP publishers (the path both servers have), at half the slower
+#    server's rate in scenario 2.
+latency_channels() {
+    # shellcheck disable=SC2046
+    run latency-channels "$1" rate="$LAT_CH_RATE" -- $(pub_args "$1" http) -n 10000 \
+        -c 10000 --random -s 64 -d 3 -k 8 -r "$LAT_CH_RATE"
+}
+# The median msgs_per_s of SCENARIO for SERVER so far.
+median_of() {
+    grep "scenario=$1 server=$2 " "$RES" | grep -oE 'msgs_per_s=[0-9.]+' | cut -d= -f2 |
+        sort -n | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print 0}'
 }
 # 5. Connection setup: 10,000 WebSocket connections, each subscribing to its own channel,
 #    500 being set up at a time; the time until the last one is subscribed.
@@ -355,7 +403,19 @@ say "-- 1. fan-out over WebSocket"; rounds fanout_ws
 say "-- 1. fan-out over HTTP"; rounds fanout_http
 say "-- 2. many channels"; rounds channels_http
 for _ in $(seq "$REPS"); do channels_ws_lhttpd; done
-say "-- 3. latency at $LAT_RATE messages/s"; rounds latency
+if [ -z "${BENCH_LAT_RATE:-}" ]; then
+    LAT_RATE=$(awk -v a="$(median_of fanout-ws lhttpd)" -v b="$(median_of fanout-ws nchan)" \
+        'BEGIN {m = a < b ? a : b; r = int(m / 2); print r < 10 ? 10 : r}')
+fi
+LAT_LIGHT=$(awk -v r="$LAT_RATE" 'BEGIN {l = int(r / 10); print l < 5 ? 5 : l}')
+say "-- 3. latency at $LAT_RATE messages/s (half the slower server's fan-out above)"
+rounds latency
+say "-- 3. latency at $LAT_LIGHT messages/s (light load)"
+rounds latency_light
+LAT_CH_RATE=$(awk -v a="$(median_of channels-http lhttpd)" -v b="$(median_of channels-http nchan)" \
+    'BEGIN {m = a < b ? a : b; r = int(m / 2); print r < 10 ? 10 : r}')
+say "-- 3. latency at $LAT_CH_RATE messages/s to random channels (half the slower server's above)"
+rounds latency_channels
 say "-- 5. connection setup"; rounds setup_rate
 say "-- 4. idle connections (fresh servers)"
 stop_servers
