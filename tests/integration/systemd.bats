@@ -41,8 +41,10 @@ setup_file() {
     mkdir -p "$BOX"
     chmod 0755 "$BOX"
     export BOX
-    # A copy: the build may be relinked while the box runs.
+    # A copy: the build may be relinked while the box runs. The clients go in too: the
+    # box's /tmp is private, and the checkout may live under the host's /tmp.
     cp "$LHTTPD" "$BOX/lhttpd"
+    cp "$LH_LIB/wspool.py" "$LH_LIB/wsprobe.py" "$BOX/"
     box_conf
     mkdir -p "$BOX/units"
     for u in $UNITS; do
@@ -84,7 +86,7 @@ teardown() {
 box_pool() {
     local name=$1
     shift
-    sdbox_bg "$BOX/$name.out" /usr/bin/python3 "$LH_LIB/wspool.py" "$@" 8081
+    sdbox_bg "$BOX/$name.out" /usr/bin/python3 /run/sdbox/wspool.py "$@" 8081
     POOL_PID=$SDBOX_BG_PID
     BOX_PIDS="${BOX_PIDS:-} $POOL_PID"
 }
@@ -108,7 +110,7 @@ report_is() {
 
 # box_upgrade PATH: the HTTP status a new WebSocket handshake on :8081 PATH gets.
 box_upgrade() {
-    sdbox /usr/bin/python3 "$LH_LIB/wsprobe.py" --timeout 5 8081 "upgrade:$1" close:1000 2>&1 |
+    sdbox /usr/bin/python3 /run/sdbox/wsprobe.py --timeout 5 8081 "upgrade:$1" close:1000 2>&1 |
         sed -nE 's/^status ([0-9]+)$/\1/p' | head -n 1
 }
 
