@@ -144,6 +144,7 @@ typedef struct {
     double timeout_s;   /* setup and warm-up deadline */
     char prefix[32];    /* channel name prefix */
     int quiet;
+    int spin;           /* busy-poll while publishing instead of sleeping in epoll */
 } lhb_opts_t;
 
 /* ---- loop.c ---- */

@@ -827,6 +827,8 @@ int lhb_loop_run(const lhb_opts_t *o, lhb_shared_t *sh, uint32_t proc, uint32_t 
         }
         if (atomic_load(&sh->phase) >= LHB_PH_DONE)
             break;
+        if (o->spin && phase >= LHB_PH_WARMUP)
+            wait_ns = 0; /* poll without sleeping: no wake-up for the server to pay */
         ts.tv_sec = (time_t)(wait_ns / 1000000000u);
         ts.tv_nsec = (long)(wait_ns % 1000000000u);
         nev = epoll_pwait2(l->ep, evs, NEVENTS, &ts, NULL);

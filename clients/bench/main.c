@@ -25,7 +25,8 @@ enum {
     OPT_NO_PUBLISH,
     OPT_DRAIN,
     OPT_TIMEOUT,
-    OPT_PREFIX
+    OPT_PREFIX,
+    OPT_SPIN
 };
 
 static void usage(FILE *f)
@@ -58,6 +59,7 @@ static void usage(FILE *f)
           "      --drain S         give up when no delivery arrived for S seconds  [5]\n"
           "      --timeout S       deadline of the setup and of the warm-up       [60]\n"
           "      --prefix P        channel name prefix                  [b<random>.]\n"
+          "      --spin            busy-poll while publishing (a core of its own)\n"
           "  -q, --quiet           print only the RESULT line\n"
           "\n"
           "The last line is 'RESULT key=value ...' for scripts. Exit status: 0 when every\n"
@@ -137,6 +139,7 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
         {"drain", required_argument, NULL, OPT_DRAIN},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"prefix", required_argument, NULL, OPT_PREFIX},
+        {"spin", no_argument, NULL, OPT_SPIN},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -256,6 +259,9 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
             if (strlen(optarg) >= sizeof(o->prefix))
                 return bad("--prefix", optarg);
             strcpy(o->prefix, optarg);
+            break;
+        case OPT_SPIN:
+            o->spin = 1;
             break;
         case 'q':
             o->quiet = 1;
