@@ -199,6 +199,19 @@ void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary)
         lh_conn_send(c, "error", h, cmd ? 3 : 2, NULL, 0);
         return;
     }
+    if (lh_log_enabled(LH_LOG_DEBUG)) {
+        /* One line per message at debug level; the body only with log.bodies (it may
+         * hold what users would not want in a journal). */
+        if (w->cfg->log.log_bodies)
+            lh_log(LH_LOG_DEBUG, "conn %llu: %.*s, %zu headers, body %zu bytes: %.*s",
+                   (unsigned long long)c->id, (int)w->lmsg.command_len, w->lmsg.command,
+                   w->lmsg.num_headers, w->lmsg.body_len,
+                   (int)(w->lmsg.body_len > 512 ? 512 : w->lmsg.body_len), w->lmsg.body);
+        else
+            lh_log(LH_LOG_DEBUG, "conn %llu: %.*s, %zu headers, body %zu bytes",
+                   (unsigned long long)c->id, (int)w->lmsg.command_len, w->lmsg.command,
+                   w->lmsg.num_headers, w->lmsg.body_len);
+    }
     msg.m = &w->lmsg;
     msg.raw = data;
     msg.raw_len = len;

@@ -246,3 +246,16 @@ conf() {
     grep -qE '^<6>' "$LH_LOG"
     [ "$(grep -cE '^<7>' "$LH_LOG")" -eq 0 ]
 }
+
+@test "log.bodies: debug lines name each message; its body only when log.bodies is true" {
+    start_lhttpd '{"listen": ["127.0.0.1:@PORT@"], "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "log": {"level": "debug"}}'
+    run probe upgrade:/ 'text:LHTTP/1.0 chat\r\nk:v\r\n\r\nsecret-body-1' 'text:LHTTP/1.0 ping\r\n\r\n' recv
+    wait_log 'chat, 1 headers, body 13 bytes' 5
+    [ "$(grep -c 'secret-body-1' "$LH_LOG")" -eq 0 ]
+    stop_all
+    start_lhttpd '{"listen": ["127.0.0.1:@PORT@"], "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "log": {"level": "debug", "bodies": true}}'
+    run probe upgrade:/ 'text:LHTTP/1.0 chat\r\nk:v\r\n\r\nsecret-body-2' 'text:LHTTP/1.0 ping\r\n\r\n' recv
+    wait_log 'chat, 1 headers, body 13 bytes: secret-body-2' 5
+}
