@@ -135,7 +135,8 @@ typedef struct {
     uint32_t pipeline;  /* HTTP requests outstanding per publisher connection */
     size_t size;        /* bytes of each delivered message */
     int random;         /* random channel for each message (else round robin) */
-    uint32_t nsrc;      /* source addresses 127.0.0.1 .. 127.0.0.nsrc */
+    uint32_t nsrc;      /* source addresses 127.0.S.1 .. 127.0.S.nsrc (loopback targets) */
+    uint32_t src_net;   /* S: 1 to 250, different from run to run */
     uint32_t procs;     /* generator processes */
     uint32_t connect_conc; /* connections being set up at once, over all processes */
     const char *hold_exec; /* run this (sh -c) once every subscriber is ready */

@@ -255,12 +255,18 @@ size_t lhb_url_path(const lhb_url_t *u, const char *ch, size_t chlen, char *out,
     return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
 }
 
-/* Starts a non-blocking connect from source address 127.0.0.(1 + n % nsrc). */
+/*
+ * Starts a non-blocking connect from source address 127.0.<src_net>.(1 + n % nsrc).
+ * The third byte changes from run to run: a run that follows another against the same
+ * server within a second would otherwise search the ephemeral ports past the previous
+ * run's TIME_WAIT sockets (reusable only after a second), slowing its connects.
+ */
 static void conn_start(lhb_loop_t *l, lhb_conn_t *c, const lhb_url_t *u, uint32_t n)
 {
     struct sockaddr_in dst, src;
     struct epoll_event ev;
     int one = 1, fd;
+    uint32_t host = 1 + n % l->o->nsrc;
 
     if (parse_ipv4(u->host, &dst) < 0) {
         conn_fail(l, c, "host %s: only IPv4 addresses are supported", u->host);
@@ -276,15 +282,15 @@ static void conn_start(lhb_loop_t *l, lhb_conn_t *c, const lhb_url_t *u, uint32_
     c->fd = fd;
     c->state = LHB_S_CONNECTING;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (l->o->nsrc > 1) {
+    if ((ntohl(dst.sin_addr.s_addr) >> 24) == 127) {
         /* The port is then chosen at connect, per destination: each source address
          * gives a full ephemeral range. */
         setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
         memset(&src, 0, sizeof(src));
         src.sin_family = AF_INET;
-        src.sin_addr.s_addr = htonl(0x7f000001u + n % l->o->nsrc);
+        src.sin_addr.s_addr = htonl(0x7f000000u | (l->o->src_net << 8) | host);
         if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
-            conn_fail(l, c, "bind 127.0.0.%u: %s", 1 + n % l->o->nsrc, strerror(errno));
+            conn_fail(l, c, "bind 127.0.%u.%u: %s", l->o->src_net, host, strerror(errno));
             return;
         }
     }

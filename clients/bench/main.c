@@ -50,7 +50,8 @@ static void usage(FILE *f)
           "      --pipeline N      HTTP requests outstanding per connection       [1]\n"
           "  -s, --size BYTES      size of each delivered message                [64]\n"
           "      --random          a random channel for each message (else in turn)\n"
-          "      --src N           source addresses 127.0.0.1 to 127.0.0.N   [as needed]\n"
+          "      --src N           source addresses 127.0.S.1 to 127.0.S.N, S chosen\n"
+          "                        at random for each run (loopback)       [as needed]\n"
           "      --procs N         generator processes                    [as needed]\n"
           "      --conc N          connections being set up at once             [500]\n"
           "      --hold-exec CMD   once every subscriber is ready, run CMD (sh -c)\n"
@@ -435,6 +436,7 @@ int main(int argc, char **argv)
     }
     if (o.nsrc == 0)
         o.nsrc = 1 + total / 25000; /* an ephemeral port range is about 28000 ports */
+    o.src_net = 1 + (uint32_t)((lhb_now_ns() / 1000) ^ (uint64_t)getpid()) % 250;
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     counts = mmap(NULL, (size_t)o.channels * sizeof(*counts), PROT_READ | PROT_WRITE,
                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
