@@ -647,6 +647,17 @@ static void conn_read(lhb_loop_t *l, lhb_conn_t *c)
     size_t have = c->inlen, total, used, keep;
     ssize_t n;
 
+    if (have + 65536 > l->rcap) {
+        /* A large message is arriving in pieces: room for the carry and a full read. */
+        uint8_t *q = realloc(l->rbuf, have + RBUF_SIZE);
+
+        if (q == NULL) {
+            conn_fail(l, c, "out of memory");
+            return;
+        }
+        l->rbuf = q;
+        l->rcap = have + RBUF_SIZE;
+    }
     if (have > 0)
         memcpy(l->rbuf, c->in, have);
     n = read(c->fd, l->rbuf + have, l->rcap - have);
