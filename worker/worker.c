@@ -129,6 +129,17 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     lh_worker_reap(w);
 }
 
+/* Ends every connection at once (shutdown timeout, worker exit). */
+static void destroy_all(lh_worker_t *w)
+{
+    while (w->http_conns.head)
+        lh_conn_destroy(w->http_conns.head);
+    while (w->ws_conns.head)
+        lh_conn_destroy(w->ws_conns.head);
+    while (w->closing_conns.head)
+        lh_conn_destroy(w->closing_conns.head);
+}
+
 /* The sweep: walks the timer lists. WebSocket connections are ordered by their last
  * receive, so the walk stops at the first one that is recent enough. */
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
@@ -183,12 +194,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(w->base);
     else if (w->stopping && w->now_ms >= w->stop_deadline_ms) {
         lh_log(LH_LOG_WARNING, "shutdown timeout: dropping %zu connections", w->nconns);
-        while (w->http_conns.head)
-            lh_conn_destroy(w->http_conns.head);
-        while (w->ws_conns.head)
-            lh_conn_destroy(w->ws_conns.head);
-        while (w->closing_conns.head)
-            lh_conn_destroy(w->closing_conns.head);
+        destroy_all(w);
         event_base_loopbreak(w->base);
     }
     lh_worker_flush(w);
@@ -390,12 +396,7 @@ void lh_worker_free(lh_worker_t *w)
         c->flush_next = NULL;
         c->flags &= ~LH_CF_FLUSH_LISTED;
     }
-    while (w->http_conns.head)
-        lh_conn_destroy(w->http_conns.head);
-    while (w->ws_conns.head)
-        lh_conn_destroy(w->ws_conns.head);
-    while (w->closing_conns.head)
-        lh_conn_destroy(w->closing_conns.head);
+    destroy_all(w);
     lh_worker_reap(w);
     lh_nats_stop(w);
     lh_upstream_free(w);
