@@ -241,7 +241,9 @@ static void child_main(int chan, int slot, const lh_config_t *cfg)
     lh_worker_send_master(w, "ready");
     lh_worker_run(w);
     lh_worker_free(w);
-    nats_Close();
+    /* Waits for cnats's threads (a subscription's close message may still be with its
+     * delivery thread), so nothing of it is left behind. */
+    nats_CloseAndWait(2000);
     lh_log(LH_LOG_INFO, "exited");
     exit(0);
 }

@@ -822,6 +822,6 @@ int main(void)
     LH_RUN_WB(one_frame_per_message_across_channels);
     LH_RUN_WB(a_full_queue_costs_only_its_owner);
     LH_RUN_WB(closing_connection_cannot_subscribe);
-    nats_Close(); /* cnats's threads and globals, for the leak checker */
+    nats_CloseAndWait(2000); /* cnats's threads and globals, for the leak checker */
     LH_DONE();
 }
