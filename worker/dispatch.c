@@ -187,16 +187,10 @@ void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary)
     if (r != 0) {
         size_t cl = 0;
         const char *cmd = guess_command(data, len, &cl);
-        lh_header_t h[3] = {
-            {"code", 4, NULL, 0}, {"reason", 6, reason, strlen(reason)}, {"in-reply-to", 11, cmd, cl}};
-        char code[8];
 
-        h[0].value = code;
-        h[0].value_len = (size_t)snprintf(code, sizeof(code), "%d", lh_lhttp_error_code(r));
         lh_log(LH_LOG_INFO, "%s: conn %llu: bad LHTTP message: %s", lh_conn_peer(c),
                (unsigned long long)c->id, reason);
-        lh_m_inc(LH_M_LHTTP_ERRORS);
-        lh_conn_send(c, "error", h, cmd ? 3 : 2, NULL, 0);
+        lh_conn_send_error_cmd(c, cmd, cl, lh_lhttp_error_code(r), reason);
         return;
     }
     if (lh_log_enabled(LH_LOG_DEBUG)) {
@@ -477,29 +471,24 @@ int lh_conn_send_raw(lh_conn_t *c, const void *data, size_t len)
     return seal_frame(c, b, hl);
 }
 
-int lh_conn_send_error(lh_conn_t *c, const lh_msg_t *m, int code, const char *reason)
+int lh_conn_send_error_cmd(lh_conn_t *c, const char *cmd, size_t cmd_len, int code,
+                           const char *reason)
 {
     char cs[12];
-    lh_header_t h[3];
-    size_t n = 2;
+    lh_header_t h[3] = {
+        {"code", 4, cs, (size_t)snprintf(cs, sizeof(cs), "%d", code)},
+        {"reason", 6, reason ? reason : "", reason ? strlen(reason) : 0},
+        {"in-reply-to", 11, cmd, cmd_len},
+    };
 
-    h[0].key = "code";
-    h[0].key_len = 4;
-    h[0].value = cs;
-    h[0].value_len = (size_t)snprintf(cs, sizeof(cs), "%d", code);
-    h[1].key = "reason";
-    h[1].key_len = 6;
-    h[1].value = reason ? reason : "";
-    h[1].value_len = reason ? strlen(reason) : 0;
-    if (m != NULL) {
-        h[2].key = "in-reply-to";
-        h[2].key_len = 11;
-        h[2].value = m->m->command;
-        h[2].value_len = m->m->command_len;
-        n = 3;
-    }
     lh_m_inc(LH_M_LHTTP_ERRORS);
-    return lh_conn_send(c, "error", h, n, NULL, 0);
+    return lh_conn_send(c, "error", h, cmd ? 3 : 2, NULL, 0);
+}
+
+int lh_conn_send_error(lh_conn_t *c, const lh_msg_t *m, int code, const char *reason)
+{
+    return lh_conn_send_error_cmd(c, m ? m->m->command : NULL, m ? m->m->command_len : 0,
+                                  code, reason);
 }
 
 void lh_conn_close(lh_conn_t *c, uint16_t code, const char *reason)

@@ -291,8 +291,6 @@ static void reply_error(lh_upreq_t *r, int code, const char *fmt, ...)
 static void reply_error(lh_upreq_t *r, int code, const char *fmt, ...)
 {
     char reason[300];
-    lh_header_t h[3];
-    char cs[8];
     va_list ap;
 
     va_start(ap, fmt);
@@ -302,11 +300,7 @@ static void reply_error(lh_upreq_t *r, int code, const char *fmt, ...)
            r->url ? r->url : "?", reason);
     if (r->c == NULL || !r->w->cfg->upstream.report_errors)
         return;
-    h[0] = (lh_header_t){"code", 4, cs, (size_t)snprintf(cs, sizeof(cs), "%d", code)};
-    h[1] = (lh_header_t){"reason", 6, reason, strlen(reason)};
-    h[2] = (lh_header_t){"in-reply-to", 11, r->command, r->command ? strlen(r->command) : 0};
-    lh_m_inc(LH_M_LHTTP_ERRORS);
-    lh_conn_send(r->c, "error", h, r->command ? 3 : 2, NULL, 0);
+    lh_conn_send_error_cmd(r->c, r->command, r->command ? strlen(r->command) : 0, code, reason);
 }
 
 /* The handshake a connect webhook held: complete it or refuse it. */

@@ -281,6 +281,9 @@ int lh_nats_connected(lh_worker_t *w);
 void lh_nats_sync_metrics(lh_worker_t *w);
 
 /* ---- dispatch.c ---- */
+/* The LHTTP error reply (code, reason, and in-reply-to when cmd is not NULL), counted. */
+int lh_conn_send_error_cmd(lh_conn_t *c, const char *cmd, size_t cmd_len, int code,
+                           const char *reason);
 void lh_dispatch_open(lh_conn_t *c);
 void lh_dispatch_close(lh_conn_t *c);
 /* Handles one complete message (LHTTP on normal paths). */
