@@ -862,6 +862,7 @@ int lh_master_run(lh_config_t *cfg, const char *path)
     }
     lh_pubsub_register();
     lh_upstream_register();
+    lh_node_id_init();
     rc = lh_metrics_init();
     if (rc < 0)
         lh_log(LH_LOG_WARNING, "shared metrics memory: %s; /metrics will show one worker",

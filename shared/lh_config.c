@@ -635,6 +635,13 @@ static const char *check_name(const char *s, size_t len)
     return NULL;
 }
 
+static const char *check_nats_publish(const char *s, size_t len)
+{
+    if ((len == 4 && memcmp(s, "auto", 4) == 0) || (len == 6 && memcmp(s, "always", 6) == 0))
+        return NULL;
+    return "must be \"auto\" or \"always\"";
+}
+
 static const char *check_ws_path(const char *s, size_t len)
 {
     if (len == 0 || len > LIST_ITEM_MAX || s[0] != '/')
@@ -735,6 +742,8 @@ static const field_t nats_fields[] = {
               check_subject_prefix),
     STR_FIELD("name", K_STRING, nats.name, 0, 0, "lhttpd", check_name),
     INT_FIELD("reconnect_buffer_bytes", K_SIZE, nats.reconnect_buffer_bytes, 1, GiB, 8 * MiB),
+    STR_FIELD("publish", K_STRING, nats.publish, 0, 0, "auto", check_nats_publish),
+    INT_FIELD("peer_timeout_ms", K_MS, nats.peer_timeout_ms, 1000, HOUR_MS, 5000),
     END
 };
 

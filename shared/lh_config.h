@@ -41,6 +41,9 @@ typedef struct lh_config_s {
         char *subject_prefix; /* default "lhttp" */
         char *name;           /* connection name shown by nats-server, default "lhttpd" */
         size_t reconnect_buffer_bytes; /* publishes kept during an outage, default 8 MiB */
+        char *publish;        /* "auto" (only when another worker or node needs it) or
+                                 "always", default "auto" */
+        unsigned peer_timeout_ms; /* another node is gone after this silence, default 5000 */
     } nats;
 
     struct {

@@ -94,6 +94,60 @@ int lh_metrics_chan_remove(int idx)
     return (uint32_t)idx != last ? (int)last : -1;
 }
 
+static size_t interest_bucket(uint64_t hash)
+{
+    return (size_t)((hash ^ (hash >> 29)) & (LH_INTEREST_BUCKETS - 1));
+}
+
+void lh_interest_add(uint64_t hash)
+{
+    _Atomic uint8_t *b;
+    uint8_t v;
+
+    if (lh_shm == NULL || my_slot < 0)
+        return;
+    atomic_store_explicit(&lh_shm->interest_dirty[my_slot], 1, memory_order_relaxed);
+    b = &lh_shm->interest[my_slot][interest_bucket(hash)];
+    v = atomic_load_explicit(b, memory_order_relaxed);
+    if (v < 255)
+        atomic_store_explicit(b, (uint8_t)(v + 1), memory_order_release);
+}
+
+void lh_interest_remove(uint64_t hash)
+{
+    _Atomic uint8_t *b;
+    uint8_t v;
+
+    if (lh_shm == NULL || my_slot < 0)
+        return;
+    b = &lh_shm->interest[my_slot][interest_bucket(hash)];
+    v = atomic_load_explicit(b, memory_order_relaxed);
+    if (v > 0 && v < 255) /* 255: saturated, no longer counts exactly; stays "maybe" */
+        atomic_store_explicit(b, (uint8_t)(v - 1), memory_order_release);
+}
+
+int lh_interest_elsewhere(uint64_t hash)
+{
+    size_t bucket = interest_bucket(hash);
+
+    if (lh_shm == NULL || my_slot < 0)
+        return 0;
+    for (int w = 0; w < LH_METRICS_SLOTS / 64; w++) {
+        uint64_t bits = atomic_load_explicit(&lh_shm->used[w], memory_order_acquire);
+
+        if (w == my_slot / 64)
+            bits &= ~(1ull << (my_slot % 64));
+        while (bits != 0) {
+            int i = w * 64 + __builtin_ctzll(bits);
+
+            bits &= bits - 1;
+            if (atomic_load_explicit(&lh_shm->interest[i][bucket], memory_order_acquire) > 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -171,6 +225,12 @@ int lh_metrics_slot_alloc(int index, int pid, unsigned generation)
             atomic_store(&s->pid, pid);
             atomic_store(&s->generation, generation);
             atomic_store(&lh_shm->nchan[i], 0);
+            if (atomic_load(&lh_shm->interest_dirty[i])) {
+                /* What the slot's previous worker left (it may have died with channels). */
+                memset((void *)lh_shm->interest[i], 0, sizeof(lh_shm->interest[i]));
+                atomic_store(&lh_shm->interest_dirty[i], 0);
+            }
+            atomic_fetch_or(&lh_shm->used[i / 64], 1ull << (i % 64));
             atomic_store(&s->state, LH_SLOT_STARTING);
             return i;
         }
@@ -194,6 +254,7 @@ void lh_metrics_slot_release(int slot)
         atomic_fetch_add_explicit(&lh_shm->retired.v[k], v, memory_order_relaxed);
     }
     atomic_store(&lh_shm->nchan[slot], 0);
+    atomic_fetch_and(&lh_shm->used[slot / 64], ~(1ull << (slot % 64)));
     atomic_store(&s->state, LH_SLOT_FREE);
     atomic_fetch_add_explicit(&lh_shm->seq, 1, memory_order_acq_rel);
 }
@@ -240,6 +301,7 @@ void lh_metrics_observe_size(uint64_t bytes)
 typedef struct {
     uint64_t v[LH_M_NVALUES];
     uint64_t ws_by_worker[LH_METRICS_SLOTS], chans_by_worker[LH_METRICS_SLOTS];
+    uint64_t peers[LH_METRICS_SLOTS];
     int idx[LH_METRICS_SLOTS], state[LH_METRICS_SLOTS], nats[LH_METRICS_SLOTS];
     int nslots;
     uint32_t generation, active, draining;
@@ -255,6 +317,7 @@ static void snapshot(snapshot_t *s)
         s->generation = 1;
         s->active = 1;
         s->nats[0] = (int)s->v[LH_G_NATS_UP];
+        s->peers[0] = s->v[LH_G_NATS_PEERS];
         s->ws_by_worker[0] = s->v[LH_G_WS_OPEN];
         s->chans_by_worker[0] = s->v[LH_G_CHANNELS];
         s->nslots = 1;
@@ -280,6 +343,8 @@ static void snapshot(snapshot_t *s)
             s->state[s->nslots] = st;
             s->nats[s->nslots] =
                 (int)atomic_load_explicit(&sl->c.v[LH_G_NATS_UP], memory_order_relaxed);
+            s->peers[s->nslots] =
+                atomic_load_explicit(&sl->c.v[LH_G_NATS_PEERS], memory_order_relaxed);
             s->ws_by_worker[s->nslots] =
                 atomic_load_explicit(&sl->c.v[LH_G_WS_OPEN], memory_order_relaxed);
             s->chans_by_worker[s->nslots] =
@@ -444,6 +509,15 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
             (unsigned long long)s->v[LH_M_NATS_BYTES_IN], (unsigned long long)s->v[LH_M_NATS_BYTES_OUT]);
     one(f, "lhttpd_nats_publish_failures_total", "counter",
         "Publishes NATS refused (outage buffer full).", s->v[LH_M_NATS_PUBLISH_FAILED]);
+    one(f, "lhttpd_nats_publishes_skipped_total", "counter",
+        "Messages not published to NATS because no other worker of this node had their "
+        "channel and no other lhttpd node was connected (nats.publish \"auto\").",
+        s->v[LH_M_NATS_PUBLISH_SKIPPED]);
+    head(f, "lhttpd_nats_peer_nodes", "gauge",
+         "Other lhttpd nodes each worker heard from on NATS within nats.peer_timeout_ms.");
+    for (int i = 0; i < s->nslots; i++)
+        fprintf(f, "lhttpd_nats_peer_nodes{worker=\"%d\",state=\"%s\"} %llu\n", s->idx[i],
+                state_name(s->state[i]), (unsigned long long)s->peers[i]);
     head(f, "lhttpd_http_requests_total", "counter", "HTTP requests by endpoint and status.");
     for (unsigned e = 0; e < LH_EP_N; e++) {
         for (unsigned i = 0; i <= LH_ARRAY_LEN(statuses); i++) {

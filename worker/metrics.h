@@ -30,6 +30,7 @@ enum {
     LH_M_NATS_BYTES_OUT,
     LH_M_NATS_RECONNECTS,
     LH_M_NATS_PUBLISH_FAILED,
+    LH_M_NATS_PUBLISH_SKIPPED,
     LH_M_LHTTP_ERRORS,
     LH_M_TCP_ACCEPTED,
     /* Closes by code: LH_M_CLOSE_BASE + lh_metrics_close_index(code). */
@@ -59,6 +60,7 @@ enum {
     LH_G_NATS_UP,
     LH_G_SEND_QUEUE_BYTES,
     LH_G_CHANNELS_UNTRACKED,
+    LH_G_NATS_PEERS,
     LH_M_NVALUES
 };
 
@@ -91,6 +93,12 @@ typedef struct {
 /* Channels each worker publishes (as 64-bit name hashes) for the node-wide distinct
  * count; past this, lhttpd_channels is a lower bound (lhttpd_channels_untracked > 0). */
 #define LH_CHAN_TRACK 65536
+/* Interest filter: per slot, one-byte counters indexed by a channel's name hash (a
+ * counting Bloom filter with one hash). A worker adds 1 for each channel it has and
+ * takes it away when the channel goes; another worker reads "maybe has it" (> 0) or
+ * "has it not" (0). Collisions can only say "maybe": never a missed delivery, at worst
+ * a NATS publish nobody needed. A counter at 255 stays there. */
+#define LH_INTEREST_BUCKETS (1u << 18)
 
 typedef struct {
     _Atomic uint32_t seq; /* odd while the master folds a slot into retired */
@@ -103,6 +111,10 @@ typedef struct {
     /* Per slot: how many hashes, then the hashes (pages are touched only when used). */
     _Atomic uint32_t nchan[LH_METRICS_SLOTS];
     _Atomic uint64_t chan[LH_METRICS_SLOTS][LH_CHAN_TRACK];
+    /* Slots in use (not FREE), one bit each, for the interest check. */
+    _Atomic uint64_t used[LH_METRICS_SLOTS / 64];
+    _Atomic uint32_t interest_dirty[LH_METRICS_SLOTS];
+    _Atomic uint8_t interest[LH_METRICS_SLOTS][LH_INTEREST_BUCKETS];
 } lh_shm_t;
 
 /* The shared block (created by the master before any fork), or a private one. */
@@ -165,6 +177,16 @@ static inline uint64_t lh_m_get(unsigned i)
 int lh_metrics_chan_add(uint64_t hash);
 int lh_metrics_chan_remove(int idx);
 uint64_t lh_metrics_chan_hash(const char *name, size_t len);
+
+/*
+ * The node's interest filter (see LH_INTEREST_BUCKETS): this worker gained or lost a
+ * channel (hash from lh_metrics_chan_hash); and whether another worker of this node may
+ * have it (1), or certainly has not (0). Without a shared block (a worker on its own)
+ * there is no other worker: 0.
+ */
+void lh_interest_add(uint64_t hash);
+void lh_interest_remove(uint64_t hash);
+int lh_interest_elsewhere(uint64_t hash);
 
 /* Index of a close code among the labelled ones. */
 unsigned lh_metrics_close_index(unsigned code);

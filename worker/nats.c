@@ -9,15 +9,45 @@
 #include <errno.h>
 #include <nats/nats.h>
 #include <nats/adapters/libevent.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "lh_channel.h"
 #include "lh_log.h"
+
+/*
+ * Presence of other lhttpd nodes ("peers"): every worker publishes "here" on
+ * <prefix>.$peers every peer_timeout_ms / 4, and "hello" when its connection comes up,
+ * which every other node's workers answer with "here" at once. A node not heard from
+ * for peer_timeout_ms (counted only while this worker's own connection is up) is gone.
+ * '$' is not a channel byte, so no channel has this subject.
+ */
+#define PEER_SUBJECT "$peers"
+#define PEER_MAGIC "lhttpd-peer 1 "
+#define PEERS_MAX 256
+#define CONNECT_GRACE_MS 1000
+
+uint64_t lh_node_id;
+
+void lh_node_id_init(void)
+{
+    while (lh_node_id == 0) {
+        if (getrandom(&lh_node_id, sizeof(lh_node_id), 0) != sizeof(lh_node_id))
+            lh_node_id = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL);
+    }
+}
+
+typedef struct {
+    uint64_t id;
+    uint64_t seen_ms;
+} lh_peer_t;
 
 typedef struct {
     lh_worker_t *w;
@@ -39,7 +69,20 @@ typedef struct {
     atomic_uint_fast64_t reconnects;
     char prefix[80];
     size_t plen;
+    /* Presence (on the loop, but for announce). */
+    int always;                /* nats.publish "always" */
+    char peer_subj[96];
+    natsSubscription *peer_sub;
+    struct event *peer_ev;     /* heartbeat */
+    atomic_int announce;       /* the connection came up: say hello from the loop */
+    lh_peer_t peers[PEERS_MAX];
+    unsigned npeers;
+    uint64_t full_until_ms;    /* the peers table overflowed: publish everything until */
+    uint64_t grace_until_ms;   /* (re)connected: publish everything until */
 } lh_nats_t;
+
+static int peer_subscribe(lh_nats_t *n);
+static void peer_announce(lh_nats_t *n);
 
 static lh_nats_t *nats_of(lh_worker_t *w)
 {
@@ -129,13 +172,125 @@ static void renew_check(lh_nats_t *n)
     n->renewing = 0;
     /* The old connection's subscriptions go with it; every channel subscribes again. */
     lh_pubsub_nats_renewed(n->w, n->nc);
+    if (n->peer_sub != NULL) {
+        natsSubscription_Destroy(n->peer_sub);
+        n->peer_sub = NULL;
+    }
     natsConnection_Destroy(n->nc);
     n->nc = nc;
     lh_pubsub_nats_resubscribe(n->w);
+    peer_subscribe(n);
     if (natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED) {
         atomic_store(&n->up, 1);
+        atomic_store(&n->announce, 1);
+        peer_announce(n);
         lh_log(LH_LOG_NOTICE, "NATS: connected (new connection)");
     }
+}
+
+static void peer_say(lh_nats_t *n, const char *kind)
+{
+    char msg[64];
+    int len;
+
+    if (n->nc == NULL)
+        return;
+    len = snprintf(msg, sizeof(msg), PEER_MAGIC "%016" PRIx64 " %s", lh_node_id, kind);
+    /* Not counted as messages: lhttpd_nats_messages_total counts channel traffic. */
+    natsConnection_Publish(n->nc, n->peer_subj, msg, len);
+}
+
+static void peer_gauge(lh_nats_t *n)
+{
+    lh_m_set(LH_G_NATS_PEERS, n->npeers);
+}
+
+/* A presence message: "lhttpd-peer 1 <16 hex digits> hello|here". Others are ignored. */
+static void peer_heard(lh_nats_t *n, const char *data, size_t len)
+{
+    const size_t ml = sizeof(PEER_MAGIC) - 1;
+    uint64_t id = 0;
+    const char *kind;
+    unsigned i;
+
+    if (len < ml + 17 || memcmp(data, PEER_MAGIC, ml) != 0 || data[ml + 16] != ' ')
+        return;
+    for (i = 0; i < 16; i++) {
+        int v = lh_hexval(data[ml + i]);
+
+        if (v < 0)
+            return;
+        id = (id << 4) | (uint64_t)v;
+    }
+    kind = data + ml + 17;
+    len -= ml + 17;
+    if (id == lh_node_id || id == 0)
+        return; /* a sibling worker of this node: its channels are in shared memory */
+    for (i = 0; i < n->npeers && n->peers[i].id != id; i++)
+        ;
+    if (i == n->npeers) {
+        if (n->npeers == PEERS_MAX) {
+            n->full_until_ms = n->w->now_ms + n->w->cfg->nats.peer_timeout_ms;
+        } else {
+            n->npeers++;
+            lh_log(LH_LOG_INFO, "NATS: lhttpd node %016" PRIx64 " present", id);
+        }
+    }
+    if (i < n->npeers) {
+        n->peers[i].id = id;
+        n->peers[i].seen_ms = n->w->now_ms;
+    }
+    peer_gauge(n);
+    if (len == 5 && memcmp(kind, "hello", 5) == 0)
+        peer_say(n, "here");
+}
+
+/* The heartbeat: say "here", forget nodes silent for peer_timeout_ms. */
+static void peer_tick(evutil_socket_t fd, short what, void *arg)
+{
+    lh_nats_t *n = arg;
+    lh_worker_t *w = n->w;
+    unsigned timeout = w->cfg->nats.peer_timeout_ms;
+
+    w->now_ms = lh_now_ms();
+    if (!atomic_load(&n->up)) {
+        /* Silence while this worker cannot hear is not theirs: keep them (and keep
+         * buffering their messages for the reconnection). */
+        for (unsigned i = 0; i < n->npeers; i++)
+            n->peers[i].seen_ms = w->now_ms;
+        return;
+    }
+    peer_say(n, "here");
+    for (unsigned i = 0; i < n->npeers;) {
+        if (w->now_ms - n->peers[i].seen_ms > timeout) {
+            lh_log(LH_LOG_INFO, "NATS: lhttpd node %016" PRIx64 " silent for %u ms; gone",
+                   n->peers[i].id, timeout);
+            n->peers[i] = n->peers[--n->npeers];
+        } else {
+            i++;
+        }
+    }
+    peer_gauge(n);
+}
+
+/* On the loop, once the connection is (again) up: hello, and a short grace during which
+ * everything is published, until the other nodes' answers are in. */
+static void peer_announce(lh_nats_t *n)
+{
+    if (!atomic_exchange(&n->announce, 0))
+        return;
+    n->grace_until_ms = lh_now_ms() + CONNECT_GRACE_MS;
+    peer_say(n, "hello");
+}
+
+int lh_nats_needed(lh_worker_t *w)
+{
+    lh_nats_t *n = nats_of(w);
+
+    if (n == NULL || n->nc == NULL)
+        return 0;
+    return n->always || n->npeers > 0 || w->now_ms < n->grace_until_ms ||
+           w->now_ms < n->full_until_ms;
 }
 
 static void inbox_cb(evutil_socket_t fd, short what, void *arg)
@@ -146,6 +301,7 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
     size_t cnt;
 
     renew_check(n);
+    peer_announce(n);
     pthread_mutex_lock(&n->mu);
     q = n->inbox;
     cnt = n->inbox_n;
@@ -157,6 +313,11 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
         const char *subj = natsMsg_GetSubject(q[i]);
         size_t sl = strlen(subj);
 
+        if (strcmp(subj, n->peer_subj) == 0) {
+            peer_heard(n, natsMsg_GetData(q[i]), (size_t)natsMsg_GetDataLength(q[i]));
+            natsMsg_Destroy(q[i]);
+            continue;
+        }
         lh_m_inc(LH_M_NATS_MSGS_IN);
         lh_m_add(LH_M_NATS_BYTES_IN, (uint64_t)natsMsg_GetDataLength(q[i]));
         if (sl > n->plen && memcmp(subj, n->prefix, n->plen) == 0) {
@@ -178,6 +339,8 @@ static void connected_cb(natsConnection *nc, void *closure)
     lh_nats_t *n = closure;
 
     atomic_store(&n->up, 1);
+    atomic_store(&n->announce, 1);
+    event_active(n->inbox_ev, EV_READ, 0);
     lh_log(LH_LOG_NOTICE, "NATS: connected");
 }
 
@@ -194,6 +357,8 @@ static void reconnected_cb(natsConnection *nc, void *closure)
     lh_nats_t *n = closure;
 
     atomic_store(&n->up, 1);
+    atomic_store(&n->announce, 1);
+    event_active(n->inbox_ev, EV_READ, 0);
     atomic_fetch_add(&n->reconnects, 1);
     lh_log(LH_LOG_NOTICE, "NATS: reconnected; subscriptions restored");
 }
@@ -246,6 +411,9 @@ int lh_nats_start(lh_worker_t *w)
     pthread_mutex_init(&n->mu, NULL);
     pthread_cond_init(&n->closed_cv, NULL);
     n->plen = (size_t)snprintf(n->prefix, sizeof(n->prefix), "%s.", cfg->nats.subject_prefix);
+    snprintf(n->peer_subj, sizeof(n->peer_subj), "%s." PEER_SUBJECT, cfg->nats.subject_prefix);
+    n->always = strcmp(cfg->nats.publish, "always") == 0;
+    lh_node_id_init(); /* set by the master already, unless this worker runs on its own */
     n->inbox_ev = event_new(w->base, -1, 0, inbox_cb, n);
     if (n->inbox_ev == NULL)
         return -ENOMEM;
@@ -302,6 +470,34 @@ int lh_nats_start(lh_worker_t *w)
         lh_log(LH_LOG_ERR, "NATS: connect: %s", natsStatus_GetText(s));
         return -EIO;
     }
+    if (peer_subscribe(n) < 0)
+        return -EIO;
+    n->peer_ev = event_new(w->base, -1, EV_PERSIST, peer_tick, n);
+    if (n->peer_ev == NULL)
+        return -ENOMEM;
+    {
+        unsigned hb = cfg->nats.peer_timeout_ms / 4;
+        struct timeval tv = {hb / 1000, (hb % 1000) * 1000};
+
+        event_add(n->peer_ev, &tv);
+    }
+    if (s == NATS_OK) {
+        /* Before this worker accepts anyone: the other nodes learn of it first. */
+        atomic_store(&n->announce, 1);
+        peer_announce(n);
+    }
+    return 0;
+}
+
+static int peer_subscribe(lh_nats_t *n)
+{
+    natsStatus s = natsConnection_Subscribe(&n->peer_sub, n->nc, n->peer_subj, msg_cb, n);
+
+    if (s != NATS_OK) {
+        lh_log(LH_LOG_ERR, "NATS: subscribe %s: %s", n->peer_subj, natsStatus_GetText(s));
+        n->peer_sub = NULL;
+        return -1;
+    }
     return 0;
 }
 
@@ -312,6 +508,8 @@ void lh_nats_stop(lh_worker_t *w)
     if (n == NULL)
         return;
     atomic_store(&n->closing, 1);
+    if (n->peer_ev)
+        event_free(n->peer_ev);
     if (n->renewing) {
         pthread_join(n->renew_thread, NULL);
         if (n->renewed) {
@@ -332,6 +530,7 @@ void lh_nats_stop(lh_worker_t *w)
                pthread_cond_timedwait(&n->closed_cv, &n->mu, &until) == 0)
             ;
         pthread_mutex_unlock(&n->mu);
+        natsSubscription_Destroy(n->peer_sub);
         natsConnection_Destroy(n->nc);
     }
     natsOptions_Destroy(n->opts);

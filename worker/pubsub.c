@@ -130,6 +130,7 @@ static void chan_remove(lh_worker_t *w, lh_chan_t *ch)
     *pp = ch->next;
     ps->nchans--;
     lh_m_sub(LH_G_CHANNELS, 1);
+    lh_interest_remove(ch->node_hash);
     if (ch->track >= 0) {
         int moved = lh_metrics_chan_remove(ch->track);
 
@@ -187,7 +188,11 @@ int lh_subscribe(lh_conn_t *c, const char *name, size_t len)
         ps->buckets[h & (ps->nbuckets - 1)] = ch;
         ps->nchans++;
         lh_m_inc(LH_G_CHANNELS);
-        ch->track = lh_metrics_chan_add(lh_metrics_chan_hash(name, len));
+        ch->node_hash = lh_metrics_chan_hash(name, len);
+        /* Before the NATS subscription and before the client hears "subscribed": from
+         * here on, the node's other workers publish this channel to NATS. */
+        lh_interest_add(ch->node_hash);
+        ch->track = lh_metrics_chan_add(ch->node_hash);
         if (ch->track >= 0 && (size_t)ch->track >= ps->tracked_cap) {
             size_t cap = ps->tracked_cap ? ps->tracked_cap * 2 : 64;
             lh_chan_t **t = realloc(ps->tracked, cap * sizeof(*t));
@@ -311,12 +316,22 @@ size_t lh_pubsub_deliver_local(lh_worker_t *w, const char *name, size_t len, lh_
     return n;
 }
 
-/* Publishes msg to one channel; *frame is built on first use and shared. */
+/*
+ * Publishes msg to one channel; *frame is built on first use and shared. The message
+ * goes to NATS only when someone else may need it ("the NATS hop only between
+ * workers"): another worker of this node with the channel (the interest filter in
+ * shared memory), another lhttpd node on the same NATS (lh_nats_needed), or always
+ * with nats.publish "always".
+ */
 static long publish_one(lh_worker_t *w, const char *name, size_t len, const void *msg,
                         size_t msg_len, lh_buf_t **frame)
 {
     long n = (long)lh_pubsub_deliver_local(w, name, len, frame, msg, msg_len);
 
+    if (!lh_nats_needed(w) && !lh_interest_elsewhere(lh_metrics_chan_hash(name, len))) {
+        lh_m_inc(LH_M_NATS_PUBLISH_SKIPPED);
+        return n;
+    }
     if (lh_nats_publish(w, name, len, msg, msg_len) < 0)
         return -EAGAIN;
     return n;

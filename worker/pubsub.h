@@ -15,6 +15,7 @@ typedef struct {
 typedef struct lh_chan_s {
     struct lh_chan_s *next; /* hash chain */
     uint64_t hash;
+    uint64_t node_hash; /* lh_metrics_chan_hash: the same in every worker */
     lh_chsub_t *subs;
     uint32_t nsubs, cap;
     uint32_t busy; /* a fan-out is iterating subs: removal waits */

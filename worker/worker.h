@@ -279,6 +279,16 @@ void lh_nats_unsubscribe(lh_worker_t *w, void *sub);
 int lh_nats_connected(lh_worker_t *w);
 /* Copies the connection state and reconnect count into this worker's metrics. */
 void lh_nats_sync_metrics(lh_worker_t *w);
+/*
+ * 1 when a message must go to NATS whatever the channel: nats.publish is "always", or
+ * another lhttpd node was heard from on NATS within nats.peer_timeout_ms, or this
+ * worker (re)connected less than a second ago and may not have heard from them yet.
+ */
+int lh_nats_needed(lh_worker_t *w);
+/* This node's identity on NATS (random, set by the master before it forks workers, so
+ * that the workers of one node know each other's presence messages as their own). */
+extern uint64_t lh_node_id;
+void lh_node_id_init(void);
 
 /* ---- dispatch.c ---- */
 /* The LHTTP error reply (code, reason, and in-reply-to when cmd is not NULL), counted. */

@@ -222,7 +222,8 @@ both_ok() {
 
 @test "nats.reconnect_buffer_bytes: once the outage buffer is full a publish gets 503, local delivery goes on" {
     start_nats --monitor
-    lhttpd_on "$NATS_PORT" A '"reconnect_buffer_bytes": 2048'
+    # "always": alone on NATS, "auto" would not publish at all (nobody else needs it).
+    lhttpd_on "$NATS_PORT" A '"reconnect_buffer_bytes": 2048, "publish": "always"'
     lh_stop_pid "$NATS_PID"
     wait_log 'NATS: disconnected' 5
     big="cat:LHTTP/1.0 msg\\r\\npublish:buf\\r\\n\\r\\n ++ rep:8000:b"

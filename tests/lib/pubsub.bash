@@ -117,6 +117,15 @@ nats_has_sub() { [ "$(nats_sub_count "$1" "$2")" -ge 1 ] 2>/dev/null; }
 nats_no_sub() { [ "$(nats_sub_count "$1" "$2")" = 0 ]; }
 
 # nats_clients MON_PORT: the number of client connections (lhttpd workers, lhttpc...).
+# nats_watch NAME SUBJECT: a plain NATS subscriber (natswatch.py) on SUBJECT at NATS_PORT,
+# printing "msg SUBJECT PAYLOAD" lines to $(lh_tmp)/NAME.out (see bg_has, wait_bg);
+# returns once nats-server has its subscription.
+nats_watch() {
+    "$PY" "$LH_LIB/natswatch.py" "$NATS_PORT" "$2" >"$(lh_tmp)/$1.out" 2>&1 3>&- &
+    lh_record $!
+    wait_bg "$1" '^ready$'
+}
+
 nats_clients() { nats_json "$1" connz | jq '.num_connections'; }
 nats_has_clients() { [ "$(nats_clients "$1")" -ge "$2" ] 2>/dev/null; }
 

@@ -66,6 +66,8 @@ static void check_defaults(const lh_config_t *c)
     LH_CHECK_MEM(c->nats.subject_prefix, strlen(c->nats.subject_prefix), "lhttp");
     LH_CHECK_MEM(c->nats.name, strlen(c->nats.name), "lhttpd");
     LH_CHECK_INT(c->nats.reconnect_buffer_bytes, 8 * 1024 * 1024);
+    LH_CHECK(c->nats.publish != NULL && strcmp(c->nats.publish, "auto") == 0);
+    LH_CHECK_INT(c->nats.peer_timeout_ms, 5000);
     LH_CHECK(list_is(&c->websocket.paths, 2, paths));
     LH_CHECK_INT(c->websocket.echo_paths.n, 0);
     LH_CHECK_INT(c->websocket.allowed_origins.n, 0);
@@ -304,6 +306,15 @@ LH_TEST(nats_section)
     CHECK_ERR("{\"nats\":{\"servers\":[\"nats://:4222\"]}}",
               "1:21: nats.servers[0]: must be \"nats://host:port\" (optionally "
               "\"nats://user:password@host:port\")");
+    CHECK_OK("{\"nats\":{\"publish\":\"always\",\"peer_timeout_ms\":1000}}");
+    CHECK_OK("{\"nats\":{\"publish\":\"auto\",\"peer_timeout_ms\":3600000}}");
+    CHECK_ERR("{\"nats\":{\"publish\":\"never\"}}",
+              "1:20: nats.publish: must be \"auto\" or \"always\"");
+    CHECK_ERR("{\"nats\":{\"publish\":true}}", "1:20: nats.publish: must be a string");
+    CHECK_ERR("{\"nats\":{\"peer_timeout_ms\":999}}",
+              "1:28: nats.peer_timeout_ms: must be an integer from 1000 to 3600000");
+    CHECK_ERR("{\"nats\":{\"peer_timeout_ms\":3600001}}",
+              "1:28: nats.peer_timeout_ms: must be an integer from 1000 to 3600000");
     CHECK_OK("{\"nats\":{\"subject_prefix\":\"a\"}}");
     CHECK_OK("{\"nats\":{\"subject_prefix\":\"a-b.c_d.E9\"}}");
     CHECK_OK("{\"nats\":{\"subject_prefix\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"

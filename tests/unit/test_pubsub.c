@@ -802,12 +802,79 @@ LH_TEST(closing_connection_cannot_subscribe)
         }                                                                                \
     } while (0)
 
+/*
+ * The node's interest filter: what one worker's channels make another worker see,
+ * through the shared block; a worker never sees its own; a saturated counter stays;
+ * a released slot is not read, and its counters are cleared before it is used again.
+ * Slot 0 is this test's worker (main), slot 1 plays a sibling.
+ */
+LH_TEST(interest_filter_between_workers)
+{
+    uint64_t a = lh_metrics_chan_hash("room.a", 6), b = lh_metrics_chan_hash("room.b", 6);
+    uint64_t sat = lh_metrics_chan_hash("saturated", 9);
+    int other = lh_metrics_slot_alloc(1, (int)getpid(), 1);
+    fixture_t f;
+    int dirty = 0;
+
+    LH_CHECK_INT(other, 1);
+    if (other != 1)
+        return;
+    /* A subscription in this worker (slot 0) is seen by the sibling, not by itself. */
+    if (fixture_start(&f, "") < 0 || fixture_add(&f, 2) < 0) {
+        LH_CHECK(0);
+        fixture_stop(&f);
+        return;
+    }
+    LH_CHECK_INT(sub(f.conns[0], "room.a"), 0);
+    LH_CHECK_INT(sub(f.conns[1], "room.a"), 0); /* same channel: counted once */
+    LH_CHECK_INT(lh_interest_elsewhere(a), 0);
+    lh_metrics_use_slot(other);
+    LH_CHECK_INT(lh_interest_elsewhere(a), 1);
+    LH_CHECK_INT(lh_interest_elsewhere(b), 0);
+    lh_metrics_use_slot(0);
+    LH_CHECK_INT(lh_unsubscribe(f.conns[0], "room.a", 6), 0);
+    lh_metrics_use_slot(other);
+    LH_CHECK_INT(lh_interest_elsewhere(a), 1); /* conns[1] still has it */
+    lh_metrics_use_slot(0);
+    fixture_stop(&f); /* the last subscriber leaves: the channel goes */
+    lh_metrics_use_slot(other);
+    LH_CHECK_INT(lh_interest_elsewhere(a), 0);
+
+    /* The sibling's channels, seen from slot 0. */
+    lh_interest_add(b);
+    for (int i = 0; i < 300; i++)
+        lh_interest_add(sat);
+    for (int i = 0; i < 300; i++)
+        lh_interest_remove(sat);
+    lh_metrics_use_slot(0);
+    LH_CHECK_INT(lh_interest_elsewhere(b), 1);
+    LH_CHECK_INT(lh_interest_elsewhere(sat), 1); /* saturated: "maybe" for good */
+    LH_CHECK_INT(lh_interest_elsewhere(a), 0);
+
+    /* The sibling dies with its channels: its slot is no longer read... */
+    lh_metrics_slot_release(other);
+    LH_CHECK_INT(lh_interest_elsewhere(b), 0);
+    LH_CHECK_INT(lh_interest_elsewhere(sat), 0);
+    /* ...and is clean when the next worker gets it. */
+    LH_CHECK_INT(lh_metrics_slot_alloc(1, (int)getpid(), 2), other);
+    for (size_t i = 0; i < LH_INTEREST_BUCKETS; i++)
+        dirty |= lh_shm->interest[other][i] != 0;
+    LH_CHECK_INT(dirty, 0);
+    LH_CHECK_INT(lh_interest_elsewhere(b), 0);
+    lh_metrics_slot_release(other);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     lh_log_level = LH_LOG_ERR; /* quiet: NATS is unreachable on purpose */
     if (lh_metrics_init() < 0) {
         printf("# lh_metrics_init failed\n");
+        return 1;
+    }
+    /* Slot 0, as the master gives it to a worker (in use for the interest filter). */
+    if (lh_metrics_slot_alloc(0, (int)getpid(), 1) != 0) {
+        printf("# lh_metrics_slot_alloc did not give slot 0\n");
         return 1;
     }
     lh_metrics_use_slot(0);
@@ -822,6 +889,7 @@ int main(void)
     LH_RUN_WB(one_frame_per_message_across_channels);
     LH_RUN_WB(a_full_queue_costs_only_its_owner);
     LH_RUN_WB(closing_connection_cannot_subscribe);
+    LH_RUN(interest_filter_between_workers);
     nats_CloseAndWait(2000); /* cnats's threads and globals, for the leak checker */
     LH_DONE();
 }
