@@ -74,6 +74,7 @@ typedef struct {
     char peer_subj[96];
     natsSubscription *peer_sub;
     struct event *peer_ev;     /* heartbeat */
+    int peer_done;             /* under mu: cnats is finished with peer_sub (stop waits) */
     atomic_int announce;       /* the connection came up: say hello from the loop */
     lh_peer_t peers[PEERS_MAX];
     unsigned npeers;
@@ -489,10 +490,32 @@ int lh_nats_start(lh_worker_t *w)
     return 0;
 }
 
+/* On cnats's delivery thread, once the closed peer_sub's last message (and its close
+ * notice) has been dispatched: from then on cnats holds nothing of it for us. */
+static void peer_complete_cb(void *closure)
+{
+    lh_nats_t *n = closure;
+
+    pthread_mutex_lock(&n->mu);
+    n->peer_done = 1;
+    pthread_cond_signal(&n->closed_cv);
+    pthread_mutex_unlock(&n->mu);
+}
+
 static int peer_subscribe(lh_nats_t *n)
 {
     natsStatus s = natsConnection_Subscribe(&n->peer_sub, n->nc, n->peer_subj, msg_cb, n);
 
+    if (s == NATS_OK) {
+        pthread_mutex_lock(&n->mu);
+        n->peer_done = 0;
+        pthread_mutex_unlock(&n->mu);
+        s = natsSubscription_SetOnCompleteCB(n->peer_sub, peer_complete_cb, n);
+        if (s != NATS_OK) {
+            natsSubscription_Destroy(n->peer_sub);
+            n->peer_sub = NULL;
+        }
+    }
     if (s != NATS_OK) {
         lh_log(LH_LOG_ERR, "NATS: subscribe %s: %s", n->peer_subj, natsStatus_GetText(s));
         n->peer_sub = NULL;
@@ -521,12 +544,13 @@ void lh_nats_stop(lh_worker_t *w)
         struct timespec until;
 
         natsConnection_Close(n->nc);
-        /* cnats runs its callbacks on its own thread, after Close returns: wait for the
-         * closed callback (the last one) before freeing what the callbacks use. */
+        /* cnats runs its callbacks on its own threads, after Close returns: wait for the
+         * closed callback and for the presence subscription's completion (its delivery
+         * thread is done with it) before freeing what the callbacks use. */
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += 2;
         pthread_mutex_lock(&n->mu);
-        while (!n->closed_seen &&
+        while ((!n->closed_seen || (n->peer_sub != NULL && !n->peer_done)) &&
                pthread_cond_timedwait(&n->closed_cv, &n->mu, &until) == 0)
             ;
         pthread_mutex_unlock(&n->mu);
