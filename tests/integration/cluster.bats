@@ -31,9 +31,6 @@ lhttpd_on() {
     save_lhttpd "$2"
 }
 
-# got NAME MESSAGE: the line pubsub.py prints when NAME receives MESSAGE.
-got() { echo "$1 got $(printf '%b' "$2" | wc -c) $2"; }
-
 # got_binary NAME MESSAGE: the same for a message in a binary frame.
 got_binary() { echo "$1 got-binary $(printf '%b' "$2" | wc -c) $2"; }
 

@@ -50,9 +50,6 @@ both_workers_have_a_channel() {
 # subs_on_nats SUBJECT N: nats-server holds N subscriptions to SUBJECT (--monitor).
 subs_on_nats() { [ "$(nats_sub_count "$NATS_MON_PORT" "$1")" -eq "$2" ]; }
 
-# got NAME MESSAGE: the line pubsub.py prints when NAME receives MESSAGE.
-got() { echo "$1 got $(printf '%b' "$2" | wc -c) $2"; }
-
 # lhttpd_on NAME [WORKERS] [NATS_MEMBERS]: starts lhttpd on the current nats-server with
 # these extra members in its "nats" section, saved as NAME (see save_lhttpd).
 lhttpd_on() {

@@ -34,10 +34,6 @@ start_ps() {
     }'
 }
 
-# got NAME MESSAGE: the line pubsub.py prints when NAME receives MESSAGE (written with
-# \r \n \xHH escapes, as pubsub.py shows it).
-got() { echo "$1 got $(printf '%b' "$2" | wc -c) $2"; }
-
 # got_binary NAME MESSAGE: the same for a message in a binary frame.
 got_binary() { echo "$1 got-binary $(printf '%b' "$2" | wc -c) $2"; }
 

@@ -19,6 +19,10 @@ ps_bg() {
     eval "PS_PID_$name=$!"
 }
 
+# got NAME MESSAGE: the line pubsub.py prints when NAME receives MESSAGE (written with
+# \r \n \xHH escapes, as pubsub.py shows it).
+got() { echo "$1 got $(printf '%b' "$2" | wc -c) $2"; }
+
 # bg_out NAME: the output of a background client so far.
 bg_out() { cat "$(lh_tmp)/$1.out" 2>/dev/null; }
 
