@@ -107,8 +107,17 @@ all: $(LHTTP_BENCH)
 $(LHTTP_BENCH): $(BENCH_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(BENCH_OBJ)
 
+# bench-floor: the baseline of `make bench`, one send per delivery and nothing else
+# (tests/bench/floor.c; a measuring instrument, not installed).
+BENCH_FLOOR := $(B)/bench-floor
+all: $(BENCH_FLOOR)
+
+$(BENCH_FLOOR): tests/bench/floor.c $(B)/libshared.a
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(B)/libshared.a $(PKG_LIBS)
+
 bench: all
-	@LHTTPD=$(abspath $(LHTTPD)) LHTTP_BENCH=$(abspath $(LHTTP_BENCH)) tests/bench/run.sh
+	@LHTTPD=$(abspath $(LHTTPD)) LHTTP_BENCH=$(abspath $(LHTTP_BENCH)) \
+	  BENCH_FLOOR=$(abspath $(BENCH_FLOOR)) tests/bench/run.sh
 
 # Unit tests link the shared objects and the worker objects (no main there).
 $(B)/tests/%: tests/unit/%.c $(B)/libshared.a $(WORKER_OBJ)

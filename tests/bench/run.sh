@@ -3,11 +3,16 @@
 #
 # Starts nats-server, lhttpd and nginx with nchan (installing nginx and
 # libnginx-mod-nchan from Debian if missing), runs the same scenarios against both
-# servers in alternation (lhttpd first in odd rounds, nchan first in even ones), and
+# servers in alternation (lhttpd first in odd rounds, nchan first in even ones; with the
+# floor below, each of the three first in turn), and
 # prints a table of medians with lhttpd/nchan ratios. tests/bench/RESULTS.md explains
 # the method and records a run. Everything it starts is stopped by pid when it ends.
 #
-# Environment: LHTTPD, LHTTP_BENCH (binaries; default build/), B (build dir),
+# A third process, bench-floor (tests/bench/floor.c), runs the single-worker scenarios too:
+# one send per delivery and nothing else, the least any server that does not merge
+# messages must pay on this machine. The table shows how far each server is from it.
+#
+# Environment: LHTTPD, LHTTP_BENCH, BENCH_FLOOR (binaries; default build/), B (build dir),
 # BENCH_REPS (rounds, default 5), BENCH_SECONDS (publishing time of a throughput run,
 # default 2), BENCH_LAT_RATE (messages/s of the latency scenario; default: half of what
 # the slower server delivered in the fan-out over WebSocket).
@@ -17,6 +22,7 @@ root=$(cd "$here/../.." && pwd)
 B=${B:-$root/build}
 LHTTPD=${LHTTPD:-$B/lhttpd}
 BENCH=${LHTTP_BENCH:-$B/lhttp-bench}
+FLOOR=${BENCH_FLOOR:-$B/bench-floor}
 REPS=${BENCH_REPS:-5}
 DUR=${BENCH_SECONDS:-2}
 LAT_RATE=${BENCH_LAT_RATE:-}
@@ -49,7 +55,8 @@ install_deps() {
 }
 
 install_deps
-[ -x "$LHTTPD" ] && [ -x "$BENCH" ] || die "build first: make all ($LHTTPD, $BENCH)"
+[ -x "$LHTTPD" ] && [ -x "$BENCH" ] && [ -x "$FLOOR" ] ||
+    die "build first: make all ($LHTTPD, $BENCH, $FLOOR)"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 run_dir=$B/bench/$(date +%Y%m%d-%H%M%S)
@@ -60,7 +67,7 @@ RES=$run_dir/results.txt
 # ---- processes -------------------------------------------------------------------
 
 STARTED=""
-NATS_PID= LH_PID= NG_PID=
+NATS_PID= LH_PID= NG_PID= FL_PID=
 cleanup() {
     local p
     for p in $STARTED; do kill -TERM "$p" 2>/dev/null; done
@@ -186,6 +193,15 @@ start_nginx() {
     wait_until 5 test "$(pgrep -c -P "$NG_PID")" -ge "$w" || die "nginx: expected $w workers"
 }
 
+# The floor: one process, so only beside the single-worker servers.
+start_floor() {
+    FL_PORT=$(free_port)
+    taskset -c "$SRV_CPUS" "$FLOOR" "$FL_PORT" >>"$run_dir/floor.log" 2>&1 &
+    FL_PID=$!
+    STARTED="$STARTED $FL_PID"
+    wait_until 10 tcp_open "$FL_PORT" || die "bench-floor did not start ($run_dir/floor.log)"
+}
+
 start_servers() {
     WORKERS=$1
     set_pinning "$WORKERS"
@@ -193,21 +209,28 @@ start_servers() {
     pin_tree "$SRV_CPUS" "$NATS_PID"
     start_lhttpd "$WORKERS"
     start_nginx "$WORKERS"
+    [ "$WORKERS" -ne 1 ] || start_floor
     # shellcheck disable=SC2046
     LH_FDS=$(fds $(server_pids lhttpd))
     # shellcheck disable=SC2046
     NG_FDS=$(fds $(server_pids nchan))
+    FL_FDS=$(fds $FL_PID)
 }
 
 stop_servers() {
     stop_pid "$LH_PID"
     stop_pid "$NG_PID"
-    LH_PID= NG_PID=
+    stop_pid "$FL_PID"
+    LH_PID= NG_PID= FL_PID=
 }
 
 server_pids() { # the master and its workers
     local m
-    if [ "$1" = lhttpd ]; then m=$LH_PID; else m=$NG_PID; fi
+    case $1 in
+    lhttpd) m=$LH_PID ;;
+    nchan) m=$NG_PID ;;
+    *) echo "$FL_PID"; return ;;
+    esac
     echo "$m" $(pgrep -P "$m")
 }
 
@@ -222,12 +245,12 @@ ticks() { # CPU ticks (user + system) of the given processes, threads included
 
 # ---- one run ---------------------------------------------------------------------
 
-sub_args() {
-    if [ "$1" = lhttpd ]; then
-        echo "-t lhttpd -u ws://127.0.0.1:$LH_PORT/"
-    else
-        echo "-t nchan -u ws://127.0.0.1:$NG_PORT/sub/{ch}"
-    fi
+sub_args() { # the floor speaks nchan's dialect
+    case $1 in
+    lhttpd) echo "-t lhttpd -u ws://127.0.0.1:$LH_PORT/" ;;
+    nchan) echo "-t nchan -u ws://127.0.0.1:$NG_PORT/sub/{ch}" ;;
+    floor) echo "-t nchan -u ws://127.0.0.1:$FL_PORT/sub/{ch}" ;;
+    esac
 }
 
 pub_args() { # pub_args SERVER ws|http
@@ -236,6 +259,8 @@ pub_args() { # pub_args SERVER ws|http
     lhttpd/http) echo "-p http://127.0.0.1:$LH_PORT/publish" ;;
     nchan/ws) echo "-p ws://127.0.0.1:$NG_PORT/pub/{ch}" ;;
     nchan/http) echo "-p http://127.0.0.1:$NG_PORT/pub/{ch}" ;;
+    floor/ws) echo "-p ws://127.0.0.1:$FL_PORT/pub/{ch}" ;;
+    floor/http) echo "-p http://127.0.0.1:$FL_PORT/pub/{ch}" ;;
     esac
 }
 
@@ -256,7 +281,7 @@ fds() { # open descriptors of the given processes
 settle() {
     local pids base
     pids=$(server_pids "$1")
-    if [ "$1" = lhttpd ]; then base=$LH_FDS; else base=$NG_FDS; fi
+    case $1 in lhttpd) base=$LH_FDS ;; nchan) base=$NG_FDS ;; *) base=$FL_FDS ;; esac
     # shellcheck disable=SC2086
     wait_until 15 fds_at_most $((base + 16)) $pids ||
         say "bench: $1 still holds $(fds $pids) descriptors (at start: $base)"
@@ -301,6 +326,18 @@ rounds() {
     local r
     for r in $(seq "$REPS"); do
         if [ $((r % 2)) -eq 1 ]; then "$1" lhttpd; "$1" nchan; else "$1" nchan; "$1" lhttpd; fi
+    done
+}
+
+# rounds3 FUNCTION: the same with the floor as a third, each going first in turn.
+rounds3() {
+    local r
+    for r in $(seq "$REPS"); do
+        case $((r % 3)) in
+        1) "$1" lhttpd; "$1" nchan; "$1" floor ;;
+        2) "$1" nchan; "$1" floor; "$1" lhttpd ;;
+        0) "$1" floor; "$1" lhttpd; "$1" nchan ;;
+        esac
     done
 }
 
@@ -399,9 +436,9 @@ say "bench: results in $run_dir"
 
 say "== 1 worker each (servers on CPUs 0-0, generator on the rest, when there are 2+) =="
 start_servers 1
-say "-- 1. fan-out over WebSocket"; rounds fanout_ws
-say "-- 1. fan-out over HTTP"; rounds fanout_http
-say "-- 2. many channels"; rounds channels_http
+say "-- 1. fan-out over WebSocket"; rounds3 fanout_ws
+say "-- 1. fan-out over HTTP"; rounds3 fanout_http
+say "-- 2. many channels"; rounds3 channels_http
 for _ in $(seq "$REPS"); do channels_ws_lhttpd; done
 if [ -z "${BENCH_LAT_RATE:-}" ]; then
     LAT_RATE=$(awk -v a="$(median_of fanout-ws lhttpd)" -v b="$(median_of fanout-ws nchan)" \
@@ -409,13 +446,13 @@ if [ -z "${BENCH_LAT_RATE:-}" ]; then
 fi
 LAT_LIGHT=$(awk -v r="$LAT_RATE" 'BEGIN {l = int(r / 10); print l < 5 ? 5 : l}')
 say "-- 3. latency at $LAT_RATE messages/s (half the slower server's fan-out above)"
-rounds latency
+rounds3 latency
 say "-- 3. latency at $LAT_LIGHT messages/s (light load)"
-rounds latency_light
+rounds3 latency_light
 LAT_CH_RATE=$(awk -v a="$(median_of channels-http lhttpd)" -v b="$(median_of channels-http nchan)" \
     'BEGIN {m = a < b ? a : b; r = int(m / 2); print r < 10 ? 10 : r}')
 say "-- 3. latency at $LAT_CH_RATE messages/s to random channels (half the slower server's above)"
-rounds latency_channels
+rounds3 latency_channels
 say "-- 5. connection setup"; rounds setup_rate
 say "-- 4. idle connections (fresh servers)"
 stop_servers

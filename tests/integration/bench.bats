@@ -7,6 +7,7 @@
 load ../lib/helpers
 
 BENCH=${LHTTP_BENCH:-${B:-$LH_LIB/../../build}/lhttp-bench}
+FLOOR=${BENCH_FLOOR:-${B:-$LH_LIB/../../build}/bench-floor}
 
 teardown() {
     stop_all
@@ -75,6 +76,55 @@ result() { printf '%s\n' "$output" | sed -n 's/^RESULT //p' | tr ' ' '\n' | sed 
     [ "$status" -eq 1 ]
     [ "$(result complete)" = 0 ]
     printf '%s\n' "$output" | grep -q '^PROBLEM: .*warm-up: 0 of 20 subscribers received a probe'
+}
+
+# bench-floor, the baseline of `make bench` (one send per delivery, nchan's dialect).
+start_floor() {
+    local port
+    for _ in 1 2 3; do
+        port=$(free_port) || return 1
+        "$FLOOR" "$port" >"$(lh_tmp)/floor-$port.log" 2>&1 3>&- &
+        FLOOR_PID=$!
+        lh_record "$FLOOR_PID"
+        if wait_for 5 listening_by "$port" "$FLOOR_PID"; then
+            FLOOR_PORT=$port
+            return 0
+        fi
+    done
+    return 1
+}
+
+@test "bench-floor: fan-out over WebSocket and random channels over HTTP, every delivery arrives" {
+    start_floor
+    run timeout 60 "$BENCH" -t nchan -u "ws://127.0.0.1:$FLOOR_PORT/sub/{ch}" \
+        -p "ws://127.0.0.1:$FLOOR_PORT/pub/{ch}" -n 200 -c 1 -d 1 -w 50
+    printf '%s\n' "$output"
+    [ "$status" -eq 0 ]
+    [ "$(result complete)" = 1 ]
+    [ "$(result delivered)" -gt 0 ]
+    [ "$(result delivered)" = $(($(result published) * 200)) ]
+    run timeout 60 "$BENCH" -t nchan -u "ws://127.0.0.1:$FLOOR_PORT/sub/{ch}" \
+        -p "http://127.0.0.1:$FLOOR_PORT/pub/{ch}" -n 300 -c 300 --random -k 4 -d 1 -w 50
+    printf '%s\n' "$output"
+    [ "$status" -eq 0 ]
+    [ "$(result complete)" = 1 ]
+    [ "$(result delivered)" -gt 0 ]
+    [ "$(result delivered)" = "$(result expected)" ]
+    # Every run's connections are gone from the floor when lhttp-bench has left.
+    wait_for 5 test "$(ls /proc/"$FLOOR_PID"/fd | wc -l)" -le 8
+    kill -0 "$FLOOR_PID"
+}
+
+@test "bench-floor: a request it does not serve is closed; a bad command line exits 2" {
+    start_floor
+    run curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$FLOOR_PORT/other"
+    [ "$output" = 000 ]
+    kill -0 "$FLOOR_PID"
+    run "$FLOOR"
+    [ "$status" -eq 2 ]
+    [[ $output == *"usage: bench-floor PORT"* ]]
+    run "$FLOOR" 70000
+    [ "$status" -eq 2 ]
 }
 
 @test "lhttp-bench: bad command lines exit 2" {
