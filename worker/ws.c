@@ -55,6 +55,24 @@ static int msg_append(lh_conn_t *c, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* One fragment of the message being assembled: UTF-8 checked across fragments for text,
+ * then kept. Returns 0, or -1 once the connection has been failed. */
+static int frag_add(lh_conn_t *c, const uint8_t *payload, size_t plen)
+{
+    if (c->frag_opcode == LH_WS_OP_TEXT) {
+        c->utf8_state = lh_utf8_validate(c->utf8_state, payload, plen);
+        if (c->utf8_state == LH_UTF8_REJECT) {
+            ws_fail(c, LH_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+            return -1;
+        }
+    }
+    if (msg_append(c, payload, plen) < 0) {
+        ws_fail(c, LH_WS_CLOSE_INTERNAL, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static void msg_reset(lh_conn_t *c)
 {
     free(c->msg);
@@ -134,17 +152,8 @@ ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len)
             ws_fail(c, LH_WS_CLOSE_TOO_BIG, "message too big");
             return (ssize_t)len;
         }
-        if (c->frag_opcode == LH_WS_OP_TEXT) {
-            c->utf8_state = lh_utf8_validate(c->utf8_state, payload, plen);
-            if (c->utf8_state == LH_UTF8_REJECT) {
-                ws_fail(c, LH_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
-                return (ssize_t)len;
-            }
-        }
-        if (msg_append(c, payload, plen) < 0) {
-            ws_fail(c, LH_WS_CLOSE_INTERNAL, "out of memory");
+        if (frag_add(c, payload, plen) < 0)
             return (ssize_t)len;
-        }
         if (f.fin) {
             int op = c->frag_opcode;
 
@@ -175,17 +184,8 @@ ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len)
         } else {
             c->frag_opcode = (uint8_t)f.opcode;
             c->utf8_state = LH_UTF8_ACCEPT;
-            if (f.opcode == LH_WS_OP_TEXT) {
-                c->utf8_state = lh_utf8_validate(LH_UTF8_ACCEPT, payload, plen);
-                if (c->utf8_state == LH_UTF8_REJECT) {
-                    ws_fail(c, LH_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
-                    return (ssize_t)len;
-                }
-            }
-            if (msg_append(c, payload, plen) < 0) {
-                ws_fail(c, LH_WS_CLOSE_INTERNAL, "out of memory");
+            if (frag_add(c, payload, plen) < 0)
                 return (ssize_t)len;
-            }
         }
         break;
     }
