@@ -61,7 +61,7 @@ LHTTPC := $(B)/lhttpc
 
 .PHONY: all check run deps install uninstall clean fuzz fuzz-smoke help unit integration \
         deb rpm package-test \
-        _check _run _test-build
+        _check _run _test-build check-san _check-san
 .DEFAULT_GOAL := all
 
 all: $(LHTTPD) $(LHTTPC) $(MODULE_SO)
@@ -156,6 +156,16 @@ _check: _test-build
 unit: _test-build
 	@B=$(abspath $(B)) tests/run.sh unit
 
+# check-san: every test against binaries built with AddressSanitizer and UBSan in
+# build-san/; any sanitizer report (a leak at a worker's exit included) is a failure.
+check-san:
+	@tests/lib/deps.sh
+	@$(MAKE) --no-print-directory B=build-san SANITIZE=address,undefined _check-san
+
+_check-san: _test-build
+	@LHTTPD=$(abspath $(LHTTPD)) LHTTPC=$(abspath $(LHTTPC)) B=$(abspath $(B)) \
+	  LH_SAN_REPORTS=$(abspath $(B))/san-reports tests/run.sh
+
 integration: all
 	@LHTTPD=$(abspath $(LHTTPD)) LHTTPC=$(abspath $(LHTTPC)) B=$(abspath $(B)) tests/run.sh integration
 
@@ -209,6 +219,7 @@ help:
 	@echo "make            build $(LHTTPD), $(LHTTPC) and the example modules ($(B)/modules)"
 	@echo "make run        install missing packages, start nats-server + lhttpd on :8081"
 	@echo "make check      install missing packages, run every test"
+	@echo "make check-san  every test against an ASan+UBSan build (build-san/); any report fails"
 	@echo "make deps       install the Debian packages the build and tests need"
 	@echo "make fuzz       run each libFuzzer target for FUZZ_SECONDS (default 30)"
 	@echo "make install    install under PREFIX (default /usr/local), DESTDIR honoured"

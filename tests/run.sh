@@ -2,6 +2,11 @@
 # Runs the unit tests (TAP from each binary in $B/tests) and the bats integration tests,
 # then prints one line: "check: N passed, N failed". Exit status 1 on any failure.
 # Usage: tests/run.sh [unit|integration] [bats-file-filter]
+# With LH_SAN_REPORTS=DIR (binaries built with SANITIZE=address,undefined), every
+# AddressSanitizer, LeakSanitizer or UBSan report of any process the tests start is
+# written to DIR instead of a log the test may not read, and each one counts as a
+# failure: a worker that leaks at exit, or reads out of bounds while the test still
+# passes, fails the run.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 B=${B:-$here/../build}
@@ -11,6 +16,12 @@ passed=0
 failed=0
 out=$B/test-output
 mkdir -p "$out"
+san=${LH_SAN_REPORTS:-}
+if [ -n "$san" ]; then
+    rm -rf "$san" && mkdir -p "$san" || exit 1
+    export ASAN_OPTIONS="log_path=$san/asan:detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+    export UBSAN_OPTIONS="log_path=$san/ubsan:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+fi
 
 # count_tap FILE: adds the file's ok / not ok lines to the totals; a runner that died
 # before its plan line counts as a failure too.
@@ -60,6 +71,16 @@ if [ "$what" = all ] || [ "$what" = integration ]; then
             fi
         fi
     fi
+fi
+
+if [ -n "$san" ]; then
+    for r in "$san"/*; do
+        [ -e "$r" ] || continue
+        echo "sanitizer: report $(basename "$r"):"
+        head -n 40 "$r" | sed 's/^/    /'
+        failed=$((failed + 1))
+    done
+    echo "sanitizer: $(ls "$san" | wc -l) reports"
 fi
 
 echo "check: $passed passed, $failed failed"
