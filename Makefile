@@ -181,12 +181,14 @@ install: all
 	  $(DESTDIR)$(INCLUDEDIR)/lhttpd
 	install -m 0755 $(LHTTPD) $(DESTDIR)$(SBINDIR)/lhttpd
 	install -m 0755 $(LHTTPC) $(DESTDIR)$(BINDIR)/lhttpc
+	install -m 0755 $(LHTTP_BENCH) $(DESTDIR)$(BINDIR)/lhttp-bench
 	install -m 0644 worker/lhttpd.h $(DESTDIR)$(INCLUDEDIR)/lhttpd/lhttpd.h
 	install -d $(DESTDIR)$(MODULEDIR) $(DESTDIR)$(DOCDIR)/examples/modules
 	install -m 0755 $(MODULE_SO) $(DESTDIR)$(MODULEDIR)/
 	install -m 0644 $(MODULE_SRC) $(DESTDIR)$(DOCDIR)/examples/modules/
 	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 0644 packaging/man/lhttpc.1 $(DESTDIR)$(MANDIR)/man1/lhttpc.1
+	install -m 0644 packaging/man/lhttp-bench.1 $(DESTDIR)$(MANDIR)/man1/lhttp-bench.1
 	install -m 0644 packaging/man/lhttpd.json.5 $(DESTDIR)$(MANDIR)/man5/lhttpd.json.5
 	install -m 0644 packaging/man/lhttpd.8 $(DESTDIR)$(MANDIR)/man8/lhttpd.8
 	test -e $(DESTDIR)$(SYSCONFDIR)/lhttpd/lhttpd.json || \
@@ -194,8 +196,9 @@ install: all
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/lhttpd $(DESTDIR)$(BINDIR)/lhttpc \
-	  $(DESTDIR)$(INCLUDEDIR)/lhttpd/lhttpd.h \
-	  $(DESTDIR)$(MANDIR)/man1/lhttpc.1 $(DESTDIR)$(MANDIR)/man5/lhttpd.json.5 \
+	  $(DESTDIR)$(BINDIR)/lhttp-bench $(DESTDIR)$(INCLUDEDIR)/lhttpd/lhttpd.h \
+	  $(DESTDIR)$(MANDIR)/man1/lhttpc.1 $(DESTDIR)$(MANDIR)/man1/lhttp-bench.1 \
+	  $(DESTDIR)$(MANDIR)/man5/lhttpd.json.5 \
 	  $(DESTDIR)$(MANDIR)/man8/lhttpd.8 \
 	  $(addprefix $(DESTDIR)$(MODULEDIR)/,$(notdir $(MODULE_SO))) \
 	  $(addprefix $(DESTDIR)$(DOCDIR)/examples/modules/,$(notdir $(MODULE_SRC)))

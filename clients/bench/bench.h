@@ -144,6 +144,7 @@ typedef struct {
     double drain_s;     /* give up when no delivery arrived for this long */
     double timeout_s;   /* setup and warm-up deadline */
     char prefix[32];    /* channel name prefix */
+    const char *token;  /* POST publishers send "Authorization: Bearer <token>" (or NULL) */
     int quiet;
     int spin;           /* busy-poll while publishing instead of sleeping in epoll */
 } lhb_opts_t;

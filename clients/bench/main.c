@@ -26,7 +26,8 @@ enum {
     OPT_DRAIN,
     OPT_TIMEOUT,
     OPT_PREFIX,
-    OPT_SPIN
+    OPT_SPIN,
+    OPT_TOKEN
 };
 
 static void usage(FILE *f)
@@ -48,6 +49,8 @@ static void usage(FILE *f)
           "  -w, --window N        full speed: messages in flight at most      [1000]\n"
           "  -k, --pub-conns N     publisher connections                          [1]\n"
           "      --pipeline N      HTTP requests outstanding per connection       [1]\n"
+          "      --token T         HTTP publishers send 'Authorization: Bearer T'\n"
+          "                        (lhttpd's publish.token)                  [none]\n"
           "  -s, --size BYTES      size of each delivered message                [64]\n"
           "      --random          a random channel for each message (else in turn)\n"
           "      --src N           source addresses 127.0.S.1 to 127.0.S.N, S chosen\n"
@@ -62,6 +65,8 @@ static void usage(FILE *f)
           "      --prefix P        channel name prefix                  [b<random>.]\n"
           "      --spin            busy-poll while publishing (a core of its own)\n"
           "  -q, --quiet           print only the RESULT line\n"
+          "  -V, --version         print the version and exit\n"
+          "  -h, --help            print this help and exit\n"
           "\n"
           "The last line is 'RESULT key=value ...' for scripts. Exit status: 0 when every\n"
           "expected delivery arrived intact, 1 otherwise, 2 for a bad command line.\n",
@@ -141,6 +146,8 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"prefix", required_argument, NULL, OPT_PREFIX},
         {"spin", no_argument, NULL, OPT_SPIN},
+        {"token", required_argument, NULL, OPT_TOKEN},
+        {"version", no_argument, NULL, 'V'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -160,7 +167,7 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
     o->drain_s = 5;
     o->timeout_s = 60;
     snprintf(o->prefix, sizeof(o->prefix), "b%x.", (unsigned)getpid() & 0xfff);
-    while ((ch = getopt_long(argc, argv, "t:u:p:n:c:m:d:r:w:k:s:qh", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "t:u:p:n:c:m:d:r:w:k:s:qhV", longs, NULL)) != -1) {
         switch (ch) {
         case 't':
             if (strcmp(optarg, "lhttpd") == 0 || strcmp(optarg, "lhttp") == 0)
@@ -264,9 +271,25 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
         case OPT_SPIN:
             o->spin = 1;
             break;
+        case OPT_TOKEN: {
+            size_t n = strlen(optarg);
+
+            /* As lhttpd takes it: 1 to 512 visible ASCII characters (nothing that could
+             * end the header line). */
+            for (size_t i = 0; i < n; i++)
+                if (optarg[i] < 0x21 || optarg[i] > 0x7e)
+                    n = 0;
+            if (n == 0 || n > 512)
+                return bad("--token (1 to 512 visible ASCII characters)", optarg);
+            o->token = optarg;
+            break;
+        }
         case 'q':
             o->quiet = 1;
             break;
+        case 'V':
+            printf("lhttp-bench %s\n", LH_VERSION);
+            exit(0);
         case 'h':
             usage(stdout);
             exit(0);

@@ -83,7 +83,7 @@ static lhb_conn_t *pick(lhb_loop_t *l, pub_t *p, uint32_t ch)
 static int publish(lhb_loop_t *l, pub_t *p, uint32_t ch, int kind, uint32_t seq)
 {
     const lhb_opts_t *o = l->o;
-    char name[64], head[800], path[600];
+    char name[64], head[1500], path[600];
     size_t nl = lhb_channel_name(name, sizeof(name), o->prefix, ch), len;
     lhb_conn_t *c = pick(l, p, ch);
     int r;
@@ -98,9 +98,12 @@ static int publish(lhb_loop_t *l, pub_t *p, uint32_t ch, int kind, uint32_t seq)
         int hl;
 
         lhb_url_path(&o->pub_url, name, nl, path, sizeof(path));
+        /* Fits: path < 600, host < 64, token <= 512 bytes. */
         hl = snprintf(head, sizeof(head),
-                      "POST %s HTTP/1.1\r\nHost: %s:%u\r\nContent-Length: %zu\r\n\r\n", path,
-                      o->pub_url.host, o->pub_url.port, len);
+                      "POST %s HTTP/1.1\r\nHost: %s:%u\r\n%s%s%sContent-Length: %zu\r\n\r\n",
+                      path, o->pub_url.host, o->pub_url.port,
+                      o->token ? "Authorization: Bearer " : "", o->token ? o->token : "",
+                      o->token ? "\r\n" : "", len);
         r = lhb_conn_append(c, head, (size_t)hl);
         if (r == 0)
             r = lhb_conn_append(c, p->mbuf, len);

@@ -78,6 +78,31 @@ result() { printf '%s\n' "$output" | sed -n 's/^RESULT //p' | tr ' ' '\n' | sed 
     printf '%s\n' "$output" | grep -q '^PROBLEM: .*warm-up: 0 of 20 subscribers received a probe'
 }
 
+@test "lhttp-bench: --token publishes to a /publish that needs one; without it, 401 is reported" {
+    start_nats
+    start_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"], "workers": 1,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "publish": {"token": "s3cr=t/+x"}, "log": {"level": "warning"}
+    }'
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" -p "http://127.0.0.1:$LH_PORT/publish" \
+        --token 's3cr=t/+x' -n 50 -c 5 -k 2 -m 200 -w 20
+    printf '%s\n' "$output"
+    [ "$status" -eq 0 ]
+    [ "$(result complete)" = 1 ]
+    [ "$(result delivered)" = $((200 * 10)) ]
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" -p "http://127.0.0.1:$LH_PORT/publish" \
+        -n 5 -m 10 --timeout 2
+    printf '%s\n' "$output"
+    [ "$status" -eq 1 ]
+    [ "$(result complete)" = 0 ]
+    printf '%s\n' "$output" | grep -q '^PROBLEM: .*publish answered HTTP/1.1 401'
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" -p "http://127.0.0.1:$LH_PORT/publish" \
+        --token wrong -n 5 -m 10 --timeout 2
+    [ "$status" -eq 1 ]
+    printf '%s\n' "$output" | grep -q '^PROBLEM: .*publish answered HTTP/1.1 401'
+}
+
 # bench-floor, the baseline of `make bench` (one send per delivery, nchan's dialect).
 start_floor() {
     local port
@@ -135,4 +160,33 @@ start_floor() {
     [[ $output == *"needs --pub"* ]]
     run "$BENCH" -u http://127.0.0.1:1/
     [ "$status" -eq 2 ]
+    # A token that could end the header line, or longer than lhttpd takes.
+    run "$BENCH" --token $'a\r\nX-Injected: 1'
+    [ "$status" -eq 2 ]
+    [[ $output == *"bad value for --token"* ]]
+    run "$BENCH" --token "$(printf 'a%.0s' $(seq 513))"
+    [ "$status" -eq 2 ]
+    run "$BENCH" --token ''
+    [ "$status" -eq 2 ]
+}
+
+@test "lhttp-bench: --version, and its man page documents every option of --help" {
+    local man=$LH_LIB/../../packaging/man/lhttp-bench.1 opt
+    run "$BENCH" --version
+    [ "$status" -eq 0 ]
+    [[ $output =~ ^lhttp-bench\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
+    run "$BENCH" --help
+    [ "$status" -eq 0 ]
+    [ -f "$man" ]
+    # Each long option, as the page writes it: every "-" as "\-".
+    for opt in $(printf '%s\n' "$output" | grep -oE '^ +(-[a-zA-Z], )?--[a-z-]+' | grep -oE -- '--[a-z-]+'); do
+        grep -qF -- "${opt//-/\\-}" "$man" || { echo "$opt is not in $man"; return 1; }
+    done
+    # And nothing the program no longer has.
+    for opt in $(grep -oE '^\.B[IR]? (\\-)+[a-z]+(\\-[a-z]+)*' "$man" | sed 's/^[^ ]* //; s/\\//g'); do
+        printf '%s\n' "$output" | grep -qE -- "(^| )$opt( |,|$)" || { echo "$opt only in the man page"; return 1; }
+    done
+    # The page is well-formed roff.
+    run groff -man -Tutf8 -ww -z "$man"
+    [ "$status" -eq 0 ] && [ -z "$output" ]
 }

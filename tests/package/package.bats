@@ -203,7 +203,7 @@ delivered_in_box() {
     local x=$WORK/deb1-files f
     mkdir -p "$x"
     dpkg-deb -x "$DEB1" "$x"
-    for f in usr/sbin/lhttpd usr/bin/lhttpc; do
+    for f in usr/sbin/lhttpd usr/bin/lhttpc usr/bin/lhttp-bench; do
         readelf -hW "$x/$f" | grep -q 'Type: *DYN' || fail "$f is not PIE"
         readelf -lW "$x/$f" | grep -q GNU_RELRO || fail "$f has no RELRO"
         readelf -dW "$x/$f" | grep -q BIND_NOW || fail "$f is not bound now"
@@ -249,10 +249,11 @@ delivered_in_box() {
     run dpkg --verify lhttpd lhttpd-dev
     [ "$status" -eq 0 ] && [ -z "$output" ] || show_fail
     # The layout operators expect.
-    for f in /usr/sbin/lhttpd /usr/bin/lhttpc; do [ -x "$f" ]; done
+    for f in /usr/sbin/lhttpd /usr/bin/lhttpc /usr/bin/lhttp-bench; do [ -x "$f" ]; done
     for f in $UNITS; do [ -f "/lib/systemd/system/$f" ]; done
     for f in /usr/lib/sysusers.d/lhttpd.conf /usr/include/lhttpd/lhttpd.h \
         /usr/share/man/man8/lhttpd.8.gz /usr/share/man/man1/lhttpc.1.gz \
+        /usr/share/man/man1/lhttp-bench.1.gz \
         /usr/share/man/man5/lhttpd.json.5.gz /usr/share/doc/lhttpd/copyright \
         /usr/share/doc/lhttpd/README.Debian /usr/share/doc/lhttpd/PROTOCOL.md.gz; do
         [ -f "$f" ] || fail "missing $f"
@@ -261,6 +262,7 @@ delivered_in_box() {
     # The configuration is a conffile.
     dpkg-query -W -f='${Conffiles}\n' lhttpd | grep -q '^ /etc/lhttpd/lhttpd.json '
     [ "$(/usr/sbin/lhttpd --version)" = "lhttpd $VERSION" ]
+    [ "$(/usr/bin/lhttp-bench --version)" = "lhttp-bench $VERSION" ]
     # Enabled on install: the service and both sockets.
     [ -L /etc/systemd/system/multi-user.target.wants/lhttpd.service ]
     [ -L /etc/systemd/system/sockets.target.wants/lhttpd.socket ]
@@ -334,6 +336,11 @@ delivered_in_box() {
     done
     [ "$i" -ge 1 ]
     grep -q 'using public socket fd 3 from systemd' "$WORK/activated.log"
+    # The installed load generator measures the installed server: every delivery arrives
+    # (200 messages on 2 channels of 50 subscribers each).
+    run timeout 60 /usr/bin/lhttp-bench -q -u "ws://127.0.0.1:$port/" -n 100 -c 2 -m 200 -w 50
+    [ "$status" -eq 0 ] || show_fail
+    [[ $output == *" expected=10000 delivered=10000 "*" complete=1"* ]] || show_fail
 }
 
 @test "under systemd: enable --now lhttpd.socket, a client connects, systemctl reload keeps it" {
