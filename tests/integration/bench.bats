@@ -177,16 +177,5 @@ start_floor() {
     [[ $output =~ ^lhttp-bench\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
     run "$BENCH" --help
     [ "$status" -eq 0 ]
-    [ -f "$man" ]
-    # Each long option, as the page writes it: every "-" as "\-".
-    for opt in $(printf '%s\n' "$output" | grep -oE '^ +(-[a-zA-Z], )?--[a-z-]+' | grep -oE -- '--[a-z-]+'); do
-        grep -qF -- "${opt//-/\\-}" "$man" || { echo "$opt is not in $man"; return 1; }
-    done
-    # And nothing the program no longer has.
-    for opt in $(grep -oE '^\.B[IR]? (\\-)+[a-z]+(\\-[a-z]+)*' "$man" | sed 's/^[^ ]* //; s/\\//g'); do
-        printf '%s\n' "$output" | grep -qE -- "(^| )$opt( |,|$)" || { echo "$opt only in the man page"; return 1; }
-    done
-    # The page is well-formed roff.
-    run groff -man -Tutf8 -ww -z "$man"
-    [ "$status" -eq 0 ] && [ -z "$output" ]
+    man_matches_help "$man" "$output"
 }

@@ -18,10 +18,11 @@ conf() {
     echo "$BATS_TEST_TMPDIR/$1"
 }
 
-@test "lhttpd --help and --version exit 0" {
+@test "lhttpd --help and --version exit 0; lhttpd(8) documents every option of --help" {
     run "$LHTTPD" --help
     [ "$status" -eq 0 ]
     [[ $output == *-c* ]]
+    man_matches_help "$LH_LIB/../../packaging/man/lhttpd.8" "$output"
     run "$LHTTPD" --version
     [ "$status" -eq 0 ]
     want=$(cat "$BATS_TEST_DIRNAME/../../VERSION")

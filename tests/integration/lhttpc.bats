@@ -32,10 +32,11 @@ url() { echo "ws://127.0.0.1:$LH_PORT${1:-/}"; }
 
 # --- usage: exit 2 ---------------------------------------------------------------
 
-@test "lhttpc: --help and --version exit 0" {
+@test "lhttpc: --help and --version exit 0; lhttpc(1) documents every option of --help" {
     run "$LHTTPC" --help
     [ "$status" -eq 0 ]
     has_match '^Exit status: 0 ok; 1 connection'
+    man_matches_help "$LH_LIB/../../packaging/man/lhttpc.1" "$output"
     run "$LHTTPC" --version
     [ "$status" -eq 0 ]
     has_match '^lhttpc [0-9]+\.[0-9]+\.[0-9]+$'

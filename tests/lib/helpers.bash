@@ -377,3 +377,19 @@ assert_server_ok() {
     printf '%s\n' "$out" >&2
     return 1
 }
+
+# man_matches_help MANPAGE HELP_TEXT: true when the man page documents every long option
+# the --help text lists at the start of a line, names no long option the help text
+# lacks, and is well-formed roff; otherwise says which and returns 1.
+man_matches_help() {
+    local man=$1 help=$2 opt out
+    [ -f "$man" ] || { echo "no $man"; return 1; }
+    # The page writes every "-" as "\-".
+    for opt in $(printf '%s\n' "$help" | grep -oE '^ +(-[a-zA-Z], )?--[a-z][a-z-]*' | grep -oE -- '--[a-z-]+'); do
+        grep -qF -- "${opt//-/\\-}" "$man" || { echo "$opt is not in $man"; return 1; }
+    done
+    for opt in $(grep -oE '^\.B[IR]? (\\-)+[a-z]+(\\-[a-z]+)*' "$man" | sed 's/^[^ ]* //; s/\\//g' | grep -- '^--'); do
+        printf '%s\n' "$help" | grep -qE -- "(^| )$opt( |,|$)" || { echo "$opt is only in $man"; return 1; }
+    done
+    out=$(groff -man -Tutf8 -ww -z "$man" 2>&1) && [ -z "$out" ] || { echo "groff: $out"; return 1; }
+}
