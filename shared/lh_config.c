@@ -1273,7 +1273,6 @@ static int unknown_key(ctx_t *c, const char *key, const field_t *fields)
 {
     const field_t *f, *best = NULL;
     size_t best_d = 3;
-    char path[256];
 
     for (f = fields; f->name != NULL; f++) {
         size_t d = distance(key, f->name);
@@ -1283,7 +1282,6 @@ static int unknown_key(ctx_t *c, const char *key, const field_t *fields)
             best = f;
         }
     }
-    (void)path;
     if (best != NULL)
         return fail_at(c, 1, 0, "unknown key (did you mean \"%s\"?)", best->name);
     return fail_at(c, 1, 0, "unknown key");

@@ -29,6 +29,20 @@ conf() {
     [[ $output == *"$want"* ]]
 }
 
+@test "every configuration key the parser knows is in lhttpd.json(5) and in etc/lhttpd.json" {
+    local top=$LH_LIB/../.. keys k missing=
+    # The parser's tables: FIELD("name", ...), SECTION("name", ...), { "name", K_... }.
+    keys=$(grep -oE '(FIELD|SECTION)\("[a-z_]+"|\{ "[a-z_]+", K_' "$top/shared/lh_config.c" |
+        grep -oE '"[a-z_]+"' | tr -d '"' | sort -u)
+    [ "$(printf '%s\n' "$keys" | wc -l)" -ge 50 ] || { echo "only found: $keys"; return 1; }
+    for k in $keys; do
+        grep -qwF "$k" "$top/packaging/man/lhttpd.json.5" ||
+            missing="$missing man5:$k"
+        grep -qF "\"$k\"" "$top/etc/lhttpd.json" || missing="$missing etc:$k"
+    done
+    [ -z "$missing" ] || { echo "undocumented:$missing"; return 1; }
+}
+
 @test "an unknown option is refused" {
     run "$LHTTPD" --no-such-option
     [ "$status" -ne 0 ]
