@@ -253,9 +253,14 @@ void lh_conn_close_ws(lh_conn_t *c, uint16_t code, const char *reason)
     lh_conn_queue_frame(c, LH_WS_OP_CLOSE, payload, rl + 2);
     c->flags |= LH_CF_CLOSE_SENT;
     c->close_code = code;
-    free(c->msg);
-    c->msg = NULL;
-    c->msg_len = c->msg_cap = 0;
+    /* A handler may be closing the connection while its message, assembled in c->msg,
+     * is still being dispatched: then the buffer stays until the dispatch is over. */
+    if (c->busy == 0) {
+        free(c->msg);
+        c->msg = NULL;
+        c->msg_cap = 0;
+    }
+    c->msg_len = 0;
     c->frag_opcode = 0;
     if (c->state == LH_CONN_WS)
         lh_conn_set_state(c, LH_CONN_CLOSING);
@@ -314,11 +319,11 @@ void lh_conn_destroy(lh_conn_t *c)
     close(c->fd);
     c->fd = -1;
     outq_clear(&c->out, 0);
-    free(c->in);
-    c->in = NULL;
-    c->in_len = c->in_cap = 0;
-    free(c->msg);
-    c->msg = NULL;
+    /* c->in and c->msg may hold the message being dispatched further up the stack (a
+     * write that fails inside a handler destroys the connection): they are freed with
+     * the connection, in lh_worker_reap, once nothing runs on it. */
+    c->in_len = 0;
+    c->msg_len = 0;
     w->nconns--;
     if (w->nconns == 0 && (w->stopping || w->draining))
         event_base_loopbreak(w->base); /* the last client left: no need to wait a tick */
@@ -345,6 +350,8 @@ void lh_worker_reap(lh_worker_t *w)
             continue;
         }
         *pp = c->next;
+        free(c->in);
+        free(c->msg);
         free(c->slots);
         free(c->peer);
         free(c);
@@ -416,6 +423,12 @@ static int conn_write(lh_conn_t *c)
         if ((size_t)r < total)
             break;
     }
+    if ((c->flags & LH_CF_OUT_FULL) && q->bytes < c->w->cfg->limits.send_queue_bytes) {
+        c->flags &= ~LH_CF_OUT_FULL;
+        lh_conn_resume(c); /* the requests held back; their answers queue for the flush */
+        if (c->flags & LH_CF_DEAD)
+            return -1;
+    }
     if (q->count > 0) {
         if (!(c->flags & LH_CF_WRITE_WAIT)) {
             c->flags |= LH_CF_WRITE_WAIT;
@@ -475,9 +488,17 @@ static size_t conn_process(lh_conn_t *c, uint8_t *data, size_t len)
 {
     size_t off = 0;
 
-    while (off < len && !(c->flags & (LH_CF_DEAD | LH_CF_HS_PENDING))) {
+    while (off < len && !(c->flags & (LH_CF_DEAD | LH_CF_HS_PENDING | LH_CF_OUT_FULL))) {
         ssize_t r;
 
+        if (c->state == LH_CONN_HTTP &&
+            c->out.bytes >= c->w->cfg->limits.send_queue_bytes) {
+            /* A client that pipelines requests and does not read the answers: no more
+             * requests from it until they are written (conn_write resumes it). */
+            c->flags |= LH_CF_OUT_FULL;
+            event_del(&c->rev);
+            break;
+        }
         if (c->state == LH_CONN_HTTP)
             r = lh_http_input(c, data + off, len - off);
         else
@@ -612,7 +633,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
                 }
             }
         }
-        if ((size_t)n < room)
+        if ((size_t)n < room || (c->flags & LH_CF_OUT_FULL))
             break;
     }
     c->busy--;

@@ -46,6 +46,7 @@ typedef struct lh_upreq_s {
     lh_header_t rh[32];
     size_t nrh;
     unsigned tries, redirects;
+    int finishing; /* finish() is answering it: the connection's end only unlinks it */
     struct event *retry_ev;
     /* UP_CONNECT: what the 101 needs once the backend agrees. */
     char accept[29];
@@ -303,12 +304,13 @@ static void reply_error(lh_upreq_t *r, int code, const char *fmt, ...)
     lh_conn_send_error_cmd(r->c, r->command, r->command ? strlen(r->command) : 0, code, reason);
 }
 
-/* The handshake a connect webhook held: complete it or refuse it. */
+/* The handshake a connect webhook held: complete it or refuse it, unless the connection
+ * stopped waiting meanwhile (closed, or answered 408 at the handshake deadline). */
 static void finish_connect(lh_upreq_t *r, long status, int failed)
 {
     lh_conn_t *c = r->c;
 
-    if (c == NULL)
+    if (c == NULL || (c->flags & LH_CF_DEAD) || !(c->flags & LH_CF_HS_PENDING))
         return;
     if (!failed && status >= 200 && status < 300) {
         lh_http_upgrade(c, r->accept, r->proto, r->echo);
@@ -325,12 +327,20 @@ static void finish_connect(lh_upreq_t *r, long status, int failed)
 
 static void finish(lh_upreq_t *r, CURLcode res)
 {
+    lh_conn_t *c = r->c;
     long status = 0;
     lh_worker_t *w = r->w;
     const lh_config_t *cfg = w->cfg;
 
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_multi_remove_handle(up_of(w)->multi, r->easy);
+    /* Answering may write to the connection, and a failed write destroys it, and with it
+     * the requests listed on it: while this one finishes, the connection's end only
+     * unlinks it (r->c becomes NULL, lh_upstream_conn_gone), and the connection's memory
+     * stays until the answer is done with it. */
+    r->finishing = 1;
+    if (c != NULL)
+        c->busy++;
 
     /* Redirects: followed by hand, only inside the allow-list. */
     if (res == CURLE_OK && status >= 300 && status < 400 && r->kind == UP_MESSAGE) {
@@ -364,6 +374,9 @@ static void finish(lh_upreq_t *r, CURLcode res)
             curl_easy_cleanup(r->easy);
             r->easy = NULL;
             up_of(w)->inflight--;
+            r->finishing = 0;
+            if (c != NULL)
+                c->busy--;
             if (start_easy(r) < 0)
                 req_free(r);
             return;
@@ -385,6 +398,9 @@ static void finish(lh_upreq_t *r, CURLcode res)
         if (r->retry_ev == NULL)
             r->retry_ev = evtimer_new(w->base, retry_cb, r);
         evtimer_add(r->retry_ev, &tv);
+        r->finishing = 0;
+        if (c != NULL)
+            c->busy--;
         return;
     }
     if (r->kind == UP_CONNECT) {
@@ -424,6 +440,10 @@ static void finish(lh_upreq_t *r, CURLcode res)
 done:
     req_free(r);
     lh_worker_flush(w);
+    if (c != NULL) {
+        c->busy--;
+        lh_worker_reap(w);
+    }
 }
 
 static void check_done(lh_up_t *up)
@@ -825,8 +845,21 @@ void lh_upstream_disconnect_hook(lh_conn_t *c, unsigned code)
  * effects elsewhere are cancelled too: the client cannot learn their outcome. */
 void lh_upstream_conn_gone(lh_conn_t *c)
 {
-    while (c->upreqs != NULL)
-        req_free(c->upreqs);
+    while (c->upreqs != NULL) {
+        lh_upreq_t *r = c->upreqs;
+
+        if (!r->finishing) {
+            req_free(r);
+            continue;
+        }
+        /* finish() is answering it further up the stack and frees it there. */
+        c->upreqs = r->cnext;
+        if (r->cnext)
+            r->cnext->cprev = NULL;
+        r->cprev = r->cnext = NULL;
+        r->c = NULL;
+        c->nupreqs--;
+    }
 }
 
 /* ---- Worker setup ---- */

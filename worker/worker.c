@@ -154,7 +154,16 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         next = c->next;
         /* last_ms is the deadline for HTTP connections. */
         if (w->now_ms >= c->last_ms) {
-            if (c->in_len > 0) {
+            int pending = (c->flags & LH_CF_HS_PENDING) != 0;
+
+            if (pending) {
+                /* The connect webhook did not decide within the handshake deadline: it
+                 * is no longer waited for, and the client is told. */
+                lh_upstream_conn_gone(c);
+                c->flags &= ~LH_CF_HS_PENDING;
+                event_add(&c->rev, NULL);
+            }
+            if (c->in_len > 0 || pending) {
                 lh_m_inc(LH_M_REJECT_BASE + LH_REJ_TIMEOUT);
                 c->flags |= LH_CF_CLOSE_AFTER;
                 lh_http_respond(c, 408, NULL, "text/plain", "request timeout\n", 16);

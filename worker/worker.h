@@ -46,7 +46,9 @@ enum {
     LH_CF_ADMIN = 1u << 12,       /* accepted on the admin socket */
     LH_CF_WS_OPEN = 1u << 13,     /* counted in the open WebSocket gauge */
     LH_CF_HEAD = 1u << 14,        /* HTTP: the request is HEAD, the response has no body */
-    LH_CF_HS_PENDING = 1u << 15   /* handshake waits for the connect webhook; input paused */
+    LH_CF_HS_PENDING = 1u << 15,  /* handshake waits for the connect webhook; input paused */
+    LH_CF_OUT_FULL = 1u << 16,    /* HTTP: answers queued over send_queue_bytes; input paused */
+    LH_CF_CONTINUE = 1u << 17     /* HTTP: "100 Continue" sent for the request being read */
 };
 
 /* The send queue: a ring of shared buffers, written with writev. */
@@ -90,7 +92,7 @@ struct lh_conn_s {
     lh_outq_t out;
     lh_data_slot_t *slots;
     uint16_t nslots;
-    uint16_t nsubs, subs_cap;
+    uint32_t nsubs, subs_cap; /* limits.max_subscriptions goes up to 65536 */
     lh_csub_t *subs;
     struct lh_upreq_s *upreqs; /* upstream requests whose answer goes to this client */
     uint16_t nupreqs;

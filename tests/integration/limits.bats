@@ -199,6 +199,42 @@ held_has() { grep -qE -- "$2" "$BATS_TEST_TMPDIR/$1.out"; }
     assert_server_ok
 }
 
+@test "limits.send_queue_bytes: a client that resets while its own publish overflows its queue costs nobody else" {
+    local i
+    start_with '"limits": {"send_queue_bytes": 65536, "max_message_bytes": 131072}'
+    # Subscribed to "a", it publishes 60 KB to "a" twenty times over: 1.2 MB for its own
+    # queue, which overflows while the message is being handled; the write that follows
+    # finds the connection reset. The message arrives in pieces, so it is handled from
+    # the connection's input buffer, which must outlive the connection's end.
+    for i in 1 2 3 4 5; do
+        run probe --split 4096 upgrade \
+            "binary:cat:str:LHTTP/1.0 x\r\nsubscribe:a\r\npublish:$(repeat 20 'a ')\r\n\r\n ++ rep:60000:B" rst
+        has_match '^rst$'
+    done
+    assert_server_ok
+}
+
+@test "limits.send_queue_bytes: an HTTP client that pipelines requests and reads nothing holds at most that much" {
+    local q max=0 i
+    start_with '"limits": {"send_queue_bytes": 65536}'
+    # 200,000 pipelined requests, each answered with a 404: about 20 MB of answers that the
+    # client does not read. The server stops reading its requests while the answers it
+    # queued are over the limit.
+    hold pipe --rcvbuf 4096 send:rep:6200000:'GET /nope HTTP/1.1\r\nHost: x\r\n\r\n' wait:20000
+    queued() { q=$(curl -s --max-time 2 "http://127.0.0.1:$LH_PORT/metrics" |
+        sed -n 's/^lhttpd_send_queue_bytes \([0-9]*\)$/\1/p'); [ "${q:-0}" -gt 32768 ]; }
+    wait_for 10 queued
+    for i in $(seq 10); do
+        queued || true
+        [ "${q:-0}" -gt "$max" ] && max=$q
+        sleep 0.2
+    done
+    echo "# most queued: $max bytes" >&3
+    [ "$max" -le $((65536 + 4096)) ] || { echo "queued $max bytes"; return 1; }
+    kill "$HOLD_PID_pipe"
+    assert_server_ok
+}
+
 # --- http.* -----------------------------------------------------------------------------------
 
 @test "http.max_request_line: a line of exactly the limit passes, one byte more gets 414" {

@@ -161,6 +161,8 @@ setup_file() {
                       {"header": "Cookie", "contains": "session=unauth", "status": 401},
                       {"header": "Cookie", "contains": "session=broken", "status": 500},
                       {"header": "Cookie", "contains": "session=slow", "delay_ms": 3000,
+                       "status": 200},
+                      {"header": "Cookie", "contains": "session=late", "delay_ms": 1000,
                        "status": 200}]},
         "/hooks/disconnect": {"status": 204}
     }'
@@ -714,6 +716,67 @@ teardown() {
     done
     run upc "$LH_PORT" -H 'Cookie: session=ok' 'send:LHTTP/1.0 ping\r\n\r\nslot' recv
     has_msg 'LHTTP/1.0 pong\r\n\r\nslot'
+}
+
+# handshake PORT COOKIE: a WebSocket handshake request for wsprobe's send step.
+handshake() {
+    printf 'send:GET /ws HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\nCookie: %s\\r\\n\\r\\n' "$1"
+}
+
+# accepted: lhttpd_websocket_connections_accepted_total on LH_PORT.
+accepted() {
+    curl -s --max-time 5 "http://127.0.0.1:$LH_PORT/metrics" |
+        sed -n 's/^lhttpd_websocket_connections_accepted_total //p'
+}
+
+@test "connect webhook: a client that resets before the webhook agrees costs nothing (the 101 finds it gone)" {
+    local i
+    start_own_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"],
+        "workers": 1,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "webhooks": {"connect": "http://127.0.0.1:'"$HOOK_PORT"'/hooks/connect", "timeout_ms": 3000}
+    }'
+    for i in 1 2 3; do
+        # The webhook agrees after 1 s; the client is gone (RST) long before, with a
+        # frame still unread behind its handshake.
+        run probe "$(handshake session=late)" 'text:LHTTP/1.0 ping\r\n\r\nearly' wait:100 rst
+        has_line rst
+    done
+    # A later client with the same webhook delay completes after the three answers came.
+    run probe --timeout 10 "$(handshake session=late)" response 'text:LHTTP/1.0 ping\r\n\r\nafter' msgtext
+    has_line "status 101"
+    has_line 'text 23 LHTTP/1.0 pong\r\n\r\nafter'
+    wait_for 5 bcount_ge 4 "$HOOK_LOG" --event answered --path /hooks/connect --header 'cookie:session=late'
+}
+
+@test "connect webhook: past limits.handshake_timeout_ms the client gets 408, and the webhook's late yes opens nothing" {
+    local peer
+    start_own_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"],
+        "workers": 1,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "limits": {"handshake_timeout_ms": 300},
+        "webhooks": {"connect": "http://127.0.0.1:'"$HOOK_PORT"'/hooks/connect",
+                     "disconnect": "http://127.0.0.1:'"$HOOK_PORT"'/hooks/disconnect",
+                     "timeout_ms": 3000}
+    }'
+    # The webhook says yes after 1 s; the handshake deadline is 0.3 s.
+    run probe --timeout 5 "$(handshake session=late)" 'text:LHTTP/1.0 ping\r\n\r\ntoo-late' response eof
+    has_line "status 408"
+    has_line eof
+    # Once the webhook has said yes, nothing opens: no WebSocket within a second of it.
+    wait_for 5 bcount_ge 1 "$HOOK_LOG" --event answered --path /hooks/connect --header 'cookie:session=late'
+    opened() { [ "$(accepted)" != 0 ]; }
+    ! wait_for 1 opened 2>/dev/null || { echo "the late answer opened a WebSocket"; return 1; }
+    # (By its peer address: connection ids repeat between the servers of this file.)
+    peer=$(blog show "$HOOK_LOG" --path /hooks/connect --header 'cookie:session=late' --index -1 |
+        sed -n 's/^header x-lhttp-peer: //p')
+    [ -n "$peer" ]
+    [ "$(bcount "$HOOK_LOG" --path /hooks/disconnect --header "x-lhttp-peer:$peer")" -eq 0 ]
+    # And the server still serves.
+    run upc "$LH_PORT" -H 'Cookie: session=ok' 'send:LHTTP/1.0 ping\r\n\r\nstill' recv
+    has_msg 'LHTTP/1.0 pong\r\n\r\nstill'
 }
 
 @test "connect webhook: unreachable is 503" {

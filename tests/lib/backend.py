@@ -15,7 +15,8 @@ Serve:
         {"event": "request", "method": M, "path": P, "headers": [[NAME, VALUE], ...],
          "body": TEXT (bytes as latin-1), "peer": ..., "t": SECONDS}
     A request is logged as soon as its body is read, before any delay, so a test can wait
-    for "the backend has it" while the answer is still pending.
+    for "the backend has it" while the answer is still pending; once the answer is
+    written, the same entry is logged again with "event": "answered" and its "status".
 
 Routes file: a JSON object from a path to an answer. A key ending in "*" matches every
 path starting with the rest; the exact path wins, then the longest prefix. The query
@@ -126,10 +127,11 @@ class Handler(BaseHTTPRequestHandler):
     def answer(self):
         body = self.read_body()
         path = self.path.split("?", 1)[0]
-        self.server.record({
+        entry = {
             "event": "request", "method": self.command, "path": path, "target": self.path,
             "headers": [[k, v] for k, v in self.headers.items()],
-            "body": body.decode("latin-1"), "peer": "%s:%d" % self.client_address[:2]})
+            "body": body.decode("latin-1"), "peer": "%s:%d" % self.client_address[:2]}
+        self.server.record(entry)
         try:
             with open(self.server.routes_path, encoding="utf-8") as f:
                 routes = json.load(f)
@@ -168,6 +170,9 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if out:
             self.wfile.write(out)
+        self.wfile.flush()
+        entry.update(event="answered", status=status)
+        self.server.record(entry)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = answer
 

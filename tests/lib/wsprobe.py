@@ -60,6 +60,8 @@ Steps:
     fuzz:SEED:N       send N frames with random opcodes, flags, lengths and payloads,
                       mostly well formed, from a fixed seed: `fuzz sent`
     wait:MS           stay silent for MS milliseconds (a slow client)
+    rst               reset the connection (SO_LINGER 0, then close): prints `rst`, and
+                      ends the run
 
 Every reading step prints `timeout` at its deadline and stops the run; a connection the
 server ended prints `eof` (FIN) or `reset` (RST) and stops the run. A failed write prints
@@ -560,6 +562,11 @@ def run_step(pr, step):
     if name == "wait":
         time.sleep(int(arg) / 1000.0)
         return True
+    if name == "rst":
+        pr.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        pr.sock.close()
+        out("rst")
+        return False
     raise Usage("unknown step %s" % name)
 
 
