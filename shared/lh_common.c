@@ -31,3 +31,35 @@ int lh_strieq(const char *a, size_t len, const char *b)
     }
     return b[len] == '\0';
 }
+
+char *lh_printable(char *out, size_t cap, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0, i;
+
+    if (cap == 0)
+        return out;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        size_t need = ch >= 0x20 && ch < 0x7f ? (ch == '"' || ch == '\\' ? 2 : 1) : 4;
+
+        if (o + need + 4 > cap) /* room for this, "..." and the NUL */
+            break;
+        if (need == 4) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        } else {
+            if (need == 2)
+                out[o++] = '\\';
+            out[o++] = (char)ch;
+        }
+    }
+    if (i < n && o + 4 <= cap) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return out;
+}

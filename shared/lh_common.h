@@ -20,4 +20,10 @@ int lh_hexval(char c);
 /* Case-insensitive ASCII comparison of a (len bytes) with the NUL-terminated b. */
 int lh_strieq(const char *a, size_t len, const char *b);
 
+/* Writes the n bytes at s into out (cap bytes, NUL-terminated) for quoting a client's
+ * bytes in an error text: printable ASCII as is, '"' and '\\' escaped, every other byte
+ * as \xHH, so the text is valid UTF-8 and JSON-safe whatever the input. Stops before
+ * overflowing (ending with "..." when it cut). Returns out. */
+char *lh_printable(char *out, size_t cap, const char *s, size_t n);
+
 #endif

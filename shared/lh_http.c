@@ -68,6 +68,15 @@ static int line_bound(const unsigned char *p, size_t i, size_t lmax, size_t end,
     return 0;
 }
 
+/* The checks that need the whole head: at most one Host field (RFC 9112 3.2; that an
+ * HTTP/1.1 request has one is not checked). Returns n, or LH_PARSE_ERROR. */
+static int head_done(lh_http_request_t *req, int n)
+{
+    if (lh_http_count_header(req, "host") > 1)
+        return fail(req, 400, "more than one Host header field");
+    return n;
+}
+
 /* "HTTP/1.0" or "HTTP/1.1" sets the minor version; another HTTP/d.d is 505. */
 static int parse_version(const unsigned char *v, size_t n, lh_http_request_t *req)
 {
@@ -180,10 +189,10 @@ int lh_http_parse_request(const char *buf, size_t len, const lh_http_limits_t *l
                 return incomplete(end, len, req);
             if (p[i + 1] != '\n')
                 return fail(req, 400, "bare CR");
-            return (int)(i + 2);
+            return head_done(req, (int)(i + 2));
         }
         if (p[i] == '\n')
-            return (int)(i + 1);
+            return head_done(req, (int)(i + 1));
         if (p[i] == ' ' || p[i] == '\t')
             return fail(req, 400, "obsolete line folding");
         if (req->num_headers == max_headers)
@@ -229,6 +238,16 @@ int lh_http_parse_request(const char *buf, size_t len, const lh_http_limits_t *l
         h->value_len = e - s;
         req->num_headers++;
     }
+}
+
+size_t lh_http_count_header(const lh_http_request_t *req, const char *name)
+{
+    size_t n = 0;
+
+    for (size_t k = 0; k < req->num_headers; k++)
+        if (lh_strieq(req->headers[k].name, req->headers[k].name_len, name))
+            n++;
+    return n;
 }
 
 const lh_http_header_t *lh_http_find_header(const lh_http_request_t *req, const char *name)

@@ -60,6 +60,9 @@ int lh_http_parse_request(const char *buf, size_t len, const lh_http_limits_t *l
 /* The first header named name (case-insensitive), or NULL. */
 const lh_http_header_t *lh_http_find_header(const lh_http_request_t *req, const char *name);
 
+/* How many header field lines are named name (case-insensitive). */
+size_t lh_http_count_header(const lh_http_request_t *req, const char *name);
+
 /* 1 when the comma-separated list value[0..len) holds token (case-insensitive). */
 int lh_http_has_token(const char *value, size_t len, const char *token);
 

@@ -101,6 +101,16 @@ static void respond_error(lh_conn_t *c, int status, const char *reason, const ch
     lh_http_respond(c, status, extra, "text/plain; charset=utf-8", body, (size_t)n);
 }
 
+/* 401 to a POST /publish without the right bearer token; the connection then closes. */
+static void refuse_token(lh_conn_t *c)
+{
+    static const char body[] = "{\"error\":\"missing or wrong bearer token\"}\n";
+
+    c->flags |= LH_CF_CLOSE_AFTER;
+    lh_http_respond(c, 401, "WWW-Authenticate: Bearer realm=\"lhttpd\"\r\n", "application/json",
+                    body, sizeof(body) - 1);
+}
+
 static int origin_allowed(const lh_config_t *cfg, const lh_http_header_t *origin)
 {
     if (cfg->websocket.allowed_origins.n == 0 || origin == NULL)
@@ -130,6 +140,13 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
     h = lh_http_find_header(req, "connection");
     if (h == NULL || !lh_http_has_token(h->value, h->value_len, "upgrade")) {
         reject(c, LH_REJ_BAD_REQUEST, 400, "Connection must include Upgrade", NULL);
+        return;
+    }
+    /* RFC 6455 11.3.1 and 11.3.5: neither may appear twice in a request. */
+    if (lh_http_count_header(req, "sec-websocket-key") > 1 ||
+        lh_http_count_header(req, "sec-websocket-version") > 1) {
+        reject(c, LH_REJ_BAD_REQUEST, 400,
+               "Sec-WebSocket-Key and Sec-WebSocket-Version may appear only once", NULL);
         return;
     }
     h = lh_http_find_header(req, "sec-websocket-version");
@@ -249,8 +266,24 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         return (ssize_t)len;
     }
     total = (size_t)r + (size_t)clen;
-    if (len < total)
+    if (len < total) {
+        h = lh_http_find_header(req, "expect");
+        if (h != NULL && req->minor_version == 1 && !(c->flags & LH_CF_CONTINUE) &&
+            lh_strieq(h->value, h->value_len, "100-continue")) {
+            /* RFC 9110 10.1.1: the client waits for this before it sends the body; a
+             * publish that will be refused is refused now, without its body. */
+            if (req->path_len == 8 && memcmp(req->path, "/publish", 8) == 0 &&
+                !lh_pubsub_authorized(c, req)) {
+                c->endpoint = LH_EP_PUBLISH;
+                refuse_token(c);
+                return (ssize_t)len;
+            }
+            c->flags |= LH_CF_CONTINUE;
+            lh_conn_queue_frame(c, -1, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        }
         return 0;
+    }
+    c->flags &= ~LH_CF_CONTINUE;
 
     if (lh_admin_route(c, req))
         return (ssize_t)total;
@@ -286,11 +319,7 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         if (req->method_len != 4 || memcmp(req->method, "POST", 4) != 0) {
             respond_error(c, 405, "use POST", "Allow: POST\r\n");
         } else if (!lh_pubsub_authorized(c, req)) {
-            static const char body[] = "{\"error\":\"missing or wrong bearer token\"}\n";
-
-            c->flags |= LH_CF_CLOSE_AFTER;
-            lh_http_respond(c, 401, "WWW-Authenticate: Bearer realm=\"lhttpd\"\r\n",
-                            "application/json", body, sizeof(body) - 1);
+            refuse_token(c);
         } else {
             lh_pubsub_http_publish(c, data + r, (size_t)clen);
         }

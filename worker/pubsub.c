@@ -160,14 +160,14 @@ int lh_subscribe(lh_conn_t *c, const char *name, size_t len)
     h = chan_hash(ps->seed, name, len);
     ch = chan_find(ps, name, len, h);
     if (ch != NULL) {
-        for (uint16_t i = 0; i < c->nsubs; i++)
+        for (uint32_t i = 0; i < c->nsubs; i++)
             if (c->subs[i].ch == ch)
                 return 0; /* already subscribed */
     }
     if (c->nsubs >= w->cfg->limits.max_subscriptions)
         return -ENOSPC;
     if (c->nsubs == c->subs_cap) {
-        uint16_t cap = c->subs_cap ? (uint16_t)(c->subs_cap * 2) : 4;
+        uint32_t cap = c->subs_cap ? c->subs_cap * 2 : 4;
         lh_csub_t *s = realloc(c->subs, cap * sizeof(*s));
 
         if (s == NULL)
@@ -235,7 +235,7 @@ int lh_subscribe(lh_conn_t *c, const char *name, size_t len)
 }
 
 /* Removes c's i-th subscription; O(1) by swapping with the last on both sides. */
-static void unsubscribe_at(lh_conn_t *c, uint16_t i)
+static void unsubscribe_at(lh_conn_t *c, uint32_t i)
 {
     lh_chan_t *ch = c->subs[i].ch;
     uint32_t pos = c->subs[i].pos;
@@ -260,7 +260,7 @@ static void unsubscribe_at(lh_conn_t *c, uint16_t i)
 
 int lh_unsubscribe(lh_conn_t *c, const char *name, size_t len)
 {
-    for (uint16_t i = 0; i < c->nsubs; i++) {
+    for (uint32_t i = 0; i < c->nsubs; i++) {
         lh_chan_t *ch = c->subs[i].ch;
 
         if (ch->len == len && memcmp(ch->name, name, len) == 0) {
@@ -274,7 +274,7 @@ int lh_unsubscribe(lh_conn_t *c, const char *name, size_t len)
 void lh_pubsub_conn_gone(lh_conn_t *c)
 {
     while (c->nsubs > 0)
-        unsubscribe_at(c, (uint16_t)(c->nsubs - 1));
+        unsubscribe_at(c, c->nsubs - 1);
     free(c->subs);
     c->subs = NULL;
     c->subs_cap = 0;
@@ -394,12 +394,98 @@ static long check_list(const lh_config_t *cfg, const char *v, size_t vl, const c
     return n;
 }
 
+typedef struct {
+    uint64_t h;
+    const char *p;
+    size_t len, idx;
+} name_ref_t;
+
+static int name_ref_cmp(const void *a, const void *b)
+{
+    const name_ref_t *x = a, *y = b;
+    int r;
+
+    if (x->h != y->h)
+        return x->h < y->h ? -1 : 1;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    r = memcmp(x->p, y->p, x->len);
+    if (r != 0)
+        return r;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/*
+ * Publishes msg once to each distinct channel of the list v (n valid names, as
+ * check_list counted them), in the list's order: a channel named twice gets the message
+ * once, so a client cannot multiply its message by repeating a name. keep (n bytes, the
+ * caller's) says which names were published: 1 for the first of each. Returns the local
+ * deliveries, or -ENOMEM; sets *again when a channel's message could not go to NATS.
+ */
+static long publish_list(lh_worker_t *w, const char *v, size_t vl, long n, const void *msg,
+                         size_t msg_len, uint8_t *keep, int *again)
+{
+    name_ref_t stack[16], *names = stack;
+    lh_buf_t *frame = NULL;
+    const char *pos = v, *ch;
+    size_t cl, k = 0;
+    long local = 0;
+
+    if (n > (long)LH_ARRAY_LEN(stack)) {
+        names = malloc((size_t)n * sizeof(*names));
+        if (names == NULL)
+            return -ENOMEM;
+    }
+    while (k < (size_t)n && lh_channel_next(&pos, v + vl, &ch, &cl)) {
+        names[k] = (name_ref_t){chan_hash(w->ps->seed, ch, cl), ch, cl, k};
+        k++;
+    }
+    /* Sorted by name then position, the first of each run of equal names is the first
+     * in the list. */
+    qsort(names, k, sizeof(*names), name_ref_cmp);
+    for (size_t i = 0; i < k; i++)
+        keep[names[i].idx] = i == 0 || names[i].h != names[i - 1].h ||
+                             names[i].len != names[i - 1].len ||
+                             memcmp(names[i].p, names[i - 1].p, names[i].len) != 0;
+    pos = v;
+    for (size_t i = 0; i < k && lh_channel_next(&pos, v + vl, &ch, &cl); i++) {
+        long r;
+
+        if (!keep[i])
+            continue;
+        r = publish_one(w, ch, cl, msg, msg_len, &frame);
+        if (r == -EAGAIN)
+            *again = 1;
+        else if (r > 0)
+            local += r;
+    }
+    lh_buf_unref(frame);
+    if (names != stack)
+        free(names);
+    return local;
+}
+
+/* publish_list with a keep array of its own. */
+static long publish_distinct(lh_worker_t *w, const char *v, size_t vl, long n,
+                             const void *msg, size_t msg_len, int *again)
+{
+    uint8_t stack[64], *keep = n > (long)sizeof(stack) ? malloc((size_t)n) : stack;
+    long r;
+
+    if (keep == NULL)
+        return -ENOMEM;
+    r = publish_list(w, v, vl, n, msg, msg_len, keep, again);
+    if (keep != stack)
+        free(keep);
+    return r;
+}
+
 static void send_bad_channel(lh_conn_t *c, lh_msg_t *m, const char *name, size_t len)
 {
-    char reason[400];
+    char reason[400], q[300];
 
-    snprintf(reason, sizeof(reason), "invalid channel name \"%.*s\"",
-             (int)(len > 255 ? 255 : len), name);
+    snprintf(reason, sizeof(reason), "invalid channel name \"%s\"",
+             lh_printable(q, sizeof(q), name, len));
     lh_conn_send_error(c, m, 400, reason);
 }
 
@@ -415,7 +501,6 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
     const char *v[3], *bad = NULL, *pos, *ch;
     size_t vl[3], badlen = 0, cl, rawlen;
     const char *raw;
-    lh_buf_t *frame = NULL;
     int again = 0;
 
     for (int k = 0; k < 3; k++) {
@@ -440,26 +525,40 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
             lh_unsubscribe(c, ch, cl);
     }
     if (v[1]) {
+        uint32_t before = c->nsubs;
+
         for (pos = v[1]; lh_channel_next(&pos, v[1] + vl[1], &ch, &cl);) {
             int r = lh_subscribe(c, ch, cl);
 
-            if (r == -ENOSPC) {
-                lh_conn_send_error(c, m, 429, "too many subscriptions (limits.max_subscriptions)");
-                return LH_FILTER_STOP;
-            }
             if (r < 0 && r != -EPIPE) {
-                lh_conn_send_error(c, m, 500, "subscribe failed");
+                char what[160];
+
+                /* All or nothing: the subscriptions this header made so far (the last
+                 * ones of c->subs, in order) are undone. */
+                while (c->nsubs > before)
+                    unsubscribe_at(c, c->nsubs - 1);
+                if (r == -ENOSPC) {
+                    snprintf(what, sizeof(what),
+                             "too many subscriptions (limits.max_subscriptions is %u); "
+                             "none of this message's was made",
+                             (unsigned)cfg->limits.max_subscriptions);
+                    lh_conn_send_error(c, m, 429, what);
+                } else {
+                    lh_conn_send_error(c, m, 500, "subscribe failed");
+                }
                 return LH_FILTER_STOP;
             }
         }
     }
     if (v[2]) {
+        long n = check_list(cfg, v[2], vl[2], &bad, &badlen);
+
         raw = lh_msg_raw(m, &rawlen);
         lh_m_inc(LH_M_PUBLISH_WS);
-        for (pos = v[2]; lh_channel_next(&pos, v[2] + vl[2], &ch, &cl);)
-            if (publish_one(c->w, ch, cl, raw, rawlen, &frame) == -EAGAIN)
-                again = 1;
-        lh_buf_unref(frame);
+        if (publish_distinct(c->w, v[2], vl[2], n, raw, rawlen, &again) == -ENOMEM) {
+            lh_conn_send_error(c, m, 500, "publish failed: out of memory");
+            return LH_FILTER_STOP;
+        }
         if (again)
             lh_conn_send_error(c, m, 503, "NATS unavailable and its outage buffer is full; "
                                           "not delivered beyond this server");
@@ -484,7 +583,16 @@ static void respond_json(lh_conn_t *c, int status, json_t *j, const char *extra)
         lh_http_respond(c, 500, NULL, NULL, NULL, 0);
         return;
     }
-    s = realloc(s, n + 2);
+    {
+        char *t = realloc(s, n + 2);
+
+        if (t == NULL) {
+            free(s);
+            lh_http_respond(c, 500, NULL, NULL, NULL, 0);
+            return;
+        }
+        s = t;
+    }
     s[n++] = '\n';
     lh_http_respond(c, status, extra, "application/json", s, n);
     free(s);
@@ -496,11 +604,12 @@ static void respond_json(lh_conn_t *c, int status, json_t *j, const char *extra)
  * every name in the list passed lh_channel_valid, and none of its characters needs
  * escaping in a JSON string.
  */
-static void respond_published(lh_conn_t *c, const char *v, size_t vl, size_t local)
+static void respond_published(lh_conn_t *c, const char *v, size_t vl, const uint8_t *keep,
+                              size_t local)
 {
     static const char head[] = "{\"channels\":[";
     char stack[512], *out = stack, *p;
-    size_t cap = 3 * vl + 64, cl; /* a name costs at most 2 bytes more than its share of v */
+    size_t cap = 3 * vl + 64, cl, i = 0; /* a name costs at most 2 bytes more than its share */
     const char *pos = v, *ch;
     int first = 1;
 
@@ -514,6 +623,8 @@ static void respond_published(lh_conn_t *c, const char *v, size_t vl, size_t loc
     memcpy(out, head, sizeof(head) - 1);
     p = out + sizeof(head) - 1;
     while (lh_channel_next(&pos, v + vl, &ch, &cl)) {
+        if (!keep[i++])
+            continue; /* named again: listed once, as it was published once */
         if (!first)
             *p++ = ',';
         first = 0;
@@ -537,12 +648,12 @@ static void publish_error(lh_conn_t *c, int status, const char *reason)
 void lh_pubsub_http_publish(lh_conn_t *c, const uint8_t *body, size_t len)
 {
     lh_worker_t *w = c->w;
-    const char *reason = NULL, *v, *pos, *ch, *bad = NULL;
-    size_t vl, cl, badlen = 0, local = 0;
+    const char *reason = NULL, *v, *bad = NULL;
+    size_t vl, badlen = 0, local = 0;
     lh_lhttp_msg_t *m = &w->lmsg;
-    lh_buf_t *frame = NULL;
+    uint8_t keep_stack[64], *keep;
     int again = 0;
-    long n;
+    long n, delivered;
 
     if (lh_lhttp_parse((const char *)body, len, &w->lhttp_limits, m, &reason) != 0) {
         char r[300];
@@ -558,33 +669,35 @@ void lh_pubsub_http_publish(lh_conn_t *c, const uint8_t *body, size_t len)
     }
     n = check_list(w->cfg, v, vl, &bad, &badlen);
     if (n <= 0) {
-        char r[300];
+        char r[400], q[300];
 
         if (n == 0)
             snprintf(r, sizeof(r), "publish header names no channel");
         else
-            snprintf(r, sizeof(r), "invalid channel name \"%.*s\"", (int)(badlen > 255 ? 255 : badlen), bad);
+            snprintf(r, sizeof(r), "invalid channel name \"%s\"",
+                     lh_printable(q, sizeof(q), bad, badlen));
         publish_error(c, 400, r);
         return;
     }
     lh_m_inc(LH_M_PUBLISH_HTTP);
-    for (pos = v; lh_channel_next(&pos, v + vl, &ch, &cl);) {
-        long r = publish_one(w, ch, cl, body, len, &frame);
-
-        if (r == -EAGAIN)
-            again = 1;
-        else
-            local += (size_t)r;
-    }
-    lh_buf_unref(frame);
-    /* No flush here: the deliveries go out at the end of this loop pass with those of
-     * every other publish handled in it, one writev per subscriber. */
-    if (again) {
-        publish_error(c, 503, "NATS unavailable and its outage buffer is full; delivered "
-                              "only to this worker's subscribers");
+    keep = n > (long)sizeof(keep_stack) ? malloc((size_t)n) : keep_stack;
+    delivered = keep ? publish_list(w, v, vl, n, body, len, keep, &again) : -ENOMEM;
+    if (delivered < 0) {
+        if (keep != keep_stack)
+            free(keep);
+        publish_error(c, 500, "out of memory");
         return;
     }
-    respond_published(c, v, vl, local);
+    local = (size_t)delivered;
+    /* No flush here: the deliveries go out at the end of this loop pass with those of
+     * every other publish handled in it, one writev per subscriber. */
+    if (again)
+        publish_error(c, 503, "NATS unavailable and its outage buffer is full; delivered "
+                              "only to this worker's subscribers");
+    else
+        respond_published(c, v, vl, keep, local);
+    if (keep != keep_stack)
+        free(keep);
 }
 
 int lh_pubsub_authorized(const lh_conn_t *c, const lh_http_request_t *req)

@@ -168,6 +168,30 @@ server_closed() {
     cmp <(cat "$body"; echo) "$(lh_tmp)/sub.out"
 }
 
+@test "POST /publish with Expect: 100-continue: 100 before the body; a wrong token is refused before it" {
+    local f start ms
+    start_ps '"publish": {"token": "tok"}'
+    f=$(lh_tmp)/body
+    printf 'LHTTP/1.0 news\r\npublish:e1\r\n\r\nexpected' >"$f"
+    # curl waits up to --expect100-timeout (15 s) for the 100 before sending the body:
+    # an answer well before that shows the server did not leave it waiting.
+    expect_post() {
+        start=${EPOCHREALTIME/./}
+        run curl -sv --max-time 20 --expect100-timeout 15 -H 'Expect: 100-continue' \
+            -H "Authorization: Bearer $1" --data-binary @"$f" "http://127.0.0.1:$LH_PORT/publish"
+        ms=$(((${EPOCHREALTIME/./} - start) / 1000))
+        [ "$ms" -lt 5000 ] || { echo "took $ms ms"; return 1; }
+    }
+    expect_post tok
+    has_match '^< HTTP/1\.1 100 Continue'
+    has_match '^< HTTP/1\.1 200 OK'
+    has_match '"channels":\["e1"\]'
+    expect_post wrong
+    has_match '^< HTTP/1\.1 401 '
+    no_match '100 Continue'
+    assert_server_ok
+}
+
 @test "POST /publish with lhttpc --http: the token, and local_deliveries counts subscribers" {
     start_ps '"publish": {"token": "tok"}'
     ps_bg subs open:a:$LH_PORT open:b:$LH_PORT sub:a:h1 'sub:b:h1 h2' print:ready recv:a recv:b recv:b
@@ -197,6 +221,8 @@ server_closed() {
     check_400 'LHTTP/1.0 news\r\npublish:a.*\r\n\r\nbody' 'invalid channel name "a\.\*"'
     check_400 'LHTTP/1.0 news\r\npublish:>\r\n\r\n' 'invalid channel name ">"'
     check_400 'LHTTP/1.0 news\r\npublish:ok a..b\r\n\r\n' 'invalid channel name "a\.\.b"'
+    # A name that is not UTF-8 is quoted byte by byte (JSON cannot carry it as it is).
+    check_400 'LHTTP/1.0 news\r\npublish:\xff\xfe\r\n\r\n' 'invalid channel name "\\xff\\xfe"'
     check_400 'LHTTP/1.0 news\r\npublish:   \r\n\r\n' 'no channel'
     check_400 'LHTTP/1.0 news\r\npublish:\r\n\r\n' 'no channel'
 
@@ -371,8 +397,11 @@ server_closed() {
         'text:LHTTP/1.0 leave\r\nunsubscribe:>\r\n\r\n' msgtext \
         'text:LHTTP/1.0 subscribe\r\nsubscribe:\r\n\r\n' msgtext \
         "text:LHTTP/1.0 subscribe\r\nsubscribe:$sixteen\r\n\r\n" \
+        'binary:LHTTP/1.0 subscribe\r\nsubscribe:\xff\r\n\r\n' msgtext \
         'text:LHTTP/1.0 ping\r\n\r\nstill here' msgtext
-    [ "$(count_lines 'LHTTP/1\.0 error\\r\\ncode:400\\r\\n')" -eq 11 ]
+    [ "$(count_lines 'LHTTP/1\.0 error\\r\\ncode:400\\r\\n')" -eq 12 ]
+    # Bytes that are not UTF-8 come back quoted, in a text reply a browser can read.
+    has_match '^text [0-9]+ LHTTP/1\.0 error\\r\\ncode:400\\r\\nreason:invalid channel name "\\\\xff"'
     has_error_reply 400 subscribe
     has_error_reply 400 send
     has_error_reply 400 leave
@@ -380,10 +409,66 @@ server_closed() {
     has_match "reason:.*$seventeen"
     # A 16-byte name is fine: the next message is the pong, no error before it.
     last_line_is 'text 28 LHTTP/1.0 pong\r\n\r\nstill here'
-    [ "$(count_lines '^text ')" -eq 12 ]
+    [ "$(count_lines '^text ')" -eq 13 ]
     # The list with a bad name was refused as a whole: "fine" was not subscribed.
     run ps_run open:p:$LH_PORT pub:p:fine:nobody barrier:p
     lines_are "p open" "p barrier"
+}
+
+@test "a channel named twice in one publish header gets the message once, over WebSocket and POST /publish" {
+    start_ps
+    # s is on d1 and d2; p names d1 three times and d2 twice. A fence (barrier on s after
+    # p's fence message) proves no further copy is on the way.
+    run ps_run open:s:$LH_PORT open:p:$LH_PORT 'sub:s:d1 d2' 'pub:p:d1 d1  d2 d1 d2:twice' \
+        recv:s recv:s pub:p:d1:fence recv:s
+    [ "$status" -eq 0 ] || lh_show_output
+    [ "$(count_lines '^s got [0-9]+ LHTTP/1\.0 msg\\r\\npublish:d1 d1  d2 d1 d2\\r\\n\\r\\ntwice$')" -eq 2 ]
+    has_line "$(got s 'LHTTP/1.0 msg\r\npublish:d1\r\n\r\nfence')"
+    # Over HTTP: the answer lists each channel once and counts one delivery per channel.
+    ps_bg subs open:a:$LH_PORT sub:a:h1 print:ready recv:a recv:a
+    wait_bg subs '^ready$'
+    f=$(lh_tmp)/twice
+    printf 'LHTTP/1.0 news\r\npublish:h1 h2 h1 h1\r\n\r\nonce' >"$f"
+    [ "$(post_publish "$f")" = 200 ]
+    run jq -c . "$(lh_tmp)/post.json"
+    lines_are '{"channels":["h1","h2"],"local_deliveries":1}'
+    printf 'LHTTP/1.0 news\r\npublish:h1\r\n\r\nfence' >"$f"
+    [ "$(post_publish "$f")" = 200 ]
+    wait_gone "$PS_PID_subs" 5
+    run bg_out subs
+    [ "$(count_lines 'once$')" -eq 1 ]
+    has_match 'fence$'
+}
+
+@test "limits.max_subscriptions: a subscribe header that would pass the limit makes none of its subscriptions" {
+    start_ps '"limits": {"max_subscriptions": 3}'
+    # a and b taken; "c d" needs two of the one free slot: 429, and neither c nor d is
+    # subscribed (a publish to c or d reaches nobody; the fence on b arrives alone).
+    run ps_run open:s:$LH_PORT open:p:$LH_PORT 'sub:s:a b' 'sub:s:c d' \
+        pub:p:c:to-c pub:p:d:to-d pub:p:b:fence recv:s 'sub:s:c' pub:p:c:to-c-now recv:s
+    [ "$status" -eq 0 ] || lh_show_output
+    has_match '^s got [0-9]+ LHTTP/1\.0 error\\r\\ncode:429\\r\\nreason:too many subscriptions \(limits\.max_subscriptions is 3\); none of this message.s was made\\r\\nin-reply-to:subscribe'
+    no_match 'to-c$|to-d$'
+    has_line "$(got s 'LHTTP/1.0 msg\r\npublish:b\r\n\r\nfence')"
+    # One slot is still free: c alone fits.
+    has_line "$(got s 'LHTTP/1.0 msg\r\npublish:c\r\n\r\nto-c-now')"
+}
+
+@test "limits.max_subscriptions: 33,000 subscriptions of one connection (past 2^15) hold and are all released" {
+    local i names
+    start_ps '"limits": {"max_subscriptions": 65536, "max_header_line": 1048576,
+                         "max_message_bytes": 1048576}'
+    args=(upgrade)
+    for i in 0 1 2; do
+        names=$(seq -f "c%g" $((i * 11000)) $((i * 11000 + 10999)) | paste -sd' ')
+        args+=("binary:str:LHTTP/1.0 x\r\nsubscribe:$names\r\n\r\n")
+    done
+    run probe --timeout 20 "${args[@]}" 'text:LHTTP/1.0 ping\r\n\r\nstill here' msg close:1000 expect-close
+    # No error reply: the first message back is the pong.
+    has_match '^text [0-9]+ LHTTP/1\.0 pong\\r\\n\\r\\nstill here$'
+    no_match 'error'
+    has_match '^close 1000'
+    assert_server_ok
 }
 
 @test "limits.max_subscriptions: one more subscription gets 429, the connection stays usable" {

@@ -108,6 +108,24 @@ raw_upgrade() {
     assert_server_ok
 }
 
+@test "handshake: Sec-WebSocket-Key or Sec-WebSocket-Version twice, or Host twice, gets 400 (RFC 6455 11.3, RFC 9112 3.2)" {
+    raw_upgrade "Upgrade: websocket" "Connection: Upgrade" "Sec-WebSocket-Version: 13" \
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+    has_line "status 400"
+    has_match 'only once'
+    raw_upgrade "Upgrade: websocket" "Connection: Upgrade" "Sec-WebSocket-Version: 13" \
+        "Sec-WebSocket-Version: 8" "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+    has_line "status 400"
+    raw_upgrade "Upgrade: websocket" "Connection: Upgrade" "Sec-WebSocket-Version: 13" \
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" "Host: other"
+    has_line "status 400"
+    has_match 'more than one Host'
+    # A plain request with two Host lines too.
+    run probe 'send:GET /livez HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n' response
+    has_line "status 400"
+    assert_server_ok
+}
+
 @test "handshake: an upgrade request in HTTP/1.0 gets 400" {
     run probe "send:GET /echo HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" response
     has_line "status 400"

@@ -270,6 +270,10 @@ LH_TEST(test_errors_headers)
     EXPECT_ERR("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 400);            /* bare CR in value */
     EXPECT_ERR("GET / HTTP/1.1\r\nX: a\r\n\rX", 400);                /* bare CR, end line */
     EXPECT_ERR("GET / HTTP/1.1\r\nX:\r \r\n\r\n", 400);
+    /* RFC 9112 3.2: more than one Host field line (whatever their values, any case). */
+    EXPECT_ERR("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400);
+    EXPECT_ERR("GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nhOST: b\r\n\r\n", 400);
+    EXPECT_ERR("GET / HTTP/1.0\nHost: a\nHost: b\n\n", 400);
     {
         static const char nul[] = "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n";
 
@@ -494,6 +498,9 @@ LH_TEST(test_find_header)
     LH_CHECK(lh_http_find_header(&req, "HOST") == &req.headers[0]);
     LH_CHECK(lh_http_find_header(&req, "X-DUP") == &req.headers[1]);
     LH_CHECK(lh_http_find_header(&req, "hos") == NULL);
+    LH_CHECK_INT(lh_http_count_header(&req, "x-dup"), 2);
+    LH_CHECK_INT(lh_http_count_header(&req, "Host"), 1);
+    LH_CHECK_INT(lh_http_count_header(&req, "hos"), 0);
     LH_CHECK(lh_http_find_header(&req, "hostx") == NULL);
     LH_CHECK(lh_http_find_header(&req, "") == NULL);
 }
