@@ -217,13 +217,16 @@ held_has() { grep -qE -- "$2" "$BATS_TEST_TMPDIR/$1.out"; }
 @test "limits.send_queue_bytes: an HTTP client that pipelines requests and reads nothing holds at most that much" {
     local q max=0 i
     start_with '"limits": {"send_queue_bytes": 65536}'
-    # 200,000 pipelined requests, each answered with a 404: about 20 MB of answers that the
-    # client does not read. The server stops reading its requests while the answers it
-    # queued are over the limit.
-    hold pipe --rcvbuf 4096 send:rep:6200000:'GET /nope HTTP/1.1\r\nHost: x\r\n\r\n' wait:20000
+    # 300,000 pipelined requests, each answered with a 404: about 30 MB of answers that the
+    # client does not read, far more than the socket buffers of a client that reads
+    # nothing grow to. The server stops reading its requests while the answers it queued
+    # are over the limit. (No tiny SO_RCVBUF for the client:
+    # set after the connection is up, it makes the kernel drop the server's segments,
+    # and with them the acknowledgements the client's own sending waits for.)
+    hold pipe send:rep:9300000:'GET /nope HTTP/1.1\r\nHost: x\r\n\r\n' wait:30000
     queued() { q=$(curl -s --max-time 2 "http://127.0.0.1:$LH_PORT/metrics" |
         sed -n 's/^lhttpd_send_queue_bytes \([0-9]*\)$/\1/p'); [ "${q:-0}" -gt 32768 ]; }
-    wait_for 10 queued
+    wait_for 20 queued
     for i in $(seq 10); do
         queued || true
         [ "${q:-0}" -gt "$max" ] && max=$q
