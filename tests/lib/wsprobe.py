@@ -16,7 +16,8 @@ Options:
     --protocol P      offer Sec-WebSocket-Protocol P in the `upgrade` step
     --origin O        send Origin O in the `upgrade` step
     --auto-pong       answer every ping read by a step with a pong (same payload)
-    --rcvbuf N        set SO_RCVBUF to N bytes before connecting (a slow reader)
+    --rcvbuf N        set SO_RCVBUF to N bytes once connected (a slow reader; segments
+                      larger than it are dropped then, which can stall the connection)
 
 Data specs (DATA below): `str:TEXT` (or bare TEXT) with escapes \\r \\n \\t \\\\ \\xHH;
 `hex:HEX`; `rep:N:TEXT` (TEXT repeated, cut to exactly N bytes); `rand:N` (N pseudo-random
