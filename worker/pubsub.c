@@ -418,35 +418,47 @@ static int name_ref_cmp(const void *a, const void *b)
 /*
  * Publishes msg once to each distinct channel of the list v (n valid names, as
  * check_list counted them), in the list's order: a channel named twice gets the message
- * once, so a client cannot multiply its message by repeating a name. keep (n bytes, the
- * caller's) says which names were published: 1 for the first of each. Returns the local
- * deliveries, or -ENOMEM; sets *again when a channel's message could not go to NATS.
+ * once, so a client cannot multiply its message by repeating a name. keep (n bytes, or
+ * NULL when the caller does not need it) is set to which names were published: 1 for
+ * the first of each. Returns the local deliveries, or -ENOMEM; sets *again when a
+ * channel's message could not go to NATS.
  */
 static long publish_list(lh_worker_t *w, const char *v, size_t vl, long n, const void *msg,
                          size_t msg_len, uint8_t *keep, int *again)
 {
-    name_ref_t stack[16], *names = stack;
+    name_ref_t names_stack[16], *names = names_stack;
+    uint8_t keep_stack[16];
     lh_buf_t *frame = NULL;
     const char *pos = v, *ch;
     size_t cl, k = 0;
     long local = 0;
 
-    if (n > (long)LH_ARRAY_LEN(stack)) {
-        names = malloc((size_t)n * sizeof(*names));
+    if (n > (long)LH_ARRAY_LEN(names_stack)) {
+        /* One block: the names, then (when the caller has none) the keep flags. */
+        names = malloc((size_t)n * (sizeof(*names) + (keep == NULL)));
         if (names == NULL)
             return -ENOMEM;
+        if (keep == NULL)
+            keep = (uint8_t *)(names + n);
+    } else if (keep == NULL) {
+        keep = keep_stack;
     }
-    while (k < (size_t)n && lh_channel_next(&pos, v + vl, &ch, &cl)) {
-        names[k] = (name_ref_t){chan_hash(w->ps->seed, ch, cl), ch, cl, k};
-        k++;
+    if (n == 1) {
+        keep[0] = 1; /* the usual case: nothing to compare */
+        k = 1;
+    } else {
+        while (k < (size_t)n && lh_channel_next(&pos, v + vl, &ch, &cl)) {
+            names[k] = (name_ref_t){chan_hash(w->ps->seed, ch, cl), ch, cl, k};
+            k++;
+        }
+        /* Sorted by name then position, the first of each run of equal names is the
+         * first in the list. */
+        qsort(names, k, sizeof(*names), name_ref_cmp);
+        for (size_t i = 0; i < k; i++)
+            keep[names[i].idx] = i == 0 || names[i].h != names[i - 1].h ||
+                                 names[i].len != names[i - 1].len ||
+                                 memcmp(names[i].p, names[i - 1].p, names[i].len) != 0;
     }
-    /* Sorted by name then position, the first of each run of equal names is the first
-     * in the list. */
-    qsort(names, k, sizeof(*names), name_ref_cmp);
-    for (size_t i = 0; i < k; i++)
-        keep[names[i].idx] = i == 0 || names[i].h != names[i - 1].h ||
-                             names[i].len != names[i - 1].len ||
-                             memcmp(names[i].p, names[i - 1].p, names[i].len) != 0;
     pos = v;
     for (size_t i = 0; i < k && lh_channel_next(&pos, v + vl, &ch, &cl); i++) {
         long r;
@@ -460,24 +472,9 @@ static long publish_list(lh_worker_t *w, const char *v, size_t vl, long n, const
             local += r;
     }
     lh_buf_unref(frame);
-    if (names != stack)
+    if (names != names_stack)
         free(names);
     return local;
-}
-
-/* publish_list with a keep array of its own. */
-static long publish_distinct(lh_worker_t *w, const char *v, size_t vl, long n,
-                             const void *msg, size_t msg_len, int *again)
-{
-    uint8_t stack[64], *keep = n > (long)sizeof(stack) ? malloc((size_t)n) : stack;
-    long r;
-
-    if (keep == NULL)
-        return -ENOMEM;
-    r = publish_list(w, v, vl, n, msg, msg_len, keep, again);
-    if (keep != stack)
-        free(keep);
-    return r;
 }
 
 static void send_bad_channel(lh_conn_t *c, lh_msg_t *m, const char *name, size_t len)
@@ -501,18 +498,19 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
     const char *v[3], *bad = NULL, *pos, *ch;
     size_t vl[3], badlen = 0, cl, rawlen;
     const char *raw;
+    long n[3];
     int again = 0;
 
     for (int k = 0; k < 3; k++) {
         v[k] = lh_msg_header(m, keys[k], &vl[k]);
         if (v[k] == NULL)
             continue;
-        long n = check_list(cfg, v[k], vl[k], &bad, &badlen);
-        if (n < 0) {
+        n[k] = check_list(cfg, v[k], vl[k], &bad, &badlen);
+        if (n[k] < 0) {
             send_bad_channel(c, m, bad, badlen);
             return LH_FILTER_STOP;
         }
-        if (n == 0) {
+        if (n[k] == 0) {
             char what[64];
 
             snprintf(what, sizeof(what), "%s header names no channel", keys[k]);
@@ -551,11 +549,9 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
         }
     }
     if (v[2]) {
-        long n = check_list(cfg, v[2], vl[2], &bad, &badlen);
-
         raw = lh_msg_raw(m, &rawlen);
         lh_m_inc(LH_M_PUBLISH_WS);
-        if (publish_distinct(c->w, v[2], vl[2], n, raw, rawlen, &again) == -ENOMEM) {
+        if (publish_list(c->w, v[2], vl[2], n[2], raw, rawlen, NULL, &again) == -ENOMEM) {
             lh_conn_send_error(c, m, 500, "publish failed: out of memory");
             return LH_FILTER_STOP;
         }

@@ -114,23 +114,16 @@ def main():
     row("2. same, lhttpd WS publish vs nchan HTTP", "messages/s",
         pick(runs, "channels-ws", "lhttpd", **w1), pick(runs, "channels-http", "nchan", **w1),
         "msgs_per_s", "higher", 2)
-    lat_l, lat_n = pick(runs, "latency", "lhttpd", **w1), pick(runs, "latency", "nchan", **w1)
-    lat_f = pick(runs, "latency", "floor", **w1)
-    rate = lat_l[0].get("rate") if lat_l else "?"
-    row(f"3. latency, {rate} msg/s to 1000 subs", "p50", lat_l, lat_n, "p50_us", "lower", None, " us", lat_f)
-    row(f"3. latency, {rate} msg/s to 1000 subs", "p99", lat_l, lat_n, "p99_us", "lower", 0.5, " us", lat_f)
-    ll_l, ll_n = pick(runs, "latency-light", "lhttpd", **w1), pick(runs, "latency-light", "nchan", **w1)
-    ll_f = pick(runs, "latency-light", "floor", **w1)
-    if ll_l:
-        lrate = ll_l[0].get("rate")
-        row(f"3. light load, {lrate} msg/s to 1000 subs", "p50", ll_l, ll_n, "p50_us", "lower", None, " us", ll_f)
-        row(f"3. light load, {lrate} msg/s to 1000 subs", "p99", ll_l, ll_n, "p99_us", "lower", 0.5, " us", ll_f)
-    lc_l, lc_n = pick(runs, "latency-channels", "lhttpd", **w1), pick(runs, "latency-channels", "nchan", **w1)
-    lc_f = pick(runs, "latency-channels", "floor", **w1)
-    if lc_l:
-        crate = lc_l[0].get("rate")
-        row(f"3. {crate} msg/s to random channels of 10k (HTTP)", "p50", lc_l, lc_n, "p50_us", "lower", None, " us", lc_f)
-        row(f"3. {crate} msg/s to random channels of 10k (HTTP)", "p99", lc_l, lc_n, "p99_us", "lower", 0.5, " us", lc_f)
+    # 3. Latency: p50 and p99 of each fixed-rate scenario that ran, with its rate.
+    for sc, title in (("latency", "3. latency, {} msg/s to 1000 subs"),
+                      ("latency-light", "3. light load, {} msg/s to 1000 subs"),
+                      ("latency-channels", "3. {} msg/s to random channels of 10k (HTTP)")):
+        l, n, f = (pick(runs, sc, srv, **w1) for srv in ("lhttpd", "nchan", "floor"))
+        if sc != "latency" and not l:
+            continue
+        name = title.format(l[0].get("rate") if l else "?")
+        row(name, "p50", l, n, "p50_us", "lower", None, " us", f)
+        row(name, "p99", l, n, "p99_us", "lower", 0.5, " us", f)
     row("5. connection setup, 10k (subscribed)", "connections/s",
         pick(runs, "setup", "lhttpd", **w1), pick(runs, "setup", "nchan", **w1),
         "setup_rate", "higher", None)

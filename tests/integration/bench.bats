@@ -14,11 +14,14 @@ teardown() {
     ! grep -E -A12 'AddressSanitizer|LeakSanitizer|runtime error:' "$(lh_tmp)"/lhttpd-*.log >&2
 }
 
+# start_bench_server [JSON_MEMBERS]: a nats-server and an lhttpd with WORKERS workers
+# (default 1) on it, with these top-level members added to the configuration.
 start_bench_server() {
     start_nats
     start_lhttpd '{
         "listen": ["127.0.0.1:@PORT@"], "workers": '"${WORKERS:-1}"',
         "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        '"${1:+$1,}"'
         "log": {"level": "warning"}
     }'
 }
@@ -67,9 +70,7 @@ result() { printf '%s\n' "$output" | sed -n 's/^RESULT //p' | tr ' ' '\n' | sed 
     # published reaches them, and the warm-up says so.
     save_port=$LH_PORT
     unset NATS_PORT
-    start_nats
-    start_lhttpd '{"listen": ["127.0.0.1:@PORT@"], "workers": 1,
-                   "nats": {"servers": ["nats://127.0.0.1:@NATS@"]}, "log": {"level": "warning"}}'
+    start_bench_server
     run timeout 60 "$BENCH" -u "ws://127.0.0.1:$save_port/" -p "ws://127.0.0.1:$LH_PORT/" \
         -n 20 -m 10 --timeout 2
     printf '%s\n' "$output"
@@ -79,12 +80,7 @@ result() { printf '%s\n' "$output" | sed -n 's/^RESULT //p' | tr ' ' '\n' | sed 
 }
 
 @test "lhttp-bench: --token publishes to a /publish that needs one; without it, 401 is reported" {
-    start_nats
-    start_lhttpd '{
-        "listen": ["127.0.0.1:@PORT@"], "workers": 1,
-        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
-        "publish": {"token": "s3cr=t/+x"}, "log": {"level": "warning"}
-    }'
+    start_bench_server '"publish": {"token": "s3cr=t/+x"}'
     run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" -p "http://127.0.0.1:$LH_PORT/publish" \
         --token 's3cr=t/+x' -n 50 -c 5 -k 2 -m 200 -w 20
     printf '%s\n' "$output"
