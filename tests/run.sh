@@ -51,6 +51,13 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
 fi
 
 if [ "$what" = all ] || [ "$what" = integration ]; then
+    # A negated command mid-test can never fail it under bats' set -e: refuse new ones.
+    if python3 "$here/lib/check-negations.py" "$here"/integration/*.bats "$here"/package/*.bats; then
+        passed=$((passed + 1))
+    else
+        echo "not ok: tests/lib/check-negations.py found a '!' that cannot fail its test"
+        failed=$((failed + 1))
+    fi
     files=$(ls "$here"/integration/*.bats 2>/dev/null | grep -- "$filter" || true)
     if [ -n "$files" ]; then
         log=$out/integration.tap

@@ -75,7 +75,7 @@ lhttpd_on() {
     [ "$(metric lhttpd_nats_publishes_skipped_total)" -eq $((skip0 + 2)) ]
     [ "$(metric 'lhttpd_nats_messages_total{direction="out"}')" -eq "$out0" ]
     metric_is lhttpd_nats_peer_nodes 0
-    ! grep -q '^msg lhttp.room ' "$(lh_tmp)/w.out"
+    run ! grep -q '^msg lhttp.room ' "$(lh_tmp)/w.out"
     assert_server_ok
 }
 

@@ -301,7 +301,7 @@ no_worker_died() {
     start_lhttpd "$CONF_TEXT"
     PORT=$LH_PORT CONF=$LH_CONF LOG=$LH_LOG
     grep -q "listening on 127.0.0.1:$PORT" "$LOG"
-    ! grep -q 'from systemd' "$LOG"
+    run ! grep -q 'from systemd' "$LOG"
     start_pool hand --clients 100 --channels 4 --rate 50 --publish
     wait_pool hand '^publishing' 30
     sed -i 's#"/a"#"/b"#' "$CONF"
@@ -380,7 +380,7 @@ no_worker_died() {
     statuses() { grep -c '^pid=[0-9]* mono=[0-9]* STATUS=' "$NOTIFY_LOG" || true; }
     # Half the watchdog interval: a pet every 500 ms, from the master.
     wait_for 3 sh -c "[ \$(grep -c 'WATCHDOG=1' '$NOTIFY_LOG') -ge 3 ]"
-    ! grep 'WATCHDOG=1' "$NOTIFY_LOG" | grep -qv "^pid=$MASTER "
+    [ -z "$(grep 'WATCHDOG=1' "$NOTIFY_LOG" | grep -v "^pid=$MASTER ")" ]
     # A stuck worker (stopped): after 3 missed heartbeats the master stops petting.
     read -r _ stuck _ < <(workers_info | head -n 1)
     kill -STOP "$stuck"

@@ -178,7 +178,7 @@ while True:
     # The master runs, its workers wait for NATS: not READY, so not active.
     st=$(sdbox systemctl is-active lhttpd.service) || true
     [ "$st" = activating ] || { echo "state $st before READY" >&2; false; }
-    ! journal_has '^master: ready'
+    run ! journal_has '^master: ready'
     wait_for 10 state_is lhttpd.service active
     journal_has '^master: ready: 2 workers accepting$'
     # The admin socket came along (Sockets=), by its name.

@@ -6,6 +6,9 @@
 #
 # Environment from tests/run.sh: LHTTPD, LHTTPC, B, LH_TEST_OUT.
 
+# `run ! cmd` (a negation that fails the test) needs bats 1.5.
+bats_require_minimum_version 1.5.0
+
 LH_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Debian's python has python3-websockets; the python3 on PATH may not.
 PY=/usr/bin/python3
