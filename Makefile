@@ -127,10 +127,17 @@ $(B)/tests/%: tests/unit/%.c $(B)/libshared.a $(WORKER_OBJ)
 # libFuzzer targets: clang, each parser with ASan+UBSan. `make fuzz FUZZ_SECONDS=60`.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 30
-$(B)/fuzz/%: tests/fuzz/%.c $(SHARED_SRC)
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Ishared -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+              $(shell pkg-config --cflags jansson libcrypto) -MMD -MP
+FUZZ_SHARED_OBJ := $(patsubst %.c,$(B)/fuzz-obj/%.o,$(SHARED_SRC))
+
+$(B)/fuzz-obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -Ishared -g -O1 -fsanitize=fuzzer,address,undefined \
-	  $(shell pkg-config --cflags jansson libcrypto) -o $@ $< $(SHARED_SRC) \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(B)/fuzz/%: $(B)/fuzz-obj/tests/fuzz/%.o $(FUZZ_SHARED_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -fsanitize=fuzzer,address,undefined -o $@ $^ \
 	  $(shell pkg-config --libs jansson libcrypto)
 
 fuzz: $(FUZZ_BIN)
@@ -231,4 +238,5 @@ help:
 	@echo "make package-test   build both, install the .deb here, check it, purge it (root)"
 	@echo "make SANITIZE=address,undefined ...   build with sanitizers (use B=build-san)"
 
--include $(shell find $(B)/obj $(B)/tests $(B)/modules -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/fuzz-obj $(B)/tests $(B)/modules -name '*.d' 2>/dev/null) \
+  $(wildcard $(B)/*.d)
