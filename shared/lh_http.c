@@ -262,6 +262,11 @@ const lh_http_header_t *lh_http_find_header(const lh_http_request_t *req, const 
 
 int lh_http_has_token(const char *value, size_t len, const char *token)
 {
+    return lh_http_token_at(value, len, token) != NULL;
+}
+
+const char *lh_http_token_at(const char *value, size_t len, const char *token)
+{
     size_t i = 0;
 
     for (;;) {
@@ -276,9 +281,9 @@ int lh_http_has_token(const char *value, size_t len, const char *token)
         while (e > s && (value[e - 1] == ' ' || value[e - 1] == '\t'))
             e--;
         if (e > s && lh_strieq(value + s, e - s, token))
-            return 1;
+            return value + s;
         if (i == len)
-            return 0;
+            return NULL;
         i++; /* the comma */
     }
 }

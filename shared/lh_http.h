@@ -65,6 +65,9 @@ size_t lh_http_count_header(const lh_http_request_t *req, const char *name);
 
 /* 1 when the comma-separated list value[0..len) holds token (case-insensitive). */
 int lh_http_has_token(const char *value, size_t len, const char *token);
+/* The first element of the list equal to token (ASCII case-insensitive), as it is
+ * spelled in value (strlen(token) bytes), or NULL. */
+const char *lh_http_token_at(const char *value, size_t len, const char *token);
 
 /*
  * Reads Content-Length: returns 0 and sets *out to 0 when absent, 1 with *out set when

@@ -127,7 +127,8 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
     lh_worker_t *w = c->w;
     const lh_http_header_t *h;
     char accept[29];
-    int proto = 0;
+    char proto[sizeof("lhttp")] = "";
+    const char *tok;
 
     if (req->minor_version != 1) {
         reject(c, LH_REJ_BAD_REQUEST, 400, "WebSocket needs HTTP/1.1", NULL);
@@ -165,8 +166,9 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
         return;
     }
     h = lh_http_find_header(req, "sec-websocket-protocol");
-    if (h != NULL && lh_http_has_token(h->value, h->value_len, "lhttp"))
-        proto = 1;
+    /* RFC 6455 4.2.2: the answer names the subprotocol exactly as the client offered it. */
+    if (h != NULL && (tok = lh_http_token_at(h->value, h->value_len, "lhttp")) != NULL)
+        memcpy(proto, tok, sizeof(proto) - 1);
     switch (lh_upstream_connect_hook(c, req, accept, proto, echo)) {
     case 0:
         lh_http_upgrade(c, accept, proto, echo);
@@ -192,14 +194,15 @@ void lh_http_refuse(lh_conn_t *c, int status, const char *reason)
     respond_error(c, status, reason, NULL);
 }
 
-void lh_http_upgrade(lh_conn_t *c, const char *accept, int proto, int echo)
+void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int echo)
 {
     lh_worker_t *w = c->w;
     char resp[256];
     int n = snprintf(resp, sizeof(resp),
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
-                     accept, proto ? "Sec-WebSocket-Protocol: lhttp\r\n" : "");
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                     accept, proto[0] ? "Sec-WebSocket-Protocol: " : "", proto,
+                     proto[0] ? "\r\n" : "");
     int pending = (c->flags & LH_CF_HS_PENDING) != 0;
 
     c->flags &= ~(LH_CF_KA_IDLE | LH_CF_HS_PENDING);

@@ -50,7 +50,8 @@ typedef struct lh_upreq_s {
     struct event *retry_ev;
     /* UP_CONNECT: what the 101 needs once the backend agrees. */
     char accept[29];
-    int proto, echo;
+    char proto[8]; /* the subprotocol as offered, "" for none */
+    int echo;
     char *hs_reject; /* reason text */
 } lh_upreq_t;
 
@@ -774,7 +775,7 @@ void lh_upstream_register(void)
 /* ---- Connect and disconnect webhooks ---- */
 
 int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const char *accept,
-                             int proto, int echo)
+                             const char *proto, int echo)
 {
     const lh_config_t *cfg = c->w->cfg;
     const char *pfx = cfg->upstream.header_prefix;
@@ -786,7 +787,7 @@ int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const c
     if (r == NULL)
         return -1;
     memcpy(r->accept, accept, sizeof(r->accept));
-    r->proto = proto;
+    snprintf(r->proto, sizeof(r->proto), "%s", proto);
     r->echo = echo;
     /* The request's own headers (cookies, authorization...), minus the handshake's. */
     for (size_t i = 0; i < req->num_headers; i++) {

@@ -226,12 +226,13 @@ void lh_upstream_register(void);
 /* Cancels c's requests (it is going away). */
 void lh_upstream_conn_gone(lh_conn_t *c);
 /* Starts the connect webhook for a valid handshake: 0 when none is configured (go on),
- * 1 when the handshake now waits for it, -1 on failure. */
+ * 1 when the handshake now waits for it, -1 on failure. proto: the subprotocol to name
+ * in the 101 as the client spelled it ("" for none, at most 7 bytes; copied). */
 int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const char *accept,
-                             int proto, int echo);
+                             const char *proto, int echo);
 void lh_upstream_disconnect_hook(lh_conn_t *c, unsigned code);
 /* Completes a validated handshake (101) and opens the WebSocket. */
-void lh_http_upgrade(lh_conn_t *c, const char *accept, int proto, int echo);
+void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int echo);
 /* Refuses a handshake with status and a reason; the connection closes after it. */
 void lh_http_refuse(lh_conn_t *c, int status, const char *reason);
 /* Resumes reading after a paused handshake and processes what was held back. */

@@ -52,6 +52,13 @@ bad_frame() {
     lines_are "status 101" "accept ok" "protocol lhttp"
 }
 
+@test "handshake: the subprotocol is echoed exactly as offered (RFC 6455 4.2.2)" {
+    run probe --protocol LHTTP upgrade:/
+    lines_are "status 101" "accept ok" "protocol LHTTP"
+    run probe --protocol "chat, LHttp" upgrade:/ws
+    lines_are "status 101" "accept ok" "protocol LHttp"
+}
+
 @test "handshake: an unknown subprotocol alone is not selected" {
     run probe --protocol chat upgrade:/
     has_line "status 101"
