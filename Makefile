@@ -176,9 +176,10 @@ _check-san: _test-build
 integration: all
 	@LHTTPD=$(abspath $(LHTTPD)) LHTTPC=$(abspath $(LHTTPC)) B=$(abspath $(B)) tests/run.sh integration
 
+# LH_RUN_MAKE: this make's pid, so the script stops when the make that started it is gone.
 run:
 	@tests/lib/deps.sh
-	@$(MAKE) --no-print-directory _run
+	@LH_RUN_MAKE=$${LH_RUN_MAKE:-$$PPID} $(MAKE) --no-print-directory _run
 
 _run: all
 	@LHTTPD=$(abspath $(LHTTPD)) tests/lib/run-local.sh

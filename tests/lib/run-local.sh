@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: a local nats-server (unless one already listens on 127.0.0.1:4222) and lhttpd
-# in the foreground with etc/lhttpd.json (port 8081). Ctrl-C stops both.
+# in the foreground with etc/lhttpd.json (port 8081). Ctrl-C stops both, and so does every
+# other way out: SIGTERM or SIGHUP to this script, or make going away without telling it
+# (a SIGTERM or SIGHUP to make alone, a closed terminal), which the wait loop notices.
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 LHTTPD=${LHTTPD:-$top/build/lhttpd}
@@ -10,13 +12,16 @@ lhttpd_pid=
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+parent=$PPID
+outer=${LH_RUN_MAKE:-$PPID} # the `make run` the user started (make passes it)
+
 cleanup() {
-    trap - INT TERM EXIT
+    trap - INT TERM HUP EXIT
     [ -n "$lhttpd_pid" ] && kill -TERM "$lhttpd_pid" 2>/dev/null && wait "$lhttpd_pid" 2>/dev/null
     [ -n "$nats_pid" ] && kill -TERM "$nats_pid" 2>/dev/null && wait "$nats_pid" 2>/dev/null
     echo "run: stopped"
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM HUP EXIT
 
 if port_open 4222; then
     echo "run: using the NATS server already on 127.0.0.1:4222"
@@ -42,6 +47,18 @@ sed -e "s|\"root\": null|\"root\": \"$www\"|" \
 echo "run: lhttpd on http://localhost:8081/ (Ctrl-C stops; reload: $LHTTPD -s reload -c $run_conf)"
 "$LHTTPD" -c "$run_conf" &
 lhttpd_pid=$!
+# Wait for lhttpd, and stop both when the parent (make) is gone: make does not pass its
+# own SIGTERM or SIGHUP on to this script.
+rc=0
+while kill -0 "$lhttpd_pid" 2>/dev/null; do
+    if ! kill -0 "$parent" 2>/dev/null || ! kill -0 "$outer" 2>/dev/null ||
+        [ "$(awk '{print $4}' "/proc/$$/stat")" != "$parent" ]; then
+        echo "run: make went away"
+        exit 1
+    fi
+    sleep 0.3 &
+    wait $! 2>/dev/null
+done
 wait "$lhttpd_pid"
 rc=$?
 lhttpd_pid=
