@@ -100,7 +100,8 @@ int lh_conn_set_data(lh_conn_t *c, const void *key, void *data);
 
 /*
  * Subscribes c to channel (see PROTOCOL.md for valid names). Idempotent. Returns 0,
- * -EINVAL for an invalid name, -ENOSPC over limits.max_subscriptions, -ENOMEM.
+ * -EINVAL for an invalid name, -ENOSPC over limits.max_subscriptions, -ENOMEM, or
+ * -EPIPE when c is closing (its close frame is out) or dead: nothing was subscribed.
  */
 int lh_subscribe(lh_conn_t *c, const char *channel, size_t len);
 /* Unsubscribes c from channel; 0 also when it was not subscribed. */

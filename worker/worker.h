@@ -186,8 +186,12 @@ uint64_t lh_now_ns(void);
 /* ---- conn.c ---- */
 void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,
                       int admin);
-/* Queues b (takes a reference of its own) and schedules the flush. Returns 0 or -ENOBUFS
- * (the connection is then being closed with 4008). */
+/* Queues b (takes a reference of its own) and schedules the flush. Returns 0, or:
+ *   -EPIPE   c is closing or dead (our close frame is out, or it is half-closed or being
+ *            freed), or writing what was queued failed and destroyed it: nothing queued;
+ *   -ENOBUFS over limits.send_queue_bytes: c is now being closed with 4008;
+ *   -ENOMEM  the queue could not grow: c was destroyed.
+ * After any error c may be dead: the caller must not queue to it again in this pass. */
 int lh_conn_queue(lh_conn_t *c, lh_buf_t *b);
 /* Queues a copy of data as one frame (opcode) or, with opcode -1, raw bytes. */
 int lh_conn_queue_frame(lh_conn_t *c, int opcode, const void *data, size_t len);
