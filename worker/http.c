@@ -127,7 +127,7 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
     lh_worker_t *w = c->w;
     const lh_http_header_t *h;
     char accept[29];
-    char proto[sizeof("lhttp")] = "";
+    char proto[LH_WS_PROTO_SIZE] = "";
     const char *tok;
 
     if (req->minor_version != 1) {
@@ -167,7 +167,7 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
     }
     h = lh_http_find_header(req, "sec-websocket-protocol");
     /* RFC 6455 4.2.2: the answer names the subprotocol exactly as the client offered it. */
-    if (h != NULL && (tok = lh_http_token_at(h->value, h->value_len, "lhttp")) != NULL)
+    if (h != NULL && (tok = lh_http_token_at(h->value, h->value_len, LH_WS_PROTO)) != NULL)
         memcpy(proto, tok, sizeof(proto) - 1);
     switch (lh_upstream_connect_hook(c, req, accept, proto, echo)) {
     case 0:

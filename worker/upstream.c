@@ -50,7 +50,7 @@ typedef struct lh_upreq_s {
     struct event *retry_ev;
     /* UP_CONNECT: what the 101 needs once the backend agrees. */
     char accept[29];
-    char proto[8]; /* the subprotocol as offered, "" for none */
+    char proto[LH_WS_PROTO_SIZE]; /* the subprotocol as offered, "" for none */
     int echo;
     char *hs_reject; /* reason text */
 } lh_upreq_t;

@@ -229,9 +229,13 @@ void lh_upstream_free(lh_worker_t *w);
 void lh_upstream_register(void);
 /* Cancels c's requests (it is going away). */
 void lh_upstream_conn_gone(lh_conn_t *c);
+/* The WebSocket subprotocol lhttpd selects; the 101 names it as the client spelled it,
+ * kept in a char[LH_WS_PROTO_SIZE] ("" when the client offered none). */
+#define LH_WS_PROTO "lhttp"
+#define LH_WS_PROTO_SIZE sizeof(LH_WS_PROTO)
 /* Starts the connect webhook for a valid handshake: 0 when none is configured (go on),
- * 1 when the handshake now waits for it, -1 on failure. proto: the subprotocol to name
- * in the 101 as the client spelled it ("" for none, at most 7 bytes; copied). */
+ * 1 when the handshake now waits for it, -1 on failure. proto: the subprotocol for the
+ * 101 (see LH_WS_PROTO; copied). */
 int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const char *accept,
                              const char *proto, int echo);
 void lh_upstream_disconnect_hook(lh_conn_t *c, unsigned code);

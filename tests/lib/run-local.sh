@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: a local nats-server (unless one already listens on 127.0.0.1:4222) and lhttpd
-# in the foreground with etc/lhttpd.json (port 8081). Ctrl-C stops both, and so does every
-# other way out: SIGTERM or SIGHUP to this script, or make going away without telling it
-# (a SIGTERM or SIGHUP to make alone, a closed terminal), which the wait loop notices.
+# in the foreground with etc/lhttpd.json (port 8081). Ctrl-C stops both, and so does a
+# SIGTERM or SIGHUP to this script, or make exiting without passing its signal on (a
+# SIGTERM to make alone), which the wait loop notices. (A SIGHUP to make alone makes GNU
+# make wait for its children instead of exiting: nothing here can see it.)
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 LHTTPD=${LHTTPD:-$top/build/lhttpd}
@@ -14,6 +15,12 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 parent=$PPID
 outer=${LH_RUN_MAKE:-$PPID} # the `make run` the user started (make passes it)
+
+# 0 while the make that started this script and its own parent are both there (a dead
+# parent shows as a changed parent pid: this script was re-parented).
+make_alive() {
+    kill -0 "$outer" 2>/dev/null && [ "$(awk '{print $4}' "/proc/$$/stat")" = "$parent" ]
+}
 
 cleanup() {
     trap - INT TERM HUP EXIT
@@ -47,12 +54,10 @@ sed -e "s|\"root\": null|\"root\": \"$www\"|" \
 echo "run: lhttpd on http://localhost:8081/ (Ctrl-C stops; reload: $LHTTPD -s reload -c $run_conf)"
 "$LHTTPD" -c "$run_conf" &
 lhttpd_pid=$!
-# Wait for lhttpd, and stop both when the parent (make) is gone: make does not pass its
-# own SIGTERM or SIGHUP on to this script.
-rc=0
+# Wait for lhttpd, and stop both when make is gone: make does not pass its own SIGTERM
+# on to this script.
 while kill -0 "$lhttpd_pid" 2>/dev/null; do
-    if ! kill -0 "$parent" 2>/dev/null || ! kill -0 "$outer" 2>/dev/null ||
-        [ "$(awk '{print $4}' "/proc/$$/stat")" != "$parent" ]; then
+    if ! make_alive; then
         echo "run: make went away"
         exit 1
     fi
