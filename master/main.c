@@ -20,6 +20,17 @@
 #endif
 #define MAX_CONFIG_BYTES (4 * 1024 * 1024)
 
+/* Prints lh_config_warnings' lines to stderr, each as "lhttpd: warning: ...". */
+static void print_warnings(const char *lines)
+{
+    while (*lines) {
+        size_t n = strcspn(lines, "\n");
+
+        fprintf(stderr, "lhttpd: warning: %.*s\n", (int)n, lines);
+        lines += n + (lines[n] == '\n');
+    }
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -148,6 +159,8 @@ int main(int argc, char **argv)
             lh_config_free(cfg);
             return 1;
         }
+        if (lh_config_warnings(cfg, err, sizeof(err)) > 0)
+            print_warnings(err);
         if (cfg->nmodules > 0)
             printf("lhttpd: configuration %s is valid (%zu modules loaded)\n", path,
                    cfg->nmodules);

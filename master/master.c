@@ -361,6 +361,22 @@ static void abort_reload(const char *why)
     finish_reload(0, "%s", why);
 }
 
+/* Logs lh_config_warnings' lines, at start and at each reload. */
+static void log_warnings(const lh_config_t *cfg)
+{
+    char buf[1024];
+    const char *p = buf;
+
+    if (lh_config_warnings(cfg, buf, sizeof(buf)) == 0)
+        return;
+    while (*p) {
+        size_t n = strcspn(p, "\n");
+
+        lh_log(LH_LOG_WARNING, "configuration: %.*s", (int)n, p);
+        p += n + (p[n] == '\n');
+    }
+}
+
 static void start_reload(int client)
 {
     char err[1024];
@@ -383,6 +399,7 @@ static void start_reload(int client)
         finish_reload(0, "%s", err);
         return;
     }
+    log_warnings(cfg);
     if (!lh_strlist_equal(&cfg->listen, &M.cfg->listen) ||
         !lh_strlist_equal(&cfg->admin.listen, &M.cfg->admin.listen))
         lh_log(LH_LOG_WARNING, "listen addresses changed: they apply at the next restart");
@@ -891,6 +908,7 @@ int lh_master_run(lh_config_t *cfg, const char *path)
     M.nworkers = workers_of(cfg);
     lh_log(LH_LOG_NOTICE, "lhttpd %s starting %d workers (pid %d)", LH_VERSION, M.nworkers,
            (int)getpid());
+    log_warnings(cfg);
     for (int i = 0; i < M.nworkers; i++) {
         if (spawn(i, M.gen, cfg) == NULL) {
             M.respawn[i].pending = 1;

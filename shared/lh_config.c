@@ -1441,3 +1441,30 @@ int lh_strlist_equal(const lh_strlist_t *a, const lh_strlist_t *b)
             return 0;
     return 1;
 }
+
+size_t lh_config_warnings(const lh_config_t *cfg, char *buf, size_t cap)
+{
+    size_t n = 0, used = 0;
+
+    if (cap > 0)
+        buf[0] = '\0';
+    if (cfg->limits.max_message_bytes > cfg->limits.send_queue_bytes) {
+        /* One message larger than the queue is always accepted (the limit judges what
+         * waits behind the message being written), but a burst of such messages to one
+         * client, or their echoes, still adds up beyond it before the first is out. */
+        int r = snprintf(buf + used, cap > used ? cap - used : 0,
+                         "%slimits.max_message_bytes (%zu) exceeds limits.send_queue_bytes "
+                         "(%zu): a burst of three messages that large to one client closes "
+                         "it with 4008 even when it reads at full speed (the third finds "
+                         "the second waiting behind the one being written); make "
+                         "send_queue_bytes a few times max_message_bytes",
+                         n > 0 ? "\n" : "", cfg->limits.max_message_bytes,
+                         cfg->limits.send_queue_bytes);
+        if (r > 0)
+            used += (size_t)r;
+        if (cap > 0 && used >= cap)
+            used = cap - 1;
+        n++;
+    }
+    return n;
+}

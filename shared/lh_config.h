@@ -135,6 +135,14 @@ lh_config_t *lh_config_default(void);
 void lh_config_free(lh_config_t *cfg);
 
 /*
+ * Combinations that are valid but probably not what was meant: writes one line per
+ * warning ("limits.max_message_bytes (...) exceeds ...", no trailing newline on the last)
+ * into buf (capacity cap, always NUL-terminated when cap > 0, cut if too small) and
+ * returns how many there are. `lhttpd -t` prints them; the master logs them at start.
+ */
+size_t lh_config_warnings(const lh_config_t *cfg, char *buf, size_t cap);
+
+/*
  * Splits "host:port" / "[v6]:port" / ":port" into host (brackets removed; "" for
  * ":port"; NUL-terminated, must fit hostcap; host NULL skips it) and port 1..65535.
  * Returns 0, or -1 when s is not of that form (a bare v6 address needs brackets).

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -184,6 +187,21 @@ static void conn_overflow(lh_conn_t *c)
 
 static int conn_write(lh_conn_t *c);
 
+/*
+ * The backlog that limits.send_queue_bytes judges: what waits behind the message at the
+ * head of the queue, the one the socket is working on. A client that reads at full
+ * speed is never cut by the size of one message (a 16 MiB echo through a 4 MiB queue),
+ * nor by a small message queued while a big one is still being written; a client that
+ * does not read lets messages pile up behind the head and is cut. One client holds at
+ * most that head, plus send_queue_bytes, plus the last message accepted.
+ */
+static size_t outq_backlog(const lh_outq_t *q)
+{
+    if (q->count == 0)
+        return 0;
+    return q->bytes - (q->items[q->head]->len - q->off);
+}
+
 int lh_conn_queue(lh_conn_t *c, lh_buf_t *b)
 {
     int is_close = (b->flags & LH_BUF_CLOSE_FRAME) != 0;
@@ -193,12 +211,12 @@ int lh_conn_queue(lh_conn_t *c, lh_buf_t *b)
     if ((c->flags & LH_CF_CLOSE_SENT) && !is_close)
         return -EPIPE;
     if (!is_close && c->state != LH_CONN_HTTP &&
-        c->out.bytes + b->len > c->w->cfg->limits.send_queue_bytes) {
+        outq_backlog(&c->out) >= c->w->cfg->limits.send_queue_bytes) {
         /* The queue only looks full because this loop pass has not written yet (a burst
          * from NATS, say): write now, unless the socket already said it is full. */
-        if (!(c->flags & LH_CF_WRITE_WAIT) && c->out.count > 0 && conn_write(c) < 0)
+        if (!(c->flags & LH_CF_WRITE_WAIT) && conn_write(c) < 0)
             return -EPIPE;
-        if (c->out.bytes + b->len > c->w->cfg->limits.send_queue_bytes) {
+        if (outq_backlog(&c->out) >= c->w->cfg->limits.send_queue_bytes) {
             conn_overflow(c);
             return -ENOBUFS;
         }
@@ -295,6 +313,29 @@ const char *lh_conn_peer(const lh_conn_t *cc)
 uint64_t lh_conn_id(const lh_conn_t *c)
 {
     return c->id;
+}
+
+/*
+ * Ends a connection whose close or linger deadline passed. What is still unsent (in our
+ * queue or in the kernel's send buffer) is for a peer that did not read it in
+ * close_timeout_ms: a plain close would leave the kernel sending it, FIN last, for as
+ * long as that peer keeps its window nearly shut, so the client would never learn that
+ * it was cut. Then the connection is reset (SO_LINGER 0) instead; a peer that has read
+ * everything gets the ordinary FIN.
+ */
+void lh_conn_expire(lh_conn_t *c)
+{
+    int unsent = 0;
+
+    if (c->flags & LH_CF_DEAD)
+        return;
+    if (c->out.count > 0 || ioctl(c->fd, SIOCOUTQ, &unsent) < 0 || unsent > 0) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+        if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0)
+            lh_m_inc(LH_M_CONN_RESET_EXPIRED);
+    }
+    lh_conn_destroy(c);
 }
 
 void lh_conn_destroy(lh_conn_t *c)

@@ -478,6 +478,9 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
     one(f, "lhttpd_slow_consumer_dropped_messages_total", "counter",
         "Messages dropped from the queues of clients closed for a full send queue.",
         s->v[LH_M_SLOW_DROPPED]);
+    one(f, "lhttpd_close_deadline_resets_total", "counter",
+        "Connections reset at their close deadline (websocket.close_timeout_ms) because the "
+        "peer had not read what was still unsent.", s->v[LH_M_CONN_RESET_EXPIRED]);
     one(f, "lhttpd_send_queue_bytes", "gauge", "Bytes queued to clients and not yet written.",
         s->v[LH_G_SEND_QUEUE_BYTES]);
     one(f, "lhttpd_subscriptions", "gauge", "Client subscriptions (client x channel).",

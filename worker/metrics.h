@@ -33,6 +33,7 @@ enum {
     LH_M_NATS_PUBLISH_SKIPPED,
     LH_M_LHTTP_ERRORS,
     LH_M_TCP_ACCEPTED,
+    LH_M_CONN_RESET_EXPIRED,
     /* Closes by code: LH_M_CLOSE_BASE + lh_metrics_close_index(code). */
     LH_M_CLOSE_BASE,
     LH_M_CLOSE_END = LH_M_CLOSE_BASE + 14,

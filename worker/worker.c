@@ -191,7 +191,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
     for (c = w->closing_conns.head; c != NULL; c = next) {
         next = c->next;
         if (w->now_ms >= c->last_ms)
-            lh_conn_destroy(c);
+            lh_conn_expire(c);
     }
     if (w->draining && !w->stopping && w->nconns == 0)
         event_base_loopbreak(w->base);

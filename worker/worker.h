@@ -201,6 +201,10 @@ void lh_conn_close_ws(lh_conn_t *c, uint16_t code, const char *reason);
 void lh_conn_linger(lh_conn_t *c);
 /* Ends the connection now: on_close callbacks, fd closed, freed at the end of the pass. */
 void lh_conn_destroy(lh_conn_t *c);
+/* Ends c at its close or linger deadline: like lh_conn_destroy, but a connection with
+ * bytes still unsent (queued or in the kernel) is reset, so a peer that stopped reading
+ * learns at once that it was cut. */
+void lh_conn_expire(lh_conn_t *c);
 /* Writes queued output for every connection on the flush list. */
 void lh_worker_flush(lh_worker_t *w);
 void lh_worker_reap(lh_worker_t *w);

@@ -71,6 +71,21 @@ conf() {
     [ -z "$(ss -Hltn 'sport = :18080')" ]
 }
 
+@test "-t warns when limits.max_message_bytes exceeds limits.send_queue_bytes" {
+    f=$(conf big.json '{"listen": ["127.0.0.1:18080"],
+ "limits": {"max_message_bytes": 16777216}}')
+    run --separate-stderr "$LHTTPD" -t -c "$f"
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"lhttpd: warning: limits.max_message_bytes (16777216) exceeds limits.send_queue_bytes (4194304): "* ]]
+    [[ "$output" == *"is valid"* ]]
+    # Within the bounds it is silent.
+    f=$(conf fine.json '{"listen": ["127.0.0.1:18080"],
+ "limits": {"max_message_bytes": 16777216, "send_queue_bytes": 67108864}}')
+    run --separate-stderr "$LHTTPD" -t -c "$f"
+    [ "$status" -eq 0 ]
+    [ -z "$stderr" ]
+}
+
 @test "-t: an unknown key is an error at its line, with its key path" {
     f=$(conf unknown.json '{
     "listen": ["127.0.0.1:18080"],

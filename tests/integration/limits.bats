@@ -199,6 +199,22 @@ held_has() { grep -qE -- "$2" "$BATS_TEST_TMPDIR/$1.out"; }
     assert_server_ok
 }
 
+@test "limits.send_queue_bytes: messages larger than the queue reach a client that reads them, pongs queued behind them too" {
+    start_with '"websocket": {"echo_paths": ["/echo"]},
+        "limits": {"send_queue_bytes": 65536, "max_message_bytes": 8388608}'
+    # An 8 MiB echo does not fit in the kernel's buffers at once: it is still being
+    # written when the ping after it is answered; the pong waits behind it.
+    run probe --timeout 20 upgrade:/echo binary:rand:1048576 echo binary:rand:8388608 \
+        ping:p1 echo binary:rand:8388608 echo
+    [ "$(printf '%s\n' "${lines[@]}" | grep -c '^echo ok binary')" -eq 3 ]
+    has_match '^pong .*p1'
+    no_match '4008'
+    log_has 'configuration: limits\.max_message_bytes \(8388608\) exceeds limits\.send_queue_bytes \(65536\)'
+    run curl -s --max-time 5 "http://127.0.0.1:$LH_PORT/metrics"
+    [[ "$output" == *$'\nlhttpd_slow_consumer_closes_total 0\n'* ]]
+    assert_server_ok
+}
+
 @test "limits.send_queue_bytes: a client that resets while its own publish overflows its queue costs nobody else" {
     local i
     start_with '"limits": {"send_queue_bytes": 65536, "max_message_bytes": 131072}'

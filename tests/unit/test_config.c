@@ -647,6 +647,32 @@ LH_TEST(split_hostport)
     LH_CHECK_INT(lh_config_split_hostport("abcde:1", host, 5, &port), -1);
 }
 
+LH_TEST(warnings)
+{
+    char buf[512];
+    lh_config_t *c = lh_config_default();
+
+    LH_CHECK_INT(lh_config_warnings(c, buf, sizeof(buf)), 0);
+    LH_CHECK(buf[0] == '\0');
+    lh_config_free(c);
+    /* The defaults (1 MiB messages, 4 MiB queue) are fine; a 16 MiB message is not. */
+    c = parse("{\"limits\":{\"max_message_bytes\":16777216}}");
+    LH_CHECK(c != NULL);
+    if (c != NULL) {
+        LH_CHECK_INT(lh_config_warnings(c, buf, sizeof(buf)), 1);
+        LH_CHECK(strstr(buf, "limits.max_message_bytes (16777216) exceeds "
+                             "limits.send_queue_bytes (4194304)") == buf);
+        LH_CHECK_INT(lh_config_warnings(c, buf, 8), 1); /* cut, still terminated */
+        LH_CHECK_INT(strlen(buf), 7);
+    }
+    lh_config_free(c);
+    c = parse("{\"limits\":{\"max_message_bytes\":4194304}}");
+    LH_CHECK(c != NULL);
+    if (c != NULL)
+        LH_CHECK_INT(lh_config_warnings(c, buf, sizeof(buf)), 0);
+    lh_config_free(c);
+}
+
 int main(void)
 {
     LH_RUN(defaults_from_empty_object);
@@ -671,5 +697,6 @@ int main(void)
     LH_RUN(value_positions_after_comments_and_utf8);
     LH_RUN(error_buffer);
     LH_RUN(split_hostport);
+    LH_RUN(warnings);
     LH_DONE();
 }
