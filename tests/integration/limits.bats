@@ -215,6 +215,23 @@ held_has() { grep -qE -- "$2" "$BATS_TEST_TMPDIR/$1.out"; }
     assert_server_ok
 }
 
+@test "limits.send_queue_bytes: the close handshake after a 16 MiB echo is answered at once, with a 64 MiB queue and the default 4 MiB one" {
+    local q
+    for q in 67108864 4194304; do
+        start_with '"websocket": {"echo_paths": ["/echo"]},
+            "limits": {"send_queue_bytes": '$q', "max_message_bytes": 16777216}'
+        # Autobahn 9.1.6: the echo, then the client's close; then a close sent while the
+        # echo is still being written, which is answered behind it.
+        run probe --timeout 3 upgrade:/echo text:utf8:16777216 echo close:1000 expect-close
+        has_line 'echo ok text 16777216'
+        has_line 'close 1000'
+        run probe --timeout 3 upgrade:/echo binary:rand:16777216 close:1000 echo expect-close
+        has_line 'echo ok binary 16777216'
+        has_line 'close 1000'
+        assert_server_ok
+    done
+}
+
 @test "limits.send_queue_bytes: a client that resets while its own publish overflows its queue costs nobody else" {
     local i
     start_with '"limits": {"send_queue_bytes": 65536, "max_message_bytes": 131072}'
