@@ -81,6 +81,10 @@ struct lh_conn_s {
     uint16_t close_code; /* the close code we sent or echoed */
     uint32_t flags;
     uint32_t utf8_state; /* UTF-8 validation across fragments */
+    /* A text frame still arriving, at the start of the input: how many of its payload
+     * bytes are already unmasked and UTF-8 checked, and the validator's state after them
+     * (so invalid UTF-8 fails at its first byte, not when the frame is complete). */
+    uint32_t part_done, part_utf8;
     uint32_t in_len, in_cap;
     uint8_t *in; /* bytes received but not yet processed (partial head or frame) */
     uint8_t *msg; /* fragmented message being assembled */

@@ -55,12 +55,13 @@ static int msg_append(lh_conn_t *c, const uint8_t *p, size_t len)
     return 0;
 }
 
-/* One fragment of the message being assembled: UTF-8 checked across fragments for text,
- * then kept. Returns 0, or -1 once the connection has been failed. */
-static int frag_add(lh_conn_t *c, const uint8_t *payload, size_t plen)
+/* One fragment of the message being assembled: UTF-8 checked across fragments for text
+ * (its first `checked` bytes were, while it arrived: c->utf8_state is the state after
+ * them), then kept. Returns 0, or -1 once the connection has been failed. */
+static int frag_add(lh_conn_t *c, const uint8_t *payload, size_t plen, size_t checked)
 {
     if (c->frag_opcode == LH_WS_OP_TEXT) {
-        c->utf8_state = lh_utf8_validate(c->utf8_state, payload, plen);
+        c->utf8_state = lh_utf8_validate(c->utf8_state, payload + checked, plen - checked);
         if (c->utf8_state == LH_UTF8_REJECT) {
             ws_fail(c, LH_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
             return -1;
@@ -104,6 +105,40 @@ static void on_close_frame(lh_conn_t *c, const uint8_t *p, size_t len)
     lh_conn_linger(c);
 }
 
+/* 1 when f carries text: a text frame, or a continuation of a text message. */
+static int is_text_data(const lh_conn_t *c, const lh_ws_frame_t *f)
+{
+    return (f->opcode == LH_WS_OP_TEXT && c->frag_opcode == 0) ||
+           (f->opcode == LH_WS_OP_CONT && c->frag_opcode == LH_WS_OP_TEXT);
+}
+
+/*
+ * A text frame of which only avail payload bytes have arrived: unmasks and checks those
+ * not seen yet, so a message with invalid UTF-8 fails at its first invalid byte, even in
+ * the middle of a frame (what strict conformance suites expect), instead of after the
+ * whole frame was received. Each byte is unmasked and checked once, whether the frame
+ * comes in one read or in many. Returns -1 once the connection has been failed.
+ */
+static int check_partial(lh_conn_t *c, const lh_ws_frame_t *f, uint8_t *payload,
+                         size_t avail)
+{
+    size_t done = c->part_done;
+
+    if (avail <= done)
+        return 0;
+    if (done == 0)
+        c->part_utf8 = f->opcode == LH_WS_OP_TEXT ? LH_UTF8_ACCEPT : c->utf8_state;
+    lh_ws_mask(payload + done, avail - done, f->mask, done);
+    c->part_utf8 = lh_utf8_validate(c->part_utf8, payload + done, avail - done);
+    c->part_done = (uint32_t)avail;
+    if (c->part_utf8 == LH_UTF8_REJECT) {
+        c->part_done = 0;
+        ws_fail(c, LH_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+        return -1;
+    }
+    return 0;
+}
+
 ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len)
 {
     lh_worker_t *w = c->w;
@@ -111,7 +146,7 @@ ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len)
     uint16_t code;
     const char *reason;
     uint8_t *payload;
-    size_t total, plen;
+    size_t total, plen, done;
     int r;
 
     if (c->state == LH_CONN_LINGER)
@@ -125,10 +160,17 @@ ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len)
     }
     plen = (size_t)f.payload_len;
     total = f.header_len + plen;
-    if (len < total)
-        return 0;
     payload = data + f.header_len;
-    lh_ws_mask(payload, plen, f.mask, 0);
+    if (len < total) {
+        if (c->state == LH_CONN_WS && is_text_data(c, &f) &&
+            check_partial(c, &f, payload, len - f.header_len) < 0)
+            return (c->flags & LH_CF_DEAD) ? -1 : (ssize_t)len;
+        return 0;
+    }
+    /* What check_partial saw is unmasked already; c->part_utf8 is the state after it. */
+    done = c->part_done;
+    c->part_done = 0;
+    lh_ws_mask(payload + done, plen - done, f.mask, done);
     lh_conn_touch(c);
 
     switch (f.opcode) {
@@ -152,7 +194,9 @@ ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len)
             ws_fail(c, LH_WS_CLOSE_TOO_BIG, "message too big");
             return (ssize_t)len;
         }
-        if (frag_add(c, payload, plen) < 0)
+        if (done > 0)
+            c->utf8_state = c->part_utf8;
+        if (frag_add(c, payload, plen, done) < 0)
             return (ssize_t)len;
         if (f.fin) {
             int op = c->frag_opcode;
@@ -176,15 +220,18 @@ ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len)
             return (ssize_t)len;
         }
         if (f.fin) {
-            if (f.opcode == LH_WS_OP_TEXT && !lh_utf8_valid(payload, plen)) {
+            if (f.opcode == LH_WS_OP_TEXT &&
+                (done > 0 ? lh_utf8_validate(c->part_utf8, payload + done, plen - done) !=
+                                LH_UTF8_ACCEPT
+                          : !lh_utf8_valid(payload, plen))) {
                 ws_fail(c, LH_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
                 return (ssize_t)len;
             }
             deliver(c, payload, plen, (int)f.opcode);
         } else {
             c->frag_opcode = (uint8_t)f.opcode;
-            c->utf8_state = LH_UTF8_ACCEPT;
-            if (frag_add(c, payload, plen) < 0)
+            c->utf8_state = done > 0 ? c->part_utf8 : LH_UTF8_ACCEPT;
+            if (frag_add(c, payload, plen, done) < 0)
                 return (ssize_t)len;
         }
         break;

@@ -374,6 +374,25 @@ raw_upgrade() {
     bad_frame 1007 'frame:op=text,fin=0,data=hex:61e282' 'frame:op=cont,fin=1,data=hex:2862'
 }
 
+@test "1007: invalid UTF-8 fails at its first byte, before the rest of its frame arrives" {
+    # Each frame announces 100000 bytes and sends a few: the server must fail the
+    # connection on what it has (Autobahn 6.4.3/6.4.4 strict), not wait for the rest.
+    bad_frame 1007 'frame:op=text,len=100000,data=hex:cebae1bdb9cf83cebcceb5eda080'
+    bad_frame 1007 'frame:op=text,fin=0,data=str:ok' \
+        'frame:op=cont,len=100000,data=hex:cebae1bdb9cf83f4908080'
+    # A character cut by the end of what arrived is not an error yet.
+    run probe --timeout 1 upgrade:/echo 'frame:op=text,len=100000,data=hex:61e282' expect-close
+    last_line_is timeout
+}
+
+@test "text frames checked while they arrive are echoed intact, in one frame or in fragments" {
+    run probe --split 97 upgrade:/echo text:utf8:20000 echo frags:text:7:utf8:20000 echo \
+        'frame:op=text,fin=0,data=utf8:3001' 'frame:op=cont,data=utf8:5003' echo
+    has_line 'echo ok text 20000'
+    [ "$(printf '%s\n' "${lines[@]}" | grep -c '^echo ok text')" -eq 3 ]
+    assert_server_ok
+}
+
 @test "1007: a text message truncated in the middle of a character" {
     bad_frame 1007 'text:hex:61e282'
     bad_frame 1007 'frame:op=text,fin=0,data=hex:61' 'frame:op=cont,fin=1,data=hex:f09f98'
