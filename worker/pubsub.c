@@ -146,6 +146,129 @@ static void chan_remove(lh_worker_t *w, lh_chan_t *ch)
     free(ch);
 }
 
+/* ---- A connection's subscriptions by channel --------------------------------------- */
+
+/* Below this many subscriptions a scan of c->subs is as fast as an index and costs no
+ * memory; from it on, c->subs_ix indexes them. */
+#define SUBS_INDEX_MIN 16
+#define SUBS_NONE UINT32_MAX
+
+static uint32_t ix_home(const lh_conn_t *c, const lh_chan_t *ch)
+{
+    uint64_t x = (uint64_t)(uintptr_t)ch;
+
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return (uint32_t)x & (c->subs_ix_cap - 1);
+}
+
+/* The slot of c->subs_ix holding ch, or SUBS_NONE. */
+static uint32_t ix_slot(const lh_conn_t *c, const lh_chan_t *ch)
+{
+    uint32_t mask = c->subs_ix_cap - 1;
+
+    for (uint32_t s = ix_home(c, ch);; s = (s + 1) & mask) {
+        uint32_t v = c->subs_ix[s];
+
+        if (v == 0)
+            return SUBS_NONE;
+        if (c->subs[v - 1].ch == ch)
+            return s;
+    }
+}
+
+static void ix_put(lh_conn_t *c, uint32_t i)
+{
+    uint32_t mask = c->subs_ix_cap - 1, s = ix_home(c, c->subs[i].ch);
+
+    while (c->subs_ix[s] != 0)
+        s = (s + 1) & mask;
+    c->subs_ix[s] = i + 1;
+}
+
+/* Rebuilds the index for capacity cap (a power of two over twice nsubs), or drops it
+ * when that fails: lookups then scan, which is slower but never wrong. */
+static void ix_rebuild(lh_conn_t *c, uint32_t cap)
+{
+    uint32_t *ix = calloc(cap, sizeof(*ix));
+
+    free(c->subs_ix);
+    c->subs_ix = ix;
+    c->subs_ix_cap = ix ? cap : 0;
+    if (ix == NULL)
+        return;
+    for (uint32_t i = 0; i < c->nsubs; i++)
+        ix_put(c, i);
+}
+
+/* Index of ch in c->subs, or SUBS_NONE: O(1) with the index, a short scan without. */
+static uint32_t csub_find(const lh_conn_t *c, const lh_chan_t *ch)
+{
+    if (c->subs_ix != NULL) {
+        uint32_t s = ix_slot(c, ch);
+
+        return s == SUBS_NONE ? SUBS_NONE : c->subs_ix[s] - 1;
+    }
+    for (uint32_t i = 0; i < c->nsubs; i++)
+        if (c->subs[i].ch == ch)
+            return i;
+    return SUBS_NONE;
+}
+
+/* c->subs[c->nsubs - 1] was just added. */
+static void ix_added(lh_conn_t *c)
+{
+    if (c->nsubs < SUBS_INDEX_MIN)
+        return;
+    if (c->subs_ix == NULL || c->nsubs * 2 > c->subs_ix_cap) {
+        uint32_t cap = 64;
+
+        while (cap < c->nsubs * 2)
+            cap *= 2;
+        ix_rebuild(c, cap);
+        return;
+    }
+    ix_put(c, c->nsubs - 1);
+}
+
+/* Removes c->subs[i] from the index (linear probing: the entries after it in its run
+ * that may move back are moved back, so no tombstones are needed). */
+static void ix_remove(lh_conn_t *c, uint32_t i)
+{
+    uint32_t mask, s, j;
+
+    if (c->subs_ix == NULL)
+        return;
+    mask = c->subs_ix_cap - 1;
+    s = ix_slot(c, c->subs[i].ch);
+    if (s == SUBS_NONE)
+        return;
+    c->subs_ix[s] = 0;
+    for (j = (s + 1) & mask; c->subs_ix[j] != 0; j = (j + 1) & mask) {
+        uint32_t k = ix_home(c, c->subs[c->subs_ix[j] - 1].ch);
+
+        /* The entry at j may fill the hole at s when its home is not in (s, j]. */
+        if (s <= j ? (k <= s || k > j) : (k <= s && k > j)) {
+            c->subs_ix[s] = c->subs_ix[j];
+            c->subs_ix[j] = 0;
+            s = j;
+        }
+    }
+}
+
+/* c->subs[from] moved to c->subs[to] (to < from): its index entry follows. */
+static void ix_moved(lh_conn_t *c, uint32_t from, uint32_t to)
+{
+    uint32_t s;
+
+    if (c->subs_ix == NULL)
+        return;
+    s = ix_slot(c, c->subs[to].ch);
+    if (s != SUBS_NONE && c->subs_ix[s] == from + 1)
+        c->subs_ix[s] = to + 1;
+}
+
 int lh_subscribe(lh_conn_t *c, const char *name, size_t len)
 {
     lh_worker_t *w = c->w;
@@ -159,11 +282,8 @@ int lh_subscribe(lh_conn_t *c, const char *name, size_t len)
         return -EPIPE;
     h = chan_hash(ps->seed, name, len);
     ch = chan_find(ps, name, len, h);
-    if (ch != NULL) {
-        for (uint32_t i = 0; i < c->nsubs; i++)
-            if (c->subs[i].ch == ch)
-                return 0; /* already subscribed */
-    }
+    if (ch != NULL && csub_find(c, ch) != SUBS_NONE)
+        return 0; /* already subscribed */
     if (c->nsubs >= w->cfg->limits.max_subscriptions)
         return -ENOSPC;
     if (c->nsubs == c->subs_cap) {
@@ -229,6 +349,7 @@ int lh_subscribe(lh_conn_t *c, const char *name, size_t len)
     c->subs[c->nsubs].pos = ch->nsubs;
     ch->nsubs++;
     c->nsubs++;
+    ix_added(c);
     ps->nsubscriptions++;
     lh_m_inc(LH_G_SUBSCRIPTIONS);
     return 0;
@@ -247,10 +368,17 @@ static void unsubscribe_at(lh_conn_t *c, uint32_t i)
         ch->subs[pos].c->subs[ch->subs[pos].idx].pos = pos;
     }
     /* Connection side: move the last subscription into i. */
+    ix_remove(c, i);
     c->nsubs--;
     if (i != c->nsubs) {
         c->subs[i] = c->subs[c->nsubs];
         c->subs[i].ch->subs[c->subs[i].pos].idx = i;
+        ix_moved(c, c->nsubs, i);
+    }
+    if (c->nsubs < SUBS_INDEX_MIN / 2 && c->subs_ix != NULL) {
+        free(c->subs_ix); /* few enough to scan again */
+        c->subs_ix = NULL;
+        c->subs_ix_cap = 0;
     }
     c->w->ps->nsubscriptions--;
     lh_m_sub(LH_G_SUBSCRIPTIONS, 1);
@@ -260,14 +388,12 @@ static void unsubscribe_at(lh_conn_t *c, uint32_t i)
 
 int lh_unsubscribe(lh_conn_t *c, const char *name, size_t len)
 {
-    for (uint32_t i = 0; i < c->nsubs; i++) {
-        lh_chan_t *ch = c->subs[i].ch;
+    struct lh_pubsub_s *ps = c->w->ps;
+    lh_chan_t *ch = chan_find(ps, name, len, chan_hash(ps->seed, name, len));
+    uint32_t i = ch != NULL ? csub_find(c, ch) : SUBS_NONE;
 
-        if (ch->len == len && memcmp(ch->name, name, len) == 0) {
-            unsubscribe_at(c, i);
-            return 0;
-        }
-    }
+    if (i != SUBS_NONE)
+        unsubscribe_at(c, i);
     return 0;
 }
 
@@ -278,6 +404,9 @@ void lh_pubsub_conn_gone(lh_conn_t *c)
     free(c->subs);
     c->subs = NULL;
     c->subs_cap = 0;
+    free(c->subs_ix);
+    c->subs_ix = NULL;
+    c->subs_ix_cap = 0;
 }
 
 size_t lh_pubsub_deliver_local(lh_worker_t *w, const char *name, size_t len, lh_buf_t **frame,

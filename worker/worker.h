@@ -98,6 +98,11 @@ struct lh_conn_s {
     uint16_t nslots;
     uint32_t nsubs, subs_cap; /* limits.max_subscriptions goes up to 65536 */
     lh_csub_t *subs;
+    /* With many subscriptions, an open-addressing index of subs by channel (entries are
+     * index + 1, 0 is free; capacity a power of two, at most half full), so that
+     * "already subscribed?" and unsubscribe are O(1), not a scan (pubsub.c). */
+    uint32_t *subs_ix;
+    uint32_t subs_ix_cap;
     struct lh_upreq_s *upreqs; /* upstream requests whose answer goes to this client */
     uint16_t nupreqs;
     uint16_t busy; /* callbacks on the stack using this connection */

@@ -189,7 +189,7 @@ static int conn_has(const lh_conn_t *c, const char *name)
 {
     size_t len = strlen(name);
 
-    for (uint16_t i = 0; i < c->nsubs; i++) {
+    for (uint32_t i = 0; i < c->nsubs; i++) {
         const lh_chan_t *ch = chan_of(&c->subs[i]);
 
         if (ch->len == len && memcmp(ch->name, name, len) == 0)
@@ -204,7 +204,7 @@ static int conn_links_ok(const lh_conn_t *c)
 {
     int bad = 0;
 
-    for (uint16_t i = 0; i < c->nsubs; i++) {
+    for (uint32_t i = 0; i < c->nsubs; i++) {
         const lh_chan_t *ch = chan_of(&c->subs[i]);
         uint32_t pos = c->subs[i].pos;
 
@@ -264,6 +264,43 @@ static int table_links_ok(lh_worker_t *w)
     if (subs != ps->nsubscriptions)
         bad++;
     return bad + metrics_links_ok(w);
+}
+
+/* Checks c's index of subscriptions by channel (pubsub.c): present from 16 on, at most
+ * half full, one entry per subscription, each reachable from its home slot without
+ * crossing a free one (what a lookup walks). Returns the number of problems. */
+static int index_ok(const lh_conn_t *c)
+{
+    uint32_t used = 0, mask;
+    int bad = 0;
+
+    if (c->subs_ix == NULL)
+        return c->nsubs >= 16 ? 1 : 0;
+    if (c->subs_ix_cap < 2 * c->nsubs || (c->subs_ix_cap & (c->subs_ix_cap - 1)) != 0)
+        return 1;
+    mask = c->subs_ix_cap - 1;
+    for (uint32_t s = 0; s < c->subs_ix_cap; s++) {
+        uint32_t v = c->subs_ix[s], h;
+        uint64_t x;
+
+        if (v == 0)
+            continue;
+        used++;
+        if (v - 1 >= c->nsubs) {
+            bad++;
+            continue;
+        }
+        x = (uint64_t)(uintptr_t)c->subs[v - 1].ch;
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdull;
+        x ^= x >> 33;
+        for (h = (uint32_t)x & mask; h != s; h = (h + 1) & mask)
+            if (c->subs_ix[h] == 0) {
+                bad++;
+                break;
+            }
+    }
+    return bad + (used != c->nsubs);
 }
 
 /* ---- Tests ---------------------------------------------------------------------------- */
@@ -758,6 +795,84 @@ LH_TEST(a_full_queue_costs_only_its_owner)
     fixture_stop(&f);
 }
 
+/* "Already subscribed?" and unsubscribe go through an index, not a scan of the
+ * connection's subscriptions: 65,536 of them (the most limits.max_subscriptions allows),
+ * subscribed twice over and unsubscribed in a scattered order, keep every link and the
+ * index exact (a scan made this about 2e9 comparisons). */
+LH_TEST(many_subscriptions_of_one_connection)
+{
+    enum { N = 65536 };
+    fixture_t f;
+    char name[16];
+    int bad = 0;
+
+    if (fixture_start(&f, "\"max_subscriptions\": 65536") < 0 || fixture_add(&f, 2) < 0) {
+        LH_CHECK(0);
+        fixture_stop(&f);
+        return;
+    }
+    for (uint32_t i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "c%u", i);
+        bad += sub(f.conns[0], name) != 0;
+        if (i % 3 == 0)
+            bad += sub(f.conns[1], name) != 0;
+        if (i == 15 || i == 16 || i == 1000)
+            bad += index_ok(f.conns[0]);
+    }
+    LH_CHECK_INT(bad, 0);
+    LH_CHECK_INT(f.conns[0]->nsubs, N);
+    LH_CHECK_INT(index_ok(f.conns[0]), 0);
+    LH_CHECK_INT(index_ok(f.conns[1]), 0);
+    /* Again: every one is found, nothing is added. */
+    for (uint32_t i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "c%u", i);
+        bad += sub(f.conns[0], name) != 0;
+    }
+    LH_CHECK_INT(bad, 0);
+    LH_CHECK_INT(f.conns[0]->nsubs, N);
+    LH_CHECK_INT(sub(f.conns[0], "one-more"), -ENOSPC);
+    /* Unsubscribe 3/4 of them in a scattered order (a stride prime to N). */
+    for (uint32_t k = 0; k < N / 4 * 3; k++) {
+        snprintf(name, sizeof(name), "c%u", (k * 40503u) % N);
+        bad += unsub(f.conns[0], name) != 0;
+        if (k % 4096 == 0)
+            bad += index_ok(f.conns[0]);
+    }
+    LH_CHECK_INT(bad, 0);
+    LH_CHECK_INT(f.conns[0]->nsubs, N / 4);
+    LH_CHECK_INT(index_ok(f.conns[0]), 0);
+    LH_CHECK_INT(table_links_ok(f.w), 0);
+    /* The ones left are still found (a resubscribe adds nothing), the others not. */
+    for (uint32_t k = N / 4 * 3; k < N; k++) {
+        snprintf(name, sizeof(name), "c%u", (k * 40503u) % N);
+        bad += sub(f.conns[0], name) != 0;
+    }
+    LH_CHECK_INT(f.conns[0]->nsubs, N / 4);
+    LH_CHECK_INT(sub(f.conns[0], "c0"), 0);
+    LH_CHECK_INT(f.conns[0]->nsubs, N / 4 + 1);
+    LH_CHECK(conn_has(f.conns[0], "c0"));
+    LH_CHECK_INT(index_ok(f.conns[0]), 0);
+    /* Down to a few: the index goes, lookups scan again. */
+    for (uint32_t i = 0; i <= 18; i += 3) {
+        snprintf(name, sizeof(name), "c%u", i);
+        bad += sub(f.conns[0], name) != 0;
+    }
+    for (uint32_t i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "c%u", i);
+        if (i % 3 != 0 || i > 18)
+            bad += unsub(f.conns[0], name) != 0;
+    }
+    LH_CHECK_INT(bad, 0);
+    LH_CHECK_INT(f.conns[0]->nsubs, 7);
+    LH_CHECK(f.conns[0]->subs_ix == NULL);
+    LH_CHECK(conn_has(f.conns[0], "c18") && !conn_has(f.conns[0], "c21"));
+    LH_CHECK_INT(sub(f.conns[0], "c21"), 0);
+    LH_CHECK_INT(sub(f.conns[0], "c18"), 0);
+    LH_CHECK_INT(f.conns[0]->nsubs, 8);
+    LH_CHECK_INT(table_links_ok(f.w), 0);
+    fixture_stop(&f);
+}
+
 LH_TEST(closing_connection_cannot_subscribe)
 {
     fixture_t f;
@@ -859,6 +974,7 @@ int main(void)
     LH_RUN(fan_out_shares_one_frame);
     LH_RUN(one_frame_per_message_across_channels);
     LH_RUN(a_full_queue_costs_only_its_owner);
+    LH_RUN(many_subscriptions_of_one_connection);
     LH_RUN(closing_connection_cannot_subscribe);
     LH_RUN(interest_filter_between_workers);
     nats_CloseAndWait(2000); /* cnats's threads and globals, for the leak checker */
