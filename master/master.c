@@ -34,8 +34,10 @@
 #include "module.h"
 #include "worker.h"
 
-#define MAX_WORKERS 1024
-#define MAX_PROCS (4 * MAX_WORKERS)
+#define MAX_WORKERS LH_MAX_WORKERS
+/* Every process holds a worker slot, and there are at most this many slots. */
+#define MAX_PROCS LH_MAX_WORKERS_ALIVE
+#define DEFAULT_MIN_ALIVE 128   /* max_workers_alive by default: 4 x workers, at least this */
 #define QUICK_EXIT_MS 2000      /* a worker dying sooner than this "keeps dying at start" */
 #define MAX_BACKOFF_MS 30000
 #define READY_TIMEOUT_MS 30000  /* a new generation must be ready within this */
@@ -54,7 +56,7 @@ typedef struct {
     uint64_t started_ms;
     uint64_t hb_ok_ms;
     size_t conns;
-    int mslot; /* its metrics slot */
+    int mslot; /* its slot in the shared block (metrics, channel table, balancing) */
 } proc_t;
 
 typedef struct {
@@ -87,6 +89,7 @@ static struct {
     client_t clients[8];
     size_t nclients;
     int ready_sent;
+    unsigned alive_key; /* max_workers_alive as the file had it at start (0: derived) */
 
     /* A reload in progress. */
     int reloading;      /* 0, 1 = waiting for the new workers, 2 = for the old to drain */
@@ -137,6 +140,28 @@ static int ncpus(void)
 static int workers_of(const lh_config_t *cfg)
 {
     return cfg->workers > 0 ? cfg->workers : ncpus();
+}
+
+/* How many worker processes may be alive at once (the shared block's slots). */
+static int alive_max_of(const lh_config_t *cfg)
+{
+    int n = 4 * workers_of(cfg);
+
+    if (cfg->max_workers_alive > 0)
+        return (int)cfg->max_workers_alive;
+    if (n < DEFAULT_MIN_ALIVE)
+        n = DEFAULT_MIN_ALIVE;
+    return n > MAX_PROCS ? MAX_PROCS : n;
+}
+
+/* Respawns due for the serving generation: each will take a slot. */
+static int respawns_pending(void)
+{
+    int n = 0;
+
+    for (int i = 0; i < M.nworkers; i++)
+        n += M.respawn[i].pending != 0;
+    return n;
 }
 
 static size_t count(unsigned gen, int state)
@@ -265,14 +290,20 @@ static proc_t *spawn(int slot, unsigned gen, const lh_config_t *cfg)
     int sv[2];
     pid_t pid;
     proc_t *p;
-    int mslot = lh_metrics_slot_alloc(slot, 0, gen);
+    int mslot;
 
     if (M.nprocs == MAX_PROCS) {
         lh_log(LH_LOG_ERR, "too many worker processes; not starting another");
         return NULL;
     }
-    if (mslot < 0)
-        lh_log(LH_LOG_WARNING, "no free metrics slot: worker %d counts will be missing", slot);
+    /* Never a worker without a slot: it would be invisible to the others' channel
+     * table, so messages between it and them would be lost. */
+    mslot = lh_metrics_slot_alloc(slot, 0, gen);
+    if (mslot < 0) {
+        lh_log(LH_LOG_ERR, "no free worker slot: %zu workers alive, max_workers_alive %d; "
+               "not starting worker %d of generation %u", M.nprocs, lh_shm->nslots, slot, gen);
+        return NULL;
+    }
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         lh_log(LH_LOG_ERR, "socketpair: %s", strerror(errno));
         lh_metrics_slot_release(mslot);
@@ -309,8 +340,7 @@ static proc_t *spawn(int slot, unsigned gen, const lh_config_t *cfg)
     p->state = P_STARTING;
     p->started_ms = p->hb_ok_ms = now_ms();
     p->mslot = mslot;
-    if (mslot >= 0)
-        atomic_store(&lh_shm->slots[mslot].pid, (int32_t)pid);
+    atomic_store(&lh_shm->slots[mslot].pid, (int32_t)pid);
     lh_log(LH_LOG_INFO, "worker %d started (pid %d, generation %u)", slot, (int)pid, gen);
     return p;
 }
@@ -407,6 +437,30 @@ static void start_reload(int client)
     if (!lh_modules_same(cfg))
         lh_log(LH_LOG_WARNING, "modules changed: module changes apply at the next restart; "
                "the new workers keep the %zu modules loaded at start", lh_modules_count());
+    if (cfg->max_workers_alive != M.alive_key)
+        lh_log(LH_LOG_WARNING, "max_workers_alive changed: it applies at the next restart; "
+               "%d until then", lh_shm->nslots);
+    {
+        /* The whole new generation needs slots next to the live ones (and those that a
+         * pending respawn takes); otherwise the reload is refused before anything starts,
+         * and the running generations keep serving. */
+        int want = workers_of(cfg), taken = (int)M.nprocs + respawns_pending();
+
+        if (want > lh_shm->nslots) {
+            finish_reload(0, "workers %d is above max_workers_alive %d, which applies at "
+                          "the next restart", want, lh_shm->nslots);
+            lh_config_free(cfg);
+            return;
+        }
+        if (want > lh_shm->nslots - taken) {
+            finish_reload(0, "no room for the %d workers of a new generation: %d workers "
+                          "alive of max_workers_alive %d (%zu draining until their clients "
+                          "leave or drain_timeout_ms %u passes)", want, taken, lh_shm->nslots,
+                          count(0, P_DRAINING), M.cfg->drain_timeout_ms);
+            lh_config_free(cfg);
+            return;
+        }
+    }
     M.new_cfg = cfg;
     M.new_gen = M.gen + 1;
     M.new_nworkers = workers_of(cfg);
@@ -430,8 +484,7 @@ static void reload_progress(void)
             if (p->gen < M.new_gen && (p->state == P_ACTIVE || p->state == P_STARTING)) {
                 send_to(p, "drain");
                 p->state = P_DRAINING;
-                if (p->mslot >= 0)
-                    atomic_store(&lh_shm->slots[p->mslot].state, LH_SLOT_DRAINING);
+                atomic_store(&lh_shm->slots[p->mslot].state, LH_SLOT_DRAINING);
                 p->hb_ok_ms = 0; /* "draining" acknowledges */
             }
         }
@@ -443,7 +496,7 @@ static void reload_progress(void)
                 M.procs[i].hb_ok_ms == 0)
                 return; /* not yet acknowledged */
         for (size_t i = 0; i < M.nprocs; i++)
-            if (M.procs[i].gen == M.new_gen && M.procs[i].mslot >= 0)
+            if (M.procs[i].gen == M.new_gen)
                 atomic_store(&lh_shm->slots[M.procs[i].mslot].state, LH_SLOT_ACTIVE);
         lh_config_free(M.cfg);
         M.cfg = M.new_cfg;
@@ -488,7 +541,7 @@ static void on_worker_msg(proc_t *p)
             M.respawn[p->slot].pending = 0;
         /* A worker of the serving generation (start, respawn) shows as active now; a new
          * generation's only when the reload commits and the old one is draining. */
-        if (p->gen == M.gen && !M.reloading && p->mslot >= 0)
+        if (p->gen == M.gen && !M.reloading)
             atomic_store(&lh_shm->slots[p->mslot].state, LH_SLOT_ACTIVE);
         publish_header();
         reload_progress();
@@ -880,10 +933,29 @@ int lh_master_run(lh_config_t *cfg, const char *path)
     lh_pubsub_register();
     lh_upstream_register();
     lh_node_id_init();
-    rc = lh_metrics_init();
-    if (rc < 0)
-        lh_log(LH_LOG_WARNING, "shared metrics memory: %s; /metrics will show one worker",
-               strerror(-rc));
+    M.nworkers = workers_of(cfg);
+    {
+        int alive = alive_max_of(cfg);
+
+        M.alive_key = cfg->max_workers_alive;
+
+        if (M.nworkers > alive) {
+            lh_log(LH_LOG_ERR, "max_workers_alive %d is below workers (%d, \"auto\" on this "
+                   "host); not starting", alive, M.nworkers);
+            return 1;
+        }
+        /* Without the shared block the workers cannot find each other's channels, so
+         * messages between workers would be lost: no start rather than that. */
+        rc = lh_metrics_init(alive);
+        if (rc < 0) {
+            lh_log(LH_LOG_ERR, "shared memory for %d worker slots (%zu bytes): %s; not "
+                   "starting", alive, lh_metrics_shm_bytes(alive), strerror(-rc));
+            return 1;
+        }
+        lh_log(LH_LOG_INFO, "shared memory: %d worker slots (max_workers_alive), %zu MiB of "
+               "address space, used as workers touch it", alive,
+               lh_metrics_shm_bytes(alive) >> 20);
+    }
     publish_header();
     rc = sockets_from_systemd();
     if (rc < 0) {
@@ -905,7 +977,6 @@ int lh_master_run(lh_config_t *cfg, const char *path)
         if (sd_watchdog_enabled(0, &usec) > 0)
             M.watchdog_usec = usec;
     }
-    M.nworkers = workers_of(cfg);
     lh_log(LH_LOG_NOTICE, "lhttpd %s starting %d workers (pid %d)", LH_VERSION, M.nworkers,
            (int)getpid());
     log_warnings(cfg);

@@ -856,7 +856,8 @@ static const field_t admin_fields[] = {
 
 static const field_t top_fields[] = {
     STR_FIELD("listen", K_LIST, listen, 1, 64, ":8081", check_listen),
-    INT_FIELD("workers", K_WORKERS, workers, 1, 1024, 0),
+    INT_FIELD("workers", K_WORKERS, workers, 1, LH_MAX_WORKERS, 0),
+    INT_FIELD("max_workers_alive", K_MS, max_workers_alive, 1, LH_MAX_WORKERS_ALIVE, 0),
     INT_FIELD("drain_timeout_ms", K_MS, drain_timeout_ms, 1, DAY_MS, 300000),
     INT_FIELD("shutdown_timeout_ms", K_MS, shutdown_timeout_ms, 1, HOUR_MS, 10000),
     STR_FIELD("control_socket", K_STRING, control_socket, 0, 0, "/run/lhttpd/lhttpd.sock",
@@ -1317,6 +1318,14 @@ static int cross_checks(ctx_t *c, const lh_config_t *cfg)
     size_t i, j;
     int rc = 0;
 
+    if (cfg->max_workers_alive != 0 && cfg->workers > 0 &&
+        cfg->max_workers_alive < (unsigned)cfg->workers) {
+        push_key(c, "max_workers_alive");
+        rc = fail(c, "is %u, below workers (%d): a generation would not fit",
+                  cfg->max_workers_alive, cfg->workers);
+        pop(c);
+        return rc;
+    }
     push_key(c, "websocket");
     push_key(c, "echo_paths");
     for (i = 0; rc == 0 && i < cfg->websocket.echo_paths.n; i++) {

@@ -23,9 +23,16 @@ typedef struct {
     char *config_json; /* its "config" section as compact JSON ("{}" when absent) */
 } lh_module_cfg_t;
 
+/* Worker processes per generation, and alive at once over all generations (the serving
+ * one, a starting one and those still draining after reloads). */
+#define LH_MAX_WORKERS 1024
+#define LH_MAX_WORKERS_ALIVE (4 * LH_MAX_WORKERS)
+
 typedef struct lh_config_s {
     lh_strlist_t listen; /* "host:port", "[v6]:port" or ":port" */
     int workers;         /* 1..1024; 0 means "auto" (number of CPUs), the default */
+    unsigned max_workers_alive;   /* 1..LH_MAX_WORKERS_ALIVE; 0 (the default) means 4 x
+                                     workers, at least 128; fixed at start */
     unsigned drain_timeout_ms;    /* old generation after a reload, default 300000 */
     unsigned shutdown_timeout_ms; /* clients' grace on stop, default 10000 */
     char *control_socket;         /* master's control socket, default /run/lhttpd/lhttpd.sock */

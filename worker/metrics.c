@@ -34,14 +34,60 @@ static const uint64_t lat_ns[] = {50000,    100000,   250000,    500000,    1000
 static const uint64_t size_b[] = {64, 256, 1024, 4096, 16384, 65536, 262144, 1048576,
                                   4194304, 16777216, 67108864};
 
-int lh_metrics_init(void)
-{
-    void *p = mmap(NULL, sizeof(lh_shm_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                   -1, 0);
+/* Offsets of the tables in the shared block: small ones on cache lines, the large ones
+ * (touched page by page) on pages. */
+typedef struct {
+    size_t slots, nchan, used, dirty, chan, interest, total;
+} layout_t;
 
+static size_t round_up(size_t n, size_t to)
+{
+    return (n + to - 1) / to * to;
+}
+
+static layout_t layout(int nslots)
+{
+    size_t n = (size_t)nslots, page = 4096;
+    layout_t l;
+
+    l.slots = round_up(sizeof(lh_shm_t), 64);
+    l.nchan = round_up(l.slots + n * sizeof(lh_slot_t), 64);
+    l.used = round_up(l.nchan + n * sizeof(_Atomic uint32_t), 64);
+    l.dirty = round_up(l.used + (n + 63) / 64 * sizeof(_Atomic uint64_t), 64);
+    l.chan = round_up(l.dirty + n * sizeof(_Atomic uint32_t), page);
+    l.interest = round_up(l.chan + n * sizeof(_Atomic uint64_t[LH_CHAN_TRACK]), page);
+    l.total = round_up(l.interest + n * sizeof(_Atomic uint8_t[LH_INTEREST_BUCKETS]), page);
+    return l;
+}
+
+size_t lh_metrics_shm_bytes(int nslots)
+{
+    return layout(nslots).total;
+}
+
+int lh_metrics_init(int nslots)
+{
+    layout_t l;
+    char *p;
+
+    if (nslots < 1 || nslots > LH_MAX_WORKERS_ALIVE)
+        return -EINVAL;
+    l = layout(nslots);
+    /* MAP_NORESERVE: only the pages the workers touch count (a slot that is never used
+     * costs address space only), so a large max_workers_alive does not trip the
+     * kernel's overcommit check. */
+    p = mmap(NULL, l.total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
+             -1, 0);
     if (p == MAP_FAILED)
         return -errno;
-    lh_shm = p; /* zero-filled by the kernel */
+    lh_shm = (lh_shm_t *)p; /* zero-filled by the kernel */
+    lh_shm->nslots = nslots;
+    lh_shm->slots = (lh_slot_t *)(p + l.slots);
+    lh_shm->nchan = (_Atomic uint32_t *)(p + l.nchan);
+    lh_shm->used = (_Atomic uint64_t *)(p + l.used);
+    lh_shm->interest_dirty = (_Atomic uint32_t *)(p + l.dirty);
+    lh_shm->chan = (_Atomic uint64_t(*)[LH_CHAN_TRACK])(p + l.chan);
+    lh_shm->interest = (_Atomic uint8_t(*)[LH_INTEREST_BUCKETS])(p + l.interest);
     return 0;
 }
 
@@ -49,7 +95,7 @@ static int my_slot = -1;
 
 void lh_metrics_use_slot(int i)
 {
-    if (lh_shm != NULL && i >= 0 && i < LH_METRICS_SLOTS) {
+    if (lh_shm != NULL && i >= 0 && i < lh_shm->nslots) {
         lh_ctr = &lh_shm->slots[i].c;
         my_slot = i;
     }
@@ -132,7 +178,7 @@ int lh_interest_elsewhere(uint64_t hash)
 
     if (lh_shm == NULL || my_slot < 0)
         return 0;
-    for (int w = 0; w < LH_METRICS_SLOTS / 64; w++) {
+    for (int w = 0; w < (lh_shm->nslots + 63) / 64; w++) {
         uint64_t bits = atomic_load_explicit(&lh_shm->used[w], memory_order_acquire);
 
         if (w == my_slot / 64)
@@ -163,13 +209,13 @@ static uint64_t distinct_channels(void)
 
     if (lh_shm == NULL)
         return lh_m_get(LH_G_CHANNELS);
-    for (int i = 0; i < LH_METRICS_SLOTS; i++)
+    for (int i = 0; i < lh_shm->nslots; i++)
         if (atomic_load(&lh_shm->slots[i].state) != LH_SLOT_FREE)
             total += atomic_load_explicit(&lh_shm->nchan[i], memory_order_acquire);
     all = malloc((total + 1) * sizeof(*all));
     if (all == NULL)
         return 0;
-    for (int i = 0; i < LH_METRICS_SLOTS; i++) {
+    for (int i = 0; i < lh_shm->nslots; i++) {
         uint32_t n;
 
         if (atomic_load(&lh_shm->slots[i].state) == LH_SLOT_FREE)
@@ -194,15 +240,21 @@ int lh_metrics_load(uint64_t *mine, uint64_t *avg)
     if (lh_shm == NULL || my_slot < 0)
         return -1;
     gen = atomic_load_explicit(&lh_shm->slots[my_slot].generation, memory_order_relaxed);
-    for (int i = 0; i < LH_METRICS_SLOTS; i++) {
-        lh_slot_t *s = &lh_shm->slots[i];
+    /* Runs at every accept: only the slots in use, not the whole table. */
+    for (int w = 0; w < (lh_shm->nslots + 63) / 64; w++) {
+        uint64_t bits = atomic_load_explicit(&lh_shm->used[w], memory_order_acquire);
 
-        if (atomic_load_explicit(&s->state, memory_order_relaxed) != LH_SLOT_ACTIVE ||
-            atomic_load_explicit(&s->generation, memory_order_relaxed) != gen)
-            continue;
-        total += atomic_load_explicit(&s->c.v[LH_G_WS_OPEN], memory_order_relaxed) +
-                 atomic_load_explicit(&s->c.v[LH_G_HTTP_OPEN], memory_order_relaxed);
-        n++;
+        while (bits != 0) {
+            lh_slot_t *s = &lh_shm->slots[w * 64 + __builtin_ctzll(bits)];
+
+            bits &= bits - 1;
+            if (atomic_load_explicit(&s->state, memory_order_relaxed) != LH_SLOT_ACTIVE ||
+                atomic_load_explicit(&s->generation, memory_order_relaxed) != gen)
+                continue;
+            total += atomic_load_explicit(&s->c.v[LH_G_WS_OPEN], memory_order_relaxed) +
+                     atomic_load_explicit(&s->c.v[LH_G_HTTP_OPEN], memory_order_relaxed);
+            n++;
+        }
     }
     if (n < 2)
         return -1;
@@ -215,7 +267,7 @@ int lh_metrics_slot_alloc(int index, int pid, unsigned generation)
 {
     if (lh_shm == NULL)
         return -1;
-    for (int i = 0; i < LH_METRICS_SLOTS; i++) {
+    for (int i = 0; i < lh_shm->nslots; i++) {
         lh_slot_t *s = &lh_shm->slots[i];
 
         if (atomic_load(&s->state) == LH_SLOT_FREE) {
@@ -242,7 +294,7 @@ void lh_metrics_slot_release(int slot)
 {
     lh_slot_t *s;
 
-    if (lh_shm == NULL || slot < 0 || slot >= LH_METRICS_SLOTS)
+    if (lh_shm == NULL || slot < 0 || slot >= lh_shm->nslots)
         return;
     s = &lh_shm->slots[slot];
     /* Seqlock: readers retry while seq is odd or changed, so they never see the counts
@@ -298,28 +350,37 @@ void lh_metrics_observe_size(uint64_t bytes)
 
 /* ---- Rendering ---- */
 
+/* What one worker in use shows on its own lines. */
+typedef struct {
+    uint64_t ws, chans, peers;
+    int idx, state, nats;
+} worker_row_t;
+
 typedef struct {
     uint64_t v[LH_M_NVALUES];
-    uint64_t ws_by_worker[LH_METRICS_SLOTS], chans_by_worker[LH_METRICS_SLOTS];
-    uint64_t peers[LH_METRICS_SLOTS];
-    int idx[LH_METRICS_SLOTS], state[LH_METRICS_SLOTS], nats[LH_METRICS_SLOTS];
-    int nslots;
     uint32_t generation, active, draining;
     uint64_t reloads_ok, reloads_failed, restarts;
+    int nslots;        /* rows filled */
+    worker_row_t w[];  /* one per slot of the shared block (1 without one) */
 } snapshot_t;
+
+static size_t snapshot_size(void)
+{
+    return sizeof(snapshot_t) + (size_t)(lh_shm ? lh_shm->nslots : 1) * sizeof(worker_row_t);
+}
 
 static void snapshot(snapshot_t *s)
 {
-    memset(s, 0, sizeof(*s));
+    memset(s, 0, snapshot_size());
     if (lh_shm == NULL) {
         for (unsigned k = 0; k < LH_M_NVALUES; k++)
             s->v[k] = atomic_load_explicit(&lh_ctr->v[k], memory_order_relaxed);
         s->generation = 1;
         s->active = 1;
-        s->nats[0] = (int)s->v[LH_G_NATS_UP];
-        s->peers[0] = s->v[LH_G_NATS_PEERS];
-        s->ws_by_worker[0] = s->v[LH_G_WS_OPEN];
-        s->chans_by_worker[0] = s->v[LH_G_CHANNELS];
+        s->w[0].nats = (int)s->v[LH_G_NATS_UP];
+        s->w[0].peers = s->v[LH_G_NATS_PEERS];
+        s->w[0].ws = s->v[LH_G_WS_OPEN];
+        s->w[0].chans = s->v[LH_G_CHANNELS];
         s->nslots = 1;
         return;
     }
@@ -328,27 +389,24 @@ static void snapshot(snapshot_t *s)
 
         if (seq & 1)
             continue;
-        memset(s, 0, sizeof(*s));
+        memset(s, 0, snapshot_size());
         for (unsigned k = 0; k < LH_M_NCOUNTERS; k++)
             s->v[k] = atomic_load_explicit(&lh_shm->retired.v[k], memory_order_relaxed);
-        for (int i = 0; i < LH_METRICS_SLOTS; i++) {
+        for (int i = 0; i < lh_shm->nslots; i++) {
             lh_slot_t *sl = &lh_shm->slots[i];
+            worker_row_t *r = &s->w[s->nslots];
             int st = atomic_load(&sl->state);
 
             if (st == LH_SLOT_FREE)
                 continue;
             for (unsigned k = 0; k < LH_M_NVALUES; k++)
                 s->v[k] += atomic_load_explicit(&sl->c.v[k], memory_order_relaxed);
-            s->idx[s->nslots] = atomic_load(&sl->index);
-            s->state[s->nslots] = st;
-            s->nats[s->nslots] =
-                (int)atomic_load_explicit(&sl->c.v[LH_G_NATS_UP], memory_order_relaxed);
-            s->peers[s->nslots] =
-                atomic_load_explicit(&sl->c.v[LH_G_NATS_PEERS], memory_order_relaxed);
-            s->ws_by_worker[s->nslots] =
-                atomic_load_explicit(&sl->c.v[LH_G_WS_OPEN], memory_order_relaxed);
-            s->chans_by_worker[s->nslots] =
-                atomic_load_explicit(&sl->c.v[LH_G_CHANNELS], memory_order_relaxed);
+            r->idx = atomic_load(&sl->index);
+            r->state = st;
+            r->nats = (int)atomic_load_explicit(&sl->c.v[LH_G_NATS_UP], memory_order_relaxed);
+            r->peers = atomic_load_explicit(&sl->c.v[LH_G_NATS_PEERS], memory_order_relaxed);
+            r->ws = atomic_load_explicit(&sl->c.v[LH_G_WS_OPEN], memory_order_relaxed);
+            r->chans = atomic_load_explicit(&sl->c.v[LH_G_CHANNELS], memory_order_relaxed);
             s->nslots++;
         }
         s->generation = atomic_load(&lh_shm->generation);
@@ -397,7 +455,7 @@ static void histogram(FILE *f, const char *name, const char *help, const uint64_
 
 char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
 {
-    snapshot_t *s = malloc(sizeof(*s));
+    snapshot_t *s = malloc(snapshot_size());
     char *buf = NULL;
     FILE *f;
 
@@ -429,7 +487,7 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
          "Open WebSocket connections per worker process.");
     for (int i = 0; i < s->nslots; i++)
         fprintf(f, "lhttpd_worker_websocket_connections{worker=\"%d\",state=\"%s\"} %llu\n",
-                s->idx[i], state_name(s->state[i]), (unsigned long long)s->ws_by_worker[i]);
+                s->w[i].idx, state_name(s->w[i].state), (unsigned long long)s->w[i].ws);
     one(f, "lhttpd_http_connections", "gauge",
         "Open connections not (yet) upgraded to WebSocket.", s->v[LH_G_HTTP_OPEN]);
     one(f, "lhttpd_tcp_connections_accepted_total", "counter", "TCP connections accepted.",
@@ -491,15 +549,15 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
     head(f, "lhttpd_worker_channels", "gauge",
          "Channels with subscribers in each worker process (one NATS subscription each).");
     for (int i = 0; i < s->nslots; i++)
-        fprintf(f, "lhttpd_worker_channels{worker=\"%d\",state=\"%s\"} %llu\n", s->idx[i],
-                state_name(s->state[i]), (unsigned long long)s->chans_by_worker[i]);
+        fprintf(f, "lhttpd_worker_channels{worker=\"%d\",state=\"%s\"} %llu\n", s->w[i].idx,
+                state_name(s->w[i].state), (unsigned long long)s->w[i].chans);
     one(f, "lhttpd_channels_untracked", "gauge",
         "Channels past a worker's tracking table (LH_CHAN_TRACK); lhttpd_channels then "
         "counts them once per worker.", s->v[LH_G_CHANNELS_UNTRACKED]);
     head(f, "lhttpd_nats_connected", "gauge", "1 when the worker's NATS connection is up.");
     for (int i = 0; i < s->nslots; i++)
-        fprintf(f, "lhttpd_nats_connected{worker=\"%d\",state=\"%s\"} %d\n", s->idx[i],
-                state_name(s->state[i]), s->nats[i] ? 1 : 0);
+        fprintf(f, "lhttpd_nats_connected{worker=\"%d\",state=\"%s\"} %d\n", s->w[i].idx,
+                state_name(s->w[i].state), s->w[i].nats ? 1 : 0);
     one(f, "lhttpd_nats_reconnects_total", "counter", "NATS reconnections.",
         s->v[LH_M_NATS_RECONNECTS]);
     head(f, "lhttpd_nats_messages_total", "counter", "Messages to and from NATS.");
@@ -519,8 +577,8 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
     head(f, "lhttpd_nats_peer_nodes", "gauge",
          "Other lhttpd nodes each worker heard from on NATS within nats.peer_timeout_ms.");
     for (int i = 0; i < s->nslots; i++)
-        fprintf(f, "lhttpd_nats_peer_nodes{worker=\"%d\",state=\"%s\"} %llu\n", s->idx[i],
-                state_name(s->state[i]), (unsigned long long)s->peers[i]);
+        fprintf(f, "lhttpd_nats_peer_nodes{worker=\"%d\",state=\"%s\"} %llu\n", s->w[i].idx,
+                state_name(s->w[i].state), (unsigned long long)s->w[i].peers);
     head(f, "lhttpd_http_requests_total", "counter", "HTTP requests by endpoint and status.");
     for (unsigned e = 0; e < LH_EP_N; e++) {
         for (unsigned i = 0; i <= LH_ARRAY_LEN(statuses); i++) {

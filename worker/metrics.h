@@ -90,7 +90,6 @@ typedef struct {
     lh_counters_t c;       /* written by the worker only */
 } lh_slot_t;
 
-#define LH_METRICS_SLOTS 128
 /* Channels each worker publishes (as 64-bit name hashes) for the node-wide distinct
  * count; past this, lhttpd_channels is a lower bound (lhttpd_channels_untracked > 0). */
 #define LH_CHAN_TRACK 65536
@@ -101,6 +100,14 @@ typedef struct {
  * a NATS publish nobody needed. A counter at 255 stays there. */
 #define LH_INTEREST_BUCKETS (1u << 18)
 
+/*
+ * The shared block: this header, then one slot of each table below per worker process
+ * that may be alive at once (max_workers_alive, fixed when the master starts). A worker
+ * is only ever started with a slot: the channel table, the interest filter and accept
+ * balancing all find the node's workers through their slots. The table pointers are
+ * set once by the master before the first fork and point into the same mapping, which
+ * every worker inherits at the same address.
+ */
 typedef struct {
     _Atomic uint32_t seq; /* odd while the master folds a slot into retired */
     _Atomic uint32_t generation;
@@ -108,14 +115,15 @@ typedef struct {
     _Atomic uint64_t reloads_ok, reloads_failed;
     _Atomic uint64_t worker_restarts;
     lh_counters_t retired;
-    lh_slot_t slots[LH_METRICS_SLOTS];
+    int nslots;
+    lh_slot_t *slots;
     /* Per slot: how many hashes, then the hashes (pages are touched only when used). */
-    _Atomic uint32_t nchan[LH_METRICS_SLOTS];
-    _Atomic uint64_t chan[LH_METRICS_SLOTS][LH_CHAN_TRACK];
-    /* Slots in use (not FREE), one bit each, for the interest check. */
-    _Atomic uint64_t used[LH_METRICS_SLOTS / 64];
-    _Atomic uint32_t interest_dirty[LH_METRICS_SLOTS];
-    _Atomic uint8_t interest[LH_METRICS_SLOTS][LH_INTEREST_BUCKETS];
+    _Atomic uint32_t *nchan;
+    _Atomic uint64_t (*chan)[LH_CHAN_TRACK];
+    /* Slots in use (not FREE), one bit each, (nslots + 63) / 64 words. */
+    _Atomic uint64_t *used;
+    _Atomic uint32_t *interest_dirty;
+    _Atomic uint8_t (*interest)[LH_INTEREST_BUCKETS];
 } lh_shm_t;
 
 /* The shared block (created by the master before any fork), or a private one. */
@@ -123,8 +131,12 @@ extern lh_shm_t *lh_shm;
 /* This process's counters: its slot, or a private block when it has none. */
 extern lh_counters_t *lh_ctr;
 
-/* Creates the shared block; 0 or -errno. */
-int lh_metrics_init(void);
+/* Creates the shared block with nslots worker slots (1 .. LH_MAX_WORKERS_ALIVE);
+ * 0 or -errno. */
+int lh_metrics_init(int nslots);
+/* The size of the shared block for nslots slots, in bytes (address space: a page is
+ * backed by memory only once a worker touches it). */
+size_t lh_metrics_shm_bytes(int nslots);
 /* In a worker: use slot i. */
 void lh_metrics_use_slot(int i);
 /*
@@ -132,7 +144,8 @@ void lh_metrics_use_slot(int i);
  * workers of its generation. Returns 0, or -1 when there is no shared block or no peer.
  */
 int lh_metrics_load(uint64_t *mine, uint64_t *avg);
-/* In the master: a free slot for a new worker (marked active), or -1. */
+/* In the master: a free slot for a new worker (marked starting), or -1 when all
+ * lh_shm->nslots are taken (or there is no shared block). */
 int lh_metrics_slot_alloc(int index, int pid, unsigned generation);
 /* In the master: fold a leaving worker's counters into retired and free its slot. */
 void lh_metrics_slot_release(int slot);

@@ -2,7 +2,8 @@
 # The process model: lhttpd started exactly as systemd starts it, through
 # systemd-socket-activate (sockets named "public" and "admin", NOTIFY_SOCKET pointing at
 # tests/lib/notify_listen.py), with many clients and traffic: notifications, reload
-# under load, a refused reload, a killed worker, stop, balance between workers,
+# under load, a refused reload, max_workers_alive (a reload refused for room; more
+# workers alive than the old fixed table), a killed worker, stop, balance between workers,
 # back-off for a worker that keeps dying at start, and the watchdog. One test runs it by hand, without
 # systemd. Clients are tests/lib/wspool.py (python websockets).
 #
@@ -237,6 +238,91 @@ no_worker_died() {
     run ctl reload
     [ "$status" -eq 0 ]
     has_line "lhttpd: generation 2 serving with 2 workers"
+    no_worker_died
+}
+
+# hold NAME OTHER...: one client in the background (tests/lib/pubsub.py, output in
+# $T/NAME.out): it connects to PORT, subscribes to its own channel NAME and prints "NAME
+# ready"; once $T/go exists it publishes "from-NAME" to every OTHER's channel and reads one
+# message from each OTHER; it stays connected until $T/end exists. Channels of their own
+# make each delivery depend on the publishing worker knowing that exactly the receiving
+# worker has the channel (no third worker with it sends it to NATS anyway).
+hold() {
+    local name=$1 steps=() o
+    shift
+    for o in "$@"; do steps+=("recv:$name"); done
+    "$PY" "$LH_LIB/pubsub.py" --timeout 5 "open:$name:$PORT" "sub:$name:$name" \
+        "print:$name ready" "await:$T/go:60" "pub:$name:$*:from-$name" "${steps[@]}" \
+        "await:$T/end:60" "close:$name" >"$T/$name.out" 2>&1 3>&- &
+    lh_record $!
+    wait_pool "$name" "^$name ready" 10
+}
+
+# heard_all NAME FROM...: NAME received the message of every FROM client.
+heard_all() {
+    local from
+    for from in "${@:2}"; do
+        grep -qE -- "^$1 got [0-9]+ .*from-$from\$" "$T/$1.out" || return 1
+    done
+}
+
+# wait_heard NAME FROM...: waits until heard_all; shows NAME's output on failure.
+wait_heard() {
+    wait_for 10 heard_all "$@" && return 0
+    echo "--- $1 did not hear from all of: ${*:2}; its output:" >&2
+    cat "$T/$1.out" >&2
+    return 1
+}
+
+@test "max_workers_alive: a reload with no room is refused; every generation's worker reaches every other" {
+    WORKERS=1 start_activated '"drain_timeout_ms": 60000, "max_workers_alive": 3'
+    # One client per generation, each held open, so every generation stays alive
+    # (draining) and holds a worker slot: 1 + 1 + 1 = max_workers_alive.
+    hold a b c
+    run ctl reload
+    [ "$status" -eq 0 ] || lh_show_output
+    hold b a c
+    run ctl reload
+    [ "$status" -eq 0 ] || lh_show_output
+    hold c a b
+    run ctl status
+    has_match '^lhttpd: generation 3; workers 1 active, 2 draining; '
+    # A third reload would need a fourth worker alive: refused, with the reason, in the
+    # reply, the journal and systemd's status; generation 3 keeps serving.
+    run ctl reload
+    [ "$status" -ne 0 ]
+    has_match '^lhttpd: .*max_workers_alive 3.*'
+    grep -qE '^<3>master: reload failed: .*max_workers_alive 3' "$LOG"
+    wait_for 5 notified "^pid=$MASTER .*STATUS=reload failed \(generation 3 still serving\): .*max_workers_alive 3"
+    run ctl status
+    has_match '^lhttpd: generation 3; workers 1 active, 2 draining; .*reloads 2 ok, 1 failed$'
+    # Each client publishes on its own worker; each hears the other two.
+    touch "$T/go"
+    wait_heard a b c
+    wait_heard b a c
+    wait_heard c a b
+    touch "$T/end"
+    run ! grep -E 'no free metrics slot|counts will be missing' "$LOG"
+    no_worker_died
+}
+
+@test "more workers alive than the old 128-slot table: the new generation's worker reaches and hears the old" {
+    # 128 workers fill the old fixed table; a reload to one worker spawns a 129th while
+    # all 128 are alive (those holding a client stay, draining).
+    WORKERS=128 start_activated '"drain_timeout_ms": 60000'
+    hold a1 a2 a3 b
+    hold a2 a1 a3 b
+    hold a3 a1 a2 b
+    WORKERS=1 write_conf '"drain_timeout_ms": 60000'
+    run ctl reload
+    [ "$status" -eq 0 ] || lh_show_output
+    has_line "lhttpd: generation 2 serving with 1 workers"
+    hold b a1 a2 a3
+    touch "$T/go"
+    wait_heard b a1 a2 a3
+    for n in a1 a2 a3; do wait_heard $n b; done
+    touch "$T/end"
+    run ! grep -E 'no free metrics slot|counts will be missing' "$LOG"
     no_worker_died
 }
 

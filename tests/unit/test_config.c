@@ -266,6 +266,30 @@ LH_TEST(workers_key)
               "1:13: workers: must be \"auto\" or an integer from 1 to 1024");
 }
 
+LH_TEST(max_workers_alive_key)
+{
+    lh_config_t *c = parse("{}");
+
+    LH_CHECK(c != NULL && c->max_workers_alive == 0); /* derived by the master */
+    lh_config_free(c);
+    c = parse("{\"workers\": 2, \"max_workers_alive\": 2}");
+    LH_CHECK(c != NULL && c->max_workers_alive == 2);
+    lh_config_free(c);
+    c = parse("{\"max_workers_alive\": 4096}");
+    LH_CHECK(c != NULL && c->max_workers_alive == 4096);
+    lh_config_free(c);
+    /* With "auto" the master checks it against the CPU count at start. */
+    c = parse("{\"workers\": \"auto\", \"max_workers_alive\": 1}");
+    LH_CHECK(c != NULL && c->max_workers_alive == 1);
+    lh_config_free(c);
+    CHECK_ERR("{\"max_workers_alive\": 0}",
+              "1:23: max_workers_alive: must be an integer from 1 to 4096");
+    CHECK_ERR("{\"max_workers_alive\": 4097}",
+              "1:23: max_workers_alive: must be an integer from 1 to 4096");
+    CHECK_ERR("{\"workers\": 3, \"max_workers_alive\": 2}",
+              "1:37: max_workers_alive: is 2, below workers (3): a generation would not fit");
+}
+
 LH_TEST(master_keys)
 {
     lh_config_t *c = parse("{\"drain_timeout_ms\": 1, \"shutdown_timeout_ms\": 3600000,"
@@ -682,6 +706,7 @@ int main(void)
     LH_RUN(full_config);
     LH_RUN(listen_key);
     LH_RUN(workers_key);
+    LH_RUN(max_workers_alive_key);
     LH_RUN(master_keys);
     LH_RUN(nats_section);
     LH_RUN(websocket_section);
