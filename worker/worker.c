@@ -338,18 +338,27 @@ lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_
     w->accept_resume_ev = evtimer_new(w->base, accept_resume_cb, w);
     w->flush_ev = event_new(w->base, -1, 0, flush_cb, w);
     w->sweep_ev = event_new(w->base, -1, EV_PERSIST, sweep_cb, w);
+    w->sigterm_ev = evsignal_new(w->base, SIGTERM, signal_cb, w);
+    w->sigint_ev = evsignal_new(w->base, SIGINT, signal_cb, w);
+    w->master_fd = master_fd;
+    if (master_fd >= 0)
+        w->master_ev = event_new(w->base, master_fd, EV_READ | EV_PERSIST, master_cb, w);
+    /* Without any of these the worker would run deaf (no flush, no timers, no signals,
+     * no word from the master): it does not start at all, and the master retries. */
+    if (w->accept_resume_ev == NULL || w->flush_ev == NULL || w->sweep_ev == NULL ||
+        w->sigterm_ev == NULL || w->sigint_ev == NULL ||
+        (master_fd >= 0 && w->master_ev == NULL)) {
+        lh_log(LH_LOG_ERR, "event_new: out of memory starting the worker");
+        goto fail;
+    }
     iv = sweep_interval_ms(cfg);
     tv.tv_sec = iv / 1000;
     tv.tv_usec = (iv % 1000) * 1000;
-    event_add(w->sweep_ev, &tv);
-    w->sigterm_ev = evsignal_new(w->base, SIGTERM, signal_cb, w);
-    w->sigint_ev = evsignal_new(w->base, SIGINT, signal_cb, w);
-    event_add(w->sigterm_ev, NULL);
-    event_add(w->sigint_ev, NULL);
-    w->master_fd = master_fd;
-    if (master_fd >= 0) {
-        w->master_ev = event_new(w->base, master_fd, EV_READ | EV_PERSIST, master_cb, w);
-        event_add(w->master_ev, NULL);
+    if (event_add(w->sweep_ev, &tv) < 0 || event_add(w->sigterm_ev, NULL) < 0 ||
+        event_add(w->sigint_ev, NULL) < 0 ||
+        (w->master_ev != NULL && event_add(w->master_ev, NULL) < 0)) {
+        lh_log(LH_LOG_ERR, "event_add: cannot start the worker's events");
+        goto fail;
     }
     lh_current_worker = w;
     if (lh_pubsub_init(w) < 0 || lh_static_load(w) < 0 || lh_upstream_init(w) < 0 ||
