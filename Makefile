@@ -35,8 +35,11 @@ ifneq ($(SANITIZE),)
 SAN := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 OPT := -O1 -g
 endif
+# -fvisibility=hidden with -rdynamic: the binary exports the functions that lhttpd.h
+# marks LH_API (the module API, worker/api.c) and nothing else, so a module that calls an
+# internal function is refused at load ("undefined symbol").
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DLH_VERSION='"$(VERSION)"' -Ishared -Iworker \
-             $(OPT) $(WARN) $(SAN) $(PKG_CFLAGS) -pthread -MMD -MP $(CFLAGS)
+             $(OPT) $(WARN) $(SAN) $(PKG_CFLAGS) -pthread -fvisibility=hidden -MMD -MP $(CFLAGS)
 ALL_LDFLAGS = $(SAN) -pthread -rdynamic $(LDFLAGS)
 
 SHARED_SRC := $(wildcard shared/*.c)

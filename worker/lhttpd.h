@@ -14,6 +14,14 @@
 extern "C" {
 #endif
 
+/* Marks the functions of this API: the only symbols the lhttpd binary exports (it is
+ * built with -fvisibility=hidden), so a module can call nothing else. */
+#if defined(__GNUC__)
+#define LH_API __attribute__((visibility("default")))
+#else
+#define LH_API
+#endif
+
 /* Bumped on any incompatible change; a module built for another version is refused. */
 #define LH_API_VERSION 1
 
@@ -29,15 +37,15 @@ typedef struct {
 
 /* ---- Reading a message (borrowed; valid during the callback) ---- */
 
-const char *lh_msg_command(const lh_msg_t *m, size_t *len);
+LH_API const char *lh_msg_command(const lh_msg_t *m, size_t *len);
 /* First header named key, case-insensitive; NULL when absent. */
-const char *lh_msg_header(const lh_msg_t *m, const char *key, size_t *len);
-size_t lh_msg_header_count(const lh_msg_t *m);
+LH_API const char *lh_msg_header(const lh_msg_t *m, const char *key, size_t *len);
+LH_API size_t lh_msg_header_count(const lh_msg_t *m);
 /* The i-th header (0-based); returns 0, or -1 when i is out of range. */
-int lh_msg_header_at(const lh_msg_t *m, size_t i, lh_header_t *out);
-const char *lh_msg_body(const lh_msg_t *m, size_t *len);
+LH_API int lh_msg_header_at(const lh_msg_t *m, size_t i, lh_header_t *out);
+LH_API const char *lh_msg_body(const lh_msg_t *m, size_t *len);
 /* The message exactly as the client sent it. */
-const char *lh_msg_raw(const lh_msg_t *m, size_t *len);
+LH_API const char *lh_msg_raw(const lh_msg_t *m, size_t *len);
 
 /*
  * Replaces (or adds) header key in m for everything that runs after the caller: later
@@ -45,7 +53,7 @@ const char *lh_msg_raw(const lh_msg_t *m, size_t *len);
  * upstream. The message is re-serialized once per call. Returns 0, -EINVAL for an invalid
  * key or value, -E2BIG over the message limits, -ENOMEM.
  */
-int lh_msg_set_header(lh_msg_t *m, const char *key, const char *value);
+LH_API int lh_msg_set_header(lh_msg_t *m, const char *key, const char *value);
 
 /* ---- Multipart messages (`multipart: o1 o2 ...`, see PROTOCOL.md) ---- */
 
@@ -60,16 +68,16 @@ typedef struct {
 
 /* Number of parts; 0 when the message has no multipart header. A message whose
  * multipart header is invalid never reaches processors (the client gets error 400). */
-size_t lh_msg_part_count(const lh_msg_t *m);
+LH_API size_t lh_msg_part_count(const lh_msg_t *m);
 /* Fills out with part i. Returns 0, or -1 when i is out of range. */
-int lh_msg_part(const lh_msg_t *m, size_t i, lh_part_t *out);
+LH_API int lh_msg_part(const lh_msg_t *m, size_t i, lh_part_t *out);
 
 /* ---- Acting on a connection ---- */
 
 /* A number unique within the node's lifetime, for logs and backends. */
-uint64_t lh_conn_id(const lh_conn_t *c);
+LH_API uint64_t lh_conn_id(const lh_conn_t *c);
 /* The client's address as "ip:port". */
-const char *lh_conn_peer(const lh_conn_t *c);
+LH_API const char *lh_conn_peer(const lh_conn_t *c);
 
 /*
  * Sends an LHTTP message (serialized once, queued without blocking). Returns 0, or a
@@ -77,24 +85,24 @@ const char *lh_conn_peer(const lh_conn_t *c);
  * over limits.send_queue_bytes (the connection is then closed with 4008), -EINVAL for an
  * invalid command or header.
  */
-int lh_conn_send(lh_conn_t *c, const char *command, const lh_header_t *headers, size_t n,
+LH_API int lh_conn_send(lh_conn_t *c, const char *command, const lh_header_t *headers, size_t n,
                  const void *body, size_t body_len);
 /* Sends bytes as one WebSocket text message, as is. Same returns as lh_conn_send. */
-int lh_conn_send_raw(lh_conn_t *c, const void *data, size_t len);
+LH_API int lh_conn_send_raw(lh_conn_t *c, const void *data, size_t len);
 /*
  * Sends an LHTTP error reply ("LHTTP/1.0 error" with code, reason and, when m is given,
  * in-reply-to: its command). The connection stays open.
  */
-int lh_conn_send_error(lh_conn_t *c, const lh_msg_t *m, int code, const char *reason);
+LH_API int lh_conn_send_error(lh_conn_t *c, const lh_msg_t *m, int code, const char *reason);
 /* Starts the close handshake with code and reason (reason may be NULL). */
-void lh_conn_close(lh_conn_t *c, uint16_t code, const char *reason);
+LH_API void lh_conn_close(lh_conn_t *c, uint16_t code, const char *reason);
 
 /*
  * Per-connection slot for one module's state: a pointer owned by the module, which must
  * free it in its on_close. Keyed by the address of anything the module owns.
  */
-void *lh_conn_get_data(const lh_conn_t *c, const void *key);
-int lh_conn_set_data(lh_conn_t *c, const void *key, void *data);
+LH_API void *lh_conn_get_data(const lh_conn_t *c, const void *key);
+LH_API int lh_conn_set_data(lh_conn_t *c, const void *key, void *data);
 
 /* ---- Pub/sub: channels across workers and nodes, through NATS ---- */
 
@@ -103,9 +111,9 @@ int lh_conn_set_data(lh_conn_t *c, const void *key, void *data);
  * -EINVAL for an invalid name, -ENOSPC over limits.max_subscriptions, -ENOMEM, or
  * -EPIPE when c is closing (its close frame is out) or dead: nothing was subscribed.
  */
-int lh_subscribe(lh_conn_t *c, const char *channel, size_t len);
+LH_API int lh_subscribe(lh_conn_t *c, const char *channel, size_t len);
 /* Unsubscribes c from channel; 0 also when it was not subscribed. */
-int lh_unsubscribe(lh_conn_t *c, const char *channel, size_t len);
+LH_API int lh_unsubscribe(lh_conn_t *c, const char *channel, size_t len);
 /*
  * Publishes msg (a whole LHTTP message, delivered byte for byte) to channel: at once to
  * this worker's subscribers, and through NATS to every other worker and node. Returns the
@@ -113,7 +121,7 @@ int lh_unsubscribe(lh_conn_t *c, const char *channel, size_t len);
  * unreachable and its outage buffer (nats.reconnect_buffer_bytes) is full; local
  * subscribers still got the message then.
  */
-long lh_publish(const char *channel, size_t len, const void *msg, size_t msg_len);
+LH_API long lh_publish(const char *channel, size_t len, const void *msg, size_t msg_len);
 
 /* ---- Processors: behaviour for one command ---- */
 
@@ -128,7 +136,7 @@ typedef struct {
 
 /* Registers p (copied) for command; a later registration for the same command wins.
  * Returns 0, -EINVAL for an invalid command, -ENOMEM. */
-int lh_register_processor(const char *command, const lh_processor_t *p, void *ud);
+LH_API int lh_register_processor(const char *command, const lh_processor_t *p, void *ud);
 
 /* ---- Header filters: run on every message, whatever its command ---- */
 
@@ -146,7 +154,7 @@ typedef struct {
 } lh_filter_t;
 
 /* Appends f (copied) to the filter chain; filters run in registration order. */
-int lh_register_filter(const lh_filter_t *f, void *ud);
+LH_API int lh_register_filter(const lh_filter_t *f, void *ud);
 
 /* ---- Logging (to the journal, with the worker's tag) ---- */
 
@@ -155,7 +163,7 @@ enum { LH_API_LOG_ERR = 3, LH_API_LOG_WARNING = 4, LH_API_LOG_NOTICE = 5, LH_API
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
-void lh_api_log(int level, const char *fmt, ...);
+LH_API void lh_api_log(int level, const char *fmt, ...);
 
 /* ---- Loadable modules ---- */
 

@@ -62,7 +62,19 @@ static int load_one(const lh_module_cfg_t *mc, char *err, size_t errlen)
     dlerror();
     h = dlopen(mc->path, RTLD_NOW | RTLD_LOCAL);
     if (h == NULL) {
-        snprintf(err, errlen, "module %s: cannot load it: %s", mc->path, dl_reason(mc->path));
+        const char *why = dl_reason(mc->path);
+        const char *sym = strstr(why, "undefined symbol: lh_");
+
+        if (sym != NULL) {
+            /* The binary exports only the LH_API functions: an lh_ symbol it does not
+             * resolve is an internal one (or one from another version). */
+            sym += strlen("undefined symbol: ");
+            snprintf(err, errlen, "module %s: cannot load it: %s (%.*s is not part of "
+                     "lhttpd's module API: a module may call only the functions of "
+                     "<lhttpd/lhttpd.h>)", mc->path, why, (int)strcspn(sym, " ,;:()"), sym);
+        } else {
+            snprintf(err, errlen, "module %s: cannot load it: %s", mc->path, why);
+        }
         return -1;
     }
     d = dlsym(h, LH_MODULE_SYMBOL);

@@ -269,7 +269,7 @@ static void ix_moved(lh_conn_t *c, uint32_t from, uint32_t to)
         c->subs_ix[s] = to + 1;
 }
 
-int lh_subscribe(lh_conn_t *c, const char *name, size_t len)
+int lh_pubsub_subscribe(lh_conn_t *c, const char *name, size_t len)
 {
     lh_worker_t *w = c->w;
     struct lh_pubsub_s *ps = w->ps;
@@ -386,7 +386,7 @@ static void unsubscribe_at(lh_conn_t *c, uint32_t i)
         chan_remove(c->w, ch);
 }
 
-int lh_unsubscribe(lh_conn_t *c, const char *name, size_t len)
+int lh_pubsub_unsubscribe(lh_conn_t *c, const char *name, size_t len)
 {
     struct lh_pubsub_s *ps = c->w->ps;
     lh_chan_t *ch = chan_find(ps, name, len, chan_hash(ps->seed, name, len));
@@ -488,7 +488,7 @@ void lh_pubsub_nats_resubscribe(lh_worker_t *w)
                 ch->nsub = lh_nats_subscribe(w, ch->name, ch->len);
 }
 
-long lh_publish(const char *name, size_t len, const void *msg, size_t msg_len)
+long lh_pubsub_publish(const char *name, size_t len, const void *msg, size_t msg_len)
 {
     lh_worker_t *w = lh_current_worker;
     lh_buf_t *frame = NULL;
@@ -649,13 +649,13 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
     }
     if (v[0]) {
         for (pos = v[0]; lh_channel_next(&pos, v[0] + vl[0], &ch, &cl);)
-            lh_unsubscribe(c, ch, cl);
+            lh_pubsub_unsubscribe(c, ch, cl);
     }
     if (v[1]) {
         uint32_t before = c->nsubs;
 
         for (pos = v[1]; lh_channel_next(&pos, v[1] + vl[1], &ch, &cl);) {
-            int r = lh_subscribe(c, ch, cl);
+            int r = lh_pubsub_subscribe(c, ch, cl);
 
             if (r < 0 && r != -EPIPE) {
                 char what[160];

@@ -16,6 +16,7 @@
 #include "lh_config.h"
 #include "lh_http.h"
 #include "lh_lhttp.h"
+#include "lh_multipart.h"
 #include "lhttpd.h"
 #include "metrics.h"
 
@@ -276,6 +277,10 @@ ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len);
 
 /* ---- pubsub.c ---- */
 int lh_pubsub_init(lh_worker_t *w);
+/* What lh_subscribe, lh_unsubscribe and lh_publish (api.c) do; same returns. */
+int lh_pubsub_subscribe(lh_conn_t *c, const char *name, size_t len);
+int lh_pubsub_unsubscribe(lh_conn_t *c, const char *name, size_t len);
+long lh_pubsub_publish(const char *name, size_t len, const void *msg, size_t msg_len);
 void lh_pubsub_free(lh_worker_t *w);
 /* Drops every subscription of c (on close). */
 void lh_pubsub_conn_gone(lh_conn_t *c);
@@ -315,13 +320,41 @@ extern uint64_t lh_node_id;
 void lh_node_id_init(void);
 
 /* ---- dispatch.c ---- */
-/* The LHTTP error reply (code, reason, and in-reply-to when cmd is not NULL), counted. */
-int lh_conn_send_error_cmd(lh_conn_t *c, const char *cmd, size_t cmd_len, int code,
-                           const char *reason);
+
+/* A message re-serialized by lh_msg_set_header. Every one is kept until the message has
+ * been handled, so pointers handed out before a later call stay valid until then. */
+typedef struct lh_msg_owned_s {
+    struct lh_msg_owned_s *next;
+    char data[];
+} lh_msg_owned_t;
+
+/* The message handed to filters and processors (lh_msg_t in lhttpd.h): built by
+ * lh_dispatch_message, read through the lh_msg_* functions of api.c. */
+struct lh_msg_s {
+    lh_lhttp_msg_t *m; /* the worker's scratch message: parsed from raw */
+    const uint8_t *raw;
+    size_t raw_len;
+    int binary;
+    lh_worker_t *w;
+    size_t nparts;         /* parts of a valid multipart header; 0 without one */
+    lh_msg_owned_t *owned; /* lh_msg_set_header's buffers, newest first; raw is the first */
+};
+
+/* What lh_register_processor and lh_register_filter (api.c) do. */
+int lh_dispatch_register_processor(const char *command, const lh_processor_t *p, void *ud);
+int lh_dispatch_register_filter(const lh_filter_t *f, void *ud);
+/* The multipart limits of the configuration (limits.max_multipart_parts and
+ * max_header_line). */
+void lh_dispatch_multipart_limits(const lh_worker_t *w, lh_multipart_limits_t *lim);
 void lh_dispatch_open(lh_conn_t *c);
 void lh_dispatch_close(lh_conn_t *c);
 /* Handles one complete message (LHTTP on normal paths). */
 void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary);
 void lh_builtin_register(void);
+
+/* ---- api.c ---- */
+/* The LHTTP error reply (code, reason, and in-reply-to when cmd is not NULL), counted. */
+int lh_conn_send_error_cmd(lh_conn_t *c, const char *cmd, size_t cmd_len, int code,
+                           const char *reason);
 
 #endif

@@ -159,6 +159,116 @@ EOF
     has_match 'undefined symbol: lh_no_such_function'
 }
 
+@test "a module calling an internal function is refused at load, naming it; the binary exports only the API" {
+    cat >"$T/internal.c" <<'EOF'
+#include <lhttpd/lhttpd.h>
+void lh_conn_destroy(lh_conn_t *c); /* internal: not in lhttpd.h */
+static void on_open(lh_conn_t *c, void *ud) { (void)ud; lh_conn_destroy(c); }
+static int init(const lh_module_ctx_t *ctx, char *err, size_t errlen)
+{
+    static const lh_processor_t p = {on_open, NULL, NULL};
+    (void)ctx; (void)err; (void)errlen;
+    return lh_register_processor("internal", &p, NULL);
+}
+LH_MODULE("internal", "1.0", init);
+EOF
+    cc -shared -fPIC -I"$B/include" -o "$T/internal.so" "$T/internal.c"
+    conf_with_module "$T/internal.so"
+    check_refused "$T/m.json" "module $T/internal.so: cannot load it: "
+    has_match "undefined symbol: lh_conn_destroy.*\\(lh_conn_destroy is not part of lhttpd's module API: a module may call only the functions of <lhttpd/lhttpd\\.h>\\)"
+    # What lhttpd exports is exactly what lhttpd.h declares.
+    local exported declared
+    exported=$(nm -D --defined-only "$LHTTPD" | awk '$3 ~ /^lh_/ { print $3 }' | sort)
+    declared=$(sed -nE 's/^LH_API [^(]*[ *](lh_[a-z_]+)\(.*/\1/p' "$B/include/lhttpd/lhttpd.h" | sort)
+    [ "$(echo "$declared" | wc -l)" -ge 20 ]
+    [ "$exported" = "$declared" ] || { diff <(echo "$declared") <(echo "$exported") >&2; return 1; }
+}
+
+@test "a module uses lh_conn_send_raw, lh_conn_close, lh_conn_get_data and lh_conn_set_data" {
+    cat >"$T/apitest.c" <<'EOF'
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <lhttpd/lhttpd.h>
+static int key_count, key_other; /* two keys: their addresses */
+static void on_open(lh_conn_t *c, void *ud)
+{
+    int *n = calloc(1, sizeof(*n));
+    (void)ud;
+    if (lh_conn_get_data(c, &key_count) != NULL) /* a fresh connection has no data */
+        lh_api_log(LH_API_LOG_ERR, "apitest: data before set");
+    if (n == NULL || lh_conn_set_data(c, &key_count, n) != 0)
+        free(n);
+}
+static void on_close(lh_conn_t *c, void *ud)
+{
+    int *n = lh_conn_get_data(c, &key_count);
+    (void)ud;
+    lh_api_log(LH_API_LOG_NOTICE, "apitest: conn %llu closed after %d counts",
+               (unsigned long long)lh_conn_id(c), n ? *n : -1);
+    free(n);
+    lh_conn_set_data(c, &key_count, NULL);
+}
+static void count(lh_conn_t *c, lh_msg_t *m, void *ud)
+{
+    int *n = lh_conn_get_data(c, &key_count);
+    char v[16];
+    lh_header_t h = {"n", 1, v, 0};
+    (void)m; (void)ud;
+    if (n == NULL)
+        return;
+    ++*n;
+    h.value_len = (size_t)snprintf(v, sizeof(v), "%d", *n);
+    /* A second key is another slot; setting it again replaces its value. */
+    lh_conn_set_data(c, &key_other, &key_other);
+    lh_conn_set_data(c, &key_other, &key_count);
+    if (lh_conn_get_data(c, &key_other) != &key_count || lh_conn_get_data(c, "x") != NULL ||
+        lh_conn_get_data(c, &key_count) != n)
+        h.value = "bad", h.value_len = 3;
+    lh_conn_send(c, "count", &h, 1, NULL, 0);
+}
+static void raw(lh_conn_t *c, lh_msg_t *m, void *ud)
+{
+    size_t bl;
+    const char *b = lh_msg_body(m, &bl);
+    (void)ud;
+    lh_conn_send_raw(c, b, bl); /* the body, as one message, as is */
+}
+static void bye(lh_conn_t *c, lh_msg_t *m, void *ud)
+{
+    (void)m; (void)ud;
+    lh_conn_close(c, 4321, "bye from apitest");
+    if (lh_conn_send_raw(c, "late", 4) != -EPIPE) /* closing: nothing more is sent */
+        lh_api_log(LH_API_LOG_ERR, "apitest: send after close did not fail");
+}
+static int init(const lh_module_ctx_t *ctx, char *err, size_t errlen)
+{
+    static const lh_processor_t pc = {on_open, count, on_close}, pr = {NULL, raw, NULL},
+                                pb = {NULL, bye, NULL};
+    (void)ctx;
+    if (lh_register_processor("count", &pc, NULL) || lh_register_processor("raw", &pr, NULL) ||
+        lh_register_processor("bye", &pb, NULL)) {
+        snprintf(err, errlen, "register failed");
+        return 1;
+    }
+    return 0;
+}
+LH_MODULE("apitest", "1.0", init);
+EOF
+    cc -shared -fPIC -Wall -Werror -I"$B/include" -o "$T/apitest.so" "$T/apitest.c"
+    start_lhttpd '{"listen": ["127.0.0.1:@PORT@"], "workers": 1,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "modules": [{"path": "'"$T/apitest.so"'"}]}'
+    run probe upgrade 'text:LHTTP/1.0 count\r\n\r\n' msg 'text:LHTTP/1.0 count\r\n\r\n' msg \
+        'text:LHTTP/1.0 raw\r\n\r\nnot LHTTP at all' msg 'text:LHTTP/1.0 bye\r\n\r\n' expect-close
+    has_match '^text [0-9]+ LHTTP/1\.0 count\\r\\nn:1\\r\\n'
+    has_match '^text [0-9]+ LHTTP/1\.0 count\\r\\nn:2\\r\\n'
+    has_line 'text 16 not LHTTP at all'
+    has_line 'close 4321 bye from apitest'
+    wait_log 'apitest: conn [0-9]+ closed after 2 counts'
+    run ! log_has 'apitest: (data before set|send after close did not fail)'
+}
+
 @test "a module whose init fails is refused with its reason (bad module config)" {
     conf_with_module "$ECHO_SO" '{"comand": "x"}'
     check_refused "$T/m.json" "module $ECHO_SO (echo): init failed: config: unknown key \"comand\" (echo takes \"command\" and \"pid_header\")"
