@@ -31,6 +31,9 @@ enum {
     LH_M_NATS_RECONNECTS,
     LH_M_NATS_PUBLISH_FAILED,
     LH_M_NATS_PUBLISH_SKIPPED,
+    LH_M_NATS_STALLS,
+    LH_M_NATS_POSSIBLY_LOST,
+    LH_M_NATS_DROPPED,
     LH_M_LHTTP_ERRORS,
     LH_M_TCP_ACCEPTED,
     /* Closes by code: LH_M_CLOSE_BASE + lh_metrics_close_index(code). */
