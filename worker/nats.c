@@ -112,10 +112,13 @@ static lh_nats_t *nats_of(lh_worker_t *w)
     return (lh_nats_t *)w->nats;
 }
 
-/* On the delivery thread: queue the message for the loop. */
-static void msg_cb(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+/*
+ * On the delivery thread: queue the message for the loop. Takes ownership of msg.
+ * Returns 0, or -ENOMEM when there was no memory to queue it: then it is destroyed,
+ * counted in lhttpd_nats_dropped_total and logged by lh_nats_sync_metrics.
+ */
+static int inbox_put(lh_nats_t *n, natsMsg *msg)
 {
-    lh_nats_t *n = closure;
     int wake = 0;
 
     pthread_mutex_lock(&n->mu);
@@ -124,11 +127,10 @@ static void msg_cb(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
         natsMsg **q = realloc(n->inbox, cap * sizeof(*q));
 
         if (q == NULL) {
-            /* Counted in lhttpd_nats_dropped_total and logged by lh_nats_sync_metrics. */
             pthread_mutex_unlock(&n->mu);
             natsMsg_Destroy(msg);
             atomic_fetch_add(&n->dropped, 1);
-            return;
+            return -ENOMEM;
         }
         n->inbox = q;
         n->inbox_cap = cap;
@@ -138,6 +140,17 @@ static void msg_cb(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     pthread_mutex_unlock(&n->mu);
     if (wake)
         event_active(n->inbox_ev, EV_READ, 0);
+    return 0;
+}
+
+static void msg_cb(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    inbox_put(closure, msg);
+}
+
+int lh_nats_inbox_put(lh_worker_t *w, void *msg)
+{
+    return inbox_put(nats_of(w), msg);
 }
 
 /*
