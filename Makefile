@@ -123,6 +123,8 @@ bench: all
 	  BENCH_FLOOR=$(abspath $(BENCH_FLOOR)) tests/bench/run.sh
 
 # Unit tests link the shared objects and the worker objects (no main there).
+# test_nats makes realloc fail on purpose (its __wrap_realloc).
+$(B)/tests/test_nats: ALL_LDFLAGS += -Wl,--wrap=realloc
 $(B)/tests/%: tests/unit/%.c $(B)/libshared.a $(WORKER_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(WORKER_OBJ) $(B)/libshared.a $(PKG_LIBS) -ldl

@@ -744,6 +744,7 @@ static const field_t nats_fields[] = {
     INT_FIELD("reconnect_buffer_bytes", K_SIZE, nats.reconnect_buffer_bytes, 1, GiB, 8 * MiB),
     STR_FIELD("publish", K_STRING, nats.publish, 0, 0, "auto", check_nats_publish),
     INT_FIELD("peer_timeout_ms", K_MS, nats.peer_timeout_ms, 1000, HOUR_MS, 5000),
+    INT_FIELD("stall_timeout_ms", K_MS, nats.stall_timeout_ms, 300, HOUR_MS, 2000),
     END
 };
 

@@ -51,6 +51,8 @@ typedef struct lh_config_s {
         char *publish;        /* "auto" (only when another worker or node needs it) or
                                  "always", default "auto" */
         unsigned peer_timeout_ms; /* another node is gone after this silence, default 5000 */
+        unsigned stall_timeout_ms; /* a connection with no PONG this long is stalled and
+                                      replaced, default 2000 */
     } nats;
 
     struct {

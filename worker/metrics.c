@@ -574,6 +574,15 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
         "Messages not published to NATS because no other worker of this node had their "
         "channel and no other lhttpd node was connected (nats.publish \"auto\").",
         s->v[LH_M_NATS_PUBLISH_SKIPPED]);
+    one(f, "lhttpd_nats_stalls_total", "counter",
+        "NATS connections found stalled (no PONG within nats.stall_timeout_ms) and replaced.",
+        s->v[LH_M_NATS_STALLS]);
+    one(f, "lhttpd_nats_possibly_lost_total", "counter",
+        "Messages published to NATS that no PONG had confirmed when their connection was "
+        "lost or stalled: they may never have reached NATS.", s->v[LH_M_NATS_POSSIBLY_LOST]);
+    one(f, "lhttpd_nats_dropped_total", "counter",
+        "Messages from NATS a worker dropped because it had no memory to queue them.",
+        s->v[LH_M_NATS_DROPPED]);
     head(f, "lhttpd_nats_peer_nodes", "gauge",
          "Other lhttpd nodes each worker heard from on NATS within nats.peer_timeout_ms.");
     for (int i = 0; i < s->nslots; i++)

@@ -3,6 +3,12 @@
  * blocking call on it), reconnecting forever with back-off and jitter. Messages arrive on
  * cnats's delivery thread and are handed to the loop through a locked inbox and an
  * event; everything else runs on the loop.
+ *
+ * A stalled connection (a server that accepts bytes and answers nothing, e.g. stopped) is
+ * seen by cnats's PINGs: every nats.stall_timeout_ms / 3, and the connection is replaced
+ * once STALL_PINGS_OUT of them are unanswered, so within nats.stall_timeout_ms. What was
+ * written into it since the last PONG is lost with it; a probe thread (probe_main) keeps
+ * track of which publishes a PONG has confirmed, so that the loss can be counted.
  */
 #include "worker.h"
 
@@ -33,6 +39,9 @@
 #define PEER_MAGIC "lhttpd-peer 1 "
 #define PEERS_MAX 256
 #define CONNECT_GRACE_MS 1000
+/* PINGs unanswered when cnats declares the connection stale; the ping interval is
+ * nats.stall_timeout_ms / (STALL_PINGS_OUT + 1). */
+#define STALL_PINGS_OUT 2
 
 uint64_t lh_node_id;
 
@@ -67,6 +76,19 @@ typedef struct {
     natsConnection *renewed; /* handed over by that thread, under mu */
     uint64_t last_warn_ms;   /* publish failures are logged at most once a second */
     atomic_uint_fast64_t reconnects;
+    atomic_uint_fast64_t dropped; /* incoming messages the inbox had no memory for */
+    uint64_t dropped_logged;      /* on the loop */
+    /* What a PONG has confirmed (see probe_main); the fields under mu unless atomic. */
+    unsigned stall_ms;            /* nats.stall_timeout_ms */
+    pthread_t probe_thread;
+    int probe_started;            /* on the loop */
+    pthread_cond_t probe_cv;      /* wakes the probe to stop; signals probing cleared */
+    natsConnection *probing;      /* the connection the probe is flushing, or NULL */
+    atomic_uint_fast64_t published; /* channel messages handed to cnats */
+    uint64_t confirmed;           /* published as of the last PING a PONG answered */
+    uint64_t link_gen;            /* +1 whenever the connection is lost or replaced */
+    uint64_t pong_ms;             /* when a PONG last confirmed the link */
+    atomic_uint_fast64_t stalls, possibly_lost;
     char prefix[80];
     size_t plen;
     /* Presence (on the loop, but for announce). */
@@ -90,10 +112,13 @@ static lh_nats_t *nats_of(lh_worker_t *w)
     return (lh_nats_t *)w->nats;
 }
 
-/* On the delivery thread: queue the message for the loop. */
-static void msg_cb(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+/*
+ * On the delivery thread: queue the message for the loop. Takes ownership of msg.
+ * Returns 0, or -ENOMEM when there was no memory to queue it: then it is destroyed,
+ * counted in lhttpd_nats_dropped_total and logged by lh_nats_sync_metrics.
+ */
+static int inbox_put(lh_nats_t *n, natsMsg *msg)
 {
-    lh_nats_t *n = closure;
     int wake = 0;
 
     pthread_mutex_lock(&n->mu);
@@ -104,7 +129,8 @@ static void msg_cb(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
         if (q == NULL) {
             pthread_mutex_unlock(&n->mu);
             natsMsg_Destroy(msg);
-            return;
+            atomic_fetch_add(&n->dropped, 1);
+            return -ENOMEM;
         }
         n->inbox = q;
         n->inbox_cap = cap;
@@ -114,6 +140,81 @@ static void msg_cb(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     pthread_mutex_unlock(&n->mu);
     if (wake)
         event_active(n->inbox_ev, EV_READ, 0);
+    return 0;
+}
+
+static void msg_cb(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    inbox_put(closure, msg);
+}
+
+int lh_nats_inbox_put(lh_worker_t *w, void *msg)
+{
+    return inbox_put(nats_of(w), msg);
+}
+
+/*
+ * The probe: every nats.stall_timeout_ms / 3, a PING of its own (natsConnection_
+ * FlushTimeout, which blocks, hence a thread) on the current connection; its PONG
+ * confirms every publish counted before the PING was written (TCP keeps the order).
+ * The loop swaps n->nc only under mu and once the probe is not flushing the old one.
+ */
+static void *probe_main(void *arg)
+{
+    lh_nats_t *n = arg;
+    unsigned every = n->stall_ms / (STALL_PINGS_OUT + 1);
+
+    pthread_mutex_lock(&n->mu);
+    while (!atomic_load(&n->closing)) {
+        struct timespec until;
+        natsConnection *nc;
+        uint64_t gen, sent;
+        int ok;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += every / 1000;
+        until.tv_nsec += (long)(every % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!atomic_load(&n->closing) &&
+               pthread_cond_timedwait(&n->probe_cv, &n->mu, &until) == 0)
+            ;
+        if (atomic_load(&n->closing) || (nc = n->nc) == NULL)
+            continue;
+        gen = n->link_gen;
+        n->probing = nc;
+        pthread_mutex_unlock(&n->mu);
+        sent = atomic_load(&n->published);
+        ok = natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED &&
+             natsConnection_FlushTimeout(nc, n->stall_ms) == NATS_OK;
+        pthread_mutex_lock(&n->mu);
+        n->probing = NULL;
+        pthread_cond_broadcast(&n->probe_cv);
+        if (ok && gen == n->link_gen) {
+            if (sent > n->confirmed)
+                n->confirmed = sent;
+            n->pong_ms = lh_now_ms();
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+    return NULL;
+}
+
+/*
+ * Under mu, when the connection is lost or replaced: what was published since the last
+ * PONG may be lost with it. Counts it, starts over, and returns how many.
+ */
+static uint64_t link_lost_locked(lh_nats_t *n)
+{
+    uint64_t pub = atomic_load(&n->published);
+    uint64_t lost = pub - n->confirmed;
+
+    n->confirmed = pub;
+    n->link_gen++;
+    atomic_fetch_add(&n->possibly_lost, lost);
+    return lost;
 }
 
 /* On the loop: deliver what the delivery thread queued, in order. */
@@ -177,8 +278,23 @@ static void renew_check(lh_nats_t *n)
         natsSubscription_Destroy(n->peer_sub);
         n->peer_sub = NULL;
     }
-    natsConnection_Destroy(n->nc);
-    n->nc = nc;
+    {
+        natsConnection *old = n->nc;
+        uint64_t lost;
+
+        /* The old one is closed: a probe flushing it returns at once. */
+        pthread_mutex_lock(&n->mu);
+        while (n->probing == old)
+            pthread_cond_wait(&n->probe_cv, &n->mu);
+        n->nc = nc;
+        lost = link_lost_locked(n); /* its outage buffer went with it */
+        n->pong_ms = lh_now_ms();
+        pthread_mutex_unlock(&n->mu);
+        if (lost > 0)
+            lh_log(LH_LOG_WARNING, "NATS: %" PRIu64 " message(s) published on the closed "
+                   "connection may be lost", lost);
+        natsConnection_Destroy(old);
+    }
     lh_pubsub_nats_resubscribe(n->w);
     peer_subscribe(n);
     if (natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED) {
@@ -335,28 +451,59 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
     lh_worker_reap(w);
 }
 
+/* The link is confirmed now: it has just come up. */
+static void link_fresh(lh_nats_t *n)
+{
+    pthread_mutex_lock(&n->mu);
+    n->pong_ms = lh_now_ms();
+    pthread_mutex_unlock(&n->mu);
+}
+
 static void connected_cb(natsConnection *nc, void *closure)
 {
     lh_nats_t *n = closure;
 
+    link_fresh(n);
     atomic_store(&n->up, 1);
     atomic_store(&n->announce, 1);
     event_active(n->inbox_ev, EV_READ, 0);
     lh_log(LH_LOG_NOTICE, "NATS: connected");
 }
 
+/*
+ * The connection is gone: closed by the server, or declared stale by cnats (no PONG to
+ * STALL_PINGS_OUT PINGs). A connection without a PONG for half of nats.stall_timeout_ms
+ * was stalled (the probe and cnats each PING every third of it on a live one).
+ */
 static void disconnected_cb(natsConnection *nc, void *closure)
 {
     lh_nats_t *n = closure;
+    uint64_t lost, silent;
 
-    if (atomic_exchange(&n->up, 0) && !atomic_load(&n->closing))
+    if (!atomic_exchange(&n->up, 0) || atomic_load(&n->closing))
+        return;
+    pthread_mutex_lock(&n->mu);
+    lost = link_lost_locked(n);
+    silent = lh_now_ms() - n->pong_ms;
+    pthread_mutex_unlock(&n->mu);
+    if (silent >= n->stall_ms / 2) {
+        atomic_fetch_add(&n->stalls, 1);
+        lh_log(LH_LOG_WARNING, "NATS: no PONG for %" PRIu64 " ms: the connection is "
+               "stalled; reconnecting; %" PRIu64 " message(s) published since the last "
+               "PONG may be lost", silent, lost);
+    } else if (lost > 0) {
+        lh_log(LH_LOG_WARNING, "NATS: disconnected; reconnecting; %" PRIu64 " message(s) "
+               "published since the last PONG may be lost", lost);
+    } else {
         lh_log(LH_LOG_WARNING, "NATS: disconnected; reconnecting");
+    }
 }
 
 static void reconnected_cb(natsConnection *nc, void *closure)
 {
     lh_nats_t *n = closure;
 
+    link_fresh(n);
     atomic_store(&n->up, 1);
     atomic_store(&n->announce, 1);
     event_active(n->inbox_ev, EV_READ, 0);
@@ -411,6 +558,9 @@ int lh_nats_start(lh_worker_t *w)
     n->w = w;
     pthread_mutex_init(&n->mu, NULL);
     pthread_cond_init(&n->closed_cv, NULL);
+    pthread_cond_init(&n->probe_cv, NULL);
+    n->stall_ms = cfg->nats.stall_timeout_ms;
+    n->pong_ms = lh_now_ms();
     n->plen = (size_t)snprintf(n->prefix, sizeof(n->prefix), "%s.", cfg->nats.subject_prefix);
     snprintf(n->peer_subj, sizeof(n->peer_subj), "%s." PEER_SUBJECT, cfg->nats.subject_prefix);
     n->always = strcmp(cfg->nats.publish, "always") == 0;
@@ -449,9 +599,11 @@ int lh_nats_start(lh_worker_t *w)
     if (s == NATS_OK)
         s = natsOptions_SetTimeout(n->opts, 1000);
     if (s == NATS_OK)
-        s = natsOptions_SetPingInterval(n->opts, 5000);
+        s = natsOptions_SetPingInterval(n->opts, n->stall_ms / (STALL_PINGS_OUT + 1));
     if (s == NATS_OK)
-        s = natsOptions_SetMaxPingsOut(n->opts, 2);
+        s = natsOptions_SetMaxPingsOut(n->opts, STALL_PINGS_OUT);
+    if (s == NATS_OK) /* a write into a stalled socket (cnats flushes on the way out) */
+        s = natsOptions_SetWriteDeadline(n->opts, n->stall_ms);
     if (s == NATS_OK)
         s = natsOptions_UseGlobalMessageDelivery(n->opts, true);
     if (s == NATS_OK)
@@ -473,6 +625,11 @@ int lh_nats_start(lh_worker_t *w)
     }
     if (peer_subscribe(n) < 0)
         return -EIO;
+    if (pthread_create(&n->probe_thread, NULL, probe_main, n) != 0) {
+        lh_log(LH_LOG_ERR, "NATS: pthread_create: cannot start the PONG probe");
+        return -EAGAIN;
+    }
+    n->probe_started = 1;
     n->peer_ev = event_new(w->base, -1, EV_PERSIST, peer_tick, n);
     if (n->peer_ev == NULL)
         return -ENOMEM;
@@ -531,6 +688,9 @@ void lh_nats_stop(lh_worker_t *w)
     if (n == NULL)
         return;
     atomic_store(&n->closing, 1);
+    pthread_mutex_lock(&n->mu);
+    pthread_cond_broadcast(&n->probe_cv);
+    pthread_mutex_unlock(&n->mu);
     if (n->peer_ev)
         event_free(n->peer_ev);
     if (n->renewing) {
@@ -544,6 +704,10 @@ void lh_nats_stop(lh_worker_t *w)
         struct timespec until;
 
         natsConnection_Close(n->nc);
+        /* Closed: a probe in natsConnection_FlushTimeout returns at once. */
+        if (n->probe_started)
+            pthread_join(n->probe_thread, NULL);
+        n->probe_started = 0;
         /* cnats runs its callbacks on its own threads, after Close returns: wait for the
          * closed callback and for the presence subscription's completion (its delivery
          * thread is done with it) before freeing what the callbacks use. */
@@ -567,6 +731,7 @@ void lh_nats_stop(lh_worker_t *w)
         event_free(n->inbox_ev);
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->closed_cv);
+    pthread_cond_destroy(&n->probe_cv);
     free(n);
     w->nats = NULL;
 }
@@ -604,6 +769,7 @@ int lh_nats_publish(lh_worker_t *w, const char *ch, size_t chlen, const void *ms
         }
         return -EAGAIN;
     }
+    atomic_fetch_add(&n->published, 1);
     lh_m_inc(LH_M_NATS_MSGS_OUT);
     lh_m_add(LH_M_NATS_BYTES_OUT, len);
     return 0;
@@ -644,8 +810,21 @@ void lh_nats_sync_metrics(lh_worker_t *w)
     if (n != NULL)
         renew_check(n);
     lh_m_set(LH_G_NATS_UP, (uint64_t)lh_nats_connected(w));
-    if (n != NULL)
-        lh_m_set(LH_M_NATS_RECONNECTS, atomic_load(&n->reconnects));
+    if (n == NULL)
+        return;
+    lh_m_set(LH_M_NATS_RECONNECTS, atomic_load(&n->reconnects));
+    lh_m_set(LH_M_NATS_STALLS, atomic_load(&n->stalls));
+    lh_m_set(LH_M_NATS_POSSIBLY_LOST, atomic_load(&n->possibly_lost));
+    {
+        uint64_t d = atomic_load(&n->dropped);
+
+        lh_m_set(LH_M_NATS_DROPPED, d);
+        if (d != n->dropped_logged) {
+            lh_log(LH_LOG_ERR, "NATS: %" PRIu64 " incoming message(s) dropped: no memory "
+                   "to queue them (lhttpd_nats_dropped_total)", d - n->dropped_logged);
+            n->dropped_logged = d;
+        }
+    }
 }
 
 int lh_nats_connected(lh_worker_t *w)

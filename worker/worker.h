@@ -306,8 +306,15 @@ void *lh_nats_subscribe(lh_worker_t *w, const char *ch, size_t chlen);
 void lh_nats_unsubscribe(lh_worker_t *w, void *sub);
 /* 1 when the NATS connection is up. */
 int lh_nats_connected(lh_worker_t *w);
-/* Copies the connection state and reconnect count into this worker's metrics. */
+/* Copies the connection state and the NATS counters into this worker's metrics; logs
+ * incoming messages dropped since the last call. */
 void lh_nats_sync_metrics(lh_worker_t *w);
+/*
+ * What cnats's delivery thread does with a message (a natsMsg *, ownership taken): queues
+ * it for w's loop. 0, or -ENOMEM when no memory was left to queue it: then it is
+ * destroyed and counted in lhttpd_nats_dropped_total. Called directly only by tests.
+ */
+int lh_nats_inbox_put(lh_worker_t *w, void *msg);
 /*
  * 1 when a message must go to NATS whatever the channel: nats.publish is "always", or
  * another lhttpd node was heard from on NATS within nats.peer_timeout_ms, or this

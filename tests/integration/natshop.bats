@@ -9,6 +9,9 @@ load ../lib/helpers
 load ../lib/pubsub
 
 teardown() {
+    # A stopped nats-server holds its port and would hang whoever tries it next.
+    if [ -n "${NATS_STOPPED:-}" ]; then kill -CONT "$NATS_STOPPED" 2>/dev/null || true; fi
+    NATS_STOPPED=
     stop_all
     ! grep -E -A12 'AddressSanitizer|LeakSanitizer|runtime error:' "$(lh_tmp)"/lhttpd-*.log >&2
 }
@@ -28,6 +31,20 @@ post() {
     curl -s -o /dev/null -w '%{http_code}' --max-time 5 --data-binary @"$f" \
         "http://127.0.0.1:${3:-$LH_PORT}/publish"
 }
+
+# readyz_is CODE [PORT]: /readyz answers CODE.
+readyz_is() {
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+        "http://127.0.0.1:${2:-$LH_PORT}/readyz")" = "$1" ]
+}
+
+# now_ms: the wall clock in milliseconds.
+now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+
+# hang_nats / unhang_nats: SIGSTOP / SIGCONT the nats-server (NATS_PID): it keeps its
+# sockets, accepts connections and reads nothing. Teardown continues it.
+hang_nats() { NATS_STOPPED=$NATS_PID; kill -STOP "$NATS_PID"; }
+unhang_nats() { kill -CONT "$NATS_PID"; NATS_STOPPED=; }
 
 # settled [PORT]: every worker is past its (re)connection grace and has no peer: four
 # publishes in a row to a channel nobody has are all skipped.
@@ -153,4 +170,63 @@ lhttpd_on() {
     [ "$(post late first "$A_PORT")" = 200 ]
     wait_bg s "^s got [0-9]+ LHTTP/1.0 msg.r.npublish:late.r.n.r.nfirst$"
     metric_is lhttpd_nats_peer_nodes 1 "$A_PORT"
+}
+
+@test "a hung nats-server (SIGSTOP): /readyz is 503 within 3 s, the stall and what may be lost are counted; after SIGCONT delivery across nodes resumes" {
+    start_nats --monitor
+    lhttpd_on A 1
+    lhttpd_on B 1
+    wait_for 5 metric_is lhttpd_nats_peer_nodes 1 "$A_PORT"
+    wait_for 5 metric_is lhttpd_nats_peer_nodes 1 "$B_PORT"
+    readyz_is 200 "$A_PORT"
+    metric_is lhttpd_nats_stalls_total 0 "$A_PORT"
+    hang_nats
+    # Written into the hung server's socket: gone with it, and counted as possibly lost.
+    for i in 1 2 3; do [ "$(post across lost-$i "$A_PORT")" = 200 ]; done
+    wait_for 3 readyz_is 503 "$A_PORT"
+    wait_for 3 readyz_is 503 "$B_PORT"
+    metric_is lhttpd_nats_stalls_total 1 "$A_PORT"
+    metric_is lhttpd_nats_stalls_total 1 "$B_PORT"
+    [ "$(metric lhttpd_nats_possibly_lost_total "$A_PORT")" -ge 3 ]
+    use_lhttpd A
+    wait_log 'NATS: no PONG for [0-9]+ ms: the connection is stalled; reconnecting; [0-9]+ message\(s\) published since the last PONG may be lost'
+    [ "$(grep -c 'the connection is stalled' "$A_LOG")" -eq 1 ]
+    unhang_nats
+    wait_for 10 readyz_is 200 "$A_PORT"
+    wait_for 10 readyz_is 200 "$B_PORT"
+    run ps_run open:p:$A_PORT open:s:$B_PORT sub:s:across sync:p:s:across pub:p:across:back recv:s
+    [ "$status" -eq 0 ] || lh_show_output
+    has_line "$(got s 'LHTTP/1.0 msg\r\npublish:across\r\n\r\nback')"
+    metric_is lhttpd_nats_stalls_total 1 "$A_PORT"
+    assert_server_ok
+}
+
+@test "publishes while NATS is known to be unreachable are kept and sent on reconnect" {
+    start_nats
+    lhttpd_on A 1 '"publish": "always"'
+    nats_watch w 'lhttp.kept'
+    hang_nats
+    wait_for 3 readyz_is 503
+    lost=$(metric lhttpd_nats_possibly_lost_total)
+    [ "$(post kept while-down)" = 200 ]
+    unhang_nats
+    wait_for 10 readyz_is 200
+    wait_bg w '^msg lhttp\.kept LHTTP/1\.0 msg'
+    wait_bg w '^while-down$'
+    metric_is lhttpd_nats_possibly_lost_total "$lost"
+}
+
+@test "nats.stall_timeout_ms sets the stall detection time: more than two thirds of it, at most all of it" {
+    start_nats
+    lhttpd_on A 1 '"stall_timeout_ms": 9000'
+    readyz_is 200
+    hang_nats
+    t0=$(now_ms)
+    wait_for 12 readyz_is 503
+    took=$(($(now_ms) - t0))
+    echo "# 503 after $took ms" >&3
+    [ "$took" -ge 5500 ] && [ "$took" -le 10000 ]
+    metric_is lhttpd_nats_stalls_total 1
+    unhang_nats
+    wait_for 10 readyz_is 200
 }

@@ -68,6 +68,7 @@ static void check_defaults(const lh_config_t *c)
     LH_CHECK_INT(c->nats.reconnect_buffer_bytes, 8 * 1024 * 1024);
     LH_CHECK(c->nats.publish != NULL && strcmp(c->nats.publish, "auto") == 0);
     LH_CHECK_INT(c->nats.peer_timeout_ms, 5000);
+    LH_CHECK_INT(c->nats.stall_timeout_ms, 2000);
     LH_CHECK(list_is(&c->websocket.paths, 2, paths));
     LH_CHECK_INT(c->websocket.echo_paths.n, 0);
     LH_CHECK_INT(c->websocket.allowed_origins.n, 0);
@@ -339,6 +340,12 @@ LH_TEST(nats_section)
               "1:28: nats.peer_timeout_ms: must be an integer from 1000 to 3600000");
     CHECK_ERR("{\"nats\":{\"peer_timeout_ms\":3600001}}",
               "1:28: nats.peer_timeout_ms: must be an integer from 1000 to 3600000");
+    CHECK_OK("{\"nats\":{\"stall_timeout_ms\":300}}");
+    CHECK_OK("{\"nats\":{\"stall_timeout_ms\":3600000}}");
+    CHECK_ERR("{\"nats\":{\"stall_timeout_ms\":299}}",
+              "1:29: nats.stall_timeout_ms: must be an integer from 300 to 3600000");
+    CHECK_ERR("{\"nats\":{\"stall_timeout_ms\":3600001}}",
+              "1:29: nats.stall_timeout_ms: must be an integer from 300 to 3600000");
     CHECK_OK("{\"nats\":{\"subject_prefix\":\"a\"}}");
     CHECK_OK("{\"nats\":{\"subject_prefix\":\"a-b.c_d.E9\"}}");
     CHECK_OK("{\"nats\":{\"subject_prefix\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
