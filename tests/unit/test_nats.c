@@ -111,7 +111,7 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     lh_log_level = LH_LOG_ERR; /* quiet: NATS is unreachable on purpose */
-    if (lh_metrics_init() < 0) {
+    if (lh_metrics_init(4) < 0) {
         printf("# lh_metrics_init failed\n");
         return 1;
     }
