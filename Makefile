@@ -145,6 +145,15 @@ $(B)/fuzz/%: $(B)/fuzz-obj/tests/fuzz/%.o $(FUZZ_SHARED_OBJ)
 	$(FUZZ_CC) -g -fsanitize=fuzzer,address,undefined -o $@ $^ \
 	  $(shell pkg-config --libs jansson libcrypto)
 
+# fuzz_conn drives a whole worker (the connection layer and what sits on it): the worker
+# objects are built for it with the fuzzer's instrumentation too.
+FUZZ_WORKER_OBJ := $(patsubst %.c,$(B)/fuzz-obj/%.o,$(WORKER_SRC))
+$(B)/fuzz-obj/worker/%.o $(B)/fuzz-obj/tests/fuzz/fuzz_conn.o: \
+  FUZZ_CFLAGS += -Iworker -DLH_VERSION='"$(VERSION)"' $(PKG_CFLAGS) -pthread
+$(B)/fuzz/fuzz_conn: $(B)/fuzz-obj/tests/fuzz/fuzz_conn.o $(FUZZ_WORKER_OBJ) $(FUZZ_SHARED_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -fsanitize=fuzzer,address,undefined -pthread -o $@ $^ $(PKG_LIBS) -ldl
+
 fuzz: $(FUZZ_BIN)
 	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p $(B)/corpus/$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \

@@ -1,0 +1,156 @@
+/*
+ * libFuzzer target for the connection layer: an input's bytes reach a real worker
+ * connection through a socketpair, in chunks the input chooses, so the read path,
+ * lh_http_input, lh_ws_input, dispatch, pub/sub (subscribe, publish to itself), the
+ * echo path and the send queue all run as they do for a client, state carried from one
+ * read to the next. The pure-parser targets cannot reach that state; the use-after-free
+ * bugs found in the past lived there.
+ *
+ * Input: byte 0 chooses the opening (bit 0: a valid upgrade to the LHTTP path is sent
+ * first, bit 1: to the echo path instead), whether the peer reads what the server sends
+ * (bit 2 set: it never does, so the send queue fills and the 4008 path runs) and the
+ * chunk size (bits 4-7: 1, 2, 3, 7, 16, 61, 256, 1024, 4096 or all at once); the rest is
+ * what the client sends. Limits are small so that they are crossed often.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <nats/nats.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lh_log.h"
+#include "metrics.h"
+
+static lh_worker_t *w;
+static lh_config_t *cfg;
+
+static const char upgrade_fmt[] = "GET %s HTTP/1.1\r\nHost: fuzz\r\nUpgrade: websocket\r\n"
+                                  "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    static const char text[] =
+        "{\"listen\": [\"127.0.0.1:1\"], \"workers\": 1,"
+        " \"nats\": {\"servers\": [\"nats://127.0.0.1:1\"]},"
+        " \"websocket\": {\"echo_paths\": [\"/echo\"]},"
+        " \"limits\": {\"max_message_bytes\": 4096, \"send_queue_bytes\": 8192,"
+        "  \"max_subscriptions\": 8, \"max_headers\": 8, \"max_header_line\": 256,"
+        "  \"max_multipart_parts\": 4},"
+        " \"http\": {\"max_request_line\": 512, \"max_header_bytes\": 2048,"
+        "  \"max_headers\": 16, \"max_body_bytes\": 4096}}";
+    char err[256];
+
+    (void)argc;
+    (void)argv;
+    signal(SIGPIPE, SIG_IGN);
+    lh_log_level = 0; /* client errors are logged at info: quiet */
+    cfg = lh_config_parse(text, strlen(text), err, sizeof(err));
+    if (cfg == NULL) {
+        fprintf(stderr, "fuzz_conn: config: %s\n", err);
+        abort();
+    }
+    if (lh_metrics_init(4) < 0 || lh_metrics_slot_alloc(0, (int)getpid(), 1) != 0) {
+        fprintf(stderr, "fuzz_conn: metrics\n");
+        abort();
+    }
+    lh_metrics_use_slot(0);
+    lh_builtin_register();
+    lh_pubsub_register();
+    w = lh_worker_new(cfg, 0, NULL, 0, 0, -1);
+    if (w == NULL) {
+        fprintf(stderr, "fuzz_conn: lh_worker_new failed\n");
+        abort();
+    }
+    return 0;
+}
+
+/* Runs the loop until nothing is pending, reading (and dropping) what the server sent
+ * unless the peer is one that does not read. */
+static void pump(int peer, int reads)
+{
+    uint8_t sink[65536];
+
+    for (int i = 0; i < 4; i++) {
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
+        if (reads)
+            while (read(peer, sink, sizeof(sink)) > 0)
+                ;
+    }
+}
+
+static void end_all(void)
+{
+    while (w->http_conns.head)
+        lh_conn_destroy(w->http_conns.head);
+    while (w->ws_conns.head)
+        lh_conn_destroy(w->ws_conns.head);
+    while (w->closing_conns.head)
+        lh_conn_destroy(w->closing_conns.head);
+    lh_worker_flush(w);
+    lh_worker_reap(w);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const size_t chunks[16] = {1, 2, 3, 7, 16, 61, 256, 1024, 4096, 0,
+                                      0, 0, 0, 0, 0, 0};
+    struct sockaddr_storage ss;
+    char head[512];
+    size_t chunk, off = 0;
+    int sv[2], reads, flags;
+
+    if (size == 0)
+        return 0;
+    flags = data[0];
+    data++;
+    size--;
+    chunk = chunks[flags >> 4];
+    if (chunk == 0)
+        chunk = size ? size : 1;
+    reads = !(flags & 4);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        return 0;
+    memset(&ss, 0, sizeof(ss));
+    ss.ss_family = AF_UNIX;
+    w->now_ms = lh_now_ms();
+    lh_conn_accepted(w, sv[0], (struct sockaddr *)&ss, (socklen_t)sizeof(sa_family_t), 0);
+    if (flags & 3) {
+        int n = snprintf(head, sizeof(head), upgrade_fmt, (flags & 2) ? "/echo" : "/");
+
+        if (write(sv[1], head, (size_t)n) != n)
+            goto out;
+        pump(sv[1], reads);
+    }
+    while (off < size) {
+        size_t n = size - off < chunk ? size - off : chunk;
+        ssize_t r = write(sv[1], data + off, n);
+
+        if (r <= 0) {
+            if (r < 0 && errno == EAGAIN) {
+                pump(sv[1], reads);
+                r = write(sv[1], data + off, n);
+            }
+            if (r <= 0)
+                break; /* the server closed, or does not read */
+        }
+        off += (size_t)r;
+        pump(sv[1], reads);
+    }
+    /* The client leaves: the server sees EOF (or had closed already). */
+    shutdown(sv[1], SHUT_WR);
+    pump(sv[1], reads);
+out:
+    close(sv[1]);
+    pump(sv[1], 0);
+    end_all();
+    return 0;
+}
