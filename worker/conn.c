@@ -315,15 +315,11 @@ void lh_conn_destroy(lh_conn_t *c)
     if (c->flags & LH_CF_DEAD)
         return;
     c->flags |= LH_CF_DEAD;
-    if (c->flags & LH_CF_OPENED) {
-        c->busy++;
-        lh_dispatch_close(c);
-        c->busy--;
-    }
-    if (c->flags & LH_CF_OPENED)
-        lh_upstream_disconnect_hook(c, (c->flags & LH_CF_CLOSE_SENT) ? c->close_code : 1006);
-    lh_upstream_conn_gone(c);
-    lh_pubsub_conn_gone(c);
+    /* The layers above say goodbye, in the order they registered (lh_worker_new). */
+    lh_conn_hold(c);
+    for (unsigned i = 0; i < w->ngone; i++)
+        w->gone[i](c);
+    lh_conn_release(c);
     lh_conn_list_remove(list_of(c), c);
     event_del(&c->rev);
     event_del(&c->wev);
@@ -349,6 +345,49 @@ void lh_conn_destroy(lh_conn_t *c)
     w->reap_head = c;
 }
 
+int lh_conn_on_gone(lh_worker_t *w, lh_conn_gone_fn fn)
+{
+    if (w->ngone == LH_CONN_GONE_MAX)
+        return -ENOSPC;
+    w->gone[w->ngone++] = fn;
+    return 0;
+}
+
+void lh_conn_resume_later(lh_conn_t *c)
+{
+    lh_worker_t *w = c->w;
+
+    if (c->flags & (LH_CF_DEAD | LH_CF_RESUME_LISTED))
+        return;
+    event_add(&c->rev, NULL);
+    if (c->in_len == 0)
+        return; /* nothing held back: the socket's next input comes by read_cb */
+    c->flags |= LH_CF_RESUME_LISTED;
+    c->resume_next = w->resume_head;
+    w->resume_head = c;
+}
+
+static void conn_process_held(lh_conn_t *c);
+
+void lh_worker_end_pass(lh_worker_t *w)
+{
+    /* Resuming queues answers, which the flush writes; a write can list a connection for
+     * resuming again (its queue went under the limit): until both lists are empty. */
+    do {
+        while (w->resume_head) {
+            lh_conn_t *c = w->resume_head;
+
+            w->resume_head = c->resume_next;
+            c->resume_next = NULL;
+            c->flags &= ~LH_CF_RESUME_LISTED;
+            if (!(c->flags & LH_CF_DEAD))
+                conn_process_held(c);
+        }
+        lh_worker_flush(w);
+    } while (w->resume_head);
+    lh_worker_reap(w);
+}
+
 void lh_worker_reap(lh_worker_t *w)
 {
     lh_conn_t **pp = &w->reap_head;
@@ -356,7 +395,7 @@ void lh_worker_reap(lh_worker_t *w)
     while (*pp) {
         lh_conn_t *c = *pp;
 
-        if (c->busy || (c->flags & LH_CF_FLUSH_LISTED)) {
+        if (c->busy || (c->flags & (LH_CF_FLUSH_LISTED | LH_CF_RESUME_LISTED))) {
             pp = &c->next;
             continue;
         }
@@ -436,9 +475,9 @@ static int conn_write(lh_conn_t *c)
     }
     if ((c->flags & LH_CF_OUT_FULL) && q->bytes < c->w->cfg->limits.send_queue_bytes) {
         c->flags &= ~LH_CF_OUT_FULL;
-        lh_conn_resume(c); /* the requests held back; their answers queue for the flush */
-        if (c->flags & LH_CF_DEAD)
-            return -1;
+        /* The requests held back are read at the end of the pass, never from here: a
+         * write can happen while a request is being parsed (w->req in use). */
+        lh_conn_resume_later(c);
     }
     if (q->count > 0) {
         if (!(c->flags & LH_CF_WRITE_WAIT)) {
@@ -491,7 +530,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
     c->flags &= ~LH_CF_WRITE_WAIT;
     event_del(&c->wev);
     conn_write(c);
-    lh_worker_reap(c->w);
+    lh_worker_end_pass(c->w);
 }
 
 /* Feeds data to the state's handler until it needs more. Returns bytes consumed. */
@@ -510,10 +549,7 @@ static size_t conn_process(lh_conn_t *c, uint8_t *data, size_t len)
             event_del(&c->rev);
             break;
         }
-        if (c->state == LH_CONN_HTTP)
-            r = lh_http_input(c, data + off, len - off);
-        else
-            r = lh_ws_input(c, data + off, len - off);
+        r = c->input(c, data + off, len - off);
         if (r <= 0)
             break;
         off += (size_t)r;
@@ -558,7 +594,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     lh_worker_t *w = c->w;
 
     w->now_ms = lh_now_ms();
-    c->busy++;
+    lh_conn_hold(c);
     for (int round = 0; round < READ_ROUNDS && !(c->flags & LH_CF_DEAD); round++) {
         uint8_t *dst;
         size_t room;
@@ -647,28 +683,28 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         if ((size_t)n < room || (c->flags & LH_CF_OUT_FULL))
             break;
     }
-    c->busy--;
-    lh_worker_reap(w);
+    lh_conn_release(c);
+    lh_worker_end_pass(w);
 }
 
-void lh_conn_resume(lh_conn_t *c)
+/* The input held back while c was paused (a pending handshake, a full queue). */
+static void conn_process_held(lh_conn_t *c)
 {
     size_t used;
 
-    event_add(&c->rev, NULL);
     if (c->in_len == 0)
         return;
-    c->busy++;
+    lh_conn_hold(c);
     used = conn_process(c, c->in, c->in_len);
     if (!(c->flags & LH_CF_DEAD) && used > 0) {
         memmove(c->in, c->in + used, c->in_len - used);
         c->in_len -= (uint32_t)used;
     }
-    c->busy--;
+    lh_conn_release(c);
 }
 
 void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,
-                      int admin)
+                      int admin, lh_conn_input_fn input)
 {
     lh_conn_t *c = calloc(1, sizeof(*c));
 
@@ -683,6 +719,7 @@ void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen
     if ((size_t)salen <= sizeof(c->peer_sa))
         memcpy(&c->peer_sa, sa, (size_t)salen);
     c->state = LH_CONN_HTTP;
+    c->input = input;
     if (admin)
         c->flags |= LH_CF_ADMIN;
     c->last_ms = w->now_ms + w->cfg->limits.handshake_timeout_ms;

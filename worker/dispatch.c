@@ -91,18 +91,20 @@ static const proc_entry_t *find_proc(const char *cmd, size_t len)
 
 void lh_dispatch_open(lh_conn_t *c)
 {
-    c->busy++;
+    lh_conn_hold(c);
     for (size_t i = 0; i < nfilters && !(c->flags & LH_CF_DEAD); i++)
         if (filters[i].f.on_open)
             filters[i].f.on_open(c, filters[i].ud);
     for (size_t i = 0; i < nprocs && !(c->flags & LH_CF_DEAD); i++)
         if (procs[i].p.on_open)
             procs[i].p.on_open(c, procs[i].ud);
-    c->busy--;
+    lh_conn_release(c);
 }
 
 void lh_dispatch_close(lh_conn_t *c)
 {
+    if (!(c->flags & LH_CF_OPENED))
+        return; /* an HTTP connection, or an echo path: no on_open ran */
     for (size_t i = 0; i < nprocs; i++)
         if (procs[i].p.on_close)
             procs[i].p.on_close(c, procs[i].ud);
@@ -199,7 +201,7 @@ void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary)
     msg.owned = NULL;
     if (check_multipart(c, &msg) != 0)
         return;
-    c->busy++;
+    lh_conn_hold(c);
     for (size_t i = 0; i < nfilters; i++) {
         if (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT))
             goto out;
@@ -216,7 +218,7 @@ void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary)
             filters[i].f.after(c, &msg, filters[i].ud);
     }
 out:
-    c->busy--;
+    lh_conn_release(c);
     while (msg.owned != NULL) {
         lh_msg_owned_t *o = msg.owned;
 

@@ -212,6 +212,7 @@ void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int ec
     lh_m_inc(LH_M_WS_ACCEPTED);
     lh_m_inc(LH_M_HTTP_BASE + LH_EP_WEBSOCKET * LH_HTTP_NSTATUS + lh_metrics_status_index(101));
     lh_conn_set_state(c, LH_CONN_WS);
+    c->input = lh_ws_input; /* from the next byte on, input is WebSocket frames */
     c->last_ms = w->now_ms;
     lh_conn_queue_frame(c, -1, resp, (size_t)n);
     if (echo) {
@@ -221,7 +222,7 @@ void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int ec
         lh_dispatch_open(c);
     }
     if (pending && !(c->flags & LH_CF_DEAD))
-        lh_conn_resume(c);
+        lh_conn_resume_later(c); /* what the client sent after its handshake */
 }
 
 ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)

@@ -915,3 +915,10 @@ void lh_upstream_free(lh_worker_t *w)
     free(up);
     w->upstream = NULL;
 }
+
+void lh_upstream_conn_ended(lh_conn_t *c)
+{
+    if (c->flags & LH_CF_OPENED)
+        lh_upstream_disconnect_hook(c, (c->flags & LH_CF_CLOSE_SENT) ? c->close_code : 1006);
+    lh_upstream_conn_gone(c);
+}

@@ -116,17 +116,16 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        lh_conn_accepted(w, fd, (struct sockaddr *)&ss, sl, l->admin);
+        lh_conn_accepted(w, fd, (struct sockaddr *)&ss, sl, l->admin, lh_http_input);
     }
-    lh_worker_reap(w);
+    lh_worker_end_pass(w);
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
     lh_worker_t *w = arg;
 
-    lh_worker_flush(w);
-    lh_worker_reap(w);
+    lh_worker_end_pass(w);
 }
 
 /* Ends every connection at once (shutdown timeout, worker exit). */
@@ -206,8 +205,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         destroy_all(w);
         event_base_loopbreak(w->base);
     }
-    lh_worker_flush(w);
-    lh_worker_reap(w);
+    lh_worker_end_pass(w);
 }
 
 static unsigned sweep_interval_ms(const lh_config_t *cfg)
@@ -267,8 +265,7 @@ static void master_cb(evutil_socket_t fd, short what, void *arg)
         snprintf(reply, sizeof(reply), "hb %.100s %zu", msg + 3, w->nconns);
         lh_worker_send_master(w, reply);
     }
-    lh_worker_flush(w);
-    lh_worker_reap(w);
+    lh_worker_end_pass(w);
 }
 
 void lh_worker_send_master(lh_worker_t *w, const char *msg)
@@ -360,6 +357,13 @@ lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_
         lh_log(LH_LOG_ERR, "event_add: cannot start the worker's events");
         goto fail;
     }
+    /* When a connection ends, in this order: the processors' and filters' on_close (they
+     * may still look at its subscriptions and send nothing), then its disconnect webhook
+     * and pending upstream requests, then its subscriptions. */
+    if (lh_conn_on_gone(w, lh_dispatch_close) < 0 ||
+        lh_conn_on_gone(w, lh_upstream_conn_ended) < 0 ||
+        lh_conn_on_gone(w, lh_pubsub_conn_gone) < 0)
+        goto fail;
     lh_current_worker = w;
     if (lh_pubsub_init(w) < 0 || lh_static_load(w) < 0 || lh_upstream_init(w) < 0 ||
         lh_nats_start(w) < 0)
@@ -390,8 +394,7 @@ void lh_worker_stop(lh_worker_t *w, uint16_t code, unsigned timeout_ms)
     }
     lh_log(LH_LOG_INFO, "stopping: closing %zu connections with %u (at most %u ms)", w->nconns,
            code, timeout_ms);
-    lh_worker_flush(w);
-    lh_worker_reap(w);
+    lh_worker_end_pass(w);
     if (w->nconns == 0)
         event_base_loopbreak(w->base);
 }
@@ -415,7 +418,7 @@ void lh_worker_free(lh_worker_t *w)
         c->flags &= ~LH_CF_FLUSH_LISTED;
     }
     destroy_all(w);
-    lh_worker_reap(w);
+    lh_worker_end_pass(w); /* clears the flush and resume lists, frees them all */
     lh_nats_stop(w);
     lh_upstream_free(w);
     lh_pubsub_free(w);

@@ -1,6 +1,29 @@
 /*
  * A worker: one event loop, its listening sockets, its connections, and everything it
  * owns. All worker state lives in lh_worker_t, so a master can fork any number of them.
+ *
+ * Layers, bottom up; a file calls only into the layers below it (and beside it, for the
+ * HTTP group), never up. What a lower layer must tell a higher one goes through a
+ * function pointer or a hook the higher one registered:
+ *
+ *   conn.c      sockets, the send queue, flush, close, linger, reap: knows no protocol.
+ *               Input goes to c->input (set by http.c, swapped by ws.c's caller at the
+ *               upgrade); the end of a connection runs the hooks registered with
+ *               lh_conn_on_gone; lh_worker_end_pass ends every callback.
+ *   ws.c        WebSocket frames             http.c      HTTP requests, the upgrade
+ *                                            admin.c, static.c, upstream.c beside http.c
+ *   dispatch.c  LHTTP messages: filters, processors
+ *   pubsub.c    channels, fan-out, POST /publish
+ *   nats.c      the NATS connection
+ *   api.c       the module API (lhttpd.h), over all of them
+ *   worker.c    the loop, accept, timers, signals: it wires the layers together.
+ *
+ * The pass rule: a libevent callback handles its event, then calls lh_worker_end_pass,
+ * which resumes the connections whose input was held back, writes what was queued, and
+ * frees the connections that died in the pass. Nothing below a parser ever calls back
+ * into it: conn_write never resumes input (it only lists the connection for the end of
+ * the pass), so the shared scratch buffers (w->req, w->lmsg, w->rbuf) are never reused
+ * while a request or message is being parsed from them.
  */
 #ifndef LH_WORKER_H
 #define LH_WORKER_H
@@ -21,6 +44,14 @@
 #include "metrics.h"
 
 typedef struct lh_worker_s lh_worker_t;
+
+/* What reads a connection's input in its current state (http.c's lh_http_input, then
+ * ws.c's lh_ws_input after the upgrade): returns the bytes it consumed (0: it needs more)
+ * or -1 when the connection was closed. */
+typedef ssize_t (*lh_conn_input_fn)(lh_conn_t *c, uint8_t *data, size_t len);
+/* A "connection gone" hook (lh_conn_on_gone). */
+typedef void (*lh_conn_gone_fn)(lh_conn_t *c);
+#define LH_CONN_GONE_MAX 8
 
 /* Connection states. */
 enum {
@@ -49,7 +80,8 @@ enum {
     LH_CF_HEAD = 1u << 14,        /* HTTP: the request is HEAD, the response has no body */
     LH_CF_HS_PENDING = 1u << 15,  /* handshake waits for the connect webhook; input paused */
     LH_CF_OUT_FULL = 1u << 16,    /* HTTP: answers queued over send_queue_bytes; input paused */
-    LH_CF_CONTINUE = 1u << 17     /* HTTP: "100 Continue" sent for the request being read */
+    LH_CF_CONTINUE = 1u << 17,    /* HTTP: "100 Continue" sent for the request being read */
+    LH_CF_RESUME_LISTED = 1u << 18 /* on the worker's resume list (end of the pass) */
 };
 
 /* The send queue: a ring of shared buffers, written with writev. */
@@ -94,6 +126,8 @@ struct lh_conn_s {
     uint64_t last_ms; /* last activity (receive) or deadline base, per state */
     lh_conn_t *prev, *next;  /* on one of the worker's timer lists */
     lh_conn_t *flush_next;   /* on the worker's flush list */
+    lh_conn_t *resume_next;  /* on the worker's resume list */
+    lh_conn_input_fn input;  /* reads input in the current state */
     lh_outq_t out;
     lh_data_slot_t *slots;
     uint16_t nslots;
@@ -146,7 +180,10 @@ struct lh_worker_s {
 
     lh_conn_t *flush_head; /* connections with output to write this loop pass */
     struct event *flush_ev;
+    lh_conn_t *resume_head; /* connections whose held-back input is read at the end of the pass */
     lh_conn_t *reap_head; /* dead connections to free at the end of the pass */
+    lh_conn_gone_fn gone[LH_CONN_GONE_MAX]; /* lh_conn_on_gone, in order */
+    unsigned ngone;
     struct event *sweep_ev;
     struct event *sigterm_ev, *sigint_ev;
     int stopping;
@@ -194,8 +231,28 @@ uint64_t lh_now_ms(void);
 uint64_t lh_now_ns(void);
 
 /* ---- conn.c ---- */
+/* A new connection on fd (owned) whose input goes to input. */
 void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,
-                      int admin);
+                      int admin, lh_conn_input_fn input);
+/* Adds fn to what runs when a connection of w ends (lh_conn_destroy), after the hooks
+ * added before it. Returns 0, or -ENOSPC beyond LH_CONN_GONE_MAX. */
+int lh_conn_on_gone(lh_worker_t *w, lh_conn_gone_fn fn);
+/* A callback on c is running: c is not freed before lh_conn_release (it may die, which
+ * only marks it). Every hold has its release in the same function. */
+static inline void lh_conn_hold(lh_conn_t *c)
+{
+    c->busy++;
+}
+static inline void lh_conn_release(lh_conn_t *c)
+{
+    c->busy--;
+}
+/* Reads c's held-back input at the end of this pass (never from inside a write or a
+ * parser); reading from the socket resumes at once. */
+void lh_conn_resume_later(lh_conn_t *c);
+/* Ends a loop pass: resumes the listed connections, writes what is queued, frees the
+ * connections that died. Every libevent callback of the worker calls it last. */
+void lh_worker_end_pass(lh_worker_t *w);
 /* Queues b (takes a reference of its own) and schedules the flush. Returns 0, or:
  *   -EPIPE   c is closing or dead (our close frame is out, or it is half-closed or being
  *            freed), or writing what was queued failed and destroyed it: nothing queued;
@@ -243,6 +300,9 @@ void lh_upstream_free(lh_worker_t *w);
 void lh_upstream_register(void);
 /* Cancels c's requests (it is going away). */
 void lh_upstream_conn_gone(lh_conn_t *c);
+/* The "connection gone" hook: the disconnect webhook (for a connection whose on_open
+ * ran), then lh_upstream_conn_gone. */
+void lh_upstream_conn_ended(lh_conn_t *c);
 /* The WebSocket subprotocol lhttpd selects; the 101 names it as the client spelled it,
  * kept in a char[LH_WS_PROTO_SIZE] ("" when the client offered none). */
 #define LH_WS_PROTO "lhttp"
@@ -257,8 +317,6 @@ void lh_upstream_disconnect_hook(lh_conn_t *c, unsigned code);
 void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int echo);
 /* Refuses a handshake with status and a reason; the connection closes after it. */
 void lh_http_refuse(lh_conn_t *c, int status, const char *reason);
-/* Resumes reading after a paused handshake and processes what was held back. */
-void lh_conn_resume(lh_conn_t *c);
 
 /* ---- static.c ---- */
 /* Reads static.root into memory (at worker start, before the loop runs). */
@@ -353,7 +411,9 @@ int lh_dispatch_register_filter(const lh_filter_t *f, void *ud);
 /* The multipart limits of the configuration (limits.max_multipart_parts and
  * max_header_line). */
 void lh_dispatch_multipart_limits(const lh_worker_t *w, lh_multipart_limits_t *lim);
+/* Runs every processor's and filter's on_open (a WebSocket on an LHTTP path opened). */
 void lh_dispatch_open(lh_conn_t *c);
+/* The "connection gone" hook: every on_close, when on_open ran (LH_CF_OPENED). */
 void lh_dispatch_close(lh_conn_t *c);
 /* Handles one complete message (LHTTP on normal paths). */
 void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary);

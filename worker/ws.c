@@ -205,9 +205,9 @@ ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len)
                 ws_fail(c, LH_WS_CLOSE_INVALID_DATA, "truncated UTF-8 in text message");
                 return (ssize_t)len;
             }
-            c->busy++;
+            lh_conn_hold(c);
             deliver(c, c->msg, c->msg_len, op);
-            c->busy--;
+            lh_conn_release(c);
             if (!(c->flags & LH_CF_DEAD))
                 msg_reset(c);
         }
