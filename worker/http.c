@@ -4,6 +4,7 @@
  */
 #include "worker.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,8 +179,14 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
         c->flags |= LH_CF_HS_PENDING;
         event_del(&c->rev);
         break;
+    case -EBUSY:
+        /* upstream.max_in_flight requests already: refused at once, not queued (each
+         * waiting handshake would hold a descriptor and a backend connection). */
+        reject(c, LH_REJ_BACKEND, 503, "too many connect webhooks in flight",
+               "Retry-After: 1\r\n");
+        break;
     default:
-        lh_http_refuse(c, 503, "connect webhook unavailable");
+        reject(c, LH_REJ_BACKEND, 503, "connect webhook unavailable", NULL);
         break;
     }
 }
