@@ -212,6 +212,13 @@ void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int ec
                      proto[0] ? "\r\n" : "");
     int pending = (c->flags & LH_CF_HS_PENDING) != 0;
 
+    /* The 101 first: if it cannot be queued (out of memory), the client sees its
+     * connection end instead of waiting for an answer, and no WebSocket opens. */
+    if (lh_conn_queue_frame(c, -1, resp, (size_t)n) < 0) {
+        if (!(c->flags & LH_CF_DEAD))
+            lh_conn_destroy(c);
+        return;
+    }
     c->flags &= ~(LH_CF_KA_IDLE | LH_CF_HS_PENDING);
     c->flags |= LH_CF_WS_OPEN;
     lh_m_sub(LH_G_HTTP_OPEN, 1);
@@ -220,7 +227,6 @@ void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int ec
     lh_m_inc(LH_M_HTTP_BASE + LH_EP_WEBSOCKET * LH_HTTP_NSTATUS + lh_metrics_status_index(101));
     lh_conn_set_state(c, LH_CONN_WS);
     c->last_ms = w->now_ms;
-    lh_conn_queue_frame(c, -1, resp, (size_t)n);
     if (echo) {
         c->flags |= LH_CF_ECHO;
     } else {

@@ -57,6 +57,7 @@ typedef struct lh_upreq_s {
     unsigned tries, redirects;
     int finishing; /* finish() is answering it: the connection's end only unlinks it */
     int oom;       /* a header could not be added: the request must not start */
+    int sock_lost; /* its socket could not be watched: pump_cb fails it */
     struct event *retry_ev;
     /* UP_CONNECT: what the 101 needs once the backend agrees. */
     char accept[29];
@@ -86,6 +87,7 @@ typedef struct lh_up_s {
     lh_updq_t *qhead, *qtail; /* queued disconnect webhooks, oldest first */
     size_t qlen;
     int qdropping; /* the queue is full and a drop was logged */
+    int sock_lost; /* some request has sock_lost set */
 } lh_up_t;
 
 static lh_up_t *up_of(lh_worker_t *w)
@@ -161,6 +163,12 @@ static int parse_url(const char *url, lh_prefix_t *out)
             *p = (char)(*p + 32);
     rc = out->scheme && out->host && out->path ? 0 : -1;
 out:
+    if (rc < 0) { /* out of memory half way: nothing is kept */
+        free(out->scheme);
+        free(out->host);
+        free(out->path);
+        memset(out, 0, sizeof(*out));
+    }
     curl_free(scheme);
     curl_free(host);
     curl_free(path);
@@ -354,11 +362,19 @@ static void reply_error(lh_upreq_t *r, int code, const char *fmt, ...)
            r->url ? r->url : "?", reason);
     if (r->c == NULL || !r->w->cfg->upstream.report_errors)
         return;
-    lh_conn_send_error_cmd(r->c, r->command, r->command ? strlen(r->command) : 0, code, reason);
+    /* Not even the error fits in memory: the client sees its connection end rather than
+     * wait for an answer that will never come. */
+    if (lh_conn_send_error_cmd(r->c, r->command, r->command ? strlen(r->command) : 0, code,
+                               reason) == -ENOMEM &&
+        r->c != NULL && !(r->c->flags & LH_CF_DEAD))
+        lh_conn_destroy(r->c);
 }
 
+static void finish_connect(lh_upreq_t *r, long status, int failed);
+
 /* r cannot go on (out of memory, or libcurl refused it): counted as failed, its client
- * told, and r freed. As in finish(), the connection stays in memory while it is told. */
+ * told (a waiting handshake gets 503), and r freed. As in finish(), the connection stays
+ * in memory while it is told. */
 static void fail_now(lh_upreq_t *r, int code, const char *reason)
 {
     lh_conn_t *c = r->c;
@@ -368,7 +384,10 @@ static void fail_now(lh_upreq_t *r, int code, const char *reason)
     if (c != NULL)
         c->busy++;
     count(r->kind, LH_UP_FAILED);
-    reply_error(r, code, "%s", reason);
+    if (r->kind == UP_CONNECT)
+        finish_connect(r, 0, 1);
+    else
+        reply_error(r, code, "%s", reason);
     req_free(r);
     lh_worker_flush(w);
     if (c != NULL) {
@@ -534,6 +553,8 @@ static void finish(lh_upreq_t *r, CURLcode res)
 
         if (rc == -EINVAL)
             reply_error(r, 502, "upstream answer has an invalid LHTTP command or header");
+        else if (rc == -ENOMEM)
+            reply_error(r, 500, "out of memory for the upstream answer");
     }
 done:
     req_free(r);
@@ -582,6 +603,19 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
     check_done(up);
 }
 
+/* The socket of e's transfer could not be watched (out of memory): without an event the
+ * transfer would wait forever, so pump_cb fails it once libcurl has returned. */
+static void sock_lost(lh_up_t *up, CURL *e)
+{
+    lh_upreq_t *r = NULL;
+
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
+    if (r != NULL)
+        r->sock_lost = 1;
+    up->sock_lost = 1;
+    event_active(up->pump, EV_TIMEOUT, 0);
+}
+
 static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     lh_up_t *up = userp;
@@ -598,14 +632,20 @@ static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socket
                    EV_PERSIST);
     if (ev == NULL) {
         ev = event_new(up->w->base, s, kind, event_cb, up);
-        if (ev == NULL)
+        if (ev == NULL) {
+            sock_lost(up, e);
             return -1;
+        }
         curl_multi_assign(up->multi, s, ev);
     } else {
         event_del(ev);
         event_assign(ev, up->w->base, s, kind, event_cb, up);
     }
-    return event_add(ev, NULL) < 0 ? -1 : 0; /* -1: libcurl fails the transfer */
+    if (event_add(ev, NULL) < 0) {
+        sock_lost(up, e);
+        return -1;
+    }
+    return 0;
 }
 
 static int timer_cb(CURLM *m, long timeout_ms, void *userp)
@@ -1003,10 +1043,22 @@ static void send_disconnect(lh_worker_t *w, unsigned long long id, const char *p
     }
 }
 
-/* Queued disconnect webhooks, oldest first, while slots are free. */
+/* Fails the requests whose socket could not be watched, then starts queued disconnect
+ * webhooks, oldest first, while slots are free. */
 static void pump_cb(evutil_socket_t fd, short what, void *arg)
 {
     lh_up_t *up = arg;
+
+    while (up->sock_lost) {
+        up->sock_lost = 0;
+        for (lh_upreq_t *r = up->head; r != NULL; r = r->next) {
+            if (r->sock_lost && r->easy != NULL) {
+                up->sock_lost = 1; /* look again: fail_now changes the list */
+                fail_now(r, 502, "upstream failed: out of memory");
+                break;
+            }
+        }
+    }
 
     while (up->qhead != NULL && up->inflight < up->w->cfg->upstream.max_in_flight) {
         lh_updq_t *q = up->qhead;
