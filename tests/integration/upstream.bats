@@ -3,7 +3,9 @@
 # `upstream: METHOD URL` messages and what the backend receives, answers routed back as
 # LHTTP, the allow-list (with a canary server that must never be reached), redirects,
 # timeouts, retries, in-flight caps under a flood, command webhooks, the connect and
-# disconnect webhooks, and the lhttpd_upstream_requests_total counters.
+# disconnect webhooks (and their caps under storms of handshakes and departures: 503
+# beyond upstream.max_in_flight, the disconnect queue, idle backend connections closed),
+# and the lhttpd_upstream_requests_total and lhttpd_webhooks_total counters.
 #
 # Servers for the whole file: backends B (on upstream.allow as http://127.0.0.1:B/api/;
 # also the `order` command webhook), CANARY (on no list: must never see a connection) and
@@ -967,4 +969,7 @@ open_le() { [ "$(blog open "$1")" -le "$2" ]; }
         echo "${s# }"
     }
     wait_for 5 test "$(got)" = "$want" || { echo "got: $(got); want: $want" >&2; false; }
+    # The `order` command webhook among them, by kind.
+    whm_is command ok 1
+    whm_is connect ok 0
 }
