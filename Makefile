@@ -127,7 +127,17 @@ bench: all
 $(B)/tests/test_nats: ALL_LDFLAGS += -Wl,--wrap=realloc
 $(B)/tests/%: tests/unit/%.c $(B)/libshared.a $(WORKER_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(WORKER_OBJ) $(B)/libshared.a $(PKG_LIBS) -ldl
+	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(UNIT_EXTRA) $(WORKER_OBJ) $(B)/libshared.a $(PKG_LIBS) -ldl
+
+# Unit tests of out-of-memory paths: linked with the failing allocator
+# (tests/unit/lh_failalloc.h), which --wrap puts under every malloc, calloc, realloc,
+# strdup, strndup, curl_easy_init and event_new of the linked objects.
+FAILALLOC_TESTS := $(B)/tests/test_upstream
+FAILALLOC_OBJ := $(B)/obj/tests/unit/lh_failalloc.o
+$(FAILALLOC_TESTS): $(FAILALLOC_OBJ)
+$(FAILALLOC_TESTS): UNIT_EXTRA = $(FAILALLOC_OBJ) \
+  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup \
+  -Wl,--wrap=curl_easy_init,--wrap=event_new
 
 # libFuzzer targets: clang, each parser with ASan+UBSan. `make fuzz FUZZ_SECONDS=60`.
 FUZZ_CC ?= clang

@@ -826,6 +826,8 @@ static const field_t upstream_fields[] = {
     INT_FIELD("report_errors", K_BOOL, upstream.report_errors, 0, 1, 1),
     INT_FIELD("max_response_bytes", K_SIZE, upstream.max_response_bytes, 1, 256 * MiB, MiB),
     INT_FIELD("max_redirects", K_MS, upstream.max_redirects, 0, 20, 3),
+    INT_FIELD("max_idle_connections", K_SIZE, upstream.max_idle_connections, 1, 65536, 64),
+    INT_FIELD("idle_timeout_ms", K_MS, upstream.idle_timeout_ms, 1, HOUR_MS, 30000),
     END
 };
 
@@ -833,6 +835,7 @@ static const field_t webhooks_fields[] = {
     STR_FIELD("connect", K_TOKEN, webhooks.connect, 1, 4096, NULL, check_http_url),
     STR_FIELD("disconnect", K_TOKEN, webhooks.disconnect, 1, 4096, NULL, check_http_url),
     INT_FIELD("timeout_ms", K_MS, webhooks.timeout_ms, 1, HOUR_MS, 3000),
+    INT_FIELD("disconnect_queue", K_SIZE, webhooks.disconnect_queue, 0, 1000000, 65536),
     END
 };
 

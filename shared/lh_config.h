@@ -100,12 +100,15 @@ typedef struct lh_config_s {
         int report_errors;           /* non-2xx and failures get an LHTTP error, default 1 */
         size_t max_response_bytes;   /* default 1 MiB: beyond, error 502 */
         unsigned max_redirects;      /* followed only inside the allow-list, default 3 */
+        size_t max_idle_connections; /* kept-alive backend connections kept, default 64 */
+        unsigned idle_timeout_ms;    /* idle backend connections closed after, default 30000 */
     } upstream;
 
     struct {
         char *connect;       /* POSTed before a handshake completes; non-2xx refuses it */
         char *disconnect;    /* POSTed when a client leaves (best effort) */
         unsigned timeout_ms; /* default 3000 */
+        size_t disconnect_queue; /* waiting for an in-flight slot, per worker, default 65536 */
     } webhooks;
 
     lh_command_cfg_t *commands; /* "commands": {"NAME": {"webhook": URL}} */

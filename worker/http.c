@@ -4,6 +4,7 @@
  */
 #include "worker.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,8 +179,14 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
         c->flags |= LH_CF_HS_PENDING;
         event_del(&c->rev);
         break;
+    case -EBUSY:
+        /* upstream.max_in_flight requests already: refused at once, not queued (each
+         * waiting handshake would hold a descriptor and a backend connection). */
+        reject(c, LH_REJ_BACKEND, 503, "too many connect webhooks in flight",
+               "Retry-After: 1\r\n");
+        break;
     default:
-        lh_http_refuse(c, 503, "connect webhook unavailable");
+        reject(c, LH_REJ_BACKEND, 503, "connect webhook unavailable", NULL);
         break;
     }
 }
@@ -205,6 +212,13 @@ void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int ec
                      proto[0] ? "\r\n" : "");
     int pending = (c->flags & LH_CF_HS_PENDING) != 0;
 
+    /* The 101 first: if it cannot be queued (out of memory), the client sees its
+     * connection end instead of waiting for an answer, and no WebSocket opens. */
+    if (lh_conn_queue_frame(c, -1, resp, (size_t)n) < 0) {
+        if (!(c->flags & LH_CF_DEAD))
+            lh_conn_destroy(c);
+        return;
+    }
     c->flags &= ~(LH_CF_KA_IDLE | LH_CF_HS_PENDING);
     c->flags |= LH_CF_WS_OPEN;
     lh_m_sub(LH_G_HTTP_OPEN, 1);
@@ -214,7 +228,6 @@ void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int ec
     lh_conn_set_state(c, LH_CONN_WS);
     c->input = lh_ws_input; /* from the next byte on, input is WebSocket frames */
     c->last_ms = w->now_ms;
-    lh_conn_queue_frame(c, -1, resp, (size_t)n);
     if (echo) {
         c->flags |= LH_CF_ECHO;
     } else {

@@ -27,6 +27,7 @@ static const char *const endpoint_names[LH_EP_N] = {
     "websocket", "publish", "livez", "readyz", "metrics", "static", "other"};
 static const char *const upstream_names[LH_UP_N] = {
     "ok", "http_error", "refused", "timeout", "failed", "limited"};
+static const char *const webhook_names[LH_WH_N] = {"command", "connect", "disconnect"};
 /* Latency buckets in seconds, as nanoseconds. */
 static const uint64_t lat_ns[] = {50000,    100000,   250000,    500000,    1000000,
                                   2500000,  5000000,  10000000,  25000000,  50000000,
@@ -608,6 +609,13 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
     for (unsigned i = 0; i < LH_UP_N; i++)
         fprintf(f, "lhttpd_upstream_requests_total{result=\"%s\"} %llu\n", upstream_names[i],
                 (unsigned long long)s->v[LH_M_UPSTREAM_BASE + i]);
+    head(f, "lhttpd_webhooks_total", "counter",
+         "Webhook requests (also counted in lhttpd_upstream_requests_total) by kind and result.");
+    for (unsigned k = 0; k < LH_WH_N; k++)
+        for (unsigned i = 0; i < LH_UP_N; i++)
+            fprintf(f, "lhttpd_webhooks_total{kind=\"%s\",result=\"%s\"} %llu\n",
+                    webhook_names[k], upstream_names[i],
+                    (unsigned long long)s->v[LH_M_WEBHOOK_BASE + k * LH_UP_N + i]);
     histogram(f, "lhttpd_delivery_latency_seconds",
               "From the moment a worker has a message (from a client, /publish or NATS) to "
               "the moment it is written to a subscriber's socket.",

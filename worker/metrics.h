@@ -49,8 +49,11 @@ enum {
     /* Upstream requests by result: LH_M_UPSTREAM_BASE + LH_UP_*. */
     LH_M_UPSTREAM_BASE = LH_M_HTTP_END,
     LH_M_UPSTREAM_END = LH_M_UPSTREAM_BASE + 8,
+    /* Webhooks by kind and result: LH_M_WEBHOOK_BASE + LH_WH_* * LH_UP_N + LH_UP_*. */
+    LH_M_WEBHOOK_BASE = LH_M_UPSTREAM_END,
+    LH_M_WEBHOOK_END = LH_M_WEBHOOK_BASE + 3 * 6,
     /* Histograms: buckets (not cumulative), then sum, then count. */
-    LH_M_LAT_BASE = LH_M_UPSTREAM_END,
+    LH_M_LAT_BASE = LH_M_WEBHOOK_END,
     LH_M_LAT_END = LH_M_LAT_BASE + 16 + 2,
     LH_M_SIZE_BASE = LH_M_LAT_END,
     LH_M_SIZE_END = LH_M_SIZE_BASE + 12 + 2,
@@ -75,6 +78,8 @@ enum { LH_EP_WEBSOCKET, LH_EP_PUBLISH, LH_EP_LIVEZ, LH_EP_READYZ, LH_EP_METRICS,
        LH_EP_OTHER, LH_EP_N };
 enum { LH_UP_OK, LH_UP_HTTP_ERROR, LH_UP_REFUSED, LH_UP_TIMEOUT, LH_UP_FAILED, LH_UP_LIMITED,
        LH_UP_N };
+enum { LH_WH_COMMAND, LH_WH_CONNECT, LH_WH_DISCONNECT, LH_WH_N };
+_Static_assert(LH_M_WEBHOOK_END - LH_M_WEBHOOK_BASE == LH_WH_N * LH_UP_N, "webhook slots");
 #define LH_HTTP_NSTATUS 20
 
 typedef struct {

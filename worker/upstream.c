@@ -7,11 +7,20 @@
  * libcurl's URL API and compared by scheme, host, port and path prefix (on a segment
  * boundary), never as a raw string; anything else is refused before a request exists.
  * Redirects are followed by hand, and only to URLs that pass the same check.
+ *
+ * Every request, webhooks included, takes one of upstream.max_in_flight slots per worker
+ * (libcurl's connection pool is capped to the same number). A connect webhook beyond it
+ * is refused at once (the handshake gets 503); a disconnect webhook waits in a bounded
+ * queue (webhooks.disconnect_queue) for a slot. Kept-alive backend connections are
+ * capped (upstream.max_idle_connections), and once nothing has been in flight for
+ * upstream.idle_timeout_ms the multi handle is replaced: every idle connection closes
+ * and the memory of a burst goes back to the system.
  */
 #include "worker.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +56,8 @@ typedef struct lh_upreq_s {
     size_t nrh;
     unsigned tries, redirects;
     int finishing; /* finish() is answering it: the connection's end only unlinks it */
+    int oom;       /* a header could not be added: the request must not start */
+    int sock_lost; /* its socket could not be watched: pump_cb fails it */
     struct event *retry_ev;
     /* UP_CONNECT: what the 101 needs once the backend agrees. */
     char accept[29];
@@ -55,19 +66,62 @@ typedef struct lh_upreq_s {
     char *hs_reject; /* reason text */
 } lh_upreq_t;
 
+/* A disconnect webhook waiting for an in-flight slot: only what its body needs. */
+typedef struct lh_updq_s {
+    struct lh_updq_s *next;
+    unsigned long long id;
+    unsigned code;
+    char peer[64];
+} lh_updq_t;
+
 typedef struct lh_up_s {
     lh_worker_t *w;
-    CURLM *multi;
-    struct event *timer;
+    CURLM *multi;        /* NULL after a failed replacement: made again on demand */
+    struct event *timer; /* libcurl's timeout */
+    struct event *pump;  /* starts queued disconnect webhooks once slots are free */
+    struct event *idle;  /* nothing in flight for upstream.idle_timeout_ms */
     lh_prefix_t *allow;
     size_t nallow;
     lh_upreq_t *head; /* all requests */
     size_t inflight;
+    lh_updq_t *qhead, *qtail; /* queued disconnect webhooks, oldest first */
+    size_t qlen;
+    int qdropping; /* the queue is full and a drop was logged */
+    int sock_lost; /* some request has sock_lost set */
 } lh_up_t;
 
 static lh_up_t *up_of(lh_worker_t *w)
 {
     return (lh_up_t *)w->upstream;
+}
+
+/* Counts a request's outcome (LH_UP_*): every kind in lhttpd_upstream_requests_total,
+ * webhooks also in lhttpd_webhooks_total by kind. */
+static void count(int kind, unsigned result)
+{
+    int k = kind == UP_WEBHOOK_CMD ? LH_WH_COMMAND
+            : kind == UP_CONNECT   ? LH_WH_CONNECT
+            : kind == UP_DISCONNECT ? LH_WH_DISCONNECT
+                                    : -1;
+
+    lh_m_inc(LH_M_UPSTREAM_BASE + result);
+    if (k >= 0)
+        lh_m_inc(LH_M_WEBHOOK_BASE + (unsigned)k * LH_UP_N + result);
+}
+
+/* A request gave back its in-flight slot: a queued disconnect webhook may start, or,
+ * with nothing left in flight, the idle clock starts. */
+static void put_slot(lh_up_t *up)
+{
+    up->inflight--;
+    if (up->qhead != NULL) {
+        event_active(up->pump, EV_TIMEOUT, 0);
+    } else if (up->inflight == 0) {
+        unsigned ms = up->w->cfg->upstream.idle_timeout_ms;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+        evtimer_add(up->idle, &tv);
+    }
 }
 
 /* ---- Allow-list ---- */
@@ -109,6 +163,12 @@ static int parse_url(const char *url, lh_prefix_t *out)
             *p = (char)(*p + 32);
     rc = out->scheme && out->host && out->path ? 0 : -1;
 out:
+    if (rc < 0) { /* out of memory half way: nothing is kept */
+        free(out->scheme);
+        free(out->host);
+        free(out->path);
+        memset(out, 0, sizeof(*out));
+    }
     curl_free(scheme);
     curl_free(host);
     curl_free(path);
@@ -169,7 +229,7 @@ static void req_free(lh_upreq_t *r)
     if (r->easy) {
         curl_multi_remove_handle(up->multi, r->easy);
         curl_easy_cleanup(r->easy);
-        up->inflight--;
+        put_slot(up);
     }
     if (r->retry_ev)
         event_free(r->retry_ev);
@@ -253,21 +313,29 @@ static size_t header_cb(char *data, size_t size, size_t n, void *arg)
         v++;
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
         end--;
+    /* Out of memory: the transfer is aborted (an answer without one of its headers
+     * would be a different answer), and the client gets error 502. */
     if ((size_t)(colon - data) == pl + 7 && strncasecmp(data + pl, "command", 7) == 0) {
         free(r->rcommand);
         r->rcommand = strndup(v, (size_t)(end - v));
+        if (r->rcommand == NULL)
+            return 0;
     } else if (r->nrh < LH_ARRAY_LEN(r->rh) && colon > data + pl) {
         char *k = strndup(data + pl, (size_t)(colon - data) - pl);
+        char *val = k ? strndup(v, (size_t)(end - v)) : NULL;
 
-        for (char *p = k; p && *p; p++)
+        if (val == NULL) {
+            free(k);
+            return 0;
+        }
+        for (char *p = k; *p; p++)
             if (*p >= 'A' && *p <= 'Z')
                 *p = (char)(*p + 32);
         r->rh[r->nrh].key = k;
-        r->rh[r->nrh].key_len = k ? strlen(k) : 0;
-        r->rh[r->nrh].value = strndup(v, (size_t)(end - v));
+        r->rh[r->nrh].key_len = strlen(k);
+        r->rh[r->nrh].value = val;
         r->rh[r->nrh].value_len = (size_t)(end - v);
-        if (k && r->rh[r->nrh].value)
-            r->nrh++;
+        r->nrh++;
     }
     return len;
 }
@@ -277,14 +345,6 @@ static int start_easy(lh_upreq_t *r);
 static int idempotent(const char *m)
 {
     return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "PUT") || !strcmp(m, "DELETE");
-}
-
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-    lh_upreq_t *r = arg;
-
-    if (start_easy(r) < 0)
-        req_free(r);
 }
 
 static void reply_error(lh_upreq_t *r, int code, const char *fmt, ...)
@@ -302,7 +362,46 @@ static void reply_error(lh_upreq_t *r, int code, const char *fmt, ...)
            r->url ? r->url : "?", reason);
     if (r->c == NULL || !r->w->cfg->upstream.report_errors)
         return;
-    lh_conn_send_error_cmd(r->c, r->command, r->command ? strlen(r->command) : 0, code, reason);
+    /* Not even the error fits in memory: the client sees its connection end rather than
+     * wait for an answer that will never come. */
+    if (lh_conn_send_error_cmd(r->c, r->command, r->command ? strlen(r->command) : 0, code,
+                               reason) == -ENOMEM &&
+        r->c != NULL && !(r->c->flags & LH_CF_DEAD))
+        lh_conn_destroy(r->c);
+}
+
+static void finish_connect(lh_upreq_t *r, long status, int failed);
+
+/* r cannot go on (out of memory, or libcurl refused it): counted as failed, its client
+ * told (a waiting handshake gets 503), and r freed. As in finish(), the connection stays
+ * in memory while it is told. */
+static void fail_now(lh_upreq_t *r, int code, const char *reason)
+{
+    lh_conn_t *c = r->c;
+    lh_worker_t *w = r->w;
+
+    r->finishing = 1;
+    if (c != NULL)
+        c->busy++;
+    count(r->kind, LH_UP_FAILED);
+    if (r->kind == UP_CONNECT)
+        finish_connect(r, 0, 1);
+    else
+        reply_error(r, code, "%s", reason);
+    req_free(r);
+    lh_worker_flush(w);
+    if (c != NULL) {
+        c->busy--;
+        lh_worker_reap(w);
+    }
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_upreq_t *r = arg;
+
+    if (start_easy(r) < 0)
+        fail_now(r, 502, "upstream failed: cannot start the retry");
 }
 
 /* The handshake a connect webhook held: complete it or refuse it, unless the connection
@@ -350,12 +449,12 @@ static void finish(lh_upreq_t *r, CURLcode res)
         curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_URL, &loc);
         if (loc != NULL) {
             if (r->redirects >= cfg->upstream.max_redirects) {
-                lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_FAILED);
+                count(r->kind, LH_UP_FAILED);
                 reply_error(r, 502, "too many redirects");
                 goto done;
             }
             if (!url_allowed(up_of(w), loc, &canon)) {
-                lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_REFUSED);
+                count(r->kind, LH_UP_REFUSED);
                 reply_error(r, 502, "redirect to a URL outside upstream.allow refused");
                 goto done;
             }
@@ -363,8 +462,15 @@ static void finish(lh_upreq_t *r, CURLcode res)
             free(r->url);
             r->url = canon;
             if (status == 303 || ((status == 301 || status == 302) && strcmp(r->method, "POST") == 0)) {
+                char *get = strdup("GET");
+
+                if (get == NULL) {
+                    count(r->kind, LH_UP_FAILED);
+                    reply_error(r, 502, "cannot follow the redirect: out of memory");
+                    goto done;
+                }
                 free(r->method);
-                r->method = strdup("GET");
+                r->method = get;
                 free(r->body);
                 r->body = NULL;
                 r->body_len = 0;
@@ -374,12 +480,15 @@ static void finish(lh_upreq_t *r, CURLcode res)
             r->resp_len = 0;
             curl_easy_cleanup(r->easy);
             r->easy = NULL;
-            up_of(w)->inflight--;
+            put_slot(up_of(w));
+            if (start_easy(r) < 0) {
+                count(r->kind, LH_UP_FAILED);
+                reply_error(r, 502, "cannot follow the redirect: the request did not start");
+                goto done;
+            }
             r->finishing = 0;
             if (c != NULL)
                 c->busy--;
-            if (start_easy(r) < 0)
-                req_free(r);
             return;
         }
     }
@@ -392,43 +501,50 @@ static void finish(lh_upreq_t *r, CURLcode res)
 
         curl_easy_cleanup(r->easy);
         r->easy = NULL;
-        up_of(w)->inflight--;
+        put_slot(up_of(w));
         free(r->resp);
         r->resp = NULL;
         r->resp_len = 0;
         if (r->retry_ev == NULL)
             r->retry_ev = evtimer_new(w->base, retry_cb, r);
-        evtimer_add(r->retry_ev, &tv);
+        if (r->retry_ev == NULL || evtimer_add(r->retry_ev, &tv) < 0) {
+            count(r->kind, LH_UP_FAILED);
+            reply_error(r, 502, "upstream failed: cannot schedule the retry");
+            goto done;
+        }
         r->finishing = 0;
         if (c != NULL)
             c->busy--;
         return;
     }
-    if (r->kind == UP_CONNECT) {
-        finish_connect(r, status, res != CURLE_OK);
+    if (r->kind == UP_CONNECT || r->kind == UP_DISCONNECT) {
+        count(r->kind, res == CURLE_OPERATION_TIMEDOUT     ? LH_UP_TIMEOUT
+                       : res != CURLE_OK                  ? LH_UP_FAILED
+                       : status >= 200 && status < 300    ? LH_UP_OK
+                                                          : LH_UP_HTTP_ERROR);
+        if (r->kind == UP_CONNECT)
+            finish_connect(r, status, res != CURLE_OK);
         goto done;
     }
-    if (r->kind == UP_DISCONNECT)
-        goto done;
     if (res != CURLE_OK) {
         if (r->too_big) {
-            lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_FAILED);
+            count(r->kind, LH_UP_FAILED);
             reply_error(r, 502, "upstream answer over upstream.max_response_bytes");
         } else if (res == CURLE_OPERATION_TIMEDOUT) {
-            lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_TIMEOUT);
+            count(r->kind, LH_UP_TIMEOUT);
             reply_error(r, 504, "upstream timed out");
         } else {
-            lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_FAILED);
+            count(r->kind, LH_UP_FAILED);
             reply_error(r, 502, "upstream failed: %s", curl_easy_strerror(res));
         }
         goto done;
     }
     if (status < 200 || status >= 300) {
-        lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_HTTP_ERROR);
+        count(r->kind, LH_UP_HTTP_ERROR);
         reply_error(r, 502, "upstream answered %ld", status);
         goto done;
     }
-    lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_OK);
+    count(r->kind, LH_UP_OK);
     if (r->c != NULL && (r->resp_len > 0 || r->rcommand != NULL)) {
         const char *cmd = r->rcommand && lh_lhttp_command_valid(r->rcommand, strlen(r->rcommand))
                               ? r->rcommand
@@ -437,6 +553,8 @@ static void finish(lh_upreq_t *r, CURLcode res)
 
         if (rc == -EINVAL)
             reply_error(r, 502, "upstream answer has an invalid LHTTP command or header");
+        else if (rc == -ENOMEM)
+            reply_error(r, 500, "out of memory for the upstream answer");
     }
 done:
     req_free(r);
@@ -485,6 +603,19 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
     check_done(up);
 }
 
+/* The socket of e's transfer could not be watched (out of memory): without an event the
+ * transfer would wait forever, so pump_cb fails it once libcurl has returned. */
+static void sock_lost(lh_up_t *up, CURL *e)
+{
+    lh_upreq_t *r = NULL;
+
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
+    if (r != NULL)
+        r->sock_lost = 1;
+    up->sock_lost = 1;
+    event_active(up->pump, EV_TIMEOUT, 0);
+}
+
 static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     lh_up_t *up = userp;
@@ -501,14 +632,19 @@ static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socket
                    EV_PERSIST);
     if (ev == NULL) {
         ev = event_new(up->w->base, s, kind, event_cb, up);
-        if (ev == NULL)
+        if (ev == NULL) {
+            sock_lost(up, e);
             return -1;
+        }
         curl_multi_assign(up->multi, s, ev);
     } else {
         event_del(ev);
         event_assign(ev, up->w->base, s, kind, event_cb, up);
     }
-    event_add(ev, NULL);
+    if (event_add(ev, NULL) < 0) {
+        sock_lost(up, e);
+        return -1;
+    }
     return 0;
 }
 
@@ -521,18 +657,63 @@ static int timer_cb(CURLM *m, long timeout_ms, void *userp)
     } else {
         struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
 
-        evtimer_add(up->timer, &tv);
+        /* Without the timer nothing would drive the transfers: -1 makes libcurl fail
+         * them (each is then answered). */
+        if (evtimer_add(up->timer, &tv) < 0)
+            return -1;
     }
     return 0;
+}
+
+/* A multi handle with lhttpd's options: the pool capped to upstream.max_in_flight
+ * connections, at most upstream.max_idle_connections kept alive. NULL on failure. */
+static CURLM *multi_new(lh_up_t *up)
+{
+    const lh_config_t *cfg = up->w->cfg;
+    CURLM *m = curl_multi_init();
+
+    if (m == NULL)
+        return NULL;
+    curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, sock_cb);
+    curl_multi_setopt(m, CURLMOPT_SOCKETDATA, up);
+    curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(m, CURLMOPT_TIMERDATA, up);
+    curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cfg->upstream.max_in_flight);
+    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)cfg->upstream.max_idle_connections);
+    return m;
+}
+
+/* Nothing in flight or queued for upstream.idle_timeout_ms: the multi handle and with it
+ * every kept-alive connection and libcurl's caches go, and freed heap goes back to the
+ * system (a burst of webhooks would otherwise leave its high-water mark behind). */
+static void idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_up_t *up = arg;
+
+    if (up->inflight > 0 || up->qhead != NULL)
+        return;
+    if (up->multi != NULL) {
+        curl_multi_cleanup(up->multi);
+        evtimer_del(up->timer);
+    }
+    up->multi = multi_new(up); /* on failure, made again by the next request */
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }
 
 static int start_easy(lh_upreq_t *r)
 {
     lh_up_t *up = up_of(r->w);
     const lh_config_t *cfg = r->w->cfg;
-    CURL *e = curl_easy_init();
     unsigned timeout = r->kind == UP_MESSAGE ? cfg->upstream.timeout_ms : cfg->webhooks.timeout_ms;
+    CURL *e;
 
+    if (r->oom || r->method == NULL)
+        return -1;
+    if (up->multi == NULL && (up->multi = multi_new(up)) == NULL)
+        return -1;
+    e = curl_easy_init();
     if (e == NULL)
         return -1;
     r->tries++;
@@ -552,6 +733,7 @@ static int start_easy(lh_upreq_t *r)
                      (long)(cfg->upstream.connect_timeout_ms < timeout ? cfg->upstream.connect_timeout_ms
                                                                       : timeout));
     curl_easy_setopt(e, CURLOPT_USERAGENT, "lhttpd/" LH_VERSION);
+    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, (long)((cfg->upstream.idle_timeout_ms + 999) / 1000));
     if (!strcmp(r->method, "GET")) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     } else if (!strcmp(r->method, "HEAD")) {
@@ -604,8 +786,10 @@ static int add_header(lh_upreq_t *r, const char *fmt, ...)
     if (n < 0 || (size_t)n >= sizeof(line))
         return 0; /* too long: left out */
     l = curl_slist_append(r->headers, line);
-    if (l == NULL)
+    if (l == NULL) {
+        r->oom = 1; /* start_easy refuses r: it would go out without this header */
         return -1;
+    }
     r->headers = l;
     return 0;
 }
@@ -665,13 +849,13 @@ static void add_message_headers(lh_upreq_t *r, lh_conn_t *c, const lh_msg_t *m)
     }
 }
 
-static int limited(lh_conn_t *c, lh_msg_t *m)
+static int limited(lh_conn_t *c, lh_msg_t *m, int kind)
 {
     const lh_config_t *cfg = c->w->cfg;
 
     if (c->nupreqs >= cfg->upstream.max_in_flight_per_conn ||
         up_of(c->w)->inflight >= cfg->upstream.max_in_flight) {
-        lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_LIMITED);
+        count(kind, LH_UP_LIMITED);
         lh_conn_send_error(c, m, 429, "too many upstream requests in flight");
         return 1;
     }
@@ -687,14 +871,20 @@ static void send_message(lh_conn_t *c, lh_msg_t *m, int kind, const char *method
     lh_upreq_t *r = req_new(c->w, kind, c, method, url);
 
     if (r == NULL) {
+        count(kind, LH_UP_FAILED);
         lh_conn_send_error(c, m, 500, "out of memory");
         return;
     }
     r->command = strndup(cmd, cl);
     if (strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "DELETE") && bl > 0) {
         r->body = malloc(bl);
-        if (r->body)
-            memcpy(r->body, body, bl);
+        if (r->body == NULL) {
+            count(kind, LH_UP_FAILED);
+            lh_conn_send_error(c, m, 500, "out of memory");
+            req_free(r);
+            return;
+        }
+        memcpy(r->body, body, bl);
         r->body_len = bl;
     }
     if (!lh_msg_header(m, "content-type", NULL))
@@ -703,6 +893,7 @@ static void send_message(lh_conn_t *c, lh_msg_t *m, int kind, const char *method
                                               : "application/octet-stream");
     add_message_headers(r, c, m);
     if (r->command == NULL || start_easy(r) < 0) {
+        count(kind, LH_UP_FAILED);
         lh_conn_send_error(c, m, 500, "cannot start the request");
         req_free(r);
     }
@@ -718,7 +909,7 @@ static int upstream_before(lh_conn_t *c, lh_msg_t *m, void *ud)
 
     for (size_t i = 0; i < cfg->ncommands; i++) {
         if (strlen(cfg->commands[i].name) == cl && memcmp(cfg->commands[i].name, cmd, cl) == 0) {
-            if (!limited(c, m))
+            if (!limited(c, m, UP_WEBHOOK_CMD))
                 send_message(c, m, UP_WEBHOOK_CMD, "POST", cfg->commands[i].webhook);
             break;
         }
@@ -750,7 +941,7 @@ static int upstream_before(lh_conn_t *c, lh_msg_t *m, void *ud)
             return LH_FILTER_STOP;
         }
         if (up_of(c->w)->nallow == 0 || !url_allowed(up_of(c->w), url, &canon)) {
-            lh_m_inc(LH_M_UPSTREAM_BASE + LH_UP_REFUSED);
+            count(UP_MESSAGE, LH_UP_REFUSED);
             lh_log(LH_LOG_INFO, "%s: conn %llu: upstream %s %.200s refused (not in upstream.allow)",
                    lh_conn_peer(c), (unsigned long long)lh_conn_id(c), method, url);
             lh_conn_send_error(c, m, 403, up_of(c->w)->nallow == 0
@@ -758,7 +949,7 @@ static int upstream_before(lh_conn_t *c, lh_msg_t *m, void *ud)
                                               : "upstream URL not allowed");
             return LH_FILTER_STOP;
         }
-        if (!limited(c, m))
+        if (!limited(c, m, UP_MESSAGE))
             send_message(c, m, UP_MESSAGE, method, canon);
         free(canon);
     }
@@ -783,9 +974,15 @@ int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const c
 
     if (cfg->webhooks.connect == NULL)
         return 0;
+    if (up_of(c->w)->inflight >= cfg->upstream.max_in_flight) {
+        count(UP_CONNECT, LH_UP_LIMITED);
+        return -EBUSY;
+    }
     r = req_new(c->w, UP_CONNECT, c, "POST", cfg->webhooks.connect);
-    if (r == NULL)
-        return -1;
+    if (r == NULL) {
+        count(UP_CONNECT, LH_UP_FAILED);
+        return -ENOMEM;
+    }
     memcpy(r->accept, accept, sizeof(r->accept));
     snprintf(r->proto, sizeof(r->proto), "%s", proto);
     r->echo = echo;
@@ -811,35 +1008,105 @@ int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const c
     add_header(r, "%sPath: %.*s", pfx, (int)req->target_len, req->target);
     add_header(r, "%sEvent: connect", pfx);
     if (start_easy(r) < 0) {
+        count(UP_CONNECT, LH_UP_FAILED);
         req_free(r);
-        return -1;
+        return -ENOMEM;
     }
     return 1;
+}
+
+/* Starts the disconnect webhook for connection id at peer; counted as failed if it
+ * cannot start. */
+static void send_disconnect(lh_worker_t *w, unsigned long long id, const char *peer,
+                            unsigned code)
+{
+    const lh_config_t *cfg = w->cfg;
+    const char *pfx = cfg->upstream.header_prefix;
+    lh_upreq_t *r = req_new(w, UP_DISCONNECT, NULL, "POST", cfg->webhooks.disconnect);
+    char body[160];
+    int n;
+
+    if (r == NULL) {
+        count(UP_DISCONNECT, LH_UP_FAILED);
+        return;
+    }
+    n = snprintf(body, sizeof(body), "{\"connection\":%llu,\"peer\":\"%s\",\"code\":%u}", id,
+                 peer, code);
+    r->body = strndup(body, (size_t)n);
+    r->body_len = (size_t)n;
+    add_header(r, "Content-Type: application/json");
+    add_header(r, "%sConnection-Id: %llu", pfx, id);
+    add_header(r, "%sEvent: disconnect", pfx);
+    if (r->body == NULL || start_easy(r) < 0) {
+        count(UP_DISCONNECT, LH_UP_FAILED);
+        req_free(r);
+    }
+}
+
+/* Fails the requests whose socket could not be watched, then starts queued disconnect
+ * webhooks, oldest first, while slots are free. */
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_up_t *up = arg;
+
+    while (up->sock_lost) {
+        up->sock_lost = 0;
+        for (lh_upreq_t *r = up->head; r != NULL; r = r->next) {
+            if (r->sock_lost && r->easy != NULL) {
+                up->sock_lost = 1; /* look again: fail_now changes the list */
+                fail_now(r, 502, "upstream failed: out of memory");
+                break;
+            }
+        }
+    }
+
+    while (up->qhead != NULL && up->inflight < up->w->cfg->upstream.max_in_flight) {
+        lh_updq_t *q = up->qhead;
+
+        up->qhead = q->next;
+        if (up->qhead == NULL)
+            up->qtail = NULL;
+        up->qlen--;
+        send_disconnect(up->w, q->id, q->peer, q->code);
+        free(q);
+    }
+    if (up->qhead == NULL)
+        up->qdropping = 0;
 }
 
 void lh_upstream_disconnect_hook(lh_conn_t *c, unsigned code)
 {
     const lh_config_t *cfg = c->w->cfg;
-    const char *pfx = cfg->upstream.header_prefix;
-    lh_upreq_t *r;
-    char body[160];
-    int n;
+    lh_up_t *up = up_of(c->w);
+    lh_updq_t *q;
 
-    if (cfg->webhooks.disconnect == NULL || up_of(c->w) == NULL ||
-        up_of(c->w)->inflight >= cfg->upstream.max_in_flight)
-        return; /* best effort */
-    r = req_new(c->w, UP_DISCONNECT, NULL, "POST", cfg->webhooks.disconnect);
-    if (r == NULL)
+    if (cfg->webhooks.disconnect == NULL || up == NULL)
         return;
-    n = snprintf(body, sizeof(body), "{\"connection\":%llu,\"peer\":\"%s\",\"code\":%u}",
-                 (unsigned long long)lh_conn_id(c), lh_conn_peer(c), code);
-    r->body = strndup(body, (size_t)n);
-    r->body_len = (size_t)n;
-    add_header(r, "Content-Type: application/json");
-    add_header(r, "%sConnection-Id: %llu", pfx, (unsigned long long)lh_conn_id(c));
-    add_header(r, "%sEvent: disconnect", pfx);
-    if (r->body == NULL || start_easy(r) < 0)
-        req_free(r);
+    if (up->qhead == NULL && up->inflight < cfg->upstream.max_in_flight) {
+        send_disconnect(c->w, (unsigned long long)lh_conn_id(c), lh_conn_peer(c), code);
+        return;
+    }
+    /* Every slot is taken (or others wait already): wait in line, up to the bound. */
+    if (up->qlen >= cfg->webhooks.disconnect_queue || (q = malloc(sizeof(*q))) == NULL) {
+        count(UP_DISCONNECT, LH_UP_LIMITED);
+        if (!up->qdropping)
+            lh_log(LH_LOG_WARNING, "disconnect webhooks dropped: %zu wait already "
+                   "(webhooks.disconnect_queue %zu)", up->qlen, cfg->webhooks.disconnect_queue);
+        up->qdropping = 1;
+        return;
+    }
+    q->next = NULL;
+    q->id = (unsigned long long)lh_conn_id(c);
+    q->code = code;
+    snprintf(q->peer, sizeof(q->peer), "%s", lh_conn_peer(c));
+    if (up->qtail != NULL)
+        up->qtail->next = q;
+    else
+        up->qhead = q;
+    up->qtail = q;
+    up->qlen++;
+    if (up->inflight < cfg->upstream.max_in_flight)
+        event_active(up->pump, EV_TIMEOUT, 0);
 }
 
 /* The connection is going away: its answers have nobody to go to. Requests with side
@@ -874,14 +1141,14 @@ int lh_upstream_init(lh_worker_t *w)
         return -ENOMEM;
     w->upstream = up;
     up->w = w;
-    up->multi = curl_multi_init();
     up->timer = evtimer_new(w->base, timeout_cb, up);
-    if (up->multi == NULL || up->timer == NULL)
+    up->pump = evtimer_new(w->base, pump_cb, up);
+    up->idle = evtimer_new(w->base, idle_cb, up);
+    if (up->timer == NULL || up->pump == NULL || up->idle == NULL)
         return -ENOMEM;
-    curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
-    curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
-    curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
+    up->multi = multi_new(up);
+    if (up->multi == NULL)
+        return -ENOMEM;
     up->allow = calloc(cfg->upstream.allow.n + 1, sizeof(*up->allow));
     if (up->allow == NULL)
         return -ENOMEM;
@@ -905,11 +1172,21 @@ void lh_upstream_free(lh_worker_t *w)
         return;
     while (up->head != NULL)
         req_free(up->head);
+    while (up->qhead != NULL) {
+        lh_updq_t *q = up->qhead;
+
+        up->qhead = q->next;
+        free(q);
+    }
     for (size_t i = 0; i < up->nallow; i++)
         prefix_free(&up->allow[i]);
     free(up->allow);
     if (up->timer)
         event_free(up->timer);
+    if (up->pump)
+        event_free(up->pump);
+    if (up->idle)
+        event_free(up->idle);
     if (up->multi)
         curl_multi_cleanup(up->multi);
     free(up);

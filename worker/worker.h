@@ -308,10 +308,12 @@ void lh_upstream_conn_ended(lh_conn_t *c);
 #define LH_WS_PROTO "lhttp"
 #define LH_WS_PROTO_SIZE sizeof(LH_WS_PROTO)
 /* Starts the connect webhook for a valid handshake: 0 when none is configured (go on),
- * 1 when the handshake now waits for it, -1 on failure. proto: the subprotocol for the
- * 101 (see LH_WS_PROTO; copied). */
+ * 1 when the handshake now waits for it, -EBUSY when upstream.max_in_flight requests are
+ * in flight already (answer 503 at once), another negative value on failure. proto: the
+ * subprotocol for the 101 (see LH_WS_PROTO; copied). */
 int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const char *accept,
                              const char *proto, int echo);
+/* Sends (or queues, up to webhooks.disconnect_queue) the disconnect webhook for c. */
 void lh_upstream_disconnect_hook(lh_conn_t *c, unsigned code);
 /* Completes a validated handshake (101) and opens the WebSocket. */
 void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int echo);

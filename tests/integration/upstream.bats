@@ -3,7 +3,9 @@
 # `upstream: METHOD URL` messages and what the backend receives, answers routed back as
 # LHTTP, the allow-list (with a canary server that must never be reached), redirects,
 # timeouts, retries, in-flight caps under a flood, command webhooks, the connect and
-# disconnect webhooks, and the lhttpd_upstream_requests_total counters.
+# disconnect webhooks (and their caps under storms of handshakes and departures: 503
+# beyond upstream.max_in_flight, the disconnect queue, idle backend connections closed),
+# and the lhttpd_upstream_requests_total and lhttpd_webhooks_total counters.
 #
 # Servers for the whole file: backends B (on upstream.allow as http://127.0.0.1:B/api/;
 # also the `order` command webhook), CANARY (on no list: must never see a connection) and
@@ -792,6 +794,118 @@ accepted() {
     has_line "status 503"
 }
 
+# whm KIND RESULT: lhttpd_webhooks_total{kind=KIND,result=RESULT} from /metrics on LH_PORT.
+whm() {
+    curl -s --max-time 5 "http://127.0.0.1:$LH_PORT/metrics" |
+        sed -n "s/^lhttpd_webhooks_total{kind=\"$1\",result=\"$2\"} //p"
+}
+
+whm_is() { [ "$(whm "$1" "$2")" = "$3" ]; }
+
+# storm N FILE [ARGS...]: hsstorm.py against LH_PORT in the background, output to FILE
+# (it holds its connections until FILE.stop exists); sets STORM_PID.
+storm() {
+    local n=$1 f=$2
+    shift 2
+    "$PY" "$LH_LIB/hsstorm.py" "$LH_PORT" "$n" --stop-file "$f.stop" "$@" >"$f" 2>&1 3>&- &
+    STORM_PID=$!
+    lh_record "$STORM_PID"
+    wait_for 20 grep -q '^holding' "$f" || { cat "$f" >&2; return 1; }
+}
+
+# open_is LOG N / open_le LOG N: the backend's open connections now.
+open_is() { [ "$(blog open "$1")" -eq "$2" ]; }
+open_le() { [ "$(blog open "$1")" -le "$2" ]; }
+
+@test "connect webhook: handshakes beyond upstream.max_in_flight (50) get 503 with Retry-After at once, counted; the backend never holds more than 50" {
+    local dir
+    dir=$(lh_tmp)
+    start_backend STALL '{"/hooks/connect": {"hang": true}}'
+    start_own_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"],
+        "workers": 1,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "limits": {"handshake_timeout_ms": 6000},
+        "upstream": {"max_in_flight": 50},
+        "webhooks": {"connect": "http://127.0.0.1:'"$STALL_PORT"'/hooks/connect", "timeout_ms": 20000}
+    }'
+    # The webhook never answers (and times out after 20 s): 250 answers within 5 s can
+    # only be the cap's. A waiting handshake is not read, so the 50 end at the
+    # handshake timeout (6 s, 408), whether or not their clients are still there.
+    storm 300 "$dir/storm" --answers 250 --wait 5
+    run cat "$dir/storm"
+    echo "$output" >&2
+    has_line "status 503 250"
+    has_line "retry-after 250"
+    has_line "pending 50"
+    wait_for 5 open_is "$STALL_LOG" 50
+    [ "$(blog peak "$STALL_LOG")" -eq 50 ]
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$LH_PORT/livez")" = 200 ]
+    whm_is connect limited 250
+    [ "$(metric limited)" = 250 ]
+    # The clients leave; at the handshake timeout their webhooks are cancelled and the
+    # backend's connections close.
+    touch "$dir/storm.stop"
+    wait_for 10 lh_gone "$STORM_PID"
+    wait_for 15 open_is "$STALL_LOG" 0
+    # And the slots are free again: a new handshake reaches the backend.
+    run probe --timeout 5 "$(handshake x=1)" wait:300 rst
+    wait_for 5 bcount_ge 51 "$STALL_LOG" --path /hooks/connect
+}
+
+@test "disconnect webhook: 300 clients leaving at once (upstream.max_in_flight 20) are all POSTed, 20 at a time, counted; idle connections close after upstream.idle_timeout_ms" {
+    local dir
+    dir=$(lh_tmp)
+    start_backend SINK '{"/hooks/disconnect": {"status": 204, "delay_ms": 20}}'
+    start_own_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"],
+        "workers": 1,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "upstream": {"max_in_flight": 20, "idle_timeout_ms": 500},
+        "webhooks": {"disconnect": "http://127.0.0.1:'"$SINK_PORT"'/hooks/disconnect"}
+    }'
+    storm 300 "$dir/storm"
+    run cat "$dir/storm"
+    has_line "status 101 300"
+    touch "$dir/storm.stop"
+    wait_for 20 bcount_ge 300 "$SINK_LOG" --path /hooks/disconnect ||
+        { echo "the backend got $(bcount "$SINK_LOG" --path /hooks/disconnect)" >&2; false; }
+    [ "$(bcount "$SINK_LOG" --path /hooks/disconnect)" -eq 300 ]
+    [ "$(blog busy "$SINK_LOG")" -le 20 ]
+    wait_for 5 whm_is disconnect ok 300
+    whm_is disconnect limited 0
+    [ "$(metric ok)" = 300 ]
+    # After the burst: no keep-alive connection is left open to the backend.
+    wait_for 5 open_is "$SINK_LOG" 0 || { echo "open: $(blog open "$SINK_LOG")" >&2; false; }
+}
+
+@test "disconnect webhook: webhooks.disconnect_queue (100) bounds the queue: the rest are dropped and counted limited; upstream.max_idle_connections (4) caps idle connections" {
+    local dir ok lim got
+    dir=$(lh_tmp)
+    start_backend SINK '{"/hooks/disconnect": {"status": 204, "delay_ms": 300}}'
+    start_own_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"],
+        "workers": 1,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "upstream": {"max_in_flight": 20, "max_idle_connections": 4, "idle_timeout_ms": 600000},
+        "webhooks": {"disconnect": "http://127.0.0.1:'"$SINK_PORT"'/hooks/disconnect",
+                     "disconnect_queue": 100}
+    }'
+    storm 300 "$dir/storm"
+    touch "$dir/storm.stop"
+    all_counted() { [ $(($(whm disconnect ok) + $(whm disconnect limited))) -eq 300 ]; }
+    wait_for 20 all_counted || { echo "ok $(whm disconnect ok) limited $(whm disconnect limited)" >&2; false; }
+    ok=$(whm disconnect ok) lim=$(whm disconnect limited)
+    got=$(bcount "$SINK_LOG" --path /hooks/disconnect)
+    echo "ok $ok limited $lim backend $got" >&2
+    [ "$got" -eq "$ok" ]
+    [ "$ok" -ge 120 ]
+    [ "$lim" -gt 0 ]
+    [ "$lim" -le 180 ]
+    [ "$(blog busy "$SINK_LOG")" -le 20 ]
+    wait_for 5 open_le "$SINK_LOG" 4 || { echo "open: $(blog open "$SINK_LOG")" >&2; false; }
+}
+
 # --- configuration and metrics -------------------------------------------------------
 
 @test "upstream.header_prefix and report_errors false: other prefix both ways; failures send nothing but are counted" {
@@ -855,4 +969,7 @@ accepted() {
         echo "${s# }"
     }
     wait_for 5 test "$(got)" = "$want" || { echo "got: $(got); want: $want" >&2; false; }
+    # The `order` command webhook among them, by kind.
+    whm_is command ok 1
+    whm_is connect ok 0
 }

@@ -12,11 +12,13 @@ Serve:
 
     Log lines, appended and flushed as they happen:
         {"event": "connection", "peer": "127.0.0.1:P", "t": SECONDS}
+        {"event": "closed", "peer": "127.0.0.1:P", "t": SECONDS}   (that connection ended)
         {"event": "request", "method": M, "path": P, "headers": [[NAME, VALUE], ...],
          "body": TEXT (bytes as latin-1), "peer": ..., "t": SECONDS}
     A request is logged as soon as its body is read, before any delay, so a test can wait
-    for "the backend has it" while the answer is still pending; once the answer is
-    written, the same entry is logged again with "event": "answered" and its "status".
+    for "the backend has it" while the answer is still pending; just before the answer is
+    written, {"event": "answering", "path": P} is logged, and once it is written, the
+    same entry as the request's again with "event": "answered" and its "status".
 
 Routes file: a JSON object from a path to an answer. A key ending in "*" matches every
 path starting with the rest; the exact path wins, then the longest prefix. The query
@@ -28,6 +30,7 @@ string is not part of the path that is matched. An answer:
     body_bytes          a body of that many "x" instead
     echo       (false)  the body is the request's body
     delay_ms   (0)      wait this long before answering
+    hang       (false)  never answer: hold the request until the client goes away
     sequence            a list of answers: the Nth request to this route gets the Nth,
                         the last one is repeated
     cases               a list of answers with "header" and "contains": the first whose
@@ -46,6 +49,14 @@ Read the log:
             method M / path P / header NAME: VALUE (name in lower case, in order) /
             body LEN TEXT (escaped like wsprobe.py's show())
         or `none` when there is no such request.
+    backend.py open LOG
+        prints how many connections are open now (connections minus closed)
+    backend.py peak LOG
+        prints the most connections that were open at once (a connection the client
+        closed may be logged as closed a little late: this can count one too many)
+    backend.py busy LOG
+        prints the most requests that were waiting for their answer at once (from
+        "request" to "answering": the client cannot have the answer before the latter)
 """
 
 import json
@@ -67,6 +78,7 @@ T0 = time.monotonic()
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # bursts of webhooks: no SYN dropped at a backlog of 5
 
     def __init__(self, addr, log_path, routes_path):
         self.log_path = log_path
@@ -85,6 +97,14 @@ class Server(ThreadingHTTPServer):
         # canary must show that nobody reached it at all.
         self.record({"event": "connection", "peer": "%s:%d" % client_address[:2]})
         super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        try:
+            peer = "%s:%d" % request.getpeername()[:2]
+        except OSError:
+            peer = "?"
+        super().shutdown_request(request)
+        self.record({"event": "closed", "peer": peer})
 
     def handle_error(self, request, client_address):
         pass  # a client that went away (lhttpd timed out) is expected
@@ -150,6 +170,15 @@ class Handler(BaseHTTPRequestHandler):
             if case.get("contains", "") in self.headers.get(case.get("header", ""), "\0"):
                 spec = case
                 break
+        if spec.get("hang"):
+            # Never answers: waits for the client's EOF (or reset), then drops it.
+            self.close_connection = True
+            try:
+                while self.connection.recv(4096):
+                    pass
+            except OSError:
+                pass
+            return
         if spec.get("delay_ms"):
             time.sleep(spec["delay_ms"] / 1000.0)
         if spec.get("echo"):
@@ -159,6 +188,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             out = spec.get("body", "").encode()
         status = int(spec.get("status", 200))
+        self.server.record({"event": "answering", "path": path})
         self.send_response(status)
         self_url = "http://127.0.0.1:%d" % self.server.server_address[1]
         for name, value in spec.get("headers", {}).items():
@@ -235,6 +265,26 @@ def main(argv):
     if len(argv) >= 2 and argv[0] == "count":
         found, _ = entries(argv[1], argv[2:])
         print(len(found))
+        return 0
+    if len(argv) >= 2 and argv[0] in ("open", "peak", "busy"):
+        n = peak = 0
+        try:
+            with open(argv[1], encoding="utf-8") as f:
+                lines = f.readlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            ev = e.get("event")
+            if ev == ("request" if argv[0] == "busy" else "connection"):
+                n += 1
+                peak = max(peak, n)
+            elif ev == ("answering" if argv[0] == "busy" else "closed"):
+                n -= 1
+        print(n if argv[0] == "open" else peak)
         return 0
     if len(argv) >= 2 and argv[0] == "show":
         found, opts = entries(argv[1], argv[2:])
