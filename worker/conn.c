@@ -372,9 +372,11 @@ static void conn_process_held(lh_conn_t *c);
 void lh_worker_end_pass(lh_worker_t *w)
 {
     /* Resuming queues answers, which the flush writes; a write can list a connection for
-     * resuming again (its queue went under the limit): until both lists are empty. */
+     * resuming again (its queue went under the limit): until both lists are empty. A
+     * pass ended from inside input processing (an upstream request that fails at once,
+     * while its message is being handled) only writes: the outer pass resumes. */
     do {
-        while (w->resume_head) {
+        while (w->resume_head && w->parsing == 0) {
             lh_conn_t *c = w->resume_head;
 
             w->resume_head = c->resume_next;
@@ -384,7 +386,7 @@ void lh_worker_end_pass(lh_worker_t *w)
                 conn_process_held(c);
         }
         lh_worker_flush(w);
-    } while (w->resume_head);
+    } while (w->resume_head && w->parsing == 0);
     lh_worker_reap(w);
 }
 
@@ -538,6 +540,7 @@ static size_t conn_process(lh_conn_t *c, uint8_t *data, size_t len)
 {
     size_t off = 0;
 
+    c->w->parsing++;
     while (off < len && !(c->flags & (LH_CF_DEAD | LH_CF_HS_PENDING | LH_CF_OUT_FULL))) {
         ssize_t r;
 
@@ -554,6 +557,7 @@ static size_t conn_process(lh_conn_t *c, uint8_t *data, size_t len)
             break;
         off += (size_t)r;
     }
+    c->w->parsing--;
     return off;
 }
 

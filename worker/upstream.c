@@ -382,18 +382,16 @@ static void fail_now(lh_upreq_t *r, int code, const char *reason)
 
     r->finishing = 1;
     if (c != NULL)
-        c->busy++;
+        lh_conn_hold(c);
     count(r->kind, LH_UP_FAILED);
     if (r->kind == UP_CONNECT)
         finish_connect(r, 0, 1);
     else
         reply_error(r, code, "%s", reason);
     req_free(r);
-    lh_worker_flush(w);
-    if (c != NULL) {
-        c->busy--;
-        lh_worker_reap(w);
-    }
+    if (c != NULL)
+        lh_conn_release(c);
+    lh_worker_end_pass(w);
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -422,7 +420,6 @@ static void finish_connect(lh_upreq_t *r, long status, int failed)
         lh_http_refuse(c, st, failed ? "connect webhook unavailable"
                                      : "refused by the connect webhook");
     }
-    lh_worker_flush(c->w);
 }
 
 static void finish(lh_upreq_t *r, CURLcode res)
@@ -440,7 +437,7 @@ static void finish(lh_upreq_t *r, CURLcode res)
      * stays until the answer is done with it. */
     r->finishing = 1;
     if (c != NULL)
-        c->busy++;
+        lh_conn_hold(c);
 
     /* Redirects: followed by hand, only inside the allow-list. */
     if (res == CURLE_OK && status >= 300 && status < 400 && r->kind == UP_MESSAGE) {
@@ -488,7 +485,7 @@ static void finish(lh_upreq_t *r, CURLcode res)
             }
             r->finishing = 0;
             if (c != NULL)
-                c->busy--;
+                lh_conn_release(c);
             return;
         }
     }
@@ -514,7 +511,7 @@ static void finish(lh_upreq_t *r, CURLcode res)
         }
         r->finishing = 0;
         if (c != NULL)
-            c->busy--;
+            lh_conn_release(c);
         return;
     }
     if (r->kind == UP_CONNECT || r->kind == UP_DISCONNECT) {
@@ -558,11 +555,9 @@ static void finish(lh_upreq_t *r, CURLcode res)
     }
 done:
     req_free(r);
-    lh_worker_flush(w);
-    if (c != NULL) {
-        c->busy--;
-        lh_worker_reap(w);
-    }
+    if (c != NULL)
+        lh_conn_release(c);
+    lh_worker_end_pass(w);
 }
 
 static void check_done(lh_up_t *up)
@@ -579,7 +574,7 @@ static void check_done(lh_up_t *up)
         if (r != NULL)
             finish(r, m->data.result);
     }
-    lh_worker_reap(up->w);
+    lh_worker_end_pass(up->w);
 }
 
 static void event_cb(evutil_socket_t fd, short what, void *arg)
