@@ -123,8 +123,6 @@ bench: all
 	  BENCH_FLOOR=$(abspath $(BENCH_FLOOR)) tests/bench/run.sh
 
 # Unit tests link the shared objects and the worker objects (no main there).
-# test_nats makes realloc fail on purpose (its __wrap_realloc).
-$(B)/tests/test_nats: ALL_LDFLAGS += -Wl,--wrap=realloc
 $(B)/tests/%: tests/unit/%.c $(B)/libshared.a $(WORKER_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(UNIT_EXTRA) $(WORKER_OBJ) $(B)/libshared.a $(PKG_LIBS) -ldl
@@ -132,7 +130,7 @@ $(B)/tests/%: tests/unit/%.c $(B)/libshared.a $(WORKER_OBJ)
 # Unit tests of out-of-memory paths: linked with the failing allocator
 # (tests/unit/lh_failalloc.h), which --wrap puts under every malloc, calloc, realloc,
 # strdup, strndup, curl_easy_init and event_new of the linked objects.
-FAILALLOC_TESTS := $(B)/tests/test_upstream
+FAILALLOC_TESTS := $(B)/tests/test_upstream $(B)/tests/test_nats $(B)/tests/test_conn
 FAILALLOC_OBJ := $(B)/obj/tests/unit/lh_failalloc.o
 $(FAILALLOC_TESTS): $(FAILALLOC_OBJ)
 $(FAILALLOC_TESTS): UNIT_EXTRA = $(FAILALLOC_OBJ) \

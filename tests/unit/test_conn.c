@@ -11,6 +11,7 @@
 
 #include <nats/nats.h>
 
+#include "lh_failalloc.h"
 #include "lh_log.h"
 #include "lh_ws.h"
 #include "metrics.h"
@@ -221,6 +222,65 @@ LH_TEST(a_held_connection_outlives_its_death_until_released)
     fixture_stop(&f);
 }
 
+/* lh_worker_new with each of its allocations failing in turn (event_new included: it
+ * used to add a NULL event): it returns NULL and frees what it made, or a whole worker. */
+LH_TEST(worker_start_survives_every_allocation_failure)
+{
+    fixture_t f;
+    unsigned long n;
+    int made = 0;
+
+    if (fixture_start(&f, "") < 0) {
+        LH_CHECK(0);
+        fixture_stop(&f);
+        return;
+    }
+    for (n = 1; n < 2000; n++) {
+        lh_worker_t *w2;
+        int fired;
+
+        lh_failalloc_arm(n);
+        w2 = lh_worker_new(f.cfg, 0, NULL, 0, 0, -1);
+        fired = lh_failalloc_fired();
+        lh_failalloc_disarm();
+        if (w2 != NULL) {
+            made++;
+            lh_worker_free(w2);
+        }
+        if (!fired)
+            break; /* it needed fewer than n allocations: all were tried */
+    }
+    printf("# lh_worker_new: %lu allocations, each made to fail once\n", n - 1);
+    LH_CHECK(n > 5 && n < 2000);
+    LH_CHECK(made >= 1);
+    lh_current_worker = f.w;
+    fixture_stop(&f);
+}
+
+/* Queueing without memory: no frame (nothing happens) or no room in the ring (the
+ * connection ends); neither leaks nor crashes. */
+LH_TEST(queueing_without_memory)
+{
+    fixture_t f;
+
+    if (fixture_start(&f, "") < 0 || fixture_add(&f, 2) < 0) {
+        LH_CHECK(0);
+        fixture_stop(&f);
+        return;
+    }
+    lh_failalloc_arm(1); /* the frame's buffer */
+    LH_CHECK_INT(lh_conn_queue_frame(f.conns[0], LH_WS_OP_TEXT, "x", 1), -ENOMEM);
+    lh_failalloc_disarm();
+    LH_CHECK(!(f.conns[0]->flags & LH_CF_DEAD));
+    lh_failalloc_arm(2); /* the ring's first allocation */
+    LH_CHECK_INT(lh_conn_queue_frame(f.conns[1], LH_WS_OP_TEXT, "x", 1), -ENOMEM);
+    LH_CHECK(lh_failalloc_fired());
+    lh_failalloc_disarm();
+    LH_CHECK(f.conns[1]->flags & LH_CF_DEAD);
+    lh_worker_end_pass(f.w);
+    fixture_stop(&f);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -235,6 +295,8 @@ int main(void)
     LH_RUN(a_connection_dead_while_listed_is_skipped);
     LH_RUN(gone_hooks_run_once_in_order);
     LH_RUN(a_held_connection_outlives_its_death_until_released);
+    LH_RUN(worker_start_survives_every_allocation_failure);
+    LH_RUN(queueing_without_memory);
     nats_CloseAndWait(2000);
     LH_DONE();
 }

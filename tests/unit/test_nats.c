@@ -3,8 +3,8 @@
  * queues messages for the loop: a message it has no memory to queue is counted, not
  * dropped silently. NATS points at a closed port; the loop is never run.
  *
- * This binary is linked with -Wl,--wrap=realloc (see the Makefile): __wrap_realloc
- * fails while fail_realloc is set, for every caller inside the binary.
+ * This binary is linked with the failing allocator (lh_failalloc.h, FAILALLOC_TESTS in
+ * the Makefile): the inbox's first allocation is made to fail.
  */
 #include "lh_test.h"
 
@@ -18,23 +18,10 @@
 #include <nats/nats.h>
 
 #include "lh_config.h"
+#include "lh_failalloc.h"
 #include "lh_log.h"
 #include "metrics.h"
 #include "worker.h"
-
-void *__real_realloc(void *p, size_t n);
-void *__wrap_realloc(void *p, size_t n);
-
-static int fail_realloc;
-
-void *__wrap_realloc(void *p, size_t n)
-{
-    if (fail_realloc) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return __real_realloc(p, n);
-}
 
 /* A port on 127.0.0.1 where nothing listens (bound, then closed). */
 static unsigned closed_port(void)
@@ -90,9 +77,10 @@ LH_TEST(a_message_the_inbox_has_no_memory_for_is_counted)
     /* The empty inbox must grow for the first message: that allocation fails. */
     m = msg_new("dropped");
     LH_CHECK(m != NULL);
-    fail_realloc = 1;
+    lh_failalloc_arm(1);
     LH_CHECK_INT(lh_nats_inbox_put(w, m), -ENOMEM);
-    fail_realloc = 0;
+    LH_CHECK(lh_failalloc_fired());
+    lh_failalloc_disarm();
     lh_nats_sync_metrics(w);
     LH_CHECK_INT(lh_ctr->v[LH_M_NATS_DROPPED], 1);
 
