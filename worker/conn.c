@@ -592,6 +592,91 @@ static int in_reserve(lh_conn_t *c, size_t need)
     return 0;
 }
 
+/* Where the next read goes: the shared scratch buffer when nothing is held back (most
+ * reads: a whole frame or request at once, processed in place), else the end of c->in,
+ * grown as needed but never past in_limit. Returns 0, or -1 once c was destroyed. */
+static int read_target(lh_conn_t *c, uint8_t **dst, size_t *room)
+{
+    size_t lim;
+
+    if (c->in_len == 0) {
+        *dst = c->w->rbuf;
+        *room = c->w->rbuf_cap;
+        return 0;
+    }
+    lim = in_limit(c);
+    if (c->in_len >= lim) {
+        /* The handler accepted a prefix this long and still wants more: only a bug
+         * could lead here, but never grow without bound. */
+        lh_log(LH_LOG_ERR, "conn %llu: input over %zu bytes unprocessed",
+               (unsigned long long)c->id, lim);
+        lh_conn_close_ws(c, LH_WS_CLOSE_TOO_BIG, "message too big");
+        lh_conn_destroy(c);
+        return -1;
+    }
+    if (c->in_cap - c->in_len < 4096 &&
+        in_reserve(c, c->in_len + (c->in_len < 65536 ? c->in_len : 65536)) < 0) {
+        lh_conn_destroy(c);
+        return -1;
+    }
+    *dst = c->in + c->in_len;
+    *room = c->in_cap - c->in_len;
+    if (*room > lim - c->in_len)
+        *room = lim - c->in_len;
+    return 0;
+}
+
+/* The peer closed its side (recv returned 0). */
+static void read_eof(lh_conn_t *c)
+{
+    c->flags |= LH_CF_EOF;
+    /* The peer is gone or half-closed; a WebSocket client that left without a close
+     * frame is done. An HTTP client that half-closed still gets its response, then the
+     * connection ends. */
+    if (c->out.count == 0 || c->state == LH_CONN_WS || c->state == LH_CONN_CLOSING ||
+        (c->flags & LH_CF_HALF_CLOSED)) {
+        lh_conn_destroy(c);
+        return;
+    }
+    event_del(&c->rev);
+    if (c->state == LH_CONN_HTTP)
+        lh_conn_linger(c);
+}
+
+/* Processes n bytes just read into dst (read_target's choice) and keeps what the handler
+ * did not consume in c->in. Returns 0, or -1 once c was destroyed. */
+static int read_consume(lh_conn_t *c, uint8_t *dst, size_t n)
+{
+    size_t used;
+
+    if (dst == c->w->rbuf) {
+        used = conn_process(c, dst, n);
+        if (used < n && !(c->flags & LH_CF_DEAD)) {
+            size_t rest = n - used;
+
+            if (in_reserve(c, rest) < 0) {
+                lh_conn_destroy(c);
+                return -1;
+            }
+            memcpy(c->in, dst + used, rest);
+            c->in_len = (uint32_t)rest;
+        }
+        return 0;
+    }
+    c->in_len += (uint32_t)n;
+    used = conn_process(c, c->in, c->in_len);
+    if (!(c->flags & LH_CF_DEAD) && used > 0) {
+        memmove(c->in, c->in + used, c->in_len - used);
+        c->in_len -= (uint32_t)used;
+        if (c->in_len == 0) {
+            free(c->in);
+            c->in = NULL;
+            c->in_cap = 0;
+        }
+    }
+    return 0;
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
     lh_conn_t *c = arg;
@@ -604,35 +689,12 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         size_t room;
         ssize_t n;
 
-        if (c->in_len == 0) {
-            dst = w->rbuf;
-            room = w->rbuf_cap;
-        } else {
-            size_t lim = in_limit(c);
-
-            if (c->in_len >= lim) {
-                /* The handler accepted a prefix this long and still wants more: only a
-                 * bug could lead here, but never grow without bound. */
-                lh_log(LH_LOG_ERR, "conn %llu: input over %zu bytes unprocessed",
-                       (unsigned long long)c->id, lim);
-                lh_conn_close_ws(c, LH_WS_CLOSE_TOO_BIG, "message too big");
-                lh_conn_destroy(c);
-                break;
-            }
-            if (c->in_cap - c->in_len < 4096 &&
-                in_reserve(c, c->in_len + (c->in_len < 65536 ? c->in_len : 65536)) < 0) {
-                lh_conn_destroy(c);
-                break;
-            }
-            dst = c->in + c->in_len;
-            room = c->in_cap - c->in_len;
-            if (room > lim - c->in_len)
-                room = lim - c->in_len;
-        }
+        if (read_target(c, &dst, &room) < 0)
+            break;
         n = recv(c->fd, dst, room, 0); /* the socket path, as send */
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 lh_log(LH_LOG_DEBUG, "conn %llu: read: %s", (unsigned long long)c->id,
                        strerror(errno));
@@ -641,49 +703,12 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
             break;
         }
         if (n == 0) {
-            c->flags |= LH_CF_EOF;
-            /* The peer is gone or half-closed; a WebSocket client that left without a
-             * close frame is done. An HTTP client that half-closed still gets its
-             * response, then the connection ends. */
-            if (c->out.count == 0 || c->state == LH_CONN_WS || c->state == LH_CONN_CLOSING ||
-                (c->flags & LH_CF_HALF_CLOSED)) {
-                lh_conn_destroy(c);
-            } else {
-                event_del(&c->rev);
-                if (c->state == LH_CONN_HTTP)
-                    lh_conn_linger(c);
-            }
+            read_eof(c);
             break;
         }
         lh_m_add(LH_M_BYTES_IN, (uint64_t)n);
-        if (dst == w->rbuf) {
-            size_t used = conn_process(c, dst, (size_t)n);
-
-            if (used < (size_t)n && !(c->flags & LH_CF_DEAD)) {
-                size_t rest = (size_t)n - used;
-
-                if (in_reserve(c, rest) < 0) {
-                    lh_conn_destroy(c);
-                    break;
-                }
-                memcpy(c->in, dst + used, rest);
-                c->in_len = (uint32_t)rest;
-            }
-        } else {
-            size_t used;
-
-            c->in_len += (uint32_t)n;
-            used = conn_process(c, c->in, c->in_len);
-            if (!(c->flags & LH_CF_DEAD) && used > 0) {
-                memmove(c->in, c->in + used, c->in_len - used);
-                c->in_len -= (uint32_t)used;
-                if (c->in_len == 0) {
-                    free(c->in);
-                    c->in = NULL;
-                    c->in_cap = 0;
-                }
-            }
-        }
+        if (read_consume(c, dst, (size_t)n) < 0)
+            break;
         if ((size_t)n < room || (c->flags & LH_CF_OUT_FULL))
             break;
     }
