@@ -58,7 +58,7 @@ typedef struct {
     uint64_t seen_ms;
 } lh_peer_t;
 
-typedef struct {
+typedef struct lh_nats_s {
     lh_worker_t *w;
     natsConnection *nc;
     natsOptions *opts;
@@ -109,7 +109,7 @@ static void peer_announce(lh_nats_t *n);
 
 static lh_nats_t *nats_of(lh_worker_t *w)
 {
-    return (lh_nats_t *)w->nats;
+    return w->nats;
 }
 
 /*

@@ -92,7 +92,7 @@ typedef struct lh_up_s {
 
 static lh_up_t *up_of(lh_worker_t *w)
 {
-    return (lh_up_t *)w->upstream;
+    return w->upstream;
 }
 
 /* Counts a request's outcome (LH_UP_*): every kind in lhttpd_upstream_requests_total,

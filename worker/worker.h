@@ -203,9 +203,9 @@ struct lh_worker_s {
     lh_lhttp_limits_t lhttp_limits;
 
     struct lh_pubsub_s *ps; /* the channel table (pubsub.c) */
-    void *nats;             /* the NATS connection (nats.c) */
+    struct lh_nats_s *nats; /* the NATS connection (nats.c) */
     struct lh_static_s *statics; /* static.root in memory (static.c) */
-    void *upstream;              /* libcurl multi and requests (upstream.c) */
+    struct lh_up_s *upstream;    /* libcurl multi and requests (upstream.c) */
 
 };
 
