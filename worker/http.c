@@ -290,7 +290,7 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
             /* RFC 9110 10.1.1: the client waits for this before it sends the body; a
              * publish that will be refused is refused now, without its body. */
             if (req->path_len == 8 && memcmp(req->path, "/publish", 8) == 0 &&
-                !lh_pubsub_authorized(c, req)) {
+                !lh_publish_authorized(c, req)) {
                 c->endpoint = LH_EP_PUBLISH;
                 refuse_token(c);
                 return (ssize_t)len;
@@ -335,10 +335,10 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         c->endpoint = LH_EP_PUBLISH;
         if (req->method_len != 4 || memcmp(req->method, "POST", 4) != 0) {
             respond_error(c, 405, "use POST", "Allow: POST\r\n");
-        } else if (!lh_pubsub_authorized(c, req)) {
+        } else if (!lh_publish_authorized(c, req)) {
             refuse_token(c);
         } else {
-            lh_pubsub_http_publish(c, data + r, (size_t)clen);
+            lh_publish_http(c, data + r, (size_t)clen);
         }
         return (ssize_t)total;
     }

@@ -338,6 +338,15 @@ ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len);
 
 /* ---- pubsub.c ---- */
 int lh_pubsub_init(lh_worker_t *w);
+/* A header's channel list (names separated by spaces): lh_pubsub_check_list checks
+ * every name and returns the count, or -1 at a bad one (bad, badlen set);
+ * lh_pubsub_publish_list publishes msg once to each distinct channel of the list (n
+ * valid names), keep[i] set when the i-th name was published (keep may be NULL), and
+ * returns the local deliveries or -ENOMEM, *again set when NATS could not take one. */
+long lh_pubsub_check_list(const lh_config_t *cfg, const char *v, size_t vl,
+                          const char **bad, size_t *badlen);
+long lh_pubsub_publish_list(lh_worker_t *w, const char *v, size_t vl, long n,
+                            const void *msg, size_t msg_len, uint8_t *keep, int *again);
 /* What lh_subscribe, lh_unsubscribe and lh_publish (api.c) do; same returns. */
 int lh_pubsub_subscribe(lh_conn_t *c, const char *name, size_t len);
 int lh_pubsub_unsubscribe(lh_conn_t *c, const char *name, size_t len);
@@ -348,14 +357,16 @@ void lh_pubsub_conn_gone(lh_conn_t *c);
 /* Delivers msg to this worker's subscribers of channel (from NATS or local). */
 size_t lh_pubsub_deliver_local(lh_worker_t *w, const char *ch, size_t chlen, lh_buf_t **frame,
                                const void *msg, size_t len);
-/* POST /publish: handles body, answers on c. */
-void lh_pubsub_http_publish(lh_conn_t *c, const uint8_t *body, size_t len);
 void lh_pubsub_register(void);
 /* NATS replaced its connection: forget the old subscriptions, then subscribe again. */
 void lh_pubsub_nats_renewed(lh_worker_t *w, void *old_nc);
 void lh_pubsub_nats_resubscribe(lh_worker_t *w);
+
+/* ---- publish.c ---- */
+/* POST /publish: handles body, answers on c. */
+void lh_publish_http(lh_conn_t *c, const uint8_t *body, size_t len);
 /* 1 when the request carries publish.token (or none is configured); constant time. */
-int lh_pubsub_authorized(const lh_conn_t *c, const lh_http_request_t *req);
+int lh_publish_authorized(const lh_conn_t *c, const lh_http_request_t *req);
 
 /* ---- nats.c ---- */
 int lh_nats_start(lh_worker_t *w);

@@ -1,0 +1,159 @@
+/*
+ * POST /publish: the HTTP way for a backend to publish. The body is JSON (one message to
+ * one or more channels, see README.md); each channel is published as a WebSocket client's
+ * publish would be (pubsub.c), and the answer says how many local deliveries each got.
+ * publish.token, when set, is required as a bearer token (compared in constant time).
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lh_channel.h"
+#include "lh_log.h"
+
+static void respond_json(lh_conn_t *c, int status, json_t *j, const char *extra)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    size_t n = s ? strlen(s) : 0;
+
+    json_decref(j);
+    if (s == NULL) {
+        lh_http_respond(c, 500, NULL, NULL, NULL, 0);
+        return;
+    }
+    {
+        char *t = realloc(s, n + 2);
+
+        if (t == NULL) {
+            free(s);
+            lh_http_respond(c, 500, NULL, NULL, NULL, 0);
+            return;
+        }
+        s = t;
+    }
+    s[n++] = '\n';
+    lh_http_respond(c, status, extra, "application/json", s, n);
+    free(s);
+}
+
+/*
+ * The answer to a successful POST /publish: {"channels":[...],"local_deliveries":N} and a
+ * newline, as jansson printed it, formatted here because it is written for every publish:
+ * every name in the list passed lh_channel_valid, and none of its characters needs
+ * escaping in a JSON string.
+ */
+static void respond_published(lh_conn_t *c, const char *v, size_t vl, const uint8_t *keep,
+                              size_t local)
+{
+    static const char head[] = "{\"channels\":[";
+    char stack[512], *out = stack, *p;
+    size_t cap = 3 * vl + 64, cl, i = 0; /* a name costs at most 2 bytes more than its share */
+    const char *pos = v, *ch;
+    int first = 1;
+
+    if (cap > sizeof(stack)) {
+        out = malloc(cap);
+        if (out == NULL) {
+            lh_http_respond(c, 500, NULL, NULL, NULL, 0);
+            return;
+        }
+    }
+    memcpy(out, head, sizeof(head) - 1);
+    p = out + sizeof(head) - 1;
+    while (lh_channel_next(&pos, v + vl, &ch, &cl)) {
+        if (!keep[i++])
+            continue; /* named again: listed once, as it was published once */
+        if (!first)
+            *p++ = ',';
+        first = 0;
+        *p++ = '"';
+        memcpy(p, ch, cl);
+        p += cl;
+        *p++ = '"';
+    }
+    p += snprintf(p, cap - (size_t)(p - out), "],\"local_deliveries\":%zu}\n", local);
+    lh_http_respond(c, 200, NULL, "application/json", out, (size_t)(p - out));
+    if (out != stack)
+        free(out);
+}
+
+static void publish_error(lh_conn_t *c, int status, const char *reason)
+{
+    lh_log(LH_LOG_INFO, "%s: POST /publish: %d: %s", lh_conn_peer(c), status, reason);
+    respond_json(c, status, json_pack("{s:s}", "error", reason), NULL);
+}
+
+void lh_publish_http(lh_conn_t *c, const uint8_t *body, size_t len)
+{
+    lh_worker_t *w = c->w;
+    const char *reason = NULL, *v, *bad = NULL;
+    size_t vl, badlen = 0, local = 0;
+    lh_lhttp_msg_t *m = &w->lmsg;
+    uint8_t keep_stack[64], *keep;
+    int again = 0;
+    long n, delivered;
+
+    if (lh_lhttp_parse((const char *)body, len, &w->lhttp_limits, m, &reason) != 0) {
+        char r[300];
+
+        snprintf(r, sizeof(r), "body is not an LHTTP message: %s", reason);
+        publish_error(c, 400, r);
+        return;
+    }
+    v = lh_lhttp_header(m, "publish", &vl);
+    if (v == NULL) {
+        publish_error(c, 400, "the message has no publish header");
+        return;
+    }
+    n = lh_pubsub_check_list(w->cfg, v, vl, &bad, &badlen);
+    if (n <= 0) {
+        char r[400], q[300];
+
+        if (n == 0)
+            snprintf(r, sizeof(r), "publish header names no channel");
+        else
+            snprintf(r, sizeof(r), "invalid channel name \"%s\"",
+                     lh_printable(q, sizeof(q), bad, badlen));
+        publish_error(c, 400, r);
+        return;
+    }
+    lh_m_inc(LH_M_PUBLISH_HTTP);
+    keep = n > (long)sizeof(keep_stack) ? malloc((size_t)n) : keep_stack;
+    delivered = keep ? lh_pubsub_publish_list(w, v, vl, n, body, len, keep, &again) : -ENOMEM;
+    if (delivered < 0) {
+        if (keep != keep_stack)
+            free(keep);
+        publish_error(c, 500, "out of memory");
+        return;
+    }
+    local = (size_t)delivered;
+    /* No flush here: the deliveries go out at the end of this loop pass with those of
+     * every other publish handled in it, one writev per subscriber. */
+    if (again)
+        publish_error(c, 503, "NATS unavailable and its outage buffer is full; delivered "
+                              "only to this worker's subscribers");
+    else
+        respond_published(c, v, vl, keep, local);
+    if (keep != keep_stack)
+        free(keep);
+}
+
+int lh_publish_authorized(const lh_conn_t *c, const lh_http_request_t *req)
+{
+    const char *tok = c->w->cfg->publish.token;
+    const lh_http_header_t *h;
+    size_t tl;
+
+    if (tok == NULL)
+        return 1;
+    h = lh_http_find_header(req, "authorization");
+    tl = strlen(tok);
+    if (h == NULL || h->value_len != 7 + tl || !lh_strieq(h->value, 7, "bearer "))
+        return 0;
+    return CRYPTO_memcmp(h->value + 7, tok, tl) == 0;
+}
