@@ -138,6 +138,10 @@ typedef struct {
 extern lh_shm_t *lh_shm;
 /* This process's counters: its slot, or a private block when it has none. */
 extern lh_counters_t *lh_ctr;
+/* This process's slot in lh_shm (lh_metrics_use_slot), -1 when it has none. */
+extern int lh_shm_slot;
+
+/* ---- shm.c: the shared block and its slots ---- */
 
 /* Creates the shared block with nslots worker slots (1 .. LH_MAX_WORKERS_ALIVE);
  * 0 or -errno. */
@@ -157,6 +161,8 @@ int lh_metrics_load(uint64_t *mine, uint64_t *avg);
 int lh_metrics_slot_alloc(int index, int pid, unsigned generation);
 /* In the master: fold a leaving worker's counters into retired and free its slot. */
 void lh_metrics_slot_release(int slot);
+
+/* ---- Counting (inline): this process's counters ---- */
 
 /* Adds n to counter i of this process (single writer: no atomic read-modify-write). */
 static inline void lh_m_add(unsigned i, uint64_t n)
@@ -190,6 +196,8 @@ static inline uint64_t lh_m_get(unsigned i)
     return atomic_load_explicit(&lh_ctr->v[i], memory_order_relaxed);
 }
 
+/* ---- shm.c: the node-wide channel table ---- */
+
 /*
  * Distinct-channel tracking (the worker's own slot only). lh_metrics_chan_add returns the
  * entry's index (keep it for removal), or -1 when the slot's table is full; remove swaps
@@ -200,6 +208,8 @@ int lh_metrics_chan_add(uint64_t hash);
 int lh_metrics_chan_remove(int idx);
 uint64_t lh_metrics_chan_hash(const char *name, size_t len);
 
+/* ---- interest.c ---- */
+
 /*
  * The node's interest filter (see LH_INTEREST_BUCKETS): this worker gained or lost a
  * channel (hash from lh_metrics_chan_hash); and whether another worker of this node may
@@ -209,6 +219,8 @@ uint64_t lh_metrics_chan_hash(const char *name, size_t len);
 void lh_interest_add(uint64_t hash);
 void lh_interest_remove(uint64_t hash);
 int lh_interest_elsewhere(uint64_t hash);
+
+/* ---- metrics.c: labels, histograms, rendering ---- */
 
 /* Index of a close code among the labelled ones. */
 unsigned lh_metrics_close_index(unsigned code);
