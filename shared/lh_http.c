@@ -9,6 +9,7 @@
  */
 #include "lh_http.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
 #include <string.h>
 
@@ -68,13 +69,167 @@ static int line_bound(const unsigned char *p, size_t i, size_t lmax, size_t end,
     return 0;
 }
 
-/* The checks that need the whole head: at most one Host field (RFC 9112 3.2; that an
- * HTTP/1.1 request has one is not checked). Returns n, or LH_PARSE_ERROR. */
+/* The checks that need the whole head (RFC 9112 3.2): exactly one valid Host field in
+ * HTTP/1.1, at most one in HTTP/1.0. Sets req->host unless the target gave it. Returns
+ * n, or LH_PARSE_ERROR. */
 static int head_done(lh_http_request_t *req, int n)
 {
+    const lh_http_header_t *h;
+
     if (lh_http_count_header(req, "host") > 1)
         return fail(req, 400, "more than one Host header field");
+    h = lh_http_find_header(req, "host");
+    if (h == NULL && req->minor_version == 1)
+        return fail(req, 400, "missing Host header field");
+    if (h != NULL && !lh_http_valid_host(h->value, h->value_len))
+        return fail(req, 400, "invalid Host header field");
+    if (h != NULL && req->host == NULL) {
+        req->host = h->value;
+        req->host_len = h->value_len;
+    }
     return n;
+}
+
+static int is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+/* RFC 3986 unreserved and sub-delims: the bytes of a reg-name besides "%" HEXDIG HEXDIG. */
+static int is_regname(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+           (c != 0 && strchr("-._~!$&'()*+,;=", c) != NULL);
+}
+
+/* The inside of an IP-literal: IPv6address or IPvFuture (RFC 3986 3.2.2). */
+static int ip_literal(const char *s, size_t n)
+{
+    char a[INET6_ADDRSTRLEN];
+    unsigned char bin[16];
+    size_t i = 1;
+
+    if (n > 0 && (s[0] == 'v' || s[0] == 'V')) {
+        /* "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) */
+        while (i < n && is_hex((unsigned char)s[i]))
+            i++;
+        if (i == 1 || i == n || s[i] != '.' || i + 1 == n)
+            return 0;
+        for (i++; i < n; i++)
+            if (s[i] != ':' && !is_regname((unsigned char)s[i]))
+                return 0;
+        return 1;
+    }
+    if (n == 0 || n >= sizeof(a))
+        return 0;
+    memcpy(a, s, n);
+    a[n] = '\0';
+    return inet_pton(AF_INET6, a, bin) == 1;
+}
+
+int lh_http_valid_host(const char *s, size_t n)
+{
+    size_t i = 0;
+
+    if (n > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', n);
+
+        if (close == NULL || !ip_literal(s + 1, (size_t)(close - s) - 1))
+            return 0;
+        i = (size_t)(close - s) + 1;
+    } else {
+        while (i < n && s[i] != ':') {
+            if (s[i] == '%') {
+                if (n - i < 3 || !is_hex((unsigned char)s[i + 1]) ||
+                    !is_hex((unsigned char)s[i + 2]))
+                    return 0;
+                i += 3;
+            } else if (is_regname((unsigned char)s[i])) {
+                i++;
+            } else {
+                return 0;
+            }
+        }
+    }
+    if (i == n)
+        return 1;
+    if (s[i] != ':')
+        return 0;
+    for (i++; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* 1 when t[0..n) starts with the lower-case prefix p (ASCII case-insensitive). */
+static int has_prefix(const char *t, size_t n, const char *p)
+{
+    size_t k = strlen(p);
+
+    return n >= k && lh_strieq(t, k, p);
+}
+
+/*
+ * Sorts the request-target into its form (RFC 9112 3.2) and sets path and query; for
+ * the absolute-form, host is its authority. Returns 0, or LH_PARSE_ERROR.
+ */
+static int parse_target(lh_http_request_t *req)
+{
+    const char *t = req->target, *p = t, *q;
+    size_t n = req->target_len, skip = 0;
+
+    req->host = NULL;
+    req->host_len = 0;
+    req->form = LH_HTTP_ORIGIN_FORM;
+    if (n == 1 && t[0] == '*') {
+        /* RFC 9112 3.2.4: only OPTIONS applies to the server as a whole. */
+        if (!(req->method_len == 7 && memcmp(req->method, "OPTIONS", 7) == 0))
+            return fail(req, 400, "request target \"*\" is for OPTIONS only");
+        req->form = LH_HTTP_ASTERISK_FORM;
+        req->path = t;
+        req->path_len = 1;
+        req->query = NULL;
+        req->query_len = 0;
+        return 0;
+    }
+    if (t[0] != '/') {
+        const char *a;
+
+        if (has_prefix(t, n, "http://"))
+            skip = 7;
+        else if (has_prefix(t, n, "https://"))
+            skip = 8;
+        else
+            return fail(req, 400, "invalid request target");
+        a = t + skip;
+        p = a;
+        while (p < t + n && *p != '/' && *p != '?')
+            p++;
+        /* RFC 9110 4.2.1 and 4.2.4: an http URI has a host, and no userinfo. */
+        if (p == a || *a == ':' || !lh_http_valid_host(a, (size_t)(p - a)))
+            return fail(req, 400, "invalid authority in request target");
+        req->form = LH_HTTP_ABSOLUTE_FORM;
+        req->host = a;
+        req->host_len = (size_t)(p - a);
+    }
+    n -= (size_t)(p - t);
+    q = memchr(p, '?', n);
+    req->path = p;
+    if (q) {
+        req->path_len = (size_t)(q - p);
+        req->query = q + 1;
+        req->query_len = n - req->path_len - 1;
+    } else {
+        req->path_len = n;
+        req->query = NULL;
+        req->query_len = 0;
+    }
+    if (req->path_len == 0) {
+        /* "http://host" or "http://host?q": the path is "/" (RFC 9112 3.2.1). */
+        req->path = "/";
+        req->path_len = 1;
+    }
+    return 0;
 }
 
 /* "HTTP/1.0" or "HTTP/1.1" sets the minor version; another HTTP/d.d is 505. */
@@ -98,7 +253,6 @@ int lh_http_parse_request(const char *buf, size_t len, const lh_http_limits_t *l
                                                                  : LH_HTTP_HEADERS_CAP;
     size_t end = len < hmax ? len : hmax; /* bytes of the head we may look at */
     size_t i = 0, s, lmax, lb;
-    const char *q;
     int r;
 
     req->num_headers = 0;
@@ -147,17 +301,8 @@ int lh_http_parse_request(const char *buf, size_t len, const lh_http_limits_t *l
         return fail(req, 400, "invalid request target");
     req->target = buf + s;
     req->target_len = i - s;
-    q = memchr(req->target, '?', req->target_len);
-    req->path = req->target;
-    if (q) {
-        req->path_len = (size_t)(q - req->target);
-        req->query = q + 1;
-        req->query_len = req->target_len - req->path_len - 1;
-    } else {
-        req->path_len = req->target_len;
-        req->query = NULL;
-        req->query_len = 0;
-    }
+    if (parse_target(req) != 0)
+        return LH_PARSE_ERROR;
     i++;
 
     s = i;

@@ -25,15 +25,29 @@ typedef struct {
                                 LH_HTTP_HEADERS_CAP) */
 } lh_http_limits_t;
 
+/* The forms of request-target that an origin server accepts (RFC 9112 3.2). */
+enum {
+    LH_HTTP_ORIGIN_FORM,   /* "/path?query" */
+    LH_HTTP_ABSOLUTE_FORM, /* "http://authority/path?query" (http or https) */
+    LH_HTTP_ASTERISK_FORM  /* "*", OPTIONS only */
+};
+
 typedef struct {
     const char *method;
     size_t method_len;
-    const char *target; /* request-target as sent (origin-form expected) */
+    const char *target; /* request-target as sent */
     size_t target_len;
-    const char *path; /* target up to '?' */
+    int form;         /* LH_HTTP_*_FORM */
+    const char *path; /* the target's path (without the scheme and authority of the
+                         absolute-form), up to '?'; "*" for the asterisk-form; the
+                         static string "/" when an absolute-form has an empty path */
     size_t path_len;
     const char *query; /* after '?', NULL when there is none */
     size_t query_len;
+    const char *host;  /* the authority of an absolute-form target (it replaces Host,
+                          RFC 9112 3.2.2), else the Host field's value; NULL when there
+                          is neither (HTTP/1.0 without Host) */
+    size_t host_len;
     int minor_version; /* HTTP/1.<minor>: 0 or 1 */
     lh_http_header_t headers[LH_HTTP_HEADERS_CAP];
     size_t num_headers;
@@ -49,13 +63,21 @@ typedef struct {
  * Limits are enforced on incomplete input too, so a client cannot grow a head forever.
  * Accepts CRLF line ends and, leniently, bare LF; rejects obs-fold, NUL and control
  * bytes in names/values, whitespace before the colon, and methods/targets that are
- * not tokens/visible ASCII. Empty lines before the request line are skipped (RFC 9112
+ * not tokens/visible ASCII. The target must be in origin-form, absolute-form (http or
+ * https, a valid host, no userinfo) or, for OPTIONS only, asterisk-form. RFC 9112 3.2:
+ * an HTTP/1.1 request without Host, a Host that is not a valid host[:port], or more
+ * than one Host field line is a 400 (HTTP/1.0 may leave Host out). Empty lines before the request line are skipped (RFC 9112
  * 2.2) and counted in the head. Each byte is judged when it arrives, so a prefix of
  * any input gives LH_PARSE_AGAIN or the same result as the whole input; when a request
  * line passes both limits at the same byte, 414 wins.
  */
 int lh_http_parse_request(const char *buf, size_t len, const lh_http_limits_t *lim,
                           lh_http_request_t *req);
+
+/* 1 when s[0..n) is uri-host [":" port] (RFC 3986 3.2.2, 3.2.3): a reg-name (IPv4
+ * included, percent-encoding allowed, possibly empty), or an IPv6 address or IPvFuture
+ * in brackets; the port is digits, possibly none. 0 otherwise. */
+int lh_http_valid_host(const char *s, size_t n);
 
 /* The first header named name (case-insensitive), or NULL. */
 const lh_http_header_t *lh_http_find_header(const lh_http_request_t *req, const char *name);

@@ -74,9 +74,13 @@ int lh_admin_route(lh_conn_t *c, const lh_http_request_t *req)
     if (!(c->flags & LH_CF_ADMIN) && (has_admin_socket(w) || !w->cfg->admin.endpoints_on_public))
         return 0; /* not served here: the caller answers 404 */
     c->endpoint = (uint8_t)ep;
+    if (req->method_len == 7 && memcmp(req->method, "OPTIONS", 7) == 0) {
+        lh_http_options(c, "GET, HEAD, OPTIONS");
+        return 1;
+    }
     if (!(req->method_len == 3 && memcmp(req->method, "GET", 3) == 0) &&
         !(req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0)) {
-        lh_http_respond(c, 405, "Allow: GET, HEAD\r\n", "text/plain; charset=utf-8",
+        lh_http_respond(c, 405, "Allow: GET, HEAD, OPTIONS\r\n", "text/plain; charset=utf-8",
                         "use GET\n", 8);
         return 1;
     }

@@ -29,6 +29,10 @@ static void respond(lh_conn_t *c, int status, const char *extra, const char *cty
     char head[1024], clen[40] = "";
     int close_after = (c->flags & LH_CF_CLOSE_AFTER) || !(c->flags & LH_CF_KEEPALIVE) ||
                       w->stopping || w->draining;
+    /* HTTP/1.0 closes unless told otherwise (RFC 9112 9.3): say when it stays open. */
+    const char *conn = close_after             ? "Connection: close\r\n"
+                       : c->flags & LH_CF_HTTP10 ? "Connection: keep-alive\r\n"
+                                                 : "";
     int no_body = status == 304 || status == 204 || (c->flags & LH_CF_HEAD);
     int n;
     lh_buf_t *b;
@@ -41,7 +45,7 @@ static void respond(lh_conn_t *c, int status, const char *extra, const char *cty
                  "HTTP/1.1 %d %s\r\nServer: lhttpd\r\n%s%s%s%s%s%s\r\n", status,
                  lh_http_status_text(status), clen, ctype ? "Content-Type: " : "",
                  ctype ? ctype : "", ctype ? "\r\n" : "",
-                 close_after ? "Connection: close\r\n" : "", extra ? extra : "");
+                 conn, extra ? extra : "");
     if (n < 0 || (size_t)n >= sizeof(head)) {
         n = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\n"
                                          "Content-Length: 0\r\nConnection: close\r\n\r\n");
@@ -80,6 +84,21 @@ void lh_http_respond_buf(lh_conn_t *c, int status, const char *extra, const char
                          lh_buf_t *body)
 {
     respond(c, status, extra, ctype, NULL, 0, body);
+}
+
+void lh_http_options(lh_conn_t *c, const char *allow)
+{
+    char extra[128];
+
+    snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+    lh_http_respond(c, 200, extra, NULL, NULL, 0);
+}
+
+static int is_method(const lh_http_request_t *req, const char *m)
+{
+    size_t n = strlen(m);
+
+    return req->method_len == n && memcmp(req->method, m, n) == 0;
 }
 
 /* An error response with a one-line plain-text reason; the connection closes after it. */
@@ -135,10 +154,8 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
         reject(c, LH_REJ_BAD_REQUEST, 400, "WebSocket needs HTTP/1.1", NULL);
         return;
     }
-    if (lh_http_find_header(req, "host") == NULL) {
-        reject(c, LH_REJ_BAD_REQUEST, 400, "missing Host", NULL);
-        return;
-    }
+    /* That an HTTP/1.1 request has one valid Host is the parser's check (a 400 counted
+     * under limits); an absolute-form target's authority stands for it. */
     h = lh_http_find_header(req, "connection");
     if (h == NULL || !lh_http_has_token(h->value, h->value_len, "upgrade")) {
         reject(c, LH_REJ_BAD_REQUEST, 400, "Connection must include Upgrade", NULL);
@@ -262,9 +279,11 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         respond_error(c, req->status, req->reason, NULL);
         return (ssize_t)len;
     }
-    c->flags &= ~(LH_CF_KEEPALIVE | LH_CF_CLOSE_AFTER | LH_CF_HEAD);
-    if (req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0)
+    c->flags &= ~(LH_CF_KEEPALIVE | LH_CF_CLOSE_AFTER | LH_CF_HEAD | LH_CF_HTTP10);
+    if (is_method(req, "HEAD"))
         c->flags |= LH_CF_HEAD;
+    if (req->minor_version == 0)
+        c->flags |= LH_CF_HTTP10;
     h = lh_http_find_header(req, "connection");
     if (req->minor_version == 1)
         c->flags |= (h && lh_http_has_token(h->value, h->value_len, "close")) ? 0 : LH_CF_KEEPALIVE;
@@ -302,6 +321,12 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
     }
     c->flags &= ~LH_CF_CONTINUE;
 
+    if (req->form == LH_HTTP_ASTERISK_FORM) {
+        /* OPTIONS * (the parser takes "*" for no other method): the server's methods. */
+        lh_http_options(c, (c->flags & LH_CF_ADMIN) ? "GET, HEAD, OPTIONS"
+                                                    : "GET, HEAD, POST, OPTIONS");
+        return (ssize_t)total;
+    }
     if (lh_admin_route(c, req))
         return (ssize_t)total;
     if (c->flags & LH_CF_ADMIN) {
@@ -317,9 +342,12 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         h = lh_http_find_header(req, "upgrade");
         upgrade = h != NULL && lh_http_has_token(h->value, h->value_len, "websocket");
         if (!upgrade && lh_static_serve(c, req, 1)) {
-            /* A plain GET or HEAD on a WebSocket path: the page that opens the WebSocket. */
-        } else if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
-            reject(c, LH_REJ_METHOD, 405, "method not allowed", "Allow: GET\r\n");
+            /* A plain GET or HEAD on a WebSocket path: the page that opens the WebSocket
+             * (or OPTIONS on it: GET, HEAD, OPTIONS). */
+        } else if (is_method(req, "OPTIONS")) {
+            lh_http_options(c, "GET, OPTIONS");
+        } else if (!is_method(req, "GET")) {
+            reject(c, LH_REJ_METHOD, 405, "method not allowed", "Allow: GET, OPTIONS\r\n");
         } else if (!upgrade) {
             lh_m_inc(LH_M_REJECT_BASE + LH_REJ_NOT_UPGRADE);
             lh_http_respond(c, 426, "Upgrade: websocket\r\nConnection: Upgrade\r\n",
@@ -333,8 +361,10 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
     }
     if (req->path_len == 8 && memcmp(req->path, "/publish", 8) == 0) {
         c->endpoint = LH_EP_PUBLISH;
-        if (req->method_len != 4 || memcmp(req->method, "POST", 4) != 0) {
-            respond_error(c, 405, "use POST", "Allow: POST\r\n");
+        if (is_method(req, "OPTIONS")) {
+            lh_http_options(c, "POST, OPTIONS");
+        } else if (!is_method(req, "POST")) {
+            respond_error(c, 405, "use POST", "Allow: POST, OPTIONS\r\n");
         } else if (!lh_publish_authorized(c, req)) {
             refuse_token(c);
         } else {

@@ -260,14 +260,15 @@ int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req, int only_found)
     long n;
     int get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
     int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    int options = req->method_len == 7 && memcmp(req->method, "OPTIONS", 7) == 0;
 
     if (st == NULL)
         return 0;
-    if (only_found && !get && !head)
+    if (only_found && !get && !head && !options)
         return 0;
     c->endpoint = LH_EP_STATIC;
-    if (!get && !head) {
-        lh_http_respond(c, 405, "Allow: GET, HEAD\r\n", "text/plain; charset=utf-8",
+    if (!get && !head && !options) {
+        lh_http_respond(c, 405, "Allow: GET, HEAD, OPTIONS\r\n", "text/plain; charset=utf-8",
                         "method not allowed\n", 19);
         return 1;
     }
@@ -288,6 +289,10 @@ int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req, int only_found)
         return 0;
     if (f == NULL) {
         lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
+        return 1;
+    }
+    if (options) {
+        lh_http_options(c, "GET, HEAD, OPTIONS");
         return 1;
     }
     snprintf(extra, sizeof(extra), "ETag: %s\r\nLast-Modified: %s\r\nCache-Control: %s%u\r\n"

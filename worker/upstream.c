@@ -1000,7 +1000,9 @@ int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const c
     }
     add_header(r, "%sConnection-Id: %llu", pfx, (unsigned long long)lh_conn_id(c));
     add_header(r, "%sPeer: %s", pfx, lh_conn_peer(c));
-    add_header(r, "%sPath: %.*s", pfx, (int)req->target_len, req->target);
+    /* The origin-form path and query, also of an absolute-form target. */
+    add_header(r, "%sPath: %.*s%s%.*s", pfx, (int)req->path_len, req->path,
+               req->query ? "?" : "", (int)req->query_len, req->query ? req->query : "");
     add_header(r, "%sEvent: connect", pfx);
     if (start_easy(r) < 0) {
         count(UP_CONNECT, LH_UP_FAILED);

@@ -81,7 +81,8 @@ enum {
     LH_CF_HS_PENDING = 1u << 15,  /* handshake waits for the connect webhook; input paused */
     LH_CF_OUT_FULL = 1u << 16,    /* HTTP: answers queued over send_queue_bytes; input paused */
     LH_CF_CONTINUE = 1u << 17,    /* HTTP: "100 Continue" sent for the request being read */
-    LH_CF_RESUME_LISTED = 1u << 18 /* on the worker's resume list (end of the pass) */
+    LH_CF_RESUME_LISTED = 1u << 18, /* on the worker's resume list (end of the pass) */
+    LH_CF_HTTP10 = 1u << 19         /* HTTP: the request being answered is HTTP/1.0 */
 };
 
 /* The send queue: a ring of shared buffers, written with writev. */
@@ -290,6 +291,9 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len);
 void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ctype,
                      const void *body, size_t body_len);
 
+/* 200 to an OPTIONS request, with "Allow: <allow>" (RFC 9110 9.3.7) and no body. */
+void lh_http_options(lh_conn_t *c, const char *allow);
+
 /* ---- admin.c ---- */
 /* Serves /livez, /readyz and /metrics when this connection may see them. Returns 1 when
  * it answered. */
@@ -325,8 +329,8 @@ void lh_http_refuse(lh_conn_t *c, int status, const char *reason);
 /* Reads static.root into memory (at worker start, before the loop runs). */
 int lh_static_load(lh_worker_t *w);
 void lh_static_free(lh_worker_t *w);
-/* Answers a plain GET/HEAD from the static files; 0 when static files are off. With
- * only_found, answers only when the file exists (and returns 0 otherwise). */
+/* Answers a plain GET/HEAD (or OPTIONS) from the static files; 0 when static files are
+ * off. With only_found, answers only when the file exists (and returns 0 otherwise). */
 int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req, int only_found);
 /* Like lh_http_respond, with the body queued by reference. */
 void lh_http_respond_buf(lh_conn_t *c, int status, const char *extra, const char *ctype,

@@ -41,14 +41,37 @@ static void check_head(const char *buf, size_t head, const lh_http_limits_t *lim
     CHECK(req->target_len <= lim->max_line);
     for (k = 0; k < req->target_len; k++)
         CHECK((unsigned char)req->target[k] > 0x20 && (unsigned char)req->target[k] < 0x7f);
-    CHECK(req->path == req->target && req->path_len <= req->target_len);
-    CHECK(memchr(req->path, '?', req->path_len) == NULL);
-    if (req->query) {
-        CHECK(req->query == req->path + req->path_len + 1);
-        CHECK(req->path_len + 1 + req->query_len == req->target_len);
+    /* The path ends the target (with the query), or is the "/" of an empty
+     * absolute-form path; the query, when there is one, ends the target. */
+    if (req->form == LH_HTTP_ABSOLUTE_FORM && req->path_len == 1 && req->path[0] == '/' &&
+        !inside(buf, head, req->path, 1)) {
+        CHECK(req->query == NULL || (inside(buf, head, req->query, req->query_len) &&
+                                     req->query[-1] == '?'));
     } else {
-        CHECK(req->path_len == req->target_len);
+        CHECK(req->path_len > 0 && req->path >= req->target &&
+              req->path + req->path_len <= req->target + req->target_len);
+        CHECK(req->form != LH_HTTP_ORIGIN_FORM || req->path == req->target);
+        CHECK(req->form == LH_HTTP_ASTERISK_FORM || req->path[0] == '/');
+        CHECK(memchr(req->path, '?', req->path_len) == NULL);
+        if (req->query)
+            CHECK(req->query == req->path + req->path_len + 1);
+        else
+            CHECK(req->path + req->path_len == req->target + req->target_len);
     }
+    if (req->query)
+        CHECK(req->query + req->query_len == req->target + req->target_len);
+    CHECK(req->form != LH_HTTP_ASTERISK_FORM ||
+          (req->target_len == 1 && req->method_len == 7 && memcmp(req->method, "OPTIONS", 7) == 0));
+    /* HTTP/1.1 has exactly one valid Host; host is the absolute-form's authority or it. */
+    CHECK(req->minor_version == 0 || lh_http_count_header(req, "host") == 1);
+    CHECK(lh_http_count_header(req, "host") <= 1);
+    if (req->form == LH_HTTP_ABSOLUTE_FORM)
+        CHECK(req->host > req->target && req->host_len > 0 &&
+              req->host + req->host_len <= req->target + req->target_len &&
+              lh_http_valid_host(req->host, req->host_len));
+    else
+        CHECK(req->host == NULL ? lh_http_count_header(req, "host") == 0
+                                : lh_http_valid_host(req->host, req->host_len));
     CHECK(req->minor_version == 0 || req->minor_version == 1);
     CHECK(req->num_headers <= lim->max_headers && req->num_headers <= LH_HTTP_HEADERS_CAP);
     for (k = 0; k < req->num_headers; k++) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # Plain HTTP/1.1 on lhttpd's port: routing statuses, keep-alive, pipelining,
-# Connection: close, and the request-head errors (400, 414, 431, 505), with the
-# default http.* limits. One server (with a nats-server peer) serves the whole file.
+# Connection: close, the request-head errors (400, 414, 431, 505), Host (RFC 9112 3.2),
+# the absolute-form and OPTIONS, with the default http.* limits. One server (with a
+# nats-server peer) serves the whole file.
 
 load ../lib/helpers
 
@@ -138,11 +139,11 @@ repeat() { printf "%${1}s" "" | sed "s/ /$2/g"; }
         'GARBAGE\r\n\r\n'
         'GET /\r\n\r\n'
         'GET / HTTP/1.1 extra\r\nHost: x\r\n\r\n'
-        'GET / HTTP/1.1\r\nNoColonHere\r\n\r\n'
-        'GET / HTTP/1.1\r\nBad Name: v\r\n\r\n'
-        'GET / HTTP/1.1\r\nName : v\r\n\r\n'
-        'GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n'
-        'GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n'
+        'GET / HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n'
+        'GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n'
+        'GET / HTTP/1.1\r\nHost: x\r\nName : v\r\n\r\n'
+        'GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n'
+        'GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n folded\r\n\r\n'
         'GET / FOO/1.1\r\n\r\n'
         '\x01\x02\x03\r\n\r\n'
     )
@@ -177,4 +178,115 @@ repeat() { printf "%${1}s" "" | sed "s/ /$2/g"; }
     [ "$(http_status / -X POST -d x)" = 405 ]
     [ "$(http_status /)" = 426 ]
     [ "$(http_status / --http1.0)" = 426 ]
+}
+
+# --- Host, request-target forms, OPTIONS, HTTP/1.0 keep-alive (RFC 9112 3.2, 9110 9.3.7) ---
+
+@test "400: an HTTP/1.1 request without Host (RFC 9112 3.2)" {
+    run probe 'send:GET /livez HTTP/1.1\r\n\r\n' response eof
+    has_line "status 400"
+    has_match '^body .*missing Host'
+    last_line_is eof
+    run probe 'send:GET /livez HTTP/1.1\r\nHost: x\r\n\r\n' response
+    has_line "status 200"
+}
+
+@test "400: a Host that is not host[:port] (RFC 9112 3.2, RFC 3986 3.2.2)" {
+    local bad=('[::1' '::1' 'a b' 'x:y' 'user@x' 'x/y' '[::g]' '[::1]x' 'x:80:80' '%zz')
+    local h
+    for h in "${bad[@]}"; do
+        run probe "send:GET /livez HTTP/1.1\r\nHost: $h\r\n\r\n" response eof
+        has_line "status 400" || { echo "Host: $h" >&2; return 1; }
+        has_match '^body .*invalid Host' || { echo "Host: $h" >&2; return 1; }
+    done
+    for h in 'example.com' 'example.com:8081' '127.0.0.1:1' '[::1]' '[::1]:8081' \
+        '[v7.x:y]' 'a-b_c~d.e%41' ''; do
+        run probe "send:GET /livez HTTP/1.1\r\nHost: $h\r\n\r\n" response
+        has_line "status 200" || { echo "Host: $h" >&2; return 1; }
+    done
+    assert_server_ok
+}
+
+@test "400: two Host header fields, even with the same value" {
+    run probe 'send:GET /livez HTTP/1.1\r\nHost: x\r\nhost: x\r\n\r\n' response eof
+    has_line "status 400"
+    has_match '^body .*more than one Host'
+}
+
+@test "HTTP/1.0 without Host is served" {
+    run probe 'send:GET /livez HTTP/1.0\r\n\r\n' response eof
+    has_line "status 200"
+    has_line "body 3 ok\n"
+}
+
+@test "absolute-form: GET http://127.0.0.1:PORT/livez is routed by its path; its authority replaces Host (RFC 9112 3.2.2)" {
+    run probe "send:GET http://127.0.0.1:$LH_PORT/livez HTTP/1.1\r\nHost: 127.0.0.1:$LH_PORT\r\n\r\n" response
+    has_line "status 200"
+    has_line "body 3 ok\n"
+    run probe "send:GET HTTP://localhost/readyz?verbose HTTP/1.1\r\nHost: elsewhere\r\n\r\n" response
+    has_match '^status (200|503)$'
+    has_match '^body .*accepting'
+    # An empty path is "/": the WebSocket path, without Upgrade.
+    run probe "send:GET http://127.0.0.1:$LH_PORT HTTP/1.1\r\nHost: x\r\n\r\n" response
+    has_line "status 426"
+    run probe "send:GET http://127.0.0.1:$LH_PORT/no/such HTTP/1.1\r\nHost: x\r\n\r\n" response
+    has_line "status 404"
+    # Still HTTP/1.1: Host is required; and the authority must be a valid host, without
+    # userinfo, of an http or https URI.
+    local bad=("http://127.0.0.1:$LH_PORT/livez HTTP/1.1\r\n"
+        "http://[::1/livez HTTP/1.1\r\nHost: x\r\n"
+        "http://u@127.0.0.1/livez HTTP/1.1\r\nHost: x\r\n"
+        "ftp://127.0.0.1/livez HTTP/1.1\r\nHost: x\r\n"
+        "http:/livez HTTP/1.1\r\nHost: x\r\n"
+        "livez HTTP/1.1\r\nHost: x\r\n")
+    local t
+    for t in "${bad[@]}"; do
+        run probe "send:GET $t\r\n" response eof
+        has_line "status 400" || { echo "target: $t" >&2; return 1; }
+    done
+    assert_server_ok
+}
+
+@test "absolute-form: a WebSocket upgrade to http://127.0.0.1:PORT/echo opens /echo" {
+    run probe "upgrade:http://127.0.0.1:$LH_PORT/echo" 'text:abs' echo
+    has_line "status 101"
+    has_line "echo ok text 3"
+}
+
+@test "OPTIONS * gets 200 with Allow listing the server's methods (RFC 9110 9.3.7)" {
+    run probe 'send:OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n' response \
+        'send:GET /livez HTTP/1.1\r\nHost: x\r\n\r\n' response
+    [ "$(printf '%s\n' "${lines[@]}" | grep '^status ')" = "$(printf 'status 200\nstatus 200')" ]
+    has_line "header allow: GET, HEAD, POST, OPTIONS"
+    has_line "header content-length: 0"
+    # The asterisk-form is for OPTIONS only (RFC 9112 3.2.4).
+    run probe 'send:GET * HTTP/1.1\r\nHost: x\r\n\r\n' response eof
+    has_line "status 400"
+}
+
+@test "OPTIONS on a path answers that path's Allow, or 404" {
+    run probe 'send:OPTIONS /publish HTTP/1.1\r\nHost: x\r\n\r\n' response
+    has_line "status 200"
+    has_line "header allow: POST, OPTIONS"
+    run probe 'send:OPTIONS /echo HTTP/1.1\r\nHost: x\r\n\r\n' response
+    has_line "status 200"
+    has_line "header allow: GET, OPTIONS"
+    run probe 'send:OPTIONS /livez HTTP/1.1\r\nHost: x\r\n\r\n' response
+    has_line "status 200"
+    has_line "header allow: GET, HEAD, OPTIONS"
+    run probe 'send:OPTIONS /no/such HTTP/1.1\r\nHost: x\r\n\r\n' response
+    has_line "status 404"
+}
+
+@test "HTTP/1.0 with Connection: keep-alive: the answer says keep-alive and a second request is answered" {
+    run probe 'send:GET /livez HTTP/1.0\r\nConnection: keep-alive\r\n\r\n' response \
+        'send:GET /no/such HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n' response \
+        'send:GET /livez HTTP/1.0\r\n\r\n' response eof
+    [ "$(printf '%s\n' "${lines[@]}" | grep '^status ')" = "$(printf 'status 200\nstatus 404\nstatus 200')" ]
+    [ "$(printf '%s\n' "${lines[@]}" | grep -c '^header connection: keep-alive$')" -eq 2 ]
+    has_line "header connection: close"
+    last_line_is eof
+    # HTTP/1.1 keeps the connection without saying so.
+    run probe 'send:GET /livez HTTP/1.1\r\nHost: x\r\n\r\n' response
+    no_match '^header connection:'
 }

@@ -175,6 +175,11 @@ workers_with_clients() {
     for p in /metrics /livez /readyz; do
         [ "$(code_of "http://127.0.0.1:$LH_PORT$p")" = 404 ] || { echo "public $p is not 404" >&2; return 1; }
     done
+    # OPTIONS * names the methods each socket serves.
+    curl -s -o /dev/null -D - -X OPTIONS --request-target '*' --max-time 5 "$MURL" |
+        grep -qx $'Allow: GET, HEAD, OPTIONS\r'
+    curl -s -o /dev/null -D - -X OPTIONS --request-target '*' --max-time 5 "http://127.0.0.1:$LH_PORT" |
+        grep -qx $'Allow: GET, HEAD, POST, OPTIONS\r'
     stop_fleet load
     stop_fleet subs
     wait_fleet load '^traffic published'

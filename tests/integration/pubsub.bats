@@ -228,7 +228,7 @@ server_closed() {
 
     run curl -s -i --max-time 5 "http://127.0.0.1:$LH_PORT/publish"
     has_match $'^HTTP/1\\.1 405 '
-    has_match $'^Allow: POST\r?$'
+    has_match $'^Allow: POST, OPTIONS\r?$'
 
     # Exactly the limit is fine, one byte more is 413.
     { printf 'LHTTP/1.0 news\r\npublish:big\r\n\r\n'; head -c $((1024 - 31)) /dev/zero | tr '\0' b; } >"$f"

@@ -163,6 +163,21 @@ refused() {
     [ "$(http_status /index.html -X DELETE)" = 405 ]
 }
 
+@test "static: OPTIONS on a file, or on the page of a WebSocket path, gets 200 with Allow; on a missing file 404" {
+    local p
+    for p in /app.js /sub/ /; do
+        run probe "send:OPTIONS $p HTTP/1.1\r\nHost: x\r\n\r\n" response
+        has_line "status 200" || { echo "path $p" >&2; return 1; }
+        has_line "header allow: GET, HEAD, OPTIONS" || { echo "path $p" >&2; return 1; }
+        has_line "header content-length: 0"
+    done
+    # /ws has no page: the upgrade's GET only.
+    run probe 'send:OPTIONS /ws HTTP/1.1\r\nHost: x\r\n\r\n' response
+    has_line "header allow: GET, OPTIONS"
+    run probe 'send:OPTIONS /missing.js HTTP/1.1\r\nHost: x\r\n\r\n' response
+    has_line "status 404"
+}
+
 @test "static: '..' in any encoding never leaves the root" {
     refused /../secret.txt /sub/../../secret.txt /%2e%2e/secret.txt /%2E%2E/secret.txt \
         /.%2e/secret.txt /%2e./secret.txt /sub/%2e%2e/%2e%2e/secret.txt \

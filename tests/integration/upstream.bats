@@ -695,6 +695,14 @@ teardown() {
     no_match '^header host: evil'
 }
 
+@test "connect webhook: a handshake in absolute-form (GET http://host/ws?q) shows the path and query, as the origin-form would" {
+    local key=dGhlIHNhbXBsZSBub25jZQ==
+    run probe "send:GET http://127.0.0.1:$LH_PORT/ws?abs=1 HTTP/1.1\r\nHost: 127.0.0.1:$LH_PORT\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: $key\r\nSec-WebSocket-Version: 13\r\nCookie: session=ok\r\n\r\n" \
+        response
+    has_line "status 101"
+    [ "$(bcount "$HOOK_LOG" --path /hooks/connect --header 'x-lhttp-path:/ws?abs=1')" -eq 1 ]
+}
+
 @test "connect webhook: frames sent right behind the handshake wait for the webhook, then are answered in order" {
     local key=dGhlIHNhbXBsZSBub25jZQ==
     run probe "send:GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: $key\r\nSec-WebSocket-Version: 13\r\nCookie: session=ok\r\n\r\n" \

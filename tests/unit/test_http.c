@@ -125,12 +125,11 @@ LH_TEST(test_methods_and_targets)
 {
     lh_http_request_t req;
 
-    EXPECT_OK("POST /x HTTP/1.1\r\n\r\n");
-    EXPECT_OK("M-SEARCH * HTTP/1.1\r\n\r\n");
-    EXPECT_OK("!#$%&'*+-.^_`|~09azAZ /a HTTP/1.1\r\n\r\n");
-    EXPECT_OK("OPTIONS * HTTP/1.1\r\n\r\n");
-    EXPECT_OK("GET http://example.com:80/a/b?c#d HTTP/1.1\r\n\r\n");
-    EXPECT_OK("GET /!$&'()*+,;=:@-._~%20\"<>[]\\^`{|} HTTP/1.1\r\n\r\n");
+    EXPECT_OK("POST /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_OK("!#$%&'*+-.^_`|~09azAZ /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_OK("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_OK("GET http://example.com:80/a/b?c#d HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_OK("GET /!$&'()*+,;=:@-._~%20\"<>[]\\^`{|} HTTP/1.1\r\nHost: x\r\n\r\n");
 
     LH_CHECK_INT(parse("GET /a?b=c?d HTTP/1.0\r\n\r\n", &lim_default, &req), 25);
     LH_CHECK_INT(req.minor_version, 0);
@@ -138,19 +137,144 @@ LH_TEST(test_methods_and_targets)
     LH_CHECK_MEM(req.query, req.query_len, "b=c?d");
     LH_CHECK_INT(req.num_headers, 0);
 
-    LH_CHECK(parse("GET /? HTTP/1.1\r\n\r\n", &lim_default, &req) > 0);
+    LH_CHECK(parse("GET /? HTTP/1.1\r\nHost: x\r\n\r\n", &lim_default, &req) > 0);
     LH_CHECK_MEM(req.path, req.path_len, "/");
     LH_CHECK(req.query != NULL);
     LH_CHECK_INT(req.query_len, 0);
 
-    LH_CHECK(parse("GET ?x HTTP/1.1\r\n\r\n", &lim_default, &req) > 0);
-    LH_CHECK_INT(req.path_len, 0);
-    LH_CHECK_MEM(req.query, req.query_len, "x");
-
-    LH_CHECK(parse("GET /plain HTTP/1.1\r\n\r\n", &lim_default, &req) > 0);
+    LH_CHECK(parse("GET /plain HTTP/1.1\r\nHost: x\r\n\r\n", &lim_default, &req) > 0);
     LH_CHECK_MEM(req.path, req.path_len, "/plain");
     LH_CHECK(req.query == NULL);
     LH_CHECK_INT(req.query_len, 0);
+    LH_CHECK_INT(req.form, LH_HTTP_ORIGIN_FORM);
+    LH_CHECK_MEM(req.host, req.host_len, "x");
+
+    /* Neither origin-form nor absolute-form nor "*" (RFC 9112 3.2). */
+    EXPECT_ERR("GET ?x HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT_ERR("GET a/b HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT_ERR("CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+}
+
+/* RFC 9112 3.2.2: the absolute-form; its path routes, its authority replaces Host. */
+LH_TEST(test_absolute_form)
+{
+    lh_http_request_t req;
+
+    LH_CHECK(parse("GET http://127.0.0.1:8081/livez?x=1 HTTP/1.1\r\nHost: other\r\n\r\n",
+                   &lim_default, &req) > 0);
+    LH_CHECK_INT(req.form, LH_HTTP_ABSOLUTE_FORM);
+    LH_CHECK_MEM(req.target, req.target_len, "http://127.0.0.1:8081/livez?x=1");
+    LH_CHECK_MEM(req.path, req.path_len, "/livez");
+    LH_CHECK_MEM(req.query, req.query_len, "x=1");
+    LH_CHECK_MEM(req.host, req.host_len, "127.0.0.1:8081");
+
+    LH_CHECK(parse("GET HTTPS://[::1]:1/a/b HTTP/1.0\r\n\r\n", &lim_default, &req) > 0);
+    LH_CHECK_MEM(req.path, req.path_len, "/a/b");
+    LH_CHECK(req.query == NULL);
+    LH_CHECK_MEM(req.host, req.host_len, "[::1]:1");
+
+    /* An empty path is "/". */
+    LH_CHECK(parse("GET http://example.com HTTP/1.1\r\nHost: x\r\n\r\n", &lim_default,
+                   &req) > 0);
+    LH_CHECK_MEM(req.path, req.path_len, "/");
+    LH_CHECK(req.query == NULL);
+    LH_CHECK_MEM(req.host, req.host_len, "example.com");
+    LH_CHECK(parse("GET http://example.com?q HTTP/1.1\r\nHost: x\r\n\r\n", &lim_default,
+                   &req) > 0);
+    LH_CHECK_MEM(req.path, req.path_len, "/");
+    LH_CHECK_MEM(req.query, req.query_len, "q");
+    EXPECT_OK("GET http://example.com HTTP/1.1\r\nHost: x\r\n\r\n");
+
+    /* Still HTTP/1.1: Host is required and must be valid (RFC 9112 3.2). */
+    EXPECT_ERR("GET http://example.com/ HTTP/1.1\r\n\r\n", 400);
+    EXPECT_ERR("GET http://example.com/ HTTP/1.1\r\nHost: [x\r\n\r\n", 400);
+    /* Not http(s), no host, userinfo, a bad host or port: decided at the target. */
+    EXPECT_ERR("GET ftp://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT_ERR("GET http:/a HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT_ERR("GET http:// HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT_ERR("GET http:///a HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT_ERR("GET http://:80/a HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT_ERR("GET http://u:p@example.com/ HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT_ERR("GET http://[::1/a HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT_ERR("GET http://x:8o/a HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT_ERR("GET http://x#y/ HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT("GET http://u@x/", &lim_default, LH_PARSE_AGAIN, 0);
+    EXPECT("GET http://u@x/ ", &lim_default, LH_PARSE_ERROR, 400);
+}
+
+/* RFC 9112 3.2.4: "*" only for OPTIONS. */
+LH_TEST(test_asterisk_form)
+{
+    lh_http_request_t req;
+
+    LH_CHECK(parse("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", &lim_default, &req) > 0);
+    LH_CHECK_INT(req.form, LH_HTTP_ASTERISK_FORM);
+    LH_CHECK_MEM(req.path, req.path_len, "*");
+    LH_CHECK(req.query == NULL);
+    EXPECT_ERR("GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT_ERR("M-SEARCH * HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT_ERR("options * HTTP/1.1\r\nHost: x\r\n\r\n", 400); /* methods are case-sensitive */
+    EXPECT_ERR("OPTIONS ** HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    EXPECT_OK("OPTIONS /x HTTP/1.1\r\nHost: x\r\n\r\n");
+}
+
+/* RFC 9112 3.2: Host in HTTP/1.1 (exactly one, valid); HTTP/1.0 may leave it out. */
+LH_TEST(test_host)
+{
+    lh_http_request_t req;
+
+    EXPECT_ERR("GET / HTTP/1.1\r\n\r\n", 400);
+    EXPECT_ERR("GET / HTTP/1.1\nX-Host: a\n\n", 400);
+    EXPECT_ERR("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400);
+    EXPECT_ERR("GET / HTTP/1.0\r\nHost: [::1\r\n\r\n", 400);
+    LH_CHECK_INT(parse("GET / HTTP/1.1\r\n\r\n", &lim_default, &req), LH_PARSE_ERROR);
+    LH_CHECK(strstr(req.reason, "missing Host") != NULL);
+    LH_CHECK_INT(parse("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", &lim_default, &req),
+                 LH_PARSE_ERROR);
+    LH_CHECK(strstr(req.reason, "invalid Host") != NULL);
+
+    LH_CHECK(parse("GET / HTTP/1.0\r\n\r\n", &lim_default, &req) > 0);
+    LH_CHECK(req.host == NULL);
+    LH_CHECK(parse("GET / HTTP/1.0\r\nhOsT:  example.com:80 \r\n\r\n", &lim_default,
+                   &req) > 0);
+    LH_CHECK_MEM(req.host, req.host_len, "example.com:80");
+    /* An empty Host is valid: a URI with no authority (RFC 9112 3.2). */
+    LH_CHECK(parse("GET / HTTP/1.1\r\nHost:\r\n\r\n", &lim_default, &req) > 0);
+    LH_CHECK(req.host != NULL);
+    LH_CHECK_INT(req.host_len, 0);
+}
+
+LH_TEST(test_valid_host)
+{
+    static const char *good[] = {
+        "", "example.com", "example.com:8081", "EXAMPLE.com.", "127.0.0.1", "127.0.0.1:1",
+        "x:", "a-b_c~d.e", "%41%6a", "!$&'()*+,;=", "999.1.1.1", "[::1]", "[::1]:8081",
+        "[::]", "[2001:db8::1]", "[1:2:3:4:5:6:7:8]", "[::ffff:1.2.3.4]:80", "[v7.x:y]",
+        "[VF.a]", "x:0000000000000000000080",
+    };
+    static const char *bad[] = {
+        "[::1", "::1", "::1:80", "a b", "a\tb", "x:y", "x:80:80", "x:-1", "x: 80", "user@x",
+        "u:p@x", "x/y", "x?y", "x#y", "%zz", "%4", "%", "[::g]", "[::1]x", "[::1]:x",
+        "[::1]]", "[]", "[1:2:3:4:5:6:7:8:9]", "[1::2::3]", "[12345::]", "[::1%25eth0]",
+        "[v.x]", "[v7.]", "[v7x]", "[vz.x]", "[v7.x/y]", "x]", "[", "\"x\"", "x\\y",
+        "caf\xc3\xa9", "<x>", "x^y", "x|y", "x{y}", "`x`",
+    };
+    size_t k;
+
+    for (k = 0; k < LH_ARRAY_LEN(good); k++)
+        if (!lh_http_valid_host(good[k], strlen(good[k]))) {
+            printf("# valid host refused: \"%s\"\n", good[k]);
+            lh_t_failed_checks++;
+        }
+    for (k = 0; k < LH_ARRAY_LEN(bad); k++)
+        if (lh_http_valid_host(bad[k], strlen(bad[k]))) {
+            printf("# invalid host accepted: \"%s\"\n", bad[k]);
+            lh_t_failed_checks++;
+        }
+    /* Only n bytes are read: a valid prefix of an invalid string. */
+    LH_CHECK(lh_http_valid_host("[::1]x", 5));
+    LH_CHECK(lh_http_valid_host("x y", 1));
+    LH_CHECK(!lh_http_valid_host("[::1]", 4));
 }
 
 LH_TEST(test_pipelined)
@@ -167,8 +291,8 @@ LH_TEST(test_pipelined)
     LH_CHECK_MEM(req.target, req.target_len, "/2");
     LH_CHECK_MEM(req.headers[0].value, req.headers[0].value_len, "b");
     /* The body or the next request after the head is not looked at. */
-    EXPECT("GET / HTTP/1.1\r\n\r\n\x01\x02garbage", &lim_default, 18, 0);
-    EXPECT("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", &lim_default, 38, 0);
+    EXPECT("GET / HTTP/1.1\r\nHost: x\r\n\r\n\x01\x02garbage", &lim_default, 27, 0);
+    EXPECT("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", &lim_default, 47, 0);
 }
 
 LH_TEST(test_bare_lf)
@@ -186,9 +310,9 @@ LH_TEST(test_leading_empty_lines)
 {
     lh_http_request_t req;
 
-    EXPECT_OK("\r\nGET / HTTP/1.1\r\n\r\n");
-    EXPECT_OK("\r\n\n\r\nGET / HTTP/1.1\r\n\r\n");
-    LH_CHECK_INT(parse("\r\nGET /x HTTP/1.1\r\n\r\n", &lim_default, &req), 21);
+    EXPECT_OK("\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_OK("\r\n\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    LH_CHECK_INT(parse("\r\nGET /x HTTP/1.0\r\n\r\n", &lim_default, &req), 21);
     LH_CHECK_MEM(req.method, req.method_len, "GET");
     EXPECT("\r\n\r\n", &lim_default, LH_PARSE_AGAIN, 0);
     EXPECT_ERR("\rGET / HTTP/1.1\r\n\r\n", 400);
@@ -197,18 +321,18 @@ LH_TEST(test_leading_empty_lines)
 LH_TEST(test_header_values)
 {
     lh_http_request_t req;
-    static const char obs[] = "GET / HTTP/1.1\r\nX-Obs: caf\xc3\xa9 \xff\x80\r\n\r\n";
+    static const char obs[] = "GET / HTTP/1.0\r\nX-Obs: caf\xc3\xa9 \xff\x80\r\n\r\n";
 
     LH_CHECK(parse(obs, &lim_default, &req) > 0);
     LH_CHECK_MEM(req.headers[0].value, req.headers[0].value_len, "caf\xc3\xa9 \xff\x80");
     EXPECT_OK(obs);
-    LH_CHECK(parse("GET / HTTP/1.1\r\nA: \t \r\nB:x y  z\r\n\r\n", &lim_default, &req) > 0);
+    LH_CHECK(parse("GET / HTTP/1.0\r\nA: \t \r\nB:x y  z\r\n\r\n", &lim_default, &req) > 0);
     LH_CHECK_INT(req.headers[0].value_len, 0);
     LH_CHECK_MEM(req.headers[1].value, req.headers[1].value_len, "x y  z");
     /* Value pointers stay inside the buffer even when empty. */
     LH_CHECK(req.headers[0].value >= (const char *)arena &&
              req.headers[0].value <= (const char *)arena + ARENA);
-    EXPECT_OK("GET / HTTP/1.1\r\nX: \"quoted, \\\"string\\\"\" (comment) ~!@#$%^&*\r\n\r\n");
+    EXPECT_OK("GET / HTTP/1.1\r\nHost: x\r\nX: \"quoted, \\\"string\\\"\" (comment) ~!@#$%^&*\r\n\r\n");
 }
 
 LH_TEST(test_errors_request_line)
@@ -281,14 +405,15 @@ LH_TEST(test_errors_headers)
     }
 }
 
-/* A request line of exactly n bytes (without its line end): "GET /aaa... HTTP/1.1". */
+/* A request line of exactly n bytes (without its line end): "GET /aaa... HTTP/1.0" (1.0:
+ * no Host needed). */
 static size_t make_line(char *out, size_t n)
 {
-    size_t t = n - strlen("GET  HTTP/1.1");
+    size_t t = n - strlen("GET  HTTP/1.0");
 
     memcpy(out, "GET /", 5);
     memset(out + 5, 'a', t - 1);
-    memcpy(out + 4 + t, " HTTP/1.1", 9);
+    memcpy(out + 4 + t, " HTTP/1.0", 9);
     return n;
 }
 
@@ -336,11 +461,12 @@ LH_TEST(test_limit_request_line)
     expect_n(buf, n, &lim, LH_PARSE_ERROR, 414, __LINE__);
 }
 
-/* A head of exactly n bytes: request line, "X: vvv" fields, final CRLF. */
+/* A head of exactly n bytes: request line (HTTP/1.0: no Host needed), "X: vvv" fields,
+ * final CRLF. */
 static size_t make_head(char *out, size_t n, size_t nfields)
 {
     size_t used = 0, k;
-    static const char rl[] = "GET / HTTP/1.1\r\n";
+    static const char rl[] = "GET / HTTP/1.0\r\n";
 
     memcpy(out, rl, sizeof(rl) - 1);
     used = sizeof(rl) - 1;
@@ -428,8 +554,8 @@ LH_TEST(test_limit_header_count)
     expect_n(buf, (size_t)(p - buf) + 1, &lim, LH_PARSE_ERROR, 431, __LINE__);
 
     lim.max_headers = 0;
-    EXPECT("GET / HTTP/1.1\r\n\r\n", &lim, 18, 0);
-    EXPECT("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &lim, LH_PARSE_ERROR, 431);
+    EXPECT("GET / HTTP/1.0\r\n\r\n", &lim, 18, 0);
+    EXPECT("GET / HTTP/1.0\r\nHost: a\r\n\r\n", &lim, LH_PARSE_ERROR, 431);
 
     /* max_headers above the array size is clamped to LH_HTTP_HEADERS_CAP. */
     lim.max_headers = 1000;
@@ -538,34 +664,34 @@ LH_TEST(test_content_length)
 {
     uint64_t v = 7;
 
-    LH_CHECK_INT(clen("GET / HTTP/1.1\r\n\r\n", &v), 0);
+    LH_CHECK_INT(clen("GET / HTTP/1.1\r\nHost: x\r\n\r\n", &v), 0);
     LH_CHECK_INT(v, 0);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length: 42\r\n\r\n", &v), 1);
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length: 42\r\n\r\n", &v), 1);
     LH_CHECK_INT(v, 42);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\ncontent-length:0\r\n\r\n", &v), 1);
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\ncontent-length:0\r\n\r\n", &v), 1);
     LH_CHECK_INT(v, 0);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length: 007\r\n\r\n", &v), 1);
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length: 007\r\n\r\n", &v), 1);
     LH_CHECK_INT(v, 7);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n", &v), 1);
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length: 18446744073709551615\r\n\r\n", &v), 1);
     LH_CHECK(v == UINT64_MAX);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length: 5\r\nX: y\r\nCONTENT-LENGTH: 5\r\n\r\n",
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length: 5\r\nX: y\r\nCONTENT-LENGTH: 5\r\n\r\n",
                       &v),
                  1);
     LH_CHECK_INT(v, 5);
 
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n", &v),
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length: 18446744073709551616\r\n\r\n", &v),
                  LH_PARSE_ERROR);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", &v),
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length: 99999999999999999999\r\n\r\n", &v),
                  LH_PARSE_ERROR);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", &v),
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", &v),
                  LH_PARSE_ERROR);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", &v), LH_PARSE_ERROR);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", &v), LH_PARSE_ERROR);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", &v), LH_PARSE_ERROR);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n", &v), LH_PARSE_ERROR);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n", &v), LH_PARSE_ERROR);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n", &v), LH_PARSE_ERROR);
-    LH_CHECK_INT(clen("POST / HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n", &v), LH_PARSE_ERROR);
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length: +5\r\n\r\n", &v), LH_PARSE_ERROR);
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length: -5\r\n\r\n", &v), LH_PARSE_ERROR);
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length:\r\n\r\n", &v), LH_PARSE_ERROR);
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length: 5 5\r\n\r\n", &v), LH_PARSE_ERROR);
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length: 5, 5\r\n\r\n", &v), LH_PARSE_ERROR);
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length: 0x10\r\n\r\n", &v), LH_PARSE_ERROR);
+    LH_CHECK_INT(clen("POST / HTTP/1.0\r\nContent-Length: 1e3\r\n\r\n", &v), LH_PARSE_ERROR);
 }
 
 LH_TEST(test_status_text)
@@ -591,6 +717,10 @@ int main(void)
     arena_init();
     LH_RUN(test_simple_get);
     LH_RUN(test_methods_and_targets);
+    LH_RUN(test_absolute_form);
+    LH_RUN(test_asterisk_form);
+    LH_RUN(test_host);
+    LH_RUN(test_valid_host);
     LH_RUN(test_pipelined);
     LH_RUN(test_bare_lf);
     LH_RUN(test_leading_empty_lines);
