@@ -10,8 +10,9 @@
 
 #include "lh_config.h"
 
-/* Reads and parses the config file. Returns the config, or NULL with err set to
- * "FILE:LINE:COL: problem" (or "FILE: reason" when it cannot be read). */
+/* Reads and parses the config file (config_file.c; at most 4 MiB). Returns the config,
+ * or NULL with err set to "FILE:LINE:COL: problem" (or "FILE: reason" when it cannot be
+ * read). */
 lh_config_t *lh_config_load_file(const char *path, char *err, size_t errlen);
 
 /* Opens every address of addrs. Returns 0 with *fds_out (malloc'd) and *n_out, or -1. */
