@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "lh_log.h"
 #include "master.h"
 #include "module.h"

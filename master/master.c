@@ -23,13 +23,12 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "lh_log.h"
 #include "module.h"
 #include "worker.h"
@@ -66,13 +65,6 @@ typedef struct {
     unsigned quick_fails;
 } respawn_t;
 
-typedef struct {
-    int fd;
-    char buf[64];
-    size_t len;
-    uint64_t deadline_ms;
-} client_t;
-
 static volatile sig_atomic_t got_hup, got_term, got_int, got_chld;
 
 static struct {
@@ -85,9 +77,7 @@ static struct {
     respawn_t respawn[MAX_WORKERS];
     int *fds; /* public sockets, then admin sockets */
     size_t npub, nadmin;
-    int ctl_fd;
-    client_t clients[8];
-    size_t nclients;
+    lh_control_server_t ctl;
     int ready_sent;
     unsigned alive_key; /* max_workers_alive as the file had it at start (0: derived) */
 
@@ -213,27 +203,6 @@ static void send_to(proc_t *p, const char *msg)
                strerror(errno));
 }
 
-static void reply(int fd, const char *fmt, ...)
-{
-    char buf[1200];
-    va_list ap;
-    int n;
-
-    if (fd < 0)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(buf) - 2)
-        n = (int)sizeof(buf) - 2;
-    buf[n++] = '\n';
-    if (send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        lh_log(LH_LOG_DEBUG, "control reply: %s", strerror(errno));
-    close(fd);
-}
-
 /* ---- Workers ---- */
 
 static void child_main(int chan, int slot, const lh_config_t *cfg) __attribute__((noreturn));
@@ -320,10 +289,7 @@ static proc_t *spawn(int slot, unsigned gen, const lh_config_t *cfg)
     if (pid == 0) {
         lh_metrics_use_slot(mslot);
         close(sv[0]);
-        if (M.ctl_fd >= 0)
-            close(M.ctl_fd);
-        for (size_t i = 0; i < M.nclients; i++)
-            close(M.clients[i].fd);
+        lh_control_server_close_fds(&M.ctl);
         if (M.reload_client >= 0)
             close(M.reload_client);
         for (size_t i = 0; i < M.nprocs; i++)
@@ -366,12 +332,12 @@ static void finish_reload(int ok, const char *fmt, ...)
         M.reloads_ok++;
         lh_log(LH_LOG_NOTICE, "reload done: %s", msg);
         notify("READY=1");
-        reply(M.reload_client, "ok %s", msg);
+        lh_control_reply(M.reload_client, "ok %s", msg);
     } else {
         M.reloads_failed++;
         lh_log(LH_LOG_ERR, "reload failed: %s", msg);
         notifyf("READY=1\nSTATUS=reload failed (generation %u still serving): %s", M.gen, msg);
-        reply(M.reload_client, "error %s", msg);
+        lh_control_reply(M.reload_client, "error %s", msg);
     }
     M.reload_client = -1;
     M.reloading = 0;
@@ -414,7 +380,8 @@ static void start_reload(int client)
     struct timespec ts;
 
     if (M.reloading || M.stopping) {
-        reply(client, "error %s", M.stopping ? "stopping" : "a reload is already in progress");
+        lh_control_reply(client, "error %s",
+                         M.stopping ? "stopping" : "a reload is already in progress");
         return;
     }
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -699,52 +666,14 @@ static void begin_stop(const char *why)
     }
 }
 
-/* ---- Control socket ---- */
+/* ---- Control socket: the commands (the socket itself is control.c's) ---- */
 
-static int control_open(const char *path)
+static void control_reload(int fd, void *arg)
 {
-    struct sockaddr_un sa;
-    int fd;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-        lh_log(LH_LOG_ERR, "control socket %s: another lhttpd master answers there", path);
-        close(fd);
-        return -2;
-    }
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
-        lh_log(LH_LOG_WARNING, "control socket %s: %s; `lhttpd -s` will not reach this "
-               "master (SIGHUP still reloads)", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    chmod(path, 0600);
-    return fd;
+    start_reload(fd);
 }
 
-static void control_accept(void)
-{
-    int fd = accept4(M.ctl_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-
-    if (fd < 0)
-        return;
-    if (M.nclients == LH_ARRAY_LEN(M.clients)) {
-        reply(fd, "error busy");
-        return;
-    }
-    M.clients[M.nclients].fd = fd;
-    M.clients[M.nclients].len = 0;
-    M.clients[M.nclients].deadline_ms = now_ms() + 5000;
-    M.nclients++;
-}
-
-static void control_status(int fd)
+static void control_status(int fd, void *arg)
 {
     char buf[1024];
     size_t off = 0;
@@ -759,42 +688,16 @@ static void control_status(int fd)
                                 "\nworker %d pid %d generation %u %s %zu connections",
                                 M.procs[i].slot, (int)M.procs[i].pid, M.procs[i].gen,
                                 state_names[M.procs[i].state], M.procs[i].conns);
-    reply(fd, "%s", buf);
+    lh_control_reply(fd, "%s", buf);
 }
 
-static void control_read(size_t idx)
+static void control_stop(int fd, void *arg)
 {
-    client_t cl = M.clients[idx];
-    ssize_t n = recv(cl.fd, cl.buf + cl.len, sizeof(cl.buf) - 1 - cl.len, 0);
-    char *nl;
-
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n > 0)
-        cl.len += (size_t)n;
-    cl.buf[cl.len] = '\0';
-    nl = strchr(cl.buf, '\n');
-    if (nl == NULL && n > 0 && cl.len < sizeof(cl.buf) - 1) {
-        M.clients[idx] = cl;
-        return; /* more to come */
-    }
-    M.clients[idx] = M.clients[--M.nclients];
-    if (nl == NULL) {
-        reply(cl.fd, "error expected a command line");
-        return;
-    }
-    *nl = '\0';
-    if (strcmp(cl.buf, "reload") == 0) {
-        start_reload(cl.fd);
-    } else if (strcmp(cl.buf, "status") == 0) {
-        control_status(cl.fd);
-    } else if (strcmp(cl.buf, "stop") == 0) {
-        reply(cl.fd, "ok stopping");
-        begin_stop("lhttpd -s stop");
-    } else {
-        reply(cl.fd, "error unknown command \"%.32s\" (reload, status, stop)", cl.buf);
-    }
+    lh_control_reply(fd, "ok stopping");
+    begin_stop("lhttpd -s stop");
 }
+
+static const lh_control_ops_t control_ops = {control_reload, control_status, control_stop};
 
 /* ---- Sockets ---- */
 
@@ -893,7 +796,7 @@ int lh_master_run(lh_config_t *cfg, const char *path)
     M.cfg = cfg;
     M.path = path;
     M.gen = 1;
-    M.ctl_fd = -1;
+    lh_control_server_init(&M.ctl, &control_ops, NULL);
     M.reload_client = -1;
     lh_log_set_tag("master");
     lh_log_level = cfg->log.level;
@@ -968,8 +871,7 @@ int lh_master_run(lh_config_t *cfg, const char *path)
         lh_log(LH_LOG_ERR, "no public socket to serve on");
         return 1;
     }
-    M.ctl_fd = control_open(cfg->control_socket);
-    if (M.ctl_fd == -2)
+    if (lh_control_server_open(&M.ctl, cfg->control_socket) < 0)
         return 1;
     {
         uint64_t usec = 0;
@@ -988,9 +890,9 @@ int lh_master_run(lh_config_t *cfg, const char *path)
     }
 
     for (;;) {
-        struct pollfd pfd[1 + LH_ARRAY_LEN(M.clients) + MAX_PROCS];
+        struct pollfd pfd[LH_CONTROL_POLLFDS + MAX_PROCS];
         proc_t *pp[MAX_PROCS];
-        size_t n = 0, np = 0, nc;
+        size_t n, np = 0;
         struct timespec ts;
         int t;
 
@@ -1020,15 +922,7 @@ int lh_master_run(lh_config_t *cfg, const char *path)
         respawn_due();
         heartbeat();
 
-        if (M.ctl_fd >= 0 && !M.stopping) {
-            pfd[n].fd = M.ctl_fd;
-            pfd[n++].events = POLLIN;
-        }
-        nc = M.nclients;
-        for (size_t i = 0; i < nc; i++) {
-            pfd[n].fd = M.clients[i].fd;
-            pfd[n++].events = POLLIN;
-        }
+        n = lh_control_server_pollfds(&M.ctl, pfd, !M.stopping);
         for (size_t i = 0; i < M.nprocs; i++) {
             if (M.procs[i].fd < 0)
                 continue;
@@ -1049,39 +943,18 @@ int lh_master_run(lh_config_t *cfg, const char *path)
             continue;
         }
         {
-            size_t k = 0;
+            size_t k = lh_control_server_handle(&M.ctl, pfd);
 
-            if (M.ctl_fd >= 0 && !M.stopping) {
-                if (pfd[k].revents)
-                    control_accept();
-                k++;
-            }
-            /* Clients: walk backwards, control_read may swap the last one into i. */
-            for (size_t i = nc; i-- > 0;)
-                if (pfd[k + i].revents && i < M.nclients)
-                    control_read(i);
-            k += nc;
             /* Worker messages: pp[] may be invalidated only by proc_remove, which runs
              * in reap(), not here. */
             for (size_t i = 0; i < np; i++)
                 if (pfd[k + i].revents)
                     on_worker_msg(pp[i]);
         }
-        /* Control clients that never sent a line. */
-        for (size_t i = M.nclients; i-- > 0;) {
-            if (now_ms() >= M.clients[i].deadline_ms) {
-                int fd = M.clients[i].fd;
-
-                M.clients[i] = M.clients[--M.nclients];
-                reply(fd, "error timeout");
-            }
-        }
+        lh_control_server_expire(&M.ctl);
     }
     lh_log(LH_LOG_NOTICE, "stopped");
-    if (M.ctl_fd >= 0) {
-        close(M.ctl_fd);
-        unlink(M.cfg->control_socket);
-    }
+    lh_control_server_close(&M.ctl, M.cfg->control_socket);
     for (size_t i = 0; i < M.npub + M.nadmin; i++)
         close(M.fds[i]);
     free(M.fds);

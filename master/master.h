@@ -22,11 +22,4 @@ int lh_listen_open(const lh_strlist_t *addrs, int **fds_out, size_t *n_out, char
 /* Runs the master with cfg (owned) loaded from path. Returns the exit status. */
 int lh_master_run(lh_config_t *cfg, const char *path);
 
-/*
- * `lhttpd -s COMMAND`: sends COMMAND ("reload", "stop", "status") to the running master
- * through cfg->control_socket and prints its answer. Waits up to timeout_ms. Returns the
- * exit status: 0 when the master says "ok", 1 otherwise.
- */
-int lh_control_send(const lh_config_t *cfg, const char *command, unsigned timeout_ms);
-
 #endif
