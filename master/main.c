@@ -1,7 +1,6 @@
 /*
  * lhttpd: command line and process start.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "lh_log.h"
 #include "master.h"
 #include "module.h"
@@ -18,7 +18,6 @@
 #ifndef LH_DEFAULT_CONFIG
 #define LH_DEFAULT_CONFIG "/etc/lhttpd/lhttpd.json"
 #endif
-#define MAX_CONFIG_BYTES (4 * 1024 * 1024)
 
 /* Prints lh_config_warnings' lines to stderr, each as "lhttpd: warning: ...". */
 static void print_warnings(const char *lines)
@@ -54,40 +53,6 @@ static void usage(FILE *out)
             "(clients get close 1001 and shutdown_timeout_ms to leave).\n"
             "Logs go to stderr with systemd <N> level prefixes.\n"
             "See lhttpd(8) and lhttpd.json(5).\n");
-}
-
-lh_config_t *lh_config_load_file(const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    char *text;
-    size_t len;
-    char perr[512];
-    lh_config_t *cfg;
-
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    text = malloc(MAX_CONFIG_BYTES + 1);
-    if (text == NULL) {
-        fclose(f);
-        snprintf(err, errlen, "%s: out of memory", path);
-        return NULL;
-    }
-    len = fread(text, 1, MAX_CONFIG_BYTES + 1, f);
-    if (ferror(f) || len > MAX_CONFIG_BYTES) {
-        snprintf(err, errlen, "%s: %s", path,
-                 ferror(f) ? strerror(errno) : "larger than 4 MiB");
-        fclose(f);
-        free(text);
-        return NULL;
-    }
-    fclose(f);
-    cfg = lh_config_parse(text, len, perr, sizeof(perr));
-    free(text);
-    if (cfg == NULL)
-        snprintf(err, errlen, "%s:%s", path, perr);
-    return cfg;
 }
 
 int main(int argc, char **argv)

@@ -7,7 +7,11 @@
  *   worker -> master: "ready", "draining", "hb SEQ CONNS"
  *   master -> worker: "drain", "stop", "hb SEQ"
  * Reload parses the new configuration into a new structure; only if it is whole does a
- * new generation start, and only once it is ready does the old one drain.
+ * new generation start, and only once it is ready does the old one drain. The control
+ * socket is control.c's; this file answers its commands.
+ *
+ * Read from the bottom: lh_master_run is setup, then a loop of signal flags, deadlines
+ * and one ppoll step.
  */
 #include "master.h"
 
@@ -23,13 +27,12 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "lh_log.h"
 #include "module.h"
 #include "worker.h"
@@ -66,13 +69,6 @@ typedef struct {
     unsigned quick_fails;
 } respawn_t;
 
-typedef struct {
-    int fd;
-    char buf[64];
-    size_t len;
-    uint64_t deadline_ms;
-} client_t;
-
 static volatile sig_atomic_t got_hup, got_term, got_int, got_chld;
 
 static struct {
@@ -85,9 +81,7 @@ static struct {
     respawn_t respawn[MAX_WORKERS];
     int *fds; /* public sockets, then admin sockets */
     size_t npub, nadmin;
-    int ctl_fd;
-    client_t clients[8];
-    size_t nclients;
+    lh_control_server_t ctl;
     int ready_sent;
     unsigned alive_key; /* max_workers_alive as the file had it at start (0: derived) */
 
@@ -213,27 +207,6 @@ static void send_to(proc_t *p, const char *msg)
                strerror(errno));
 }
 
-static void reply(int fd, const char *fmt, ...)
-{
-    char buf[1200];
-    va_list ap;
-    int n;
-
-    if (fd < 0)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(buf) - 2)
-        n = (int)sizeof(buf) - 2;
-    buf[n++] = '\n';
-    if (send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        lh_log(LH_LOG_DEBUG, "control reply: %s", strerror(errno));
-    close(fd);
-}
-
 /* ---- Workers ---- */
 
 static void child_main(int chan, int slot, const lh_config_t *cfg) __attribute__((noreturn));
@@ -320,10 +293,7 @@ static proc_t *spawn(int slot, unsigned gen, const lh_config_t *cfg)
     if (pid == 0) {
         lh_metrics_use_slot(mslot);
         close(sv[0]);
-        if (M.ctl_fd >= 0)
-            close(M.ctl_fd);
-        for (size_t i = 0; i < M.nclients; i++)
-            close(M.clients[i].fd);
+        lh_control_server_close_fds(&M.ctl);
         if (M.reload_client >= 0)
             close(M.reload_client);
         for (size_t i = 0; i < M.nprocs; i++)
@@ -366,12 +336,12 @@ static void finish_reload(int ok, const char *fmt, ...)
         M.reloads_ok++;
         lh_log(LH_LOG_NOTICE, "reload done: %s", msg);
         notify("READY=1");
-        reply(M.reload_client, "ok %s", msg);
+        lh_control_reply(M.reload_client, "ok %s", msg);
     } else {
         M.reloads_failed++;
         lh_log(LH_LOG_ERR, "reload failed: %s", msg);
         notifyf("READY=1\nSTATUS=reload failed (generation %u still serving): %s", M.gen, msg);
-        reply(M.reload_client, "error %s", msg);
+        lh_control_reply(M.reload_client, "error %s", msg);
     }
     M.reload_client = -1;
     M.reloading = 0;
@@ -407,6 +377,47 @@ static void log_warnings(const lh_config_t *cfg)
     }
 }
 
+/* Warns about what a reload to cfg changes but cannot apply before a restart. */
+static void warn_restart_only(const lh_config_t *cfg)
+{
+    if (!lh_strlist_equal(&cfg->listen, &M.cfg->listen) ||
+        !lh_strlist_equal(&cfg->admin.listen, &M.cfg->admin.listen))
+        lh_log(LH_LOG_WARNING, "listen addresses changed: they apply at the next restart");
+    /* Modules live in the master, which the new workers are forked from. */
+    if (!lh_modules_same(cfg))
+        lh_log(LH_LOG_WARNING, "modules changed: module changes apply at the next restart; "
+               "the new workers keep the %zu modules loaded at start", lh_modules_count());
+    if (cfg->max_workers_alive != M.alive_key)
+        lh_log(LH_LOG_WARNING, "max_workers_alive changed: it applies at the next restart; "
+               "%d until then", lh_shm->nslots);
+}
+
+/*
+ * The whole new generation of cfg needs slots next to the live ones (and those that a
+ * pending respawn takes); otherwise the reload is refused before anything starts, and
+ * the running generations keep serving. Returns 1 when there is room; else 0, with the
+ * reload finished as failed.
+ */
+static int reload_has_room(const lh_config_t *cfg)
+{
+    int want = workers_of(cfg), taken = (int)M.nprocs + respawns_pending();
+
+    if (want > lh_shm->nslots) {
+        finish_reload(0, "workers %d is above max_workers_alive %d, which applies at "
+                      "the next restart", want, lh_shm->nslots);
+        return 0;
+    }
+    if (want > lh_shm->nslots - taken) {
+        finish_reload(0, "no room for the %d workers of a new generation: %d workers "
+                      "alive of max_workers_alive %d (%zu draining until their clients "
+                      "leave or drain_timeout_ms %u passes)", want, taken, lh_shm->nslots,
+                      count(0, P_DRAINING), M.cfg->drain_timeout_ms);
+        return 0;
+    }
+    return 1;
+}
+
+/* Starts a reload, answered on client (-1: none, SIGHUP) when it is done or refused. */
 static void start_reload(int client)
 {
     char err[1024];
@@ -414,7 +425,8 @@ static void start_reload(int client)
     struct timespec ts;
 
     if (M.reloading || M.stopping) {
-        reply(client, "error %s", M.stopping ? "stopping" : "a reload is already in progress");
+        lh_control_reply(client, "error %s",
+                         M.stopping ? "stopping" : "a reload is already in progress");
         return;
     }
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -430,36 +442,10 @@ static void start_reload(int client)
         return;
     }
     log_warnings(cfg);
-    if (!lh_strlist_equal(&cfg->listen, &M.cfg->listen) ||
-        !lh_strlist_equal(&cfg->admin.listen, &M.cfg->admin.listen))
-        lh_log(LH_LOG_WARNING, "listen addresses changed: they apply at the next restart");
-    /* Modules live in the master, which the new workers are forked from. */
-    if (!lh_modules_same(cfg))
-        lh_log(LH_LOG_WARNING, "modules changed: module changes apply at the next restart; "
-               "the new workers keep the %zu modules loaded at start", lh_modules_count());
-    if (cfg->max_workers_alive != M.alive_key)
-        lh_log(LH_LOG_WARNING, "max_workers_alive changed: it applies at the next restart; "
-               "%d until then", lh_shm->nslots);
-    {
-        /* The whole new generation needs slots next to the live ones (and those that a
-         * pending respawn takes); otherwise the reload is refused before anything starts,
-         * and the running generations keep serving. */
-        int want = workers_of(cfg), taken = (int)M.nprocs + respawns_pending();
-
-        if (want > lh_shm->nslots) {
-            finish_reload(0, "workers %d is above max_workers_alive %d, which applies at "
-                          "the next restart", want, lh_shm->nslots);
-            lh_config_free(cfg);
-            return;
-        }
-        if (want > lh_shm->nslots - taken) {
-            finish_reload(0, "no room for the %d workers of a new generation: %d workers "
-                          "alive of max_workers_alive %d (%zu draining until their clients "
-                          "leave or drain_timeout_ms %u passes)", want, taken, lh_shm->nslots,
-                          count(0, P_DRAINING), M.cfg->drain_timeout_ms);
-            lh_config_free(cfg);
-            return;
-        }
+    warn_restart_only(cfg);
+    if (!reload_has_room(cfg)) {
+        lh_config_free(cfg);
+        return;
     }
     M.new_cfg = cfg;
     M.new_gen = M.gen + 1;
@@ -572,6 +558,38 @@ static void describe_exit(int status, char *buf, size_t cap)
         snprintf(buf, cap, "status %d", status);
 }
 
+/* A worker of the serving generation died: schedules its respawn, at once, or with a
+ * backoff that doubles while it keeps dying at start. */
+static void schedule_respawn(const proc_t *p, pid_t pid, const char *how)
+{
+    respawn_t *r = &M.respawn[p->slot];
+    uint64_t lived = now_ms() - p->started_ms;
+
+    r->pending = 1;
+    if (lh_shm != NULL)
+        atomic_fetch_add(&lh_shm->worker_restarts, 1);
+    if (lived < QUICK_EXIT_MS) {
+        r->quick_fails++;
+        r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : 100;
+        if (r->backoff_ms > MAX_BACKOFF_MS)
+            r->backoff_ms = MAX_BACKOFF_MS;
+        r->next_ms = now_ms() + r->backoff_ms;
+        lh_log(LH_LOG_ERR, "worker %d (pid %d) died %llu ms after start (%s), %u times "
+               "in a row; next try in %u ms", p->slot, (int)pid,
+               (unsigned long long)lived, how, r->quick_fails, r->backoff_ms);
+        notifyf("STATUS=worker %d keeps dying at start (%s); retrying in %u ms",
+                p->slot, how, r->backoff_ms);
+    } else {
+        r->quick_fails = 0;
+        r->backoff_ms = 0;
+        r->next_ms = now_ms();
+        lh_log(LH_LOG_ERR, "worker %d (pid %d) died: %s; replacing it", p->slot,
+               (int)pid, how);
+    }
+}
+
+/* Collects the workers that exited (SIGCHLD): logs how, fails a reload whose new worker
+ * died, schedules respawns for the serving generation, and frees their slots. */
 static void reap(void)
 {
     int status;
@@ -596,30 +614,7 @@ static void reap(void)
             abort_reload("a new worker died while starting");
             continue;
         } else if (p->gen == M.gen) {
-            respawn_t *r = &M.respawn[p->slot];
-            uint64_t lived = now_ms() - p->started_ms;
-
-            r->pending = 1;
-            if (lh_shm != NULL)
-                atomic_fetch_add(&lh_shm->worker_restarts, 1);
-            if (lived < QUICK_EXIT_MS) {
-                r->quick_fails++;
-                r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : 100;
-                if (r->backoff_ms > MAX_BACKOFF_MS)
-                    r->backoff_ms = MAX_BACKOFF_MS;
-                r->next_ms = now_ms() + r->backoff_ms;
-                lh_log(LH_LOG_ERR, "worker %d (pid %d) died %llu ms after start (%s), %u times "
-                       "in a row; next try in %u ms", p->slot, (int)pid,
-                       (unsigned long long)lived, how, r->quick_fails, r->backoff_ms);
-                notifyf("STATUS=worker %d keeps dying at start (%s); retrying in %u ms",
-                        p->slot, how, r->backoff_ms);
-            } else {
-                r->quick_fails = 0;
-                r->backoff_ms = 0;
-                r->next_ms = now_ms();
-                lh_log(LH_LOG_ERR, "worker %d (pid %d) died: %s; replacing it", p->slot,
-                       (int)pid, how);
-            }
+            schedule_respawn(p, pid, how);
         }
         proc_remove(p);
     }
@@ -699,52 +694,14 @@ static void begin_stop(const char *why)
     }
 }
 
-/* ---- Control socket ---- */
+/* ---- Control socket: the commands (the socket itself is control.c's) ---- */
 
-static int control_open(const char *path)
+static void control_reload(int fd, void *arg)
 {
-    struct sockaddr_un sa;
-    int fd;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-        lh_log(LH_LOG_ERR, "control socket %s: another lhttpd master answers there", path);
-        close(fd);
-        return -2;
-    }
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
-        lh_log(LH_LOG_WARNING, "control socket %s: %s; `lhttpd -s` will not reach this "
-               "master (SIGHUP still reloads)", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    chmod(path, 0600);
-    return fd;
+    start_reload(fd);
 }
 
-static void control_accept(void)
-{
-    int fd = accept4(M.ctl_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-
-    if (fd < 0)
-        return;
-    if (M.nclients == LH_ARRAY_LEN(M.clients)) {
-        reply(fd, "error busy");
-        return;
-    }
-    M.clients[M.nclients].fd = fd;
-    M.clients[M.nclients].len = 0;
-    M.clients[M.nclients].deadline_ms = now_ms() + 5000;
-    M.nclients++;
-}
-
-static void control_status(int fd)
+static void control_status(int fd, void *arg)
 {
     char buf[1024];
     size_t off = 0;
@@ -759,42 +716,16 @@ static void control_status(int fd)
                                 "\nworker %d pid %d generation %u %s %zu connections",
                                 M.procs[i].slot, (int)M.procs[i].pid, M.procs[i].gen,
                                 state_names[M.procs[i].state], M.procs[i].conns);
-    reply(fd, "%s", buf);
+    lh_control_reply(fd, "%s", buf);
 }
 
-static void control_read(size_t idx)
+static void control_stop(int fd, void *arg)
 {
-    client_t cl = M.clients[idx];
-    ssize_t n = recv(cl.fd, cl.buf + cl.len, sizeof(cl.buf) - 1 - cl.len, 0);
-    char *nl;
-
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n > 0)
-        cl.len += (size_t)n;
-    cl.buf[cl.len] = '\0';
-    nl = strchr(cl.buf, '\n');
-    if (nl == NULL && n > 0 && cl.len < sizeof(cl.buf) - 1) {
-        M.clients[idx] = cl;
-        return; /* more to come */
-    }
-    M.clients[idx] = M.clients[--M.nclients];
-    if (nl == NULL) {
-        reply(cl.fd, "error expected a command line");
-        return;
-    }
-    *nl = '\0';
-    if (strcmp(cl.buf, "reload") == 0) {
-        start_reload(cl.fd);
-    } else if (strcmp(cl.buf, "status") == 0) {
-        control_status(cl.fd);
-    } else if (strcmp(cl.buf, "stop") == 0) {
-        reply(cl.fd, "ok stopping");
-        begin_stop("lhttpd -s stop");
-    } else {
-        reply(cl.fd, "error unknown command \"%.32s\" (reload, status, stop)", cl.buf);
-    }
+    lh_control_reply(fd, "ok stopping");
+    begin_stop("lhttpd -s stop");
 }
+
+static const lh_control_ops_t control_ops = {control_reload, control_status, control_stop};
 
 /* ---- Sockets ---- */
 
@@ -865,6 +796,137 @@ static int sockets_by_hand(const lh_config_t *cfg)
     return 0;
 }
 
+/* ---- Start ---- */
+
+/* The handlers only set flags; the signals stay blocked except while ppoll waits. */
+static void signals_setup(void)
+{
+    struct sigaction sa;
+    sigset_t block;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&block);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &block, NULL);
+}
+
+/*
+ * The registry, before anything is opened, so that a module that fails leaves nothing to
+ * undo. Built-ins first, so a module may replace a built-in processor (a later
+ * registration wins); module filters before pub/sub and upstream, so that what they add
+ * to a message (a timestamp header) is in what gets published or forwarded. Returns 0,
+ * or -1 (logged) when a module cannot be loaded.
+ */
+static int registry_setup(const lh_config_t *cfg)
+{
+    char err[1024];
+
+    lh_builtin_register();
+    if (lh_modules_load(cfg, err, sizeof(err)) != 0) {
+        lh_log(LH_LOG_ERR, "%s; not starting", err);
+        return -1;
+    }
+    lh_pubsub_register();
+    lh_upstream_register();
+    lh_node_id_init();
+    return 0;
+}
+
+/* The shared block, with a slot for each worker that may be alive at once. Returns 0,
+ * or -1 (logged). */
+static int shm_setup(const lh_config_t *cfg)
+{
+    int alive = alive_max_of(cfg), rc;
+
+    M.alive_key = cfg->max_workers_alive;
+    if (M.nworkers > alive) {
+        lh_log(LH_LOG_ERR, "max_workers_alive %d is below workers (%d, \"auto\" on this "
+               "host); not starting", alive, M.nworkers);
+        return -1;
+    }
+    /* Without the shared block the workers cannot find each other's channels, so
+     * messages between workers would be lost: no start rather than that. */
+    rc = lh_metrics_init(alive);
+    if (rc < 0) {
+        lh_log(LH_LOG_ERR, "shared memory for %d worker slots (%zu bytes): %s; not "
+               "starting", alive, lh_metrics_shm_bytes(alive), strerror(-rc));
+        return -1;
+    }
+    lh_log(LH_LOG_INFO, "shared memory: %d worker slots (max_workers_alive), %zu MiB of "
+           "address space, used as workers touch it", alive,
+           lh_metrics_shm_bytes(alive) >> 20);
+    return 0;
+}
+
+/* The listening sockets: systemd's if it passed any, else those of cfg. Returns 0, or
+ * -1 (logged). */
+static int sockets_setup(const lh_config_t *cfg)
+{
+    int rc = sockets_from_systemd();
+
+    if (rc < 0) {
+        lh_log(LH_LOG_ERR, "sd_listen_fds_with_names: %s", strerror(-rc));
+        return -1;
+    }
+    if (rc == 0 && sockets_by_hand(cfg) < 0)
+        return -1;
+    if (M.npub == 0) {
+        lh_log(LH_LOG_ERR, "no public socket to serve on");
+        return -1;
+    }
+    return 0;
+}
+
+/* Everything before the loop, ending with the first generation's workers. Returns 0,
+ * or -1 (logged) when the master must not start. */
+static int master_setup(lh_config_t *cfg, const char *path)
+{
+    uint64_t usec = 0;
+
+    memset(&M, 0, sizeof(M));
+    M.cfg = cfg;
+    M.path = path;
+    M.gen = 1;
+    lh_control_server_init(&M.ctl, &control_ops, NULL);
+    M.reload_client = -1;
+    lh_log_set_tag("master");
+    lh_log_level = cfg->log.level;
+    signals_setup();
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any fork or thread */
+    if (registry_setup(cfg) < 0)
+        return -1;
+    M.nworkers = workers_of(cfg);
+    if (shm_setup(cfg) < 0)
+        return -1;
+    publish_header();
+    if (sockets_setup(cfg) < 0)
+        return -1;
+    if (lh_control_server_open(&M.ctl, cfg->control_socket) < 0)
+        return -1;
+    if (sd_watchdog_enabled(0, &usec) > 0)
+        M.watchdog_usec = usec;
+    lh_log(LH_LOG_NOTICE, "lhttpd %s starting %d workers (pid %d)", LH_VERSION, M.nworkers,
+           (int)getpid());
+    log_warnings(cfg);
+    for (int i = 0; i < M.nworkers; i++) {
+        if (spawn(i, M.gen, cfg) == NULL) {
+            M.respawn[i].pending = 1;
+            M.respawn[i].next_ms = now_ms() + 1000;
+        }
+    }
+    return 0;
+}
+
 /* ---- The loop ---- */
 
 static int next_timeout_ms(void)
@@ -883,208 +945,105 @@ static int next_timeout_ms(void)
     return next > now ? (int)(next - now) : 0;
 }
 
-int lh_master_run(lh_config_t *cfg, const char *path)
+/* Acts on the flags the signal handlers set. */
+static void on_signals(void)
 {
-    struct sigaction sa;
-    sigset_t block, empty;
-    int rc;
-
-    memset(&M, 0, sizeof(M));
-    M.cfg = cfg;
-    M.path = path;
-    M.gen = 1;
-    M.ctl_fd = -1;
-    M.reload_client = -1;
-    lh_log_set_tag("master");
-    lh_log_level = cfg->log.level;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGHUP, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGCHLD, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&block);
-    sigaddset(&block, SIGHUP);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &block, NULL);
-    sigemptyset(&empty);
-
-    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any fork or thread */
-    /*
-     * The registry, before anything is opened, so that a module that fails leaves
-     * nothing to undo. Built-ins first, so a module may replace a built-in processor (a
-     * later registration wins); module filters before pub/sub and upstream, so that what
-     * they add to a message (a timestamp header) is in what gets published or forwarded.
-     */
-    lh_builtin_register();
-    {
-        char err[1024];
-
-        if (lh_modules_load(cfg, err, sizeof(err)) != 0) {
-            lh_log(LH_LOG_ERR, "%s; not starting", err);
-            return 1;
-        }
+    if (got_chld) {
+        got_chld = 0;
+        reap();
+        reload_progress();
     }
-    lh_pubsub_register();
-    lh_upstream_register();
-    lh_node_id_init();
-    M.nworkers = workers_of(cfg);
-    {
-        int alive = alive_max_of(cfg);
-
-        M.alive_key = cfg->max_workers_alive;
-
-        if (M.nworkers > alive) {
-            lh_log(LH_LOG_ERR, "max_workers_alive %d is below workers (%d, \"auto\" on this "
-                   "host); not starting", alive, M.nworkers);
-            return 1;
-        }
-        /* Without the shared block the workers cannot find each other's channels, so
-         * messages between workers would be lost: no start rather than that. */
-        rc = lh_metrics_init(alive);
-        if (rc < 0) {
-            lh_log(LH_LOG_ERR, "shared memory for %d worker slots (%zu bytes): %s; not "
-                   "starting", alive, lh_metrics_shm_bytes(alive), strerror(-rc));
-            return 1;
-        }
-        lh_log(LH_LOG_INFO, "shared memory: %d worker slots (max_workers_alive), %zu MiB of "
-               "address space, used as workers touch it", alive,
-               lh_metrics_shm_bytes(alive) >> 20);
+    if (got_term || got_int) {
+        begin_stop(got_term ? "SIGTERM" : "SIGINT");
+        got_term = got_int = 0;
     }
-    publish_header();
-    rc = sockets_from_systemd();
-    if (rc < 0) {
-        lh_log(LH_LOG_ERR, "sd_listen_fds_with_names: %s", strerror(-rc));
-        return 1;
+    if (got_hup) {
+        got_hup = 0;
+        start_reload(-1);
     }
-    if (rc == 0 && sockets_by_hand(cfg) < 0)
-        return 1;
-    if (M.npub == 0) {
-        lh_log(LH_LOG_ERR, "no public socket to serve on");
-        return 1;
+}
+
+/* Acts on what is due: a stop or a reload out of time, respawns, heartbeats. */
+static void on_deadlines(void)
+{
+    if (M.stopping && now_ms() >= M.stop_deadline_ms) {
+        lh_log(LH_LOG_WARNING, "workers did not stop in time; killing %zu", M.nprocs);
+        for (size_t i = 0; i < M.nprocs; i++)
+            kill(M.procs[i].pid, SIGKILL);
+        M.stop_deadline_ms = now_ms() + 5000;
     }
-    M.ctl_fd = control_open(cfg->control_socket);
-    if (M.ctl_fd == -2)
-        return 1;
-    {
-        uint64_t usec = 0;
+    if (M.reloading && now_ms() >= M.reload_deadline_ms)
+        abort_reload("the new workers did not become ready in time");
+    respawn_due();
+    heartbeat();
+}
 
-        if (sd_watchdog_enabled(0, &usec) > 0)
-            M.watchdog_usec = usec;
-    }
-    lh_log(LH_LOG_NOTICE, "lhttpd %s starting %d workers (pid %d)", LH_VERSION, M.nworkers,
-           (int)getpid());
-    log_warnings(cfg);
-    for (int i = 0; i < M.nworkers; i++) {
-        if (spawn(i, M.gen, cfg) == NULL) {
-            M.respawn[i].pending = 1;
-            M.respawn[i].next_ms = now_ms() + 1000;
-        }
-    }
+/*
+ * One wait: ppoll on the control socket and its clients (not accepting while stopping)
+ * and the workers' channels, with the signals unblocked only while it waits and a
+ * timeout up to the next deadline; then whatever is readable.
+ */
+static void poll_step(void)
+{
+    struct pollfd pfd[LH_CONTROL_POLLFDS + MAX_PROCS];
+    proc_t *pp[MAX_PROCS];
+    size_t n, np = 0, k;
+    struct timespec ts;
+    sigset_t empty;
+    int t;
 
-    for (;;) {
-        struct pollfd pfd[1 + LH_ARRAY_LEN(M.clients) + MAX_PROCS];
-        proc_t *pp[MAX_PROCS];
-        size_t n = 0, np = 0, nc;
-        struct timespec ts;
-        int t;
-
-        if (got_chld) {
-            got_chld = 0;
-            reap();
-            reload_progress();
-        }
-        if (got_term || got_int) {
-            begin_stop(got_term ? "SIGTERM" : "SIGINT");
-            got_term = got_int = 0;
-        }
-        if (got_hup) {
-            got_hup = 0;
-            start_reload(-1);
-        }
-        if (M.stopping && M.nprocs == 0)
-            break;
-        if (M.stopping && now_ms() >= M.stop_deadline_ms) {
-            lh_log(LH_LOG_WARNING, "workers did not stop in time; killing %zu", M.nprocs);
-            for (size_t i = 0; i < M.nprocs; i++)
-                kill(M.procs[i].pid, SIGKILL);
-            M.stop_deadline_ms = now_ms() + 5000;
-        }
-        if (M.reloading && now_ms() >= M.reload_deadline_ms)
-            abort_reload("the new workers did not become ready in time");
-        respawn_due();
-        heartbeat();
-
-        if (M.ctl_fd >= 0 && !M.stopping) {
-            pfd[n].fd = M.ctl_fd;
-            pfd[n++].events = POLLIN;
-        }
-        nc = M.nclients;
-        for (size_t i = 0; i < nc; i++) {
-            pfd[n].fd = M.clients[i].fd;
-            pfd[n++].events = POLLIN;
-        }
-        for (size_t i = 0; i < M.nprocs; i++) {
-            if (M.procs[i].fd < 0)
-                continue;
-            pp[np++] = &M.procs[i];
-            pfd[n].fd = M.procs[i].fd;
-            pfd[n++].events = POLLIN;
-        }
-        t = next_timeout_ms();
-        if (M.stopping && t > 200)
-            t = 200;
-        ts.tv_sec = t / 1000;
-        ts.tv_nsec = (long)(t % 1000) * 1000000L;
-        for (size_t i = 0; i < n; i++)
-            pfd[i].revents = 0;
-        if (ppoll(pfd, (nfds_t)n, &ts, &empty) < 0) {
-            if (errno != EINTR)
-                lh_log(LH_LOG_ERR, "ppoll: %s", strerror(errno));
+    n = lh_control_server_pollfds(&M.ctl, pfd, !M.stopping);
+    for (size_t i = 0; i < M.nprocs; i++) {
+        if (M.procs[i].fd < 0)
             continue;
-        }
-        {
-            size_t k = 0;
-
-            if (M.ctl_fd >= 0 && !M.stopping) {
-                if (pfd[k].revents)
-                    control_accept();
-                k++;
-            }
-            /* Clients: walk backwards, control_read may swap the last one into i. */
-            for (size_t i = nc; i-- > 0;)
-                if (pfd[k + i].revents && i < M.nclients)
-                    control_read(i);
-            k += nc;
-            /* Worker messages: pp[] may be invalidated only by proc_remove, which runs
-             * in reap(), not here. */
-            for (size_t i = 0; i < np; i++)
-                if (pfd[k + i].revents)
-                    on_worker_msg(pp[i]);
-        }
-        /* Control clients that never sent a line. */
-        for (size_t i = M.nclients; i-- > 0;) {
-            if (now_ms() >= M.clients[i].deadline_ms) {
-                int fd = M.clients[i].fd;
-
-                M.clients[i] = M.clients[--M.nclients];
-                reply(fd, "error timeout");
-            }
-        }
+        pp[np++] = &M.procs[i];
+        pfd[n].fd = M.procs[i].fd;
+        pfd[n++].events = POLLIN;
     }
-    lh_log(LH_LOG_NOTICE, "stopped");
-    if (M.ctl_fd >= 0) {
-        close(M.ctl_fd);
-        unlink(M.cfg->control_socket);
+    t = next_timeout_ms();
+    if (M.stopping && t > 200)
+        t = 200;
+    ts.tv_sec = t / 1000;
+    ts.tv_nsec = (long)(t % 1000) * 1000000L;
+    for (size_t i = 0; i < n; i++)
+        pfd[i].revents = 0;
+    sigemptyset(&empty);
+    if (ppoll(pfd, (nfds_t)n, &ts, &empty) < 0) {
+        if (errno != EINTR)
+            lh_log(LH_LOG_ERR, "ppoll: %s", strerror(errno));
+        return;
     }
+    k = lh_control_server_handle(&M.ctl, pfd);
+    /* Worker messages: pp[] may be invalidated only by proc_remove, which runs in
+     * reap(), not here. */
+    for (size_t i = 0; i < np; i++)
+        if (pfd[k + i].revents)
+            on_worker_msg(pp[i]);
+    lh_control_server_expire(&M.ctl);
+}
+
+/* After the last worker left: closes what the master opened. */
+static void master_teardown(void)
+{
+    lh_control_server_close(&M.ctl, M.cfg->control_socket);
     for (size_t i = 0; i < M.npub + M.nadmin; i++)
         close(M.fds[i]);
     free(M.fds);
     lh_config_free(M.cfg);
+}
+
+int lh_master_run(lh_config_t *cfg, const char *path)
+{
+    if (master_setup(cfg, path) < 0)
+        return 1;
+    for (;;) {
+        on_signals();
+        if (M.stopping && M.nprocs == 0)
+            break;
+        on_deadlines();
+        poll_step();
+    }
+    lh_log(LH_LOG_NOTICE, "stopped");
+    master_teardown();
     return 0;
 }

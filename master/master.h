@@ -10,8 +10,9 @@
 
 #include "lh_config.h"
 
-/* Reads and parses the config file. Returns the config, or NULL with err set to
- * "FILE:LINE:COL: problem" (or "FILE: reason" when it cannot be read). */
+/* Reads and parses the config file (config_file.c; at most 4 MiB). Returns the config,
+ * or NULL with err set to "FILE:LINE:COL: problem" (or "FILE: reason" when it cannot be
+ * read). */
 lh_config_t *lh_config_load_file(const char *path, char *err, size_t errlen);
 
 /* Opens every address of addrs. Returns 0 with *fds_out (malloc'd) and *n_out, or -1. */
@@ -20,12 +21,5 @@ int lh_listen_open(const lh_strlist_t *addrs, int **fds_out, size_t *n_out, char
 
 /* Runs the master with cfg (owned) loaded from path. Returns the exit status. */
 int lh_master_run(lh_config_t *cfg, const char *path);
-
-/*
- * `lhttpd -s COMMAND`: sends COMMAND ("reload", "stop", "status") to the running master
- * through cfg->control_socket and prints its answer. Waits up to timeout_ms. Returns the
- * exit status: 0 when the master says "ok", 1 otherwise.
- */
-int lh_control_send(const lh_config_t *cfg, const char *command, unsigned timeout_ms);
 
 #endif

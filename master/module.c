@@ -1,7 +1,8 @@
 /*
- * Loadable modules: dlopen, version check, init. Runs in the master only, before any
- * worker forks; what a module's init registers is then in every worker's registry,
- * and its code is mapped in every worker, because fork copies both.
+ * Loadable modules: dlopen, version check, init. Runs in the master only (at start, and
+ * for `lhttpd -t`), before any worker forks, which is why it lives in master/; what a
+ * module's init registers is then in every worker's registry, and its code is mapped in
+ * every worker, because fork copies both. No worker code calls into this file.
  *
  * A module is refused, with a message saying what to do, when it cannot be loaded (a
  * missing file, a missing library, an unresolved symbol: RTLD_NOW finds those now, not

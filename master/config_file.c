@@ -1,0 +1,47 @@
+/*
+ * Reading the configuration file: at start, for `lhttpd -t` and `lhttpd -s` (main.c), and
+ * at each reload (master.c). The parsing itself is shared/lh_config.c's; this file only
+ * reads the file, with a cap on its size.
+ */
+#include "master.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CONFIG_BYTES (4 * 1024 * 1024)
+
+lh_config_t *lh_config_load_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *text;
+    size_t len;
+    char perr[512];
+    lh_config_t *cfg;
+
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    text = malloc(MAX_CONFIG_BYTES + 1);
+    if (text == NULL) {
+        fclose(f);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
+    len = fread(text, 1, MAX_CONFIG_BYTES + 1, f);
+    if (ferror(f) || len > MAX_CONFIG_BYTES) {
+        snprintf(err, errlen, "%s: %s", path,
+                 ferror(f) ? strerror(errno) : "larger than 4 MiB");
+        fclose(f);
+        free(text);
+        return NULL;
+    }
+    fclose(f);
+    cfg = lh_config_parse(text, len, perr, sizeof(perr));
+    free(text);
+    if (cfg == NULL)
+        snprintf(err, errlen, "%s:%s", path, perr);
+    return cfg;
+}
