@@ -127,6 +127,29 @@ static int ip_literal(const char *s, size_t n)
     return inet_pton(AF_INET6, a, bin) == 1;
 }
 
+/* The method's LH_HTTP_* id. */
+static int method_id(const char *m, size_t n)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+        int id;
+    } known[] = {{"GET", 3, LH_HTTP_GET}, {"HEAD", 4, LH_HTTP_HEAD}, {"POST", 4, LH_HTTP_POST},
+                 {"OPTIONS", 7, LH_HTTP_OPTIONS}};
+
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (n == known[i].len && memcmp(m, known[i].name, n) == 0)
+            return known[i].id;
+    return LH_HTTP_OTHER;
+}
+
+int lh_http_path_is(const lh_http_request_t *req, const char *p)
+{
+    size_t n = strlen(p);
+
+    return req->path_len == n && memcmp(req->path, p, n) == 0;
+}
+
 int lh_http_valid_host(const char *s, size_t n)
 {
     size_t i = 0;
@@ -183,7 +206,7 @@ static int parse_target(lh_http_request_t *req)
     req->form = LH_HTTP_ORIGIN_FORM;
     if (n == 1 && t[0] == '*') {
         /* RFC 9112 3.2.4: only OPTIONS applies to the server as a whole. */
-        if (!(req->method_len == 7 && memcmp(req->method, "OPTIONS", 7) == 0))
+        if (req->method_id != LH_HTTP_OPTIONS)
             return fail(req, 400, "request target \"*\" is for OPTIONS only");
         req->form = LH_HTTP_ASTERISK_FORM;
         req->path = t;
@@ -290,6 +313,7 @@ int lh_http_parse_request(const char *buf, size_t len, const lh_http_limits_t *l
         return fail(req, 400, "invalid method");
     req->method = buf + s;
     req->method_len = i - s;
+    req->method_id = method_id(req->method, req->method_len);
     i++;
 
     s = i;

@@ -32,9 +32,20 @@ enum {
     LH_HTTP_ASTERISK_FORM  /* "*", OPTIONS only */
 };
 
+/* Methods the server knows by name (lh_http_request_t.method_id); any other valid
+ * method is LH_HTTP_OTHER, its name in method. Methods are case-sensitive. */
+enum {
+    LH_HTTP_OTHER = 0,
+    LH_HTTP_GET,
+    LH_HTTP_HEAD,
+    LH_HTTP_POST,
+    LH_HTTP_OPTIONS
+};
+
 typedef struct {
     const char *method;
     size_t method_len;
+    int method_id; /* LH_HTTP_GET ... or LH_HTTP_OTHER: classified once, by the parser */
     const char *target; /* request-target as sent */
     size_t target_len;
     int form;         /* LH_HTTP_*_FORM */
@@ -73,6 +84,9 @@ typedef struct {
  */
 int lh_http_parse_request(const char *buf, size_t len, const lh_http_limits_t *lim,
                           lh_http_request_t *req);
+
+/* 1 when the request's path is exactly p (a NUL-terminated string). */
+int lh_http_path_is(const lh_http_request_t *req, const char *p);
 
 /* 1 when s[0..n) is uri-host [":" port] (RFC 3986 3.2.2, 3.2.3): a reg-name (IPv4
  * included, percent-encoding allowed, possibly empty), or an IPv6 address or IPvFuture

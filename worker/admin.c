@@ -17,12 +17,6 @@ static int has_admin_socket(const lh_worker_t *w)
     return 0;
 }
 
-static int path_is(const lh_http_request_t *req, const char *p)
-{
-    size_t n = strlen(p);
-
-    return req->path_len == n && memcmp(req->path, p, n) == 0;
-}
 
 /* /readyz: this worker accepts clients, its NATS connection is up, it is not stopping. */
 static void readyz(lh_conn_t *c, const lh_http_request_t *req)
@@ -63,23 +57,22 @@ int lh_admin_route(lh_conn_t *c, const lh_http_request_t *req)
     lh_worker_t *w = c->w;
     int ep;
 
-    if (path_is(req, "/livez"))
+    if (lh_http_path_is(req, "/livez"))
         ep = LH_EP_LIVEZ;
-    else if (path_is(req, "/readyz"))
+    else if (lh_http_path_is(req, "/readyz"))
         ep = LH_EP_READYZ;
-    else if (path_is(req, "/metrics"))
+    else if (lh_http_path_is(req, "/metrics"))
         ep = LH_EP_METRICS;
     else
         return 0;
     if (!(c->flags & LH_CF_ADMIN) && (has_admin_socket(w) || !w->cfg->admin.endpoints_on_public))
         return 0; /* not served here: the caller answers 404 */
     c->endpoint = (uint8_t)ep;
-    if (req->method_len == 7 && memcmp(req->method, "OPTIONS", 7) == 0) {
+    if (req->method_id == LH_HTTP_OPTIONS) {
         lh_http_options(c, "GET, HEAD, OPTIONS");
         return 1;
     }
-    if (!(req->method_len == 3 && memcmp(req->method, "GET", 3) == 0) &&
-        !(req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0)) {
+    if (req->method_id != LH_HTTP_GET && req->method_id != LH_HTTP_HEAD) {
         lh_http_respond(c, 405, "Allow: GET, HEAD, OPTIONS\r\n", "text/plain; charset=utf-8",
                         "use GET\n", 8);
         return 1;

@@ -12,10 +12,11 @@
 #include "lh_log.h"
 #include "lh_ws.h"
 
-static int path_in(const lh_strlist_t *l, const char *path, size_t len)
+/* 1 when the request's path is one of l's. */
+static int path_in(const lh_strlist_t *l, const lh_http_request_t *req)
 {
     for (size_t i = 0; i < l->n; i++)
-        if (strlen(l->items[i]) == len && memcmp(l->items[i], path, len) == 0)
+        if (lh_http_path_is(req, l->items[i]))
             return 1;
     return 0;
 }
@@ -94,12 +95,6 @@ void lh_http_options(lh_conn_t *c, const char *allow)
     lh_http_respond(c, 200, extra, NULL, NULL, 0);
 }
 
-static int is_method(const lh_http_request_t *req, const char *m)
-{
-    size_t n = strlen(m);
-
-    return req->method_len == n && memcmp(req->method, m, n) == 0;
-}
 
 /* An error response with a one-line plain-text reason; the connection closes after it. */
 static void respond_error(lh_conn_t *c, int status, const char *reason, const char *extra);
@@ -280,7 +275,7 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         return (ssize_t)len;
     }
     c->flags &= ~(LH_CF_KEEPALIVE | LH_CF_CLOSE_AFTER | LH_CF_HEAD | LH_CF_HTTP10);
-    if (is_method(req, "HEAD"))
+    if (req->method_id == LH_HTTP_HEAD)
         c->flags |= LH_CF_HEAD;
     if (req->minor_version == 0)
         c->flags |= LH_CF_HTTP10;
@@ -308,7 +303,7 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
             lh_strieq(h->value, h->value_len, "100-continue")) {
             /* RFC 9110 10.1.1: the client waits for this before it sends the body; a
              * publish that will be refused is refused now, without its body. */
-            if (req->path_len == 8 && memcmp(req->path, "/publish", 8) == 0 &&
+            if (lh_http_path_is(req, "/publish") &&
                 !lh_publish_authorized(c, req)) {
                 c->endpoint = LH_EP_PUBLISH;
                 refuse_token(c);
@@ -333,8 +328,8 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
         return (ssize_t)total;
     }
-    echo = path_in(&w->cfg->websocket.echo_paths, req->path, req->path_len);
-    ws = echo || path_in(&w->cfg->websocket.paths, req->path, req->path_len);
+    echo = path_in(&w->cfg->websocket.echo_paths, req);
+    ws = echo || path_in(&w->cfg->websocket.paths, req);
     if (ws) {
         int upgrade;
 
@@ -344,9 +339,9 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         if (!upgrade && lh_static_serve(c, req, 1)) {
             /* A plain GET or HEAD on a WebSocket path: the page that opens the WebSocket
              * (or OPTIONS on it: GET, HEAD, OPTIONS). */
-        } else if (is_method(req, "OPTIONS")) {
+        } else if (req->method_id == LH_HTTP_OPTIONS) {
             lh_http_options(c, "GET, OPTIONS");
-        } else if (!is_method(req, "GET")) {
+        } else if (req->method_id != LH_HTTP_GET) {
             reject(c, LH_REJ_METHOD, 405, "method not allowed", "Allow: GET, OPTIONS\r\n");
         } else if (!upgrade) {
             lh_m_inc(LH_M_REJECT_BASE + LH_REJ_NOT_UPGRADE);
@@ -359,11 +354,11 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         }
         return (ssize_t)total;
     }
-    if (req->path_len == 8 && memcmp(req->path, "/publish", 8) == 0) {
+    if (lh_http_path_is(req, "/publish")) {
         c->endpoint = LH_EP_PUBLISH;
-        if (is_method(req, "OPTIONS")) {
+        if (req->method_id == LH_HTTP_OPTIONS) {
             lh_http_options(c, "POST, OPTIONS");
-        } else if (!is_method(req, "POST")) {
+        } else if (req->method_id != LH_HTTP_POST) {
             respond_error(c, 405, "use POST", "Allow: POST, OPTIONS\r\n");
         } else if (!lh_publish_authorized(c, req)) {
             refuse_token(c);

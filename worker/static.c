@@ -258,9 +258,9 @@ int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req, int only_found)
     const lh_file_t *f;
     char path[4096 + 16], extra[512];
     long n;
-    int get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
-    int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
-    int options = req->method_len == 7 && memcmp(req->method, "OPTIONS", 7) == 0;
+    int get = req->method_id == LH_HTTP_GET;
+    int head = req->method_id == LH_HTTP_HEAD;
+    int options = req->method_id == LH_HTTP_OPTIONS;
 
     if (st == NULL)
         return 0;

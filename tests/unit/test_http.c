@@ -155,6 +155,36 @@ LH_TEST(test_methods_and_targets)
     EXPECT_ERR("CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", 400);
 }
 
+/* The method is classified once, by the parser (case-sensitive, RFC 9110 9.1); the path
+ * helper compares the whole path. */
+LH_TEST(test_method_ids_and_path_is)
+{
+    static const struct {
+        const char *head;
+        int id;
+    } cases[] = {
+        {"GET / HTTP/1.0\r\n\r\n", LH_HTTP_GET},
+        {"HEAD / HTTP/1.0\r\n\r\n", LH_HTTP_HEAD},
+        {"POST / HTTP/1.0\r\n\r\n", LH_HTTP_POST},
+        {"OPTIONS / HTTP/1.0\r\n\r\n", LH_HTTP_OPTIONS},
+        {"get / HTTP/1.0\r\n\r\n", LH_HTTP_OTHER},
+        {"GETS / HTTP/1.0\r\n\r\n", LH_HTTP_OTHER},
+        {"PUT / HTTP/1.0\r\n\r\n", LH_HTTP_OTHER},
+        {"OPTION / HTTP/1.0\r\n\r\n", LH_HTTP_OTHER},
+    };
+    lh_http_request_t req;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        LH_CHECK(parse(cases[i].head, &lim_default, &req) > 0);
+        LH_CHECK_INT(req.method_id, cases[i].id);
+    }
+    LH_CHECK(parse("GET /publish?x HTTP/1.0\r\n\r\n", &lim_default, &req) > 0);
+    LH_CHECK(lh_http_path_is(&req, "/publish"));
+    LH_CHECK(!lh_http_path_is(&req, "/publis"));
+    LH_CHECK(!lh_http_path_is(&req, "/publish/"));
+    LH_CHECK(!lh_http_path_is(&req, "/publish?x"));
+}
+
 /* RFC 9112 3.2.2: the absolute-form; its path routes, its authority replaces Host. */
 LH_TEST(test_absolute_form)
 {
@@ -717,6 +747,7 @@ int main(void)
     arena_init();
     LH_RUN(test_simple_get);
     LH_RUN(test_methods_and_targets);
+    LH_RUN(test_method_ids_and_path_is);
     LH_RUN(test_absolute_form);
     LH_RUN(test_asterisk_form);
     LH_RUN(test_host);
