@@ -250,14 +250,124 @@ void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int ec
         lh_conn_resume_later(c); /* what the client sent after its handshake */
 }
 
+/* The request's connection handling (RFC 9112 9.3): keep-alive by default in 1.1, on
+ * request in 1.0; HEAD answers carry no body. */
+static void connection_flags(lh_conn_t *c, const lh_http_request_t *req)
+{
+    const lh_http_header_t *h = lh_http_find_header(req, "connection");
+
+    c->flags &= ~(LH_CF_KEEPALIVE | LH_CF_CLOSE_AFTER | LH_CF_HEAD | LH_CF_HTTP10);
+    if (req->method_id == LH_HTTP_HEAD)
+        c->flags |= LH_CF_HEAD;
+    if (req->minor_version == 0)
+        c->flags |= LH_CF_HTTP10;
+    if (req->minor_version == 1)
+        c->flags |= (h && lh_http_has_token(h->value, h->value_len, "close")) ? 0 : LH_CF_KEEPALIVE;
+    else
+        c->flags |= (h && lh_http_has_token(h->value, h->value_len, "keep-alive")) ? LH_CF_KEEPALIVE : 0;
+}
+
+/* A head that is whole but whose body is not all there yet: answers "100 Continue" when
+ * the client waits for it (RFC 9110 10.1.1), or refuses a publish that would be refused
+ * anyway, before its body. Returns 1 when the request was answered (refused). */
+static int body_pending(lh_conn_t *c, const lh_http_request_t *req)
+{
+    const lh_http_header_t *h = lh_http_find_header(req, "expect");
+
+    if (h == NULL || req->minor_version != 1 || (c->flags & LH_CF_CONTINUE) ||
+        !lh_strieq(h->value, h->value_len, "100-continue"))
+        return 0;
+    if (lh_http_path_is(req, "/publish") && !lh_publish_authorized(c, req)) {
+        c->endpoint = LH_EP_PUBLISH;
+        refuse_token(c);
+        return 1;
+    }
+    c->flags |= LH_CF_CONTINUE;
+    lh_conn_queue_frame(c, -1, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    return 0;
+}
+
+/* A WebSocket path: the handshake, or the page that opens it, or the reason not. */
+static void route_websocket(lh_conn_t *c, lh_http_request_t *req, uint64_t clen, int echo)
+{
+    const lh_http_header_t *h = lh_http_find_header(req, "upgrade");
+    int upgrade = h != NULL && lh_http_has_token(h->value, h->value_len, "websocket");
+
+    c->endpoint = LH_EP_WEBSOCKET;
+    if (!upgrade && lh_static_serve(c, req, 1)) {
+        /* A plain GET or HEAD on a WebSocket path: the page that opens the WebSocket (or
+         * OPTIONS on it: GET, HEAD, OPTIONS). */
+    } else if (req->method_id == LH_HTTP_OPTIONS) {
+        lh_http_options(c, "GET, OPTIONS");
+    } else if (req->method_id != LH_HTTP_GET) {
+        reject(c, LH_REJ_METHOD, 405, "method not allowed", "Allow: GET, OPTIONS\r\n");
+    } else if (!upgrade) {
+        lh_m_inc(LH_M_REJECT_BASE + LH_REJ_NOT_UPGRADE);
+        lh_http_respond(c, 426, "Upgrade: websocket\r\nConnection: Upgrade\r\n",
+                        "text/plain; charset=utf-8", "WebSocket upgrade required\n", 27);
+    } else if (clen > 0) {
+        reject(c, LH_REJ_BAD_REQUEST, 400, "a WebSocket handshake has no body", NULL);
+    } else {
+        handshake(c, req, echo);
+    }
+}
+
+/* POST /publish. */
+static void route_publish(lh_conn_t *c, const lh_http_request_t *req, const uint8_t *body,
+                          size_t body_len)
+{
+    c->endpoint = LH_EP_PUBLISH;
+    if (req->method_id == LH_HTTP_OPTIONS)
+        lh_http_options(c, "POST, OPTIONS");
+    else if (req->method_id != LH_HTTP_POST)
+        respond_error(c, 405, "use POST", "Allow: POST, OPTIONS\r\n");
+    else if (!lh_publish_authorized(c, req))
+        refuse_token(c);
+    else
+        lh_publish_http(c, body, body_len);
+}
+
+/* Routing a whole request (head and body): the admin endpoints, the WebSocket paths,
+ * POST /publish, static files, 404. */
+static void route(lh_conn_t *c, lh_http_request_t *req, const uint8_t *body, uint64_t clen)
+{
+    const lh_config_t *cfg = c->w->cfg;
+    int echo;
+
+    if (req->form == LH_HTTP_ASTERISK_FORM) {
+        /* OPTIONS * (the parser takes "*" for no other method): the server's methods. */
+        lh_http_options(c, (c->flags & LH_CF_ADMIN) ? "GET, HEAD, OPTIONS"
+                                                    : "GET, HEAD, POST, OPTIONS");
+        return;
+    }
+    if (lh_admin_route(c, req))
+        return;
+    if (c->flags & LH_CF_ADMIN) {
+        lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
+        return;
+    }
+    echo = path_in(&cfg->websocket.echo_paths, req);
+    if (echo || path_in(&cfg->websocket.paths, req)) {
+        route_websocket(c, req, clen, echo);
+        return;
+    }
+    if (lh_http_path_is(req, "/publish")) {
+        route_publish(c, req, body, (size_t)clen);
+        return;
+    }
+    if (!lh_static_serve(c, req, 0))
+        lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
+}
+
+/* Framing: a request is its head (parsed into the worker's scratch w->req) and
+ * Content-Length bytes of body; nothing is routed before both are here. */
 ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
 {
     lh_worker_t *w = c->w;
     lh_http_request_t *req = &w->req;
-    const lh_http_header_t *h;
     uint64_t clen = 0;
     size_t total;
-    int r, echo, ws;
+    int r;
 
     if (c->flags & LH_CF_KA_IDLE) {
         /* A new request starts on a kept-alive connection: it gets the handshake
@@ -274,16 +384,7 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         respond_error(c, req->status, req->reason, NULL);
         return (ssize_t)len;
     }
-    c->flags &= ~(LH_CF_KEEPALIVE | LH_CF_CLOSE_AFTER | LH_CF_HEAD | LH_CF_HTTP10);
-    if (req->method_id == LH_HTTP_HEAD)
-        c->flags |= LH_CF_HEAD;
-    if (req->minor_version == 0)
-        c->flags |= LH_CF_HTTP10;
-    h = lh_http_find_header(req, "connection");
-    if (req->minor_version == 1)
-        c->flags |= (h && lh_http_has_token(h->value, h->value_len, "close")) ? 0 : LH_CF_KEEPALIVE;
-    else
-        c->flags |= (h && lh_http_has_token(h->value, h->value_len, "keep-alive")) ? LH_CF_KEEPALIVE : 0;
+    connection_flags(c, req);
     if (lh_http_find_header(req, "transfer-encoding") != NULL) {
         respond_error(c, 411, "Transfer-Encoding is not supported; send Content-Length", NULL);
         return (ssize_t)len;
@@ -297,78 +398,9 @@ ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len)
         return (ssize_t)len;
     }
     total = (size_t)r + (size_t)clen;
-    if (len < total) {
-        h = lh_http_find_header(req, "expect");
-        if (h != NULL && req->minor_version == 1 && !(c->flags & LH_CF_CONTINUE) &&
-            lh_strieq(h->value, h->value_len, "100-continue")) {
-            /* RFC 9110 10.1.1: the client waits for this before it sends the body; a
-             * publish that will be refused is refused now, without its body. */
-            if (lh_http_path_is(req, "/publish") &&
-                !lh_publish_authorized(c, req)) {
-                c->endpoint = LH_EP_PUBLISH;
-                refuse_token(c);
-                return (ssize_t)len;
-            }
-            c->flags |= LH_CF_CONTINUE;
-            lh_conn_queue_frame(c, -1, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-        }
-        return 0;
-    }
+    if (len < total)
+        return body_pending(c, req) ? (ssize_t)len : 0;
     c->flags &= ~LH_CF_CONTINUE;
-
-    if (req->form == LH_HTTP_ASTERISK_FORM) {
-        /* OPTIONS * (the parser takes "*" for no other method): the server's methods. */
-        lh_http_options(c, (c->flags & LH_CF_ADMIN) ? "GET, HEAD, OPTIONS"
-                                                    : "GET, HEAD, POST, OPTIONS");
-        return (ssize_t)total;
-    }
-    if (lh_admin_route(c, req))
-        return (ssize_t)total;
-    if (c->flags & LH_CF_ADMIN) {
-        lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
-        return (ssize_t)total;
-    }
-    echo = path_in(&w->cfg->websocket.echo_paths, req);
-    ws = echo || path_in(&w->cfg->websocket.paths, req);
-    if (ws) {
-        int upgrade;
-
-        c->endpoint = LH_EP_WEBSOCKET;
-        h = lh_http_find_header(req, "upgrade");
-        upgrade = h != NULL && lh_http_has_token(h->value, h->value_len, "websocket");
-        if (!upgrade && lh_static_serve(c, req, 1)) {
-            /* A plain GET or HEAD on a WebSocket path: the page that opens the WebSocket
-             * (or OPTIONS on it: GET, HEAD, OPTIONS). */
-        } else if (req->method_id == LH_HTTP_OPTIONS) {
-            lh_http_options(c, "GET, OPTIONS");
-        } else if (req->method_id != LH_HTTP_GET) {
-            reject(c, LH_REJ_METHOD, 405, "method not allowed", "Allow: GET, OPTIONS\r\n");
-        } else if (!upgrade) {
-            lh_m_inc(LH_M_REJECT_BASE + LH_REJ_NOT_UPGRADE);
-            lh_http_respond(c, 426, "Upgrade: websocket\r\nConnection: Upgrade\r\n",
-                            "text/plain; charset=utf-8", "WebSocket upgrade required\n", 27);
-        } else if (clen > 0) {
-            reject(c, LH_REJ_BAD_REQUEST, 400, "a WebSocket handshake has no body", NULL);
-        } else {
-            handshake(c, req, echo);
-        }
-        return (ssize_t)total;
-    }
-    if (lh_http_path_is(req, "/publish")) {
-        c->endpoint = LH_EP_PUBLISH;
-        if (req->method_id == LH_HTTP_OPTIONS) {
-            lh_http_options(c, "POST, OPTIONS");
-        } else if (req->method_id != LH_HTTP_POST) {
-            respond_error(c, 405, "use POST", "Allow: POST, OPTIONS\r\n");
-        } else if (!lh_publish_authorized(c, req)) {
-            refuse_token(c);
-        } else {
-            lh_publish_http(c, data + r, (size_t)clen);
-        }
-        return (ssize_t)total;
-    }
-    if (lh_static_serve(c, req, 0))
-        return (ssize_t)total;
-    lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
+    route(c, req, data + r, clen);
     return (ssize_t)total;
 }
