@@ -422,98 +422,97 @@ static void finish_connect(lh_upreq_t *r, long status, int failed)
     }
 }
 
-static void finish(lh_upreq_t *r, CURLcode res)
+/* The attempt that just ended is dropped (its easy handle, its in-flight slot, what it
+ * received) so that r can start another: after a redirect or before a retry. */
+static void reset_attempt(lh_upreq_t *r)
 {
-    lh_conn_t *c = r->c;
-    long status = 0;
-    lh_worker_t *w = r->w;
-    const lh_config_t *cfg = w->cfg;
+    curl_easy_cleanup(r->easy);
+    r->easy = NULL;
+    put_slot(up_of(r->w));
+    free(r->resp);
+    r->resp = NULL;
+    r->resp_len = 0;
+}
 
-    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(up_of(w)->multi, r->easy);
-    /* Answering may write to the connection, and a failed write destroys it, and with it
-     * the requests listed on it: while this one finishes, the connection's end only
-     * unlinks it (r->c becomes NULL, lh_upstream_conn_gone), and the connection's memory
-     * stays until the answer is done with it. */
-    r->finishing = 1;
-    if (c != NULL)
-        lh_conn_hold(c);
+/* Outcomes of follow_redirect and retry_later. */
+enum { NOT_TAKEN = 0, TAKEN = 1, ANSWERED = -1 };
 
-    /* Redirects: followed by hand, only inside the allow-list. */
-    if (res == CURLE_OK && status >= 300 && status < 400 && r->kind == UP_MESSAGE) {
-        char *loc = NULL, *canon = NULL;
+/* A 3xx with a Location, followed by hand, only inside the allow-list: TAKEN when the
+ * next attempt started, ANSWERED when the client got an error instead, NOT_TAKEN when
+ * this is no redirect to follow. */
+static int follow_redirect(lh_upreq_t *r, CURLcode res, long status)
+{
+    const lh_config_t *cfg = r->w->cfg;
+    char *loc = NULL, *canon = NULL;
 
-        curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_URL, &loc);
-        if (loc != NULL) {
-            if (r->redirects >= cfg->upstream.max_redirects) {
-                count(r->kind, LH_UP_FAILED);
-                reply_error(r, 502, "too many redirects");
-                goto done;
-            }
-            if (!url_allowed(up_of(w), loc, &canon)) {
-                count(r->kind, LH_UP_REFUSED);
-                reply_error(r, 502, "redirect to a URL outside upstream.allow refused");
-                goto done;
-            }
-            r->redirects++;
-            free(r->url);
-            r->url = canon;
-            if (status == 303 || ((status == 301 || status == 302) && strcmp(r->method, "POST") == 0)) {
-                char *get = strdup("GET");
-
-                if (get == NULL) {
-                    count(r->kind, LH_UP_FAILED);
-                    reply_error(r, 502, "cannot follow the redirect: out of memory");
-                    goto done;
-                }
-                free(r->method);
-                r->method = get;
-                free(r->body);
-                r->body = NULL;
-                r->body_len = 0;
-            }
-            free(r->resp);
-            r->resp = NULL;
-            r->resp_len = 0;
-            curl_easy_cleanup(r->easy);
-            r->easy = NULL;
-            put_slot(up_of(w));
-            if (start_easy(r) < 0) {
-                count(r->kind, LH_UP_FAILED);
-                reply_error(r, 502, "cannot follow the redirect: the request did not start");
-                goto done;
-            }
-            r->finishing = 0;
-            if (c != NULL)
-                lh_conn_release(c);
-            return;
-        }
+    if (res != CURLE_OK || status < 300 || status >= 400 || r->kind != UP_MESSAGE)
+        return NOT_TAKEN;
+    curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_URL, &loc);
+    if (loc == NULL)
+        return NOT_TAKEN;
+    if (r->redirects >= cfg->upstream.max_redirects) {
+        count(r->kind, LH_UP_FAILED);
+        reply_error(r, 502, "too many redirects");
+        return ANSWERED;
     }
-    /* Retries for idempotent methods on connection failures and 502/503/504. */
-    if (r->kind == UP_MESSAGE && idempotent(r->method) && r->tries <= cfg->upstream.retries &&
-        (res == CURLE_COULDNT_CONNECT || res == CURLE_GOT_NOTHING || res == CURLE_RECV_ERROR ||
-         (res == CURLE_OK && (status == 502 || status == 503 || status == 504)))) {
-        struct timeval tv = {cfg->upstream.retry_delay_ms / 1000,
-                             (cfg->upstream.retry_delay_ms % 1000) * 1000};
+    if (!url_allowed(up_of(r->w), loc, &canon)) {
+        count(r->kind, LH_UP_REFUSED);
+        reply_error(r, 502, "redirect to a URL outside upstream.allow refused");
+        return ANSWERED;
+    }
+    r->redirects++;
+    free(r->url);
+    r->url = canon;
+    if (status == 303 || ((status == 301 || status == 302) && strcmp(r->method, "POST") == 0)) {
+        char *get = strdup("GET");
 
-        curl_easy_cleanup(r->easy);
-        r->easy = NULL;
-        put_slot(up_of(w));
-        free(r->resp);
-        r->resp = NULL;
-        r->resp_len = 0;
-        if (r->retry_ev == NULL)
-            r->retry_ev = evtimer_new(w->base, retry_cb, r);
-        if (r->retry_ev == NULL || evtimer_add(r->retry_ev, &tv) < 0) {
+        if (get == NULL) {
             count(r->kind, LH_UP_FAILED);
-            reply_error(r, 502, "upstream failed: cannot schedule the retry");
-            goto done;
+            reply_error(r, 502, "cannot follow the redirect: out of memory");
+            return ANSWERED;
         }
-        r->finishing = 0;
-        if (c != NULL)
-            lh_conn_release(c);
-        return;
+        free(r->method);
+        r->method = get;
+        free(r->body);
+        r->body = NULL;
+        r->body_len = 0;
     }
+    reset_attempt(r);
+    if (start_easy(r) < 0) {
+        count(r->kind, LH_UP_FAILED);
+        reply_error(r, 502, "cannot follow the redirect: the request did not start");
+        return ANSWERED;
+    }
+    return TAKEN;
+}
+
+/* Retries for idempotent methods on connection failures and 502/503/504, after
+ * upstream.retry_delay_ms: TAKEN, ANSWERED or NOT_TAKEN as for follow_redirect. */
+static int retry_later(lh_upreq_t *r, CURLcode res, long status)
+{
+    const lh_config_t *cfg = r->w->cfg;
+    struct timeval tv = {cfg->upstream.retry_delay_ms / 1000,
+                         (cfg->upstream.retry_delay_ms % 1000) * 1000};
+
+    if (r->kind != UP_MESSAGE || !idempotent(r->method) || r->tries > cfg->upstream.retries ||
+        !(res == CURLE_COULDNT_CONNECT || res == CURLE_GOT_NOTHING || res == CURLE_RECV_ERROR ||
+          (res == CURLE_OK && (status == 502 || status == 503 || status == 504))))
+        return NOT_TAKEN;
+    reset_attempt(r);
+    if (r->retry_ev == NULL)
+        r->retry_ev = evtimer_new(r->w->base, retry_cb, r);
+    if (r->retry_ev == NULL || evtimer_add(r->retry_ev, &tv) < 0) {
+        count(r->kind, LH_UP_FAILED);
+        reply_error(r, 502, "upstream failed: cannot schedule the retry");
+        return ANSWERED;
+    }
+    return TAKEN;
+}
+
+/* The last attempt's outcome, counted and told: a webhook's, or the answer (or error)
+ * for the client's message. */
+static void answer(lh_upreq_t *r, CURLcode res, long status)
+{
     if (r->kind == UP_CONNECT || r->kind == UP_DISCONNECT) {
         count(r->kind, res == CURLE_OPERATION_TIMEDOUT     ? LH_UP_TIMEOUT
                        : res != CURLE_OK                  ? LH_UP_FAILED
@@ -521,7 +520,7 @@ static void finish(lh_upreq_t *r, CURLcode res)
                                                           : LH_UP_HTTP_ERROR);
         if (r->kind == UP_CONNECT)
             finish_connect(r, status, res != CURLE_OK);
-        goto done;
+        return;
     }
     if (res != CURLE_OK) {
         if (r->too_big) {
@@ -534,12 +533,12 @@ static void finish(lh_upreq_t *r, CURLcode res)
             count(r->kind, LH_UP_FAILED);
             reply_error(r, 502, "upstream failed: %s", curl_easy_strerror(res));
         }
-        goto done;
+        return;
     }
     if (status < 200 || status >= 300) {
         count(r->kind, LH_UP_HTTP_ERROR);
         reply_error(r, 502, "upstream answered %ld", status);
-        goto done;
+        return;
     }
     count(r->kind, LH_UP_OK);
     if (r->c != NULL && (r->resp_len > 0 || r->rcommand != NULL)) {
@@ -553,7 +552,37 @@ static void finish(lh_upreq_t *r, CURLcode res)
         else if (rc == -ENOMEM)
             reply_error(r, 500, "out of memory for the upstream answer");
     }
-done:
+}
+
+/* A transfer ended: a redirect to follow, a retry to schedule, or the outcome to tell. */
+static void finish(lh_upreq_t *r, CURLcode res)
+{
+    lh_conn_t *c = r->c;
+    long status = 0;
+    lh_worker_t *w = r->w;
+    int next;
+
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(up_of(w)->multi, r->easy);
+    /* Answering may write to the connection, and a failed write destroys it, and with it
+     * the requests listed on it: while this one finishes, the connection's end only
+     * unlinks it (r->c becomes NULL, lh_upstream_conn_gone), and the connection's memory
+     * stays until the answer is done with it. */
+    r->finishing = 1;
+    if (c != NULL)
+        lh_conn_hold(c);
+    next = follow_redirect(r, res, status);
+    if (next == NOT_TAKEN)
+        next = retry_later(r, res, status);
+    if (next == TAKEN) {
+        /* r goes on with another attempt. */
+        r->finishing = 0;
+        if (c != NULL)
+            lh_conn_release(c);
+        return;
+    }
+    if (next == NOT_TAKEN)
+        answer(r, res, status);
     req_free(r);
     if (c != NULL)
         lh_conn_release(c);
