@@ -83,7 +83,8 @@ LH_API const char *lh_conn_peer(const lh_conn_t *c);
  * Sends an LHTTP message (serialized once, queued without blocking). Returns 0, or a
  * negative errno: -EPIPE when the connection is closing, -ENOBUFS when the send queue is
  * over limits.send_queue_bytes (the connection is then closed with 4008), -EINVAL for an
- * invalid command or header.
+ * invalid command or header, -ENOMEM when the message could not be queued (out of memory;
+ * the connection may have been ended then, as when a write fails).
  */
 LH_API int lh_conn_send(lh_conn_t *c, const char *command, const lh_header_t *headers, size_t n,
                  const void *body, size_t body_len);
