@@ -34,6 +34,14 @@ count_tap() {
 }
 
 if [ "$what" = all ] || [ "$what" = unit ]; then
+    # The worker's files call one way (worker/worker.h): checked on the built objects.
+    if python3 "$here/lib/check-layers.py" "$B/obj/worker"; then
+        passed=$((passed + 1))
+        echo "unit: check-layers: the worker's layers call one way"
+    else
+        echo "not ok: tests/lib/check-layers.py found a call into a higher layer"
+        failed=$((failed + 1))
+    fi
     for t in "$B"/tests/test_*; do
         [ -x "$t" ] || continue
         name=$(basename "$t")

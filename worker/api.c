@@ -2,9 +2,10 @@
  * The module API: every function of lhttpd.h is defined here, and only these are
  * exported from the lhttpd binary (it is built with -fvisibility=hidden; LH_API marks
  * them). Reviewing a change of the API, or an LH_API_VERSION bump, means reading this
- * file and lhttpd.h. Most functions are the real thing; the few that the worker's own
- * layers also need under an internal name (pub/sub, the filter and processor registry)
- * are one-line calls into those layers.
+ * file and lhttpd.h. The message accessors and the per-connection data slots are the
+ * real thing; the rest are calls into the layer that owns each (reply.c, conn.c,
+ * dispatch.c, pubsub.c). The worker's own layers never call these: they call those
+ * layers' internal names, so that api.c stays on top (worker.h, check-layers.py).
  */
 #include "worker.h"
 
@@ -22,29 +23,9 @@
 
 /* ---- lh_conn_id, lh_conn_peer ---- */
 
-/* Formats the peer address once, on first use. */
-const char *lh_conn_peer(const lh_conn_t *cc)
+const char *lh_conn_peer(const lh_conn_t *c)
 {
-    lh_conn_t *c = (lh_conn_t *)cc;
-    char ip[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    char tmp[INET6_ADDRSTRLEN + 16];
-
-    if (c->peer)
-        return c->peer;
-    if (c->peer_sa.sa.sa_family == AF_INET) {
-        inet_ntop(AF_INET, &c->peer_sa.in4.sin_addr, ip, sizeof(ip));
-        port = ntohs(c->peer_sa.in4.sin_port);
-        snprintf(tmp, sizeof(tmp), "%s:%u", ip, port);
-    } else if (c->peer_sa.sa.sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &c->peer_sa.in6.sin6_addr, ip, sizeof(ip));
-        port = ntohs(c->peer_sa.in6.sin6_port);
-        snprintf(tmp, sizeof(tmp), "[%s]:%u", ip, port);
-    } else {
-        snprintf(tmp, sizeof(tmp), "local");
-    }
-    c->peer = strdup(tmp);
-    return c->peer ? c->peer : "?";
+    return lh_conn_peer_name(c);
 }
 
 uint64_t lh_conn_id(const lh_conn_t *c)
@@ -211,95 +192,20 @@ int lh_msg_part(const lh_msg_t *m, size_t i, lh_part_t *out)
 
 /* ---- lh_conn_* ---- */
 
-/* A buffer for one unfragmented server frame of len payload bytes; *hl gets the header
- * length, the payload goes at data + *hl. The header is written as text; seal_frame
- * turns it binary when the payload is not UTF-8. */
-static lh_buf_t *frame_alloc(size_t len, size_t *hl)
-{
-    uint8_t hdr[LH_WS_MAX_HEADER];
-    lh_buf_t *b;
-
-    *hl = lh_ws_build_header(hdr, 1, LH_WS_OP_TEXT, len, NULL);
-    b = lh_buf_new(*hl + len);
-    if (b != NULL)
-        memcpy(b->data, hdr, *hl);
-    return b;
-}
-
-/* Fixes the opcode, queues b on c and drops the caller's reference. */
-static int seal_frame(lh_conn_t *c, lh_buf_t *b, size_t hl)
-{
-    int r;
-
-    if (!lh_utf8_valid(b->data + hl, b->len - hl))
-        b->data[0] = (uint8_t)(0x80 | LH_WS_OP_BINARY);
-    r = lh_conn_queue(c, b);
-    if (r == 0)
-        lh_m_inc(LH_M_MSGS_OUT);
-    lh_buf_unref(b);
-    return r;
-}
-
 int lh_conn_send(lh_conn_t *c, const char *command, const lh_header_t *headers, size_t n,
                  const void *body, size_t body_len)
 {
-    lh_lhttp_header_t hs[LH_LHTTP_HEADERS_CAP];
-    size_t cl = command ? strlen(command) : 0, need, hl;
-    lh_buf_t *b;
-
-    if (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT))
-        return -EPIPE;
-    if (!lh_lhttp_command_valid(command, cl) || n > LH_LHTTP_HEADERS_CAP)
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        if (!lh_lhttp_header_valid(headers[i].key, headers[i].key_len, headers[i].value,
-                                   headers[i].value_len))
-            return -EINVAL;
-        hs[i].key = headers[i].key;
-        hs[i].key_len = headers[i].key_len;
-        hs[i].value = headers[i].value ? headers[i].value : "";
-        hs[i].value_len = headers[i].value_len;
-    }
-    need = lh_lhttp_serialize(NULL, 0, command, cl, hs, n, body, body_len);
-    b = frame_alloc(need, &hl);
-    if (b == NULL)
-        return -ENOMEM;
-    lh_lhttp_serialize((char *)b->data + hl, need, command, cl, hs, n, body, body_len);
-    return seal_frame(c, b, hl);
+    return lh_reply_send(c, command, headers, n, body, body_len);
 }
 
 int lh_conn_send_raw(lh_conn_t *c, const void *data, size_t len)
 {
-    lh_buf_t *b;
-    size_t hl;
-
-    if (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT))
-        return -EPIPE;
-    b = frame_alloc(len, &hl);
-    if (b == NULL)
-        return -ENOMEM;
-    memcpy(b->data + hl, data, len);
-    return seal_frame(c, b, hl);
-}
-
-int lh_conn_send_error_cmd(lh_conn_t *c, const char *cmd, size_t cmd_len, int code,
-                           const char *reason)
-{
-    char cs[12];
-    lh_header_t h[3] = {
-        {"code", 4, cs, (size_t)snprintf(cs, sizeof(cs), "%d", code)},
-        {"reason", 6, reason ? reason : "", reason ? strlen(reason) : 0},
-        {"in-reply-to", 11, cmd, cmd_len},
-    };
-
-    lh_m_inc(LH_M_LHTTP_ERRORS);
-    return lh_conn_send(c, "error", h, cmd ? 3 : 2, NULL, 0);
+    return lh_reply_raw(c, data, len);
 }
 
 int lh_conn_send_error(lh_conn_t *c, const lh_msg_t *m, int code, const char *reason)
 {
-    return lh_conn_send_error_cmd(c, m ? m->m->command : NULL, m ? m->m->command_len : 0,
-                                  code, reason);
+    return lh_reply_error_to(c, m, code, reason);
 }
 
 void lh_conn_close(lh_conn_t *c, uint16_t code, const char *reason)

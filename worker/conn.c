@@ -285,6 +285,31 @@ void lh_conn_close_ws(lh_conn_t *c, uint16_t code, const char *reason)
     c->last_ms = w->now_ms + w->cfg->websocket.close_timeout_ms;
 }
 
+/* Formats the peer address once, on first use. */
+const char *lh_conn_peer_name(const lh_conn_t *cc)
+{
+    lh_conn_t *c = (lh_conn_t *)cc;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    char tmp[INET6_ADDRSTRLEN + 16];
+
+    if (c->peer)
+        return c->peer;
+    if (c->peer_sa.sa.sa_family == AF_INET) {
+        inet_ntop(AF_INET, &c->peer_sa.in4.sin_addr, ip, sizeof(ip));
+        port = ntohs(c->peer_sa.in4.sin_port);
+        snprintf(tmp, sizeof(tmp), "%s:%u", ip, port);
+    } else if (c->peer_sa.sa.sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &c->peer_sa.in6.sin6_addr, ip, sizeof(ip));
+        port = ntohs(c->peer_sa.in6.sin6_port);
+        snprintf(tmp, sizeof(tmp), "[%s]:%u", ip, port);
+    } else {
+        snprintf(tmp, sizeof(tmp), "local");
+    }
+    c->peer = strdup(tmp);
+    return c->peer ? c->peer : "?";
+}
+
 /*
  * Ends a connection whose close or linger deadline passed. What is still unsent (in our
  * queue or in the kernel's send buffer) is for a peer that did not read it in

@@ -153,9 +153,9 @@ static int check_multipart(lh_conn_t *c, struct lh_msg_s *msg)
     lh_dispatch_multipart_limits(msg->w, &lim);
     n = lh_multipart_check(v, vl, msg->m->body, msg->m->body_len, &lim, reason, sizeof(reason));
     if (n < 0) {
-        lh_log(LH_LOG_INFO, "%s: conn %llu: bad multipart message: %s", lh_conn_peer(c),
+        lh_log(LH_LOG_INFO, "%s: conn %llu: bad multipart message: %s", lh_conn_peer_name(c),
                (unsigned long long)c->id, reason);
-        lh_conn_send_error(c, msg, 400, reason);
+        lh_reply_error_to(c, msg, 400, reason);
         return -1;
     }
     msg->nparts = (size_t)n;
@@ -174,9 +174,9 @@ void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary)
         size_t cl = 0;
         const char *cmd = guess_command(data, len, &cl);
 
-        lh_log(LH_LOG_INFO, "%s: conn %llu: bad LHTTP message: %s", lh_conn_peer(c),
+        lh_log(LH_LOG_INFO, "%s: conn %llu: bad LHTTP message: %s", lh_conn_peer_name(c),
                (unsigned long long)c->id, reason);
-        lh_conn_send_error_cmd(c, cmd, cl, lh_lhttp_error_code(r), reason);
+        lh_reply_error(c, cmd, cl, lh_lhttp_error_code(r), reason);
         return;
     }
     if (lh_log_enabled(LH_LOG_DEBUG)) {
@@ -232,15 +232,12 @@ out:
 /* `ping`: answers `pong` with the same body, so clients can measure a round trip. */
 static void ping_on_message(lh_conn_t *c, lh_msg_t *m, void *ud)
 {
-    size_t bl;
-    const char *body = lh_msg_body(m, &bl);
-
-    lh_conn_send(c, "pong", NULL, 0, body, bl);
+    lh_reply_send(c, "pong", NULL, 0, m->m->body, m->m->body_len);
 }
 
 void lh_builtin_register(void)
 {
     static const lh_processor_t ping = {NULL, ping_on_message, NULL};
 
-    lh_register_processor("ping", &ping, NULL);
+    lh_dispatch_register_processor("ping", &ping, NULL);
 }

@@ -112,7 +112,7 @@ static void respond_error(lh_conn_t *c, int status, const char *reason, const ch
     int n = snprintf(body, sizeof(body), "%s\n", reason);
 
     c->flags |= LH_CF_CLOSE_AFTER;
-    lh_log(LH_LOG_INFO, "%s: HTTP %d: %s", lh_conn_peer(c), status, reason);
+    lh_log(LH_LOG_INFO, "%s: HTTP %d: %s", lh_conn_peer_name(c), status, reason);
     lh_http_respond(c, status, extra, "text/plain; charset=utf-8", body, (size_t)n);
 }
 

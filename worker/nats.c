@@ -273,7 +273,8 @@ static void renew_check(lh_nats_t *n)
     pthread_join(n->renew_thread, NULL);
     n->renewing = 0;
     /* The old connection's subscriptions go with it; every channel subscribes again. */
-    lh_pubsub_nats_renewed(n->w, n->nc);
+    if (n->w->nats_up != NULL)
+        n->w->nats_up->renewed(n->w, n->nc);
     if (n->peer_sub != NULL) {
         natsSubscription_Destroy(n->peer_sub);
         n->peer_sub = NULL;
@@ -295,7 +296,8 @@ static void renew_check(lh_nats_t *n)
                    "connection may be lost", lost);
         natsConnection_Destroy(old);
     }
-    lh_pubsub_nats_resubscribe(n->w);
+    if (n->w->nats_up != NULL)
+        n->w->nats_up->resubscribe(n->w);
     peer_subscribe(n);
     if (natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED) {
         atomic_store(&n->up, 1);
@@ -440,7 +442,8 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
         if (sl > n->plen && memcmp(subj, n->prefix, n->plen) == 0) {
             lh_buf_t *frame = NULL;
 
-            lh_pubsub_deliver_local(w, subj + n->plen, sl - n->plen, &frame,
+            if (w->nats_up != NULL)
+                w->nats_up->deliver(w, subj + n->plen, sl - n->plen, &frame,
                                     natsMsg_GetData(q[i]), (size_t)natsMsg_GetDataLength(q[i]));
             lh_buf_unref(frame);
         }

@@ -84,7 +84,7 @@ static void respond_published(lh_conn_t *c, const char *v, size_t vl, const uint
 
 static void publish_error(lh_conn_t *c, int status, const char *reason)
 {
-    lh_log(LH_LOG_INFO, "%s: POST /publish: %d: %s", lh_conn_peer(c), status, reason);
+    lh_log(LH_LOG_INFO, "%s: POST /publish: %d: %s", lh_conn_peer_name(c), status, reason);
     respond_json(c, status, json_pack("{s:s}", "error", reason), NULL);
 }
 

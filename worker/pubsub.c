@@ -49,6 +49,8 @@ static uint64_t chan_hash(uint64_t seed, const char *s, size_t n)
 
 int lh_pubsub_init(lh_worker_t *w)
 {
+    static const lh_nats_up_t up = {lh_pubsub_deliver_local, lh_pubsub_nats_renewed,
+                                    lh_pubsub_nats_resubscribe};
     struct lh_pubsub_s *ps = calloc(1, sizeof(*ps));
 
     if (ps == NULL)
@@ -62,6 +64,7 @@ int lh_pubsub_init(lh_worker_t *w)
     if (getrandom(&ps->seed, sizeof(ps->seed), 0) != sizeof(ps->seed))
         ps->seed = (uint64_t)lh_now_ms() * 0x9E3779B97F4A7C15ull;
     w->ps = ps;
+    w->nats_up = &up;
     return 0;
 }
 
@@ -610,7 +613,7 @@ static void send_bad_channel(lh_conn_t *c, lh_msg_t *m, const char *name, size_t
 
     snprintf(reason, sizeof(reason), "invalid channel name \"%s\"",
              lh_printable(q, sizeof(q), name, len));
-    lh_conn_send_error(c, m, 400, reason);
+    lh_reply_error_to(c, m, 400, reason);
 }
 
 /*
@@ -629,7 +632,7 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
     int again = 0;
 
     for (int k = 0; k < 3; k++) {
-        v[k] = lh_msg_header(m, keys[k], &vl[k]);
+        v[k] = lh_lhttp_header(m->m, keys[k], &vl[k]);
         if (v[k] == NULL)
             continue;
         n[k] = lh_pubsub_check_list(cfg, v[k], vl[k], &bad, &badlen);
@@ -641,7 +644,7 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
             char what[64];
 
             snprintf(what, sizeof(what), "%s header names no channel", keys[k]);
-            lh_conn_send_error(c, m, 400, what);
+            lh_reply_error_to(c, m, 400, what);
             return LH_FILTER_STOP;
         }
     }
@@ -667,23 +670,24 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
                              "too many subscriptions (limits.max_subscriptions is %u); "
                              "none of this message's was made",
                              (unsigned)cfg->limits.max_subscriptions);
-                    lh_conn_send_error(c, m, 429, what);
+                    lh_reply_error_to(c, m, 429, what);
                 } else {
-                    lh_conn_send_error(c, m, 500, "subscribe failed");
+                    lh_reply_error_to(c, m, 500, "subscribe failed");
                 }
                 return LH_FILTER_STOP;
             }
         }
     }
     if (v[2]) {
-        raw = lh_msg_raw(m, &rawlen);
+        raw = (const char *)m->raw;
+        rawlen = m->raw_len;
         lh_m_inc(LH_M_PUBLISH_WS);
         if (lh_pubsub_publish_list(c->w, v[2], vl[2], n[2], raw, rawlen, NULL, &again) == -ENOMEM) {
-            lh_conn_send_error(c, m, 500, "publish failed: out of memory");
+            lh_reply_error_to(c, m, 500, "publish failed: out of memory");
             return LH_FILTER_STOP;
         }
         if (again)
-            lh_conn_send_error(c, m, 503, "NATS unavailable and its outage buffer is full; "
+            lh_reply_error_to(c, m, 503, "NATS unavailable and its outage buffer is full; "
                                           "not delivered beyond this server");
     }
     return LH_FILTER_CONTINUE;
@@ -693,5 +697,5 @@ void lh_pubsub_register(void)
 {
     static const lh_filter_t f = {"pubsub", NULL, pubsub_before, NULL, NULL};
 
-    lh_register_filter(&f, NULL);
+    lh_dispatch_register_filter(&f, NULL);
 }

@@ -364,7 +364,7 @@ static void reply_error(lh_upreq_t *r, int code, const char *fmt, ...)
         return;
     /* Not even the error fits in memory: the client sees its connection end rather than
      * wait for an answer that will never come. */
-    if (lh_conn_send_error_cmd(r->c, r->command, r->command ? strlen(r->command) : 0, code,
+    if (lh_reply_error(r->c, r->command, r->command ? strlen(r->command) : 0, code,
                                reason) == -ENOMEM &&
         r->c != NULL && !(r->c->flags & LH_CF_DEAD))
         lh_conn_destroy(r->c);
@@ -545,7 +545,7 @@ static void answer(lh_upreq_t *r, CURLcode res, long status)
         const char *cmd = r->rcommand && lh_lhttp_command_valid(r->rcommand, strlen(r->rcommand))
                               ? r->rcommand
                               : r->command;
-        int rc = lh_conn_send(r->c, cmd, r->rh, r->nrh, r->resp, r->resp_len);
+        int rc = lh_reply_send(r->c, cmd, r->rh, r->nrh, r->resp, r->resp_len);
 
         if (rc == -EINVAL)
             reply_error(r, 502, "upstream answer has an invalid LHTTP command or header");
@@ -854,16 +854,16 @@ static lh_upreq_t *req_new(lh_worker_t *w, int kind, lh_conn_t *c, const char *m
 static void add_message_headers(lh_upreq_t *r, lh_conn_t *c, const lh_msg_t *m)
 {
     const char *pfx = r->w->cfg->upstream.header_prefix;
-    size_t n = lh_msg_header_count(m), cl;
-    const char *cmd = lh_msg_command(m, &cl);
-    lh_header_t h;
+    const lh_lhttp_msg_t *lm = m->m;
 
-    add_header(r, "%sCommand: %.*s", pfx, (int)cl, cmd);
-    add_header(r, "%sConnection-Id: %llu", pfx, (unsigned long long)lh_conn_id(c));
-    add_header(r, "%sPeer: %s", pfx, lh_conn_peer(c));
-    for (size_t i = 0; i < n; i++) {
+    add_header(r, "%sCommand: %.*s", pfx, (int)lm->command_len, lm->command);
+    add_header(r, "%sConnection-Id: %llu", pfx, (unsigned long long)c->id);
+    add_header(r, "%sPeer: %s", pfx, lh_conn_peer_name(c));
+    for (size_t i = 0; i < lm->num_headers; i++) {
+        const lh_lhttp_header_t h = lm->headers[i];
+
         /* lhttpd's own headers above cannot be faked by the client's. */
-        if (lh_msg_header_at(m, i, &h) < 0 || !http_token(h.key, h.key_len) ||
+        if (!http_token(h.key, h.key_len) ||
             lh_strieq(h.key, h.key_len, "upstream") || lh_strieq(h.key, h.key_len, "command") ||
             lh_strieq(h.key, h.key_len, "connection-id") || lh_strieq(h.key, h.key_len, "peer"))
             continue;
@@ -880,7 +880,7 @@ static int limited(lh_conn_t *c, lh_msg_t *m, int kind)
     if (c->nupreqs >= cfg->upstream.max_in_flight_per_conn ||
         up_of(c->w)->inflight >= cfg->upstream.max_in_flight) {
         count(kind, LH_UP_LIMITED);
-        lh_conn_send_error(c, m, 429, "too many upstream requests in flight");
+        lh_reply_error_to(c, m, 429, "too many upstream requests in flight");
         return 1;
     }
     return 0;
@@ -889,14 +889,13 @@ static int limited(lh_conn_t *c, lh_msg_t *m, int kind)
 static void send_message(lh_conn_t *c, lh_msg_t *m, int kind, const char *method,
                          const char *url)
 {
-    size_t bl, cl;
-    const char *body = lh_msg_body(m, &bl);
-    const char *cmd = lh_msg_command(m, &cl);
+    size_t bl = m->m->body_len, cl = m->m->command_len;
+    const char *body = m->m->body, *cmd = m->m->command;
     lh_upreq_t *r = req_new(c->w, kind, c, method, url);
 
     if (r == NULL) {
         count(kind, LH_UP_FAILED);
-        lh_conn_send_error(c, m, 500, "out of memory");
+        lh_reply_error_to(c, m, 500, "out of memory");
         return;
     }
     r->command = strndup(cmd, cl);
@@ -904,21 +903,21 @@ static void send_message(lh_conn_t *c, lh_msg_t *m, int kind, const char *method
         r->body = malloc(bl);
         if (r->body == NULL) {
             count(kind, LH_UP_FAILED);
-            lh_conn_send_error(c, m, 500, "out of memory");
+            lh_reply_error_to(c, m, 500, "out of memory");
             req_free(r);
             return;
         }
         memcpy(r->body, body, bl);
         r->body_len = bl;
     }
-    if (!lh_msg_header(m, "content-type", NULL))
+    if (!lh_lhttp_header(m->m, "content-type", NULL))
         add_header(r, "Content-Type: %s", lh_utf8_valid((const uint8_t *)body, bl)
                                               ? "text/plain; charset=utf-8"
                                               : "application/octet-stream");
     add_message_headers(r, c, m);
     if (r->command == NULL || start_easy(r) < 0) {
         count(kind, LH_UP_FAILED);
-        lh_conn_send_error(c, m, 500, "cannot start the request");
+        lh_reply_error_to(c, m, 500, "cannot start the request");
         req_free(r);
     }
 }
@@ -927,9 +926,9 @@ static void send_message(lh_conn_t *c, lh_msg_t *m, int kind, const char *method
 static int upstream_before(lh_conn_t *c, lh_msg_t *m, void *ud)
 {
     const lh_config_t *cfg = c->w->cfg;
-    size_t vl, cl;
-    const char *v = lh_msg_header(m, "upstream", &vl);
-    const char *cmd = lh_msg_command(m, &cl);
+    size_t vl = 0, cl = m->m->command_len;
+    const char *v = lh_lhttp_header(m->m, "upstream", &vl);
+    const char *cmd = m->m->command;
 
     for (size_t i = 0; i < cfg->ncommands; i++) {
         if (strlen(cfg->commands[i].name) == cl && memcmp(cfg->commands[i].name, cmd, cl) == 0) {
@@ -944,7 +943,7 @@ static int upstream_before(lh_conn_t *c, lh_msg_t *m, void *ud)
         size_t ml = sp ? (size_t)(sp - v) : 0, ul;
 
         if (sp == NULL || ml == 0 || ml >= sizeof(method)) {
-            lh_conn_send_error(c, m, 400, "upstream header must be \"METHOD URL\"");
+            lh_reply_error_to(c, m, 400, "upstream header must be \"METHOD URL\"");
             return LH_FILTER_STOP;
         }
         memcpy(method, v, ml);
@@ -953,22 +952,22 @@ static int upstream_before(lh_conn_t *c, lh_msg_t *m, void *ud)
             sp++;
         ul = (size_t)(v + vl - sp);
         if (ul == 0 || ul >= sizeof(url) || memchr(sp, ' ', ul)) {
-            lh_conn_send_error(c, m, 400, "upstream header must be \"METHOD URL\"");
+            lh_reply_error_to(c, m, 400, "upstream header must be \"METHOD URL\"");
             return LH_FILTER_STOP;
         }
         memcpy(url, sp, ul);
         url[ul] = '\0';
         if (strcmp(method, "GET") && strcmp(method, "POST") && strcmp(method, "PUT") &&
             strcmp(method, "PATCH") && strcmp(method, "DELETE") && strcmp(method, "HEAD")) {
-            lh_conn_send_error(c, m, 400, "upstream method must be GET, HEAD, POST, PUT, PATCH "
+            lh_reply_error_to(c, m, 400, "upstream method must be GET, HEAD, POST, PUT, PATCH "
                                           "or DELETE");
             return LH_FILTER_STOP;
         }
         if (up_of(c->w)->nallow == 0 || !url_allowed(up_of(c->w), url, &canon)) {
             count(UP_MESSAGE, LH_UP_REFUSED);
             lh_log(LH_LOG_INFO, "%s: conn %llu: upstream %s %.200s refused (not in upstream.allow)",
-                   lh_conn_peer(c), (unsigned long long)lh_conn_id(c), method, url);
-            lh_conn_send_error(c, m, 403, up_of(c->w)->nallow == 0
+                   lh_conn_peer_name(c), (unsigned long long)c->id, method, url);
+            lh_reply_error_to(c, m, 403, up_of(c->w)->nallow == 0
                                               ? "upstream is disabled (upstream.allow is empty)"
                                               : "upstream URL not allowed");
             return LH_FILTER_STOP;
@@ -984,7 +983,7 @@ void lh_upstream_register(void)
 {
     static const lh_filter_t f = {"upstream", NULL, upstream_before, NULL, NULL};
 
-    lh_register_filter(&f, NULL);
+    lh_dispatch_register_filter(&f, NULL);
 }
 
 /* ---- Connect and disconnect webhooks ---- */
@@ -1027,8 +1026,8 @@ int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const c
             continue;
         add_header(r, "%.*s: %.*s", (int)h->name_len, h->name, (int)h->value_len, h->value);
     }
-    add_header(r, "%sConnection-Id: %llu", pfx, (unsigned long long)lh_conn_id(c));
-    add_header(r, "%sPeer: %s", pfx, lh_conn_peer(c));
+    add_header(r, "%sConnection-Id: %llu", pfx, (unsigned long long)c->id);
+    add_header(r, "%sPeer: %s", pfx, lh_conn_peer_name(c));
     /* The origin-form path and query, also of an absolute-form target. */
     add_header(r, "%sPath: %.*s%s%.*s", pfx, (int)req->path_len, req->path,
                req->query ? "?" : "", (int)req->query_len, req->query ? req->query : "");
@@ -1109,7 +1108,7 @@ void lh_upstream_disconnect_hook(lh_conn_t *c, unsigned code)
     if (cfg->webhooks.disconnect == NULL || up == NULL)
         return;
     if (up->qhead == NULL && up->inflight < cfg->upstream.max_in_flight) {
-        send_disconnect(c->w, (unsigned long long)lh_conn_id(c), lh_conn_peer(c), code);
+        send_disconnect(c->w, (unsigned long long)c->id, lh_conn_peer_name(c), code);
         return;
     }
     /* Every slot is taken (or others wait already): wait in line, up to the bound. */
@@ -1122,9 +1121,9 @@ void lh_upstream_disconnect_hook(lh_conn_t *c, unsigned code)
         return;
     }
     q->next = NULL;
-    q->id = (unsigned long long)lh_conn_id(c);
+    q->id = (unsigned long long)c->id;
     q->code = code;
-    snprintf(q->peer, sizeof(q->peer), "%s", lh_conn_peer(c));
+    snprintf(q->peer, sizeof(q->peer), "%s", lh_conn_peer_name(c));
     if (up->qtail != NULL)
         up->qtail->next = q;
     else

@@ -20,25 +20,8 @@
 
 #define RBUF_SIZE (256 * 1024)
 
-lh_worker_t *lh_current_worker;
 #define ACCEPT_BATCH 16
 #define BALANCE_PAUSE_US 2000 /* a worker ahead of its peers lets them accept first */
-
-uint64_t lh_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t lh_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void pause_listeners(lh_worker_t *w, int pause)
 {

@@ -2,21 +2,26 @@
  * A worker: one event loop, its listening sockets, its connections, and everything it
  * owns. All worker state lives in lh_worker_t, so a master can fork any number of them.
  *
- * Layers, bottom up; a file calls only into the layers below it (and beside it, for the
- * HTTP group), never up. What a lower layer must tell a higher one goes through a
- * function pointer or a hook the higher one registered:
+ * Layers, bottom up. A file calls only into the layers below it (and, inside the
+ * utilities and inside the HTTP group, sideways), never up: what a lower layer must hand
+ * to a higher one goes through a function pointer or a hook that the higher one set.
+ * tests/lib/check-layers.py checks this on the built objects, in `make check`.
  *
- *   conn.c      sockets, the send queue, flush, close, linger, reap: knows no protocol.
- *               Input goes to c->input (set by http.c, swapped by ws.c's caller at the
- *               upgrade); the end of a connection runs the hooks registered with
- *               lh_conn_on_gone; lh_worker_end_pass ends every callback.
- *   ws.c        WebSocket frames             http.c      HTTP requests, the upgrade
- *                                            admin.c, static.c, upstream.c beside http.c
- *   dispatch.c  LHTTP messages: filters, processors
- *   pubsub.c    channels, fan-out, POST /publish
- *   nats.c      the NATS connection
- *   api.c       the module API (lhttpd.h), over all of them
- *   worker.c    the loop, accept, timers, signals: it wires the layers together.
+ *   0  buf.c, process.c (clock, lh_current_worker), shm.c, interest.c, metrics.c
+ *   1  conn.c      sockets, the send queue, flush, close, linger, reap; knows no protocol.
+ *                  Input goes to c->input (lh_http_input from accept, lh_ws_input from the
+ *                  upgrade on); the end of a connection runs the hooks added with
+ *                  lh_conn_on_gone; lh_worker_end_pass ends every callback.
+ *   2  reply.c     LHTTP replies as frames        nats.c  the NATS connection; incoming
+ *                                                         messages go up through w->nats_up
+ *   3  dispatch.c  LHTTP messages: filters and processors (pub/sub and upstream are
+ *                  filters: dispatch calls them through the registry, never by name)
+ *   4  pubsub.c    channels, fan-out              ws.c    WebSocket frames
+ *   5  http.c, with admin.c, static.c, upstream.c, publish.c beside it: HTTP requests,
+ *                  the upgrade, the admin endpoints, static files, outgoing HTTP, POST /publish
+ *   6  api.c       the module API (lhttpd.h): every function of it, over the layers
+ *   7  worker.c    the loop, accept, timers, signals: it wires the layers together
+ *                  (the input handler, the gone hooks in their order)
  *
  * The pass rule: a libevent callback handles its event, then calls lh_worker_end_pass,
  * which resumes the connections whose input was held back, writes what was queued, and
@@ -44,6 +49,17 @@
 #include "metrics.h"
 
 typedef struct lh_worker_s lh_worker_t;
+
+/* What nats.c hands up to the layer above it, pub/sub, which sets these (lh_pubsub_init)
+ * before NATS starts, so that nats.c never names pubsub.c: a message from NATS for
+ * channel ch, and the connection replaced (forget the old subscriptions), then ready for
+ * every channel to subscribe again. */
+typedef struct {
+    size_t (*deliver)(lh_worker_t *w, const char *ch, size_t chlen, lh_buf_t **frame,
+                      const void *msg, size_t len);
+    void (*renewed)(lh_worker_t *w, void *old_nc);
+    void (*resubscribe)(lh_worker_t *w);
+} lh_nats_up_t;
 
 /* What reads a connection's input in its current state (http.c's lh_http_input, then
  * ws.c's lh_ws_input after the upgrade): returns the bytes it consumed (0: it needs more)
@@ -205,6 +221,7 @@ struct lh_worker_s {
 
     struct lh_pubsub_s *ps; /* the channel table (pubsub.c) */
     struct lh_nats_s *nats; /* the NATS connection (nats.c) */
+    const lh_nats_up_t *nats_up; /* what NATS hands up to (pubsub.c) */
     struct lh_static_s *statics; /* static.root in memory (static.c) */
     struct lh_up_s *upstream;    /* libcurl multi and requests (upstream.c) */
 
@@ -229,10 +246,15 @@ void lh_worker_stop(lh_worker_t *w, uint16_t code, unsigned timeout_ms);
 void lh_worker_drain(lh_worker_t *w);
 /* Sends one datagram to the master (nothing when there is none). */
 void lh_worker_send_master(lh_worker_t *w, const char *msg);
+
+/* ---- process.c ---- */
+/* Monotonic time (CLOCK_MONOTONIC). */
 uint64_t lh_now_ms(void);
 uint64_t lh_now_ns(void);
 
 /* ---- conn.c ---- */
+/* The client's address as "ip:port" (formatted once; lh_conn_peer of the API). */
+const char *lh_conn_peer_name(const lh_conn_t *c);
 /* A new connection on fd (owned) whose input goes to input. */
 void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,
                       int admin, lh_conn_input_fn input);
@@ -336,6 +358,18 @@ int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req, int only_found);
 void lh_http_respond_buf(lh_conn_t *c, int status, const char *extra, const char *ctype,
                          lh_buf_t *body);
 
+/* ---- reply.c ---- */
+/* What lh_conn_send and lh_conn_send_raw do (api.c), same returns. */
+int lh_reply_send(lh_conn_t *c, const char *command, const lh_header_t *headers, size_t n,
+                  const void *body, size_t body_len);
+int lh_reply_raw(lh_conn_t *c, const void *data, size_t len);
+/* The LHTTP error reply (code, reason, and in-reply-to: cmd when cmd is not NULL),
+ * counted in lhttpd_lhttp_errors_total. */
+int lh_reply_error(lh_conn_t *c, const char *cmd, size_t cmd_len, int code,
+                   const char *reason);
+/* The same in reply to message m (NULL: no in-reply-to). */
+int lh_reply_error_to(lh_conn_t *c, const lh_msg_t *m, int code, const char *reason);
+
 /* ---- ws.c ---- */
 /* Handles received bytes in WebSocket states; returns bytes consumed or -1 if closed. */
 ssize_t lh_ws_input(lh_conn_t *c, uint8_t *data, size_t len);
@@ -437,9 +471,5 @@ void lh_dispatch_close(lh_conn_t *c);
 void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary);
 void lh_builtin_register(void);
 
-/* ---- api.c ---- */
-/* The LHTTP error reply (code, reason, and in-reply-to when cmd is not NULL), counted. */
-int lh_conn_send_error_cmd(lh_conn_t *c, const char *cmd, size_t cmd_len, int code,
-                           const char *reason);
 
 #endif

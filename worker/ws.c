@@ -16,7 +16,7 @@
  * the peer's close frame (RFC 6455 section 7.1.7). */
 static void ws_fail(lh_conn_t *c, uint16_t code, const char *reason)
 {
-    lh_log(LH_LOG_INFO, "%s: conn %llu: closing %u: %s", lh_conn_peer(c),
+    lh_log(LH_LOG_INFO, "%s: conn %llu: closing %u: %s", lh_conn_peer_name(c),
            (unsigned long long)c->id, code, reason);
     lh_conn_close_ws(c, code, reason);
     if (!(c->flags & LH_CF_DEAD))
