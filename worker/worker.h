@@ -307,6 +307,13 @@ void lh_conn_set_state(lh_conn_t *c, int state);
 void lh_conn_touch(lh_conn_t *c);
 
 /* ---- http.c ---- */
+/* Completes a validated handshake (101) and opens the WebSocket. */
+void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int echo);
+/* Refuses a handshake with status and a reason; the connection closes after it. */
+void lh_http_refuse(lh_conn_t *c, int status, const char *reason);
+/* Like lh_http_respond, with the body queued by reference. */
+void lh_http_respond_buf(lh_conn_t *c, int status, const char *extra, const char *ctype,
+                         lh_buf_t *body);
 /* Handles received bytes in the HTTP state; returns bytes consumed or -1 if closed. */
 ssize_t lh_http_input(lh_conn_t *c, uint8_t *data, size_t len);
 /* Queues a complete HTTP response; body may be NULL. extra: more header lines ("K: V\r\n"). */
@@ -342,10 +349,6 @@ int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const c
                              const char *proto, int echo);
 /* Sends (or queues, up to webhooks.disconnect_queue) the disconnect webhook for c. */
 void lh_upstream_disconnect_hook(lh_conn_t *c, unsigned code);
-/* Completes a validated handshake (101) and opens the WebSocket. */
-void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int echo);
-/* Refuses a handshake with status and a reason; the connection closes after it. */
-void lh_http_refuse(lh_conn_t *c, int status, const char *reason);
 
 /* ---- static.c ---- */
 /* Reads static.root into memory (at worker start, before the loop runs). */
@@ -354,9 +357,6 @@ void lh_static_free(lh_worker_t *w);
 /* Answers a plain GET/HEAD (or OPTIONS) from the static files; 0 when static files are
  * off. With only_found, answers only when the file exists (and returns 0 otherwise). */
 int lh_static_serve(lh_conn_t *c, const lh_http_request_t *req, int only_found);
-/* Like lh_http_respond, with the body queued by reference. */
-void lh_http_respond_buf(lh_conn_t *c, int status, const char *extra, const char *ctype,
-                         lh_buf_t *body);
 
 /* ---- reply.c ---- */
 /* What lh_conn_send and lh_conn_send_raw do (api.c), same returns. */

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """check-layers: the worker's files call one way (the layers written at the top of
-worker/worker.h). Reads the symbols each worker object defines and uses (nm) and checks
+worker/worker.h), and each function worker.h declares under a "---- FILE.c ----" heading
+is defined in that file. Reads the symbols each worker object defines and uses (nm) and checks
 that every call from one file to another goes to a lower layer, or sideways inside a
 group that is allowed to (the utilities; the HTTP group). A file missing from the table
 below fails the check, so that a new file gets its place on purpose.
@@ -11,6 +12,7 @@ Exit status: 0 when the graph is one way, 1 otherwise (each wrong call is printe
 import collections
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -67,7 +69,25 @@ def main():
             print("check-layers: worker/%s.c calls %s of worker/%s.c, a layer above it"
                   % (f, s, g))
             bad += 1
+    bad += check_sections(os.path.join(src, "worker.h"), defs)
     return 1 if bad else 0
+
+
+def check_sections(header, defs):
+    """Every lh_ function or variable declared under "/* ---- X.c ---- */" is X.c's."""
+    bad, sec = 0, None
+    for line in open(header):
+        m = re.match(r"/\* ---- (\S+\.c) ---- \*/", line)
+        if m:
+            sec = m.group(1)[:-2]
+            continue
+        m = (re.match(r"^(?!static|typedef)[a-z].*?\b(lh_[a-z0-9_]+)\(", line) or
+             re.match(r"^extern .*\b(lh_[a-z0-9_]+);", line))
+        if m and sec is not None and m.group(1) in defs and defs[m.group(1)] != sec:
+            print("check-layers: worker.h declares %s under %s.c; it is defined in %s.c"
+                  % (m.group(1), sec, defs[m.group(1)]))
+            bad += 1
+    return bad
 
 
 if __name__ == "__main__":
