@@ -88,6 +88,7 @@ int lh_control_server_open(lh_control_server_t *srv, const char *path)
     if (fd == -2)
         return -1;
     srv->fd = fd;
+    snprintf(srv->path, sizeof(srv->path), "%s", path);
     return 0;
 }
 
@@ -199,13 +200,13 @@ void lh_control_server_close_fds(lh_control_server_t *srv)
     srv->nclients = 0;
 }
 
-void lh_control_server_close(lh_control_server_t *srv, const char *path)
+void lh_control_server_close(lh_control_server_t *srv)
 {
     int listening = srv->fd >= 0;
 
     lh_control_server_close_fds(srv);
-    if (listening)
-        unlink(path);
+    if (listening && srv->path[0] != '\0')
+        unlink(srv->path);
 }
 
 /* ---- The client, `lhttpd -s` ---- */

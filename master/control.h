@@ -43,6 +43,7 @@ typedef struct {
 
 typedef struct {
     int fd; /* the listening socket, or -1 */
+    char path[108]; /* where it listens (sun_path): what is unlinked at exit */
     lh_control_client_t clients[LH_CONTROL_MAX_CLIENTS];
     size_t nclients;
     const lh_control_ops_t *ops;
@@ -85,9 +86,10 @@ void lh_control_server_expire(lh_control_server_t *srv);
  * child holds none of them; the socket file stays. */
 void lh_control_server_close_fds(lh_control_server_t *srv);
 
-/* At exit: closes the listening socket and the clients' fds, and unlinks path when a
- * socket was listening. */
-void lh_control_server_close(lh_control_server_t *srv, const char *path);
+/* At exit: closes the listening socket and the clients' fds, and unlinks the path it
+ * was opened at when a socket was listening (not today's control_socket: a reload may
+ * have changed that, and the file there is not this master's). */
+void lh_control_server_close(lh_control_server_t *srv);
 
 /*
  * Sends one line, formatted, to fd and closes fd; fd -1 (no client to answer: a reload

@@ -390,6 +390,9 @@ static void warn_restart_only(const lh_config_t *cfg)
     if (cfg->max_workers_alive != M.alive_key)
         lh_log(LH_LOG_WARNING, "max_workers_alive changed: it applies at the next restart; "
                "%d until then", lh_shm->nslots);
+    if (strcmp(cfg->control_socket, M.cfg->control_socket) != 0)
+        lh_log(LH_LOG_WARNING, "control_socket changed: it applies at the next restart; "
+               "this master listens at %s until then", M.cfg->control_socket);
 }
 
 /*
@@ -1025,7 +1028,7 @@ static void poll_step(void)
 /* After the last worker left: closes what the master opened. */
 static void master_teardown(void)
 {
-    lh_control_server_close(&M.ctl, M.cfg->control_socket);
+    lh_control_server_close(&M.ctl);
     for (size_t i = 0; i < M.npub + M.nadmin; i++)
         close(M.fds[i]);
     free(M.fds);

@@ -96,6 +96,14 @@ void lh_conn_linger(lh_conn_t *c)
     schedule_flush(c);
 }
 
+void lh_worker_schedule_end(lh_worker_t *w)
+{
+    if (w->end_scheduled || w->flush_ev == NULL)
+        return;
+    w->end_scheduled = 1;
+    event_active(w->flush_ev, 0, 0);
+}
+
 static void schedule_flush(lh_conn_t *c)
 {
     lh_worker_t *w = c->w;
@@ -103,8 +111,7 @@ static void schedule_flush(lh_conn_t *c)
     if (c->flags & (LH_CF_FLUSH_LISTED | LH_CF_WRITE_WAIT))
         return;
     c->flags |= LH_CF_FLUSH_LISTED;
-    if (w->flush_head == NULL)
-        event_active(w->flush_ev, 0, 0);
+    lh_worker_schedule_end(w);
     c->flush_next = w->flush_head;
     w->flush_head = c;
 }
@@ -368,6 +375,7 @@ void lh_conn_destroy(lh_conn_t *c)
     }
     c->next = w->reap_head;
     w->reap_head = c;
+    lh_worker_schedule_end(w); /* freed at the end of this loop pass */
 }
 
 int lh_conn_on_gone(lh_worker_t *w, lh_conn_gone_fn fn)
@@ -390,12 +398,14 @@ void lh_conn_resume_later(lh_conn_t *c)
     c->flags |= LH_CF_RESUME_LISTED;
     c->resume_next = w->resume_head;
     w->resume_head = c;
+    lh_worker_schedule_end(w);
 }
 
 static void conn_process_held(lh_conn_t *c);
 
 void lh_worker_end_pass(lh_worker_t *w)
 {
+    w->end_scheduled = 0;
     /* Resuming queues answers, which the flush writes; a write can list a connection for
      * resuming again (its queue went under the limit): until both lists are empty. A
      * pass ended from inside input processing (an upstream request that fails at once,
@@ -557,7 +567,6 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
     c->flags &= ~LH_CF_WRITE_WAIT;
     event_del(&c->wev);
     conn_write(c);
-    lh_worker_end_pass(c->w);
 }
 
 /* Feeds data to the state's handler until it needs more. Returns bytes consumed. */
@@ -738,7 +747,6 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
             break;
     }
     lh_conn_release(c);
-    lh_worker_end_pass(w);
 }
 
 /* The input held back while c was paused (a pending handshake, a full queue). */

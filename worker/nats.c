@@ -450,7 +450,6 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
         natsMsg_Destroy(q[i]);
     }
     free(q);
-    lh_worker_end_pass(w);
 }
 
 /* The link is confirmed now: it has just come up. */

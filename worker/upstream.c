@@ -378,7 +378,6 @@ static void finish_connect(lh_upreq_t *r, long status, int failed);
 static void fail_now(lh_upreq_t *r, int code, const char *reason)
 {
     lh_conn_t *c = r->c;
-    lh_worker_t *w = r->w;
 
     r->finishing = 1;
     if (c != NULL)
@@ -391,7 +390,6 @@ static void fail_now(lh_upreq_t *r, int code, const char *reason)
     req_free(r);
     if (c != NULL)
         lh_conn_release(c);
-    lh_worker_end_pass(w);
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -586,7 +584,6 @@ static void finish(lh_upreq_t *r, CURLcode res)
     req_free(r);
     if (c != NULL)
         lh_conn_release(c);
-    lh_worker_end_pass(w);
 }
 
 static void check_done(lh_up_t *up)
@@ -603,7 +600,6 @@ static void check_done(lh_up_t *up)
         if (r != NULL)
             finish(r, m->data.result);
     }
-    lh_worker_end_pass(up->w);
 }
 
 static void event_cb(evutil_socket_t fd, short what, void *arg)

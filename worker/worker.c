@@ -101,7 +101,6 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         lh_conn_accepted(w, fd, (struct sockaddr *)&ss, sl, l->admin, lh_http_input);
     }
-    lh_worker_end_pass(w);
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -188,7 +187,6 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         destroy_all(w);
         event_base_loopbreak(w->base);
     }
-    lh_worker_end_pass(w);
 }
 
 static unsigned sweep_interval_ms(const lh_config_t *cfg)
@@ -248,7 +246,6 @@ static void master_cb(evutil_socket_t fd, short what, void *arg)
         snprintf(reply, sizeof(reply), "hb %.100s %zu", msg + 3, w->nconns);
         lh_worker_send_master(w, reply);
     }
-    lh_worker_end_pass(w);
 }
 
 void lh_worker_send_master(lh_worker_t *w, const char *msg)
@@ -377,7 +374,7 @@ void lh_worker_stop(lh_worker_t *w, uint16_t code, unsigned timeout_ms)
     }
     lh_log(LH_LOG_INFO, "stopping: closing %zu connections with %u (at most %u ms)", w->nconns,
            code, timeout_ms);
-    lh_worker_end_pass(w);
+    lh_worker_schedule_end(w); /* the close frames go out at the end of this pass */
     if (w->nconns == 0)
         event_base_loopbreak(w->base);
 }

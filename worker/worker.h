@@ -11,7 +11,7 @@
  *   1  conn.c      sockets, the send queue, flush, close, linger, reap; knows no protocol.
  *                  Input goes to c->input (lh_http_input from accept, lh_ws_input from the
  *                  upgrade on); the end of a connection runs the hooks added with
- *                  lh_conn_on_gone; lh_worker_end_pass ends every callback.
+ *                  lh_conn_on_gone; lh_worker_end_pass ends every loop pass.
  *   2  reply.c     LHTTP replies as frames        nats.c  the NATS connection; incoming
  *                                                         messages go up through w->nats_up
  *   3  dispatch.c  LHTTP messages: filters and processors (pub/sub and upstream are
@@ -23,9 +23,9 @@
  *   7  worker.c    the loop, accept, timers, signals: it wires the layers together
  *                  (the input handler, the gone hooks in their order)
  *
- * The pass rule: a libevent callback handles its event, then calls lh_worker_end_pass,
- * which resumes the connections whose input was held back, writes what was queued, and
- * frees the connections that died in the pass. Nothing below a parser ever calls back
+ * The pass rule: libevent callbacks handle their events; lh_worker_end_pass runs once at
+ * the end of the loop pass (flush_ev), resumes the connections whose input was held
+ * back, writes what was queued, and frees the connections that died in the pass. Nothing below a parser ever calls back
  * into it: conn_write never resumes input (it only lists the connection for the end of
  * the pass), so the shared scratch buffers (w->req, w->lmsg, w->rbuf) are never reused
  * while a request or message is being parsed from them.
@@ -202,6 +202,7 @@ struct lh_worker_s {
     lh_conn_gone_fn gone[LH_CONN_GONE_MAX]; /* lh_conn_on_gone, in order */
     unsigned ngone;
     unsigned parsing; /* input handlers on the stack: resuming waits for the outer pass */
+    int end_scheduled; /* flush_ev is active: lh_worker_end_pass runs at the end of the pass */
     struct event *sweep_ev;
     struct event *sigterm_ev, *sigint_ev;
     int stopping;
@@ -275,8 +276,14 @@ static inline void lh_conn_release(lh_conn_t *c)
  * parser); reading from the socket resumes at once. */
 void lh_conn_resume_later(lh_conn_t *c);
 /* Ends a loop pass: resumes the listed connections, writes what is queued, frees the
- * connections that died. Every libevent callback of the worker calls it last. */
+ * connections that died. It runs once per pass of the event loop, after every callback of
+ * the pass (flush_ev, activated by lh_worker_schedule_end, as Redis's beforeSleep), so
+ * that the messages of all the pass's callbacks go out together: one write per client
+ * for a whole burst. Called directly only where no loop runs (worker exit, tests). */
 void lh_worker_end_pass(lh_worker_t *w);
+/* Makes sure lh_worker_end_pass runs at the end of this pass (queueing, resuming and
+ * destroying call it; callbacks need not). */
+void lh_worker_schedule_end(lh_worker_t *w);
 /* Queues b (takes a reference of its own) and schedules the flush. Returns 0, or:
  *   -EPIPE   c is closing or dead (our close frame is out, or it is half-closed or being
  *            freed), or writing what was queued failed and destroyed it: nothing queued;

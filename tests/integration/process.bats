@@ -201,6 +201,20 @@ no_worker_died() {
     grep -q 'reloads 10 ok, 0 failed' <<<"$(ctl status)"
 }
 
+@test "a reload that changes control_socket says it applies at the restart; the master removes its own socket at exit, not the new path" {
+    start_activated
+    [ -S "$T/ctl.sock" ]
+    sed -i "s|\"$T/ctl.sock\"|\"$T/other.sock\"|" "$CONF"
+    grep -q other.sock "$CONF"
+    echo "not this master's" >"$T/other.sock"
+    kill -HUP "$MASTER"
+    wait_for 10 grep -q 'reload done' "$LOG"
+    grep -q "control_socket changed: it applies at the next restart; this master listens at $T/ctl.sock until then" "$LOG"
+    lh_stop_pid "$MASTER"
+    [ ! -e "$T/ctl.sock" ]
+    [ "$(cat "$T/other.sock")" = "not this master's" ]
+}
+
 @test "reload with an invalid configuration: refused with the reason, clients and generation stay" {
     start_activated
     start_pool bad --clients 200 --channels 4 --rate 50 --publish
