@@ -59,11 +59,8 @@ LH_TEST(queue_limit_judges_the_backlog_behind_the_head)
     fixture_t f;
     lh_conn_t *c;
 
-    if (fixture_start(&f, "\"send_queue_bytes\": 1000") < 0 || fixture_add(&f, 1) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "\"send_queue_bytes\": 1000", 1) < 0)
         return;
-    }
     c = f.conns[0];
     fill_socket(f.conns[0]->fd); /* the peer does not read: nothing is written */
     /* Larger than the whole limit, on an empty queue: accepted. */
@@ -89,11 +86,8 @@ LH_TEST(held_input_is_resumed_at_the_end_of_the_pass_only)
     fixture_t f;
     lh_conn_t *c;
 
-    if (fixture_start(&f, "") < 0 || fixture_add(&f, 1) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 1) < 0)
         return;
-    }
     c = f.conns[0];
     c->input = record_input;
     c->in = malloc(sizeof(held));
@@ -141,11 +135,8 @@ LH_TEST(a_connection_dead_while_listed_is_skipped)
     fixture_t f;
     lh_conn_t *c;
 
-    if (fixture_start(&f, "") < 0 || fixture_add(&f, 1) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 1) < 0)
         return;
-    }
     c = f.conns[0];
     c->input = record_input;
     c->in = malloc(8);
@@ -173,11 +164,8 @@ LH_TEST(gone_hooks_run_once_in_order)
     fixture_t f;
     lh_conn_t *c;
 
-    if (fixture_start(&f, "") < 0 || fixture_add(&f, 2) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 2) < 0)
         return;
-    }
     LH_CHECK_INT(f.w->ngone, 3); /* dispatch, upstream, pub/sub */
     LH_CHECK_INT(lh_conn_on_gone(f.w, gone_hook), 0);
     for (unsigned i = f.w->ngone; i < LH_CONN_GONE_MAX; i++)
@@ -205,11 +193,8 @@ LH_TEST(a_held_connection_outlives_its_death_until_released)
     fixture_t f;
     lh_conn_t *c;
 
-    if (fixture_start(&f, "") < 0 || fixture_add(&f, 1) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 1) < 0)
         return;
-    }
     c = f.conns[0];
     lh_conn_hold(c);
     lh_conn_destroy(c);
@@ -230,11 +215,8 @@ LH_TEST(worker_start_survives_every_allocation_failure)
     unsigned long n;
     int made = 0;
 
-    if (fixture_start(&f, "") < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 0) < 0)
         return;
-    }
     for (n = 1; n < 2000; n++) {
         lh_worker_t *w2;
         int fired;
@@ -263,11 +245,8 @@ LH_TEST(queueing_without_memory)
 {
     fixture_t f;
 
-    if (fixture_start(&f, "") < 0 || fixture_add(&f, 2) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 2) < 0)
         return;
-    }
     lh_failalloc_arm(1); /* the frame's buffer */
     LH_CHECK_INT(lh_conn_queue_frame(f.conns[0], LH_WS_OP_TEXT, "x", 1), -ENOMEM);
     lh_failalloc_disarm();

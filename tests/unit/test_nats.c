@@ -18,29 +18,11 @@
 #include <nats/nats.h>
 
 #include "lh_config.h"
+#include "lh_test_port.h"
 #include "lh_failalloc.h"
 #include "lh_log.h"
 #include "metrics.h"
 #include "worker.h"
-
-/* A port on 127.0.0.1 where nothing listens (bound, then closed). */
-static unsigned closed_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t al = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    unsigned port = 1;
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
 
 static natsMsg *msg_new(const char *data)
 {

@@ -203,11 +203,8 @@ LH_TEST(one_channel_in_the_table)
     struct lh_pubsub_s *ps;
     int found = 0;
 
-    if (fixture_start(&f, "") < 0 || fixture_add(&f, 1) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 1) < 0)
         return;
-    }
     LH_CHECK_INT(sub(f.conns[0], "tables.check"), 0);
     LH_CHECK_INT(f.conns[0]->nsubs, 1);
     ps = ps_of(f.w);
@@ -247,11 +244,8 @@ LH_TEST(subscribe_is_idempotent)
 {
     fixture_t f;
 
-    if (fixture_start(&f, "") < 0 || fixture_add(&f, 2) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 2) < 0)
         return;
-    }
     for (int i = 0; i < 5; i++)
         LH_CHECK_INT(sub(f.conns[0], "room"), 0);
     LH_CHECK_INT(f.conns[0]->nsubs, 1);
@@ -270,11 +264,8 @@ LH_TEST(unsubscribe_of_a_channel_not_subscribed)
 {
     fixture_t f;
 
-    if (fixture_start(&f, "") < 0 || fixture_add(&f, 2) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 2) < 0)
         return;
-    }
     /* Neither a channel that exists (another connection's) nor one that does not. */
     LH_CHECK_INT(sub(f.conns[0], "a"), 0);
     LH_CHECK_INT(unsub(f.conns[1], "a"), 0);
@@ -337,11 +328,8 @@ LH_TEST(channel_freed_with_its_last_subscriber)
 {
     fixture_t f;
 
-    if (fixture_start(&f, "") < 0 || fixture_add(&f, 3) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 3) < 0)
         return;
-    }
     for (size_t i = 0; i < 3; i++)
         LH_CHECK_INT(sub(f.conns[i], "last"), 0);
     LH_CHECK_INT(sub(f.conns[0], "other"), 0);
@@ -369,11 +357,8 @@ LH_TEST(conn_gone_drops_every_subscription)
     fixture_t f;
     char name[16];
 
-    if (fixture_start(&f, "") < 0 || fixture_add(&f, 2) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 2) < 0)
         return;
-    }
     for (int i = 0; i < 20; i++) {
         snprintf(name, sizeof(name), "g%d", i);
         LH_CHECK_INT(sub(f.conns[0], name), 0);
@@ -608,11 +593,8 @@ LH_TEST(one_frame_per_message_across_channels)
     lh_buf_t *frame = NULL;
     size_t n;
 
-    if (fixture_start(&f, "") < 0 || fixture_add(&f, 3) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 3) < 0)
         return;
-    }
     LH_CHECK_INT(sub(f.conns[0], "a"), 0);
     LH_CHECK_INT(sub(f.conns[1], "b"), 0);
     LH_CHECK_INT(sub(f.conns[2], "a"), 0);
@@ -642,11 +624,8 @@ LH_TEST(a_full_queue_costs_only_its_owner)
 
     /* 1000 bytes of queue, judged behind the frame being written: a head of 592 bytes
      * and two more behind it are 1184 bytes waiting, over the limit. */
-    if (fixture_start(&f, "\"send_queue_bytes\": 1000") < 0 || fixture_add(&f, 3) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "\"send_queue_bytes\": 1000", 3) < 0)
         return;
-    }
     memset(big, 'z', sizeof(big));
     for (size_t i = 0; i < 3; i++)
         LH_CHECK_INT(sub(f.conns[i], "q"), 0);
@@ -686,11 +665,8 @@ LH_TEST(many_subscriptions_of_one_connection)
     char name[16];
     int bad = 0;
 
-    if (fixture_start(&f, "\"max_subscriptions\": 65536") < 0 || fixture_add(&f, 2) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "\"max_subscriptions\": 65536", 2) < 0)
         return;
-    }
     for (uint32_t i = 0; i < N; i++) {
         snprintf(name, sizeof(name), "c%u", i);
         bad += sub(f.conns[0], name) != 0;
@@ -757,11 +733,8 @@ LH_TEST(closing_connection_cannot_subscribe)
 {
     fixture_t f;
 
-    if (fixture_start(&f, "") < 0 || fixture_add(&f, 1) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 1) < 0)
         return;
-    }
     lh_conn_close_ws(f.conns[0], 1000, "bye");
     LH_CHECK_INT(sub(f.conns[0], "late"), -EPIPE);
     LH_CHECK(table_find(f.w, "late") == NULL);
@@ -786,11 +759,8 @@ LH_TEST(interest_filter_between_workers)
     if (other != 1)
         return;
     /* A subscription in this worker (slot 0) is seen by the sibling, not by itself. */
-    if (fixture_start(&f, "") < 0 || fixture_add(&f, 2) < 0) {
-        LH_CHECK(0);
-        fixture_stop(&f);
+    if (fixture_begin(&f, "", 2) < 0)
         return;
-    }
     LH_CHECK_INT(sub(f.conns[0], "room.a"), 0);
     LH_CHECK_INT(sub(f.conns[1], "room.a"), 0); /* same channel: counted once */
     LH_CHECK_INT(lh_interest_elsewhere(a), 0);

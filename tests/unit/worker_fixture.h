@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lh_config.h"
+#include "lh_test_port.h"
 #include "worker.h"
 
 /* ---- Fixture: a worker and WebSocket connections on socketpairs ----------------------- */
@@ -27,25 +28,6 @@ typedef struct {
     int *peers; /* our end of each socketpair */
     size_t n;
 } fixture_t;
-
-/* A port on 127.0.0.1 where nothing listens (bound, then closed). */
-static unsigned closed_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t al = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    unsigned port = 1;
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
 
 /* Starts a worker with limits (a JSON fragment of "limits" members, may be ""). */
 static int fixture_start(fixture_t *f, const char *limits)
@@ -112,6 +94,10 @@ static int fixture_add(fixture_t *f, size_t n)
     return 0;
 }
 
+/* fixture_start and fixture_add(n) in one: 0, or -1 after a failed check (the fixture
+ * is stopped then, and the test returns). */
+static int fixture_begin(fixture_t *f, const char *limits, size_t n);
+
 /* Writes what is queued (to the socketpairs), frees the worker and everything else.
  * The flush comes first: lh_worker_free does not free a connection that is still on the
  * flush list (lh_worker_reap skips LH_CF_FLUSH_LISTED), so without it every connection
@@ -138,6 +124,16 @@ static void fill_socket(int fd)
 
     while (write(fd, junk, sizeof(junk)) > 0)
         ;
+}
+
+static int fixture_begin(fixture_t *f, const char *limits, size_t n)
+{
+    if (fixture_start(f, limits) < 0 || (n > 0 && fixture_add(f, n) < 0)) {
+        LH_CHECK(0);
+        fixture_stop(f);
+        return -1;
+    }
+    return 0;
 }
 
 #endif
