@@ -18,8 +18,6 @@
 
 #include "lh_log.h"
 #include "lh_multipart.h"
-#include "lh_utf8.h"
-#include "lh_ws.h"
 
 /* ---- lh_conn_id, lh_conn_peer ---- */
 

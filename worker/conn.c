@@ -407,11 +407,11 @@ void lh_worker_end_pass(lh_worker_t *w)
 {
     w->end_scheduled = 0;
     /* Resuming queues answers, which the flush writes; a write can list a connection for
-     * resuming again (its queue went under the limit): until both lists are empty. A
-     * pass ended from inside input processing (an upstream request that fails at once,
-     * while its message is being handled) only writes: the outer pass resumes. */
+     * resuming again (its queue went under the limit): until both lists are empty. This
+     * runs from flush_ev, never inside an input handler, so resuming cannot re-enter a
+     * parse. */
     do {
-        while (w->resume_head && w->parsing == 0) {
+        while (w->resume_head) {
             lh_conn_t *c = w->resume_head;
 
             w->resume_head = c->resume_next;
@@ -421,7 +421,7 @@ void lh_worker_end_pass(lh_worker_t *w)
                 conn_process_held(c);
         }
         lh_worker_flush(w);
-    } while (w->resume_head && w->parsing == 0);
+    } while (w->resume_head);
     lh_worker_reap(w);
 }
 
@@ -574,7 +574,6 @@ static size_t conn_process(lh_conn_t *c, uint8_t *data, size_t len)
 {
     size_t off = 0;
 
-    c->w->parsing++;
     while (off < len && !(c->flags & (LH_CF_DEAD | LH_CF_HS_PENDING | LH_CF_OUT_FULL))) {
         ssize_t r;
 
@@ -591,7 +590,6 @@ static size_t conn_process(lh_conn_t *c, uint8_t *data, size_t len)
             break;
         off += (size_t)r;
     }
-    c->w->parsing--;
     return off;
 }
 
@@ -677,6 +675,17 @@ static void read_eof(lh_conn_t *c)
         lh_conn_linger(c);
 }
 
+/* Hands c->in to the input handler and keeps what it did not consume, at the start. */
+static void process_in(lh_conn_t *c)
+{
+    size_t used = conn_process(c, c->in, c->in_len);
+
+    if (!(c->flags & LH_CF_DEAD) && used > 0) {
+        memmove(c->in, c->in + used, c->in_len - used);
+        c->in_len -= (uint32_t)used;
+    }
+}
+
 /* Processes n bytes just read into dst (read_target's choice) and keeps what the handler
  * did not consume in c->in. Returns 0, or -1 once c was destroyed. */
 static int read_consume(lh_conn_t *c, uint8_t *dst, size_t n)
@@ -698,15 +707,11 @@ static int read_consume(lh_conn_t *c, uint8_t *dst, size_t n)
         return 0;
     }
     c->in_len += (uint32_t)n;
-    used = conn_process(c, c->in, c->in_len);
-    if (!(c->flags & LH_CF_DEAD) && used > 0) {
-        memmove(c->in, c->in + used, c->in_len - used);
-        c->in_len -= (uint32_t)used;
-        if (c->in_len == 0) {
-            free(c->in);
-            c->in = NULL;
-            c->in_cap = 0;
-        }
+    process_in(c);
+    if (!(c->flags & LH_CF_DEAD) && c->in_len == 0) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
     }
     return 0;
 }
@@ -752,16 +757,10 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 /* The input held back while c was paused (a pending handshake, a full queue). */
 static void conn_process_held(lh_conn_t *c)
 {
-    size_t used;
-
     if (c->in_len == 0)
         return;
     lh_conn_hold(c);
-    used = conn_process(c, c->in, c->in_len);
-    if (!(c->flags & LH_CF_DEAD) && used > 0) {
-        memmove(c->in, c->in + used, c->in_len - used);
-        c->in_len -= (uint32_t)used;
-    }
+    process_in(c);
     lh_conn_release(c);
 }
 

@@ -201,7 +201,6 @@ struct lh_worker_s {
     lh_conn_t *reap_head; /* dead connections to free at the end of the pass */
     lh_conn_gone_fn gone[LH_CONN_GONE_MAX]; /* lh_conn_on_gone, in order */
     unsigned ngone;
-    unsigned parsing; /* input handlers on the stack: resuming waits for the outer pass */
     int end_scheduled; /* flush_ev is active: lh_worker_end_pass runs at the end of the pass */
     struct event *sweep_ev;
     struct event *sigterm_ev, *sigint_ev;
