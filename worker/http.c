@@ -197,6 +197,13 @@ static int handshake_identity(lh_conn_t *c, const lh_http_request_t *req)
     long n;
     int r;
 
+    /* Without auth.keys there are no tokens to verify: an Authorization header is the
+     * connect webhook's business, as it always was. */
+    if (acfg->auth.nkeys == 0) {
+        if (buf != stackbuf)
+            free(buf);
+        return 0;
+    }
     if (buf == NULL) {
         reject(c, LH_REJ_AUTH, 503, "out of memory", NULL);
         return -1;
@@ -421,6 +428,24 @@ static void route_publish(lh_conn_t *c, const lh_http_request_t *req, const uint
         lh_publish_http(c, body, body_len);
 }
 
+/* The server API (publish.c): on the admin socket when there is one, else on the public
+ * one, where it needs publish.token to be set (without it nobody could be told apart). */
+static void route_api(lh_conn_t *c, const lh_http_request_t *req, const uint8_t *body,
+                      size_t body_len)
+{
+    c->endpoint = LH_EP_OTHER;
+    if (req->method_id == LH_HTTP_OPTIONS)
+        lh_http_options(c, "POST, OPTIONS");
+    else if (req->method_id != LH_HTTP_POST)
+        respond_error(c, 405, "use POST", "Allow: POST, OPTIONS\r\n");
+    else if (!(c->flags & LH_CF_ADMIN) && c->w->cfg->publish.token == NULL)
+        respond_error(c, 403, "the server API on the public socket needs publish.token", NULL);
+    else if (!lh_publish_authorized(c, req))
+        refuse_token(c);
+    else
+        lh_api_http(c, req, body, body_len);
+}
+
 /* Routing a whole request (head and body): the admin endpoints, the WebSocket paths,
  * POST /publish, static files, 404. */
 static void route(lh_conn_t *c, lh_http_request_t *req, const uint8_t *body, uint64_t clen)
@@ -436,6 +461,11 @@ static void route(lh_conn_t *c, lh_http_request_t *req, const uint8_t *body, uin
     }
     if (lh_admin_route(c, req))
         return;
+    if (req->path_len >= 5 && memcmp(req->path, "/api/", 5) == 0 &&
+        ((c->flags & LH_CF_ADMIN) || !lh_admin_socket_exists(c->w))) {
+        route_api(c, req, body, (size_t)clen);
+        return;
+    }
     if (c->flags & LH_CF_ADMIN) {
         lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
         return;

@@ -105,6 +105,11 @@ void lh_metrics_observe_latency_ns(uint64_t ns)
     observe(LH_M_LAT_BASE, lat_ns, LH_ARRAY_LEN(lat_ns), ns);
 }
 
+void lh_metrics_observe_webhook(uint64_t ns)
+{
+    observe(LH_M_WHLAT_BASE, lat_ns, LH_ARRAY_LEN(lat_ns), ns);
+}
+
 void lh_metrics_observe_size(uint64_t bytes)
 {
     observe(LH_M_SIZE_BASE, size_b, LH_ARRAY_LEN(size_b), bytes);
@@ -420,6 +425,10 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
               &s->v[LH_M_LAT_BASE], lat_ns, LH_ARRAY_LEN(lat_ns), 1e-9);
     histogram(f, "lhttpd_message_size_bytes", "Size of WebSocket messages received.",
               &s->v[LH_M_SIZE_BASE], size_b, LH_ARRAY_LEN(size_b), 1.0);
+    histogram(f, "lhttpd_webhook_decision_seconds",
+              "How long the subscribe and publish webhooks took to decide (answers, "
+              "refusals, failures and timeouts alike).",
+              &s->v[LH_M_WHLAT_BASE], lat_ns, LH_ARRAY_LEN(lat_ns), 1e-9);
     fclose(f);
     free(s);
     (void)w;

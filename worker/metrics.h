@@ -70,7 +70,9 @@ enum {
     LH_M_LAT_END = LH_M_LAT_BASE + 16 + 2,
     LH_M_SIZE_BASE = LH_M_LAT_END,
     LH_M_SIZE_END = LH_M_SIZE_BASE + 12 + 2,
-    LH_M_NCOUNTERS = LH_M_SIZE_END,
+    LH_M_WHLAT_BASE = LH_M_SIZE_END, /* subscribe/publish webhook decisions */
+    LH_M_WHLAT_END = LH_M_WHLAT_BASE + 16 + 2,
+    LH_M_NCOUNTERS = LH_M_WHLAT_END,
 
     /* Gauges: not folded into the retired totals. */
     LH_G_WS_OPEN = LH_M_NCOUNTERS,
@@ -259,6 +261,8 @@ unsigned lh_metrics_status_index(int status);
 /* Histogram observations. */
 void lh_metrics_observe_latency_ns(uint64_t ns);
 void lh_metrics_observe_size(uint64_t bytes);
+/* How long a subscribe or publish webhook took to decide. */
+void lh_metrics_observe_webhook(uint64_t ns);
 
 struct lh_worker_s;
 /* Renders the whole node's metrics (Prometheus text format 0.0.4) into a malloc'd

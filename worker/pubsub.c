@@ -10,6 +10,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -47,10 +48,16 @@ static uint64_t chan_hash(uint64_t seed, const char *s, size_t n)
     return h;
 }
 
+static void api_from_nats(lh_worker_t *w, const char *json, size_t len)
+{
+    if (lh_pubsub_api_apply(w, json, len) < 0)
+        lh_log(LH_LOG_WARNING, "NATS: a server API action that is not valid JSON; ignored");
+}
+
 int lh_pubsub_init(lh_worker_t *w)
 {
     static const lh_nats_up_t up = {lh_pubsub_deliver_local, lh_pubsub_nats_renewed,
-                                    lh_pubsub_nats_resubscribe};
+                                    lh_pubsub_nats_resubscribe, api_from_nats};
     struct lh_pubsub_s *ps = calloc(1, sizeof(*ps));
 
     if (ps == NULL)
@@ -918,6 +925,48 @@ int lh_pubsub_end(lh_conn_t *c, const char *name, size_t len, const char *reason
     unsubscribe_at(c, i);
     lh_reply_send(c, "unsubscribed", h, 2, NULL, 0);
     return 1;
+}
+
+long lh_pubsub_api_apply(lh_worker_t *w, const char *json, size_t len)
+{
+    json_t *doc = json_loadb(json, len, 0, NULL);
+    const char *action = json_string_value(json_object_get(doc, "action"));
+    json_t *user = json_object_get(doc, "user");
+    const char *reason = json_string_value(json_object_get(doc, "reason"));
+    const char *chan = json_string_value(json_object_get(doc, "channel"));
+    json_int_t code = json_integer_value(json_object_get(doc, "code"));
+    int disc = action != NULL && strcmp(action, "disconnect") == 0;
+    lh_conn_t *c, *next;
+    long n = 0;
+
+    if (!json_is_string(user) || json_string_length(user) == 0 || action == NULL ||
+        (!disc && (strcmp(action, "unsubscribe") != 0 || chan == NULL ||
+                   !lh_channel_valid(chan, strlen(chan), LH_CHANNEL_MAX_LEN)))) {
+        json_decref(doc);
+        return -EINVAL;
+    }
+    if (code < 4000 || code > 4999)
+        code = LH_WS_CLOSE_API;
+    for (c = w->ws_conns.head; c != NULL; c = next) {
+        next = c->next; /* a close moves c to the closing list */
+        if (strcmp(lh_auth_user(c), json_string_value(user)) != 0 ||
+            (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT)))
+            continue;
+        if (disc) {
+            lh_log(LH_LOG_INFO, "%s: conn %llu: user \"%s\" disconnected by the server API",
+                   lh_conn_peer_name(c), (unsigned long long)c->id, lh_auth_user(c));
+            lh_conn_close_ws(c, (uint16_t)code, reason ? reason : "disconnected by the server");
+            n++;
+        } else {
+            lh_conn_hold(c);
+            n += lh_pubsub_end(c, chan, strlen(chan),
+                               reason ? reason : "unsubscribed by the server");
+            lh_conn_release(c);
+        }
+    }
+    lh_m_add(disc ? LH_M_API_DISCONNECTED : LH_M_API_UNSUBSCRIBED, (uint64_t)n);
+    json_decref(doc);
+    return n;
 }
 
 void lh_pubsub_recheck(lh_worker_t *w, const lh_auth_t *old)

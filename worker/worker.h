@@ -60,6 +60,8 @@ typedef struct {
                       const void *msg, size_t len);
     void (*renewed)(lh_worker_t *w, void *old_nc);
     void (*resubscribe)(lh_worker_t *w);
+    /* A server API action from another worker or node (JSON, see lh_pubsub_api_apply). */
+    void (*api)(lh_worker_t *w, const char *json, size_t len);
 } lh_nats_up_t;
 
 /* What reads a connection's input in its current state (http.c's lh_http_input, then
@@ -345,6 +347,8 @@ void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ct
 void lh_http_options(lh_conn_t *c, const char *allow);
 
 /* ---- admin.c ---- */
+/* 1 when the worker has an admin socket (the endpoints and the server API live there). */
+int lh_admin_socket_exists(const lh_worker_t *w);
 /* Serves /livez, /readyz and /metrics when this connection may see them. Returns 1 when
  * it answered. */
 int lh_admin_route(lh_conn_t *c, const lh_http_request_t *req);
@@ -475,6 +479,10 @@ void lh_pubsub_conn_gone(lh_conn_t *c);
 /* The rules changed from old to w->auth (a reload): every subscription they no longer
  * allow ends, with an "unsubscribed" message to its client. */
 void lh_pubsub_recheck(lh_worker_t *w, const lh_auth_t *old);
+/* A server API action on this worker's connections: {"action":"disconnect","user":U,
+ * "code":N,"reason":R} or {"action":"unsubscribe","user":U,"channel":C}. Returns how
+ * many connections were closed or subscriptions ended, or -EINVAL for bad JSON. */
+long lh_pubsub_api_apply(lh_worker_t *w, const char *json, size_t len);
 /* Ends c's subscription to channel (when it has one) and tells the client why, in an
  * "unsubscribed" message. Returns 1 when there was one, else 0. */
 int lh_pubsub_end(lh_conn_t *c, const char *name, size_t len, const char *reason);
@@ -489,6 +497,8 @@ void lh_pubsub_nats_resubscribe(lh_worker_t *w);
 /* ---- publish.c ---- */
 /* POST /publish: handles body, answers on c. */
 void lh_publish_http(lh_conn_t *c, const uint8_t *body, size_t len);
+/* POST /api/disconnect and /api/unsubscribe (the server API): answers on c. */
+void lh_api_http(lh_conn_t *c, const lh_http_request_t *req, const uint8_t *body, size_t len);
 /* 1 when the request carries publish.token (or none is configured); constant time. */
 int lh_publish_authorized(const lh_conn_t *c, const lh_http_request_t *req);
 
@@ -500,6 +510,10 @@ int lh_nats_publish(lh_worker_t *w, const char *ch, size_t chlen, const void *ms
 /* Starts/stops the NATS subscription for a channel. */
 void *lh_nats_subscribe(lh_worker_t *w, const char *ch, size_t chlen);
 void lh_nats_unsubscribe(lh_worker_t *w, void *sub);
+/* Sends a server API action (JSON) to every other worker of every node, on the
+ * <prefix>.$peers subject. 0, -ENOTCONN without a NATS connection, -EAGAIN when NATS
+ * could not take it. */
+int lh_nats_publish_api(lh_worker_t *w, const char *json, size_t len);
 /* 1 when the NATS connection is up. */
 int lh_nats_connected(lh_worker_t *w);
 /* Copies the connection state and the NATS counters into this worker's metrics; logs
