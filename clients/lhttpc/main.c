@@ -84,7 +84,9 @@ static void usage(FILE *out)
           "                                        [-d BODY | -f FILE]\n"
           "       lhttpc [OPTIONS] --http URL publish CHANNEL... [...]   POST to /publish\n"
           "       lhttpc [OPTIONS] --raw URL < MESSAGE   send stdin as one message\n"
-"\n"
+          "       lhttpc token (--secret-file FILE | --key-file PEM) [TOKEN OPTIONS]\n"
+          "                                        print a JWT (see Token below)\n"
+          "\n"
           "URL is ws://HOST[:PORT][/PATH] (no wss://: lhttpc has no TLS; use a TLS proxy),\n"
           "or with --http, http://HOST:PORT/publish.\n"
           "\n"
@@ -119,7 +121,10 @@ static void usage(FILE *out)
           "key:value, an empty line, body lines, and a line \".\" sends (\"..\" stands for a\n"
           "body line \".\"). Received messages are printed as they arrive. End of input\n"
           "closes the connection, unless -n asks to wait for more messages.\n"
-          "\n"
+          "\n",
+          out);
+    lhc_token_usage(out);
+    fputs("\n"
           "Exit status: 0 ok; 1 connection, handshake or WebSocket protocol failure;\n"
           "2 usage or invalid input; 3 timeout; 4 the server closed the connection\n"
           "(\"closed: CODE REASON\" on stderr); 5 publish refused: HTTP publish answered\n"
@@ -794,6 +799,9 @@ int main(int argc, char **argv)
     int status;
     const char *err;
 
+    /* "lhttpc token ..." is a command of its own (no URL can be the word "token"). */
+    if (argc >= 2 && strcmp(argv[1], "token") == 0)
+        return lhc_token_main(argc - 1, argv + 1);
     memset(&o, 0, sizeof(o));
     status = parse_args(argc, argv, &o);
     if (status >= 0)
