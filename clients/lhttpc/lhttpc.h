@@ -55,11 +55,12 @@ int lhc_url_parse(const char *s, lhc_url_t *u, const char **err);
 
 /*
  * Writes the upgrade request for u into out (capacity cap, NUL-terminated). key is the
- * base64 Sec-WebSocket-Key; origin and protocols may be NULL. Returns its length, or -1
- * when it does not fit or a value holds CR or LF.
+ * base64 Sec-WebSocket-Key; origin, protocols and token may be NULL (a token is sent as
+ * "Authorization: Bearer <token>"). Returns its length, or -1 when it does not fit or a
+ * value holds CR or LF.
  */
 int lhc_handshake_request(char *out, size_t cap, const lhc_url_t *u, const char *key,
-                          const char *origin, const char *protocols);
+                          const char *origin, const char *protocols, const char *token);
 
 /* Fills key[25] with the base64 of 16 random bytes. Returns 0, or -1 (errno set). */
 int lhc_handshake_key(char key[25]);
@@ -187,6 +188,7 @@ typedef struct lhc_conn lhc_conn_t;
 typedef struct {
     const char *origin;    /* NULL: no Origin header */
     const char *protocols; /* NULL: no Sec-WebSocket-Protocol */
+    const char *token;     /* NULL: no Authorization header */
     uint64_t max_message;  /* cap of a received message */
     int64_t deadline;      /* lhc_now_ms() value, or -1 for none */
 } lhc_conn_opts_t;

@@ -415,3 +415,65 @@ SECRET=0123456789abcdef0123456789abcdef-s3cret
     [ "$status" -eq 0 ]
     has_match '^  --secret-file FILE'
 }
+
+# --- --token in the WebSocket handshake ------------------------------------------------
+
+# start_recorder: tests/lib/backend.py on a port the kernel picks, answering every request
+# 403, with a log of the requests (REC_PORT, REC_LOG): it shows what lhttpc sent.
+start_recorder() {
+    local d
+    d=$(lh_tmp)
+    printf '%s\n' '{"*": {"status": 403, "body": "recorded"}}' >"$d/rec.routes.json"
+    : >"$d/rec.log"
+    "$PY" "$LH_LIB/backend.py" serve --port-file "$d/rec.port" --log "$d/rec.log" \
+        --routes "$d/rec.routes.json" >"$d/rec.out" 2>&1 3>&- &
+    BG_PIDS="${BG_PIDS:-} $!"
+    wait_for 5 test -s "$d/rec.port" || { cat "$d/rec.out" >&2; return 1; }
+    REC_PORT=$(cat "$d/rec.port") REC_LOG=$d/rec.log
+}
+
+# rec COUNT|SHOW ARGS...: backend.py's reader of the recorder's log.
+rec() { "$PY" "$LH_LIB/backend.py" "$1" "$REC_LOG" "${@:2}"; }
+
+@test "lhttpc: --token is sent as Authorization: Bearer in the handshake of every mode" {
+    local tok=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2ln mode
+    start_recorder
+    for mode in listen 'send ping' 'subscribe news' 'publish news -d x'; do
+        # shellcheck disable=SC2086
+        run --separate-stderr "$LHTTPC" -w 5000 --token "$tok" \
+            "ws://127.0.0.1:$REC_PORT/${mode%% *}" $mode
+        [ "$status" -eq 1 ]
+        [[ $stderr =~ handshake\ refused:\ HTTP/1\.[01]\ 403 ]]
+        [ "$(rec count --path "/${mode%% *}" --header "Authorization:Bearer $tok")" -eq 1 ]
+    done
+    run --separate-stderr "$LHTTPC" -w 5000 --token "$tok" "ws://127.0.0.1:$REC_PORT/tty" </dev/null
+    [ "$status" -eq 1 ]
+    [ "$(rec count --path /tty --header "Authorization:Bearer $tok")" -eq 1 ]
+    # The header is there once, with the Upgrade request.
+    run rec show --path /listen
+    has_line 'method GET'
+    has_line 'header upgrade: websocket'
+    [ "$(printf '%s\n' "$output" | grep -c '^header authorization:')" -eq 1 ]
+}
+
+@test "lhttpc: no --token, no Authorization header (LHTTPC_TOKEN is only for --http)" {
+    start_recorder
+    LHTTPC_TOKEN=t0ken run --separate-stderr "$LHTTPC" -w 5000 "ws://127.0.0.1:$REC_PORT/plain" listen
+    [ "$status" -eq 1 ]
+    [ "$(rec count --path /plain)" -eq 1 ]
+    run rec show --path /plain
+    has_line 'header upgrade: websocket'
+    no_match '^header authorization:'
+}
+
+@test "lhttpc: a --token with CR or LF, or empty, is a usage error before connecting" {
+    start_recorder
+    run --separate-stderr "$LHTTPC" --token $'a\r\nX-Injected: 1' "ws://127.0.0.1:$REC_PORT/x" listen
+    [ "$status" -eq 2 ]
+    [[ $stderr =~ without\ CR\ or\ LF ]]
+    run --separate-stderr "$LHTTPC" --token $'a\nb' "ws://127.0.0.1:$REC_PORT/x" send ping
+    [ "$status" -eq 2 ]
+    run --separate-stderr "$LHTTPC" --token '' "ws://127.0.0.1:$REC_PORT/x" listen
+    [ "$status" -eq 2 ]
+    [ "$(rec count --event connection)" -eq 0 ]
+}
