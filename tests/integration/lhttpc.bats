@@ -477,3 +477,79 @@ rec() { "$PY" "$LH_LIB/backend.py" "$1" "$REC_LOG" "${@:2}"; }
     [ "$status" -eq 2 ]
     [ "$(rec count --event connection)" -eq 0 ]
 }
+
+# --- lhttpc token and --token against lhttpd's auth ------------------------------------
+
+# start_auth_server DIR: a second lhttpd (on the file's nats-server) whose auth.keys are
+# DIR/jwt.secret (kid hs), DIR/rs.pub (kid rs) and DIR/es.pub (kid es), with user.*
+# channels for their owner only; stopped by teardown.
+start_auth_server() {
+    local d=$1
+    start_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"],
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "auth": {"keys": [{"kid": "hs", "secret_file": "'"$d"'/jwt.secret"},
+                          {"kid": "rs", "public_key_file": "'"$d"'/rs.pub"},
+                          {"kid": "es", "public_key_file": "'"$d"'/es.pub"}]},
+        "namespaces": {"user": {"subscribe": "owner", "publish": "none"}}
+    }'
+    BG_PIDS="${BG_PIDS:-} $LH_PID"
+}
+
+@test "lhttpc: tokens of lhttpc token pass lhttpd's auth, sent with --token or in an auth message" {
+    local d=$BATS_TEST_TMPDIR tok kid exp key
+    printf '%s\n' "$SECRET" >"$d/jwt.secret"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$d/rs.pem" 2>/dev/null
+    openssl pkey -in "$d/rs.pem" -pubout -out "$d/rs.pub"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/es.pem"
+    openssl pkey -in "$d/es.pem" -pubout -out "$d/es.pub"
+    start_auth_server "$d"
+    for kid in hs rs es; do
+        if [ $kid = hs ]; then key=(--secret-file "$d/jwt.secret"); else key=(--key-file "$d/$kid.pem"); fi
+        exp=$(($(date +%s) + 600))
+        tok=$("$LHTTPC" token "${key[@]}" --kid $kid --sub 42 --exp "$exp")
+        # In an auth message: the server says who the connection is and until when (the
+        # reply ends "\r\n\r\n", and the newline after it; run drops the newlines at the end).
+        run --separate-stderr "$LHTTPC" -w 5000 "$(url)" send auth -H "token:$tok"
+        [ "$status" -eq 0 ]
+        [ "$output" = $'LHTTP/1.0 auth\r\nuser:42\r\nexpires:'"$exp"$'\r\n\r' ] || lh_show_output
+        # In the handshake: user 42 may subscribe to user.42 (no answer: the pong comes
+        # first), not to user.43.
+        run --separate-stderr "$LHTTPC" -w 5000 -n 1 --token "$tok" "$(url)" \
+            < <(printf 'subscribe\nsubscribe:user.42\n.\nping\n\nafter\n.\n')
+        [ "$status" -eq 0 ]
+        [ "$output" = $'LHTTP/1.0 pong\r\n\r\nafter' ]
+        run --separate-stderr "$LHTTPC" -w 5000 --token "$tok" "$(url)" send subscribe \
+            -H subscribe:user.43
+        [ "$status" -eq 0 ]
+        [[ $output =~ ^LHTTP/1\.0\ error ]]
+        [[ $output =~ code:403 ]]
+    done
+    # Without a token, user.42 is refused too: the token made the difference.
+    run --separate-stderr "$LHTTPC" -w 5000 "$(url)" send subscribe -H subscribe:user.42
+    [ "$status" -eq 0 ]
+    [[ $output =~ code:403 ]]
+}
+
+@test "lhttpc: lhttpd refuses with 401 the handshake of an expired or foreign --token" {
+    local d=$BATS_TEST_TMPDIR tok
+    printf '%s\n' "$SECRET" >"$d/jwt.secret"
+    printf '%s\n' "another-secret-of-more-than-32-bytes" >"$d/other.secret"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$d/rs.pem" 2>/dev/null
+    openssl pkey -in "$d/rs.pem" -pubout -out "$d/rs.pub"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/es.pem"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/es2.pem"
+    openssl pkey -in "$d/es.pem" -pubout -out "$d/es.pub"
+    start_auth_server "$d"
+    for tok in "$("$LHTTPC" token --secret-file "$d/jwt.secret" --kid hs --sub 42 --exp-in -60)" \
+        "$("$LHTTPC" token --secret-file "$d/other.secret" --kid hs --sub 42)" \
+        "$("$LHTTPC" token --key-file "$d/es2.pem" --kid es --sub 42)"; do
+        run --separate-stderr "$LHTTPC" -w 5000 --token "$tok" "$(url)" listen
+        [ "$status" -eq 1 ]
+        [[ $stderr =~ handshake\ refused:\ HTTP/1\.1\ 401 ]]
+    done
+    # The same key with its own kid passes.
+    tok=$("$LHTTPC" token --key-file "$d/es.pem" --kid es --sub 42)
+    run --separate-stderr "$LHTTPC" -w 5000 --token "$tok" "$(url)" send ping -d ok
+    [ "$status" -eq 0 ]
+}
