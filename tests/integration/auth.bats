@@ -768,7 +768,7 @@ $(ws_text 'LHTTP/1.0 pong\r\n\r\nok')" ] || {
         }
     }
     check '"auth": {"keys": [{"secret_file": "'"$d"'/missing"}]}' \
-        "$f: $d/missing: No such file or directory"
+        "$f: auth.keys[0]: $d/missing: No such file or directory"
     check '"auth": {"keys": [{"secret_file": "'"$d"'/short"}]}' \
         "$f: auth.keys[0]: $d/short: an HMAC secret must have at least 32 bytes (RFC 7518 3.2)"
     check '"auth": {"keys": [{"kid": "a", "secret_file": "'"$K"'/secret"}, {"secret_file": "'"$d"'/short-crlf"}]}' \
