@@ -107,11 +107,13 @@ static int load_key(lh_auth_t *a, const lh_key_cfg_t *kc, size_t i, char *err, s
                        : kc->public_key_file ? kc->public_key_file : kc->jwks_file;
     char why[256];
     size_t len = 0;
-    char *text = read_file(path, &len, err, errlen);
+    char *text = read_file(path, &len, why, sizeof(why));
     int rc;
 
-    if (text == NULL)
+    if (text == NULL) {
+        snprintf(err, errlen, "auth.keys[%zu]: %s", i, why);
         return -1;
+    }
     if (kc->secret_file != NULL) {
         while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
             len--;
