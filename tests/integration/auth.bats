@@ -148,7 +148,7 @@ setup_file() {
         "workers": 1,
         "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
         "auth": {"anonymous": false, "keys": [{"secret_file": "'"$K"'/secret"}],
-                 "timeout_ms": 1500, "expiry_grace_ms": 1500, "leeway_s": 0}
+                 "timeout_ms": 1500, "expiry_grace_ms": 1500}
     }'
     STRICT_PORT=$LH_PORT STRICT_PID=$LH_PID STRICT_LOG=$LH_LOG STRICT_WORKERS=$LH_WORKERS
     FILE_PIDS=$LH_PIDS
@@ -466,6 +466,21 @@ $(ws_text 'LHTTP/1.0 pong\r\n\r\nok')" ] || {
         "still-open"
     use STRICT
     [ "$(fail_metric not_refreshed)" -eq $((nr0 + 1)) ]
+}
+
+@test "a token that expires very far ahead (no auth.max_lifetime_s) gets no refresh: the expiry timer does not wrap" {
+    use STRICT
+    # (exp - now) * 1000 ms is 2^64 + 384 here: wrapped, the timer fired at once.
+    exp=$(($(date +%s) + 18446744073709552))
+    run probe upgrade "text:LHTTP/1.0 auth\r\ntoken:$(mint "$K/secret" sub=42 exp=$exp)\r\n\r\n" msg listen:1200
+    lines_are "status 101" "accept ok" "protocol -" "$(ws_text "$(auth_ok 42 $exp)")" still-open
+}
+
+@test "a token with the largest exp (2^63 - 1) is accepted: the leeway does not overflow it into the past" {
+    use STRICT
+    exp=9223372036854775807
+    run probe upgrade "text:LHTTP/1.0 auth\r\ntoken:$(mint "$K/secret" sub=42 exp=$exp)\r\n\r\n" msg listen:1200
+    lines_are "status 101" "accept ok" "protocol -" "$(ws_text "$(auth_ok 42 $exp)")" still-open
 }
 
 # --- channels claim and subscription tokens -----------------------------------------------
