@@ -712,6 +712,28 @@ $(ws_text 'LHTTP/1.0 pong\r\n\r\nok')" ] || {
     [ "$(metric 'lhttpd_server_unsubscribes_total{cause="rules"}')" -eq 4 ]
 }
 
+@test "a second reload reaches connections of a worker that the first one retired: the newest rules end their subscriptions too" {
+    start_own '{
+        "listen": ["127.0.0.1:@PORT@"], "workers": 1,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "namespaces": {"room": {"subscribe": "any"}, "news": {"subscribe": "any"}}
+    }'
+    ps_bg gen1 --timeout 10 open:a:$LH_PORT 'sub:a:room.a news.b' print:ready recv:a
+    wait_bg gen1 '^ready$'
+    # The first reload changes nothing a's subscriptions depend on: generation 1 drains.
+    sed -i 's/"news": {"subscribe": "any"}/"news": {"subscribe": "any", "publish": "none"}/' "$LH_CONF"
+    run "$LHTTPD" -s reload -c "$LH_CONF"
+    [ "$status" -eq 0 ] || lh_show_output
+    # The second one closes room to anonymous users, a's connection included.
+    sed -i 's/"room": {"subscribe": "any"}/"room": {"subscribe": "authenticated"}/' "$LH_CONF"
+    run "$LHTTPD" -s reload -c "$LH_CONF"
+    [ "$status" -eq 0 ] || lh_show_output
+    wait_gone "$PS_PID_gen1" 12
+    run bg_out gen1
+    lines_are "a open" "a subscribed" ready \
+        "$(got a "LHTTP/1.0 unsubscribed\\r\\nchannel:room.a\\r\\nreason:$(denied subscribe room.a "$AUTHN")\\r\\n\\r\\n")"
+}
+
 @test "keys change on reload (SIGHUP): new secret and JWKS keys work, removed ones stop, on new and on old connections" {
     local kd=$(lh_tmp)/rk exp
     mkdir -p "$kd"
