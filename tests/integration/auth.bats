@@ -363,10 +363,15 @@ $(ws_text "$(lerr 403 "$(denied subscribe chat.x "$AUTHN")" subscribe)")" ] || {
     run probe "upgrade:/?token=$(tok 42 pad="$(printf 'p%.0s' $(seq 1 2000))")"
     has_line "status 401"
     has_line 'header www-authenticate: Bearer realm="lhttpd", error="invalid_token", error_description="token over auth.max_token_bytes"'
+    # A bad percent-encoding is a malformed token, not a big one.
     run probe "upgrade:/?token=%zz"
     has_line "status 401"
+    has_line 'header www-authenticate: Bearer realm="lhttpd", error="invalid_token", error_description="malformed token"'
+    run probe "upgrade:/?token=$(tok 42 | cut -d. -f1,2).abc%"
+    has_line 'header www-authenticate: Bearer realm="lhttpd", error="invalid_token", error_description="malformed token"'
     want[bad_signature]=$((want[bad_signature] + 1))
-    want[too_big]=$((want[too_big] + 2))
+    want[too_big]=$((want[too_big] + 1))
+    want[malformed]=$((want[malformed] + 2))
     for r in "${!want[@]}"; do
         n=$(fail_metric $r)
         [ "$n" -eq $((before[$r] + want[$r])) ] || {
