@@ -10,7 +10,7 @@
 #
 # Two servers are shared by the file (setup_file): MAIN (anonymous allowed, namespaces,
 # keys of every kind, audience "lh" and issuer "me") and STRICT (auth.anonymous false,
-# short deadlines). Tests that need their own configuration start their own lhttpd.
+# short deadlines, the default namespace for its owner only). Tests that need their own configuration start their own lhttpd.
 # Tokens come from tests/lib/jwtmint.py (HS* with the stdlib, RS256/ES256 through the
 # openssl command); keys are made with openssl in setup_file.
 
@@ -148,7 +148,8 @@ setup_file() {
         "workers": 1,
         "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
         "auth": {"anonymous": false, "keys": [{"secret_file": "'"$K"'/secret"}],
-                 "timeout_ms": 1500, "expiry_grace_ms": 1500}
+                 "timeout_ms": 1500, "expiry_grace_ms": 1500},
+        "namespaces": {"": {"subscribe": "owner", "publish": "any"}}
     }'
     STRICT_PORT=$LH_PORT STRICT_PID=$LH_PID STRICT_LOG=$LH_LOG STRICT_WORKERS=$LH_WORKERS
     FILE_PIDS=$LH_PIDS
@@ -210,6 +211,26 @@ setup() { use MAIN; }
         want+=("$(got $c 'LHTTP/1.0 msg\r\npublish:user.42\r\n\r\none')"
             "$(got $c 'LHTTP/1.0 msg\r\npublish:user.42.inbox\r\n\r\ntwo')")
     done
+    lines_are "${want[@]}"
+}
+
+@test "owner in the default namespace: a channel without a dot is its owner's when it is the user id itself" {
+    use STRICT
+    run ps_run -H "u=Authorization: Bearer $(stok 2)" -H "v=Authorization: Bearer $(stok 42)" \
+        open:u:$LH_PORT open:v:$LH_PORT \
+        sub:u:42 sub:u:x2 sub:u:22 sub:u:2 sub:v:142 sub:v:x42 sub:v:4 sub:v:42 \
+        pub:u:42:for-42 pub:v:2:for-2 recv:v recv:u
+    [ "$status" -eq 0 ] || lh_show_output
+    want=("u open" "v open")
+    for ch in 42 x2 22; do
+        want+=("$(got u "$(lerr 403 "not allowed to subscribe to \"$ch\": namespace \"\" $OWNER" subscribe)")" "u subscribed")
+    done
+    want+=("u subscribed")
+    for ch in 142 x42 4; do
+        want+=("$(got v "$(lerr 403 "not allowed to subscribe to \"$ch\": namespace \"\" $OWNER" subscribe)")" "v subscribed")
+    done
+    want+=("v subscribed" "$(got v 'LHTTP/1.0 msg\r\npublish:42\r\n\r\nfor-42')"
+        "$(got u 'LHTTP/1.0 msg\r\npublish:2\r\n\r\nfor-2')")
     lines_are "${want[@]}"
 }
 
