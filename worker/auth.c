@@ -520,8 +520,11 @@ int lh_auth_may_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch
         return deny(why, cap, LH_ACT_SUBSCRIBE, label,
                     "needs an authenticated user", ch, len, ns->name);
     case LH_SUB_OWNER:
-        /* <ns>.<sub> itself, or a channel below it. */
-        if (sl > 0 && len >= ns->len + 1 + sl &&
+        /* <ns>.<sub> itself, or a channel below it; in the default namespace (channels
+         * without a dot) only the channel <sub>. */
+        if (ns->len == 0 && sl > 0 && len == sl && memcmp(ch, sub, sl) == 0)
+            return LH_PERM_ALLOW;
+        if (ns->len > 0 && sl > 0 && len >= ns->len + 1 + sl &&
             memcmp(ch + ns->len + 1, sub, sl) == 0 &&
             (len == ns->len + 1 + sl || ch[ns->len + 1 + sl] == '.'))
             return LH_PERM_ALLOW;
