@@ -431,6 +431,42 @@ $(ws_text 'LHTTP/1.0 pong\r\n\r\nok')" ] || {
     last_line_is "$(ws_text "$(auth_ok $u255 0)")"
 }
 
+@test "auth.algorithms pins the algorithms, require_exp wants an exp, leeway_s 0 allows no skew, max_token_bytes is exact" {
+    local exp t n p
+    start_own '{
+        "listen": ["127.0.0.1:@PORT@"], "workers": 1,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "auth": {"keys": [{"secret_file": "'"$K"'/secret"}, {"kid": "es", "public_key_file": "'"$K"'/es.pub"}],
+                 "algorithms": ["ES256", "HS512"], "require_exp": true, "leeway_s": 0,
+                 "max_token_bytes": 256}
+    }'
+    exp=$(($(date +%s) + 600))
+    authp() { probe upgrade "text:LHTTP/1.0 auth\r\ntoken:$1\r\n\r\n" msg | tail -1; }
+    refused() { ws_text "$(lerr 401 "$1" auth)"; }
+    [ "$(authp "$(mint "$K/es.key" --alg ES256 --kid es sub=1 exp=$exp)")" = "$(ws_text "$(auth_ok 1 $exp)")" ]
+    [ "$(authp "$(mint "$K/secret" --alg HS512 sub=1 exp=$exp)")" = "$(ws_text "$(auth_ok 1 $exp)")" ]
+    [ "$(authp "$(mint "$K/secret" --alg HS256 sub=1 exp=$exp)")" = "$(refused "token algorithm not accepted")" ]
+    [ "$(authp "$(mint "$K/secret" --alg HS384 sub=1 exp=$exp)")" = "$(refused "token algorithm not accepted")" ]
+    run probe -H "Authorization: Bearer $(mint "$K/secret" sub=1 exp=$exp)" upgrade
+    has_line 'header www-authenticate: Bearer realm="lhttpd", error="invalid_token", error_description="token algorithm not accepted"'
+    [ "$(authp "$(mint "$K/secret" --alg HS512 sub=1)")" = "$(refused "bad token claims")" ]
+    [ "$(authp "$(mint "$K/secret" --alg HS512 sub=1 exp=-1)")" = "$(refused "token expired")" ]
+    [ "$(authp "$(mint "$K/secret" --alg HS512 sub=1 exp=$exp nbf=+2)")" = "$(refused "token not valid yet")" ]
+    # Pad a token to exactly 256 bytes: accepted; one more byte is too big.
+    n=$(mint "$K/secret" --alg HS512 sub=1 exp=$exp pad= | tr -d '\n' | wc -c)
+    p=$(((256 - n) * 3 / 4 - 2))
+    while t=$(mint "$K/secret" --alg HS512 sub=1 exp=$exp pad="$(printf 'p%.0s' $(seq 1 $p))") && [ ${#t} -lt 256 ]; do
+        p=$((p + 1))
+    done
+    # (36 bytes of header, 86 of signature and two dots leave 132 for the payload: a
+    # base64url length that exists.)
+    [ ${#t} -eq 256 ]
+    [ "$(authp "$t")" = "$(ws_text "$(auth_ok 1 $exp)")" ]
+    t=$(mint "$K/secret" --alg HS512 sub=1 exp=$exp pad="$(printf 'p%.0s' $(seq 1 $((p + 1))))")
+    [ ${#t} -gt 256 ]
+    [ "$(authp "$t")" = "$(refused "token over auth.max_token_bytes")" ]
+}
+
 # --- expiry and refresh ---------------------------------------------------------------------
 
 @test "token expiry: refresh, then 4401 after auth.expiry_grace_ms; a refresh keeps it open; a refresh for another user gets 403 and the identity stays" {
