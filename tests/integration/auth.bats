@@ -680,7 +680,7 @@ $(ws_text 'LHTTP/1.0 pong\r\n\r\nok')" ] || {
 
 # --- across workers and nodes ---------------------------------------------------------------
 
-@test "a refused publish reaches no subscriber on any worker or node (2 workers, 2 nodes on one NATS)" {
+@test "a refused publish reaches no subscriber on any worker or node (2 workers, 2 nodes on one NATS); the stamped sender crosses them" {
     local conf echo_so
     echo_so=$(dirname "$LHTTPD")/modules/echo.so
     conf='{
@@ -688,7 +688,8 @@ $(ws_text 'LHTTP/1.0 pong\r\n\r\nok')" ] || {
         "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
         "modules": [{"path": "'"$echo_so"'", "config": {"pid_header": "x-worker-pid"}}],
         "auth": {"keys": [{"secret_file": "'"$K"'/secret"}]},
-        "namespaces": {"chat": {"subscribe": "authenticated", "publish": "subscribers"},
+        "namespaces": {"chat": {"subscribe": "authenticated", "publish": "subscribers",
+                                "stamp_user": true},
                        "ann": {"subscribe": "any", "publish": "authenticated"}}
     }'
     start_own "${conf//@W@/2}"
@@ -713,14 +714,16 @@ $(ws_text 'LHTTP/1.0 pong\r\n\r\nok')" ] || {
     # with one refused channel. Then the marker.
     steps+=(open:x:$A_PORT "send:x:LHTTP/1.0 auth\r\ntoken:$(stok x)\r\n\r\n" recv:x
         pub:x:chat.r:refused-1 recv:x open:y:$B_PORT pub:y:ann.r:refused-2 recv:y
-        'pub:x:ann.r chat.r:refused-3' recv:x pub:m:chat.r:marker)
+        'pub:x:ann.r chat.r:refused-3' recv:x
+        "send:m:LHTTP/1.0 msg\r\npublish:chat.r\r\nsender:forged\r\n\r\nmarker")
     for s in $subs; do steps+=(recv:$s); done
     run ps_run "${hs[@]}" "${steps[@]}"
     [ "$status" -eq 0 ] || lh_show_output
     no_match 'refused-[0-9]$'
-    # The marker is each subscriber's first message after the sync.
+    # The marker is each subscriber's first message after the sync, stamped with its
+    # publisher's user id on every worker and node.
     for s in $subs; do
-        [ "$(grep -E "^$s got " <<<"$output" | tail -1)" = "$(got $s 'LHTTP/1.0 msg\r\npublish:chat.r\r\n\r\nmarker')" ] ||
+        [ "$(grep -E "^$s got " <<<"$output" | tail -1)" = "$(got $s 'LHTTP/1.0 msg\r\npublish:chat.r\r\nsender:1\r\n\r\nmarker')" ] ||
             { echo "$s did not get the marker first" >&2; lh_show_output; }
     done
     has_line "$(got x "$(lerr 403 "not allowed to publish to \"chat.r\": namespace \"chat\" $SUBS" msg)")"
