@@ -297,6 +297,44 @@ setup() { use MAIN; }
     [ "$(fail_metric missing)" -eq $((m0 + 2)) ]
 }
 
+@test "a token and auth messages sent while the connect webhook is pending: the identity holds once the handshake completes" {
+    local dir=$(lh_tmp)
+    printf '%s\n' '{"/hooks/connect": {"status": 200, "delay_ms": 700}, "/hooks/disconnect": {"status": 204}}' >"$dir/routes.json"
+    "$PY" "$LH_LIB/backend.py" serve --port-file "$dir/hook.port" --log "$dir/hook.log" \
+        --routes "$dir/routes.json" >"$dir/hook.out" 2>&1 3>&- &
+    lh_record $!
+    wait_for 5 test -s "$dir/hook.port"
+    start_own '{
+        "listen": ["127.0.0.1:@PORT@"], "workers": 1,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "webhooks": {"connect": "http://127.0.0.1:'"$(cat "$dir/hook.port")"'/hooks/connect"},
+        "auth": {"anonymous": false, "keys": [{"secret_file": "'"$K"'/secret"}]},
+        "namespaces": {"user": {"subscribe": "owner"}}
+    }'
+    exp=$(($(date +%s) + 600))
+    get="GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    # The auth command, pipelined behind the handshake.
+    run probe "send:$get\r\n" "text:LHTTP/1.0 auth\r\ntoken:$(stok 42 exp=$exp)\r\n\r\n" \
+        'text:LHTTP/1.0 subscribe\r\nsubscribe:user.43\r\n\r\n' \
+        'text:LHTTP/1.0 subscribe\r\nsubscribe:user.42\r\n\r\n' 'text:LHTTP/1.0 ping\r\n\r\np' \
+        response msg msg msg
+    has_line "status 101"
+    [ "$(tail -3 <<<"$output")" = "$(ws_text "$(auth_ok 42 $exp)")
+$(ws_text "$(lerr 403 "$(denied subscribe user.43 "$OWNER")" subscribe)")
+$(ws_text 'LHTTP/1.0 pong\r\n\r\np')" ] || lh_show_output
+    # The token in the handshake, messages pipelined behind it; then one that leaves
+    # before the webhook answers.
+    run probe "send:${get}Authorization: Bearer $(stok 7)\r\n\r\n" \
+        'text:LHTTP/1.0 subscribe\r\nsubscribe:user.7 user.8\r\n\r\n' 'text:LHTTP/1.0 ping\r\n\r\np' \
+        response msg msg
+    has_line "status 101"
+    [ "$(tail -2 <<<"$output")" = "$(ws_text "$(lerr 403 "$(denied subscribe user.8 "$OWNER")" subscribe)")
+$(ws_text 'LHTTP/1.0 pong\r\n\r\np')" ] || lh_show_output
+    run probe "send:${get}Authorization: Bearer $(stok 7)\r\n\r\n" \
+        "text:LHTTP/1.0 auth\r\ntoken:$(stok 7)\r\n\r\n" rst
+    assert_server_ok
+}
+
 # --- refused tokens -------------------------------------------------------------------------
 
 @test "every bad token is refused with 401 in the handshake (Bearer and ?token=) and by auth, and counted by reason" {
