@@ -5,7 +5,8 @@
  * waits in ppoll(2) with those signals unblocked only while it waits, so no flag is
  * missed. Workers talk to the master over one SOCK_SEQPACKET pair each:
  *   worker -> master: "ready", "draining", "hb SEQ CONNS"
- *   master -> worker: "drain", "stop", "hb SEQ"
+ *   master -> worker: "drain", "rules" (to a worker draining since an earlier reload:
+ *                     read the newest identity and namespace rules), "stop", "hb SEQ"
  * Reload parses the new configuration into a new structure; only if it is whole does a
  * new generation start, and only once it is ready does the old one drain. The control
  * socket is control.c's; this file answers its commands.
@@ -483,6 +484,9 @@ static void reload_progress(void)
                 p->state = P_DRAINING;
                 atomic_store(&lh_shm->slots[p->mslot].state, LH_SLOT_DRAINING);
                 p->hb_ok_ms = 0; /* "draining" acknowledges */
+            } else if (p->gen < M.new_gen && p->state == P_DRAINING) {
+                /* Retired by an earlier reload: its connections obey the newest rules. */
+                send_to(p, "rules");
             }
         }
         M.reloading = 2;

@@ -556,7 +556,12 @@ static int numeric_date(json_t *claims, const char *name, int64_t *out)
     if (v == NULL)
         return 0;
     if (json_is_integer(v)) {
-        *out = (int64_t)json_integer_value(v);
+        /* Clamped to +-9e15 s (285 million years), as reals are bounded: the checks
+         * below add the leeway and subtract now, which must not overflow. */
+        json_int_t x = json_integer_value(v);
+
+        *out = x > 9000000000000000ll ? 9000000000000000ll
+               : x < -9000000000000000ll ? -9000000000000000ll : (int64_t)x;
         return 0;
     }
     if (json_is_real(v)) {

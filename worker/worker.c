@@ -243,7 +243,8 @@ static void reload_rules(lh_worker_t *w)
     lh_auth_free(old);
 }
 
-/* Messages from the master (one datagram each): "drain", "stop", "hb N". */
+/* Messages from the master (one datagram each): "drain", "rules" (a later reload's rules
+ * for a worker that drains already), "stop", "hb N". */
 static void master_cb(evutil_socket_t fd, short what, void *arg)
 {
     lh_worker_t *w = arg;
@@ -265,6 +266,8 @@ static void master_cb(evutil_socket_t fd, short what, void *arg)
         reload_rules(w);
         lh_worker_drain(w);
         lh_worker_send_master(w, "draining");
+    } else if (strcmp(msg, "rules") == 0) {
+        reload_rules(w);
     } else if (strcmp(msg, "stop") == 0) {
         lh_worker_stop(w, LH_WS_CLOSE_GOING_AWAY, w->cfg->shutdown_timeout_ms);
     } else if (strncmp(msg, "hb ", 3) == 0) {
