@@ -488,11 +488,22 @@ static void count_denied(unsigned action, unsigned label)
     lh_m_inc(LH_M_DENIED_BASE + action * (LH_NS_LABELS + 1) + label);
 }
 
+/* Set while a reload's rules re-judge subscriptions: nothing is counted as refused then
+ * (lhttpd_permission_denied_total counts clients' requests). */
+static int judging_only;
+
 /* "not allowed to subscribe to "CH": namespace "NS" RULE" into why; counted. */
 static int deny(char *why, size_t cap, unsigned action, unsigned label, const char *rule,
                 const char *ch, size_t len, const char *ns)
 {
     char q[300];
+
+    if (judging_only) {
+        snprintf(why, cap, "not allowed to %s \"%s\": namespace \"%s\" %s",
+                 action == LH_ACT_SUBSCRIBE ? "subscribe to" : "publish to",
+                 lh_printable(q, sizeof(q), ch, len), ns, rule);
+        return LH_PERM_DENY;
+    }
 
     snprintf(why, cap, "not allowed to %s \"%s\": namespace \"%s\" %s",
              action == LH_ACT_SUBSCRIBE ? "subscribe to" : "publish to",
@@ -541,6 +552,17 @@ int lh_auth_may_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch
     default:
         return LH_PERM_WEBHOOK;
     }
+}
+
+int lh_auth_judge_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,
+                            char *why, size_t cap)
+{
+    int d;
+
+    judging_only = 1;
+    d = lh_auth_may_subscribe(a, c, ch, len, NULL, why, cap);
+    judging_only = 0;
+    return d;
 }
 
 int lh_auth_may_publish(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,

@@ -983,13 +983,16 @@ void lh_pubsub_recheck(lh_worker_t *w, const lh_auth_t *old)
             if (i >= c->nsubs)
                 continue;
             ch = c->subs[i].ch;
-            d = lh_auth_may_subscribe(w->auth, c, ch->name, ch->len, NULL, why, sizeof(why));
+            d = lh_auth_judge_subscribe(w->auth, c, ch->name, ch->len, why, sizeof(why));
             /* A webhook's or a subscription token's yes stands while the rule stays. */
             if (d == LH_PERM_ALLOW ||
                 (d != LH_PERM_ALLOW && lh_auth_rule_same(old, w->auth, ch->name, ch->len) &&
-                 lh_auth_may_subscribe(old, c, ch->name, ch->len, NULL, why, sizeof(why)) !=
-                     LH_PERM_ALLOW))
+                 lh_auth_judge_subscribe(old, c, ch->name, ch->len, why, sizeof(why)) !=
+                     LH_PERM_ALLOW)) {
                 continue;
+            }
+            if (d != LH_PERM_WEBHOOK) /* the reason of the new rules, not the old */
+                lh_auth_judge_subscribe(w->auth, c, ch->name, ch->len, why, sizeof(why));
             if (d == LH_PERM_WEBHOOK)
                 snprintf(why, sizeof(why), "the subscribe rule of this channel changed: "
                                            "subscribe again");

@@ -446,10 +446,12 @@ static int connect_identity(lh_upreq_t *r, lh_conn_t *c)
     user = json_object_get(doc, "user");
     info = json_object_get(doc, "info");
     if (user != NULL) {
-        if (!json_is_string(user) ||
+        /* An empty user id would be anonymous under another name: refused too. */
+        if (!json_is_string(user) || json_string_length(user) == 0 ||
             !lh_auth_user_valid(json_string_value(user), json_string_length(user)) ||
             (info != NULL && !json_is_object(info))) {
             lh_auth_count_failure(LH_AUTH_R_WEBHOOK);
+            lh_m_inc(LH_M_REJECT_BASE + LH_REJ_BACKEND);
             lh_http_refuse(c, 502, "the connect webhook answered an invalid user or info");
             rc = -1;
         } else {
@@ -1082,12 +1084,30 @@ static char *perm_body(lh_conn_t *c, const lh_msg_t *m, int kind, const char *li
     chans = NULL;
     json_object_set_new(doc, "command", json_stringn(m->m->command, m->m->command_len));
     if (kind == LH_HOOK_PUBLISH) {
-        /* The message as it would be delivered; a body that is not UTF-8 goes as base64
-         * would be a guess at what the backend wants: it is left out, flagged. */
-        if (lh_utf8_valid(m->raw, m->raw_len))
-            json_object_set_new(doc, "message", json_stringn((const char *)m->raw, m->raw_len));
+        /* The message as the client sent it, minus a subscription token (a credential
+         * never travels); a server-stamped sender is added at delivery. A body that is
+         * not UTF-8 is left out, flagged: base64 would be a guess at what the backend
+         * wants. */
+        static lh_lhttp_header_t hs[LH_LHTTP_HEADERS_CAP];
+        const lh_lhttp_msg_t *lm = m->m;
+        size_t nh = 0, need;
+        char *text;
+
+        for (size_t i = 0; i < lm->num_headers; i++)
+            if (!lh_strieq(lm->headers[i].key, lm->headers[i].key_len, "subscribe-token"))
+                hs[nh++] = lm->headers[i];
+        need = lh_lhttp_serialize(NULL, 0, lm->command, lm->command_len, hs, nh, lm->body,
+                                  lm->body_len);
+        text = malloc(need ? need : 1);
+        if (text == NULL)
+            goto done;
+        lh_lhttp_serialize(text, need, lm->command, lm->command_len, hs, nh, lm->body,
+                           lm->body_len);
+        if (lh_utf8_valid((const uint8_t *)text, need))
+            json_object_set_new(doc, "message", json_stringn(text, need));
         else
             json_object_set_new(doc, "binary", json_true());
+        free(text);
     }
     out = json_dumps(doc, JSON_COMPACT);
 done:
@@ -1102,7 +1122,10 @@ static int perm_hook(lh_conn_t *c, const lh_msg_t *m, int kind, const char *list
     lh_worker_t *w = c->w;
     const lh_config_t *cfg = w->cfg;
     const char *pfx = cfg->upstream.header_prefix;
-    const char *url = kind == LH_HOOK_SUBSCRIBE ? cfg->webhooks.subscribe : cfg->webhooks.publish;
+    /* The URLs come with the rules: a worker retired by a reload follows the new ones. */
+    const lh_config_t *rules = lh_auth_config(w->auth);
+    const char *url = kind == LH_HOOK_SUBSCRIBE ? rules->webhooks.subscribe
+                                                : rules->webhooks.publish;
     int upkind = kind == LH_HOOK_SUBSCRIBE ? UP_SUBSCRIBE : UP_PUBLISH;
     lh_upreq_t *r;
 

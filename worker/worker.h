@@ -407,6 +407,10 @@ int lh_auth_may_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch
                           const lh_jwt_claims_t *subtok, char *why, size_t cap);
 int lh_auth_may_publish(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,
                         int subscribed, char *why, size_t cap);
+/* lh_auth_may_subscribe without a subscription token and without counting a refusal: a
+ * reload re-judging the subscriptions a connection has. */
+int lh_auth_judge_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,
+                            char *why, size_t cap);
 /* Counts a refusal that a webhook made. */
 void lh_auth_count_denied(const lh_auth_t *a, unsigned action, const char *ch, size_t len);
 /* 1 when ch's subscribe rule is the same under a and b. */
