@@ -35,6 +35,10 @@ node_test() {
 
 @test "sdk unit: client events, queue and reconnection policy per close code" { node_test client.test.js; }
 
+@test "sdk unit: identity: auth first, refresh, 4401 and 4403, refused subscriptions, unsubscribed" {
+    node_test auth.test.js
+}
+
 @test "sdk integration: pub/sub both ways with colons, UTF-8, multipart and binary bodies" {
     node_test integration.test.js '^pubsub:'
 }
