@@ -4,6 +4,7 @@
  * reads the file, with a cap on its size.
  */
 #include "master.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@ lh_config_t *lh_config_load_file(const char *path, char *err, size_t errlen)
     size_t len;
     char perr[512];
     lh_config_t *cfg;
+    lh_auth_t *a;
 
     if (f == NULL) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -41,7 +43,18 @@ lh_config_t *lh_config_load_file(const char *path, char *err, size_t errlen)
     fclose(f);
     cfg = lh_config_parse(text, len, perr, sizeof(perr));
     free(text);
-    if (cfg == NULL)
+    if (cfg == NULL) {
         snprintf(err, errlen, "%s:%s", path, perr);
+        return NULL;
+    }
+    /* The key files auth.keys names must be there and usable: a start, a reload or
+     * `lhttpd -t` with a missing or bad key fails here, with the reason. */
+    a = lh_auth_new(cfg, NULL, perr, sizeof(perr));
+    if (a == NULL) {
+        snprintf(err, errlen, "%s: %s", path, perr);
+        lh_config_free(cfg);
+        return NULL;
+    }
+    lh_auth_free(a);
     return cfg;
 }

@@ -211,6 +211,12 @@ static void send_to(proc_t *p, const char *msg)
 
 static void child_main(int chan, int slot, const lh_config_t *cfg) __attribute__((noreturn));
 
+/* A retiring worker's new rules come from the file the master just reloaded. */
+static lh_config_t *reload_config(char *err, size_t errlen)
+{
+    return lh_config_load_file(M.path, err, errlen);
+}
+
 static void child_main(int chan, int slot, const lh_config_t *cfg)
 {
     sigset_t none;
@@ -236,6 +242,7 @@ static void child_main(int chan, int slot, const lh_config_t *cfg)
         lh_log(LH_LOG_ERR, "cannot start");
         _exit(1);
     }
+    w->load_config = reload_config;
     lh_worker_send_master(w, "ready");
     lh_worker_run(w);
     lh_worker_free(w);
@@ -444,6 +451,7 @@ static void start_reload(int client)
         finish_reload(0, "%s", err);
         return;
     }
+    lh_auth_register_labels(cfg);
     log_warnings(cfg);
     warn_restart_only(cfg);
     if (!reload_has_room(cfg)) {
@@ -911,6 +919,7 @@ static int master_setup(lh_config_t *cfg, const char *path)
     M.nworkers = workers_of(cfg);
     if (shm_setup(cfg) < 0)
         return -1;
+    lh_auth_register_labels(cfg);
     publish_header();
     if (sockets_setup(cfg) < 0)
         return -1;

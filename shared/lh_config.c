@@ -713,7 +713,9 @@ enum kind {
     K_LEVEL,   /* a syslog level name into int 3..7 */
     K_TOKEN,   /* null, or a string of min..max visible ASCII bytes, into char * */
     K_COMMANDS, /* {"NAME": {"webhook": URL}} into cfg->commands */
-    K_MODULES  /* [{"path": ..., "config": {...}}] into cfg->modules */
+    K_MODULES,  /* [{"path": ..., "config": {...}}] into cfg->modules */
+    K_KEYS,     /* [{"kid": ..., "secret_file" | "public_key_file" | "jwks_file": ...}] */
+    K_NAMESPACES /* {"NAME": {"subscribe": ..., "publish": ..., "stamp_user": ...}} */
 };
 
 typedef struct field {
@@ -834,8 +836,46 @@ static const field_t upstream_fields[] = {
 static const field_t webhooks_fields[] = {
     STR_FIELD("connect", K_TOKEN, webhooks.connect, 1, 4096, NULL, check_http_url),
     STR_FIELD("disconnect", K_TOKEN, webhooks.disconnect, 1, 4096, NULL, check_http_url),
+    STR_FIELD("subscribe", K_TOKEN, webhooks.subscribe, 1, 4096, NULL, check_http_url),
+    STR_FIELD("publish", K_TOKEN, webhooks.publish, 1, 4096, NULL, check_http_url),
     INT_FIELD("timeout_ms", K_MS, webhooks.timeout_ms, 1, HOUR_MS, 3000),
     INT_FIELD("disconnect_queue", K_SIZE, webhooks.disconnect_queue, 0, 1000000, 65536),
+    END
+};
+
+static const char *const alg_names[] = {"HS256", "HS384", "HS512", "RS256", "ES256"};
+
+static const char *check_alg(const char *s, size_t len)
+{
+    for (size_t i = 0; i < LH_ARRAY_LEN(alg_names); i++)
+        if (strlen(alg_names[i]) == len && memcmp(alg_names[i], s, len) == 0)
+            return NULL;
+    return "must be one of \"HS256\", \"HS384\", \"HS512\", \"RS256\", \"ES256\"";
+}
+
+static const char *check_claim(const char *s, size_t len)
+{
+    if (len == 0 || len > 1024)
+        return "must be 1 to 1024 bytes";
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return "must not contain control characters";
+    return NULL;
+}
+
+static const field_t auth_fields[] = {
+    INT_FIELD("anonymous", K_BOOL, auth.anonymous, 0, 1, 1),
+    { "keys", K_KEYS, 0, 0, 0, 0, NULL, NULL, NULL },
+    STR_FIELD("algorithms", K_LIST, auth.algorithms, 1, 5, "HS256 HS384 HS512 RS256 ES256",
+              check_alg),
+    STR_FIELD("audience", K_TOKEN, auth.audience, 1, 1024, NULL, check_claim),
+    STR_FIELD("issuer", K_TOKEN, auth.issuer, 1, 1024, NULL, check_claim),
+    INT_FIELD("leeway_s", K_MS, auth.leeway_s, 0, 3600, 5),
+    INT_FIELD("max_token_bytes", K_SIZE, auth.max_token_bytes, 64, 65536, 8192),
+    INT_FIELD("max_lifetime_s", K_MS, auth.max_lifetime_s, 0, 10u * 365 * 86400, 0),
+    INT_FIELD("require_exp", K_BOOL, auth.require_exp, 0, 1, 0),
+    INT_FIELD("expiry_grace_ms", K_MS, auth.expiry_grace_ms, 0, DAY_MS, 10000),
+    INT_FIELD("timeout_ms", K_MS, auth.timeout_ms, 1, HOUR_MS, 10000),
     END
 };
 
@@ -874,6 +914,8 @@ static const field_t top_fields[] = {
     SECTION("publish", publish_fields),
     SECTION("upstream", upstream_fields),
     SECTION("webhooks", webhooks_fields),
+    SECTION("auth", auth_fields),
+    { "namespaces", K_NAMESPACES, 0, 0, 0, 0, NULL, NULL, NULL },
     { "commands", K_COMMANDS, 0, 0, 0, 0, NULL, NULL, NULL },
     { "modules", K_MODULES, 0, 0, 0, 0, NULL, NULL, NULL },
     SECTION("static", static_fields),
@@ -936,6 +978,8 @@ static int set_defaults(lh_config_t *cfg, const field_t *fields)
             break;
         case K_COMMANDS:
         case K_MODULES:
+        case K_KEYS:
+        case K_NAMESPACES:
             break; /* none by default (calloc'ed) */
         case K_STRING:
         case K_TOKEN:
@@ -1202,6 +1246,171 @@ static int apply_modules(ctx_t *c, json_t *v, lh_config_t *cfg)
     return 0;
 }
 
+/* Reports a problem at the current path's sub-key key (its value). Returns -1. */
+static int fail_sub(ctx_t *c, const char *key, int at_key, const char *msg)
+{
+    int rc;
+
+    push_key(c, key);
+    rc = fail_at(c, at_key, 0, "%s", msg);
+    pop(c);
+    return rc;
+}
+
+/* "keys": [{"kid": "k1", "secret_file": "/etc/lhttpd/jwt.secret"}, ...] */
+static int apply_keys(ctx_t *c, json_t *v, lh_config_t *cfg)
+{
+    static const char *const files[3] = {"secret_file", "public_key_file", "jwks_file"};
+    size_t i;
+    json_t *k;
+
+    if (!json_is_array(v))
+        return fail(c, "must be an array of key objects");
+    if (json_array_size(v) > 64)
+        return fail(c, "at most 64 entries");
+    cfg->auth.keys = calloc(json_array_size(v) + 1, sizeof(*cfg->auth.keys));
+    if (cfg->auth.keys == NULL)
+        return oom(c);
+    json_array_foreach(v, i, k) {
+        lh_key_cfg_t *kc = &cfg->auth.keys[i];
+        char **slot[3] = {&kc->secret_file, &kc->public_key_file, &kc->jwks_file};
+        const char *key, *which = NULL;
+        json_t *val;
+        int rc = 0;
+
+        cfg->auth.nkeys = i + 1;
+        push_index(c, i);
+        if (!json_is_object(k)) {
+            rc = fail(c, "must be an object with \"kid\" and one of \"secret_file\", "
+                         "\"public_key_file\", \"jwks_file\"");
+            pop(c);
+            return rc;
+        }
+        json_object_foreach(k, key, val) {
+            size_t f;
+
+            for (f = 0; f < 3 && strcmp(key, files[f]) != 0; f++)
+                ;
+            if (f == 3 && strcmp(key, "kid") != 0) {
+                rc = fail_sub(c, key, 1, "unknown key (a key takes \"kid\" and one of "
+                                         "\"secret_file\", \"public_key_file\", \"jwks_file\")");
+                break;
+            }
+            if (!json_is_string(val) || json_string_length(val) == 0 ||
+                json_string_length(val) > 1024 ||
+                !all_visible(json_string_value(val), json_string_length(val)) ||
+                (f < 3 && json_string_value(val)[0] != '/')) {
+                rc = fail_sub(c, key, 0, f < 3 ? "must be an absolute path"
+                                               : "must be 1 to 1024 visible ASCII bytes");
+                break;
+            }
+            if (f < 3) {
+                if (which != NULL) {
+                    char msg[96];
+
+                    snprintf(msg, sizeof(msg), "a key has one file; \"%s\" is set already",
+                             which);
+                    rc = fail_sub(c, key, 1, msg);
+                    break;
+                }
+                which = files[f];
+                *slot[f] = strdup(json_string_value(val));
+                if (*slot[f] == NULL)
+                    rc = oom(c);
+            } else if ((kc->kid = strdup(json_string_value(val))) == NULL) {
+                rc = oom(c);
+            }
+            if (rc != 0)
+                break;
+        }
+        if (rc == 0 && which == NULL)
+            rc = fail(c, "needs one of \"secret_file\", \"public_key_file\", \"jwks_file\"");
+        if (rc == 0 && kc->jwks_file != NULL && kc->kid != NULL)
+            rc = fail_sub(c, "kid", 1, "a JWKS file names its keys' kids itself");
+        pop(c);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static const char *const sub_rules[] = {"any", "authenticated", "owner", "token", "webhook"};
+static const char *const pub_rules[] = {"any", "authenticated", "subscribers", "none",
+                                        "webhook"};
+
+static int rule_index(json_t *v, const char *const *names, size_t n)
+{
+    for (size_t i = 0; json_is_string(v) && i < n; i++)
+        if (strcmp(json_string_value(v), names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* "namespaces": {"chat": {"subscribe": "authenticated", "publish": "subscribers"}} */
+static int apply_namespaces(ctx_t *c, json_t *v, lh_config_t *cfg)
+{
+    const char *name;
+    json_t *ns;
+    size_t n = 0;
+
+    if (!json_is_object(v))
+        return fail(c, "must be an object of namespace names");
+    if (json_object_size(v) > LH_MAX_NAMESPACES)
+        return fail(c, "at most %d namespaces", LH_MAX_NAMESPACES);
+    cfg->namespaces = calloc(json_object_size(v) + 1, sizeof(*cfg->namespaces));
+    if (cfg->namespaces == NULL)
+        return oom(c);
+    json_object_foreach(v, name, ns) {
+        lh_ns_cfg_t *nc = &cfg->namespaces[n];
+        size_t len = strlen(name);
+        const char *key;
+        json_t *val;
+        int rc = 0;
+
+        push_key(c, name);
+        if (len > 0 && (!lh_channel_valid(name, len, LH_CHANNEL_MAX_LEN) ||
+                        memchr(name, '.', len) != NULL)) {
+            rc = fail_at(c, 1, 0, "a namespace is \"\" or one channel token (channel "
+                                  "characters, no '.')");
+        } else if (!json_is_object(ns)) {
+            rc = fail(c, "must be an object like {\"subscribe\": \"any\", \"publish\": \"any\"}");
+        }
+        if (rc == 0) {
+            nc->name = strdup(name);
+            nc->len = len;
+            cfg->nnamespaces = ++n;
+            if (nc->name == NULL)
+                rc = oom(c);
+        }
+        json_object_foreach(ns, key, val) {
+            if (rc != 0)
+                break;
+            if (strcmp(key, "subscribe") == 0) {
+                nc->subscribe = rule_index(val, sub_rules, LH_ARRAY_LEN(sub_rules));
+                if (nc->subscribe < 0)
+                    rc = fail_sub(c, key, 0, "must be one of \"any\", \"authenticated\", "
+                                             "\"owner\", \"token\", \"webhook\"");
+            } else if (strcmp(key, "publish") == 0) {
+                nc->publish = rule_index(val, pub_rules, LH_ARRAY_LEN(pub_rules));
+                if (nc->publish < 0)
+                    rc = fail_sub(c, key, 0, "must be one of \"any\", \"authenticated\", "
+                                             "\"subscribers\", \"none\", \"webhook\"");
+            } else if (strcmp(key, "stamp_user") == 0) {
+                if (!json_is_boolean(val))
+                    rc = fail_sub(c, key, 0, "must be true or false");
+                nc->stamp_user = json_is_true(val);
+            } else {
+                rc = fail_sub(c, key, 1, "unknown key (a namespace takes \"subscribe\", "
+                                         "\"publish\" and \"stamp_user\")");
+            }
+        }
+        pop(c);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int apply_field(ctx_t *c, json_t *v, const field_t *f, lh_config_t *cfg)
 {
     size_t i;
@@ -1227,6 +1436,10 @@ static int apply_field(ctx_t *c, json_t *v, const field_t *f, lh_config_t *cfg)
         return apply_commands(c, v, cfg);
     case K_MODULES:
         return apply_modules(c, v, cfg);
+    case K_KEYS:
+        return apply_keys(c, v, cfg);
+    case K_NAMESPACES:
+        return apply_namespaces(c, v, cfg);
     case K_LEVEL:
         for (i = 0; json_is_string(v) && i < LH_ARRAY_LEN(level_names); i++) {
             if (strcmp(json_string_value(v), level_names[i]) == 0) {
@@ -1327,6 +1540,33 @@ static int cross_checks(ctx_t *c, const lh_config_t *cfg)
         push_key(c, "max_workers_alive");
         rc = fail(c, "is %u, below workers (%d): a generation would not fit",
                   cfg->max_workers_alive, cfg->workers);
+        pop(c);
+        return rc;
+    }
+    for (i = 0; i < cfg->nnamespaces; i++) {
+        const lh_ns_cfg_t *ns = &cfg->namespaces[i];
+
+        if ((ns->subscribe == LH_SUB_WEBHOOK && cfg->webhooks.subscribe == NULL) ||
+            (ns->publish == LH_PUB_WEBHOOK && cfg->webhooks.publish == NULL)) {
+            int sub = ns->subscribe == LH_SUB_WEBHOOK && cfg->webhooks.subscribe == NULL;
+
+            push_key(c, "namespaces");
+            push_key(c, ns->name);
+            push_key(c, sub ? "subscribe" : "publish");
+            rc = fail(c, "is \"webhook\" but webhooks.%s is not set",
+                      sub ? "subscribe" : "publish");
+            pop(c);
+            pop(c);
+            pop(c);
+            return rc;
+        }
+    }
+    if (!cfg->auth.anonymous && cfg->auth.nkeys == 0 && cfg->webhooks.connect == NULL) {
+        push_key(c, "auth");
+        push_key(c, "anonymous");
+        rc = fail(c, "is false, but there are no auth.keys and no webhooks.connect: no "
+                     "connection could ever authenticate");
+        pop(c);
         pop(c);
         return rc;
     }
@@ -1441,6 +1681,16 @@ void lh_config_free(lh_config_t *cfg)
         free(cfg->modules[i].config_json);
     }
     free(cfg->modules);
+    for (size_t i = 0; i < cfg->auth.nkeys; i++) {
+        free(cfg->auth.keys[i].kid);
+        free(cfg->auth.keys[i].secret_file);
+        free(cfg->auth.keys[i].public_key_file);
+        free(cfg->auth.keys[i].jwks_file);
+    }
+    free(cfg->auth.keys);
+    for (size_t i = 0; i < cfg->nnamespaces; i++)
+        free(cfg->namespaces[i].name);
+    free(cfg->namespaces);
     free_fields(cfg, top_fields);
     free(cfg);
 }

@@ -23,6 +23,27 @@ typedef struct {
     char *config_json; /* its "config" section as compact JSON ("{}" when absent) */
 } lh_module_cfg_t;
 
+/* A verification key of auth.keys: exactly one of the three files is set. */
+typedef struct {
+    char *kid;             /* NULL: the key of tokens without a kid (never with jwks_file) */
+    char *secret_file;     /* HMAC secret: the file's bytes, trailing CR/LF removed */
+    char *public_key_file; /* PEM: RSA (RS256) or EC P-256 (ES256) */
+    char *jwks_file;       /* a JWKS document: its keys with their kids */
+} lh_key_cfg_t;
+
+/* Namespace rules (namespaces.NAME.subscribe / .publish). */
+enum { LH_SUB_ANY, LH_SUB_AUTHENTICATED, LH_SUB_OWNER, LH_SUB_TOKEN, LH_SUB_WEBHOOK };
+enum { LH_PUB_ANY, LH_PUB_AUTHENTICATED, LH_PUB_SUBSCRIBERS, LH_PUB_NONE, LH_PUB_WEBHOOK };
+#define LH_MAX_NAMESPACES 256
+
+typedef struct {
+    char *name;  /* "" is the default namespace (channels without a '.') */
+    size_t len;
+    int subscribe;  /* LH_SUB_* */
+    int publish;    /* LH_PUB_* */
+    int stamp_user; /* deliveries carry the server-set "sender" header */
+} lh_ns_cfg_t;
+
 /* Worker processes per generation, and alive at once over all generations (the serving
  * one, a starting one and those still draining after reloads). */
 #define LH_MAX_WORKERS 1024
@@ -107,9 +128,29 @@ typedef struct lh_config_s {
     struct {
         char *connect;       /* POSTed before a handshake completes; non-2xx refuses it */
         char *disconnect;    /* POSTed when a client leaves (best effort) */
+        char *subscribe;     /* decides subscriptions to "webhook" namespaces */
+        char *publish;       /* decides publications to "webhook" namespaces */
         unsigned timeout_ms; /* default 3000 */
         size_t disconnect_queue; /* waiting for an in-flight slot, per worker, default 65536 */
     } webhooks;
+
+    struct {
+        int anonymous;          /* connections without a token allowed, default 1 */
+        lh_key_cfg_t *keys;     /* verification keys, in order */
+        size_t nkeys;
+        lh_strlist_t algorithms; /* accepted, default all of HS256 HS384 HS512 RS256 ES256 */
+        char *audience;         /* NULL: aud not checked */
+        char *issuer;           /* NULL: iss not checked */
+        unsigned leeway_s;      /* clock skew allowed for exp, nbf, iat, default 5 */
+        size_t max_token_bytes; /* default 8192 */
+        unsigned max_lifetime_s; /* exp at most this far ahead; 0 (default) = any */
+        int require_exp;        /* tokens without exp refused, default 0 */
+        unsigned expiry_grace_ms; /* after exp, time to refresh before 4401, default 10000 */
+        unsigned timeout_ms;    /* anonymous off: time to send `auth`, default 10000 */
+    } auth;
+
+    lh_ns_cfg_t *namespaces; /* "namespaces": {"NAME": {...}}; unlisted ones allow anything */
+    size_t nnamespaces;
 
     lh_command_cfg_t *commands; /* "commands": {"NAME": {"webhook": URL}} */
     size_t ncommands;

@@ -31,7 +31,9 @@ enum {
     LH_WS_CLOSE_INTERNAL = 1011,
     LH_WS_CLOSE_SERVICE_RESTART = 1012, /* drained after a reload: reconnect now */
     LH_WS_CLOSE_TRY_AGAIN = 1013,    /* server overloaded (e.g. too many connections) */
-    LH_WS_CLOSE_SLOW_CONSUMER = 4008 /* send queue over limits.send_queue_bytes */
+    LH_WS_CLOSE_SLOW_CONSUMER = 4008, /* send queue over limits.send_queue_bytes */
+    LH_WS_CLOSE_UNAUTHORIZED = 4401, /* token expired unrefreshed, or none in time */
+    LH_WS_CLOSE_API = 4403           /* disconnected by the server API (its default) */
 };
 
 /* Largest frame header: 2 + 8 (length) + 4 (mask). */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int has_admin_socket(const lh_worker_t *w)
+int lh_admin_socket_exists(const lh_worker_t *w)
 {
     for (size_t i = 0; i < w->nlisteners; i++)
         if (w->listeners[i].admin)
@@ -65,7 +65,7 @@ int lh_admin_route(lh_conn_t *c, const lh_http_request_t *req)
         ep = LH_EP_METRICS;
     else
         return 0;
-    if (!(c->flags & LH_CF_ADMIN) && (has_admin_socket(w) || !w->cfg->admin.endpoints_on_public))
+    if (!(c->flags & LH_CF_ADMIN) && (lh_admin_socket_exists(w) || !w->cfg->admin.endpoints_on_public))
         return 0; /* not served here: the caller answers 404 */
     c->endpoint = (uint8_t)ep;
     if (req->method_id == LH_HTTP_OPTIONS) {

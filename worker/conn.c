@@ -574,7 +574,8 @@ static size_t conn_process(lh_conn_t *c, uint8_t *data, size_t len)
 {
     size_t off = 0;
 
-    while (off < len && !(c->flags & (LH_CF_DEAD | LH_CF_HS_PENDING | LH_CF_OUT_FULL))) {
+    while (off < len &&
+           !(c->flags & (LH_CF_DEAD | LH_CF_HS_PENDING | LH_CF_OUT_FULL | LH_CF_HOOK_WAIT))) {
         ssize_t r;
 
         if (c->state == LH_CONN_HTTP &&

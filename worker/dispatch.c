@@ -162,6 +162,57 @@ static int check_multipart(lh_conn_t *c, struct lh_msg_s *msg)
     return 0;
 }
 
+/*
+ * The built-in `auth` command: a token for a connection without one, or a fresher token
+ * for the same user. Handled before any filter or processor (its token never reaches a
+ * module, a webhook or a channel): the reply is `auth` with the user id and expiry, or
+ * error 401 (the token is invalid: the connection keeps what it had) or 403 (the token
+ * names another user).
+ */
+static void auth_command(lh_conn_t *c, const lh_lhttp_msg_t *lm, lh_msg_t *m)
+{
+    lh_jwt_claims_t cl;
+    const char *tok, *user;
+    size_t tl;
+    char exp[24], why[160];
+    lh_header_t h[2];
+    int r;
+
+    tok = lh_lhttp_header(lm, "token", &tl);
+    if (tok == NULL || tl == 0) {
+        lh_auth_count_failure(LH_AUTH_R_MISSING);
+        lh_reply_error_to(c, m, 400, "auth needs a token header");
+        return;
+    }
+    r = lh_auth_verify(c->w->auth, tok, tl, &cl);
+    if (r != LH_JWT_OK) {
+        lh_log(LH_LOG_INFO, "%s: conn %llu: auth refused: %s", lh_conn_peer_name(c),
+               (unsigned long long)c->id, lh_jwt_reason(r));
+        lh_reply_error_to(c, m, 401, lh_auth_reason_text(r));
+        return;
+    }
+    if (lh_auth_kind(c) == LH_ID_TOKEN || lh_auth_kind(c) == LH_ID_WEBHOOK) {
+        if (strcmp(cl.sub, lh_auth_user(c)) != 0) {
+            lh_auth_count_failure(LH_AUTH_R_OTHER_USER);
+            snprintf(why, sizeof(why), "the token is for another user than this "
+                                       "connection's");
+            lh_jwt_claims_free(&cl);
+            lh_reply_error_to(c, m, 403, why);
+            return;
+        }
+    }
+    if (lh_auth_set_token(c, &cl) < 0) {
+        lh_jwt_claims_free(&cl);
+        lh_reply_error_to(c, m, 500, "out of memory");
+        return;
+    }
+    user = lh_auth_user(c);
+    snprintf(exp, sizeof(exp), "%lld", (long long)lh_auth_expires(c));
+    h[0] = (lh_header_t){"user", 4, user, strlen(user)};
+    h[1] = (lh_header_t){"expires", 7, exp, strlen(exp)};
+    lh_reply_send(c, "auth", h, 2, NULL, 0);
+}
+
 void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary)
 {
     lh_worker_t *w = c->w;
@@ -201,6 +252,15 @@ void lh_dispatch_message(lh_conn_t *c, uint8_t *data, size_t len, int binary)
     msg.owned = NULL;
     if (check_multipart(c, &msg) != 0)
         return;
+    if (w->lmsg.command_len == 4 && memcmp(w->lmsg.command, "auth", 4) == 0) {
+        auth_command(c, &w->lmsg, &msg);
+        return;
+    }
+    if (lh_auth_pending(c)) {
+        lh_reply_error_to(c, &msg, 401, "authentication required: send auth with a token "
+                                        "first");
+        return;
+    }
     lh_conn_hold(c);
     for (size_t i = 0; i < nfilters; i++) {
         if (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT))

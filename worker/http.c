@@ -136,6 +136,104 @@ static int origin_allowed(const lh_config_t *cfg, const lh_http_header_t *origin
     return 0;
 }
 
+/*
+ * The token a handshake presents: "Authorization: Bearer <token>", or else the first
+ * "token" parameter of the query (browsers cannot set headers on a WebSocket),
+ * percent-decoded into buf (cap bytes). Returns its length, 0 when there is none, or -1
+ * when the query's token does not fit or is badly encoded.
+ */
+static long handshake_token(const lh_http_request_t *req, char *buf, size_t cap,
+                            const char **tok)
+{
+    const lh_http_header_t *h = lh_http_find_header(req, "authorization");
+    const char *q = req->query, *end = req->query ? req->query + req->query_len : NULL;
+
+    if (h != NULL && h->value_len > 7 && lh_strieq(h->value, 7, "bearer ")) {
+        size_t i = 7;
+
+        while (i < h->value_len && h->value[i] == ' ')
+            i++;
+        *tok = h->value + i;
+        return (long)(h->value_len - i);
+    }
+    while (q != NULL && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q)), *pe = amp ? amp : end;
+        size_t n = 0;
+
+        if (pe - q >= 6 && memcmp(q, "token=", 6) == 0) {
+            for (const char *p = q + 6; p < pe; p++) {
+                int hi, lo;
+
+                if (n + 1 >= cap)
+                    return -1;
+                if (*p != '%') {
+                    buf[n++] = *p == '+' ? ' ' : *p;
+                    continue;
+                }
+                if (pe - p < 3 || (hi = lh_hexval(p[1])) < 0 || (lo = lh_hexval(p[2])) < 0)
+                    return -1;
+                buf[n++] = (char)(hi * 16 + lo);
+                p += 2;
+            }
+            *tok = buf;
+            return (long)n;
+        }
+        q = pe + 1;
+    }
+    return 0;
+}
+
+/* Verifies the handshake's token, if it has one, and gives c its identity. Returns 0 to
+ * go on, or -1 when the handshake was refused (401: a token presented and invalid is
+ * never taken for anonymous). */
+static int handshake_identity(lh_conn_t *c, const lh_http_request_t *req)
+{
+    const lh_config_t *acfg = lh_auth_config(c->w->auth);
+    size_t cap = acfg->auth.max_token_bytes + 2;
+    char stackbuf[1024], *buf = cap <= sizeof(stackbuf) ? stackbuf : malloc(cap);
+    char extra[200];
+    const char *tok = NULL;
+    lh_jwt_claims_t cl;
+    long n;
+    int r;
+
+    /* Without auth.keys there are no tokens to verify: an Authorization header is the
+     * connect webhook's business, as it always was. */
+    if (acfg->auth.nkeys == 0) {
+        if (buf != stackbuf)
+            free(buf);
+        return 0;
+    }
+    if (buf == NULL) {
+        reject(c, LH_REJ_AUTH, 503, "out of memory", NULL);
+        return -1;
+    }
+    n = handshake_token(req, buf, cap, &tok);
+    if (n == 0) {
+        if (buf != stackbuf)
+            free(buf);
+        return 0; /* anonymous, or it authenticates with its first message */
+    }
+    r = n < 0 ? LH_JWT_TOO_BIG : lh_auth_verify(c->w->auth, tok, (size_t)n, &cl);
+    if (n < 0)
+        lh_auth_count_failure(LH_JWT_TOO_BIG);
+    if (buf != stackbuf)
+        free(buf);
+    if (r != LH_JWT_OK) {
+        snprintf(extra, sizeof(extra),
+                 "WWW-Authenticate: Bearer realm=\"lhttpd\", error=\"invalid_token\", "
+                 "error_description=\"%s\"\r\n", lh_auth_reason_text(r));
+        reject(c, LH_REJ_AUTH, 401, lh_auth_reason_text(r), extra);
+        return -1;
+    }
+    if (lh_auth_set_token(c, &cl) < 0) {
+        lh_jwt_claims_free(&cl);
+        reject(c, LH_REJ_AUTH, 503, "out of memory", NULL);
+        return -1;
+    }
+    return 0;
+}
+
 /* Validates an upgrade request and switches the connection to WebSocket. */
 static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
 {
@@ -182,6 +280,8 @@ static void handshake(lh_conn_t *c, const lh_http_request_t *req, int echo)
     /* RFC 6455 4.2.2: the answer names the subprotocol exactly as the client offered it. */
     if (h != NULL && (tok = lh_http_token_at(h->value, h->value_len, LH_WS_PROTO)) != NULL)
         memcpy(proto, tok, sizeof(proto) - 1);
+    if (!echo && handshake_identity(c, req) < 0)
+        return;
     switch (lh_upstream_connect_hook(c, req, accept, proto, echo)) {
     case 0:
         lh_http_upgrade(c, accept, proto, echo);
@@ -244,6 +344,7 @@ void lh_http_upgrade(lh_conn_t *c, const char *accept, const char *proto, int ec
         c->flags |= LH_CF_ECHO;
     } else {
         c->flags |= LH_CF_OPENED;
+        lh_auth_opened(c);
         lh_dispatch_open(c);
     }
     if (pending && !(c->flags & LH_CF_DEAD))
@@ -327,6 +428,24 @@ static void route_publish(lh_conn_t *c, const lh_http_request_t *req, const uint
         lh_publish_http(c, body, body_len);
 }
 
+/* The server API (publish.c): on the admin socket when there is one, else on the public
+ * one, where it needs publish.token to be set (without it nobody could be told apart). */
+static void route_api(lh_conn_t *c, const lh_http_request_t *req, const uint8_t *body,
+                      size_t body_len)
+{
+    c->endpoint = LH_EP_OTHER;
+    if (req->method_id == LH_HTTP_OPTIONS)
+        lh_http_options(c, "POST, OPTIONS");
+    else if (req->method_id != LH_HTTP_POST)
+        respond_error(c, 405, "use POST", "Allow: POST, OPTIONS\r\n");
+    else if (!(c->flags & LH_CF_ADMIN) && c->w->cfg->publish.token == NULL)
+        respond_error(c, 403, "the server API on the public socket needs publish.token", NULL);
+    else if (!lh_publish_authorized(c, req))
+        refuse_token(c);
+    else
+        lh_api_http(c, req, body, body_len);
+}
+
 /* Routing a whole request (head and body): the admin endpoints, the WebSocket paths,
  * POST /publish, static files, 404. */
 static void route(lh_conn_t *c, lh_http_request_t *req, const uint8_t *body, uint64_t clen)
@@ -342,6 +461,11 @@ static void route(lh_conn_t *c, lh_http_request_t *req, const uint8_t *body, uin
     }
     if (lh_admin_route(c, req))
         return;
+    if (req->path_len >= 5 && memcmp(req->path, "/api/", 5) == 0 &&
+        ((c->flags & LH_CF_ADMIN) || !lh_admin_socket_exists(c->w))) {
+        route_api(c, req, body, (size_t)clen);
+        return;
+    }
     if (c->flags & LH_CF_ADMIN) {
         lh_http_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);
         return;

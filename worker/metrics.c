@@ -12,17 +12,22 @@
 #include "worker.h"
 
 static const unsigned close_codes[] = {1000, 1001, 1002, 1003, 1005, 1006, 1007,
-                                       1008, 1009, 1011, 1012, 1013, 4008};
+                                       1008, 1009, 1011, 1012, 1013, 4008, 4401, 4403};
 static const int statuses[] = {101, 200, 204, 304, 400, 401, 403, 404, 405, 408,
                                411, 413, 414, 415, 426, 429, 431, 500, 503};
 static const char *const reject_names[LH_REJ_N] = {
     "bad_request", "version", "key", "origin", "method", "limits", "timeout", "overload",
-    "not_upgrade", "backend"};
+    "not_upgrade", "backend", "auth"};
 static const char *const endpoint_names[LH_EP_N] = {
     "websocket", "publish", "livez", "readyz", "metrics", "static", "other"};
 static const char *const upstream_names[LH_UP_N] = {
     "ok", "http_error", "refused", "timeout", "failed", "limited"};
-static const char *const webhook_names[LH_WH_N] = {"command", "connect", "disconnect"};
+static const char *const webhook_names[LH_WH_N] = {"command", "connect", "disconnect",
+                                                   "subscribe", "publish"};
+static const char *const auth_reasons[LH_AUTH_R_N] = {
+    "ok", "too_big", "malformed", "bad_alg", "unknown_kid", "bad_signature", "bad_claims",
+    "expired", "not_yet_valid", "bad_audience", "bad_issuer", "too_long_lived", "missing",
+    "other_user", "not_refreshed", "webhook"};
 /* Latency buckets in seconds, as nanoseconds. */
 static const uint64_t lat_ns[] = {50000,    100000,   250000,    500000,    1000000,
                                   2500000,  5000000,  10000000,  25000000,  50000000,
@@ -98,6 +103,11 @@ static void observe(unsigned base, const uint64_t *bounds, unsigned nb, uint64_t
 void lh_metrics_observe_latency_ns(uint64_t ns)
 {
     observe(LH_M_LAT_BASE, lat_ns, LH_ARRAY_LEN(lat_ns), ns);
+}
+
+void lh_metrics_observe_webhook(uint64_t ns)
+{
+    observe(LH_M_WHLAT_BASE, lat_ns, LH_ARRAY_LEN(lat_ns), ns);
 }
 
 void lh_metrics_observe_size(uint64_t bytes)
@@ -372,12 +382,53 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
             fprintf(f, "lhttpd_webhooks_total{kind=\"%s\",result=\"%s\"} %llu\n",
                     webhook_names[k], upstream_names[i],
                     (unsigned long long)s->v[LH_M_WEBHOOK_BASE + k * LH_UP_N + i]);
+    head(f, "lhttpd_auth_failures_total", "counter",
+         "Tokens refused and connections closed for want of one, by reason.");
+    for (unsigned i = 1; i < LH_AUTH_R_N; i++)
+        fprintf(f, "lhttpd_auth_failures_total{reason=\"%s\"} %llu\n", auth_reasons[i],
+                (unsigned long long)s->v[LH_M_AUTH_FAIL_BASE + i]);
+    head(f, "lhttpd_permission_denied_total", "counter",
+         "Subscribes and publishes refused by the namespace rules or their webhook.");
+    for (unsigned a = 0; a < 2; a++) {
+        uint32_t nns = lh_shm ? atomic_load(&lh_shm->nns) : 0;
+
+        for (unsigned i = 0; i <= LH_NS_LABELS; i++) {
+            uint64_t v = s->v[LH_M_DENIED_BASE + a * (LH_NS_LABELS + 1) + i];
+
+            if (i < LH_NS_LABELS && i >= nns)
+                continue;
+            if (i == LH_NS_LABELS && v == 0)
+                continue;
+            fprintf(f, "lhttpd_permission_denied_total{action=\"%s\",namespace=\"%s\"} %llu\n",
+                    a == LH_ACT_SUBSCRIBE ? "subscribe" : "publish",
+                    i < LH_NS_LABELS ? lh_shm->ns_names[i] : "(other)", (unsigned long long)v);
+        }
+    }
+    head(f, "lhttpd_api_requests_total", "counter", "Server API requests handled, by action.");
+    fprintf(f, "lhttpd_api_requests_total{action=\"disconnect\"} %llu\n",
+            (unsigned long long)s->v[LH_M_API_DISCONNECT]);
+    fprintf(f, "lhttpd_api_requests_total{action=\"unsubscribe\"} %llu\n",
+            (unsigned long long)s->v[LH_M_API_UNSUBSCRIBE]);
+    head(f, "lhttpd_server_disconnects_total", "counter",
+         "Connections closed by the server API.");
+    fprintf(f, "lhttpd_server_disconnects_total %llu\n",
+            (unsigned long long)s->v[LH_M_API_DISCONNECTED]);
+    head(f, "lhttpd_server_unsubscribes_total", "counter",
+         "Subscriptions ended by the server: by the server API, or by a reload's rules.");
+    fprintf(f, "lhttpd_server_unsubscribes_total{cause=\"api\"} %llu\n",
+            (unsigned long long)s->v[LH_M_API_UNSUBSCRIBED]);
+    fprintf(f, "lhttpd_server_unsubscribes_total{cause=\"rules\"} %llu\n",
+            (unsigned long long)s->v[LH_M_RULES_UNSUBSCRIBED]);
     histogram(f, "lhttpd_delivery_latency_seconds",
               "From the moment a worker has a message (from a client, /publish or NATS) to "
               "the moment it is written to a subscriber's socket.",
               &s->v[LH_M_LAT_BASE], lat_ns, LH_ARRAY_LEN(lat_ns), 1e-9);
     histogram(f, "lhttpd_message_size_bytes", "Size of WebSocket messages received.",
               &s->v[LH_M_SIZE_BASE], size_b, LH_ARRAY_LEN(size_b), 1.0);
+    histogram(f, "lhttpd_webhook_decision_seconds",
+              "How long the subscribe and publish webhooks took to decide (answers, "
+              "refusals, failures and timeouts alike).",
+              &s->v[LH_M_WHLAT_BASE], lat_ns, LH_ARRAY_LEN(lat_ns), 1e-9);
     fclose(f);
     free(s);
     (void)w;

@@ -39,10 +39,10 @@ enum {
     LH_M_CONN_RESET_EXPIRED,
     /* Closes by code: LH_M_CLOSE_BASE + lh_metrics_close_index(code). */
     LH_M_CLOSE_BASE,
-    LH_M_CLOSE_END = LH_M_CLOSE_BASE + 14,
+    LH_M_CLOSE_END = LH_M_CLOSE_BASE + 16,
     /* Handshake rejections by reason: LH_M_REJECT_BASE + LH_REJ_*. */
     LH_M_REJECT_BASE = LH_M_CLOSE_END,
-    LH_M_REJECT_END = LH_M_REJECT_BASE + 10,
+    LH_M_REJECT_END = LH_M_REJECT_BASE + 11,
     /* HTTP requests: LH_M_HTTP_BASE + endpoint * LH_HTTP_NSTATUS + status index. */
     LH_M_HTTP_BASE = LH_M_REJECT_END,
     LH_M_HTTP_END = LH_M_HTTP_BASE + 7 * 20,
@@ -51,13 +51,28 @@ enum {
     LH_M_UPSTREAM_END = LH_M_UPSTREAM_BASE + 8,
     /* Webhooks by kind and result: LH_M_WEBHOOK_BASE + LH_WH_* * LH_UP_N + LH_UP_*. */
     LH_M_WEBHOOK_BASE = LH_M_UPSTREAM_END,
-    LH_M_WEBHOOK_END = LH_M_WEBHOOK_BASE + 3 * 6,
+    LH_M_WEBHOOK_END = LH_M_WEBHOOK_BASE + 5 * 6,
+    /* Authentication failures by reason: LH_M_AUTH_FAIL_BASE + LH_AUTH_R_*. */
+    LH_M_AUTH_FAIL_BASE = LH_M_WEBHOOK_END,
+    LH_M_AUTH_FAIL_END = LH_M_AUTH_FAIL_BASE + 16,
+    /* Refused subscribes and publishes: LH_M_DENIED_BASE + action * (LH_NS_LABELS + 1) +
+     * the namespace's label index (lh_metrics_ns_index; LH_NS_LABELS: beyond the table). */
+    LH_M_DENIED_BASE = LH_M_AUTH_FAIL_END,
+    LH_M_DENIED_END = LH_M_DENIED_BASE + 2 * (64 + 1),
+    /* Server API requests: disconnect, unsubscribe. */
+    LH_M_API_DISCONNECT = LH_M_DENIED_END,
+    LH_M_API_UNSUBSCRIBE,
+    LH_M_API_DISCONNECTED, /* connections it closed on this worker */
+    LH_M_API_UNSUBSCRIBED, /* subscriptions it ended on this worker */
+    LH_M_RULES_UNSUBSCRIBED, /* subscriptions a reload's rules ended */
     /* Histograms: buckets (not cumulative), then sum, then count. */
-    LH_M_LAT_BASE = LH_M_WEBHOOK_END,
+    LH_M_LAT_BASE,
     LH_M_LAT_END = LH_M_LAT_BASE + 16 + 2,
     LH_M_SIZE_BASE = LH_M_LAT_END,
     LH_M_SIZE_END = LH_M_SIZE_BASE + 12 + 2,
-    LH_M_NCOUNTERS = LH_M_SIZE_END,
+    LH_M_WHLAT_BASE = LH_M_SIZE_END, /* subscribe/publish webhook decisions */
+    LH_M_WHLAT_END = LH_M_WHLAT_BASE + 16 + 2,
+    LH_M_NCOUNTERS = LH_M_WHLAT_END,
 
     /* Gauges: not folded into the retired totals. */
     LH_G_WS_OPEN = LH_M_NCOUNTERS,
@@ -73,12 +88,19 @@ enum {
 
 enum { LH_REJ_BAD_REQUEST, LH_REJ_VERSION, LH_REJ_KEY, LH_REJ_ORIGIN, LH_REJ_METHOD,
        LH_REJ_LIMITS, LH_REJ_TIMEOUT, LH_REJ_OVERLOAD, LH_REJ_NOT_UPGRADE, LH_REJ_BACKEND,
-       LH_REJ_N };
+       LH_REJ_AUTH, LH_REJ_N };
 enum { LH_EP_WEBSOCKET, LH_EP_PUBLISH, LH_EP_LIVEZ, LH_EP_READYZ, LH_EP_METRICS, LH_EP_STATIC,
        LH_EP_OTHER, LH_EP_N };
 enum { LH_UP_OK, LH_UP_HTTP_ERROR, LH_UP_REFUSED, LH_UP_TIMEOUT, LH_UP_FAILED, LH_UP_LIMITED,
        LH_UP_N };
-enum { LH_WH_COMMAND, LH_WH_CONNECT, LH_WH_DISCONNECT, LH_WH_N };
+enum { LH_WH_COMMAND, LH_WH_CONNECT, LH_WH_DISCONNECT, LH_WH_SUBSCRIBE, LH_WH_PUBLISH,
+       LH_WH_N };
+/* Authentication failures: the token verdicts (LH_JWT_* but LH_JWT_OK), then these. */
+enum { LH_AUTH_R_MISSING = 12, LH_AUTH_R_OTHER_USER, LH_AUTH_R_NOT_REFRESHED,
+       LH_AUTH_R_WEBHOOK, LH_AUTH_R_N };
+_Static_assert(LH_M_AUTH_FAIL_END - LH_M_AUTH_FAIL_BASE == LH_AUTH_R_N, "auth slots");
+#define LH_NS_LABELS 64
+enum { LH_ACT_SUBSCRIBE, LH_ACT_PUBLISH };
 _Static_assert(LH_M_WEBHOOK_END - LH_M_WEBHOOK_BASE == LH_WH_N * LH_UP_N, "webhook slots");
 #define LH_HTTP_NSTATUS 20
 
@@ -122,6 +144,11 @@ typedef struct {
     _Atomic uint32_t workers_active, workers_draining;
     _Atomic uint64_t reloads_ok, reloads_failed;
     _Atomic uint64_t worker_restarts;
+    /* The namespaces that lhttpd_permission_denied_total names: appended by the master
+     * (lh_metrics_ns_register, before it forks or tells workers of new rules), read by
+     * everyone; a name keeps its index for the life of the node. */
+    _Atomic uint32_t nns;
+    char ns_names[LH_NS_LABELS][256];
     lh_counters_t retired;
     int nslots;
     lh_slot_t *slots;
@@ -146,6 +173,11 @@ extern int lh_shm_slot;
 /* Creates the shared block with nslots worker slots (1 .. LH_MAX_WORKERS_ALIVE);
  * 0 or -errno. */
 int lh_metrics_init(int nslots);
+/* The master: gives every namespace of the list (n names) a label index, keeping those
+ * that have one. Without shared memory it does nothing. */
+void lh_metrics_ns_register(const char *const *names, size_t n);
+/* The label index of namespace name[0..len), or LH_NS_LABELS when it has none. */
+unsigned lh_metrics_ns_index(const char *name, size_t len);
 /* The size of the shared block for nslots slots, in bytes (address space: a page is
  * backed by memory only once a worker touches it). */
 size_t lh_metrics_shm_bytes(int nslots);
@@ -229,6 +261,8 @@ unsigned lh_metrics_status_index(int status);
 /* Histogram observations. */
 void lh_metrics_observe_latency_ns(uint64_t ns);
 void lh_metrics_observe_size(uint64_t bytes);
+/* How long a subscribe or publish webhook took to decide. */
+void lh_metrics_observe_webhook(uint64_t ns);
 
 struct lh_worker_s;
 /* Renders the whole node's metrics (Prometheus text format 0.0.4) into a malloc'd

@@ -37,6 +37,9 @@
  */
 #define PEER_SUBJECT "$peers"
 #define PEER_MAGIC "lhttpd-peer 1 "
+/* Server API actions travel on the same subject: API_MAGIC, the sender's node id (16 hex
+ * digits) and pid, a space, then the JSON. */
+#define API_MAGIC "lhttpd-api 1 "
 #define PEERS_MAX 256
 #define CONNECT_GRACE_MS 1000
 /* PINGs unanswered when cnats declares the connection stale; the ping interval is
@@ -412,6 +415,8 @@ int lh_nats_needed(lh_worker_t *w)
            w->now_ms < n->full_until_ms;
 }
 
+static void api_heard(lh_worker_t *w, const char *d, size_t len);
+
 static void inbox_cb(evutil_socket_t fd, short what, void *arg)
 {
     lh_nats_t *n = arg;
@@ -433,7 +438,13 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
         size_t sl = strlen(subj);
 
         if (strcmp(subj, n->peer_subj) == 0) {
-            peer_heard(n, natsMsg_GetData(q[i]), (size_t)natsMsg_GetDataLength(q[i]));
+            const char *d = natsMsg_GetData(q[i]);
+            size_t dl = (size_t)natsMsg_GetDataLength(q[i]);
+
+            if (dl > sizeof(API_MAGIC) - 1 && memcmp(d, API_MAGIC, sizeof(API_MAGIC) - 1) == 0)
+                api_heard(w, d + sizeof(API_MAGIC) - 1, dl - (sizeof(API_MAGIC) - 1));
+            else
+                peer_heard(n, d, dl);
             natsMsg_Destroy(q[i]);
             continue;
         }
@@ -450,6 +461,50 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
         natsMsg_Destroy(q[i]);
     }
     free(q);
+}
+
+/* A server API action: applied unless this worker sent it (it applied it already). */
+static void api_heard(lh_worker_t *w, const char *d, size_t len)
+{
+    char self[48];
+    int sl = snprintf(self, sizeof(self), "%016" PRIx64 " %d ", lh_node_id, (int)getpid());
+
+    if (len >= (size_t)sl && memcmp(d, self, (size_t)sl) == 0)
+        return;
+    /* Skip the origin: two fields. */
+    for (int f = 0; f < 2; f++) {
+        const char *sp = memchr(d, ' ', len);
+
+        if (sp == NULL)
+            return;
+        len -= (size_t)(sp + 1 - d);
+        d = sp + 1;
+    }
+    if (w->nats_up != NULL && w->nats_up->api != NULL)
+        w->nats_up->api(w, d, len);
+}
+
+int lh_nats_publish_api(lh_worker_t *w, const char *json, size_t len)
+{
+    lh_nats_t *n = nats_of(w);
+    char *msg;
+    int hl;
+    natsStatus s;
+
+    if (n == NULL || n->nc == NULL)
+        return -ENOTCONN;
+    msg = malloc(len + 64);
+    if (msg == NULL)
+        return -ENOMEM;
+    hl = snprintf(msg, 64, API_MAGIC "%016" PRIx64 " %d ", lh_node_id, (int)getpid());
+    memcpy(msg + hl, json, len);
+    s = natsConnection_Publish(n->nc, n->peer_subj, msg, (int)(hl + len));
+    free(msg);
+    if (s != NATS_OK) {
+        lh_log(LH_LOG_WARNING, "NATS: server API action not sent: %s", natsStatus_GetText(s));
+        return -EAGAIN;
+    }
+    return 0;
 }
 
 /* The link is confirmed now: it has just come up. */

@@ -143,6 +143,115 @@ void lh_publish_http(lh_conn_t *c, const uint8_t *body, size_t len)
         free(keep);
 }
 
+/* ---- The server API ---- */
+
+static void api_error(lh_conn_t *c, int status, const char *reason)
+{
+    lh_log(LH_LOG_INFO, "%s: server API: %d: %s", lh_conn_peer_name(c), status, reason);
+    respond_json(c, status, json_pack("{s:s}", "error", reason), NULL);
+}
+
+/*
+ * POST /api/disconnect {"user": "42", "code": 4403, "reason": "..."} closes every
+ * connection of the user; POST /api/unsubscribe {"user": "42", "channel": "chat.x"} ends
+ * its subscriptions to the channel. Applied on this worker at once, and on every other
+ * worker of every node through NATS. Answers {"ok": true, "here": N} with N the
+ * connections or subscriptions of this worker; 503 when NATS could not carry it on
+ * (this worker's part is done all the same).
+ */
+void lh_api_http(lh_conn_t *c, const lh_http_request_t *req, const uint8_t *body, size_t len)
+{
+    static const char *const known[] = {"user", "code", "reason", "channel"};
+    lh_worker_t *w = c->w;
+    int disc = lh_http_path_is(req, "/api/disconnect");
+    json_error_t jerr;
+    json_t *doc, *user, *code, *reason, *chan, *v, *norm;
+    const char *key;
+    char *out;
+    long n;
+    int rc;
+
+    if (!disc && !lh_http_path_is(req, "/api/unsubscribe")) {
+        api_error(c, 404, "no such API call (POST /api/disconnect or /api/unsubscribe)");
+        return;
+    }
+    doc = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        api_error(c, 400, "the body must be a JSON object");
+        return;
+    }
+    json_object_foreach(doc, key, v) {
+        size_t i;
+
+        for (i = 0; i < LH_ARRAY_LEN(known) && strcmp(key, known[i]) != 0; i++)
+            ;
+        if (i == LH_ARRAY_LEN(known) || (disc && i == 3) || (!disc && (i == 1))) {
+            char why[200];
+
+            snprintf(why, sizeof(why), "unknown key \"%.100s\"", key);
+            json_decref(doc);
+            api_error(c, 400, why);
+            return;
+        }
+    }
+    user = json_object_get(doc, "user");
+    code = json_object_get(doc, "code");
+    reason = json_object_get(doc, "reason");
+    chan = json_object_get(doc, "channel");
+    if (!json_is_string(user) || json_string_length(user) == 0 ||
+        !lh_auth_user_valid(json_string_value(user), json_string_length(user))) {
+        json_decref(doc);
+        api_error(c, 400, "\"user\" must be a user id (a non-empty string)");
+        return;
+    }
+    if (code != NULL && (!json_is_integer(code) || json_integer_value(code) < 4000 ||
+                         json_integer_value(code) > 4999)) {
+        json_decref(doc);
+        api_error(c, 400, "\"code\" must be a close code from 4000 to 4999");
+        return;
+    }
+    /* A close reason is at most 123 bytes (RFC 6455 5.5); a header value one line. */
+    if (reason != NULL && (!json_is_string(reason) || json_string_length(reason) > 123 ||
+                           !lh_auth_user_valid(json_string_value(reason),
+                                               json_string_length(reason)))) {
+        json_decref(doc);
+        api_error(c, 400, "\"reason\" must be a string of at most 123 bytes on one line");
+        return;
+    }
+    if (!disc && (!json_is_string(chan) ||
+                  !lh_channel_valid(json_string_value(chan), json_string_length(chan),
+                                    w->cfg->limits.max_channel_bytes))) {
+        json_decref(doc);
+        api_error(c, 400, "\"channel\" must be a valid channel name");
+        return;
+    }
+    norm = json_pack("{s:s,s:O}", "action", disc ? "disconnect" : "unsubscribe", "user", user);
+    if (norm != NULL && code != NULL)
+        json_object_set(norm, "code", code);
+    if (norm != NULL && reason != NULL)
+        json_object_set(norm, "reason", reason);
+    if (norm != NULL && chan != NULL)
+        json_object_set(norm, "channel", chan);
+    json_decref(doc);
+    out = norm ? json_dumps(norm, JSON_COMPACT) : NULL;
+    json_decref(norm);
+    if (out == NULL) {
+        api_error(c, 500, "out of memory");
+        return;
+    }
+    lh_m_inc(disc ? LH_M_API_DISCONNECT : LH_M_API_UNSUBSCRIBE);
+    n = lh_pubsub_api_apply(w, out, strlen(out));
+    rc = lh_nats_publish_api(w, out, strlen(out));
+    free(out);
+    if (rc < 0) {
+        api_error(c, 503, "NATS unavailable: applied on this worker only");
+        return;
+    }
+    respond_json(c, 200, json_pack("{s:b,s:I}", "ok", 1, "here", (json_int_t)(n > 0 ? n : 0)),
+                 NULL);
+}
+
 int lh_publish_authorized(const lh_conn_t *c, const lh_http_request_t *req)
 {
     const char *tok = c->w->cfg->publish.token;

@@ -10,6 +10,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -47,10 +48,16 @@ static uint64_t chan_hash(uint64_t seed, const char *s, size_t n)
     return h;
 }
 
+static void api_from_nats(lh_worker_t *w, const char *json, size_t len)
+{
+    if (lh_pubsub_api_apply(w, json, len) < 0)
+        lh_log(LH_LOG_WARNING, "NATS: a server API action that is not valid JSON; ignored");
+}
+
 int lh_pubsub_init(lh_worker_t *w)
 {
     static const lh_nats_up_t up = {lh_pubsub_deliver_local, lh_pubsub_nats_renewed,
-                                    lh_pubsub_nats_resubscribe};
+                                    lh_pubsub_nats_resubscribe, api_from_nats};
     struct lh_pubsub_s *ps = calloc(1, sizeof(*ps));
 
     if (ps == NULL)
@@ -616,21 +623,228 @@ static void send_bad_channel(lh_conn_t *c, lh_msg_t *m, const char *name, size_t
     lh_reply_error_to(c, m, 400, reason);
 }
 
+/* 1 when ch appears in the channel list v[0..vl). */
+static int in_list(const char *v, size_t vl, const char *ch, size_t cl)
+{
+    const char *pos = v, *x;
+    size_t xl;
+
+    while (v != NULL && lh_channel_next(&pos, v + vl, &x, &xl))
+        if (xl == cl && memcmp(x, ch, cl) == 0)
+            return 1;
+    return 0;
+}
+
+/* 1 when c is subscribed to ch (before this message's changes). */
+static int subscribed_now(lh_conn_t *c, const char *ch, size_t cl)
+{
+    struct lh_pubsub_s *ps = c->w->ps;
+    lh_chan_t *x = chan_find(ps, ch, cl, chan_hash(ps->seed, ch, cl));
+
+    return x != NULL && csub_find(c, x) != SUBS_NONE;
+}
+
+/* A growing space-separated channel list (the channels a webhook must decide). */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} list_t;
+
+static int list_add(list_t *l, const char *ch, size_t cl)
+{
+    if (l->len + cl + 1 > l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        char *p;
+
+        while (cap < l->len + cl + 1)
+            cap *= 2;
+        if ((p = realloc(l->p, cap)) == NULL)
+            return -1;
+        l->p = p;
+        l->cap = cap;
+    }
+    if (l->len > 0)
+        l->p[l->len++] = ' ';
+    memcpy(l->p + l->len, ch, cl);
+    l->len += cl;
+    return 0;
+}
+
+/*
+ * The namespace rules for one message, before anything of it takes effect: every channel
+ * of its subscribe and publish lists (v[1], v[2]) must be allowed, or the whole message is
+ * refused with 403 naming the first channel refused. Channels whose namespace leaves it to
+ * a webhook are asked in one request per list (the subscribe list first); the message then
+ * waits and is dispatched again once approved (w->hook_ok). Returns 0 to go on, or -1
+ * when the message was answered or is waiting.
+ */
+static int check_rules(lh_conn_t *c, lh_msg_t *m, const char *const v[3], const size_t vl[3])
+{
+    lh_worker_t *w = c->w;
+    const lh_auth_t *a = w->auth;
+    lh_jwt_claims_t subtok, *st = NULL;
+    list_t hook[2] = {{NULL, 0, 0}, {NULL, 0, 0}};
+    const char *pos, *ch, *tv;
+    size_t cl, tl;
+    char why[512];
+    int rc = 0;
+
+    memset(&subtok, 0, sizeof(subtok));
+    if (v[1] != NULL && (tv = lh_lhttp_header(m->m, "subscribe-token", &tl)) != NULL) {
+        int r = lh_auth_verify(a, tv, tl, &subtok);
+
+        if (r != LH_JWT_OK) {
+            snprintf(why, sizeof(why), "subscription token refused: %s", lh_auth_reason_text(r));
+            lh_reply_error_to(c, m, 401, why);
+            return -1;
+        }
+        if (strcmp(subtok.sub ? subtok.sub : "", lh_auth_user(c)) != 0) {
+            lh_auth_count_failure(LH_AUTH_R_OTHER_USER);
+            lh_jwt_claims_free(&subtok);
+            lh_reply_error_to(c, m, 401, "subscription token refused: it is for another user");
+            return -1;
+        }
+        st = &subtok;
+    }
+    for (pos = v[1]; rc == 0 && v[1] && lh_channel_next(&pos, v[1] + vl[1], &ch, &cl);) {
+        int d = lh_auth_may_subscribe(a, c, ch, cl, st, why, sizeof(why));
+
+        if (d == LH_PERM_DENY) {
+            lh_reply_error_to(c, m, 403, why);
+            rc = -1;
+        } else if (d == LH_PERM_WEBHOOK && !(w->hook_ok & LH_HOOK_SUBSCRIBE) &&
+                   list_add(&hook[0], ch, cl) < 0) {
+            lh_reply_error_to(c, m, 500, "out of memory");
+            rc = -1;
+        }
+    }
+    for (pos = v[2]; rc == 0 && v[2] && lh_channel_next(&pos, v[2] + vl[2], &ch, &cl);) {
+        int will = in_list(v[1], vl[1], ch, cl) ||
+                   (subscribed_now(c, ch, cl) && !in_list(v[0], vl[0], ch, cl));
+        int d = lh_auth_may_publish(a, c, ch, cl, will, why, sizeof(why));
+
+        if (d == LH_PERM_DENY) {
+            lh_reply_error_to(c, m, 403, why);
+            rc = -1;
+        } else if (d == LH_PERM_WEBHOOK && !(w->hook_ok & LH_HOOK_PUBLISH) &&
+                   list_add(&hook[1], ch, cl) < 0) {
+            lh_reply_error_to(c, m, 500, "out of memory");
+            rc = -1;
+        }
+    }
+    lh_jwt_claims_free(&subtok);
+    for (int k = 0; rc == 0 && k < 2; k++) {
+        int r;
+
+        if (hook[k].len == 0)
+            continue;
+        r = w->perm_hook ? w->perm_hook(c, m, k == 0 ? LH_HOOK_SUBSCRIBE : LH_HOOK_PUBLISH,
+                                        hook[k].p, hook[k].len)
+                         : -ENOSYS;
+        if (r == -EBUSY)
+            lh_reply_error_to(c, m, 503, k == 0 ? "subscribe webhook busy: try again"
+                                                : "publish webhook busy: try again");
+        else if (r < 0)
+            lh_reply_error_to(c, m, 500, "cannot ask the webhook");
+        rc = -1; /* waiting for the webhook, or answered */
+    }
+    free(hook[0].p);
+    free(hook[1].p);
+    return rc;
+}
+
+/*
+ * What one message's publish list delivers: the raw message, byte for byte, except that
+ * a subscription token never travels, and that channels of stamp_user namespaces get a
+ * copy whose "sender" header is the publisher's user id (any "sender" the client wrote is
+ * dropped first). Publishes to every channel of the list; returns what
+ * lh_pubsub_publish_list does.
+ */
+static long publish_message(lh_conn_t *c, lh_msg_t *m, const char *v, size_t vl, long n,
+                            int *again)
+{
+    static lh_lhttp_header_t hs[LH_LHTTP_HEADERS_CAP + 1];
+    lh_worker_t *w = c->w;
+    const lh_lhttp_msg_t *lm = m->m;
+    const char *raw = (const char *)m->raw, *pos, *ch, *user;
+    size_t rawlen = m->raw_len, cl, nh = 0, need;
+    list_t stamped = {NULL, 0, 0}, plain = {NULL, 0, 0};
+    char *copy[2] = {NULL, NULL};
+    int has_token = lh_lhttp_header(lm, "subscribe-token", &cl) != NULL, any_stamp = 0;
+    long r = 0, local = 0;
+
+    if (!lh_auth_open(w->auth)) {
+        for (pos = v; lh_channel_next(&pos, v + vl, &ch, &cl);)
+            any_stamp |= lh_auth_stamps(w->auth, ch, cl);
+    }
+    if (!any_stamp && !has_token)
+        return lh_pubsub_publish_list(w, v, vl, n, raw, rawlen, NULL, again);
+    /* Split the list: stamped channels get one copy, the others (if the token must go)
+     * another. */
+    for (pos = v; lh_channel_next(&pos, v + vl, &ch, &cl);) {
+        if (list_add(any_stamp && lh_auth_stamps(w->auth, ch, cl) ? &stamped : &plain, ch,
+                     cl) < 0) {
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+    user = lh_auth_user(c);
+    for (int k = 0; k < 2; k++) {
+        list_t *l = k == 0 ? &stamped : &plain;
+
+        if (l->len == 0)
+            continue;
+        nh = 0;
+        for (size_t i = 0; i < lm->num_headers; i++) {
+            const lh_lhttp_header_t *h = &lm->headers[i];
+
+            if (lh_strieq(h->key, h->key_len, "subscribe-token") ||
+                (k == 0 && lh_strieq(h->key, h->key_len, "sender")))
+                continue;
+            hs[nh++] = *h;
+        }
+        if (k == 0)
+            hs[nh++] = (lh_lhttp_header_t){"sender", 6, user, strlen(user)};
+        need = lh_lhttp_serialize(NULL, 0, lm->command, lm->command_len, hs, nh, lm->body,
+                                  lm->body_len);
+        if ((copy[k] = malloc(need)) == NULL) {
+            r = -ENOMEM;
+            goto out;
+        }
+        lh_lhttp_serialize(copy[k], need, lm->command, lm->command_len, hs, nh, lm->body,
+                           lm->body_len);
+        r = lh_pubsub_publish_list(w, l->p, l->len,
+                                   lh_pubsub_check_list(w->cfg, l->p, l->len, &pos, &cl),
+                                   copy[k], need, NULL, again);
+        if (r < 0)
+            goto out;
+        local += r;
+    }
+    r = local;
+out:
+    free(stamped.p);
+    free(plain.p);
+    free(copy[0]);
+    free(copy[1]);
+    return r;
+}
+
 /*
  * The built-in header filter: unsubscribe, then subscribe, then publish (the raw
  * message, byte for byte, to each listed channel). Any invalid name rejects the whole
- * message with an error reply before anything is done.
+ * message with an error reply before anything is done, and so does a channel that the
+ * namespace rules refuse (403).
  */
 static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
 {
     static const char *const keys[3] = {"unsubscribe", "subscribe", "publish"};
     const lh_config_t *cfg = c->w->cfg;
     const char *v[3], *bad = NULL, *pos, *ch;
-    size_t vl[3], badlen = 0, cl, rawlen;
-    const char *raw;
+    size_t vl[3], badlen = 0, cl;
     long n[3];
     int again = 0;
 
+    (void)ud;
     for (int k = 0; k < 3; k++) {
         v[k] = lh_lhttp_header(m->m, keys[k], &vl[k]);
         if (v[k] == NULL)
@@ -648,6 +862,8 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
             return LH_FILTER_STOP;
         }
     }
+    if ((v[1] || v[2]) && !lh_auth_open(c->w->auth) && check_rules(c, m, v, vl) < 0)
+        return LH_FILTER_STOP;
     if (v[0]) {
         for (pos = v[0]; lh_channel_next(&pos, v[0] + vl[0], &ch, &cl);)
             lh_pubsub_unsubscribe(c, ch, cl);
@@ -679,10 +895,8 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
         }
     }
     if (v[2]) {
-        raw = (const char *)m->raw;
-        rawlen = m->raw_len;
         lh_m_inc(LH_M_PUBLISH_WS);
-        if (lh_pubsub_publish_list(c->w, v[2], vl[2], n[2], raw, rawlen, NULL, &again) == -ENOMEM) {
+        if (publish_message(c, m, v[2], vl[2], n[2], &again) == -ENOMEM) {
             lh_reply_error_to(c, m, 500, "publish failed: out of memory");
             return LH_FILTER_STOP;
         }
@@ -691,6 +905,99 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
                                           "not delivered beyond this server");
     }
     return LH_FILTER_CONTINUE;
+}
+
+/* ---- Subscriptions the server ends ---- */
+
+int lh_pubsub_end(lh_conn_t *c, const char *name, size_t len, const char *reason)
+{
+    struct lh_pubsub_s *ps = c->w->ps;
+    lh_chan_t *ch = chan_find(ps, name, len, chan_hash(ps->seed, name, len));
+    uint32_t i = ch != NULL ? csub_find(c, ch) : SUBS_NONE;
+    lh_header_t h[2] = {{"channel", 7, NULL, len}, {"reason", 6, reason, strlen(reason)}};
+    char chname[LH_CHANNEL_MAX_LEN + 1];
+
+    if (i == SUBS_NONE)
+        return 0;
+    memcpy(chname, name, len); /* the channel's name goes with it */
+    chname[len] = '\0';
+    h[0].value = chname;
+    unsubscribe_at(c, i);
+    lh_reply_send(c, "unsubscribed", h, 2, NULL, 0);
+    return 1;
+}
+
+long lh_pubsub_api_apply(lh_worker_t *w, const char *json, size_t len)
+{
+    json_t *doc = json_loadb(json, len, 0, NULL);
+    const char *action = json_string_value(json_object_get(doc, "action"));
+    json_t *user = json_object_get(doc, "user");
+    const char *reason = json_string_value(json_object_get(doc, "reason"));
+    const char *chan = json_string_value(json_object_get(doc, "channel"));
+    json_int_t code = json_integer_value(json_object_get(doc, "code"));
+    int disc = action != NULL && strcmp(action, "disconnect") == 0;
+    lh_conn_t *c, *next;
+    long n = 0;
+
+    if (!json_is_string(user) || json_string_length(user) == 0 || action == NULL ||
+        (!disc && (strcmp(action, "unsubscribe") != 0 || chan == NULL ||
+                   !lh_channel_valid(chan, strlen(chan), LH_CHANNEL_MAX_LEN)))) {
+        json_decref(doc);
+        return -EINVAL;
+    }
+    if (code < 4000 || code > 4999)
+        code = LH_WS_CLOSE_API;
+    for (c = w->ws_conns.head; c != NULL; c = next) {
+        next = c->next; /* a close moves c to the closing list */
+        if (strcmp(lh_auth_user(c), json_string_value(user)) != 0 ||
+            (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT)))
+            continue;
+        if (disc) {
+            lh_log(LH_LOG_INFO, "%s: conn %llu: user \"%s\" disconnected by the server API",
+                   lh_conn_peer_name(c), (unsigned long long)c->id, lh_auth_user(c));
+            lh_conn_close_ws(c, (uint16_t)code, reason ? reason : "disconnected by the server");
+            n++;
+        } else {
+            lh_conn_hold(c);
+            n += lh_pubsub_end(c, chan, strlen(chan),
+                               reason ? reason : "unsubscribed by the server");
+            lh_conn_release(c);
+        }
+    }
+    lh_m_add(disc ? LH_M_API_DISCONNECTED : LH_M_API_UNSUBSCRIBED, (uint64_t)n);
+    json_decref(doc);
+    return n;
+}
+
+void lh_pubsub_recheck(lh_worker_t *w, const lh_auth_t *old)
+{
+    char why[512];
+
+    for (lh_conn_t *c = w->ws_conns.head; c != NULL; c = c->next) {
+        lh_conn_hold(c);
+        /* Downwards: ending subscription i moves the last one into its place. */
+        for (uint32_t i = c->nsubs; i-- > 0 && !(c->flags & LH_CF_DEAD);) {
+            lh_chan_t *ch;
+            int d;
+
+            if (i >= c->nsubs)
+                continue;
+            ch = c->subs[i].ch;
+            d = lh_auth_may_subscribe(w->auth, c, ch->name, ch->len, NULL, why, sizeof(why));
+            /* A webhook's or a subscription token's yes stands while the rule stays. */
+            if (d == LH_PERM_ALLOW ||
+                (d != LH_PERM_ALLOW && lh_auth_rule_same(old, w->auth, ch->name, ch->len) &&
+                 lh_auth_may_subscribe(old, c, ch->name, ch->len, NULL, why, sizeof(why)) !=
+                     LH_PERM_ALLOW))
+                continue;
+            if (d == LH_PERM_WEBHOOK)
+                snprintf(why, sizeof(why), "the subscribe rule of this channel changed: "
+                                           "subscribe again");
+            lh_m_inc(LH_M_RULES_UNSUBSCRIBED);
+            lh_pubsub_end(c, ch->name, ch->len, why);
+        }
+        lh_conn_release(c);
+    }
 }
 
 void lh_pubsub_register(void)

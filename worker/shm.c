@@ -76,6 +76,40 @@ int lh_metrics_init(int nslots)
     return 0;
 }
 
+static long ns_find(const char *name, size_t len)
+{
+    uint32_t n = atomic_load_explicit(&lh_shm->nns, memory_order_acquire);
+
+    for (uint32_t i = 0; i < n && i < LH_NS_LABELS; i++)
+        if (strlen(lh_shm->ns_names[i]) == len && memcmp(lh_shm->ns_names[i], name, len) == 0)
+            return (long)i;
+    return -1;
+}
+
+void lh_metrics_ns_register(const char *const *names, size_t n)
+{
+    if (lh_shm == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = atomic_load_explicit(&lh_shm->nns, memory_order_relaxed);
+        size_t len = strlen(names[i]);
+
+        if (ns_find(names[i], len) >= 0 || k >= LH_NS_LABELS || len >= 256)
+            continue;
+        memcpy(lh_shm->ns_names[k], names[i], len + 1);
+        atomic_store_explicit(&lh_shm->nns, k + 1, memory_order_release);
+    }
+}
+
+unsigned lh_metrics_ns_index(const char *name, size_t len)
+{
+    long i;
+
+    if (lh_shm == NULL || (i = ns_find(name, len)) < 0)
+        return LH_NS_LABELS;
+    return (unsigned)i;
+}
+
 int lh_shm_slot = -1;
 
 void lh_metrics_use_slot(int i)

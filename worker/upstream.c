@@ -20,17 +20,19 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "lh_channel.h"
 #include "lh_log.h"
 #include "lh_utf8.h"
 #include "lh_ws.h"
 
-enum { UP_MESSAGE, UP_WEBHOOK_CMD, UP_CONNECT, UP_DISCONNECT };
+enum { UP_MESSAGE, UP_WEBHOOK_CMD, UP_CONNECT, UP_DISCONNECT, UP_SUBSCRIBE, UP_PUBLISH };
 
 typedef struct {
     char *scheme, *host, *path;
@@ -64,6 +66,17 @@ typedef struct lh_upreq_s {
     char proto[LH_WS_PROTO_SIZE]; /* the subprotocol as offered, "" for none */
     int echo;
     char *hs_reject; /* reason text */
+    /* UP_SUBSCRIBE, UP_PUBLISH: the message waiting for the decision (its bytes, its
+     * frame type), the channels asked about, and the webhooks that approved it so far.
+     * holding: this request paused the connection's input (LH_CF_HOOK_WAIT). */
+    uint8_t *held;
+    size_t held_len;
+    int held_binary;
+    char *channels;
+    size_t channels_len;
+    uint8_t approved;
+    uint8_t holding;
+    uint64_t started_ns;
 } lh_upreq_t;
 
 /* A disconnect webhook waiting for an in-flight slot: only what its body needs. */
@@ -102,6 +115,8 @@ static void count(int kind, unsigned result)
     int k = kind == UP_WEBHOOK_CMD ? LH_WH_COMMAND
             : kind == UP_CONNECT   ? LH_WH_CONNECT
             : kind == UP_DISCONNECT ? LH_WH_DISCONNECT
+            : kind == UP_SUBSCRIBE  ? LH_WH_SUBSCRIBE
+            : kind == UP_PUBLISH    ? LH_WH_PUBLISH
                                     : -1;
 
     lh_m_inc(LH_M_UPSTREAM_BASE + result);
@@ -233,6 +248,11 @@ static void req_free(lh_upreq_t *r)
     }
     if (r->retry_ev)
         event_free(r->retry_ev);
+    if (r->holding && r->c != NULL && !(r->c->flags & LH_CF_DEAD)) {
+        /* Answered or given up: the connection's next messages may be read again. */
+        r->c->flags &= ~LH_CF_HOOK_WAIT;
+        lh_conn_resume_later(r->c);
+    }
     if (r->c) {
         if (r->cprev)
             r->cprev->cnext = r->cnext;
@@ -259,6 +279,8 @@ static void req_free(lh_upreq_t *r)
     free(r->command);
     free(r->body);
     free(r->resp);
+    free(r->held);
+    free(r->channels);
     free(r);
 }
 
@@ -360,7 +382,8 @@ static void reply_error(lh_upreq_t *r, int code, const char *fmt, ...)
     va_end(ap);
     lh_log(LH_LOG_INFO, "upstream %s %s: %s", r->method ? r->method : "POST",
            r->url ? r->url : "?", reason);
-    if (r->c == NULL || !r->w->cfg->upstream.report_errors)
+    if (r->c == NULL ||
+        (!r->w->cfg->upstream.report_errors && r->kind != UP_SUBSCRIBE && r->kind != UP_PUBLISH))
         return;
     /* Not even the error fits in memory: the client sees its connection end rather than
      * wait for an answer that will never come. */
@@ -400,6 +423,49 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
         fail_now(r, 502, "upstream failed: cannot start the retry");
 }
 
+/*
+ * A connect webhook's 2xx may name the user instead of a token: a JSON object body
+ * {"user": "42", "info": {...}}. It counts only for a connection that presented no token
+ * (a verified token is the stronger word). A body that is not a JSON object is ignored,
+ * as before; one whose user is not a valid user id refuses the handshake (502). Returns 0
+ * to go on, or -1 when the handshake was refused.
+ */
+static int connect_identity(lh_upreq_t *r, lh_conn_t *c)
+{
+    json_t *doc, *user, *info;
+    char *info_s = NULL;
+    int rc = 0;
+
+    if (r->resp_len == 0 || lh_auth_kind(c) == LH_ID_TOKEN)
+        return 0;
+    doc = json_loadb(r->resp, r->resp_len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return 0;
+    }
+    user = json_object_get(doc, "user");
+    info = json_object_get(doc, "info");
+    if (user != NULL) {
+        if (!json_is_string(user) ||
+            !lh_auth_user_valid(json_string_value(user), json_string_length(user)) ||
+            (info != NULL && !json_is_object(info))) {
+            lh_auth_count_failure(LH_AUTH_R_WEBHOOK);
+            lh_http_refuse(c, 502, "the connect webhook answered an invalid user or info");
+            rc = -1;
+        } else {
+            info_s = info ? json_dumps(info, JSON_COMPACT) : NULL;
+            if (lh_auth_set_user(c, json_string_value(user), json_string_length(user),
+                                 info_s) < 0) {
+                lh_http_refuse(c, 503, "out of memory");
+                rc = -1;
+            }
+        }
+    }
+    free(info_s);
+    json_decref(doc);
+    return rc;
+}
+
 /* The handshake a connect webhook held: complete it or refuse it, unless the connection
  * stopped waiting meanwhile (closed, or answered 408 at the handshake deadline). */
 static void finish_connect(lh_upreq_t *r, long status, int failed)
@@ -409,6 +475,8 @@ static void finish_connect(lh_upreq_t *r, long status, int failed)
     if (c == NULL || (c->flags & LH_CF_DEAD) || !(c->flags & LH_CF_HS_PENDING))
         return;
     if (!failed && status >= 200 && status < 300) {
+        if (connect_identity(r, c) < 0)
+            return;
         lh_http_upgrade(c, r->accept, r->proto, r->echo);
     } else {
         int st = failed ? 503 : (status == 401 || status == 403 || status == 429) ? (int)status
@@ -492,7 +560,9 @@ static int retry_later(lh_upreq_t *r, CURLcode res, long status)
     struct timeval tv = {cfg->upstream.retry_delay_ms / 1000,
                          (cfg->upstream.retry_delay_ms % 1000) * 1000};
 
-    if (r->kind != UP_MESSAGE || !idempotent(r->method) || r->tries > cfg->upstream.retries ||
+    /* A subscribe or publish decision may be asked again: it changes nothing by itself. */
+    if ((r->kind != UP_MESSAGE && r->kind != UP_SUBSCRIBE && r->kind != UP_PUBLISH) ||
+        (r->kind == UP_MESSAGE && !idempotent(r->method)) || r->tries > cfg->upstream.retries ||
         !(res == CURLE_COULDNT_CONNECT || res == CURLE_GOT_NOTHING || res == CURLE_RECV_ERROR ||
           (res == CURLE_OK && (status == 502 || status == 503 || status == 504))))
         return NOT_TAKEN;
@@ -509,8 +579,14 @@ static int retry_later(lh_upreq_t *r, CURLcode res, long status)
 
 /* The last attempt's outcome, counted and told: a webhook's, or the answer (or error)
  * for the client's message. */
+static void finish_perm(lh_upreq_t *r, CURLcode res, long status);
+
 static void answer(lh_upreq_t *r, CURLcode res, long status)
 {
+    if (r->kind == UP_SUBSCRIBE || r->kind == UP_PUBLISH) {
+        finish_perm(r, res, status);
+        return;
+    }
     if (r->kind == UP_CONNECT || r->kind == UP_DISCONNECT) {
         count(r->kind, res == CURLE_OPERATION_TIMEDOUT     ? LH_UP_TIMEOUT
                        : res != CURLE_OK                  ? LH_UP_FAILED
@@ -982,6 +1058,179 @@ void lh_upstream_register(void)
     lh_dispatch_register_filter(&f, NULL);
 }
 
+/* ---- Subscribe and publish webhooks ---- */
+
+/* The JSON a subscribe or publish webhook receives. NULL when out of memory. */
+static char *perm_body(lh_conn_t *c, const lh_msg_t *m, int kind, const char *list,
+                       size_t len)
+{
+    const char *info = lh_auth_info(c), *pos = list, *ch;
+    json_t *doc = json_object(), *chans = json_array(), *info_j = NULL;
+    size_t cl;
+    char *out = NULL;
+
+    if (doc == NULL || chans == NULL)
+        goto done;
+    while (lh_channel_next(&pos, list + len, &ch, &cl))
+        json_array_append_new(chans, json_stringn(ch, cl));
+    if (info != NULL)
+        info_j = json_loads(info, 0, NULL);
+    json_object_set_new(doc, "connection", json_integer((json_int_t)(c->id & 0x7fffffffffffffffull)));
+    json_object_set_new(doc, "user", json_string(lh_auth_user(c)));
+    json_object_set_new(doc, "info", info_j ? info_j : json_null());
+    json_object_set_new(doc, "channels", chans);
+    chans = NULL;
+    json_object_set_new(doc, "command", json_stringn(m->m->command, m->m->command_len));
+    if (kind == LH_HOOK_PUBLISH) {
+        /* The message as it would be delivered; a body that is not UTF-8 goes as base64
+         * would be a guess at what the backend wants: it is left out, flagged. */
+        if (lh_utf8_valid(m->raw, m->raw_len))
+            json_object_set_new(doc, "message", json_stringn((const char *)m->raw, m->raw_len));
+        else
+            json_object_set_new(doc, "binary", json_true());
+    }
+    out = json_dumps(doc, JSON_COMPACT);
+done:
+    json_decref(chans);
+    json_decref(doc);
+    return out;
+}
+
+/* upstream.c's w->perm_hook (see worker.h). */
+static int perm_hook(lh_conn_t *c, const lh_msg_t *m, int kind, const char *list, size_t len)
+{
+    lh_worker_t *w = c->w;
+    const lh_config_t *cfg = w->cfg;
+    const char *pfx = cfg->upstream.header_prefix;
+    const char *url = kind == LH_HOOK_SUBSCRIBE ? cfg->webhooks.subscribe : cfg->webhooks.publish;
+    int upkind = kind == LH_HOOK_SUBSCRIBE ? UP_SUBSCRIBE : UP_PUBLISH;
+    lh_upreq_t *r;
+
+    if (url == NULL)
+        return -ENOSYS; /* a reload's rules name a webhook this worker was not given */
+    if (up_of(w)->inflight >= cfg->upstream.max_in_flight) {
+        count(upkind, LH_UP_LIMITED);
+        return -EBUSY;
+    }
+    r = req_new(w, upkind, c, "POST", url);
+    if (r == NULL) {
+        count(upkind, LH_UP_FAILED);
+        return -ENOMEM;
+    }
+    r->command = strndup(m->m->command, m->m->command_len);
+    r->held = malloc(m->raw_len ? m->raw_len : 1);
+    r->channels = strndup(list, len);
+    r->body = perm_body(c, m, kind, list, len);
+    if (r->command == NULL || r->held == NULL || r->channels == NULL || r->body == NULL) {
+        count(upkind, LH_UP_FAILED);
+        req_free(r);
+        return -ENOMEM;
+    }
+    memcpy(r->held, m->raw, m->raw_len);
+    r->held_len = m->raw_len;
+    r->held_binary = m->binary;
+    r->channels_len = len;
+    r->body_len = strlen(r->body);
+    r->approved = (uint8_t)(w->hook_ok | kind);
+    r->started_ns = lh_now_ns();
+    add_header(r, "Content-Type: application/json");
+    add_header(r, "%sEvent: %s", pfx, kind == LH_HOOK_SUBSCRIBE ? "subscribe" : "publish");
+    add_header(r, "%sConnection-Id: %llu", pfx, (unsigned long long)c->id);
+    add_header(r, "%sPeer: %s", pfx, lh_conn_peer_name(c));
+    add_header(r, "%sUser: %s", pfx, lh_auth_user(c));
+    /* The channels as a header too, so that a backend can route without reading JSON. */
+    add_header(r, "%sChannels: %.*s", pfx, (int)len, list);
+    if (start_easy(r) < 0) {
+        count(upkind, LH_UP_FAILED);
+        req_free(r);
+        return -ENOMEM;
+    }
+    /* Later messages of this connection wait behind this one. */
+    r->holding = 1;
+    c->flags |= LH_CF_HOOK_WAIT;
+    event_del(&c->rev);
+    return 0;
+}
+
+/* The reason a refusing webhook gave: {"reason": "..."} or its plain-text body. */
+static void backend_reason(const lh_upreq_t *r, char *out, size_t cap, const char *dflt)
+{
+    json_t *doc = r->resp_len ? json_loadb(r->resp, r->resp_len, 0, NULL) : NULL;
+    json_t *why = json_is_object(doc) ? json_object_get(doc, "reason") : NULL;
+    const char *s = dflt;
+    size_t n = strlen(dflt), k = 0;
+
+    if (json_is_string(why)) {
+        s = json_string_value(why);
+        n = json_string_length(why);
+    } else if (doc == NULL && r->resp_len > 0 && lh_utf8_valid((const uint8_t *)r->resp, r->resp_len)) {
+        s = r->resp;
+        n = r->resp_len;
+    }
+    /* One header value: no control characters, no blanks at the ends. */
+    for (size_t i = 0; i < n && k + 1 < cap && k < 200; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if (ch < 0x20 || ch == 0x7f)
+            ch = ' ';
+        if (ch == ' ' && (k == 0 || out[k - 1] == ' '))
+            continue;
+        out[k++] = (char)ch;
+    }
+    while (k > 0 && out[k - 1] == ' ')
+        k--;
+    out[k] = '\0';
+    if (k == 0)
+        snprintf(out, cap, "%s", dflt);
+    json_decref(doc);
+}
+
+/*
+ * A subscribe or publish webhook answered (or failed): 2xx dispatches the held message
+ * again with this approval (it may then wait for the other webhook); 401/403 refuse it with
+ * the backend's reason; anything else refuses it with 503 (504 on a timeout): no answer
+ * is never a yes. The connection's input resumes unless it waits again.
+ */
+static void finish_perm(lh_upreq_t *r, CURLcode res, long status)
+{
+    lh_conn_t *c = r->c;
+    lh_worker_t *w = r->w;
+    int sub = r->kind == UP_SUBSCRIBE;
+    char why[256];
+    const char *pos, *ch;
+    size_t cl;
+
+    count(r->kind, res == CURLE_OPERATION_TIMEDOUT ? LH_UP_TIMEOUT
+                   : res != CURLE_OK               ? LH_UP_FAILED
+                   : status >= 200 && status < 300 ? LH_UP_OK
+                                                   : LH_UP_HTTP_ERROR);
+    lh_metrics_observe_webhook(lh_now_ns() - r->started_ns);
+    if (c == NULL || (c->flags & LH_CF_DEAD))
+        return;
+    if (res == CURLE_OK && status >= 200 && status < 300) {
+        /* This request no longer holds the input; the message may take a new hold. */
+        r->holding = 0;
+        c->flags &= ~LH_CF_HOOK_WAIT;
+        w->hook_ok = r->approved;
+        lh_dispatch_message(c, r->held, r->held_len, r->held_binary);
+        w->hook_ok = 0;
+        if (!(c->flags & (LH_CF_DEAD | LH_CF_HOOK_WAIT)))
+            lh_conn_resume_later(c);
+        return;
+    }
+    if (res == CURLE_OK && (status == 401 || status == 403)) {
+        for (pos = r->channels; lh_channel_next(&pos, r->channels + r->channels_len, &ch, &cl);)
+            lh_auth_count_denied(w->auth, sub ? LH_ACT_SUBSCRIBE : LH_ACT_PUBLISH, ch, cl);
+        backend_reason(r, why, sizeof(why), sub ? "refused by the subscribe webhook"
+                                                : "refused by the publish webhook");
+        lh_reply_error(c, r->command, strlen(r->command), (int)status, why);
+        return;
+    }
+    lh_reply_error(c, r->command, strlen(r->command), res == CURLE_OPERATION_TIMEDOUT ? 504 : 503,
+                   sub ? "subscribe webhook unavailable: not subscribed"
+                       : "publish webhook unavailable: not published");
+}
+
 /* ---- Connect and disconnect webhooks ---- */
 
 int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const char *accept,
@@ -1028,6 +1277,8 @@ int lh_upstream_connect_hook(lh_conn_t *c, const lh_http_request_t *req, const c
     add_header(r, "%sPath: %.*s%s%.*s", pfx, (int)req->path_len, req->path,
                req->query ? "?" : "", (int)req->query_len, req->query ? req->query : "");
     add_header(r, "%sEvent: connect", pfx);
+    if (lh_auth_kind(c) == LH_ID_TOKEN)
+        add_header(r, "%sUser: %s", pfx, lh_auth_user(c));
     if (start_easy(r) < 0) {
         count(UP_CONNECT, LH_UP_FAILED);
         req_free(r);
@@ -1161,6 +1412,7 @@ int lh_upstream_init(lh_worker_t *w)
     if (up == NULL)
         return -ENOMEM;
     w->upstream = up;
+    w->perm_hook = perm_hook;
     up->w = w;
     up->timer = evtimer_new(w->base, timeout_cb, up);
     up->pump = evtimer_new(w->base, pump_cb, up);

@@ -217,6 +217,32 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     lh_worker_stop(w, LH_WS_CLOSE_GOING_AWAY, w->cfg->shutdown_timeout_ms);
 }
 
+/*
+ * A reload retires this worker: the connections it keeps obey the new configuration's
+ * identity rules and namespaces from now on (the rest of its configuration stays: it
+ * only drains). The master checked the file a moment ago; if it cannot be read or used
+ * now, the rules this worker has stay, and the log says why.
+ */
+static void reload_rules(lh_worker_t *w)
+{
+    char err[512];
+    lh_config_t *cfg;
+    lh_auth_t *a, *old = w->auth;
+
+    if (w->load_config == NULL)
+        return;
+    cfg = w->load_config(err, sizeof(err));
+    a = cfg ? lh_auth_new(cfg, cfg, err, sizeof(err)) : NULL;
+    if (a == NULL) {
+        lh_config_free(cfg);
+        lh_log(LH_LOG_WARNING, "keeping the old identity and namespace rules: %s", err);
+        return;
+    }
+    w->auth = a;
+    lh_pubsub_recheck(w, old);
+    lh_auth_free(old);
+}
+
 /* Messages from the master (one datagram each): "drain", "stop", "hb N". */
 static void master_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -236,6 +262,7 @@ static void master_cb(evutil_socket_t fd, short what, void *arg)
     }
     msg[n] = '\0';
     if (strcmp(msg, "drain") == 0) {
+        reload_rules(w);
         lh_worker_drain(w);
         lh_worker_send_master(w, "draining");
     } else if (strcmp(msg, "stop") == 0) {
@@ -339,11 +366,21 @@ lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_
     }
     /* When a connection ends, in this order: the processors' and filters' on_close (they
      * may still look at its subscriptions and send nothing), then its disconnect webhook
-     * and pending upstream requests, then its subscriptions. */
+     * and pending upstream requests, then its subscriptions, then its identity. */
     if (lh_conn_on_gone(w, lh_dispatch_close) < 0 ||
         lh_conn_on_gone(w, lh_upstream_conn_ended) < 0 ||
-        lh_conn_on_gone(w, lh_pubsub_conn_gone) < 0)
+        lh_conn_on_gone(w, lh_pubsub_conn_gone) < 0 ||
+        lh_conn_on_gone(w, lh_auth_conn_gone) < 0)
         goto fail;
+    {
+        char err[512];
+
+        w->auth = lh_auth_new(cfg, NULL, err, sizeof(err));
+        if (w->auth == NULL) {
+            lh_log(LH_LOG_ERR, "cannot start the worker: %s", err);
+            goto fail;
+        }
+    }
     lh_current_worker = w;
     if (lh_pubsub_init(w) < 0 || lh_static_load(w) < 0 || lh_upstream_init(w) < 0 ||
         lh_nats_start(w) < 0)
@@ -403,6 +440,7 @@ void lh_worker_free(lh_worker_t *w)
     lh_upstream_free(w);
     lh_pubsub_free(w);
     lh_static_free(w);
+    lh_auth_free(w->auth);
     if (lh_current_worker == w)
         lh_current_worker = NULL;
     for (size_t i = 0; i < w->nlisteners; i++)

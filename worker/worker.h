@@ -43,6 +43,7 @@
 #include "buf.h"
 #include "lh_config.h"
 #include "lh_http.h"
+#include "lh_jwt.h"
 #include "lh_lhttp.h"
 #include "lh_multipart.h"
 #include "lhttpd.h"
@@ -59,6 +60,8 @@ typedef struct {
                       const void *msg, size_t len);
     void (*renewed)(lh_worker_t *w, void *old_nc);
     void (*resubscribe)(lh_worker_t *w);
+    /* A server API action from another worker or node (JSON, see lh_pubsub_api_apply). */
+    void (*api)(lh_worker_t *w, const char *json, size_t len);
 } lh_nats_up_t;
 
 /* What reads a connection's input in its current state (http.c's lh_http_input, then
@@ -98,7 +101,9 @@ enum {
     LH_CF_OUT_FULL = 1u << 16,    /* HTTP: answers queued over send_queue_bytes; input paused */
     LH_CF_CONTINUE = 1u << 17,    /* HTTP: "100 Continue" sent for the request being read */
     LH_CF_RESUME_LISTED = 1u << 18, /* on the worker's resume list (end of the pass) */
-    LH_CF_HTTP10 = 1u << 19         /* HTTP: the request being answered is HTTP/1.0 */
+    LH_CF_HTTP10 = 1u << 19,        /* HTTP: the request being answered is HTTP/1.0 */
+    LH_CF_HOOK_WAIT = 1u << 20      /* a message waits for its subscribe/publish webhook;
+                                       input paused, so later messages keep their order */
 };
 
 /* The send queue: a ring of shared buffers, written with writev. */
@@ -110,6 +115,7 @@ typedef struct {
 } lh_outq_t;
 
 struct lh_chan_s;
+struct lh_ident_s;
 
 /* One of a connection's subscriptions: the channel and this connection's position in
  * the channel's subscriber array, so unsubscribing is O(1). */
@@ -155,6 +161,7 @@ struct lh_conn_s {
      * "already subscribed?" and unsubscribe are O(1), not a scan (pubsub.c). */
     uint32_t *subs_ix;
     uint32_t subs_ix_cap;
+    struct lh_ident_s *ident;  /* who the client is (auth.c); NULL: anonymous, nothing due */
     struct lh_upreq_s *upreqs; /* upstream requests whose answer goes to this client */
     uint16_t nupreqs;
     uint16_t busy; /* callbacks on the stack using this connection */
@@ -224,6 +231,16 @@ struct lh_worker_s {
     const lh_nats_up_t *nats_up; /* what NATS hands up to (pubsub.c) */
     struct lh_static_s *statics; /* static.root in memory (static.c) */
     struct lh_up_s *upstream;    /* libcurl multi and requests (upstream.c) */
+    struct lh_auth_s *auth;      /* keys and namespace rules (auth.c), owned */
+    /* Set by the master: reads the configuration file again, for the rules a retiring
+     * worker applies to the connections it keeps (NULL: keep the rules it has). */
+    lh_config_t *(*load_config)(char *err, size_t errlen);
+    uint8_t hook_ok; /* LH_HOOK_*: the webhooks that approved the message re-dispatched */
+    /* Set by upstream.c: asks the subscribe (kind LH_HOOK_SUBSCRIBE) or publish webhook
+     * about message m of c for the channels of list[0..len); 0 when c now waits for it
+     * (LH_CF_HOOK_WAIT, input paused; the message is dispatched again once approved),
+     * -EBUSY over upstream.max_in_flight, another negative value on failure. */
+    int (*perm_hook)(lh_conn_t *c, const lh_msg_t *m, int kind, const char *list, size_t len);
 
 };
 
@@ -330,9 +347,70 @@ void lh_http_respond(lh_conn_t *c, int status, const char *extra, const char *ct
 void lh_http_options(lh_conn_t *c, const char *allow);
 
 /* ---- admin.c ---- */
+/* 1 when the worker has an admin socket (the endpoints and the server API live there). */
+int lh_admin_socket_exists(const lh_worker_t *w);
 /* Serves /livez, /readyz and /metrics when this connection may see them. Returns 1 when
  * it answered. */
 int lh_admin_route(lh_conn_t *c, const lh_http_request_t *req);
+
+/* ---- auth.c ---- */
+typedef struct lh_auth_s lh_auth_t;
+typedef struct lh_ident_s lh_ident_t;
+/* Identity kinds (lh_auth_kind). */
+enum { LH_ID_ANON, LH_ID_NONE /* must authenticate, has not */, LH_ID_TOKEN, LH_ID_WEBHOOK };
+/* Permission decisions. */
+enum { LH_PERM_ALLOW, LH_PERM_DENY, LH_PERM_WEBHOOK };
+/* Webhooks that approved a held message (w->hook_ok). */
+enum { LH_HOOK_SUBSCRIBE = 1, LH_HOOK_PUBLISH = 2 };
+/* The keys (read from their files now) and rules of cfg. own: a config the result takes
+ * ownership of (freed with it; cfg must then be own), or NULL when cfg outlives it.
+ * Returns NULL with err ("auth.keys[1]: /etc/x.pem: ...") when a key cannot be used. */
+lh_auth_t *lh_auth_new(const lh_config_t *cfg, lh_config_t *own, char *err, size_t errlen);
+void lh_auth_free(lh_auth_t *a);
+/* The config the rules come from. */
+const lh_config_t *lh_auth_config(const lh_auth_t *a);
+/* The master: gives cfg's namespaces their metric labels (before workers use them). */
+void lh_auth_register_labels(const lh_config_t *cfg);
+/* The longest user id; a user id must be a valid LHTTP header value (lh_auth_user_valid). */
+#define LH_USER_MAX 255
+int lh_auth_user_valid(const char *s, size_t len);
+/* Verifies a token under a's keys and rules: LH_JWT_OK with *out filled, or the failure
+ * (counted in lhttpd_auth_failures_total); lh_auth_reason_text says it for people. */
+int lh_auth_verify(const lh_auth_t *a, const char *tok, size_t len, lh_jwt_claims_t *out);
+const char *lh_auth_reason_text(int r);
+void lh_auth_count_failure(unsigned reason);
+/* c's identity from a verified token (the claims are taken over and zeroed), or from the
+ * connect webhook's answer. 0 or -ENOMEM. */
+int lh_auth_set_token(lh_conn_t *c, lh_jwt_claims_t *cl);
+int lh_auth_set_user(lh_conn_t *c, const char *user, size_t ulen, const char *info);
+/* The WebSocket opened: without an identity where auth.anonymous is false, c may only
+ * authenticate, within auth.timeout_ms (then 4401). */
+void lh_auth_opened(lh_conn_t *c);
+/* The "connection gone" hook: frees c's identity and its timer. */
+void lh_auth_conn_gone(lh_conn_t *c);
+/* 1 while c must authenticate before anything else. */
+int lh_auth_pending(const lh_conn_t *c);
+/* c's user id ("" for anonymous), info (JSON or NULL), token expiry (0: none), kind. */
+const char *lh_auth_user(const lh_conn_t *c);
+const char *lh_auth_info(const lh_conn_t *c);
+int64_t lh_auth_expires(const lh_conn_t *c);
+int lh_auth_kind(const lh_conn_t *c);
+/* 1 when a has nothing to check (anonymous allowed, no namespaces). */
+int lh_auth_open(const lh_auth_t *a);
+/* 1 when deliveries on ch carry the server-set sender header. */
+int lh_auth_stamps(const lh_auth_t *a, const char *ch, size_t len);
+/* May c subscribe to / publish on ch? LH_PERM_ALLOW, LH_PERM_WEBHOOK (the webhook
+ * decides), or LH_PERM_DENY with why (cap bytes) naming the channel, counted in
+ * lhttpd_permission_denied_total. subtok: a verified subscription token, or NULL;
+ * subscribed: c is (or, by this message, will be) subscribed to ch. */
+int lh_auth_may_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,
+                          const lh_jwt_claims_t *subtok, char *why, size_t cap);
+int lh_auth_may_publish(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,
+                        int subscribed, char *why, size_t cap);
+/* Counts a refusal that a webhook made. */
+void lh_auth_count_denied(const lh_auth_t *a, unsigned action, const char *ch, size_t len);
+/* 1 when ch's subscribe rule is the same under a and b. */
+int lh_auth_rule_same(const lh_auth_t *a, const lh_auth_t *b, const char *ch, size_t len);
 
 /* ---- upstream.c ---- */
 int lh_upstream_init(lh_worker_t *w);
@@ -398,6 +476,16 @@ long lh_pubsub_publish(const char *name, size_t len, const void *msg, size_t msg
 void lh_pubsub_free(lh_worker_t *w);
 /* Drops every subscription of c (on close). */
 void lh_pubsub_conn_gone(lh_conn_t *c);
+/* The rules changed from old to w->auth (a reload): every subscription they no longer
+ * allow ends, with an "unsubscribed" message to its client. */
+void lh_pubsub_recheck(lh_worker_t *w, const lh_auth_t *old);
+/* A server API action on this worker's connections: {"action":"disconnect","user":U,
+ * "code":N,"reason":R} or {"action":"unsubscribe","user":U,"channel":C}. Returns how
+ * many connections were closed or subscriptions ended, or -EINVAL for bad JSON. */
+long lh_pubsub_api_apply(lh_worker_t *w, const char *json, size_t len);
+/* Ends c's subscription to channel (when it has one) and tells the client why, in an
+ * "unsubscribed" message. Returns 1 when there was one, else 0. */
+int lh_pubsub_end(lh_conn_t *c, const char *name, size_t len, const char *reason);
 /* Delivers msg to this worker's subscribers of channel (from NATS or local). */
 size_t lh_pubsub_deliver_local(lh_worker_t *w, const char *ch, size_t chlen, lh_buf_t **frame,
                                const void *msg, size_t len);
@@ -409,6 +497,8 @@ void lh_pubsub_nats_resubscribe(lh_worker_t *w);
 /* ---- publish.c ---- */
 /* POST /publish: handles body, answers on c. */
 void lh_publish_http(lh_conn_t *c, const uint8_t *body, size_t len);
+/* POST /api/disconnect and /api/unsubscribe (the server API): answers on c. */
+void lh_api_http(lh_conn_t *c, const lh_http_request_t *req, const uint8_t *body, size_t len);
 /* 1 when the request carries publish.token (or none is configured); constant time. */
 int lh_publish_authorized(const lh_conn_t *c, const lh_http_request_t *req);
 
@@ -420,6 +510,10 @@ int lh_nats_publish(lh_worker_t *w, const char *ch, size_t chlen, const void *ms
 /* Starts/stops the NATS subscription for a channel. */
 void *lh_nats_subscribe(lh_worker_t *w, const char *ch, size_t chlen);
 void lh_nats_unsubscribe(lh_worker_t *w, void *sub);
+/* Sends a server API action (JSON) to every other worker of every node, on the
+ * <prefix>.$peers subject. 0, -ENOTCONN without a NATS connection, -EAGAIN when NATS
+ * could not take it. */
+int lh_nats_publish_api(lh_worker_t *w, const char *json, size_t len);
 /* 1 when the NATS connection is up. */
 int lh_nats_connected(lh_worker_t *w);
 /* Copies the connection state and the NATS counters into this worker's metrics; logs

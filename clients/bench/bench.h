@@ -144,7 +144,11 @@ typedef struct {
     double drain_s;     /* give up when no delivery arrived for this long */
     double timeout_s;   /* setup and warm-up deadline */
     char prefix[32];    /* channel name prefix */
-    const char *token;  /* POST publishers send "Authorization: Bearer <token>" (or NULL) */
+    const char *pub_token; /* POST publishers send "Authorization: Bearer <it>" (or NULL) */
+    /* --token: "Authorization: Bearer <token>\r\n", formatted once for every WebSocket
+     * handshake (subscribers and WebSocket publishers); "" without --token. */
+    char *ws_auth;
+    size_t ws_auth_len;
     int quiet;
     int spin;           /* busy-poll while publishing instead of sleeping in epoll */
 } lhb_opts_t;

@@ -342,13 +342,16 @@ static void conn_connected(lhb_loop_t *l, lhb_conn_t *c)
         conn_fail(l, c, "URL path too long");
         return;
     }
+    /* Fits: path < 600, host < 64. The Authorization line was formatted once, at start. */
     n = snprintf(req, sizeof(req),
                  "GET %s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
                  "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                 "Sec-WebSocket-Version: 13\r\n\r\n",
+                 "Sec-WebSocket-Version: 13\r\n",
                  path, u->host, u->port, lhb_ws_key);
     c->state = LHB_S_HANDSHAKE;
-    if (lhb_conn_append(c, req, (size_t)n) < 0) {
+    if (lhb_conn_append(c, req, (size_t)n) < 0 ||
+        lhb_conn_append(c, l->o->ws_auth, l->o->ws_auth_len) < 0 ||
+        lhb_conn_append(c, "\r\n", 2) < 0) {
         conn_fail(l, c, "out of memory");
         return;
     }

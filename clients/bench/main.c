@@ -27,8 +27,14 @@ enum {
     OPT_TIMEOUT,
     OPT_PREFIX,
     OPT_SPIN,
-    OPT_TOKEN
+    OPT_TOKEN,
+    OPT_PUB_TOKEN
 };
+
+/* The longest --token: lhttpd's largest auth.max_token_bytes. */
+#define MAX_TOKEN 65536
+/* The longest --pub-token: lhttpd's publish.token. */
+#define MAX_PUB_TOKEN 512
 
 static void usage(FILE *f)
 {
@@ -49,7 +55,10 @@ static void usage(FILE *f)
           "  -w, --window N        full speed: messages in flight at most      [1000]\n"
           "  -k, --pub-conns N     publisher connections                          [1]\n"
           "      --pipeline N      HTTP requests outstanding per connection       [1]\n"
-          "      --token T         HTTP publishers send 'Authorization: Bearer T'\n"
+          "      --token T         every WebSocket handshake (subscribers, WebSocket\n"
+          "                        publishers) sends 'Authorization: Bearer T': a JWT\n"
+          "                        for lhttpd's auth (lhttpc token)          [none]\n"
+          "      --pub-token T     HTTP publishers send 'Authorization: Bearer T'\n"
           "                        (lhttpd's publish.token)                  [none]\n"
           "  -s, --size BYTES      size of each delivered message                [64]\n"
           "      --random          a random channel for each message (else in turn)\n"
@@ -106,6 +115,17 @@ static int parse_url(const char *s, lhb_url_t *u)
     return 0;
 }
 
+/* 1 when s has 1 to max bytes, all visible ASCII: nothing that could end a header line. */
+static int visible_ascii(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e)
+            return 0;
+    return n > 0 && n <= max;
+}
+
 static int num(const char *s, double lo, double hi, double *v)
 {
     char *e;
@@ -147,11 +167,12 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
         {"prefix", required_argument, NULL, OPT_PREFIX},
         {"spin", no_argument, NULL, OPT_SPIN},
         {"token", required_argument, NULL, OPT_TOKEN},
+        {"pub-token", required_argument, NULL, OPT_PUB_TOKEN},
         {"version", no_argument, NULL, 'V'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    const char *sub = "ws://127.0.0.1:8081/", *pub = NULL;
+    const char *sub = "ws://127.0.0.1:8081/", *pub = NULL, *token = NULL;
     int ch;
     double v;
 
@@ -271,19 +292,17 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
         case OPT_SPIN:
             o->spin = 1;
             break;
-        case OPT_TOKEN: {
-            size_t n = strlen(optarg);
-
-            /* As lhttpd takes it: 1 to 512 visible ASCII characters (nothing that could
-             * end the header line). */
-            for (size_t i = 0; i < n; i++)
-                if (optarg[i] < 0x21 || optarg[i] > 0x7e)
-                    n = 0;
-            if (n == 0 || n > 512)
-                return bad("--token (1 to 512 visible ASCII characters)", optarg);
-            o->token = optarg;
+        case OPT_TOKEN:
+            if (!visible_ascii(optarg, MAX_TOKEN))
+                return bad("--token (1 to 65536 visible ASCII characters)", optarg);
+            token = optarg;
             break;
-        }
+        case OPT_PUB_TOKEN:
+            /* As lhttpd takes its publish.token. */
+            if (!visible_ascii(optarg, MAX_PUB_TOKEN))
+                return bad("--pub-token (1 to 512 visible ASCII characters)", optarg);
+            o->pub_token = optarg;
+            break;
         case 'q':
             o->quiet = 1;
             break;
@@ -326,6 +345,17 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
             return -1;
         }
     }
+    /* The handshake's header line, once for every connection of every process. */
+    o->ws_auth_len = token ? sizeof("Authorization: Bearer \r\n") - 1 + strlen(token) : 0;
+    o->ws_auth = malloc(o->ws_auth_len + 1);
+    if (o->ws_auth == NULL) {
+        fprintf(stderr, "lhttp-bench: out of memory\n");
+        return -1;
+    }
+    if (token != NULL)
+        snprintf(o->ws_auth, o->ws_auth_len + 1, "Authorization: Bearer %s\r\n", token);
+    else
+        o->ws_auth[0] = '\0';
     return 0;
 }
 
@@ -507,5 +537,6 @@ int main(int argc, char **argv)
         }
     }
     report(&o, sh, &res, t_start, aborted);
+    free(o.ws_auth);
     return 0;
 }

@@ -98,12 +98,12 @@ static int publish(lhb_loop_t *l, pub_t *p, uint32_t ch, int kind, uint32_t seq)
         int hl;
 
         lhb_url_path(&o->pub_url, name, nl, path, sizeof(path));
-        /* Fits: path < 600, host < 64, token <= 512 bytes. */
+        /* Fits: path < 600, host < 64, pub_token <= 512 bytes. */
         hl = snprintf(head, sizeof(head),
                       "POST %s HTTP/1.1\r\nHost: %s:%u\r\n%s%s%sContent-Length: %zu\r\n\r\n",
                       path, o->pub_url.host, o->pub_url.port,
-                      o->token ? "Authorization: Bearer " : "", o->token ? o->token : "",
-                      o->token ? "\r\n" : "", len);
+                      o->pub_token ? "Authorization: Bearer " : "",
+                      o->pub_token ? o->pub_token : "", o->pub_token ? "\r\n" : "", len);
         r = lhb_conn_append(c, head, (size_t)hl);
         if (r == 0)
             r = lhb_conn_append(c, p->mbuf, len);

@@ -301,20 +301,27 @@ static int timeout_status(const lhc_conn_opts_t *o)
 /* Sends the upgrade request and checks the answer; leftover bytes stay in rbuf. */
 static int handshake(lhc_conn_t *c, const lhc_url_t *u, const lhc_conn_opts_t *o)
 {
-    char key[25], req[8192], err[512], proto[256];
-    size_t head = 0;
+    char key[25], err[512], proto[256], *req;
+    size_t head = 0, cap = 8192 + (o->token ? strlen(o->token) : 0);
     int n, r;
 
     if (lhc_handshake_key(key) < 0) {
         fprintf(stderr, "lhttpc: getrandom: %s\n", strerror(errno));
         return LHC_EXIT_CONN;
     }
-    n = lhc_handshake_request(req, sizeof(req), u, key, o->origin, o->protocols);
+    req = malloc(cap);
+    if (req == NULL) {
+        fprintf(stderr, "lhttpc: out of memory\n");
+        return LHC_EXIT_CONN;
+    }
+    n = lhc_handshake_request(req, cap, u, key, o->origin, o->protocols, o->token);
     if (n < 0) {
+        free(req);
         fprintf(stderr, "lhttpc: the handshake request is too long or holds CR/LF\n");
         return LHC_EXIT_USAGE;
     }
     r = write_all(c, req, (size_t)n);
+    free(req);
     if (r == LHC_EXIT_TIMEOUT)
         r = timeout_status(o);
     if (r != 0)

@@ -50,11 +50,11 @@ static int has_crlf(const char *s)
 }
 
 int lhc_handshake_request(char *out, size_t cap, const lhc_url_t *u, const char *key,
-                          const char *origin, const char *protocols)
+                          const char *origin, const char *protocols, const char *token)
 {
     int n;
 
-    if (has_crlf(origin) || has_crlf(protocols))
+    if (has_crlf(origin) || has_crlf(protocols) || has_crlf(token))
         return -1;
     n = snprintf(out, cap,
                  "GET %s HTTP/1.1\r\n"
@@ -65,11 +65,14 @@ int lhc_handshake_request(char *out, size_t cap, const lhc_url_t *u, const char 
                  "Sec-WebSocket-Version: 13\r\n"
                  "%s%s%s"
                  "%s%s%s"
+                 "%s%s%s"
                  "User-Agent: lhttpc/" LH_VERSION "\r\n"
                  "\r\n",
                  u->target, u->hostport, key, origin ? "Origin: " : "", origin ? origin : "",
                  origin ? "\r\n" : "", protocols ? "Sec-WebSocket-Protocol: " : "",
-                 protocols ? protocols : "", protocols ? "\r\n" : "");
+                 protocols ? protocols : "", protocols ? "\r\n" : "",
+                 token ? "Authorization: Bearer " : "", token ? token : "",
+                 token ? "\r\n" : "");
     if (n < 0 || (size_t)n >= cap)
         return -1;
     return n;

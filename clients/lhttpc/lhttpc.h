@@ -9,7 +9,8 @@
  * output.c     printing received messages, raw or as JSON lines
  * conn.c       the socket: connect, handshake, frames, close (blocking I/O with poll)
  * httppub.c    publishing with POST over HTTP (libcurl)
- * main.c       options and the modes
+ * token.c      `lhttpc token`: minting JWTs (libcrypto, jansson)
+ * main.c       options, the modes, and the dispatch to `lhttpc token`
  */
 #ifndef LHC_LHTTPC_H
 #define LHC_LHTTPC_H
@@ -24,6 +25,7 @@
 enum {
     LHC_EXIT_OK = 0,
     LHC_EXIT_CONN = 1,    /* connect, handshake or WebSocket protocol failure */
+    LHC_EXIT_KEY = 1,     /* lhttpc token: the key cannot be read or cannot sign */
     LHC_EXIT_USAGE = 2,   /* bad command line or bad input */
     LHC_EXIT_TIMEOUT = 3, /* -w elapsed */
     LHC_EXIT_CLOSED = 4,  /* the server closed the connection */
@@ -53,11 +55,12 @@ int lhc_url_parse(const char *s, lhc_url_t *u, const char **err);
 
 /*
  * Writes the upgrade request for u into out (capacity cap, NUL-terminated). key is the
- * base64 Sec-WebSocket-Key; origin and protocols may be NULL. Returns its length, or -1
- * when it does not fit or a value holds CR or LF.
+ * base64 Sec-WebSocket-Key; origin, protocols and token may be NULL (a token is sent as
+ * "Authorization: Bearer <token>"). Returns its length, or -1 when it does not fit or a
+ * value holds CR or LF.
  */
 int lhc_handshake_request(char *out, size_t cap, const lhc_url_t *u, const char *key,
-                          const char *origin, const char *protocols);
+                          const char *origin, const char *protocols, const char *token);
 
 /* Fills key[25] with the base64 of 16 random bytes. Returns 0, or -1 (errno set). */
 int lhc_handshake_key(char key[25]);
@@ -185,6 +188,7 @@ typedef struct lhc_conn lhc_conn_t;
 typedef struct {
     const char *origin;    /* NULL: no Origin header */
     const char *protocols; /* NULL: no Sec-WebSocket-Protocol */
+    const char *token;     /* NULL: no Authorization header */
     uint64_t max_message;  /* cap of a received message */
     int64_t deadline;      /* lhc_now_ms() value, or -1 for none */
 } lhc_conn_opts_t;
@@ -255,5 +259,97 @@ typedef struct {
 
 /* POSTs msg[0..len) to o->url. Prints the answer; returns an exit status. */
 int lhc_http_publish(const lhc_http_opts_t *o, const char *msg, size_t len);
+
+/* ---- token.c ---- */
+
+/*
+ * A signing key: an HMAC secret (HS256/384/512), or a private key from PEM, RSA of 2048
+ * bits or more (RS256) or EC P-256 (ES256): what lhttpd's auth.keys accept. Owns its
+ * secret and key; lhc_token_key_clear frees them (and wipes the secret).
+ */
+enum { LHC_KEY_NONE = 0, LHC_KEY_SECRET, LHC_KEY_RSA, LHC_KEY_EC };
+
+typedef struct {
+    int kind;
+    uint8_t *secret;
+    size_t secret_len;
+    struct evp_pkey_st *pkey;
+} lhc_token_key_t;
+
+/* The shortest secret taken (RFC 7518 section 3.2, and lhttpd's rule). */
+#define LHC_TOKEN_MIN_SECRET 32
+
+/*
+ * Sets k to the secret data[0..len) with its trailing CR and LF bytes removed (how a
+ * secret file is read, as lhttpd reads auth.keys[].secret_file). Returns 0, or -1 with
+ * err saying why (shorter than LHC_TOKEN_MIN_SECRET bytes, out of memory).
+ */
+int lhc_token_key_secret(lhc_token_key_t *k, const void *data, size_t len, char *err,
+                         size_t errlen);
+
+/*
+ * Sets k to the private key in the PEM text pem[0..len) (unencrypted; PKCS#8 or the
+ * traditional RSA/EC forms). Returns 0, or -1 with err saying why (not a private key, a
+ * passphrase-protected one, RSA under 2048 bits, EC on a curve other than P-256, or
+ * another kind of key).
+ */
+int lhc_token_key_pem(lhc_token_key_t *k, const char *pem, size_t len, char *err,
+                      size_t errlen);
+
+/* Frees what k holds and zeroes it; accepts a zeroed or cleared key. */
+void lhc_token_key_clear(lhc_token_key_t *k);
+
+/* The LH_JWT_* bit of an algorithm name ("HS256" ... "ES256"), or 0 for anything else. */
+unsigned lhc_token_alg(const char *name);
+
+/* The algorithm a key signs with when --alg is not given: HS256, RS256 or ES256. */
+unsigned lhc_token_default_alg(const lhc_token_key_t *k);
+
+/* Which claims of lhc_token_claims_t are present. */
+enum { LHC_TOKEN_EXP = 1u << 0, LHC_TOKEN_NBF = 1u << 1, LHC_TOKEN_IAT = 1u << 2 };
+
+/* What goes into a token; borrowed strings, NULL when absent. */
+typedef struct {
+    const char *kid;      /* in the header */
+    const char *sub, *aud, *iss;
+    unsigned has;         /* LHC_TOKEN_* */
+    int64_t exp, nbf, iat;
+    const char *channels; /* names separated by spaces: the "channels" array */
+    const char *info;     /* the text of a JSON object: the "info" claim */
+} lhc_token_claims_t;
+
+/*
+ * Mints the compact JWS (header.payload.signature, base64url) of claims c signed by k
+ * with alg (an LH_JWT_* bit; 0: lhc_token_default_alg). The header is
+ * {"alg","typ":"JWT"[,"kid"]}; an ES256 signature is r || s, 64 bytes (RFC 7518 3.4).
+ * Returns a new string the caller frees, or NULL with err saying why: alg is not one the
+ * key signs with (HS with a PEM key, RS256 with an EC key...), info is not a JSON object
+ * (or has duplicate names), or libcrypto failed.
+ */
+char *lhc_token_mint(const lhc_token_key_t *k, unsigned alg, const lhc_token_claims_t *c,
+                     char *err, size_t errlen);
+
+/* What `lhttpc token` was asked for. */
+typedef struct {
+    const char *secret_file; /* exactly one of secret_file and key_file */
+    const char *key_file;
+    unsigned alg; /* 0: from the key */
+    int no_iat;
+    lhc_token_claims_t claims;
+} lhc_token_req_t;
+
+/*
+ * Parses the arguments of `lhttpc token` (argv[0] is "token") into r, with now (seconds
+ * since the epoch) for --exp-in and the default iat. Returns -1 to go on, or an exit
+ * status after printing (0 for --help, LHC_EXIT_USAGE for a bad command line). The
+ * strings of r point into argv.
+ */
+int lhc_token_parse_args(int argc, char **argv, int64_t now, lhc_token_req_t *r);
+
+/* `lhttpc token ...`: prints the token and a newline. Returns the exit status. */
+int lhc_token_main(int argc, char **argv);
+
+/* The token section of the usage text. */
+void lhc_token_usage(FILE *out);
 
 #endif

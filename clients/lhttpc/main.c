@@ -84,7 +84,9 @@ static void usage(FILE *out)
           "                                        [-d BODY | -f FILE]\n"
           "       lhttpc [OPTIONS] --http URL publish CHANNEL... [...]   POST to /publish\n"
           "       lhttpc [OPTIONS] --raw URL < MESSAGE   send stdin as one message\n"
-"\n"
+          "       lhttpc token (--secret-file FILE | --key-file PEM) [TOKEN OPTIONS]\n"
+          "                                        print a JWT (see Token below)\n"
+          "\n"
           "URL is ws://HOST[:PORT][/PATH] (no wss://: lhttpc has no TLS; use a TLS proxy),\n"
           "or with --http, http://HOST:PORT/publish.\n"
           "\n"
@@ -98,6 +100,9 @@ static void usage(FILE *out)
           "                     {\"command\",\"headers\":[[k,v],...],\"body\",\"binary\"}\n"
           "  -o ORIGIN          send Origin: ORIGIN\n"
           "  -p PROTO           send Sec-WebSocket-Protocol: PROTO (a comma-separated list)\n"
+          "  --token TOKEN      send Authorization: Bearer TOKEN: in the WebSocket\n"
+          "                     handshake (a JWT for lhttpd's auth), or with --http in the\n"
+          "                     POST (lhttpd's publish.token; default: $LHTTPC_TOKEN)\n"
           "  --binary           send messages in binary frames (default: text)\n"
           "  --raw              send stdin verbatim as one message (no checks), then act\n"
           "                     as send\n"
@@ -112,14 +117,15 @@ static void usage(FILE *out)
           "  --data-raw BODY    the body, taken literally even when it starts with @\n"
           "  -f FILE            the body from FILE\n"
           "  -c COMMAND         publish: the command (default publish)\n"
-          "HTTP publish (--http):\n"
-          "  --token TOKEN      send Authorization: Bearer TOKEN (default: $LHTTPC_TOKEN)\n"
           "\n"
           "Interactive mode: a command line (\"chat\" or \"LHTTP/1.0 chat\"), header lines\n"
           "key:value, an empty line, body lines, and a line \".\" sends (\"..\" stands for a\n"
           "body line \".\"). Received messages are printed as they arrive. End of input\n"
           "closes the connection, unless -n asks to wait for more messages.\n"
-          "\n"
+          "\n",
+          out);
+    lhc_token_usage(out);
+    fputs("\n"
           "Exit status: 0 ok; 1 connection, handshake or WebSocket protocol failure;\n"
           "2 usage or invalid input; 3 timeout; 4 the server closed the connection\n"
           "(\"closed: CODE REASON\" on stderr); 5 publish refused: HTTP publish answered\n"
@@ -576,6 +582,7 @@ static int run_ws(opts_t *o, const lhc_url_t *u, int64_t deadline, const char *f
     }
     co.origin = o->origin;
     co.protocols = o->protocols;
+    co.token = o->token;
     co.max_message = o->max_size;
     co.deadline = deadline;
     setup_signals();
@@ -752,8 +759,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
         return usage_error("%s", "--raw sends stdin as the message; give no mode");
     if (o->http && o->mode != MODE_PUBLISH)
         return usage_error("%s", "--http works with publish only");
-    if (!o->http && o->token != NULL)
-        return usage_error("%s", "--token goes with --http");
+    if (o->token != NULL && (*o->token == '\0' || strpbrk(o->token, "\r\n") != NULL))
+        return usage_error("%s", "--token wants a non-empty token without CR or LF");
     if (o->mode == MODE_SEND && o->nargs != 1)
         return usage_error("%s", "send wants one COMMAND");
     if (o->mode == MODE_LISTEN && o->nargs != 0)
@@ -794,6 +801,9 @@ int main(int argc, char **argv)
     int status;
     const char *err;
 
+    /* "lhttpc token ..." is a command of its own (no URL can be the word "token"). */
+    if (argc >= 2 && strcmp(argv[1], "token") == 0)
+        return lhc_token_main(argc - 1, argv + 1);
     memset(&o, 0, sizeof(o));
     status = parse_args(argc, argv, &o);
     if (status >= 0)

@@ -8,6 +8,7 @@ load ../lib/helpers
 
 BENCH=${LHTTP_BENCH:-${B:-$LH_LIB/../../build}/lhttp-bench}
 FLOOR=${BENCH_FLOOR:-${B:-$LH_LIB/../../build}/bench-floor}
+LHTTPC=${LHTTPC:-${B:-$LH_LIB/../../build}/lhttpc}
 
 teardown() {
     stop_all
@@ -79,10 +80,10 @@ result() { printf '%s\n' "$output" | sed -n 's/^RESULT //p' | tr ' ' '\n' | sed 
     printf '%s\n' "$output" | grep -q '^PROBLEM: .*warm-up: 0 of 20 subscribers received a probe'
 }
 
-@test "lhttp-bench: --token publishes to a /publish that needs one; without it, 401 is reported" {
+@test "lhttp-bench: --pub-token publishes to a /publish that needs one; without it, 401 is reported" {
     start_bench_server '"publish": {"token": "s3cr=t/+x"}'
     run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" -p "http://127.0.0.1:$LH_PORT/publish" \
-        --token 's3cr=t/+x' -n 50 -c 5 -k 2 -m 200 -w 20
+        --pub-token 's3cr=t/+x' -n 50 -c 5 -k 2 -m 200 -w 20
     printf '%s\n' "$output"
     [ "$status" -eq 0 ]
     [ "$(result complete)" = 1 ]
@@ -94,9 +95,49 @@ result() { printf '%s\n' "$output" | sed -n 's/^RESULT //p' | tr ' ' '\n' | sed 
     [ "$(result complete)" = 0 ]
     printf '%s\n' "$output" | grep -q '^PROBLEM: .*publish answered HTTP/1.1 401'
     run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" -p "http://127.0.0.1:$LH_PORT/publish" \
-        --token wrong -n 5 -m 10 --timeout 2
+        --pub-token wrong -n 5 -m 10 --timeout 2
     [ "$status" -eq 1 ]
     printf '%s\n' "$output" | grep -q '^PROBLEM: .*publish answered HTTP/1.1 401'
+}
+
+@test "lhttp-bench: --token authenticates every WebSocket connection of a run (auth.anonymous false)" {
+    local d tok
+    d=$(lh_tmp)
+    printf '%s\n' 0123456789abcdef0123456789abcdef-bench >"$d/jwt.secret"
+    printf '%s\n' 0123456789abcdef0123456789abcdef-other >"$d/other.secret"
+    start_bench_server '"auth": {"anonymous": false, "keys": [{"secret_file": "'"$d"'/jwt.secret"}]},
+        "namespaces": {"room": {"subscribe": "authenticated", "publish": "authenticated"}},
+        "publish": {"token": "p0st"}'
+    tok=$("$LHTTPC" token --secret-file "$d/jwt.secret" --sub 42 --exp-in 600)
+    # 50 subscribers and a WebSocket publisher, each with the token.
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" --prefix room. -n 50 -c 5 -m 200 \
+        -w 20 --token "$tok"
+    printf '%s\n' "$output"
+    [ "$status" -eq 0 ]
+    [ "$(result complete)" = 1 ]
+    [ "$(result delivered)" = $((200 * 10)) ]
+    # Publishing with POST /publish: --pub-token there, --token for the subscribers.
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" -p "http://127.0.0.1:$LH_PORT/publish" \
+        --prefix room. -n 50 -c 5 -k 2 -m 200 -w 20 --token "$tok" --pub-token p0st
+    printf '%s\n' "$output"
+    [ "$status" -eq 0 ]
+    [ "$(result complete)" = 1 ]
+    [ "$(result delivered)" = $((200 * 10)) ]
+    # Without the token no subscriber gets in.
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" --prefix room. -n 5 -m 10 --timeout 2
+    printf '%s\n' "$output"
+    [ "$status" -eq 1 ]
+    [ "$(result complete)" = 0 ]
+    [ "$(result delivered)" = 0 ]
+    printf '%s\n' "$output" | grep -q '^PROBLEM: .*code:401'
+    # A token of another key: every handshake is refused with 401.
+    tok=$("$LHTTPC" token --secret-file "$d/other.secret" --sub 42)
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" --prefix room. -n 5 -m 10 --timeout 2 \
+        --token "$tok"
+    printf '%s\n' "$output"
+    [ "$status" -eq 1 ]
+    [ "$(result failed)" = 5 ]
+    printf '%s\n' "$output" | grep -q '^PROBLEM: .*handshake refused: HTTP/1.1 401'
 }
 
 # bench-floor, the baseline of `make bench` (one send per delivery, nchan's dialect).
@@ -157,10 +198,19 @@ start_floor() {
     run "$BENCH" -u http://127.0.0.1:1/
     [ "$status" -eq 2 ]
     # A token that could end the header line, or longer than lhttpd takes.
-    run "$BENCH" --token $'a\r\nX-Injected: 1'
+    run "$BENCH" --pub-token $'a\r\nX-Injected: 1'
+    [ "$status" -eq 2 ]
+    [[ $output == *"bad value for --pub-token"* ]]
+    run "$BENCH" --pub-token "$(printf 'a%.0s' $(seq 513))"
+    [ "$status" -eq 2 ]
+    run "$BENCH" --pub-token ''
+    [ "$status" -eq 2 ]
+    run "$BENCH" --token $'a.b.c\r\nX-Injected: 1'
     [ "$status" -eq 2 ]
     [[ $output == *"bad value for --token"* ]]
-    run "$BENCH" --token "$(printf 'a%.0s' $(seq 513))"
+    run "$BENCH" --token 'a.b c'
+    [ "$status" -eq 2 ]
+    run "$BENCH" --token "$(head -c 65537 /dev/zero | tr '\0' a)"
     [ "$status" -eq 2 ]
     run "$BENCH" --token ''
     [ "$status" -eq 2 ]

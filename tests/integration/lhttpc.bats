@@ -252,3 +252,304 @@ published_to() {
     [[ $stderr =~ closed:\ 1009 ]]
     assert_server_ok
 }
+
+# --- lhttpc token: minting JWTs ---------------------------------------------------------
+
+# b64url_decode: the base64url text on stdin (no padding) as bytes on stdout.
+b64url_decode() {
+    local s
+    s=$(tr '_-' '/+')
+    case $((${#s} % 4)) in
+    2) s="$s==" ;;
+    3) s="$s=" ;;
+    esac
+    printf '%s' "$s" | base64 -d
+}
+
+# b64url: the bytes on stdin in base64url without padding.
+b64url() { base64 -w0 | tr '/+' '_-' | tr -d '='; }
+
+# jwt_part TOKEN N: part N of a compact token (1 header, 2 claims, 3 signature), decoded.
+jwt_part() { printf '%s' "$1" | cut -d. -f"$2" | b64url_decode; }
+
+# der_of_raw FILE: an ES256 signature (r || s, 64 bytes) as the DER that openssl checks.
+der_of_raw() {
+    "$PY" -c '
+import sys
+b = open(sys.argv[1], "rb").read()
+assert len(b) == 64, len(b)
+def integer(x):
+    x = x.lstrip(b"\0") or b"\0"
+    if x[0] & 0x80:
+        x = b"\0" + x
+    return b"\x02" + bytes([len(x)]) + x
+body = integer(b[:32]) + integer(b[32:])
+sys.stdout.buffer.write(b"\x30" + bytes([len(body)]) + body)' "$1"
+}
+
+SECRET=0123456789abcdef0123456789abcdef-s3cret
+
+@test "lhttpc token: HS256/384/512 from a secret file, CR LF dropped: header, claims, HMAC" {
+    local d=$BATS_TEST_TMPDIR tok now iat alg bits
+    printf '%s\r\n' "$SECRET" >"$d/jwt.secret"
+    now=$(date +%s)
+    run --separate-stderr "$LHTTPC" token --secret-file "$d/jwt.secret" --kid k1 --sub 42 \
+        --exp-in 60 --aud chat --iss https://id.example --channels 'feed.a  user.42' \
+        --info '{"name":"Ada","n":1}'
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq 1 ]
+    [[ $output =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]]
+    tok=$output
+    [ "$(jwt_part "$tok" 1)" = '{"alg":"HS256","typ":"JWT","kid":"k1"}' ]
+    [ "$(jwt_part "$tok" 2 | jq -c '[.sub, .aud, .iss, .channels, .info, .exp - .iat]')" = \
+        '["42","chat","https://id.example",["feed.a","user.42"],{"name":"Ada","n":1},60]' ]
+    iat=$(jwt_part "$tok" 2 | jq .iat)
+    [ "$iat" -ge "$now" ]
+    [ "$iat" -le $((now + 5)) ]
+    # The signature is the HMAC with the file's bytes, without the CR LF.
+    [ "$(printf '%s' "${tok%.*}" | openssl dgst -sha256 -hmac "$SECRET" -binary | b64url)" = \
+        "${tok##*.}" ]
+    for bits in 384 512; do
+        run --separate-stderr "$LHTTPC" token --secret-file "$d/jwt.secret" --alg "HS$bits"
+        [ "$status" -eq 0 ]
+        tok=$output
+        [ "$(jwt_part "$tok" 1)" = "{\"alg\":\"HS$bits\",\"typ\":\"JWT\"}" ]
+        [ "$(printf '%s' "${tok%.*}" | openssl dgst "-sha$bits" -hmac "$SECRET" -binary | b64url)" = \
+            "${tok##*.}" ]
+    done
+}
+
+@test "lhttpc token: RS256 and ES256 (r||s, 64 bytes) from PEM private keys, checked by openssl" {
+    local d=$BATS_TEST_TMPDIR tok
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$d/rs.pem" 2>/dev/null
+    openssl pkey -in "$d/rs.pem" -pubout -out "$d/rs.pub"
+    run --separate-stderr "$LHTTPC" token --key-file "$d/rs.pem" --sub 7
+    [ "$status" -eq 0 ]
+    tok=$output
+    [ "$(jwt_part "$tok" 1)" = '{"alg":"RS256","typ":"JWT"}' ]
+    [ "$(jwt_part "$tok" 2 | jq -r .sub)" = 7 ]
+    jwt_part "$tok" 3 >"$d/rs.sig"
+    [ "$(stat -c %s "$d/rs.sig")" -eq 256 ]
+    printf '%s' "${tok%.*}" | openssl dgst -sha256 -verify "$d/rs.pub" -signature "$d/rs.sig"
+
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/es.pem"
+    openssl pkey -in "$d/es.pem" -pubout -out "$d/es.pub"
+    run --separate-stderr "$LHTTPC" token --key-file "$d/es.pem" --kid e1 --sub 7 --exp 4102444800
+    [ "$status" -eq 0 ]
+    tok=$output
+    [ "$(jwt_part "$tok" 1)" = '{"alg":"ES256","typ":"JWT","kid":"e1"}' ]
+    [ "$(jwt_part "$tok" 2 | jq -c '[.sub, .exp]')" = '["7",4102444800]' ]
+    jwt_part "$tok" 3 >"$d/es.sig"
+    [ "$(stat -c %s "$d/es.sig")" -eq 64 ]
+    der_of_raw "$d/es.sig" >"$d/es.der"
+    printf '%s' "${tok%.*}" | openssl dgst -sha256 -verify "$d/es.pub" -signature "$d/es.der"
+    # The same signature is not valid for other bytes.
+    run openssl dgst -sha256 -verify "$d/es.pub" -signature "$d/es.der" <<<"${tok%.*}x"
+    [ "$status" -ne 0 ]
+}
+
+@test "lhttpc token: the times: --exp-in negative, --exp, --nbf, --iat, --no-iat" {
+    local d=$BATS_TEST_TMPDIR tok
+    printf '%s' "$SECRET" >"$d/jwt.secret"
+    tok=$("$LHTTPC" token --secret-file "$d/jwt.secret" --exp-in -60 --iat 1000)
+    [ "$(jwt_part "$tok" 2 | jq -c '[.iat, .exp < now]')" = '[1000,true]' ]
+    tok=$("$LHTTPC" token --secret-file "$d/jwt.secret" --exp 2000 --nbf 1500 --no-iat)
+    [ "$(jwt_part "$tok" 2)" = '{"exp":2000,"nbf":1500}' ]
+}
+
+@test "lhttpc token: key problems exit 1, usage errors exit 2, nothing on stdout" {
+    local d=$BATS_TEST_TMPDIR
+    printf '%s' "$SECRET" >"$d/jwt.secret"
+    printf '0123456789abcdef0123456789abcde\r\n' >"$d/short.secret" # 31 bytes and CR LF
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/es.pem"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$d/p384.pem"
+    openssl pkey -in "$d/es.pem" -pubout -out "$d/es.pub"
+
+    run --separate-stderr "$LHTTPC" token --secret-file "$d/short.secret"
+    [ "$status" -eq 1 ]
+    [ -z "$output" ]
+    [[ $stderr =~ 31\ bytes.*at\ least\ 32 ]]
+    run --separate-stderr "$LHTTPC" token --secret-file "$d/no-such-file"
+    [ "$status" -eq 1 ]
+    [ -z "$output" ]
+    [[ $stderr =~ No\ such\ file ]]
+    run --separate-stderr "$LHTTPC" token --key-file "$d/es.pem" --alg RS256
+    [ "$status" -eq 1 ]
+    [ -z "$output" ]
+    [[ $stderr =~ cannot\ sign\ RS256 ]]
+    run --separate-stderr "$LHTTPC" token --key-file "$d/p384.pem"
+    [ "$status" -eq 1 ]
+    [[ $stderr =~ P-256 ]]
+    run --separate-stderr "$LHTTPC" token --key-file "$d/es.pub"
+    [ "$status" -eq 1 ]
+    [[ $stderr =~ public\ key ]]
+    run --separate-stderr "$LHTTPC" token --key-file "$d/jwt.secret"
+    [ "$status" -eq 1 ]
+    [[ $stderr =~ not\ a\ PEM\ private\ key ]]
+
+    run --separate-stderr "$LHTTPC" token --key-file "$d/es.pem" --alg HS256
+    [ "$status" -eq 2 ]
+    [ -z "$output" ]
+    [[ $stderr =~ use\ --secret-file ]]
+    run --separate-stderr "$LHTTPC" token --secret-file "$d/jwt.secret" --alg ES256
+    [ "$status" -eq 2 ]
+    [[ $stderr =~ use\ --key-file ]]
+    run --separate-stderr "$LHTTPC" token --secret-file "$d/jwt.secret" --alg none
+    [ "$status" -eq 2 ]
+    run --separate-stderr "$LHTTPC" token
+    [ "$status" -eq 2 ]
+    [[ $stderr =~ give\ the\ key ]]
+    run --separate-stderr "$LHTTPC" token --secret-file "$d/jwt.secret" --key-file "$d/es.pem"
+    [ "$status" -eq 2 ]
+    run --separate-stderr "$LHTTPC" token --secret-file "$d/jwt.secret" --info '["not","an","object"]'
+    [ "$status" -eq 2 ]
+    [[ $stderr =~ info\ must\ be\ a\ JSON\ object ]]
+    run --separate-stderr "$LHTTPC" token --secret-file "$d/jwt.secret" --exp-in soon
+    [ "$status" -eq 2 ]
+    run --separate-stderr "$LHTTPC" token --secret-file "$d/jwt.secret" --exp-in 5 --exp 7
+    [ "$status" -eq 2 ]
+    run --separate-stderr "$LHTTPC" token --secret-file "$d/jwt.secret" stray
+    [ "$status" -eq 2 ]
+    [ -z "$output" ]
+    run "$LHTTPC" token --help
+    [ "$status" -eq 0 ]
+    has_match '^  --secret-file FILE'
+}
+
+# --- --token in the WebSocket handshake ------------------------------------------------
+
+# start_recorder: tests/lib/backend.py on a port the kernel picks, answering every request
+# 403, with a log of the requests (REC_PORT, REC_LOG): it shows what lhttpc sent.
+start_recorder() {
+    local d
+    d=$(lh_tmp)
+    printf '%s\n' '{"*": {"status": 403, "body": "recorded"}}' >"$d/rec.routes.json"
+    : >"$d/rec.log"
+    "$PY" "$LH_LIB/backend.py" serve --port-file "$d/rec.port" --log "$d/rec.log" \
+        --routes "$d/rec.routes.json" >"$d/rec.out" 2>&1 3>&- &
+    BG_PIDS="${BG_PIDS:-} $!"
+    wait_for 5 test -s "$d/rec.port" || { cat "$d/rec.out" >&2; return 1; }
+    REC_PORT=$(cat "$d/rec.port") REC_LOG=$d/rec.log
+}
+
+# rec COUNT|SHOW ARGS...: backend.py's reader of the recorder's log.
+rec() { "$PY" "$LH_LIB/backend.py" "$1" "$REC_LOG" "${@:2}"; }
+
+@test "lhttpc: --token is sent as Authorization: Bearer in the handshake of every mode" {
+    local tok=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2ln mode
+    start_recorder
+    for mode in listen 'send ping' 'subscribe news' 'publish news -d x'; do
+        # shellcheck disable=SC2086
+        run --separate-stderr "$LHTTPC" -w 5000 --token "$tok" \
+            "ws://127.0.0.1:$REC_PORT/${mode%% *}" $mode
+        [ "$status" -eq 1 ]
+        [[ $stderr =~ handshake\ refused:\ HTTP/1\.[01]\ 403 ]]
+        [ "$(rec count --path "/${mode%% *}" --header "Authorization:Bearer $tok")" -eq 1 ]
+    done
+    run --separate-stderr "$LHTTPC" -w 5000 --token "$tok" "ws://127.0.0.1:$REC_PORT/tty" </dev/null
+    [ "$status" -eq 1 ]
+    [ "$(rec count --path /tty --header "Authorization:Bearer $tok")" -eq 1 ]
+    # The header is there once, with the Upgrade request.
+    run rec show --path /listen
+    has_line 'method GET'
+    has_line 'header upgrade: websocket'
+    [ "$(printf '%s\n' "$output" | grep -c '^header authorization:')" -eq 1 ]
+}
+
+@test "lhttpc: no --token, no Authorization header (LHTTPC_TOKEN is only for --http)" {
+    start_recorder
+    LHTTPC_TOKEN=t0ken run --separate-stderr "$LHTTPC" -w 5000 "ws://127.0.0.1:$REC_PORT/plain" listen
+    [ "$status" -eq 1 ]
+    [ "$(rec count --path /plain)" -eq 1 ]
+    run rec show --path /plain
+    has_line 'header upgrade: websocket'
+    no_match '^header authorization:'
+}
+
+@test "lhttpc: a --token with CR or LF, or empty, is a usage error before connecting" {
+    start_recorder
+    run --separate-stderr "$LHTTPC" --token $'a\r\nX-Injected: 1' "ws://127.0.0.1:$REC_PORT/x" listen
+    [ "$status" -eq 2 ]
+    [[ $stderr =~ without\ CR\ or\ LF ]]
+    run --separate-stderr "$LHTTPC" --token $'a\nb' "ws://127.0.0.1:$REC_PORT/x" send ping
+    [ "$status" -eq 2 ]
+    run --separate-stderr "$LHTTPC" --token '' "ws://127.0.0.1:$REC_PORT/x" listen
+    [ "$status" -eq 2 ]
+    [ "$(rec count --event connection)" -eq 0 ]
+}
+
+# --- lhttpc token and --token against lhttpd's auth ------------------------------------
+
+# start_auth_server DIR: a second lhttpd (on the file's nats-server) whose auth.keys are
+# DIR/jwt.secret (kid hs), DIR/rs.pub (kid rs) and DIR/es.pub (kid es), with user.*
+# channels for their owner only; stopped by teardown.
+start_auth_server() {
+    local d=$1
+    start_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"],
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "auth": {"keys": [{"kid": "hs", "secret_file": "'"$d"'/jwt.secret"},
+                          {"kid": "rs", "public_key_file": "'"$d"'/rs.pub"},
+                          {"kid": "es", "public_key_file": "'"$d"'/es.pub"}]},
+        "namespaces": {"user": {"subscribe": "owner", "publish": "none"}}
+    }'
+    BG_PIDS="${BG_PIDS:-} $LH_PID"
+}
+
+@test "lhttpc: tokens of lhttpc token pass lhttpd's auth, sent with --token or in an auth message" {
+    local d=$BATS_TEST_TMPDIR tok kid exp key
+    printf '%s\n' "$SECRET" >"$d/jwt.secret"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$d/rs.pem" 2>/dev/null
+    openssl pkey -in "$d/rs.pem" -pubout -out "$d/rs.pub"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/es.pem"
+    openssl pkey -in "$d/es.pem" -pubout -out "$d/es.pub"
+    start_auth_server "$d"
+    for kid in hs rs es; do
+        if [ $kid = hs ]; then key=(--secret-file "$d/jwt.secret"); else key=(--key-file "$d/$kid.pem"); fi
+        exp=$(($(date +%s) + 600))
+        tok=$("$LHTTPC" token "${key[@]}" --kid $kid --sub 42 --exp "$exp")
+        # In an auth message: the server says who the connection is and until when (the
+        # reply ends "\r\n\r\n", and the newline after it; run drops the newlines at the end).
+        run --separate-stderr "$LHTTPC" -w 5000 "$(url)" send auth -H "token:$tok"
+        [ "$status" -eq 0 ]
+        [ "$output" = $'LHTTP/1.0 auth\r\nuser:42\r\nexpires:'"$exp"$'\r\n\r' ] || lh_show_output
+        # In the handshake: user 42 may subscribe to user.42 (no answer: the pong comes
+        # first), not to user.43.
+        run --separate-stderr "$LHTTPC" -w 5000 -n 1 --token "$tok" "$(url)" \
+            < <(printf 'subscribe\nsubscribe:user.42\n.\nping\n\nafter\n.\n')
+        [ "$status" -eq 0 ]
+        [ "$output" = $'LHTTP/1.0 pong\r\n\r\nafter' ]
+        run --separate-stderr "$LHTTPC" -w 5000 --token "$tok" "$(url)" send subscribe \
+            -H subscribe:user.43
+        [ "$status" -eq 0 ]
+        [[ $output =~ ^LHTTP/1\.0\ error ]]
+        [[ $output =~ code:403 ]]
+    done
+    # Without a token, user.42 is refused too: the token made the difference.
+    run --separate-stderr "$LHTTPC" -w 5000 "$(url)" send subscribe -H subscribe:user.42
+    [ "$status" -eq 0 ]
+    [[ $output =~ code:403 ]]
+}
+
+@test "lhttpc: lhttpd refuses with 401 the handshake of an expired or foreign --token" {
+    local d=$BATS_TEST_TMPDIR tok
+    printf '%s\n' "$SECRET" >"$d/jwt.secret"
+    printf '%s\n' "another-secret-of-more-than-32-bytes" >"$d/other.secret"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$d/rs.pem" 2>/dev/null
+    openssl pkey -in "$d/rs.pem" -pubout -out "$d/rs.pub"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/es.pem"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/es2.pem"
+    openssl pkey -in "$d/es.pem" -pubout -out "$d/es.pub"
+    start_auth_server "$d"
+    for tok in "$("$LHTTPC" token --secret-file "$d/jwt.secret" --kid hs --sub 42 --exp-in -60)" \
+        "$("$LHTTPC" token --secret-file "$d/other.secret" --kid hs --sub 42)" \
+        "$("$LHTTPC" token --key-file "$d/es2.pem" --kid es --sub 42)"; do
+        run --separate-stderr "$LHTTPC" -w 5000 --token "$tok" "$(url)" listen
+        [ "$status" -eq 1 ]
+        [[ $stderr =~ handshake\ refused:\ HTTP/1\.1\ 401 ]]
+    done
+    # The same key with its own kid passes.
+    tok=$("$LHTTPC" token --key-file "$d/es.pem" --kid es --sub 42)
+    run --separate-stderr "$LHTTPC" -w 5000 --token "$tok" "$(url)" send ping -d ok
+    [ "$status" -eq 0 ]
+}

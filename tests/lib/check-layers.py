@@ -21,7 +21,7 @@ LAYERS = {
     "buf": (0, "util"), "process": (0, "util"), "shm": (0, "util"),
     "interest": (0, "util"), "metrics": (0, "util"),
     "conn": (1, None),
-    "reply": (2, None), "nats": (2, None),
+    "reply": (2, None), "nats": (2, None), "auth": (2, None),
     "dispatch": (3, None),
     "pubsub": (4, None), "ws": (4, None),
     "http": (5, "http"), "admin": (5, "http"), "static": (5, "http"),

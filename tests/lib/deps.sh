@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential pkg-config clang libevent-dev libnats-dev libcurl4-openssl-dev
 libsystemd-dev libjansson-dev libssl-dev bats nats-server python3 python3-websockets curl
-systemd procps iproute2 prometheus chromium groff-base
+systemd procps iproute2 prometheus chromium groff-base openssl jq
 debhelper lintian rpm rpmlint"
 missing=
 for p in $pkgs; do

@@ -68,17 +68,25 @@ LH_TEST(test_handshake_request)
     int n;
 
     LH_CHECK_INT(lhc_url_parse("ws://h:81/ws?a", &u, &err), 0);
-    n = lhc_handshake_request(req, sizeof(req), &u, KEY, "http://o", "chat, x");
+    n = lhc_handshake_request(req, sizeof(req), &u, KEY, "http://o", "chat, x", NULL);
     LH_CHECK(n > 0);
     LH_CHECK(strncmp(req, "GET /ws?a HTTP/1.1\r\nHost: h:81\r\n", 32) == 0);
     LH_CHECK(strstr(req, "\r\nSec-WebSocket-Key: " KEY "\r\n") != NULL);
     LH_CHECK(strstr(req, "\r\nOrigin: http://o\r\n") != NULL);
     LH_CHECK(strstr(req, "\r\nSec-WebSocket-Protocol: chat, x\r\n") != NULL);
     LH_CHECK(n >= 4 && strcmp(req + n - 4, "\r\n\r\n") == 0);
-    n = lhc_handshake_request(req, sizeof(req), &u, KEY, NULL, NULL);
+    LH_CHECK(strstr(req, "Authorization") == NULL);
+    n = lhc_handshake_request(req, sizeof(req), &u, KEY, NULL, NULL, NULL);
     LH_CHECK(n > 0 && strstr(req, "Origin") == NULL && strstr(req, "Protocol") == NULL);
-    LH_CHECK_INT(lhc_handshake_request(req, sizeof(req), &u, KEY, "a\r\nX: y", NULL), -1);
-    LH_CHECK_INT(lhc_handshake_request(req, 40, &u, KEY, NULL, NULL), -1);
+    LH_CHECK_INT(lhc_handshake_request(req, sizeof(req), &u, KEY, "a\r\nX: y", NULL, NULL), -1);
+    LH_CHECK_INT(lhc_handshake_request(req, 40, &u, KEY, NULL, NULL, NULL), -1);
+    /* A token goes in the Authorization header, once, and may not inject lines. */
+    n = lhc_handshake_request(req, sizeof(req), &u, KEY, NULL, NULL, "aa.bb.cc");
+    LH_CHECK(n > 0 && strstr(req, "\r\nAuthorization: Bearer aa.bb.cc\r\n") != NULL);
+    LH_CHECK(n > 0 && strstr(strstr(req, "Authorization") + 1, "Authorization") == NULL);
+    LH_CHECK(n >= 4 && strcmp(req + n - 4, "\r\n\r\n") == 0);
+    LH_CHECK_INT(lhc_handshake_request(req, sizeof(req), &u, KEY, NULL, NULL, "a\nX: y"), -1);
+    LH_CHECK_INT(lhc_handshake_request(req, sizeof(req), &u, KEY, NULL, NULL, "a\rb"), -1);
 }
 
 LH_TEST(test_handshake_key)
