@@ -48,13 +48,13 @@ fi
 # The chat demo: clients/chat and the SDK it imports (clients/js/lhttp.js), copied side by
 # side (lhttpd follows no symbolic link) into the web root that static.root names. The
 # configuration, the control socket (so that `lhttpd -s reload -c "$run_conf"` reaches
-# this server) and the demo secret go to a temporary directory removed at exit;
+# this server) and the demo secret go to a temporary directory removed at exit; the demo
+# users' tokens replace the copy of clients/chat/demo-tokens.js that has none;
 # static.max_age_s 0 keeps edited files from being cached while developing.
 www=$(cd "$(dirname "$LHTTPD")" && pwd)/www
 mkdir -p "$www"
 cp "$top"/clients/chat/*.html "$top"/clients/chat/*.js "$top"/clients/chat/*.css \
     "$top/clients/js/lhttp.js" "$www/"
-rm -f "$www/demo-tokens.js"
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/lhttpd-run.XXXXXX") || exit 1
 run_conf=$run_dir/lhttpd.json
 identity=()
