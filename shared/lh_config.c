@@ -1708,9 +1708,28 @@ int lh_strlist_equal(const lh_strlist_t *a, const lh_strlist_t *b)
 size_t lh_config_warnings(const lh_config_t *cfg, char *buf, size_t cap)
 {
     size_t n = 0, used = 0;
+    int needs_user = 0;
 
     if (cap > 0)
         buf[0] = '\0';
+    for (size_t i = 0; i < cfg->nnamespaces; i++) {
+        const lh_ns_cfg_t *ns = &cfg->namespaces[i];
+
+        needs_user |= ns->subscribe == LH_SUB_AUTHENTICATED || ns->subscribe == LH_SUB_OWNER ||
+                      ns->subscribe == LH_SUB_TOKEN || ns->publish == LH_PUB_AUTHENTICATED;
+    }
+    if (needs_user && cfg->auth.nkeys == 0 && cfg->webhooks.connect == NULL) {
+        int r = snprintf(buf + used, cap > used ? cap - used : 0,
+                         "%snamespaces name rules that need a user (authenticated, owner, "
+                         "token), but there are no auth.keys and no webhooks.connect: no "
+                         "connection will ever have one, and those channels refuse everyone",
+                         n > 0 ? "\n" : "");
+        if (r > 0)
+            used += (size_t)r;
+        if (cap > 0 && used >= cap)
+            used = cap - 1;
+        n++;
+    }
     if (cfg->limits.max_message_bytes > cfg->limits.send_queue_bytes) {
         /* One message larger than the queue is always accepted (the limit judges what
          * waits behind the message being written), but a burst of such messages to one

@@ -107,11 +107,13 @@ static int load_key(lh_auth_t *a, const lh_key_cfg_t *kc, size_t i, char *err, s
                        : kc->public_key_file ? kc->public_key_file : kc->jwks_file;
     char why[256];
     size_t len = 0;
-    char *text = read_file(path, &len, err, errlen);
+    char *text = read_file(path, &len, why, sizeof(why));
     int rc;
 
-    if (text == NULL)
+    if (text == NULL) {
+        snprintf(err, errlen, "auth.keys[%zu]: %s", i, why);
         return -1;
+    }
     if (kc->secret_file != NULL) {
         while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
             len--;
@@ -288,7 +290,12 @@ static void arm(lh_ident_t *id, uint64_t ms)
     id->ev_on = 1;
 }
 
-/* Arms the expiry of a token identity: at exp, then the grace. */
+/* The longest the expiry timer is armed for at once: a token that expires later re-arms
+ * it when it fires (a far exp times 1000 ms would not fit in 64 bits). */
+#define EXPIRY_STEP_S 86400
+
+/* Arms the expiry of a token identity: at exp (in steps of at most EXPIRY_STEP_S), then
+ * the grace. */
 static void arm_expiry(lh_ident_t *id)
 {
     int64_t now = (int64_t)time(NULL);
@@ -299,7 +306,9 @@ static void arm_expiry(lh_ident_t *id)
     }
     if (id->exp == 0)
         return;
-    arm(id, id->exp > now ? (uint64_t)(id->exp - now) * 1000 : 0);
+    arm(id, id->exp > now ? (uint64_t)(id->exp - now > EXPIRY_STEP_S ? EXPIRY_STEP_S
+                                                                     : id->exp - now) * 1000
+                          : 0);
 }
 
 static void ident_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -320,6 +329,10 @@ static void ident_timer_cb(evutil_socket_t fd, short what, void *arg)
                lh_conn_peer_name(c), (unsigned long long)c->id);
         lh_auth_count_failure(LH_AUTH_R_MISSING);
         lh_conn_close_ws(c, LH_WS_CLOSE_UNAUTHORIZED, "authentication required");
+        return;
+    }
+    if (!id->refresh_sent && id->exp - (int64_t)time(NULL) > 1) {
+        arm_expiry(id); /* a step of a far expiry */
         return;
     }
     if (!id->refresh_sent) {
@@ -507,8 +520,11 @@ int lh_auth_may_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch
         return deny(why, cap, LH_ACT_SUBSCRIBE, label,
                     "needs an authenticated user", ch, len, ns->name);
     case LH_SUB_OWNER:
-        /* <ns>.<sub> itself, or a channel below it. */
-        if (sl > 0 && len >= ns->len + 1 + sl &&
+        /* <ns>.<sub> itself, or a channel below it; in the default namespace (channels
+         * without a dot) only the channel <sub>. */
+        if (ns->len == 0 && sl > 0 && len == sl && memcmp(ch, sub, sl) == 0)
+            return LH_PERM_ALLOW;
+        if (ns->len > 0 && sl > 0 && len >= ns->len + 1 + sl &&
             memcmp(ch + ns->len + 1, sub, sl) == 0 &&
             (len == ns->len + 1 + sl || ch[ns->len + 1 + sl] == '.'))
             return LH_PERM_ALLOW;

@@ -139,8 +139,8 @@ static int origin_allowed(const lh_config_t *cfg, const lh_http_header_t *origin
 /*
  * The token a handshake presents: "Authorization: Bearer <token>", or else the first
  * "token" parameter of the query (browsers cannot set headers on a WebSocket),
- * percent-decoded into buf (cap bytes). Returns its length, 0 when there is none, or -1
- * when the query's token does not fit or is badly encoded.
+ * percent-decoded into buf (cap bytes). Returns its length, 0 when there is none, -1
+ * when the query's token does not fit, or -2 when it is badly percent-encoded.
  */
 static long handshake_token(const lh_http_request_t *req, char *buf, size_t cap,
                             const char **tok)
@@ -171,7 +171,7 @@ static long handshake_token(const lh_http_request_t *req, char *buf, size_t cap,
                     continue;
                 }
                 if (pe - p < 3 || (hi = lh_hexval(p[1])) < 0 || (lo = lh_hexval(p[2])) < 0)
-                    return -1;
+                    return -2;
                 buf[n++] = (char)(hi * 16 + lo);
                 p += 2;
             }
@@ -214,9 +214,10 @@ static int handshake_identity(lh_conn_t *c, const lh_http_request_t *req)
             free(buf);
         return 0; /* anonymous, or it authenticates with its first message */
     }
-    r = n < 0 ? LH_JWT_TOO_BIG : lh_auth_verify(c->w->auth, tok, (size_t)n, &cl);
+    r = n == -1 ? LH_JWT_TOO_BIG : n < 0 ? LH_JWT_MALFORMED
+                                         : lh_auth_verify(c->w->auth, tok, (size_t)n, &cl);
     if (n < 0)
-        lh_auth_count_failure(LH_JWT_TOO_BIG);
+        lh_auth_count_failure((unsigned)r);
     if (buf != stackbuf)
         free(buf);
     if (r != LH_JWT_OK) {

@@ -38,8 +38,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    static const char text[] =
+    static const char fmt[] =
         "{\"listen\": [\"127.0.0.1:1\"], \"workers\": 1,"
+        " \"auth\": {\"keys\": [{\"secret_file\": \"%s\"}], \"max_token_bytes\": 1024},"
+        " \"namespaces\": {\"u\": {\"subscribe\": \"owner\", \"publish\": \"none\"},"
+        "  \"a\": {\"subscribe\": \"authenticated\", \"publish\": \"subscribers\"},"
+        "  \"t\": {\"subscribe\": \"token\", \"publish\": \"authenticated\","
+        "   \"stamp_user\": true},"
+        "  \"s\": {\"subscribe\": \"any\", \"publish\": \"any\", \"stamp_user\": true}},"
         " \"nats\": {\"servers\": [\"nats://127.0.0.1:1\"]},"
         " \"websocket\": {\"echo_paths\": [\"/echo\"]},"
         " \"limits\": {\"max_message_bytes\": 4096, \"send_queue_bytes\": 8192,"
@@ -47,12 +53,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         "  \"max_multipart_parts\": 4},"
         " \"http\": {\"max_request_line\": 512, \"max_header_bytes\": 2048,"
         "  \"max_headers\": 16, \"max_body_bytes\": 4096}}";
-    char err[256];
+    /* The key the corpus's tokens are signed with (tests/fuzz/corpus/fuzz_conn/auth-*). */
+    static const char secret[] = "fuzz-conn-secret-of-32-bytes-min";
+    char err[256], path[] = "/tmp/fuzz_conn_secret_XXXXXX", text[2048];
+    int fd;
 
     (void)argc;
     (void)argv;
     signal(SIGPIPE, SIG_IGN);
     lh_log_level = 0; /* client errors are logged at info: quiet */
+    fd = mkstemp(path);
+    if (fd < 0 || write(fd, secret, sizeof(secret) - 1) != (ssize_t)(sizeof(secret) - 1)) {
+        fprintf(stderr, "fuzz_conn: cannot write the secret file\n");
+        abort();
+    }
+    close(fd);
+    snprintf(text, sizeof(text), fmt, path);
     cfg = lh_config_parse(text, strlen(text), err, sizeof(err));
     if (cfg == NULL) {
         fprintf(stderr, "fuzz_conn: config: %s\n", err);
@@ -66,6 +82,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     lh_builtin_register();
     lh_pubsub_register();
     w = lh_worker_new(cfg, 0, NULL, 0, 0, -1);
+    unlink(path); /* read by lh_worker_new: no longer needed */
     if (w == NULL) {
         fprintf(stderr, "fuzz_conn: lh_worker_new failed\n");
         abort();

@@ -6,7 +6,9 @@ when the pong to a ping sent after its subscribe arrives (the worker handles one
 connection's messages in order), and an absent message is proven by a fence: a later
 message of the same publisher that arrives first.
 
-Usage: pubsub.py [--timeout S] [--rcvbuf NAME=BYTES]... STEP...
+Usage: pubsub.py [--timeout S] [--rcvbuf NAME=BYTES]... [-H 'NAME=Header: value']... STEP...
+
+-H adds a header to the handshake of connection NAME (an Authorization header, say).
 
 Steps (fields are separated by ':'; the last field may contain ':'):
     open:NAME:PORT[:PATH]    connect and upgrade (default path /): `NAME open`, or
@@ -91,10 +93,10 @@ def body_of(data):
 
 
 class Conn:
-    def __init__(self, name, port, path, timeout, rcvbuf):
+    def __init__(self, name, port, path, timeout, rcvbuf, headers=()):
         self.name = name
         opts = {"host": "127.0.0.1", "port": port, "timeout": timeout, "split": 0,
-                "headers": [], "protocol": None, "origin": None, "auto_pong": True,
+                "headers": list(headers), "protocol": None, "origin": None, "auto_pong": True,
                 "rcvbuf": rcvbuf}
         self.pr = wsprobe.Probe(opts)
         self.path = path
@@ -203,7 +205,7 @@ def seq_message(chans, i, size):
     return head + body
 
 
-def run(steps, timeout, rcvbufs):
+def run(steps, timeout, rcvbufs, headers=None):
     conns = {}
     sync_n = 0
 
@@ -217,7 +219,8 @@ def run(steps, timeout, rcvbufs):
         if kind == "open":
             name, _, rest = rest.partition(":")
             port, _, path = rest.partition(":")
-            c = Conn(name, int(port), path or "/", timeout, rcvbufs.get(name, 0))
+            c = Conn(name, int(port), path or "/", timeout, rcvbufs.get(name, 0),
+                     (headers or {}).get(name, ()))
             conns[name] = c
             saved = wsprobe.out
             lines = []
@@ -368,13 +371,17 @@ def run(steps, timeout, rcvbufs):
 def main(argv):
     timeout = 5.0
     rcvbufs = {}
+    headers = {}
     steps = []
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in ("--timeout", "--rcvbuf") and i + 1 < len(argv):
+        if a in ("--timeout", "--rcvbuf", "-H") and i + 1 < len(argv):
             if a == "--timeout":
                 timeout = float(argv[i + 1])
+            elif a == "-H":
+                name, _, h = argv[i + 1].partition("=")
+                headers.setdefault(name, []).append(h)
             else:
                 name, _, n = argv[i + 1].partition("=")
                 rcvbufs[name] = int(n)
@@ -388,7 +395,7 @@ def main(argv):
     if not steps:
         raise wsprobe.Usage("no steps")
     try:
-        run(steps, timeout, rcvbufs)
+        run(steps, timeout, rcvbufs, headers)
     except Stop:
         return 1
     except (ConnectionRefusedError, socket.timeout) as e:

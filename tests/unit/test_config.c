@@ -48,6 +48,28 @@ static int list_is(const lh_strlist_t *l, size_t n, const char *const *items)
     return 1;
 }
 
+/* Identity and permissions (issue 17): without an "auth" or "namespaces" key, anyone may
+ * connect, subscribe and publish, as before. */
+static void check_auth_defaults(const lh_config_t *c)
+{
+    static const char *const algs[] = { "HS256", "HS384", "HS512", "RS256", "ES256" };
+
+    LH_CHECK_INT(c->auth.anonymous, 1);
+    LH_CHECK_INT(c->auth.nkeys, 0);
+    LH_CHECK(list_is(&c->auth.algorithms, 5, algs));
+    LH_CHECK(c->auth.audience == NULL);
+    LH_CHECK(c->auth.issuer == NULL);
+    LH_CHECK_INT(c->auth.leeway_s, 5);
+    LH_CHECK_INT(c->auth.max_token_bytes, 8192);
+    LH_CHECK_INT(c->auth.max_lifetime_s, 0);
+    LH_CHECK_INT(c->auth.require_exp, 0);
+    LH_CHECK_INT(c->auth.expiry_grace_ms, 10000);
+    LH_CHECK_INT(c->auth.timeout_ms, 10000);
+    LH_CHECK_INT(c->nnamespaces, 0);
+    LH_CHECK(c->webhooks.subscribe == NULL);
+    LH_CHECK(c->webhooks.publish == NULL);
+}
+
 static void check_defaults(const lh_config_t *c)
 {
     static const char *const listen[] = { ":8081" };
@@ -91,6 +113,7 @@ static void check_defaults(const lh_config_t *c)
     LH_CHECK(c->publish.token == NULL);
     LH_CHECK_INT(c->log.level, 6);
     LH_CHECK_INT(c->log.log_bodies, 0);
+    check_auth_defaults(c);
 }
 
 LH_TEST(defaults_from_empty_object)
@@ -526,6 +549,283 @@ LH_TEST(log_section)
     CHECK_ERR("{\"log\":{\"bodies\":0}}", "1:18: log.bodies: must be true or false");
 }
 
+LH_TEST(auth_section)
+{
+    static const char *const algs[] = { "RS256", "HS512" };
+    lh_config_t *c = parse(
+        "{\"auth\": {\"anonymous\": false, \"algorithms\": [\"RS256\", \"HS512\"],\n"
+        "  \"keys\": [{\"secret_file\": \"/k/s\"}, {\"kid\": \"rs-1\", \"public_key_file\": \"/k/r.pem\"},\n"
+        "           {\"jwks_file\": \"/k/jwks.json\"}, {\"secret_file\": \"/k/t\", \"kid\": \"t\"}],\n"
+        "  \"audience\": \"https://app.example/\", \"issuer\": \"auth.example\",\n"
+        "  \"leeway_s\": 0, \"max_token_bytes\": 64, \"max_lifetime_s\": 315360000,\n"
+        "  \"require_exp\": true, \"expiry_grace_ms\": 0, \"timeout_ms\": 1}}");
+
+    LH_CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    LH_CHECK_INT(c->auth.anonymous, 0);
+    LH_CHECK(list_is(&c->auth.algorithms, 2, algs));
+    LH_CHECK_INT(c->auth.nkeys, 4);
+    if (c->auth.nkeys == 4) {
+        const lh_key_cfg_t *k = c->auth.keys;
+
+        LH_CHECK(k[0].kid == NULL && k[0].secret_file != NULL &&
+                 strcmp(k[0].secret_file, "/k/s") == 0 && k[0].public_key_file == NULL &&
+                 k[0].jwks_file == NULL);
+        LH_CHECK(k[1].kid != NULL && strcmp(k[1].kid, "rs-1") == 0 &&
+                 k[1].public_key_file != NULL && strcmp(k[1].public_key_file, "/k/r.pem") == 0 &&
+                 k[1].secret_file == NULL && k[1].jwks_file == NULL);
+        LH_CHECK(k[2].kid == NULL && k[2].jwks_file != NULL &&
+                 strcmp(k[2].jwks_file, "/k/jwks.json") == 0 && k[2].secret_file == NULL);
+        LH_CHECK(k[3].kid != NULL && strcmp(k[3].kid, "t") == 0 && k[3].secret_file != NULL &&
+                 strcmp(k[3].secret_file, "/k/t") == 0);
+    }
+    LH_CHECK(c->auth.audience != NULL && strcmp(c->auth.audience, "https://app.example/") == 0);
+    LH_CHECK(c->auth.issuer != NULL && strcmp(c->auth.issuer, "auth.example") == 0);
+    LH_CHECK_INT(c->auth.leeway_s, 0);
+    LH_CHECK_INT(c->auth.max_token_bytes, 64);
+    LH_CHECK_INT(c->auth.max_lifetime_s, 315360000);
+    LH_CHECK_INT(c->auth.require_exp, 1);
+    LH_CHECK_INT(c->auth.expiry_grace_ms, 0);
+    LH_CHECK_INT(c->auth.timeout_ms, 1);
+    lh_config_free(c);
+    /* null is "not checked". */
+    c = parse("{\"auth\": {\"audience\": null, \"issuer\": null}}");
+    LH_CHECK(c != NULL && c->auth.audience == NULL && c->auth.issuer == NULL);
+    lh_config_free(c);
+}
+
+LH_TEST(auth_at_and_past_bounds)
+{
+    CHECK_OK("{\"auth\":{\"leeway_s\":3600}}");
+    CHECK_ERR("{\"auth\":{\"leeway_s\":3601}}",
+              "1:21: auth.leeway_s: must be an integer from 0 to 3600");
+    CHECK_ERR("{\"auth\":{\"leeway_s\":-1}}",
+              "1:21: auth.leeway_s: must be an integer from 0 to 3600");
+    CHECK_OK("{\"auth\":{\"max_token_bytes\":65536}}");
+    CHECK_ERR("{\"auth\":{\"max_token_bytes\":65537}}",
+              "1:28: auth.max_token_bytes: must be an integer from 64 to 65536");
+    CHECK_ERR("{\"auth\":{\"max_token_bytes\":63}}",
+              "1:28: auth.max_token_bytes: must be an integer from 64 to 65536");
+    CHECK_OK("{\"auth\":{\"max_lifetime_s\":0}}");
+    CHECK_ERR("{\"auth\":{\"max_lifetime_s\":315360001}}",
+              "1:27: auth.max_lifetime_s: must be an integer from 0 to 315360000");
+    CHECK_OK("{\"auth\":{\"expiry_grace_ms\":86400000}}");
+    CHECK_ERR("{\"auth\":{\"expiry_grace_ms\":86400001}}",
+              "1:28: auth.expiry_grace_ms: must be an integer from 0 to 86400000");
+    CHECK_OK("{\"auth\":{\"timeout_ms\":3600000}}");
+    CHECK_ERR("{\"auth\":{\"timeout_ms\":0}}",
+              "1:23: auth.timeout_ms: must be an integer from 1 to 3600000");
+    CHECK_ERR("{\"auth\":{\"timeout_ms\":3600001}}",
+              "1:23: auth.timeout_ms: must be an integer from 1 to 3600000");
+    CHECK_ERR("{\"auth\":{\"timeout_ms\":1.5}}",
+              "1:23: auth.timeout_ms: must be an integer from 1 to 3600000");
+    CHECK_ERR("{\"auth\":{\"anonymous\":1}}", "1:22: auth.anonymous: must be true or false");
+    CHECK_ERR("{\"auth\":{\"require_exp\":\"yes\"}}",
+              "1:24: auth.require_exp: must be true or false");
+    CHECK_ERR("{\"auth\":\"x\"}", "1:9: auth: must be an object");
+    CHECK_ERR("{\"auth\":{\"bogus\":1}}", "1:10: auth.bogus: unknown key");
+}
+
+LH_TEST(auth_algorithms_and_claims)
+{
+    CHECK_OK("{\"auth\":{\"algorithms\":[\"ES256\"]}}");
+    CHECK_ERR("{\"auth\":{\"algorithms\":[]}}",
+              "1:23: auth.algorithms: must have from 1 to 5 entries");
+    CHECK_ERR("{\"auth\":{\"algorithms\":\"HS256\"}}",
+              "1:23: auth.algorithms: must be an array of strings");
+    CHECK_ERR("{\"auth\":{\"algorithms\":[\"HS256\",\"none\"]}}",
+              "1:32: auth.algorithms[1]: must be one of \"HS256\", \"HS384\", \"HS512\", "
+              "\"RS256\", \"ES256\"");
+    /* Names are case-sensitive (RFC 7518 3.1). */
+    CHECK_ERR("{\"auth\":{\"algorithms\":[\"hs256\"]}}",
+              "1:24: auth.algorithms[0]: must be one of \"HS256\", \"HS384\", \"HS512\", "
+              "\"RS256\", \"ES256\"");
+    CHECK_ERR("{\"auth\":{\"algorithms\":[\"HS256\",\"HS256\"]}}",
+              "1:32: auth.algorithms[1]: \"HS256\" is listed twice");
+    CHECK_ERR("{\"auth\":{\"audience\":\"\"}}",
+              "1:21: auth.audience: must be null or a string of 1 to 1024 visible ASCII "
+              "characters");
+    CHECK_ERR("{\"auth\":{\"audience\":\"a\\u0001\"}}",
+              "1:21: auth.audience: must be null or a string of 1 to 1024 visible ASCII "
+              "characters");
+    CHECK_ERR("{\"auth\":{\"issuer\":42}}",
+              "1:19: auth.issuer: must be null or a string of 1 to 1024 visible ASCII "
+              "characters");
+}
+
+LH_TEST(auth_keys)
+{
+    char big[4096];
+    size_t n;
+
+    CHECK_OK("{\"auth\":{\"keys\":[]}}");
+    CHECK_ERR("{\"auth\":{\"keys\":{}}}", "1:17: auth.keys: must be an array of key objects");
+    CHECK_ERR("{\"auth\":{\"keys\":[1]}}",
+              "1:18: auth.keys[0]: must be an object with \"kid\" and one of \"secret_file\", "
+              "\"public_key_file\", \"jwks_file\"");
+    CHECK_ERR("{\"auth\":{\"keys\":[{\"kid\":\"a\"}]}}",
+              "1:18: auth.keys[0]: needs one of \"secret_file\", \"public_key_file\", "
+              "\"jwks_file\"");
+    /* The second entry's problem is named with its index and at its position. */
+    CHECK_ERR("{\"auth\":{\"keys\":[{\"secret_file\":\"/a\"},\n {\"secret_file\":\"b\"}]}}",
+              "2:17: auth.keys[1].secret_file: must be an absolute path");
+    CHECK_ERR("{\"auth\":{\"keys\":[{\"public_key_file\":\"\"}]}}",
+              "1:37: auth.keys[0].public_key_file: must be an absolute path");
+    CHECK_ERR("{\"auth\":{\"keys\":[{\"jwks_file\":7}]}}",
+              "1:31: auth.keys[0].jwks_file: must be an absolute path");
+    CHECK_ERR("{\"auth\":{\"keys\":[{\"secret_file\":\"/a b\"}]}}",
+              "1:33: auth.keys[0].secret_file: must be an absolute path");
+    CHECK_ERR("{\"auth\":{\"keys\":[{\"secret_file\":\"/a\",\"public_key_file\":\"/b\"}]}}",
+              "1:38: auth.keys[0].public_key_file: a key has one file; \"secret_file\" is set "
+              "already");
+    CHECK_ERR("{\"auth\":{\"keys\":[{\"jwks_file\":\"/j\",\"kid\":\"x\"}]}}",
+              "1:36: auth.keys[0].kid: a JWKS file names its keys' kids itself");
+    CHECK_ERR("{\"auth\":{\"keys\":[{\"kid\":\"\",\"secret_file\":\"/x\"}]}}",
+              "1:25: auth.keys[0].kid: must be 1 to 1024 visible ASCII bytes");
+    CHECK_ERR("{\"auth\":{\"keys\":[{\"kid\":\"a b\",\"secret_file\":\"/x\"}]}}",
+              "1:25: auth.keys[0].kid: must be 1 to 1024 visible ASCII bytes");
+    CHECK_ERR("{\"auth\":{\"keys\":[{\"kid\":7,\"secret_file\":\"/x\"}]}}",
+              "1:25: auth.keys[0].kid: must be 1 to 1024 visible ASCII bytes");
+    CHECK_ERR("{\"auth\":{\"keys\":[{\"secret_file\":\"/x\",\"file\":\"/y\"}]}}",
+              "1:38: auth.keys[0].file: unknown key (a key takes \"kid\" and one of "
+              "\"secret_file\", \"public_key_file\", \"jwks_file\")");
+    /* 64 entries fit, 65 do not. */
+    n = (size_t)snprintf(big, sizeof(big), "{\"auth\":{\"keys\":[");
+    for (int i = 0; i < 64; i++)
+        n += (size_t)snprintf(big + n, sizeof(big) - n, "%s{\"secret_file\":\"/s\"}", i ? "," : "");
+    snprintf(big + n, sizeof(big) - n, "]}}");
+    CHECK_OK(big);
+    snprintf(big + n, sizeof(big) - n, ",{\"secret_file\":\"/s\"}]}}");
+    CHECK_ERR(big, "1:17: auth.keys: at most 64 entries");
+    /* anonymous false needs some way to authenticate. */
+    CHECK_ERR("{\"auth\":{\"anonymous\":false}}",
+              "1:22: auth.anonymous: is false, but there are no auth.keys and no "
+              "webhooks.connect: no connection could ever authenticate");
+    CHECK_OK("{\"auth\":{\"anonymous\":false,\"keys\":[{\"secret_file\":\"/s\"}]}}");
+    CHECK_OK("{\"auth\":{\"anonymous\":false},\"webhooks\":{\"connect\":\"http://h/c\"}}");
+}
+
+/* The rules of namespace name in c, or NULL. */
+static const lh_ns_cfg_t *ns_named(const lh_config_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->nnamespaces; i++)
+        if (c->namespaces[i].len == strlen(name) && strcmp(c->namespaces[i].name, name) == 0)
+            return &c->namespaces[i];
+    return NULL;
+}
+
+LH_TEST(namespaces_section)
+{
+    lh_config_t *c = parse(
+        "{\"namespaces\": {\n"
+        "  \"\": {\"subscribe\": \"any\", \"publish\": \"any\"},\n"
+        "  \"chat\": {\"subscribe\": \"authenticated\", \"publish\": \"subscribers\", "
+        "\"stamp_user\": true},\n"
+        "  \"user\": {\"subscribe\": \"owner\", \"publish\": \"none\"},\n"
+        "  \"feed\": {\"subscribe\": \"token\", \"publish\": \"authenticated\", "
+        "\"stamp_user\": false},\n"
+        "  \"ops\": {\"subscribe\": \"webhook\", \"publish\": \"webhook\"},\n"
+        "  \"bare\": {},\n"
+        "  \"a-b_c\": {\"publish\": \"none\"}},\n"
+        " \"webhooks\": {\"subscribe\": \"http://127.0.0.1:9/sub\", "
+        "\"publish\": \"https://hooks.example/pub\"}}");
+    const lh_ns_cfg_t *ns;
+
+    LH_CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    LH_CHECK_INT(c->nnamespaces, 7);
+    LH_CHECK(c->webhooks.subscribe != NULL &&
+             strcmp(c->webhooks.subscribe, "http://127.0.0.1:9/sub") == 0);
+    LH_CHECK(c->webhooks.publish != NULL &&
+             strcmp(c->webhooks.publish, "https://hooks.example/pub") == 0);
+    ns = ns_named(c, "");
+    LH_CHECK(ns != NULL && ns->len == 0 && ns->subscribe == LH_SUB_ANY &&
+             ns->publish == LH_PUB_ANY && !ns->stamp_user);
+    ns = ns_named(c, "chat");
+    LH_CHECK(ns != NULL && ns->len == 4 && ns->subscribe == LH_SUB_AUTHENTICATED &&
+             ns->publish == LH_PUB_SUBSCRIBERS && ns->stamp_user);
+    ns = ns_named(c, "user");
+    LH_CHECK(ns != NULL && ns->subscribe == LH_SUB_OWNER && ns->publish == LH_PUB_NONE);
+    ns = ns_named(c, "feed");
+    LH_CHECK(ns != NULL && ns->subscribe == LH_SUB_TOKEN &&
+             ns->publish == LH_PUB_AUTHENTICATED && !ns->stamp_user);
+    ns = ns_named(c, "ops");
+    LH_CHECK(ns != NULL && ns->subscribe == LH_SUB_WEBHOOK && ns->publish == LH_PUB_WEBHOOK);
+    /* What a namespace does not say is "any". */
+    ns = ns_named(c, "bare");
+    LH_CHECK(ns != NULL && ns->subscribe == LH_SUB_ANY && ns->publish == LH_PUB_ANY &&
+             !ns->stamp_user);
+    ns = ns_named(c, "a-b_c");
+    LH_CHECK(ns != NULL && ns->subscribe == LH_SUB_ANY && ns->publish == LH_PUB_NONE);
+    lh_config_free(c);
+    c = parse("{\"namespaces\": {}}");
+    LH_CHECK(c != NULL && c->nnamespaces == 0);
+    lh_config_free(c);
+}
+
+LH_TEST(namespaces_errors)
+{
+    char big[16384];
+    size_t n;
+
+    CHECK_ERR("{\"namespaces\":[]}", "1:15: namespaces: must be an object of namespace names");
+    CHECK_ERR("{\"namespaces\":{\"chat\":\"any\"}}",
+              "1:23: namespaces.chat: must be an object like {\"subscribe\": \"any\", "
+              "\"publish\": \"any\"}");
+    CHECK_ERR("{\"namespaces\":{\"a.b\":{}}}",
+              "1:16: namespaces.a.b: a namespace is \"\" or one channel token (channel "
+              "characters, no '.')");
+    CHECK_ERR("{\"namespaces\":{\"a*\":{}}}",
+              "1:16: namespaces.a*: a namespace is \"\" or one channel token (channel "
+              "characters, no '.')");
+    CHECK_ERR("{\"namespaces\":{\">\":{}}}",
+              "1:16: namespaces.>: a namespace is \"\" or one channel token (channel "
+              "characters, no '.')");
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"subscribe\":\"everyone\"}}}",
+              "1:36: namespaces.chat.subscribe: must be one of \"any\", \"authenticated\", "
+              "\"owner\", \"token\", \"webhook\"");
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"subscribe\":1}}}",
+              "1:36: namespaces.chat.subscribe: must be one of \"any\", \"authenticated\", "
+              "\"owner\", \"token\", \"webhook\"");
+    /* The publish rules are not the subscribe rules. */
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"publish\":\"owner\"}}}",
+              "1:34: namespaces.chat.publish: must be one of \"any\", \"authenticated\", "
+              "\"subscribers\", \"none\", \"webhook\"");
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"subscribe\":\"subscribers\"}}}",
+              "1:36: namespaces.chat.subscribe: must be one of \"any\", \"authenticated\", "
+              "\"owner\", \"token\", \"webhook\"");
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"stamp_user\":1}}}",
+              "1:37: namespaces.chat.stamp_user: must be true or false");
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"subscrib\":\"any\"}}}",
+              "1:24: namespaces.chat.subscrib: unknown key (a namespace takes \"subscribe\", "
+              "\"publish\" and \"stamp_user\")");
+    /* A webhook rule needs its webhook, named at the rule. */
+    CHECK_ERR("{\"namespaces\":{\"ops\":{\"subscribe\":\"webhook\"}}}",
+              "1:35: namespaces.ops.subscribe: is \"webhook\" but webhooks.subscribe is not "
+              "set");
+    CHECK_ERR("{\"namespaces\":{\"ops\":{\"publish\":\"webhook\"}},\n"
+              " \"webhooks\":{\"subscribe\":\"http://h/s\"}}",
+              "1:33: namespaces.ops.publish: is \"webhook\" but webhooks.publish is not set");
+    CHECK_OK("{\"namespaces\":{\"ops\":{\"subscribe\":\"webhook\"}},"
+             "\"webhooks\":{\"subscribe\":\"http://h/s\"}}");
+    CHECK_ERR("{\"webhooks\":{\"subscribe\":\"ftp://x\"}}",
+              "1:26: webhooks.subscribe: null, or must be an http:// or https:// URL with a "
+              "host");
+    CHECK_ERR("{\"webhooks\":{\"publish\":\"\"}}",
+              "1:24: webhooks.publish: must be null or a string of 1 to 4096 visible ASCII "
+              "characters");
+    /* 256 namespaces fit, 257 do not. */
+    n = (size_t)snprintf(big, sizeof(big), "{\"namespaces\":{");
+    for (int i = 0; i < 256; i++)
+        n += (size_t)snprintf(big + n, sizeof(big) - n, "%s\"n%d\":{}", i ? "," : "", i);
+    snprintf(big + n, sizeof(big) - n, "}}");
+    CHECK_OK(big);
+    snprintf(big + n, sizeof(big) - n, ",\"n256\":{}}}");
+    CHECK_ERR(big, "1:15: namespaces: at most 256 namespaces");
+}
+
 LH_TEST(unknown_keys)
 {
     CHECK_ERR("{\"limits\":{\"max_mesage_bytes\":1}}",
@@ -720,6 +1020,12 @@ int main(void)
     LH_RUN(limits_at_and_past_bounds);
     LH_RUN(http_at_and_past_bounds);
     LH_RUN(publish_token);
+    LH_RUN(auth_section);
+    LH_RUN(auth_at_and_past_bounds);
+    LH_RUN(auth_algorithms_and_claims);
+    LH_RUN(auth_keys);
+    LH_RUN(namespaces_section);
+    LH_RUN(namespaces_errors);
     LH_RUN(log_section);
     LH_RUN(unknown_keys);
     LH_RUN(root_must_be_object);

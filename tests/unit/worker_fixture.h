@@ -29,17 +29,18 @@ typedef struct {
     size_t n;
 } fixture_t;
 
-/* Starts a worker with limits (a JSON fragment of "limits" members, may be ""). */
-static int fixture_start(fixture_t *f, const char *limits)
+/* Starts a worker with limits (a JSON fragment of "limits" members, may be "") and more
+ * top-level members (a JSON fragment starting with ',', or ""). */
+static int fixture_start_cfg(fixture_t *f, const char *limits, const char *more)
 {
-    char text[512], err[256];
+    char text[4096], err[256];
 
     memset(f, 0, sizeof(*f));
     snprintf(text, sizeof(text),
              "{\"listen\": [\"127.0.0.1:1\"], \"workers\": 1,"
              " \"nats\": {\"servers\": [\"nats://127.0.0.1:%u\"]},"
-             " \"limits\": {%s}}",
-             closed_port(), limits);
+             " \"limits\": {%s}%s}",
+             closed_port(), limits, more);
     f->cfg = lh_config_parse(text, strlen(text), err, sizeof(err));
     if (f->cfg == NULL) {
         printf("# config: %s\n", err);
@@ -53,6 +54,12 @@ static int fixture_start(fixture_t *f, const char *limits)
         return -1;
     }
     return 0;
+}
+
+/* Starts a worker with limits (a JSON fragment of "limits" members, may be ""). */
+static int fixture_start(fixture_t *f, const char *limits)
+{
+    return fixture_start_cfg(f, limits, "");
 }
 
 /* Adds n WebSocket connections. Returns 0 or -1. */
