@@ -3,7 +3,14 @@
 // Joins, leaves and nickname changes are "presence" messages. A sender sees its own
 // message as "sending" until the server delivers it back (it is subscribed to the room).
 //
-// Query parameters: ?ws=URL (default /ws on this host), ?nick=NAME, ?room=NAME.
+// Identity: when the server serves demo-tokens.js beside this page (`make run` mints
+// demo users' tokens into it), you sign in as one of those users; the SDK presents the
+// token, and the names shown are the `sender` header that lhttpd stamps on messages of
+// stamp_user namespaces (chat.*, team.*), never what the sending page says. Without
+// demo-tokens.js the page works as before: a nickname of your choice.
+//
+// Query parameters: ?ws=URL (default /ws on this host), ?nick=NAME, ?room=NAME,
+// ?user=NAME (sign in as that demo user).
 import { LhttpClient, isValidChannel } from './lhttp.js';
 
 const $ = (id) => document.getElementById(id);
@@ -27,10 +34,16 @@ const store = {
   },
 };
 
+// The demo users, or null when the server serves none (no identity: nicknames).
+const demo = await import('./demo-tokens.js').then((m) => (Array.isArray(m.default?.users) ? m.default : null), () => null);
+const me = demo ? demo.users.find((u) => u.user === (params.get('user') ?? store.get('user', ''))) ?? null : null;
+const roomsKey = demo ? 'rooms.signed-in' : 'rooms';
+
 const rooms = new Map(); // name -> { items: [], unread: 0 }
 const pending = new Map(); // message id -> its <li>, until the server delivers it back
 let current = null;
-let nick = cleanNick(params.get('nick') ?? store.get('nick', '')) || `guest-${1000 + Math.floor(Math.random() * 9000)}`;
+let nick = me ? me.user
+  : cleanNick(params.get('nick') ?? store.get('nick', '')) || `guest-${1000 + Math.floor(Math.random() * 9000)}`;
 let client = null;
 let opens = 0;
 let outage = false;
@@ -53,6 +66,7 @@ const newId = () => Math.random().toString(36).slice(2, 10) + Date.now().toStrin
 const CLOSE_REASONS = {
   1000: 'closed', 1001: 'server going away', 1006: 'connection lost', 1008: 'refused by policy',
   1009: 'message too big', 1011: 'server error', 1012: 'server reloaded', 4008: 'too slow',
+  4401: 'signed out: token refused or expired', 4403: 'disconnected by the server',
 };
 
 function setStatus(state, text) {
@@ -64,16 +78,28 @@ function setStatus(state, text) {
 }
 
 function start() {
-  client = new LhttpClient(serverUrl(), { command: 'chat' });
+  // The demo's tokens are static; a real page's getToken asks its backend for a new one.
+  const auth = me ? { getToken: async () => me.token } : {};
+  client = new LhttpClient(serverUrl(), { command: 'chat', ...auth });
   setStatus('connecting', 'Connecting…');
-  client.subscribe([...rooms.keys()]);
+  for (const room of rooms.keys()) subscribeRoom(room);
 
   client.on('open', ({ reconnected }) => {
     opens++;
     setStatus('open', 'Connected');
     if (reconnected || outage) notice(current, 'Connected again.');
     outage = false;
-    if (!reconnected) for (const room of rooms.keys()) presence(room, 'join');
+  });
+
+  client.on('auth', ({ user }) => {
+    $('whoami').textContent = user ? `(server: ${user})` : '(server: anonymous)';
+    $('whoami').dataset.user = user;
+  });
+
+  client.on('unsubscribed', ({ channel, reason }) => {
+    if (!rooms.has(channel)) return;
+    dropRoom(channel);
+    notice(current, `The server ended your subscription to #${channel}${reason ? `: ${reason}` : ''}.`);
   });
 
   client.on('close', ({ code, willReconnect, status }) => {
@@ -94,7 +120,9 @@ function start() {
   });
 
   client.on('error', (err) => {
+    if (err.kind === 'server' && err.inReplyTo === 'subscribe') return; // subscribeRoom says it
     if (err.kind === 'server') notice(current, `The server refused a message: ${err.reason || err.code}.`);
+    else if (err.kind === 'auth') notice(current, err.message);
     else console.debug('lhttp:', err.message);
   });
 
@@ -115,23 +143,44 @@ function presence(room, event, extra = {}) {
   client.publish(room, '', { command: 'presence', headers: { nick, event, ...extra } });
 }
 
-function join(room, { announce = true } = {}) {
+// Subscribes to a room; once the server has taken the subscription, says so in the
+// room (a presence "join"); when it refuses it (403: the room's rules do not allow this
+// user), drops the room and shows the server's reason.
+function subscribeRoom(room) {
+  client.subscribeAsync(room).then(() => presence(room, 'join'), (err) => {
+    if (!rooms.has(room) || err.kind !== 'server') return;
+    dropRoom(room);
+    const why = `#${room}: refused by the server (${err.code}${err.reason ? `: ${err.reason}` : ''}).`;
+    const el = $('join-error');
+    el.textContent = why;
+    el.dataset.code = String(err.code);
+    el.hidden = false;
+    notice(current, why);
+  });
+}
+
+function join(room) {
   if (!rooms.has(room)) {
     rooms.set(room, { items: [], unread: 0 });
-    client.subscribe(room);
-    if (announce && client.state === 'open') presence(room, 'join');
-    store.set('rooms', [...rooms.keys()]);
+    subscribeRoom(room);
+    store.set(roomsKey, [...rooms.keys()]);
   }
   show(room);
+}
+
+// Forgets a room without telling anyone (the server refused or ended it).
+function dropRoom(room) {
+  rooms.delete(room);
+  store.set(roomsKey, [...rooms.keys()]);
+  if (current === room) show(rooms.keys().next().value ?? null);
+  else renderRooms();
 }
 
 function leave(room) {
   if (!rooms.has(room)) return;
   if (client.state === 'open') presence(room, 'leave');
   client.unsubscribe(room);
-  rooms.delete(room);
-  store.set('rooms', [...rooms.keys()]);
-  show(rooms.keys().next().value ?? null);
+  dropRoom(room);
 }
 
 function show(room) {
@@ -215,13 +264,14 @@ function add(room, el) {
   }
 }
 
-function messageEl({ from, when, text, mine }) {
+function messageEl({ from, verified = true, when, text, mine }) {
   const li = document.createElement('li');
   li.className = mine ? 'msg mine' : 'msg';
   const meta = document.createElement('div');
   meta.className = 'meta';
   const who = document.createElement('span');
-  who.className = 'nick';
+  who.className = verified ? 'nick' : 'nick unverified';
+  if (!verified) who.title = 'name given by the sender\'s page, not by the server';
   who.textContent = from;
   who.style.setProperty('--hue', String(hue(from)));
   const time = document.createElement('time');
@@ -253,11 +303,20 @@ function receiveChat(room, m) {
     el.querySelector('.state')?.remove();
     return;
   }
-  add(room, messageEl({ from: m.headers.nick || 'anonymous', when: timeOf(m.headers.time), text: m.body, mine: false }));
+  const { name, verified } = senderOf(m);
+  add(room, messageEl({ from: name, verified, when: timeOf(m.headers.time), text: m.body, mine: false }));
+}
+
+// Who sent m: in stamp_user namespaces lhttpd sets `sender` to the publisher's user id
+// (removing any the publisher sent; "" for an anonymous one). Elsewhere only the
+// sender's page says, in `nick`: shown as unverified when the page is signed in.
+function senderOf(m) {
+  if (m.headers.sender !== undefined) return { name: m.headers.sender || 'anonymous', verified: true };
+  return { name: m.headers.nick || 'anonymous', verified: !demo };
 }
 
 function receivePresence(room, m) {
-  const who = m.headers.nick || 'someone';
+  const who = senderOf(m).name;
   if (m.headers.event === 'join') notice(room, `${who} joined #${room}.`);
   else if (m.headers.event === 'leave') notice(room, `${who} left #${room}.`);
   else if (m.headers.event === 'rename' && m.headers.from) notice(room, `${m.headers.from} is now ${who}.`);
@@ -269,7 +328,7 @@ $('composer').addEventListener('submit', (ev) => {
   if (!current || !text.trim()) return;
   const id = newId();
   const now = new Date();
-  const el = messageEl({ from: nick, when: now, text, mine: true });
+  const el = messageEl({ from: client.user || nick, when: now, text, mine: true });
   el.classList.add('pending');
   const state = document.createElement('span');
   state.className = 'state';
@@ -303,14 +362,50 @@ $('nick').addEventListener('change', () => {
   if (client.state === 'open') for (const room of rooms.keys()) presence(room, 'rename', { from });
 });
 
+// ---- Sign-in (demo users) ------------------------------------------------------------
+
+// Signing in as another user starts over with that user's token: the page reloads.
+function signIn(user) {
+  store.set('user', user);
+  const q = new URLSearchParams(location.search);
+  q.set('user', user);
+  location.search = q.toString();
+}
+
+if (demo) {
+  $('nick-label').hidden = true;
+  $('user-label').hidden = false;
+  $('user').replaceChildren(...demo.users.map((u) => new Option(u.user, u.user, false, u === me)));
+  $('user').addEventListener('change', () => signIn($('user').value));
+  $('signin-users').replaceChildren(...demo.users.map((u) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.dataset.user = u.user;
+    b.textContent = u.user;
+    b.title = u.channels.length ? `may also enter ${u.channels.map((c) => `#${c}`).join(' ')}` : 'public rooms only';
+    b.addEventListener('click', () => signIn(u.user));
+    return b;
+  }));
+  const priv = demo.rooms?.private;
+  if (priv) {
+    const allowed = demo.users.filter((u) => u.channels.includes(priv)).map((u) => u.user);
+    $('private-hint').textContent = `Private room: #${priv} (${allowed.join(', ')} only).`;
+    $('private-hint').hidden = false;
+  }
+}
+
 // ---- Start ---------------------------------------------------------------------------
 
-start();
-let saved = store.get('rooms', []);
-if (!Array.isArray(saved) || !saved.length) saved = ['lobby'];
-for (const room of saved) if (isValidChannel(room)) join(room, { announce: false });
-const asked = params.get('room');
-if (asked && isValidChannel(asked)) join(asked, { announce: false });
-else show(rooms.keys().next().value ?? null);
+if (demo && !me) {
+  $('signin').hidden = false; // nothing connects before you pick a user
+} else {
+  start();
+  let saved = store.get(roomsKey, []);
+  if (!Array.isArray(saved) || !saved.length) saved = [demo?.rooms?.lobby ?? 'lobby'];
+  for (const room of saved) if (isValidChannel(room)) join(room);
+  const asked = params.get('room');
+  if (asked && isValidChannel(asked)) join(asked);
+  else show(rooms.keys().next().value ?? null);
+}
 // Tests and curious people: the client is on window.
 window.lhttpChat = { get client() { return client; } };

@@ -42,16 +42,20 @@ export interface LhttpMessage {
   parts: LhttpPart[] | null;
 }
 
-export type LhttpErrorKind = 'server' | 'parse' | 'transport' | 'usage';
+export type LhttpErrorKind = 'server' | 'parse' | 'transport' | 'auth' | 'usage';
 
 export class LhttpError extends Error {
   kind: LhttpErrorKind;
-  /** kind "server": the code of the error reply (400, 429, 431, 500, 503, ...). */
+  /** kind "server": the code of the error reply (400, 401, 403, 429, 431, 500, 503, ...);
+   *  kind "auth": 4403 when the server disconnected the user. */
   code?: number;
-  /** kind "server": the reason of the error reply. */
+  /** kind "server": the reason of the error reply; kind "auth": the close reason of a 4403. */
   reason?: string;
-  /** kind "server": the command of the refused message. */
+  /** kind "server": the command of the refused message ("auth" for a refused token). */
   inReplyTo?: string;
+  /** kind "server", a refused subscribe: the channels of the refused message, none of
+   *  which was subscribed. */
+  channels?: string[];
   /** kind "server": the whole error reply. */
   lhttpMessage?: LhttpMessage;
   /** kind "transport": the HTTP status of a refused handshake, when known (Node's "ws"). */
@@ -87,12 +91,33 @@ export interface ReconnectingEvent {
   status?: number;
 }
 
+export interface AuthEvent {
+  /** The user id the server read from the token ("" for a token without sub). */
+  user: string;
+  /** When the token expires, in Unix seconds; 0: never. */
+  expires: number;
+  /** False for the auth that opens a connection, true for a refresh of an open one. */
+  refreshed: boolean;
+  /** Milliseconds until the client renews the token with getToken(), or null when it
+   *  will not on its own (no getToken, no expiry). */
+  refreshInMs: number | null;
+}
+
+export interface UnsubscribedEvent {
+  /** The channel whose subscription the server ended (it is no longer in `channels`). */
+  channel: string;
+  /** Why, from the server. */
+  reason: string;
+}
+
 export interface LhttpEvents {
   open: OpenEvent;
   message: LhttpMessage;
   close: CloseEvent;
   reconnecting: ReconnectingEvent;
   error: LhttpError;
+  auth: AuthEvent;
+  unsubscribed: UnsubscribedEvent;
 }
 
 export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -120,6 +145,11 @@ export interface LhttpClientOptions {
   maxQueue?: number;
   /** Overrules the close-code policy: true reconnects, false stops, undefined keeps the default. */
   shouldReconnect?: (event: { code: number; reason: string; wasClean: boolean; status?: number }) => boolean | undefined;
+  /** A token (JWT) to present in `auth`, the first message of every connection. */
+  token?: string;
+  /** Fetches a token: before the first connection when `token` is not given, before the
+   *  token expires, on the server's `refresh`, and after a 4401 close or a refusal. */
+  getToken?: () => Promise<string> | string;
 }
 
 export interface PublishOptions {
@@ -135,9 +165,16 @@ export class LhttpClient {
   readonly state: ClientState;
   /** The channels subscribed to, resubscribed after every reconnection. */
   readonly channels: string[];
+  /** The user id of the server's last `auth` reply; null before one (anonymous). */
+  readonly user: string | null;
+  /** When the accepted token expires (Unix seconds, 0: never); null before an `auth` reply. */
+  readonly expires: number | null;
   on<E extends keyof LhttpEvents>(event: E, handler: (this: LhttpClient, arg: LhttpEvents[E]) => void): () => void;
   off<E extends keyof LhttpEvents>(event: E, handler: (this: LhttpClient, arg: LhttpEvents[E]) => void): this;
   subscribe(...channels: Channels[]): this;
+  /** Subscribes; resolves with the channels once the server has taken them, rejects with
+   *  the server's LhttpError (code 403, 429, ...; `channels`) when it refuses them. */
+  subscribeAsync(...channels: Channels[]): Promise<string[]>;
   unsubscribe(...channels: Channels[]): this;
   /** Returns true when sent now, false when queued until the connection is back. */
   publish(channels: Channels, body?: BodyInit | MultipartBuilder, options?: PublishOptions): boolean;
@@ -171,9 +208,13 @@ export const CloseCode: Readonly<{
   SERVICE_RESTART: 1012;
   TRY_AGAIN_LATER: 1013;
   SLOW_CONSUMER: 4008;
+  UNAUTHORIZED: 4401;
+  DISCONNECTED: 4403;
 }>;
 
 export function encodeMessage(command: string, headers?: HeadersInit | null, body?: BodyInit | MultipartBuilder): Uint8Array;
 export function parseMessage(data: string | Uint8Array | ArrayBuffer): LhttpMessage;
 export function parseMultipart(value: string, body: BodyInit): LhttpPart[] | null;
 export function isValidChannel(name: unknown): boolean;
+/** Milliseconds until a token that expires in remainingMs is renewed; null when expired. */
+export function refreshDelay(remainingMs: number): number | null;

@@ -27,14 +27,18 @@ export const CloseCode = Object.freeze({
   SERVICE_RESTART: 1012,
   TRY_AGAIN_LATER: 1013,
   SLOW_CONSUMER: 4008,
+  UNAUTHORIZED: 4401,
+  DISCONNECTED: 4403,
 });
 
 /**
  * The error the client reports: `kind` says where it came from: "server" (an LHTTP error
- * reply: `code`, `reason`, `inReplyTo` and the whole `lhttpMessage`), "parse" (a message
- * from the server that is not LHTTP), "transport" (the WebSocket failed; `status` is the
- * HTTP status of a refused handshake when the WebSocket implementation tells it) or
- * "usage" (a call the client refused, such as send() after close()).
+ * reply: `code`, `reason`, `inReplyTo` and the whole `lhttpMessage`; a refused subscribe
+ * also has `channels`), "parse" (a message from the server that is not LHTTP),
+ * "transport" (the WebSocket failed; `status` is the HTTP status of a refused handshake
+ * when the WebSocket implementation tells it), "auth" (getToken() failed, a token expires
+ * with no getToken() to renew it, or the server disconnected the user with 4403: `code`,
+ * `reason`) or "usage" (a call the client refused, such as send() after close()).
  */
 export class LhttpError extends Error {
   constructor(kind, message, fields = {}) {
@@ -272,14 +276,19 @@ export function parseMessage(data) {
 
 // What a close code asks of the client: "no" (do not reconnect), "now" (service restart:
 // the new workers are serving), "soon" (going away: a short random delay) or "backoff".
-function closeAdvice(code, status) {
+// 4401 (unauthorized) backs off when getToken() can fetch a new token (`renew`), and
+// stops otherwise: the same token would be refused again.
+function closeAdvice(code, status, renew) {
   if (status) {
     if (status === 429 || status >= 500) return 'backoff';
     return 'no'; // 400/401/403/404/426...: the same request would be refused again
   }
   switch (code) {
     case 1000: case 1002: case 1003: case 1007: case 1008: case 1009: case 1010:
+    case 4403:
       return 'no';
+    case 4401:
+      return renew ? 'backoff' : 'no';
     case 1012:
       return 'now';
     case 1001:
@@ -300,9 +309,27 @@ const DEFAULTS = {
   stableMs: 5000,
   maxQueue: 256,
   shouldReconnect: null,
+  token: null,
+  getToken: null,
 };
 
-const EVENTS = new Set(['open', 'message', 'close', 'reconnecting', 'error']);
+const EVENTS = new Set(['open', 'message', 'close', 'reconnecting', 'error', 'auth', 'unsubscribed']);
+
+// setTimeout's longest delay (about 24.8 days); a longer one would fire at once.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Milliseconds from now until a token that expires in `remainingMs` is renewed: at 80 %
+ * of the remaining lifetime or 30 s before it expires, whichever is earlier, but never
+ * earlier than half of the remaining lifetime (so that a short token is not renewed in
+ * a tight loop), and never in the past. null when the token has expired already.
+ */
+export function refreshDelay(remainingMs) {
+  if (!(remainingMs > 0)) return null;
+  return Math.floor(Math.max(Math.min(remainingMs * 0.8, remainingMs - 30000), remainingMs * 0.5));
+}
+
+const validToken = (t) => typeof t === 'string' && t !== '' && !BAD_VALUE_RE.test(t);
 
 function report(err) {
   if (typeof globalThis.reportError === 'function') globalThis.reportError(err);
@@ -317,6 +344,10 @@ function report(err) {
  *   client.on('message', (m) => console.log(m.command, m.headers, m.body));
  *   client.subscribe('room1');
  *   client.publish('room1', 'hello');
+ *
+ * With `token` or `getToken` the client presents a token (`auth`, the first message of
+ * every connection) and counts as open only once the server has accepted it; it renews
+ * the token before it expires, on the server's `refresh`, and after a 4401 close.
  */
 export class LhttpClient {
   #opts;
@@ -335,6 +366,25 @@ export class LhttpClient {
   #lastError = null;
   #pings = new Map();
   #pingSeq = 0;
+  // Identity (PROTOCOL.md, "Authentication").
+  #token = null; // the token presented on the next connection; null: anonymous
+  #tokenStale = false; // getToken() before the next connection (after 4401 or a refusal)
+  #tokenJob = null; // the getToken() call in progress, shared by whoever needs a token
+  #authing = null; // 'connect' or 'refresh' while an auth message waits for its reply
+  #refreshing = false; // getToken() running for a refresh of the open connection
+  #refreshTimer = null;
+  #refreshFailures = 0;
+  #user = null;
+  #expires = null;
+  // Subscription tracking: with a token (or once subscribeAsync() was used), every
+  // subscribe message is followed by a ping whose pong proves that the server has taken
+  // it; an error reply to subscribe that comes before that pong is the refusal of that
+  // message (the server answers a connection's messages in order).
+  #track = false;
+  #inflight = []; // [{ token, channels, error }], oldest first, on the current connection
+  #confirmed = new Set(); // channels whose subscription the server took on this connection
+  #waiters = new Set(); // subscribeAsync() promises: { pending: Set, resolve, reject }
+  #barrierSeq = 0;
 
   constructor(url, options = {}) {
     this.url = String(url);
@@ -344,6 +394,13 @@ export class LhttpClient {
       throw new TypeError('no WebSocket here: pass one in, e.g. new LhttpClient(url, { WebSocket }) '
         + 'with WebSocket from the "ws" package');
     }
+    const { token, getToken } = this.#opts;
+    if (token != null && !validToken(token)) {
+      throw new TypeError('token must be a non-empty string without CR, LF or NUL');
+    }
+    if (getToken != null && typeof getToken !== 'function') throw new TypeError('getToken must be a function');
+    this.#token = token ?? null;
+    this.#track = this.#token !== null || getToken != null;
     this.#connect(true);
   }
 
@@ -357,8 +414,20 @@ export class LhttpClient {
     return [...this.#channels];
   }
 
-  /** Adds a handler for "open", "message", "close", "reconnecting" or "error"; returns a
-   *  function that removes it. */
+  /** The user id the server accepted in its last `auth` reply ("" for a token without
+   *  sub), or null before any (anonymous clients). */
+  get user() {
+    return this.#user;
+  }
+
+  /** When the accepted token expires, in Unix seconds (0: never), or null before any
+   *  `auth` reply. */
+  get expires() {
+    return this.#expires;
+  }
+
+  /** Adds a handler for "open", "message", "close", "reconnecting", "error", "auth" or
+   *  "unsubscribed"; returns a function that removes it. */
   on(event, handler) {
     if (!EVENTS.has(event)) throw new TypeError(`unknown event: ${event}`);
     if (typeof handler !== 'function') throw new TypeError('a handler must be a function');
@@ -393,10 +462,47 @@ export class LhttpClient {
     return this;
   }
 
+  /**
+   * Subscribes like subscribe(), and returns a promise that resolves with the channels
+   * once the server has taken the subscription, or rejects with the server's LhttpError
+   * (kind "server": `code` 403 for a channel the rules refuse, 429, ...; `reason`,
+   * `channels`) when it refuses it; the refused channels are then no longer in
+   * `channels`. While the connection is down it waits for the next one. Rejects with
+   * kind "usage" after close(), or when unsubscribe() comes first.
+   */
+  subscribeAsync(...channels) {
+    let names;
+    try {
+      names = channelList(channels);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.#state === 'closed') return Promise.reject(new LhttpError('usage', 'the client is closed'));
+    this.#track = true;
+    for (const c of names) this.#channels.add(c);
+    const need = names.filter((c) => !this.#confirmed.has(c));
+    if (!need.length) return Promise.resolve(names);
+    const done = new Promise((resolve, reject) => {
+      this.#waiters.add({ pending: new Set(need), resolve: () => resolve(names), reject });
+    });
+    if (this.#state === 'open') {
+      const asked = new Set(this.#inflight.filter((e) => !e.error).flatMap((e) => e.channels));
+      const send = need.filter((c) => !asked.has(c));
+      if (send.length) this.#sendChannels('subscribe', send);
+    }
+    return done;
+  }
+
   /** Ends subscriptions; channels not subscribed to are ignored. */
   unsubscribe(...channels) {
     const names = channelList(channels).filter((c) => this.#channels.has(c));
-    for (const c of names) this.#channels.delete(c);
+    for (const c of names) {
+      this.#channels.delete(c);
+      this.#confirmed.delete(c);
+    }
+    if (names.length) {
+      this.#rejectWaiters(names, new LhttpError('usage', 'unsubscribed before the server took the subscription'));
+    }
     if (this.#state === 'open' && names.length) this.#sendChannels('unsubscribe', names);
     return this;
   }
@@ -478,7 +584,11 @@ export class LhttpClient {
     this.#state = 'closed';
     clearTimeout(this.#timer);
     clearTimeout(this.#connectTimer);
+    clearTimeout(this.#refreshTimer);
     this.#queue = [];
+    this.#inflight = [];
+    this.#confirmed.clear();
+    this.#authing = null;
     if (this.#ws) this.#detach(this.#ws);
     this.#ws = null;
     for (const [token, p] of this.#pings) {
@@ -486,11 +596,41 @@ export class LhttpClient {
       p.reject(new LhttpError('transport', 'the client closed'));
       this.#pings.delete(token);
     }
+    const waiters = [...this.#waiters];
+    this.#waiters.clear();
+    for (const w of waiters) w.reject(new LhttpError('usage', 'the client closed'));
   }
 
   #detach(ws) {
     ws.onopen = ws.onmessage = ws.onclose = null;
     ws.onerror = () => {}; // a late error of a socket given up must not go unhandled
+  }
+
+  // True when the next connection should present a token that getToken() fetches first:
+  // none yet, the last one was refused or expired (4401), or it expires within 30 s.
+  #needToken() {
+    if (!this.#opts.getToken) return false;
+    if (this.#token === null || this.#tokenStale) return true;
+    return this.#expires > 0 && this.#expires * 1000 - Date.now() < 30000;
+  }
+
+  // Calls getToken() (one call at a time: concurrent needs share it) and resolves with
+  // { token } or { error }, never rejecting, so that nobody has to be waiting for it.
+  #fetchToken() {
+    if (!this.#tokenJob) {
+      this.#tokenJob = (async () => {
+        const t = await this.#opts.getToken();
+        if (!validToken(t)) throw new TypeError('getToken() must resolve to a non-empty string without CR, LF or NUL');
+        return t;
+      })().then((token) => {
+        this.#token = token;
+        this.#tokenStale = false;
+        return { token };
+      }, (error) => ({ error })).finally(() => {
+        this.#tokenJob = null;
+      });
+    }
+    return this.#tokenJob;
   }
 
   #connect(first) {
@@ -508,8 +648,11 @@ export class LhttpClient {
     ws.binaryType = 'arraybuffer';
     this.#ws = ws;
     this.#state = first ? 'connecting' : 'reconnecting';
+    // The token is fetched while the handshake runs; auth waits for both.
+    const job = this.#needToken() ? this.#fetchToken() : null;
     this.#connectTimer = setTimeout(() => {
-      this.#lastError = new LhttpError('transport', 'the WebSocket handshake timed out');
+      this.#lastError = new LhttpError('transport', this.#authing === 'connect'
+        ? 'the server did not answer auth in time' : 'the WebSocket handshake timed out');
       try { ws.close(); } catch { /* closing a CONNECTING socket may throw */ }
       // Some implementations report no close for a socket that never opened.
       if (this.#ws === ws) {
@@ -517,7 +660,7 @@ export class LhttpClient {
         this.#closed(1006, 'handshake timeout', false);
       }
     }, this.#opts.connectTimeoutMs);
-    ws.onopen = () => this.#opened();
+    ws.onopen = () => this.#opened(ws, job);
     ws.onmessage = (ev) => this.#received(ev.data);
     ws.onerror = (ev) => {
       const msg = ev?.message ?? ev?.error?.message ?? 'WebSocket error';
@@ -531,7 +674,37 @@ export class LhttpClient {
     };
   }
 
-  #opened() {
+  // The WebSocket is open: authenticate first when there is a token, else go ahead.
+  async #opened(ws, job) {
+    if (job === null && this.#token === null) {
+      this.#ready();
+      return;
+    }
+    let token = this.#token;
+    if (job) {
+      const got = await job;
+      if (this.#ws !== ws) return; // closed or dropped meanwhile
+      if (got.error) {
+        this.#tokenStale = true;
+        this.#emit('error', new LhttpError('auth', `getToken() failed: ${got.error.message}`, { cause: got.error }));
+        if (this.#ws === ws) this.#abandon(ws, 4401, 'no token');
+        return;
+      }
+      token = got.token;
+    }
+    this.#authing = 'connect';
+    this.#write(encodeMessage('auth', [['token', token]]));
+  }
+
+  // Gives up on the current socket as if the server had closed it with `code`.
+  #abandon(ws, code, reason) {
+    this.#detach(ws);
+    try { ws.close(1000); } catch { /* already closing */ }
+    this.#closed(code, reason, false);
+  }
+
+  // Connected (and authenticated when there was a token): resubscribe, send the queue.
+  #ready() {
     clearTimeout(this.#connectTimer);
     const reconnected = this.#opens > 0;
     this.#opens++;
@@ -546,15 +719,24 @@ export class LhttpClient {
 
   #closed(code, reason, wasClean) {
     clearTimeout(this.#connectTimer);
+    clearTimeout(this.#refreshTimer);
     const ws = this.#ws;
     if (ws) this.#detach(ws);
     this.#ws = null;
+    this.#authing = null;
+    this.#inflight = []; // their pongs will not come; the waiters wait for the next connection
+    this.#confirmed.clear();
     const status = this.#lastStatus;
     if (this.#lastError) this.#emit('error', this.#lastError);
     if (this.#state === 'closed') return; // an error handler called close()
+    if (code === 4401) this.#tokenStale = true;
+    if (code === 4403) {
+      this.#emit('error', new LhttpError('auth', `disconnected by the server (4403${reason ? `: ${reason}` : ''})`, { code, reason }));
+      if (this.#state === 'closed') return;
+    }
     if (this.#state === 'open' && Date.now() - this.#openedAt >= this.#opts.stableMs) this.#attempt = 0;
     const info = { code, reason, wasClean, status: status || undefined };
-    let advice = closeAdvice(code, status);
+    let advice = closeAdvice(code, status, Boolean(this.#opts.getToken));
     const custom = this.#opts.shouldReconnect ? this.#opts.shouldReconnect(info) : undefined;
     if (custom === false) advice = 'no';
     else if (custom === true && advice === 'no') advice = 'backoff';
@@ -598,31 +780,195 @@ export class LhttpClient {
       this.#emit('error', new LhttpError('parse', `bad message from the server: ${err.message}`, { data }));
       return;
     }
+    const h = msg.headers;
+    // The server's own messages carry no publish header; a publication that happens to
+    // use one of these commands is an ordinary message.
+    const own = h.publish === undefined;
     if (msg.command === 'error') {
-      const h = msg.headers;
-      this.#emit('error', new LhttpError('server', `${h.code ?? '?'} ${h.reason ?? 'error'}`
+      const err = new LhttpError('server', `${h.code ?? '?'} ${h.reason ?? 'error'}`
         + (h['in-reply-to'] ? ` (in reply to ${h['in-reply-to']})` : ''), {
         code: Number(h.code) || 0, reason: h.reason ?? '', inReplyTo: h['in-reply-to'], lhttpMessage: msg,
-      }));
+      });
+      if (err.inReplyTo === 'subscribe') this.#subscribeRefused(err);
+      this.#emit('error', err);
+      if (err.inReplyTo === 'auth') this.#authRefused(err);
       return;
     }
-    if (msg.command === 'pong' && this.#pings.has(msg.body)) {
-      const p = this.#pings.get(msg.body);
-      this.#pings.delete(msg.body);
-      clearTimeout(p.timer);
-      p.resolve();
+    if (msg.command === 'pong') {
+      const at = this.#inflight.findIndex((e) => e.token === msg.body);
+      if (at >= 0) {
+        this.#subscribeAnswered(at);
+        return;
+      }
+      if (this.#pings.has(msg.body)) {
+        const p = this.#pings.get(msg.body);
+        this.#pings.delete(msg.body);
+        clearTimeout(p.timer);
+        p.resolve();
+        return;
+      }
+    }
+    if (own && msg.command === 'auth') {
+      this.#authAccepted(msg);
+      return;
+    }
+    if (own && msg.command === 'refresh') {
+      if (this.#opts.getToken) this.#refresh();
+      else this.#emit('error', new LhttpError('auth', 'the token expires and there is no getToken() to renew it', { expires: Number(h.expires) || 0 }));
+      return;
+    }
+    if (own && msg.command === 'unsubscribed') {
+      const reason = h.reason ?? '';
+      for (const channel of (h.channel ?? '').split(/[ \t]+/).filter(Boolean)) {
+        this.#channels.delete(channel);
+        this.#confirmed.delete(channel);
+        this.#rejectWaiters([channel], new LhttpError('server', `unsubscribed from ${channel} by the server: ${reason}`, {
+          code: 0, reason, channels: [channel], lhttpMessage: msg,
+        }));
+        this.#emit('unsubscribed', { channel, reason });
+      }
       return;
     }
     this.#emit('message', msg);
   }
 
+  // ---- identity ----
+
+  #authAccepted(msg) {
+    const phase = this.#authing;
+    this.#authing = null;
+    const previous = this.#expires;
+    this.#user = msg.headers.user ?? '';
+    this.#expires = Math.max(0, Math.floor(Number(msg.headers.expires) || 0));
+    this.#refreshFailures = 0;
+    // A refresh that brought no later expiry (getToken() gave the same token) is not
+    // repeated on a timer: the server's refresh message asks again when it is time.
+    const refreshInMs = phase === 'refresh' && this.#expires === previous ? null : this.#scheduleRefresh();
+    const ws = this.#ws;
+    this.#emit('auth', { user: this.#user, expires: this.#expires, refreshed: phase !== 'connect', refreshInMs });
+    if (phase === 'connect' && this.#ws === ws && ws && this.#state !== 'closed' && this.#state !== 'open') this.#ready();
+  }
+
+  #authRefused(err) {
+    const phase = this.#authing;
+    this.#authing = null;
+    if (phase === 'connect') {
+      // The token was refused: fetch another one (back off first) when getToken() can,
+      // or stop.
+      this.#tokenStale = true;
+      if (this.#ws) this.#abandon(this.#ws, 4401, `token refused: ${err.reason}`);
+    } else if (phase === 'refresh') {
+      this.#retryRefresh(); // the connection keeps its identity until the token expires
+    }
+  }
+
+  // Arms the refresh timer for the token that expires at this.#expires; returns the delay
+  // in ms, or null when there is nothing to schedule (no getToken(), no expiry).
+  #scheduleRefresh() {
+    clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = null;
+    if (!this.#opts.getToken || !this.#expires) return null;
+    const delay = refreshDelay(this.#expires * 1000 - Date.now());
+    if (delay === null) return null;
+    this.#armRefresh(delay);
+    return delay;
+  }
+
+  #armRefresh(delay) {
+    clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = delay > MAX_TIMER_MS
+      ? setTimeout(() => this.#scheduleRefresh(), MAX_TIMER_MS)
+      : setTimeout(() => this.#refresh(), delay);
+  }
+
+  // After a failed refresh: try again after 1, 2, 4 ... 30 s.
+  #retryRefresh() {
+    if (this.#state !== 'open') return;
+    this.#armRefresh(Math.min(30000, 1000 * 2 ** Math.min(this.#refreshFailures++, 5)));
+  }
+
+  // Fetches a new token and presents it on the open connection.
+  async #refresh() {
+    if (!this.#opts.getToken || this.#state !== 'open' || this.#authing || this.#refreshing) return;
+    clearTimeout(this.#refreshTimer);
+    const ws = this.#ws;
+    this.#refreshing = true;
+    const got = await this.#fetchToken();
+    this.#refreshing = false;
+    if (this.#ws !== ws || this.#state !== 'open') return;
+    if (got.error) {
+      this.#emit('error', new LhttpError('auth', `getToken() failed: ${got.error.message}`, { cause: got.error }));
+      this.#retryRefresh();
+      return;
+    }
+    this.#authing = 'refresh';
+    this.#write(encodeMessage('auth', [['token', got.token]]));
+  }
+
+  // ---- subscription tracking ----
+
+  // The pong of tracked subscribe message `at` (and of any older one) came: those not
+  // refused are in place.
+  #subscribeAnswered(at) {
+    for (const entry of this.#inflight.splice(0, at + 1)) {
+      if (entry.error) continue;
+      for (const c of entry.channels) if (this.#channels.has(c)) this.#confirmed.add(c);
+      for (const w of [...this.#waiters]) {
+        for (const c of entry.channels) if (this.#confirmed.has(c)) w.pending.delete(c);
+        if (!w.pending.size) {
+          this.#waiters.delete(w);
+          w.resolve();
+        }
+      }
+    }
+  }
+
+  // An error reply to subscribe: the refusal of the oldest tracked subscribe message not
+  // yet answered, or, untracked, of the channels its reason names. None of that
+  // message's channels was subscribed (all or nothing).
+  #subscribeRefused(err) {
+    const entry = this.#inflight.find((e) => !e.error);
+    let channels;
+    if (entry) {
+      entry.error = err;
+      channels = entry.channels;
+    } else {
+      channels = [...this.#channels].filter((c) => namedIn(err.reason, c));
+    }
+    err.channels = [...channels];
+    const later = new Set(this.#inflight.filter((e) => !e.error).flatMap((e) => e.channels));
+    for (const c of channels) {
+      if (later.has(c)) continue; // asked again since: that answer decides
+      this.#channels.delete(c);
+      this.#confirmed.delete(c);
+    }
+    this.#rejectWaiters(channels, err);
+  }
+
+  #rejectWaiters(channels, err) {
+    for (const w of [...this.#waiters]) {
+      if (channels.some((c) => w.pending.has(c))) {
+        this.#waiters.delete(w);
+        w.reject(err);
+      }
+    }
+  }
+
   // Sends subscribe/unsubscribe for many channels in messages whose header line stays
-  // under lhttpd's default limits.max_header_line (4096).
+  // under lhttpd's default limits.max_header_line (4096); a tracked subscribe message is
+  // followed by its ping.
   #sendChannels(command, names) {
     let batch = [];
     let len = 0;
     const flush = () => {
-      if (batch.length) this.#write(encodeMessage(command, [[command, batch.join(' ')]]));
+      if (batch.length) {
+        this.#write(encodeMessage(command, [[command, batch.join(' ')]]));
+        if (command === 'subscribe' && this.#track) {
+          const token = `lhttp-sub-${++this.#barrierSeq}`;
+          this.#inflight.push({ token, channels: batch, error: null });
+          this.#write(encodeMessage('ping', null, token));
+        }
+      }
       batch = [];
       len = 0;
     };
@@ -647,4 +993,17 @@ export class LhttpClient {
       this.#emit('error', new LhttpError('transport', `send failed: ${err.message}`, { cause: err }));
     }
   }
+}
+
+// True when `reason` (an error reply's text) names channel `c` as a whole name: not
+// inside a longer one (a '.' right after it counts only when a name goes on after it).
+function namedIn(reason, c) {
+  const nameChar = (ch) => ch !== undefined && /[A-Za-z0-9_\-=@+~]/.test(ch);
+  for (let at = reason.indexOf(c); at >= 0; at = reason.indexOf(c, at + 1)) {
+    const before = reason[at - 1];
+    let after = reason[at + c.length];
+    if (after === '.') after = nameChar(reason[at + c.length + 1]) ? 'x' : undefined;
+    if (!nameChar(before) && before !== '.' && !nameChar(after)) return true;
+  }
+  return false;
 }

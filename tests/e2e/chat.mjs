@@ -4,14 +4,22 @@
 // "reconnecting", come back on their own and keep chatting. Then the two browser
 // examples of clients/js/README.md run as pasted (the console snippet, and the page,
 // saved into the web root before the reload so that the new workers serve it).
+//
+// LH_SCENARIO=auth runs the demo with identity instead (a server with auth keys and the
+// chat/team namespaces, and the demo users' tokens in demo-tokens.js, as `make run`
+// serves it): alice signs in by URL, bob through the sign-in dialog, carol too; each
+// sees the others' messages under the names lhttpd stamps (sender), a forged sender
+// header changes nothing, carol is refused the private room (403) and alice and bob
+// talk in it.
 // Screenshots go to $LH_TEST_OUT/browser/.
 //
 // Run by tests/integration/browser.bats, which starts nats-server and lhttpd with
 // static.root set to the demo. Environment:
 //   LH_BASE      http://127.0.0.1:PORT (the lhttpd serving the demo)
-//   LHTTPD       the lhttpd binary, for `lhttpd -s reload -c LH_CONF`
-//   LH_CONF      that server's configuration file
-//   LH_WWW       its static.root (the README's page example is written there)
+//   LH_SCENARIO  "plain" (default) or "auth"
+//   LHTTPD       plain: the lhttpd binary, for `lhttpd -s reload -c LH_CONF`
+//   LH_CONF      plain: that server's configuration file
+//   LH_WWW       plain: its static.root (the README's page example is written there)
 //   LH_TEST_OUT  where screenshots go (default: a temporary directory)
 //   CHROMIUM     browser binary (default /usr/bin/chromium)
 // Prints one line per step; exits 0 when every step passed, 1 otherwise.
@@ -24,8 +32,9 @@ import { fileURLToPath } from 'node:url';
 
 const base = process.env.LH_BASE;
 const { LHTTPD, LH_CONF, LH_WWW } = process.env;
-if (!base || !LHTTPD || !LH_CONF || !LH_WWW) {
-  console.error('chat.mjs: set LH_BASE, LHTTPD, LH_CONF and LH_WWW');
+const scenario = process.env.LH_SCENARIO || 'plain';
+if (!base || (scenario === 'plain' && (!LHTTPD || !LH_CONF || !LH_WWW)) || !['plain', 'auth'].includes(scenario)) {
+  console.error('chat.mjs: set LH_BASE, and LHTTPD, LH_CONF and LH_WWW (LH_SCENARIO plain), or LH_SCENARIO=auth');
   process.exit(2);
 }
 const outDir = path.join(process.env.LH_TEST_OUT || mkdtempSync(path.join(os.tmpdir(), 'lh-e2e-')), 'browser');
@@ -53,7 +62,9 @@ let browser;
 let failed = false;
 const pageErrors = [];
 
-async function openChat(nick) {
+// Opens the chat as `nick` (?nick=, or ?user= with `query`); `connected` false returns
+// before waiting for the connection (the sign-in dialog).
+async function openChat(nick, { query = `nick=${encodeURIComponent(nick)}`, connected = true } = {}) {
   // One context per page: separate storage, like two people.
   const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
   const page = await context.newPage();
@@ -72,9 +83,15 @@ async function openChat(nick) {
       }).observe(el, { attributes: true, attributeFilter: ['data-state'] });
     });
   });
-  await page.goto(`${base}/?nick=${encodeURIComponent(nick)}`);
-  await page.waitForSelector('#status[data-state="open"]', { timeout: WAIT });
+  await page.goto(`${base}/${query ? `?${query}` : ''}`);
+  if (connected) await page.waitForSelector('#status[data-state="open"]', { timeout: WAIT });
   return page;
+}
+
+// Waits for the notice that `nick` joined `room` (the presence message came back).
+async function sawJoin(page, nick, room) {
+  await page.waitForFunction(([n, r]) => [...document.querySelectorAll('#messages .notice')]
+    .some((el) => el.textContent === `${n} joined #${r}.`), [nick, room], { timeout: WAIT });
 }
 
 // Joins a room through the form; returns once the page's own "joined" notice came back
@@ -83,8 +100,7 @@ async function joinRoom(page, nick, room) {
   await page.fill('#room-input', room);
   await page.click('#join');
   await page.waitForSelector(`#rooms li.current[data-room="${room}"]`, { timeout: WAIT });
-  await page.waitForFunction(([n, r]) => [...document.querySelectorAll('#messages .notice')]
-    .some((el) => el.textContent === `${n} joined #${r}.`), [nick, room], { timeout: WAIT });
+  await sawJoin(page, nick, room);
 }
 
 async function say(page, text) {
@@ -106,17 +122,12 @@ async function sees(page, from, text) {
   if (!/\d/.test(time)) throw new Error(`message "${text}" shows no time: ${JSON.stringify(time)}`);
 }
 
-try {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ARGS,
-    timeout: 30000,
-  });
-  step(`chromium ${browser.version()}`);
-
+async function plain() {
   const ann = await openChat('ann');
   const bob = await openChat('bob');
+  if (await ann.isVisible('#user-label') || await ann.isVisible('#signin') || !(await ann.isVisible('#nick-label'))) {
+    throw new Error('without demo users the page should ask for a nickname only');
+  }
   step('both pages loaded from lhttpd and connected');
 
   await joinRoom(ann, 'ann', ROOM);
@@ -167,6 +178,81 @@ try {
   await ann.screenshot({ path: path.join(outDir, 'chat-ann.png') });
   await bob.screenshot({ path: path.join(outDir, 'chat-bob.png') });
   step(`screenshots in ${outDir}`);
+}
+
+// The demo with identity: names from the server, a private room that refuses outsiders.
+async function signedIn() {
+  const LOBBY = 'chat.lobby';
+  const PRIVATE = 'team.secret';
+  const alice = await openChat('alice', { query: 'user=alice' });
+  // bob picks his name in the sign-in dialog, which comes when no user is chosen.
+  const bob = await openChat('bob', { query: '', connected: false });
+  await bob.waitForSelector('#signin:not([hidden]) #signin-users button[data-user="bob"]', { timeout: WAIT });
+  await bob.click('#signin-users button[data-user="bob"]');
+  await bob.waitForSelector('#status[data-state="open"]', { timeout: WAIT });
+  const carol = await openChat('carol', { query: 'user=carol' });
+  for (const [page, user] of [[alice, 'alice'], [bob, 'bob'], [carol, 'carol']]) {
+    await page.waitForSelector(`#whoami[data-user="${user}"]`, { timeout: WAIT });
+    await page.waitForSelector(`#rooms li.current[data-room="${LOBBY}"]`, { timeout: WAIT });
+  }
+  if (await alice.isVisible('#nick-label') || !(await alice.isVisible('#user-label'))) {
+    throw new Error('signed in: the page should show the user picker, not the nickname');
+  }
+  step('alice (by URL), bob (sign-in dialog) and carol signed in; the server names each in its auth reply');
+
+  await sawJoin(alice, 'bob', LOBBY);
+  await sawJoin(alice, 'carol', LOBBY);
+  await sawJoin(bob, 'carol', LOBBY);
+  await say(alice, 'Hello from alice');
+  await sees(bob, 'alice', 'Hello from alice');
+  await sees(carol, 'alice', 'Hello from alice');
+  await say(bob, 'Hi alice, bob here');
+  await sees(alice, 'bob', 'Hi alice, bob here');
+  step(`#${LOBBY}: each sees the others' messages under their server-stamped names`);
+
+  // bob's page claims to be alice: the server replaces the sender header.
+  await bob.evaluate(() => window.lhttpChat.client.publish('chat.lobby', 'I am alice, honest', {
+    command: 'chat', headers: { sender: 'alice', nick: 'alice', id: 'forged-1', time: Date.now() },
+  }));
+  await sees(alice, 'bob', 'I am alice, honest');
+  step('a forged sender header shows the real sender (bob)');
+
+  await carol.fill('#room-input', PRIVATE);
+  await carol.click('#join');
+  await carol.waitForFunction((r) => {
+    const el = document.getElementById('join-error');
+    return !el.hidden && el.dataset.code === '403' && el.textContent.includes(`#${r}`);
+  }, PRIVATE, { timeout: WAIT });
+  const carolRooms = await carol.evaluate(() => [...document.querySelectorAll('#rooms li')].map((li) => li.dataset.room));
+  if (carolRooms.includes(PRIVATE)) throw new Error(`carol still lists #${PRIVATE}: ${carolRooms}`);
+  const refusal = await carol.evaluate(() => document.getElementById('join-error').textContent);
+  step(`carol is refused #${PRIVATE}: ${refusal}`);
+
+  await joinRoom(alice, 'alice', PRIVATE);
+  await joinRoom(bob, 'bob', PRIVATE);
+  await sawJoin(alice, 'bob', PRIVATE);
+  await say(alice, 'Just us here');
+  await sees(bob, 'alice', 'Just us here');
+  await say(bob, 'Indeed');
+  await sees(alice, 'bob', 'Indeed');
+  step(`alice and bob talk in #${PRIVATE}`);
+
+  await alice.screenshot({ path: path.join(outDir, 'chat-alice.png') });
+  await carol.screenshot({ path: path.join(outDir, 'chat-carol.png') });
+  step(`screenshots in ${outDir}`);
+}
+
+try {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ARGS,
+    timeout: 30000,
+  });
+  step(`chromium ${browser.version()}`);
+
+  if (scenario === 'auth') await signedIn();
+  else await plain();
 
   if (pageErrors.length) throw new Error(`errors in the pages:\n${pageErrors.join('\n')}`);
   console.log('e2e: all steps passed');

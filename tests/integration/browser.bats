@@ -1,8 +1,11 @@
 #!/usr/bin/env bats
 # The chat demo in a real browser: lhttpd serves clients/chat plus the SDK from
 # static.root, and tests/e2e/chat.mjs drives two headless Chromium pages through it
-# (join a room, talk both ways, survive `lhttpd -s reload`, keep talking). Screenshots
-# land in $LH_TEST_OUT/browser/.
+# (join a room, talk both ways, survive `lhttpd -s reload`, keep talking). A second
+# lhttpd serves the demo with identity as `make run` does (tests/lib/demo-identity.py:
+# an auth key, the chat and team namespaces, demo users' tokens in demo-tokens.js), and
+# chat.mjs (LH_SCENARIO=auth) signs users in: server-stamped names, and the private room
+# refused to an outsider. Screenshots land in $LH_TEST_OUT/browser/.
 #
 # Needs Debian's chromium, node, and `npm ci` in tests/e2e (playwright-core); see
 # tests/lib/deps.sh.
@@ -26,6 +29,22 @@ setup_file() {
         "drain_timeout_ms": 500,
         "static": {"root": "'"$WWW"'"}
     }'
+    export PLAIN_PORT=$LH_PORT PLAIN_CONF=$LH_CONF PLAIN_LOG=$LH_LOG
+    # The demo with identity, in a web root of its own.
+    export WWW_AUTH=$T/www-auth
+    mkdir -p "$WWW_AUTH"
+    cp "$WWW"/* "$WWW_AUTH/"
+    local keys
+    keys=$("$PY" "$TOP/tests/lib/demo-identity.py" identity "$T/identity" "$WWW_AUTH") || return 1
+    start_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"],
+        "workers": 2,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "static": {"root": "'"$WWW_AUTH"'"},
+        '"${keys:1:${#keys}-2}"'
+    }'
+    export AUTH_PORT=$LH_PORT AUTH_LOG=$LH_LOG
+    export LH_PORT=$PLAIN_PORT LH_CONF=$PLAIN_CONF LH_LOG=$PLAIN_LOG
 }
 
 teardown_file() { stop_all; }
@@ -36,7 +55,7 @@ teardown_file() { stop_all; }
     has_match '^Content-Type: text/html; charset=utf-8'
     has_match '<title>lhttpd chat</title>'
     has_match 'src="chat.js"'
-    for f in chat.js lhttp.js; do
+    for f in chat.js lhttp.js demo-tokens.js; do
         run curl -s --max-time 5 -o /dev/null -w '%{http_code} %{content_type}' "http://127.0.0.1:$LH_PORT/$f"
         [ "$output" = "200 text/javascript; charset=utf-8" ] || { echo "$f: $output" >&2; return 1; }
     done
@@ -57,5 +76,25 @@ teardown_file() { stop_all; }
     if [ -n "${LH_TEST_OUT:-}" ]; then
         [ "$(head -c 4 "$LH_TEST_OUT/browser/chat-ann.png" | od -An -c | tr -d ' ')" = '211PNG' ]
         [ -s "$LH_TEST_OUT/browser/chat-bob.png" ]
+    fi
+}
+
+@test "browser: with identity, signed-in users see server-stamped names; an outsider is refused the private room" {
+    local chromium=${CHROMIUM:-/usr/bin/chromium}
+    [ -x "$chromium" ] || { echo "no browser at $chromium: apt-get install chromium" >&2; return 1; }
+    [ -d "$TOP/tests/e2e/node_modules/playwright-core" ] ||
+        { echo "playwright-core is missing: npm ci --prefix tests/e2e" >&2; return 1; }
+    # The tokens the page gets are the ones minted at setup.
+    run curl -s --max-time 5 "http://127.0.0.1:$AUTH_PORT/demo-tokens.js"
+    has_match '"user": "carol"'
+    rm -f "$LH_TEST_OUT/browser/chat-alice.png" "$LH_TEST_OUT/browser/chat-carol.png"
+    run timeout 90 env LH_BASE="http://127.0.0.1:$AUTH_PORT" LH_SCENARIO=auth \
+        LH_TEST_OUT="${LH_TEST_OUT:-$(lh_tmp)}" CHROMIUM="$chromium" node "$TOP/tests/e2e/chat.mjs"
+    [ "$status" -eq 0 ] || { lh_show_output || :; tail -n 30 "$AUTH_LOG" >&2; return 1; }
+    has_line "e2e: all steps passed"
+    has_match "^step: carol is refused #team.secret: .*403"
+    if [ -n "${LH_TEST_OUT:-}" ]; then
+        [ "$(head -c 4 "$LH_TEST_OUT/browser/chat-alice.png" | od -An -c | tr -d ' ')" = '211PNG' ]
+        [ -s "$LH_TEST_OUT/browser/chat-carol.png" ]
     fi
 }

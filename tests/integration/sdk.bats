@@ -35,6 +35,10 @@ node_test() {
 
 @test "sdk unit: client events, queue and reconnection policy per close code" { node_test client.test.js; }
 
+@test "sdk unit: identity: auth first, refresh, 4401 and 4403, refused subscriptions, unsubscribed" {
+    node_test auth.test.js
+}
+
 @test "sdk integration: pub/sub both ways with colons, UTF-8, multipart and binary bodies" {
     node_test integration.test.js '^pubsub:'
 }
@@ -57,4 +61,24 @@ node_test() {
 
 @test "sdk integration: the Node example of clients/js/README.md works as pasted" {
     node_test integration.test.js '^readme:'
+}
+
+@test "sdk integration: a token is accepted first; owner rules allow user.42, refuse user.43 (403)" {
+    node_test integration.test.js '^auth:'
+}
+
+@test "sdk integration: stamp_user names the publisher (no forging); a private room refuses outsiders" {
+    node_test integration.test.js '^auth-stamp:'
+}
+
+@test "sdk integration: a short token is renewed on the open connection before it expires" {
+    node_test integration.test.js '^auth-refresh:'
+}
+
+@test "sdk integration: a token not renewed in time: 4401, then a new token and a reconnection" {
+    node_test integration.test.js '^auth-expiry:'
+}
+
+@test "sdk integration: the server API: 4401 reconnects, 4403 stops, unsubscribe is an event" {
+    node_test integration.test.js '^auth-api:'
 }

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: a local nats-server (unless one already listens on 127.0.0.1:4222) and lhttpd
-# in the foreground with etc/lhttpd.json (port 8081). Ctrl-C stops both, and so does a
+# in the foreground with etc/lhttpd.json (port 8081), serving the chat demo with identity
+# on: a random demo secret, the auth key and the "chat" and "team" namespaces (see
+# tests/lib/demo-identity.py), and the demo users' tokens in the web root (demo-tokens.js).
+# LH_RUN_AUTH=0 runs without identity, as before issue 17. Ctrl-C stops both, and so does a
 # SIGTERM or SIGHUP to this script, or make exiting without passing its signal on (a
 # SIGTERM to make alone), which the wait loop notices. (A SIGHUP to make alone makes GNU
 # make wait for its children instead of exiting: nothing here can see it.)
@@ -8,8 +11,10 @@ set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 LHTTPD=${LHTTPD:-$top/build/lhttpd}
 CONFIG=${CONFIG:-$top/etc/lhttpd.json}
+LH_RUN_AUTH=${LH_RUN_AUTH:-1}
 nats_pid=
 lhttpd_pid=
+run_dir=
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -26,6 +31,7 @@ cleanup() {
     trap - INT TERM HUP EXIT
     [ -n "$lhttpd_pid" ] && kill -TERM "$lhttpd_pid" 2>/dev/null && wait "$lhttpd_pid" 2>/dev/null
     [ -n "$nats_pid" ] && kill -TERM "$nats_pid" 2>/dev/null && wait "$nats_pid" 2>/dev/null
+    [ -n "$run_dir" ] && rm -rf "$run_dir"
     echo "run: stopped"
 }
 trap cleanup INT TERM HUP EXIT
@@ -41,16 +47,23 @@ else
 fi
 # The chat demo: clients/chat and the SDK it imports (clients/js/lhttp.js), copied side by
 # side (lhttpd follows no symbolic link) into the web root that static.root names. The
-# control socket goes to a temporary path so `lhttpd -s reload -c "$run_conf"` reaches
-# this server, and max_age_s 0 keeps edited files from being cached while developing.
+# configuration, the control socket (so that `lhttpd -s reload -c "$run_conf"` reaches
+# this server) and the demo secret go to a temporary directory removed at exit; the demo
+# users' tokens replace the copy of clients/chat/demo-tokens.js that has none;
+# static.max_age_s 0 keeps edited files from being cached while developing.
 www=$(cd "$(dirname "$LHTTPD")" && pwd)/www
 mkdir -p "$www"
 cp "$top"/clients/chat/*.html "$top"/clients/chat/*.js "$top"/clients/chat/*.css \
     "$top/clients/js/lhttp.js" "$www/"
-run_conf=${TMPDIR:-/tmp}/lhttpd-run.json
-sed -e "s|\"root\": null|\"root\": \"$www\"|" \
-    -e "s|\"control_socket\": \"[^\"]*\"|\"control_socket\": \"${TMPDIR:-/tmp}/lhttpd-run.sock\"|" \
-    -e "s|\"max_age_s\": [0-9]*|\"max_age_s\": 0|" "$CONFIG" >"$run_conf"
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/lhttpd-run.XXXXXX") || exit 1
+run_conf=$run_dir/lhttpd.json
+identity=()
+[ "$LH_RUN_AUTH" != 0 ] && identity=(--identity "$run_dir")
+python3 "$top/tests/lib/demo-identity.py" config --base "$CONFIG" --out "$run_conf" --www "$www" \
+    --control-socket "$run_dir/ctl.sock" "${identity[@]}" || { echo "run: could not write $run_conf"; exit 1; }
+if [ "$LH_RUN_AUTH" != 0 ]; then
+    echo "run: identity on: sign in as alice, bob (both may enter #team.secret) or carol"
+fi
 echo "run: lhttpd on http://localhost:8081/ (Ctrl-C stops; reload: $LHTTPD -s reload -c $run_conf)"
 "$LHTTPD" -c "$run_conf" &
 lhttpd_pid=$!

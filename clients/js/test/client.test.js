@@ -1,58 +1,11 @@
 // Unit tests of LhttpClient against a fake WebSocket that the test drives: events,
 // (un)subscription, the send queue, and the reconnection policy for each close code.
-import { test } from 'node:test';
+import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { LhttpClient, LhttpError, parseMessage } from '../lhttp.js';
+import { LhttpClient, LhttpError } from '../lhttp.js';
+import { FakeSocket, last, sleep, waitFor, client, closeAll } from './fake-socket.js';
 
-// FakeSocket mimics the browser WebSocket API; the test plays the server.
-class FakeSocket {
-  static all = [];
-  constructor(url, protocols) {
-    this.url = url;
-    this.protocols = protocols;
-    this.sent = [];
-    this.readyState = 0;
-    this.closedWith = null;
-    FakeSocket.all.push(this);
-  }
-  send(data) {
-    if (this.readyState !== 1) throw new Error('not open');
-    this.sent.push(data);
-  }
-  close(code, reason) {
-    this.closedWith = [code, reason];
-    this.readyState = 3;
-    setTimeout(() => this.onclose?.({ code: code ?? 1005, reason: reason ?? '', wasClean: true }), 0);
-  }
-  // Server side:
-  open() { this.readyState = 1; this.onopen?.({}); }
-  receive(data) { this.onmessage?.({ data }); }
-  drop(code, reason = '') { this.readyState = 3; this.onclose?.({ code, reason, wasClean: code !== 1006 }); }
-  refuse(status) {
-    this.readyState = 3;
-    this.onerror?.({ message: `Unexpected server response: ${status}` });
-    this.onclose?.({ code: 1006, reason: '', wasClean: false });
-  }
-  get messages() { return this.sent.map((d) => parseMessage(d)); }
-}
-
-const last = () => FakeSocket.all[FakeSocket.all.length - 1];
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(cond, ms = 2000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`condition not met in ${ms} ms: ${cond}`);
-    await sleep(2);
-  }
-}
-
-function client(opts = {}) {
-  FakeSocket.all = [];
-  const c = new LhttpClient('ws://test/ws', { WebSocket: FakeSocket, minDelayMs: 20, maxDelayMs: 80, ...opts });
-  const log = [];
-  for (const ev of ['open', 'message', 'close', 'reconnecting', 'error']) c.on(ev, (arg) => log.push([ev, arg]));
-  return { c, log, events: (name) => log.filter(([e]) => e === name).map(([, a]) => a) };
-}
+afterEach(closeAll);
 
 test('connects at once, offers the lhttp subprotocol, reports open', () => {
   const { c, events } = client();

@@ -2,13 +2,18 @@
 // harness.js on free loopback ports): pub/sub both ways across workers, multipart and
 // binary bodies, error replies, reconnection after a reload (1012) and after a restart
 // (1001, then back-off while the server is down), the handshake refusals (403 stops,
-// 503 backs off), and the Node example of README.md as pasted. Skipped when the prerequisites are missing, unless
-// LH_REQUIRE_INTEGRATION=1.
+// 503 backs off), the Node example of README.md as pasted, and identity (issue 17):
+// tokens minted here (HS256 with node:crypto), auth first, refused subscriptions, the
+// server-stamped sender, refresh before expiry, the server API's disconnect (4401:
+// reconnect with a new token; 4403: stop) and unsubscribe. Skipped when the
+// prerequisites are missing, unless LH_REQUIRE_INTEGRATION=1.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LhttpClient, MultipartBuilder } from '../lhttp.js';
@@ -199,4 +204,166 @@ test('readme: the Node example works as pasted, and reconnects after a reload', 
   await waitFor(() => out.includes('connected again'), 5000, `"connected again", so far: ${out}`);
   watcher.c.publish('lobby', 'still there?', { command: 'chat', headers: { nick: 'watcher' } });
   await waitFor(() => out.includes('#lobby <watcher> still there?'), 5000, 'the example to get a message after the reload');
+});
+
+// ---- Identity ------------------------------------------------------------------------
+
+const b64url = (x) => Buffer.from(x).toString('base64url');
+
+// A compact HS256 JWT of `claims` signed with `secret`.
+function mint(secret, claims, kid = 'k1') {
+  const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT', kid }));
+  const body = b64url(JSON.stringify(claims));
+  return `${head}.${body}.${createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url')}`;
+}
+
+const API_TOKEN = 'sdk-api-token';
+
+// Servers with auth on: an HS256 key (its secret in a file of a temporary directory),
+// "user" (owner), "chat" (authenticated, subscribers, stamp_user) and "team" (token).
+// Returns the servers plus token(sub, { expIn, channels }) and api(path, body).
+async function authServers(t, auth = {}) {
+  const keyDir = mkdtempSync(path.join(os.tmpdir(), 'lhttp-sdk-key-'));
+  t.after(() => rmSync(keyDir, { recursive: true, force: true }));
+  const secret = randomBytes(32).toString('base64url');
+  writeFileSync(path.join(keyDir, 'jwt.secret'), `${secret}\n`, { mode: 0o600 });
+  const s = await servers(t, {
+    publish: { token: API_TOKEN },
+    auth: { keys: [{ kid: 'k1', secret_file: path.join(keyDir, 'jwt.secret') }], ...auth },
+    namespaces: {
+      user: { subscribe: 'owner', publish: 'none' },
+      chat: { subscribe: 'authenticated', publish: 'subscribers', stamp_user: true },
+      team: { subscribe: 'token', publish: 'subscribers', stamp_user: true },
+    },
+  });
+  s.token = (sub, { expIn = 3600, channels } = {}) => {
+    const now = Math.floor(Date.now() / 1000);
+    return mint(secret, { sub, iat: now, exp: now + expIn, ...(channels ? { channels } : {}) });
+  };
+  s.api = async (what, body) => {
+    const r = await fetch(`http://127.0.0.1:${s.port}${what}`, {
+      method: 'POST', headers: { authorization: `Bearer ${API_TOKEN}` }, body: JSON.stringify(body),
+    });
+    return { status: r.status, body: await r.json() };
+  };
+  return s;
+}
+
+// A connected client that records its auth and unsubscribed events too.
+async function signedIn(s, opts) {
+  const rec = connect(s, opts);
+  rec.auths = [];
+  rec.unsubscribed = [];
+  rec.c.on('auth', (a) => rec.auths.push(a));
+  rec.c.on('unsubscribed', (u) => rec.unsubscribed.push(u));
+  await waitFor(() => rec.c.state === 'open', 5000, 'the client to be signed in and open');
+  return rec;
+}
+
+test('auth: a token for 42 is accepted first; user.42 is allowed, user.43 refused 403', { skip }, async (t) => {
+  const s = await authServers(t);
+  const a = await signedIn(s, { token: s.token('42') });
+  assert.equal(a.c.user, '42');
+  assert.equal(a.auths.length, 1);
+  assert.ok(a.c.expires > Date.now() / 1000);
+  assert.deepEqual(await a.c.subscribeAsync('user.42'), ['user.42']);
+  const err = await a.c.subscribeAsync('user.43').then(() => null, (e) => e);
+  assert.ok(err, 'user.43 was refused');
+  assert.deepEqual([err.kind, err.code, err.inReplyTo, err.channels], ['server', 403, 'subscribe', ['user.43']]);
+  assert.match(err.reason, /user\.43/);
+  assert.deepEqual(a.c.channels, ['user.42']);
+  // An anonymous client: refused where the rules want a user.
+  const anon = connect(s);
+  await waitFor(() => anon.c.state === 'open');
+  await assert.rejects(anon.c.subscribeAsync('chat.lobby'), (e) => e.code === 403);
+  assert.equal(anon.c.user, null);
+  // A forged token (another secret) is refused, and without getToken the client stops.
+  const forged = connect(s, { token: mint('x'.repeat(40), { sub: '42', exp: Math.floor(Date.now() / 1000) + 60 }) });
+  await waitFor(() => forged.c.state === 'closed', 5000, 'the forged client to stop');
+  assert.equal(forged.errors[0].code, 401);
+  assert.equal(forged.closes[0].code, 4401);
+});
+
+test('auth-stamp: chat names come from the server: sender is the publisher\'s user id, not forgeable', { skip }, async (t) => {
+  const s = await authServers(t);
+  const alice = await signedIn(s, { getToken: async () => s.token('alice') });
+  const bob = await signedIn(s, { getToken: async () => s.token('bob') });
+  await alice.c.subscribeAsync('chat.room');
+  await bob.c.subscribeAsync('chat.room');
+  bob.c.publish('chat.room', 'hi, I am alice', { command: 'chat', headers: { sender: 'alice', nick: 'alice' } });
+  const m = await alice.next((x) => x.command === 'chat');
+  assert.equal(m.headers.sender, 'bob');
+  assert.deepEqual(m.headerList.filter(([k]) => k.toLowerCase() === 'sender'), [['sender', 'bob']]);
+  // The private room: a token whose channels claim lists it, and nobody else.
+  const carol = await signedIn(s, { getToken: async () => s.token('carol') });
+  const dave = await signedIn(s, { getToken: async () => s.token('dave', { channels: ['team.secret'] }) });
+  await assert.rejects(carol.c.subscribeAsync('team.secret'), (e) => e.code === 403 && e.channels[0] === 'team.secret');
+  await dave.c.subscribeAsync('team.secret');
+  // carol, not subscribed, may not publish there (subscribers): refused, not delivered.
+  carol.c.publish('team.secret', 'let me in', { command: 'chat' });
+  await waitFor(() => carol.errors.some((e) => e.code === 403 && e.inReplyTo === 'chat'));
+  dave.c.publish('team.secret', 'only us', { command: 'chat' });
+  assert.equal((await dave.next((x) => x.command === 'chat')).body, 'only us');
+});
+
+test('auth-refresh: a short token is renewed on the open connection before it expires', { skip }, async (t) => {
+  const s = await authServers(t, { expiry_grace_ms: 200 });
+  let calls = 0;
+  const a = await signedIn(s, { getToken: async () => s.token('42', { expIn: ++calls === 1 ? 3 : 3600 }) });
+  assert.ok(a.auths[0].refreshInMs > 0 && a.auths[0].refreshInMs <= 3000, `refreshInMs ${a.auths[0].refreshInMs}`);
+  await waitFor(() => a.auths.length === 2, 5000, 'the refresh');
+  assert.equal(a.auths[1].refreshed, true);
+  assert.equal(calls, 2);
+  await a.c.subscribeAsync('user.42');
+  // Past the first token's expiry and grace: still the same connection.
+  await new Promise((r) => setTimeout(r, Math.max(0, (a.auths[0].expires + 1) * 1000 - Date.now()) + 400));
+  assert.equal(a.c.state, 'open');
+  assert.equal(a.opens, 1);
+  assert.equal(a.closes.length, 0);
+  assert.ok(await a.c.ping() >= 0);
+});
+
+test('auth-expiry: a token not renewed in time is closed with 4401; getToken gives a new one', { skip }, async (t) => {
+  const s = await authServers(t, { expiry_grace_ms: 200, leeway_s: 0 });
+  let calls = 0;
+  // The first token lives 2 s and its renewal is slow: the server closes with 4401 first.
+  const a = await signedIn(s, {
+    getToken: async () => {
+      calls++;
+      if (calls === 2) await new Promise((r) => setTimeout(r, 4000));
+      return s.token('42', { expIn: calls === 1 ? 2 : 3600 });
+    },
+  });
+  await a.c.subscribeAsync('user.42');
+  await waitFor(() => a.closes.length >= 1, 8000, 'the 4401 close');
+  assert.equal(a.closes[0].code, 4401);
+  assert.equal(a.closes[0].willReconnect, true);
+  await waitFor(() => a.opens === 2 && a.c.state === 'open', 10000, 'the reconnection with a new token');
+  assert.equal(a.c.user, '42');
+  assert.deepEqual(await a.c.subscribeAsync('user.42'), ['user.42']); // taken again after the reconnection
+});
+
+test('auth-api: the server API disconnects with 4401 (reconnect), 4403 (stop) and unsubscribes', { skip }, async (t) => {
+  const s = await authServers(t);
+  let calls = 0;
+  const a = await signedIn(s, { getToken: async () => { calls++; return s.token('42'); } });
+  await a.c.subscribeAsync('user.42', 'chat.room');
+
+  const r = await s.api('/api/unsubscribe', { user: '42', channel: 'chat.room' });
+  assert.deepEqual([r.status, r.body.ok], [200, true]);
+  await waitFor(() => a.unsubscribed.length === 1, 5000, 'the unsubscribed event');
+  assert.equal(a.unsubscribed[0].channel, 'chat.room');
+  assert.deepEqual(a.c.channels, ['user.42']);
+
+  assert.equal((await s.api('/api/disconnect', { user: '42', code: 4401, reason: 'sign in again' })).status, 200);
+  await waitFor(() => a.opens === 2 && a.c.state === 'open', 10000, 'a new token and a reconnection');
+  assert.equal(a.closes[0].code, 4401);
+  assert.equal(calls, 2, 'getToken was asked again');
+
+  assert.equal((await s.api('/api/disconnect', { user: '42', reason: 'banned' })).status, 200);
+  await waitFor(() => a.c.state === 'closed', 5000, 'the client to stop');
+  assert.deepEqual([a.closes.at(-1).code, a.closes.at(-1).reason, a.closes.at(-1).willReconnect], [4403, 'banned', false]);
+  assert.ok(a.errors.some((e) => e.kind === 'auth' && e.code === 4403));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(a.opens, 2, 'no reconnection after 4403');
 });
