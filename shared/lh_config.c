@@ -738,6 +738,33 @@ typedef struct field {
 #define SECTION(name, sub) { name, K_SECTION, 0, 0, 0, 0, NULL, NULL, sub }
 #define END { NULL, K_SECTION, 0, 0, 0, 0, NULL, NULL, NULL }
 
+static const char *check_stream(const char *s, size_t len)
+{
+    if (len == 0 || len > 32)
+        return "must be 1 to 32 characters of [A-Za-z0-9_-]";
+    for (size_t i = 0; i < len; i++)
+        if (!is_alnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-')
+            return "must be 1 to 32 characters of [A-Za-z0-9_-]";
+    return NULL;
+}
+
+static const char *check_storage(const char *s, size_t len)
+{
+    if ((len == 4 && memcmp(s, "file", 4) == 0) || (len == 6 && memcmp(s, "memory", 6) == 0))
+        return NULL;
+    return "must be \"file\" or \"memory\"";
+}
+
+static const field_t jetstream_fields[] = {
+    STR_FIELD("stream", K_STRING, nats.jetstream.stream, 0, 0, "LHTTP", check_stream),
+    STR_FIELD("storage", K_STRING, nats.jetstream.storage, 0, 0, "file", check_storage),
+    INT_FIELD("replicas", K_MS, nats.jetstream.replicas, 1, 5, 1),
+    INT_FIELD("manage", K_BOOL, nats.jetstream.manage, 0, 1, 1),
+    INT_FIELD("timeout_ms", K_MS, nats.jetstream.timeout_ms, 10, HOUR_MS, 2000),
+    INT_FIELD("max_read", K_SIZE, nats.jetstream.max_read, 1, 100000, 1000),
+    END
+};
+
 static const field_t nats_fields[] = {
     STR_FIELD("servers", K_LIST, nats.servers, 1, 32, "nats://127.0.0.1:4222", check_nats_url),
     STR_FIELD("subject_prefix", K_STRING, nats.subject_prefix, 0, 0, "lhttp",
@@ -747,6 +774,7 @@ static const field_t nats_fields[] = {
     STR_FIELD("publish", K_STRING, nats.publish, 0, 0, "auto", check_nats_publish),
     INT_FIELD("peer_timeout_ms", K_MS, nats.peer_timeout_ms, 1000, HOUR_MS, 5000),
     INT_FIELD("stall_timeout_ms", K_MS, nats.stall_timeout_ms, 300, HOUR_MS, 2000),
+    SECTION("jetstream", jetstream_fields),
     END
 };
 
@@ -1346,6 +1374,36 @@ static int rule_index(json_t *v, const char *const *names, size_t n)
     return -1;
 }
 
+/* "history": {"size": 100, "ttl_ms": 86400000}, or null for none. */
+static int apply_history(ctx_t *c, json_t *v, lh_ns_cfg_t *nc)
+{
+    const char *key;
+    json_t *val;
+
+    if (json_is_null(v))
+        return 0;
+    if (!json_is_object(v))
+        return fail(c, "must be null or an object like {\"size\": 100, \"ttl_ms\": 86400000}");
+    nc->history_size = 100;
+    json_object_foreach(v, key, val) {
+        json_int_t x = json_is_integer(val) ? json_integer_value(val) : -1;
+
+        if (strcmp(key, "size") == 0) {
+            if (x < 1 || x > 1000000)
+                return fail_sub(c, key, 0, "must be an integer from 1 to 1000000");
+            nc->history_size = (size_t)x;
+        } else if (strcmp(key, "ttl_ms") == 0) {
+            if (x < 0 || (unsigned long long)x > 365 * DAY_MS)
+                return fail_sub(c, key, 0, "must be an integer from 0 (no limit) to "
+                                           "31536000000 (a year)");
+            nc->history_ttl_ms = (unsigned long long)x;
+        } else {
+            return fail_sub(c, key, 1, "unknown key (history takes \"size\" and \"ttl_ms\")");
+        }
+    }
+    return 0;
+}
+
 /* "namespaces": {"chat": {"subscribe": "authenticated", "publish": "subscribers"}} */
 static int apply_namespaces(ctx_t *c, json_t *v, lh_config_t *cfg)
 {
@@ -1399,9 +1457,13 @@ static int apply_namespaces(ctx_t *c, json_t *v, lh_config_t *cfg)
                 if (!json_is_boolean(val))
                     rc = fail_sub(c, key, 0, "must be true or false");
                 nc->stamp_user = json_is_true(val);
+            } else if (strcmp(key, "history") == 0) {
+                push_key(c, key);
+                rc = apply_history(c, val, nc);
+                pop(c);
             } else {
                 rc = fail_sub(c, key, 1, "unknown key (a namespace takes \"subscribe\", "
-                                         "\"publish\" and \"stamp_user\")");
+                                         "\"publish\", \"stamp_user\" and \"history\")");
             }
         }
         pop(c);

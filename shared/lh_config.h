@@ -42,6 +42,8 @@ typedef struct {
     int subscribe;  /* LH_SUB_* */
     int publish;    /* LH_PUB_* */
     int stamp_user; /* deliveries carry the server-set "sender" header */
+    size_t history_size;     /* history: messages kept per channel; 0 = no history */
+    unsigned long long history_ttl_ms; /* history: a message's longest stay; 0 = none */
 } lh_ns_cfg_t;
 
 /* Worker processes per generation, and alive at once over all generations (the serving
@@ -74,6 +76,16 @@ typedef struct lh_config_s {
         unsigned peer_timeout_ms; /* another node is gone after this silence, default 5000 */
         unsigned stall_timeout_ms; /* a connection with no PONG this long is stalled and
                                       replaced, default 2000 */
+        struct {
+            char *stream;        /* name prefix of the history streams, default "LHTTP" */
+            char *storage;       /* "file" (default) or "memory" */
+            unsigned replicas;   /* 1..5, default 1 */
+            int manage;          /* create and update the streams at start, default 1;
+                                    0: only check that they exist */
+            unsigned timeout_ms; /* a JetStream request's deadline, default 2000 */
+            size_t max_read;     /* messages one history read or recovery returns at most,
+                                    default 1000 */
+        } jetstream;
     } nats;
 
     struct {

@@ -110,6 +110,11 @@ void lh_metrics_observe_webhook(uint64_t ns)
     observe(LH_M_WHLAT_BASE, lat_ns, LH_ARRAY_LEN(lat_ns), ns);
 }
 
+void lh_metrics_observe_js(uint64_t ns)
+{
+    observe(LH_M_JSLAT_BASE, lat_ns, LH_ARRAY_LEN(lat_ns), ns);
+}
+
 void lh_metrics_observe_size(uint64_t bytes)
 {
     observe(LH_M_SIZE_BASE, size_b, LH_ARRAY_LEN(size_b), bytes);
@@ -425,6 +430,34 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
               &s->v[LH_M_LAT_BASE], lat_ns, LH_ARRAY_LEN(lat_ns), 1e-9);
     histogram(f, "lhttpd_message_size_bytes", "Size of WebSocket messages received.",
               &s->v[LH_M_SIZE_BASE], size_b, LH_ARRAY_LEN(size_b), 1.0);
+    head(f, "lhttpd_history_messages_total", "counter",
+         "History channels' messages: stored (acknowledged by JetStream), refused (503), "
+         "read back from JetStream, sent by recoveries and history reads.");
+    fprintf(f, "lhttpd_history_messages_total{event=\"stored\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HIST_STORED]);
+    fprintf(f, "lhttpd_history_messages_total{event=\"refused\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HIST_PUB_FAILED]);
+    fprintf(f, "lhttpd_history_messages_total{event=\"read_from_jetstream\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HIST_READS_JS]);
+    fprintf(f, "lhttpd_history_messages_total{event=\"resent\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HIST_SENT]);
+    head(f, "lhttpd_history_recoveries_total", "counter", "Recoveries by outcome.");
+    fprintf(f, "lhttpd_history_recoveries_total{recovered=\"true\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HIST_RECOVERED]);
+    fprintf(f, "lhttpd_history_recoveries_total{recovered=\"false\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HIST_NOT_RECOVERED]);
+    head(f, "lhttpd_history_reads_total", "counter", "History commands.");
+    fprintf(f, "lhttpd_history_reads_total %llu\n", (unsigned long long)s->v[LH_M_HIST_READS]);
+    head(f, "lhttpd_history_gaps_total", "counter",
+         "History messages that arrived ahead of their channel's chain (the missing ones "
+         "were read from JetStream), and gaps that could not be filled.");
+    fprintf(f, "lhttpd_history_gaps_total{filled=\"yes\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HIST_GAPS]);
+    fprintf(f, "lhttpd_history_gaps_total{filled=\"no\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HIST_GAP_LOST]);
+    histogram(f, "lhttpd_jetstream_publish_seconds",
+              "From a history publish to JetStream's acknowledgement.",
+              &s->v[LH_M_JSLAT_BASE], lat_ns, LH_ARRAY_LEN(lat_ns), 1e-9);
     histogram(f, "lhttpd_webhook_decision_seconds",
               "How long the subscribe and publish webhooks took to decide (answers, "
               "refusals, failures and timeouts alike).",

@@ -65,6 +65,15 @@ enum {
     LH_M_API_DISCONNECTED, /* connections it closed on this worker */
     LH_M_API_UNSUBSCRIBED, /* subscriptions it ended on this worker */
     LH_M_RULES_UNSUBSCRIBED, /* subscriptions a reload's rules ended */
+    LH_M_HIST_STORED,        /* history messages stored (acknowledged by JetStream) */
+    LH_M_HIST_PUB_FAILED,    /* history publishes refused (503) */
+    LH_M_HIST_RECOVERED,     /* recoveries that succeeded */
+    LH_M_HIST_NOT_RECOVERED, /* recoveries answered recovered:false */
+    LH_M_HIST_READS,         /* history commands */
+    LH_M_HIST_READS_JS,      /* messages read back from JetStream */
+    LH_M_HIST_SENT,          /* messages sent by recoveries and reads */
+    LH_M_HIST_GAPS,          /* messages that arrived ahead of the chain */
+    LH_M_HIST_GAP_LOST,      /* gaps that could not be filled */
     /* Histograms: buckets (not cumulative), then sum, then count. */
     LH_M_LAT_BASE,
     LH_M_LAT_END = LH_M_LAT_BASE + 16 + 2,
@@ -72,7 +81,9 @@ enum {
     LH_M_SIZE_END = LH_M_SIZE_BASE + 12 + 2,
     LH_M_WHLAT_BASE = LH_M_SIZE_END, /* subscribe/publish webhook decisions */
     LH_M_WHLAT_END = LH_M_WHLAT_BASE + 16 + 2,
-    LH_M_NCOUNTERS = LH_M_WHLAT_END,
+    LH_M_JSLAT_BASE = LH_M_WHLAT_END, /* JetStream publish acknowledgements */
+    LH_M_JSLAT_END = LH_M_JSLAT_BASE + 16 + 2,
+    LH_M_NCOUNTERS = LH_M_JSLAT_END,
 
     /* Gauges: not folded into the retired totals. */
     LH_G_WS_OPEN = LH_M_NCOUNTERS,
@@ -263,6 +274,8 @@ void lh_metrics_observe_latency_ns(uint64_t ns);
 void lh_metrics_observe_size(uint64_t bytes);
 /* How long a subscribe or publish webhook took to decide. */
 void lh_metrics_observe_webhook(uint64_t ns);
+/* How long JetStream took to acknowledge a history publish. */
+void lh_metrics_observe_js(uint64_t ns);
 
 struct lh_worker_s;
 /* Renders the whole node's metrics (Prometheus text format 0.0.4) into a malloc'd

@@ -61,6 +61,14 @@ typedef struct {
     uint64_t seen_ms;
 } lh_peer_t;
 
+/* A request waiting for its reply (lh_nats_request): on the loop only. */
+struct lh_nreq_s {
+    struct lh_nreq_s *prev, *next; /* by deadline */
+    uint64_t token, deadline_ms;
+    lh_nats_reply_fn cb;
+    void *arg;
+};
+
 typedef struct lh_nats_s {
     lh_worker_t *w;
     natsConnection *nc;
@@ -105,6 +113,14 @@ typedef struct lh_nats_s {
     unsigned npeers;
     uint64_t full_until_ms;    /* the peers table overflowed: publish everything until */
     uint64_t grace_until_ms;   /* (re)connected: publish everything until */
+    /* Requests (JetStream's API): replies come to <reply_pfx><token> on reply_sub. */
+    char reply_pfx[96];
+    size_t rplen;
+    natsSubscription *reply_sub;
+    int reply_done;            /* under mu, as peer_done */
+    lh_nreq_t *rq_head, *rq_tail;
+    uint64_t rq_next;
+    struct event *rq_ev;
 } lh_nats_t;
 
 static int peer_subscribe(lh_nats_t *n);
@@ -282,6 +298,10 @@ static void renew_check(lh_nats_t *n)
         natsSubscription_Destroy(n->peer_sub);
         n->peer_sub = NULL;
     }
+    if (n->reply_sub != NULL) {
+        natsSubscription_Destroy(n->reply_sub);
+        n->reply_sub = NULL;
+    }
     {
         natsConnection *old = n->nc;
         uint64_t lost;
@@ -416,6 +436,7 @@ int lh_nats_needed(lh_worker_t *w)
 }
 
 static void api_heard(lh_worker_t *w, const char *d, size_t len);
+static void reply_heard(lh_nats_t *n, const char *token, natsMsg *msg);
 
 static void inbox_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -437,6 +458,11 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
         const char *subj = natsMsg_GetSubject(q[i]);
         size_t sl = strlen(subj);
 
+        if (n->rplen > 0 && sl > n->rplen && memcmp(subj, n->reply_pfx, n->rplen) == 0) {
+            reply_heard(n, subj + n->rplen, q[i]);
+            natsMsg_Destroy(q[i]);
+            continue;
+        }
         if (strcmp(subj, n->peer_subj) == 0) {
             const char *d = natsMsg_GetData(q[i]);
             size_t dl = (size_t)natsMsg_GetDataLength(q[i]);
@@ -461,6 +487,130 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
         natsMsg_Destroy(q[i]);
     }
     free(q);
+}
+
+/* ---- Requests ---------------------------------------------------------------------- */
+
+static void rq_unlink(lh_nats_t *n, lh_nreq_t *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        n->rq_head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        n->rq_tail = r->prev;
+}
+
+static void rq_arm(lh_nats_t *n)
+{
+    struct timeval tv;
+    uint64_t now = lh_now_ms(), d;
+
+    if (n->rq_head == NULL) {
+        event_del(n->rq_ev);
+        return;
+    }
+    d = n->rq_head->deadline_ms > now ? n->rq_head->deadline_ms - now : 0;
+    tv.tv_sec = (time_t)(d / 1000);
+    tv.tv_usec = (suseconds_t)(d % 1000) * 1000;
+    event_add(n->rq_ev, &tv);
+}
+
+/* The timer: every request past its deadline hears "no reply" (NULL). */
+static void rq_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_nats_t *n = arg;
+    uint64_t now = lh_now_ms();
+
+    (void)fd;
+    (void)what;
+    n->w->now_ms = now;
+    while (n->rq_head != NULL && n->rq_head->deadline_ms <= now) {
+        lh_nreq_t *r = n->rq_head;
+
+        rq_unlink(n, r);
+        r->cb(n->w, r->arg, NULL);
+        free(r);
+    }
+    rq_arm(n);
+}
+
+static void reply_heard(lh_nats_t *n, const char *token, natsMsg *msg)
+{
+    uint64_t t = strtoull(token, NULL, 10);
+
+    for (lh_nreq_t *r = n->rq_head; r != NULL; r = r->next) {
+        if (r->token == t) {
+            rq_unlink(n, r);
+            r->cb(n->w, r->arg, msg);
+            free(r);
+            rq_arm(n);
+            return;
+        }
+    }
+    /* Late (timed out already) or cancelled: dropped. */
+}
+
+lh_nreq_t *lh_nats_request(lh_worker_t *w, const char *subj, const char *const *hdrs, size_t nh,
+                           const void *data, size_t len, unsigned timeout_ms,
+                           lh_nats_reply_fn cb, void *arg)
+{
+    lh_nats_t *n = nats_of(w);
+    char reply[128];
+    natsMsg *m = NULL;
+    lh_nreq_t *r, *at;
+    natsStatus s;
+
+    if (n == NULL || n->nc == NULL || n->reply_sub == NULL || !atomic_load(&n->up) ||
+        atomic_load(&n->closing))
+        return NULL;
+    r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->token = ++n->rq_next;
+    r->deadline_ms = lh_now_ms() + timeout_ms;
+    r->cb = cb;
+    r->arg = arg;
+    snprintf(reply, sizeof(reply), "%s%" PRIu64, n->reply_pfx, r->token);
+    s = natsMsg_Create(&m, subj, reply, data, (int)len);
+    for (size_t i = 0; s == NATS_OK && i + 1 < nh * 2; i += 2)
+        s = natsMsgHeader_Set(m, hdrs[i], hdrs[i + 1]);
+    if (s == NATS_OK)
+        s = natsConnection_PublishMsg(n->nc, m);
+    natsMsg_Destroy(m);
+    if (s != NATS_OK) {
+        free(r);
+        return NULL;
+    }
+    /* Sorted by deadline: almost always at the tail. */
+    for (at = n->rq_tail; at != NULL && at->deadline_ms > r->deadline_ms; at = at->prev)
+        ;
+    r->prev = at;
+    r->next = at ? at->next : n->rq_head;
+    if (r->next)
+        r->next->prev = r;
+    else
+        n->rq_tail = r;
+    if (at)
+        at->next = r;
+    else
+        n->rq_head = r;
+    if (n->rq_head == r)
+        rq_arm(n);
+    return r;
+}
+
+void lh_nats_request_cancel(lh_worker_t *w, lh_nreq_t *r)
+{
+    lh_nats_t *n = nats_of(w);
+
+    if (n == NULL || r == NULL)
+        return;
+    rq_unlink(n, r);
+    free(r);
+    rq_arm(n);
 }
 
 /* A server API action: applied unless this worker sent it (it applied it already). */
@@ -619,10 +769,20 @@ int lh_nats_start(lh_worker_t *w)
     n->pong_ms = lh_now_ms();
     n->plen = (size_t)snprintf(n->prefix, sizeof(n->prefix), "%s.", cfg->nats.subject_prefix);
     snprintf(n->peer_subj, sizeof(n->peer_subj), "%s." PEER_SUBJECT, cfg->nats.subject_prefix);
+    {
+        /* Replies to this worker's requests: a subject no one else listens on. */
+        natsInbox *inbox = NULL;
+
+        if (natsInbox_Create(&inbox) == NATS_OK) {
+            n->rplen = (size_t)snprintf(n->reply_pfx, sizeof(n->reply_pfx), "%s.", inbox);
+            natsInbox_Destroy(inbox);
+        }
+    }
     n->always = strcmp(cfg->nats.publish, "always") == 0;
     lh_node_id_init(); /* set by the master already, unless this worker runs on its own */
     n->inbox_ev = event_new(w->base, -1, 0, inbox_cb, n);
-    if (n->inbox_ev == NULL)
+    n->rq_ev = evtimer_new(w->base, rq_timeout_cb, n);
+    if (n->inbox_ev == NULL || n->rq_ev == NULL)
         return -ENOMEM;
     if (cfg->nats.servers.n == 0) {
         lh_log(LH_LOG_NOTICE, "NATS: no servers configured; pub/sub stays within this worker");
@@ -715,9 +875,46 @@ static void peer_complete_cb(void *closure)
     pthread_mutex_unlock(&n->mu);
 }
 
+static void reply_complete_cb(void *closure)
+{
+    lh_nats_t *n = closure;
+
+    pthread_mutex_lock(&n->mu);
+    n->reply_done = 1;
+    pthread_cond_signal(&n->closed_cv);
+    pthread_mutex_unlock(&n->mu);
+}
+
+/* The subscription that requests' replies come on (<reply_pfx>*). */
+static void reply_subscribe(lh_nats_t *n)
+{
+    char subj[128];
+    natsStatus s;
+
+    snprintf(subj, sizeof(subj), "%s*", n->reply_pfx);
+    s = natsConnection_Subscribe(&n->reply_sub, n->nc, subj, msg_cb, n);
+    if (s == NATS_OK) {
+        pthread_mutex_lock(&n->mu);
+        n->reply_done = 0;
+        pthread_mutex_unlock(&n->mu);
+        s = natsSubscription_SetOnCompleteCB(n->reply_sub, reply_complete_cb, n);
+        if (s != NATS_OK) {
+            natsSubscription_Destroy(n->reply_sub);
+            n->reply_sub = NULL;
+        }
+    }
+    if (s != NATS_OK) {
+        lh_log(LH_LOG_ERR, "NATS: subscribe %s: %s", subj, natsStatus_GetText(s));
+        n->reply_sub = NULL;
+    }
+}
+
 static int peer_subscribe(lh_nats_t *n)
 {
-    natsStatus s = natsConnection_Subscribe(&n->peer_sub, n->nc, n->peer_subj, msg_cb, n);
+    natsStatus s;
+
+    reply_subscribe(n);
+    s = natsConnection_Subscribe(&n->peer_sub, n->nc, n->peer_subj, msg_cb, n);
 
     if (s == NATS_OK) {
         pthread_mutex_lock(&n->mu);
@@ -749,6 +946,16 @@ void lh_nats_stop(lh_worker_t *w)
     pthread_mutex_unlock(&n->mu);
     if (n->peer_ev)
         event_free(n->peer_ev);
+    /* Nobody hears back any more: the requests still waiting are told "no reply". */
+    while (n->rq_head != NULL) {
+        lh_nreq_t *r = n->rq_head;
+
+        rq_unlink(n, r);
+        r->cb(w, r->arg, NULL);
+        free(r);
+    }
+    if (n->rq_ev)
+        event_free(n->rq_ev);
     if (n->renewing) {
         pthread_join(n->renew_thread, NULL);
         if (n->renewed) {
@@ -770,11 +977,13 @@ void lh_nats_stop(lh_worker_t *w)
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += 2;
         pthread_mutex_lock(&n->mu);
-        while ((!n->closed_seen || (n->peer_sub != NULL && !n->peer_done)) &&
+        while ((!n->closed_seen || (n->peer_sub != NULL && !n->peer_done) ||
+                (n->reply_sub != NULL && !n->reply_done)) &&
                pthread_cond_timedwait(&n->closed_cv, &n->mu, &until) == 0)
             ;
         pthread_mutex_unlock(&n->mu);
         natsSubscription_Destroy(n->peer_sub);
+        natsSubscription_Destroy(n->reply_sub);
         natsConnection_Destroy(n->nc);
     }
     natsOptions_Destroy(n->opts);

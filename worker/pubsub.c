@@ -48,6 +48,17 @@ static uint64_t chan_hash(uint64_t seed, const char *s, size_t n)
     return h;
 }
 
+/* NATS hands a channel's message up: a history channel's goes through its chain. */
+static size_t deliver_from_nats(lh_worker_t *w, const char *ch, size_t chlen, lh_buf_t **frame,
+                                const void *msg, size_t len)
+{
+    if (w->hist != NULL && lh_hist_is(w, ch, chlen)) {
+        lh_hist_from_nats(w, ch, chlen, msg, len);
+        return 0;
+    }
+    return lh_pubsub_deliver_local(w, ch, chlen, frame, msg, len);
+}
+
 static void api_from_nats(lh_worker_t *w, const char *json, size_t len)
 {
     if (lh_pubsub_api_apply(w, json, len) < 0)
@@ -56,7 +67,7 @@ static void api_from_nats(lh_worker_t *w, const char *json, size_t len)
 
 int lh_pubsub_init(lh_worker_t *w)
 {
-    static const lh_nats_up_t up = {lh_pubsub_deliver_local, lh_pubsub_nats_renewed,
+    static const lh_nats_up_t up = {deliver_from_nats, lh_pubsub_nats_renewed,
                                     lh_pubsub_nats_resubscribe, api_from_nats};
     struct lh_pubsub_s *ps = calloc(1, sizeof(*ps));
 
@@ -353,6 +364,7 @@ int lh_pubsub_subscribe(lh_conn_t *c, const char *name, size_t len)
     }
     ch->subs[ch->nsubs].c = c;
     ch->subs[ch->nsubs].idx = c->nsubs;
+    ch->subs[ch->nsubs].held = 0;
     c->subs[c->nsubs].ch = ch;
     c->subs[c->nsubs].pos = ch->nsubs;
     ch->nsubs++;
@@ -443,7 +455,7 @@ size_t lh_pubsub_deliver_local(lh_worker_t *w, const char *name, size_t len, lh_
      * served, one into its place; busy keeps the channel alive meanwhile. */
     ch->busy++;
     for (uint32_t i = ch->nsubs; i-- > 0;) {
-        if (i < ch->nsubs && lh_conn_queue(ch->subs[i].c, *frame) == 0)
+        if (i < ch->nsubs && !ch->subs[i].held && lh_conn_queue(ch->subs[i].c, *frame) == 0)
             n++;
     }
     if (--ch->busy == 0 && ch->nsubs == 0)
@@ -463,7 +475,17 @@ size_t lh_pubsub_deliver_local(lh_worker_t *w, const char *name, size_t len, lh_
 static long publish_one(lh_worker_t *w, const char *name, size_t len, const void *msg,
                         size_t msg_len, lh_buf_t **frame)
 {
-    long n = (long)lh_pubsub_deliver_local(w, name, len, frame, msg, msg_len);
+    long n;
+
+    if (w->hist != NULL && lh_hist_is(w, name, len)) {
+        /* Stored first; delivered with its offset once JetStream has it. */
+        long r = lh_hist_publish(w->hist_origin, name, len, msg, msg_len);
+
+        if (r == -EAGAIN || r == -EINVAL)
+            w->hist_refused++;
+        return r == -ENOMEM ? -ENOMEM : 0;
+    }
+    n = (long)lh_pubsub_deliver_local(w, name, len, frame, msg, msg_len);
 
     if (!lh_nats_needed(w) && !lh_interest_elsewhere(lh_metrics_chan_hash(name, len))) {
         lh_m_inc(LH_M_NATS_PUBLISH_SKIPPED);
@@ -829,6 +851,9 @@ out:
     return r;
 }
 
+static void attach_history(lh_conn_t *c, lh_msg_t *m, const char *v, size_t vl,
+                           const uint8_t *fresh);
+
 /*
  * The built-in header filter: unsubscribe, then subscribe, then publish (the raw
  * message, byte for byte, to each listed channel). Any invalid name rejects the whole
@@ -870,9 +895,20 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
     }
     if (v[1]) {
         uint32_t before = c->nsubs;
+        uint8_t fresh_stack[64], *fresh = fresh_stack;
+        size_t k = 0;
 
-        for (pos = v[1]; lh_channel_next(&pos, v[1] + vl[1], &ch, &cl);) {
-            int r = lh_pubsub_subscribe(c, ch, cl);
+        if (c->w->hist != NULL && n[1] > (long)sizeof(fresh_stack) &&
+            (fresh = malloc((size_t)n[1])) == NULL) {
+            lh_reply_error_to(c, m, 500, "subscribe failed: out of memory");
+            return LH_FILTER_STOP;
+        }
+        for (pos = v[1]; lh_channel_next(&pos, v[1] + vl[1], &ch, &cl); k++) {
+            int r;
+
+            if (c->w->hist != NULL)
+                fresh[k] = !subscribed_now(c, ch, cl);
+            r = lh_pubsub_subscribe(c, ch, cl);
 
             if (r < 0 && r != -EPIPE) {
                 char what[160];
@@ -890,21 +926,111 @@ static int pubsub_before(lh_conn_t *c, lh_msg_t *m, void *ud)
                 } else {
                     lh_reply_error_to(c, m, 500, "subscribe failed");
                 }
+                if (fresh != fresh_stack)
+                    free(fresh);
                 return LH_FILTER_STOP;
             }
         }
+        if (c->w->hist != NULL)
+            attach_history(c, m, v[1], vl[1], fresh);
+        if (fresh != fresh_stack)
+            free(fresh);
     }
     if (v[2]) {
+        long pr;
+
         lh_m_inc(LH_M_PUBLISH_WS);
-        if (publish_message(c, m, v[2], vl[2], n[2], &again) == -ENOMEM) {
+        c->w->hist_origin = c;
+        c->w->hist_refused = 0;
+        pr = publish_message(c, m, v[2], vl[2], n[2], &again);
+        c->w->hist_origin = NULL;
+        if (pr == -ENOMEM) {
             lh_reply_error_to(c, m, 500, "publish failed: out of memory");
             return LH_FILTER_STOP;
         }
+        if (c->w->hist_refused > 0)
+            lh_reply_error_to(c, m, 503, "history unavailable: JetStream is not reachable; "
+                                          "not published to the history channels");
         if (again)
             lh_reply_error_to(c, m, 503, "NATS unavailable and its outage buffer is full; "
                                           "not delivered beyond this server");
     }
     return LH_FILTER_CONTINUE;
+}
+
+/*
+ * The history channels a subscribe list just subscribed (fresh[i] for the i-th name)
+ * get their `subscribed` reply, and, when the message's recover header names them
+ * ("channel,offset,epoch" entries), what they missed first.
+ */
+static void attach_history(lh_conn_t *c, lh_msg_t *m, const char *v, size_t vl,
+                           const uint8_t *fresh)
+{
+    const char *rv = lh_lhttp_header(m->m, "recover", NULL), *pos = v, *ch;
+    size_t rl = 0, cl, k = 0;
+
+    if (rv != NULL)
+        lh_lhttp_header(m->m, "recover", &rl);
+    for (; lh_channel_next(&pos, v + vl, &ch, &cl); k++) {
+        const char *rp = rv, *e;
+        size_t el;
+        uint64_t since = 0;
+        char epoch[17] = "";
+        int recover = 0;
+
+        if (!fresh[k] || !lh_hist_is(c->w, ch, cl))
+            continue;
+        /* The entries are separated like a channel list; each is channel,offset,epoch. */
+        while (rv != NULL && lh_channel_next(&rp, rv + rl, &e, &el)) {
+            const char *c1 = memchr(e, ',', el), *c2;
+
+            if (c1 == NULL || (size_t)(c1 - e) != cl || memcmp(e, ch, cl) != 0)
+                continue;
+            c2 = memchr(c1 + 1, ',', (size_t)(e + el - c1 - 1));
+            since = strtoull(c1 + 1, NULL, 10);
+            if (c2 != NULL && (size_t)(e + el - c2 - 1) < sizeof(epoch)) {
+                memcpy(epoch, c2 + 1, (size_t)(e + el - c2 - 1));
+                epoch[e + el - c2 - 1] = '\0';
+            }
+            recover = 1;
+            break;
+        }
+        if (lh_hist_attach(c, ch, cl, recover, since, epoch, 0, 0) < 0)
+            lh_reply_error_to(c, m, 500, "history: out of memory");
+    }
+}
+
+void lh_pubsub_hold(lh_conn_t *c, const char *name, size_t len, int held)
+{
+    struct lh_pubsub_s *ps = c->w->ps;
+    lh_chan_t *ch = chan_find(ps, name, len, chan_hash(ps->seed, name, len));
+    uint32_t i = ch != NULL ? csub_find(c, ch) : SUBS_NONE;
+
+    if (i != SUBS_NONE)
+        ch->subs[c->subs[i].pos].held = (uint32_t)held;
+}
+
+int lh_pubsub_subscribed(lh_conn_t *c, const char *name, size_t len)
+{
+    return subscribed_now(c, name, len);
+}
+
+void lh_pubsub_gap(lh_worker_t *w, const char *name, size_t len, uint64_t from, uint64_t to)
+{
+    lh_chan_t *ch = chan_find(w->ps, name, len, chan_hash(w->ps->seed, name, len));
+    char text[LH_CHANNEL_MAX_LEN + 128];
+    int n;
+
+    if (ch == NULL)
+        return;
+    n = snprintf(text, sizeof(text), "LHTTP/1.0 gap\r\nchannel:%.*s\r\nfrom:%llu\r\nto:%llu"
+                 "\r\n\r\n", (int)len, name, (unsigned long long)from, (unsigned long long)to);
+    ch->busy++;
+    for (uint32_t i = ch->nsubs; i-- > 0;)
+        if (i < ch->nsubs)
+            lh_conn_queue_frame(ch->subs[i].c, LH_WS_OP_TEXT, text, (size_t)n);
+    if (--ch->busy == 0 && ch->nsubs == 0)
+        chan_remove(w, ch);
 }
 
 /* ---- Subscriptions the server ends ---- */

@@ -9,7 +9,8 @@
 
 typedef struct {
     lh_conn_t *c;
-    uint32_t idx; /* this channel's index in c->subs */
+    uint32_t idx;  /* this channel's index in c->subs */
+    uint32_t held; /* deliveries wait: a history recovery sends what was missed first */
 } lh_chsub_t;
 
 typedef struct lh_chan_s {

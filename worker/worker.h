@@ -162,6 +162,7 @@ struct lh_conn_s {
     uint32_t *subs_ix;
     uint32_t subs_ix_cap;
     struct lh_ident_s *ident;  /* who the client is (auth.c); NULL: anonymous, nothing due */
+    uint16_t nhist;            /* history publishes and recoveries waiting (history.c) */
     struct lh_upreq_s *upreqs; /* upstream requests whose answer goes to this client */
     uint16_t nupreqs;
     uint16_t busy; /* callbacks on the stack using this connection */
@@ -232,6 +233,9 @@ struct lh_worker_s {
     struct lh_static_s *statics; /* static.root in memory (static.c) */
     struct lh_up_s *upstream;    /* libcurl multi and requests (upstream.c) */
     struct lh_auth_s *auth;      /* keys and namespace rules (auth.c), owned */
+    struct lh_hist_s *hist;      /* history channels on JetStream (history.c); NULL: none */
+    lh_conn_t *hist_origin;      /* the client whose publish is being handled, for errors */
+    unsigned hist_refused;       /* history channels its publish could not reach */
     /* Set by the master: reads the configuration file again, for the rules a retiring
      * worker applies to the connections it keeps (NULL: keep the rules it has). */
     lh_config_t *(*load_config)(char *err, size_t errlen);
@@ -487,6 +491,14 @@ void lh_pubsub_recheck(lh_worker_t *w, const lh_auth_t *old);
  * "code":N,"reason":R} or {"action":"unsubscribe","user":U,"channel":C}. Returns how
  * many connections were closed or subscriptions ended, or -EINVAL for bad JSON. */
 long lh_pubsub_api_apply(lh_worker_t *w, const char *json, size_t len);
+/* Holds (held 1) or releases c's deliveries on channel: a recovery sends what it missed
+ * first. */
+void lh_pubsub_hold(lh_conn_t *c, const char *name, size_t len, int held);
+/* 1 when c is subscribed to channel. */
+int lh_pubsub_subscribed(lh_conn_t *c, const char *name, size_t len);
+/* Tells every subscriber of channel that the messages between offsets from and to are
+ * missing (they could not be read): `LHTTP/1.0 gap`. */
+void lh_pubsub_gap(lh_worker_t *w, const char *name, size_t len, uint64_t from, uint64_t to);
 /* Ends c's subscription to channel (when it has one) and tells the client why, in an
  * "unsubscribed" message. Returns 1 when there was one, else 0. */
 int lh_pubsub_end(lh_conn_t *c, const char *name, size_t len, const char *reason);
@@ -497,6 +509,29 @@ void lh_pubsub_register(void);
 /* NATS replaced its connection: forget the old subscriptions, then subscribe again. */
 void lh_pubsub_nats_renewed(lh_worker_t *w, void *old_nc);
 void lh_pubsub_nats_resubscribe(lh_worker_t *w);
+
+/* ---- history.c ---- */
+typedef struct lh_hist_s lh_hist_t;
+/* The history streams of w's configuration (none: w->hist stays NULL). 0 or -ENOMEM. */
+int lh_hist_init(lh_worker_t *w);
+void lh_hist_free(lh_worker_t *w);
+void lh_hist_register(void);
+/* 1 when ch is in a namespace with history. */
+int lh_hist_is(lh_worker_t *w, const char *ch, size_t len);
+/* Stores msg in ch's history, then delivers it everywhere with its offset; c (may be
+ * NULL) hears of a failure (503). 0, -EAGAIN when JetStream is not reachable (nothing
+ * done), -EINVAL when msg is not LHTTP, -ENOMEM. */
+long lh_hist_publish(lh_conn_t *c, const char *ch, size_t len, const void *msg, size_t msg_len);
+/* A history channel's message from NATS (a delivery with its offset). */
+void lh_hist_from_nats(lh_worker_t *w, const char *ch, size_t len, const void *msg,
+                       size_t msg_len);
+/* c, subscribed to history channel ch (its deliveries held meanwhile), gets the
+ * `subscribed` reply and, with recover, what it missed after since in epoch; or, with
+ * read, a history read of at most limit messages after since. 0 or -ENOMEM. */
+int lh_hist_attach(lh_conn_t *c, const char *ch, size_t len, int recover, uint64_t since,
+                   const char *epoch, int read, size_t limit);
+/* The "connection gone" hook: forgets what c was waiting for. */
+void lh_hist_conn_gone(lh_conn_t *c);
 
 /* ---- publish.c ---- */
 /* POST /publish: handles body, answers on c. */
@@ -518,6 +553,17 @@ void lh_nats_unsubscribe(lh_worker_t *w, void *sub);
  * <prefix>.$peers subject. 0, -ENOTCONN without a NATS connection, -EAGAIN when NATS
  * could not take it. */
 int lh_nats_publish_api(lh_worker_t *w, const char *json, size_t len);
+/* A request (JetStream's API, or a publish to a stream) whose reply comes back on the
+ * loop: cb(w, arg, msg) with the reply (a natsMsg *, borrowed for the call), or with
+ * NULL when none came within timeout_ms (or the worker stops). hdrs: nh name/value
+ * pairs. Returns a handle for lh_nats_request_cancel (which calls nothing), or NULL when
+ * the request cannot be sent (no NATS connection, no memory): cb is then never called. */
+typedef struct lh_nreq_s lh_nreq_t;
+typedef void (*lh_nats_reply_fn)(lh_worker_t *w, void *arg, void *msg);
+lh_nreq_t *lh_nats_request(lh_worker_t *w, const char *subj, const char *const *hdrs, size_t nh,
+                           const void *data, size_t len, unsigned timeout_ms,
+                           lh_nats_reply_fn cb, void *arg);
+void lh_nats_request_cancel(lh_worker_t *w, lh_nreq_t *r);
 /* 1 when the NATS connection is up. */
 int lh_nats_connected(lh_worker_t *w);
 /* Copies the connection state and the NATS counters into this worker's metrics; logs

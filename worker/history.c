@@ -1,0 +1,1235 @@
+/*
+ * History channels on NATS JetStream: offsets, one order on every node, recovery and
+ * history reads (issue 18). A channel is a history channel when its namespace has a
+ * "history" section; every other channel keeps the core-NATS path of pubsub.c untouched.
+ *
+ * Who owns what. JetStream owns the history and the order: one stream per history
+ * namespace (<stream>_<namespace>) stores each message on <prefix>.$h.<channel>, and
+ * its stream sequence is the message's offset, the same on every node. Each stored
+ * message names the offset of the channel's previous message (the Lhttp-Prev header, and
+ * the stream refuses a publish whose expected previous is not the last one:
+ * Nats-Expected-Last-Subject-Sequence), so a channel's messages form a chain that every
+ * worker can check. A worker owns only caches: per history channel it knows the last
+ * offset it delivered and keeps the recent part of the chain (a ring of the frames it
+ * delivered), from which most recoveries are served without asking JetStream.
+ *
+ * Publishing: the message is stored first (one publish in flight per channel and
+ * worker, its expected previous the last offset known; a "wrong last sequence" answer
+ * names the true one and the publish is tried again). Once stored, the worker delivers it
+ * to its own subscribers and sends it on the channel's core-NATS subject, with its
+ * offset, to every other worker and node. A receiver delivers a message only when its
+ * previous offset is the last one it delivered; a message that skips ahead waits while
+ * the missing ones are read from JetStream (two publishers on two nodes, a NATS
+ * reconnect), so every subscriber on every node gets the chain in order, once.
+ *
+ * When JetStream is unreachable (no stream answered, or a publish timed out), a publish
+ * to a history channel is refused with 503: nothing is delivered without an offset.
+ * Subscriptions go on live; recoveries answer recovered:false.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <nats/nats.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lh_channel.h"
+#include "lh_log.h"
+#include "lh_utf8.h"
+#include "lh_ws.h"
+#include "pubsub.h"
+
+#define RETRY_MS 250        /* a stream not ready (and not being asked): ask again */
+#define WRONG_LAST_TRIES 16 /* publishes refused for a stale previous offset, in a row */
+
+typedef struct hstream_s {
+    const lh_ns_cfg_t *ns;
+    char name[64];
+    char epoch[17];      /* "" until the stream answered */
+    int ready;
+    lh_nreq_t *req;
+} hstream_t;
+
+/* A stored message as delivered: offset, previous offset, and the frame. */
+typedef struct {
+    uint64_t off, prev;
+    lh_buf_t *frame; /* the WebSocket frame, shared by every delivery */
+} hent_t;
+
+/* A message of this worker waiting to be stored. */
+typedef struct hpub_s {
+    struct hpub_s *next;
+    lh_conn_t *c;       /* who to tell of a failure (NULL: nobody), cleared when it goes */
+    char cmd[65];
+    size_t len;
+    unsigned tries;
+    uint8_t data[];     /* the message as stored */
+} hpub_t;
+
+/* A connection waiting for the recent chain: a recovery or a history read. */
+typedef struct hwait_s {
+    struct hwait_s *next;
+    lh_conn_t *c;
+    int read;           /* a history read (else a subscribe) */
+    int recover;        /* a subscribe that asked for recovery */
+    uint64_t since;     /* recover/read everything after this offset */
+    size_t limit;       /* a read: at most this many */
+    char epoch[17];
+} hwait_t;
+
+typedef struct hchan_s {
+    struct hchan_s *next;
+    hstream_t *st;
+    uint64_t last;      /* newest offset delivered here (0: none known) */
+    int last_known;     /* last was learnt (a delivery, a lookup) */
+    uint64_t pub_last;  /* the previous offset of the next publish */
+    int pub_known;
+    hpub_t *q_head, *q_tail;
+    lh_nreq_t *pub_req; /* the publish (or lookup for it) in flight */
+    uint64_t pub_started_ns;
+    hent_t *ring;       /* the chain's recent part: ring[(head + i) % cap], oldest first */
+    uint32_t cap, head, n;
+    hent_t *held;       /* offered out of order, waiting for the gap to be filled */
+    size_t nheld, held_cap;
+    lh_nreq_t *fill_req; /* reading the chain backwards from JetStream */
+    uint64_t fill_next;  /* the offset asked for */
+    uint64_t fill_stop;  /* stop once the chain reaches this offset */
+    hent_t *fill;        /* what the walk read so far, newest first */
+    size_t nfill, fill_cap;
+    int fill_for_gap;    /* the walk fills a gap (else it serves waiters) */
+    hwait_t *waiters;
+    size_t len;
+    char name[];
+} hchan_t;
+
+struct lh_hist_s {
+    lh_worker_t *w;
+    hstream_t *streams;
+    size_t nstreams;
+    hchan_t **buckets;
+    size_t nbuckets, nchans;
+    struct event *retry_ev;
+    char hprefix[96]; /* "<prefix>.$h." */
+    size_t hplen;
+};
+
+static lh_hist_t *hist_of(lh_worker_t *w)
+{
+    return w->hist;
+}
+
+/* ---- Streams ------------------------------------------------------------------------- */
+
+/* The stream of namespace ns: <stream>_<ns> when ns is a valid stream name's tail, else
+ * <stream>_x<hash>; <stream>__ for the default namespace. */
+static void stream_name(const lh_config_t *cfg, const lh_ns_cfg_t *ns, char *out, size_t cap)
+{
+    int plain = ns->len > 0;
+
+    for (size_t i = 0; i < ns->len; i++) {
+        char c = ns->name[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            plain = 0;
+    }
+    if (ns->len == 0)
+        snprintf(out, cap, "%s__", cfg->nats.jetstream.stream);
+    else if (plain && ns->len <= 24)
+        snprintf(out, cap, "%s_%s", cfg->nats.jetstream.stream, ns->name);
+    else
+        snprintf(out, cap, "%s_x%016" PRIx64, cfg->nats.jetstream.stream,
+                 lh_metrics_chan_hash(ns->name, ns->len));
+}
+
+static void stream_ask(lh_hist_t *h, hstream_t *st, int update);
+
+/* The epoch: a digest of the stream's name and creation time, which changes whenever
+ * the stream is deleted and made again. */
+static void set_epoch(hstream_t *st, const char *created)
+{
+    uint64_t x = lh_metrics_chan_hash(st->name, strlen(st->name));
+
+    for (const char *p = created; *p; p++)
+        x = (x ^ (unsigned char)*p) * 1099511628211ull;
+    snprintf(st->epoch, sizeof(st->epoch), "%016" PRIx64, x);
+}
+
+static void stream_reply_cb(lh_worker_t *w, void *arg, void *msg)
+{
+    hstream_t *st = arg;
+    lh_hist_t *h = hist_of(w);
+    json_t *doc = NULL, *err;
+    const char *created;
+    int was = st->ready;
+
+    st->req = NULL;
+    if (msg != NULL)
+        doc = json_loadb(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), 0, NULL);
+    err = json_object_get(doc, "error");
+    if (err != NULL && json_integer_value(json_object_get(err, "err_code")) == 10058 &&
+        w->cfg->nats.jetstream.manage) {
+        /* It exists with another configuration: update it. */
+        json_decref(doc);
+        stream_ask(h, st, 1);
+        return;
+    }
+    created = json_string_value(json_object_get(doc, "created"));
+    if (created == NULL) {
+        st->ready = 0;
+        if (was || msg != NULL)
+            lh_log(LH_LOG_WARNING, "JetStream: stream %s: %s; history channels of namespace "
+                   "\"%s\" refuse publishes until it answers", st->name,
+                   msg == NULL ? "no answer"
+                   : json_string_value(json_object_get(err, "description"))
+                       ? json_string_value(json_object_get(err, "description"))
+                       : "unexpected answer",
+                   st->ns->name);
+    } else {
+        set_epoch(st, created);
+        st->ready = 1;
+        if (!was)
+            lh_log(LH_LOG_INFO, "JetStream: stream %s ready (epoch %s, created %s)", st->name,
+                   st->epoch, created);
+    }
+    json_decref(doc);
+}
+
+/* Creates (or updates) the stream, or with nats.jetstream.manage false asks about it. */
+static void stream_ask(lh_hist_t *h, hstream_t *st, int update)
+{
+    lh_worker_t *w = h->w;
+    const lh_config_t *cfg = w->cfg;
+    char subj[192], filter[192];
+    json_t *conf;
+    char *body = NULL;
+
+    if (st->req != NULL)
+        return;
+    if (!cfg->nats.jetstream.manage) {
+        snprintf(subj, sizeof(subj), "$JS.API.STREAM.INFO.%s", st->name);
+        st->req = lh_nats_request(w, subj, NULL, 0, "", 0, cfg->nats.jetstream.timeout_ms,
+                                  stream_reply_cb, st);
+        return;
+    }
+    if (st->ns->len == 0)
+        snprintf(filter, sizeof(filter), "%s*", h->hprefix);
+    else
+        snprintf(filter, sizeof(filter), "%s%s.>", h->hprefix, st->ns->name);
+    conf = json_pack("{s:s,s:[s],s:s,s:s,s:s,s:I,s:I,s:b,s:i}", "name", st->name, "subjects",
+                     filter, "retention", "limits", "discard", "old", "storage",
+                     cfg->nats.jetstream.storage, "max_msgs_per_subject",
+                     (json_int_t)st->ns->history_size, "max_age",
+                     (json_int_t)(st->ns->history_ttl_ms * 1000000ull), "allow_direct", 1,
+                     "num_replicas", (int)cfg->nats.jetstream.replicas);
+    body = conf ? json_dumps(conf, JSON_COMPACT) : NULL;
+    json_decref(conf);
+    if (body == NULL)
+        return;
+    snprintf(subj, sizeof(subj), "$JS.API.STREAM.%s.%s", update ? "UPDATE" : "CREATE",
+             st->name);
+    st->req = lh_nats_request(w, subj, NULL, 0, body, strlen(body),
+                              cfg->nats.jetstream.timeout_ms, stream_reply_cb, st);
+    free(body);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lh_hist_t *h = arg;
+
+    (void)fd;
+    (void)what;
+    for (size_t i = 0; i < h->nstreams; i++)
+        if (!h->streams[i].ready)
+            stream_ask(h, &h->streams[i], 0);
+}
+
+/* ---- Channels ------------------------------------------------------------------------ */
+
+static hstream_t *stream_of(lh_hist_t *h, const char *ch, size_t len)
+{
+    const char *dot = memchr(ch, '.', len);
+    size_t nl = dot ? (size_t)(dot - ch) : 0;
+
+    for (size_t i = 0; i < h->nstreams; i++)
+        if (h->streams[i].ns->len == nl && memcmp(h->streams[i].ns->name, ch, nl) == 0)
+            return &h->streams[i];
+    return NULL;
+}
+
+int lh_hist_is(lh_worker_t *w, const char *ch, size_t len)
+{
+    lh_hist_t *h = hist_of(w);
+
+    return h != NULL && h->nstreams > 0 && stream_of(h, ch, len) != NULL;
+}
+
+static hchan_t *hchan_find(lh_hist_t *h, const char *ch, size_t len, int create)
+{
+    uint64_t k = lh_metrics_chan_hash(ch, len);
+    hchan_t **b = &h->buckets[k & (h->nbuckets - 1)], *x;
+    hstream_t *st;
+
+    for (x = *b; x != NULL; x = x->next)
+        if (x->len == len && memcmp(x->name, ch, len) == 0)
+            return x;
+    if (!create || (st = stream_of(h, ch, len)) == NULL)
+        return NULL;
+    x = calloc(1, sizeof(*x) + len + 1);
+    if (x == NULL)
+        return NULL;
+    memcpy(x->name, ch, len);
+    x->len = len;
+    x->st = st;
+    x->cap = (uint32_t)(st->ns->history_size < h->w->cfg->nats.jetstream.max_read
+                            ? st->ns->history_size
+                            : h->w->cfg->nats.jetstream.max_read);
+    x->ring = calloc(x->cap, sizeof(*x->ring));
+    if (x->ring == NULL) {
+        free(x);
+        return NULL;
+    }
+    x->next = *b;
+    *b = x;
+    h->nchans++;
+    return x;
+}
+
+/* The subject a channel's messages are stored on. */
+static void stored_subject(const lh_hist_t *h, const char *ch, size_t len, char *out, size_t cap)
+{
+    snprintf(out, cap, "%.*s%.*s", (int)h->hplen, h->hprefix, (int)len, ch);
+}
+
+/* ---- Messages as delivered -------------------------------------------------------------- */
+
+/* 1 for the headers the server sets on history deliveries (a client's are dropped). */
+static int reserved(const char *k, size_t kl)
+{
+    return lh_strieq(k, kl, "offset") || lh_strieq(k, kl, "prev-offset") ||
+           lh_strieq(k, kl, "epoch");
+}
+
+/*
+ * The frame delivered for a stored message: its command line, then offset, prev-offset
+ * and epoch, then the rest of the stored message. NULL when out of memory.
+ */
+static lh_buf_t *delivered_frame(const uint8_t *stored, size_t len, uint64_t off, uint64_t prev,
+                                 const char *epoch)
+{
+    const uint8_t *nl = memchr(stored, '\n', len);
+    size_t first = nl ? (size_t)(nl - stored) + 1 : len, ml, hl;
+    char extra[96];
+    uint8_t hdr[LH_WS_MAX_HEADER];
+    lh_buf_t *b;
+    int n = snprintf(extra, sizeof(extra), "offset:%" PRIu64 "\r\nprev-offset:%" PRIu64
+                     "\r\nepoch:%s\r\n", off, prev, epoch);
+    int crlf = nl != NULL && nl > stored && nl[-1] == '\r';
+
+    /* The command line keeps its own line end; the headers follow with CRLF. */
+    ml = first + (size_t)n + (len - first);
+    if (nl == NULL)
+        ml += 2;
+    hl = lh_ws_build_header(hdr, 1, LH_WS_OP_TEXT, ml, NULL);
+    b = lh_buf_new(hl + ml);
+    if (b == NULL)
+        return NULL;
+    memcpy(b->data, hdr, hl);
+    {
+        uint8_t *p = b->data + hl;
+
+        memcpy(p, stored, first);
+        p += first;
+        if (nl == NULL) {
+            memcpy(p, "\r\n", 2);
+            p += 2;
+        }
+        memcpy(p, extra, (size_t)n);
+        p += n;
+        memcpy(p, stored + first, len - first);
+    }
+    (void)crlf;
+    /* Text when the bytes are UTF-8, as for every delivery (PROTOCOL.md section 7). */
+    if (!lh_utf8_valid(b->data + hl, ml))
+        lh_ws_build_header(b->data, 1, LH_WS_OP_BINARY, ml, NULL);
+    lh_m_inc(LH_M_FRAMES_BUILT);
+    return b;
+}
+
+/* The payload of a frame built above. */
+static const uint8_t *frame_payload(const lh_buf_t *b, size_t *len)
+{
+    lh_ws_frame_t f;
+    uint16_t code;
+    const char *reason;
+
+    if (lh_ws_parse_header(b->data, b->len, 0, b->len, &f, &code, &reason) < 0) {
+        *len = 0;
+        return b->data;
+    }
+    *len = (size_t)f.payload_len;
+    return b->data + f.header_len;
+}
+
+/* ---- The chain: delivering in order ------------------------------------------------------ */
+
+static void ring_push(hchan_t *x, uint64_t off, uint64_t prev, lh_buf_t *frame)
+{
+    hent_t *e;
+
+    if (x->cap == 0)
+        return;
+    if (x->n == x->cap) {
+        lh_buf_unref(x->ring[x->head].frame);
+        x->head = (x->head + 1) % x->cap;
+        x->n--;
+    }
+    e = &x->ring[(x->head + x->n) % x->cap];
+    e->off = off;
+    e->prev = prev;
+    e->frame = lh_buf_ref(frame);
+    x->n++;
+}
+
+static hent_t *ring_at(hchan_t *x, uint32_t i)
+{
+    return &x->ring[(x->head + i) % x->cap];
+}
+
+/* Delivers one message of the chain to this worker's subscribers (those not waiting for
+ * their recovery) and remembers it. */
+static void deliver_one(lh_hist_t *h, hchan_t *x, uint64_t off, uint64_t prev, lh_buf_t *frame)
+{
+    size_t len;
+    const uint8_t *p = frame_payload(frame, &len);
+    lh_buf_t *f = frame;
+
+    lh_pubsub_deliver_local(h->w, x->name, x->len, &f, p, len);
+    ring_push(x, off, prev, frame);
+    x->last = off;
+    x->last_known = 1;
+}
+
+static void fill_start(lh_hist_t *h, hchan_t *x, uint64_t from, uint64_t stop, int for_gap);
+
+/* The held messages that now follow the chain, in order. */
+static void deliver_held(lh_hist_t *h, hchan_t *x)
+{
+    int moved = 1;
+
+    while (moved && x->nheld > 0) {
+        moved = 0;
+        for (size_t i = 0; i < x->nheld; i++) {
+            hent_t e = x->held[i];
+
+            if (e.off <= x->last) { /* delivered meanwhile: a duplicate */
+                lh_buf_unref(e.frame);
+                x->held[i] = x->held[--x->nheld];
+                moved = 1;
+                break;
+            }
+            if (e.prev == x->last) {
+                x->held[i] = x->held[--x->nheld];
+                deliver_one(h, x, e.off, e.prev, e.frame);
+                lh_buf_unref(e.frame);
+                moved = 1;
+                break;
+            }
+        }
+    }
+    if (x->nheld > 0 && x->fill_req == NULL) {
+        /* Still a gap: read it, from the newest held message's previous one down. */
+        uint64_t top = 0;
+
+        for (size_t i = 0; i < x->nheld; i++)
+            if (x->held[i].off > top)
+                top = x->held[i].off;
+        for (size_t i = 0; i < x->nheld; i++)
+            if (x->held[i].off == top)
+                fill_start(h, x, x->held[i].prev, x->last, 1);
+    }
+}
+
+/* A message of the channel's chain, from this worker's publish or from NATS. Takes a
+ * reference of its own to frame. */
+static void offer(lh_hist_t *h, hchan_t *x, uint64_t off, uint64_t prev, lh_buf_t *frame)
+{
+    if (x->last_known && off <= x->last)
+        return; /* delivered already */
+    if (!x->last_known || prev == x->last) {
+        deliver_one(h, x, off, prev, frame);
+        deliver_held(h, x);
+        return;
+    }
+    if (x->nheld == x->held_cap) {
+        size_t cap = x->held_cap ? x->held_cap * 2 : 8;
+        hent_t *p = realloc(x->held, cap * sizeof(*p));
+
+        if (p == NULL)
+            return;
+        x->held = p;
+        x->held_cap = cap;
+    }
+    x->held[x->nheld++] = (hent_t){off, prev, lh_buf_ref(frame)};
+    lh_m_inc(LH_M_HIST_GAPS);
+    deliver_held(h, x);
+}
+
+/* ---- Reading the chain backwards from JetStream ------------------------------------------- */
+
+/* walked: 1 when a walk for the waiters just reached its end, -1 when it failed, 0 when
+ * no walk for them ran. */
+static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked);
+
+static void fill_done(lh_hist_t *h, hchan_t *x, int complete)
+{
+    int for_gap = x->fill_for_gap;
+
+    x->fill_req = NULL;
+    if (for_gap) {
+        if (!complete && x->nfill == 0) {
+            /* The gap cannot be read (JetStream away, or the messages are gone): go on
+             * with what follows, and tell the subscribers what they missed. */
+            uint64_t lo = x->last;
+
+            for (size_t i = 0; i < x->nheld; i++)
+                if (x->held[i].prev > x->last && (lo == x->last || x->held[i].prev < lo))
+                    lo = x->held[i].prev;
+            lh_log(LH_LOG_WARNING, "history: channel %s: messages after offset %" PRIu64
+                   " cannot be read; subscribers are told of the gap", x->name, x->last);
+            lh_pubsub_gap(h->w, x->name, x->len, x->last, lo);
+            lh_m_inc(LH_M_HIST_GAP_LOST);
+            x->last = lo;
+        }
+        /* Oldest first: the walk read them newest first. */
+        for (size_t i = x->nfill; i-- > 0;) {
+            if (x->fill[i].prev == x->last || !x->last_known)
+                deliver_one(h, x, x->fill[i].off, x->fill[i].prev, x->fill[i].frame);
+            lh_buf_unref(x->fill[i].frame);
+        }
+        x->nfill = 0;
+        deliver_held(h, x);
+        serve_waiters(h, x, 0);
+        return;
+    }
+    serve_waiters(h, x, complete ? 1 : -1);
+}
+
+static void fill_reply_cb(lh_worker_t *w, void *arg, void *msg)
+{
+    hchan_t *x = arg;
+    lh_hist_t *h = hist_of(w);
+    const char *seq = NULL, *prev = NULL, *status = NULL;
+    uint64_t off, p;
+    lh_buf_t *frame;
+
+    x->fill_req = NULL;
+    if (msg == NULL || natsMsgHeader_Get(msg, "Nats-Sequence", &seq) != NATS_OK ||
+        natsMsgHeader_Get(msg, "Lhttp-Prev", &prev) != NATS_OK) {
+        natsMsgHeader_Get(msg, "Status", &status);
+        fill_done(h, x, 0);
+        return;
+    }
+    off = strtoull(seq, NULL, 10);
+    p = strtoull(prev, NULL, 10);
+    frame = delivered_frame((const uint8_t *)natsMsg_GetData(msg),
+                            (size_t)natsMsg_GetDataLength(msg), off, p, x->st->epoch);
+    if (frame == NULL) {
+        fill_done(h, x, 0);
+        return;
+    }
+    if (x->nfill == x->fill_cap) {
+        size_t cap = x->fill_cap ? x->fill_cap * 2 : 16;
+        hent_t *q = realloc(x->fill, cap * sizeof(*q));
+
+        if (q == NULL) {
+            lh_buf_unref(frame);
+            fill_done(h, x, 0);
+            return;
+        }
+        x->fill = q;
+        x->fill_cap = cap;
+    }
+    x->fill[x->nfill++] = (hent_t){off, p, frame};
+    lh_m_inc(LH_M_HIST_READS_JS);
+    if (p <= x->fill_stop || p == 0 || x->nfill >= w->cfg->nats.jetstream.max_read) {
+        fill_done(h, x, p <= x->fill_stop || p == 0);
+        return;
+    }
+    fill_start(h, x, p, x->fill_stop, x->fill_for_gap);
+}
+
+/* Reads the stored message at offset from (then its previous, and so on) until the chain
+ * reaches stop. */
+static void fill_start(lh_hist_t *h, hchan_t *x, uint64_t from, uint64_t stop, int for_gap)
+{
+    char subj[160], body[64];
+    int n;
+
+    x->fill_for_gap = for_gap;
+    x->fill_stop = stop;
+    x->fill_next = from;
+    if (from == 0 || from <= stop) {
+        fill_done(h, x, 1);
+        return;
+    }
+    snprintf(subj, sizeof(subj), "$JS.API.DIRECT.GET.%s", x->st->name);
+    n = snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 "}", from);
+    x->fill_req = lh_nats_request(h->w, subj, NULL, 0, body, (size_t)n,
+                                  h->w->cfg->nats.jetstream.timeout_ms, fill_reply_cb, x);
+    if (x->fill_req == NULL)
+        fill_done(h, x, 0);
+}
+
+/* ---- Recoveries and history reads ------------------------------------------------------- */
+
+/* The index in the ring of the first entry after offset since, n when none, or -1 when
+ * the ring does not reach back to since. */
+static long ring_after(hchan_t *x, uint64_t since)
+{
+    if (x->last_known && since == x->last)
+        return (long)x->n;
+    if (x->n == 0 || ring_at(x, 0)->prev > since)
+        return -1;
+    if (ring_at(x, 0)->prev == since)
+        return 0;
+    for (uint32_t i = 0; i < x->n; i++)
+        if (ring_at(x, i)->off == since)
+            return (long)i + 1;
+    return -2; /* since is inside the ring's span but not on the chain: not a real offset */
+}
+
+static void ring_prepend(hchan_t *x, const hent_t *e)
+{
+    if (x->n == x->cap || x->cap == 0)
+        return;
+    x->head = (x->head + x->cap - 1) % x->cap;
+    x->ring[x->head] = (hent_t){e->off, e->prev, lh_buf_ref(e->frame)};
+    x->n++;
+}
+
+/* Sends the `subscribed` reply (and, for a read, the end of the list). */
+static void send_reply(lh_conn_t *c, hchan_t *x, const hwait_t *wt, int recovered, size_t count)
+{
+    char off[24], cnt[24], name[LH_CHANNEL_MAX_LEN + 1];
+    lh_header_t hs[5];
+    size_t n = 0;
+
+    memcpy(name, x->name, x->len);
+    name[x->len] = '\0';
+    snprintf(off, sizeof(off), "%" PRIu64, x->last_known ? x->last : 0);
+    hs[n++] = (lh_header_t){"channel", 7, name, x->len};
+    hs[n++] = (lh_header_t){"epoch", 5, x->st->epoch, strlen(x->st->epoch)};
+    hs[n++] = (lh_header_t){"offset", 6, off, strlen(off)};
+    if (wt->read) {
+        snprintf(cnt, sizeof(cnt), "%zu", count);
+        hs[n++] = (lh_header_t){"count", 5, cnt, strlen(cnt)};
+        lh_reply_send(c, "history", hs, n, NULL, 0);
+        return;
+    }
+    if (wt->recover)
+        hs[n++] = (lh_header_t){"recovered", 9, recovered ? "true" : "false",
+                                recovered ? 4 : 5};
+    lh_reply_send(c, "subscribed", hs, n, NULL, 0);
+    if (wt->recover)
+        lh_m_inc(recovered ? LH_M_HIST_RECOVERED : LH_M_HIST_NOT_RECOVERED);
+}
+
+/*
+ * Serves one waiter from the ring and, when the ring does not reach back far enough,
+ * from what a walk read (fetched, newest first; NULL when none ran). Returns 1 when
+ * served, 0 when it needs a walk.
+ */
+static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetched, size_t nf,
+                     int walk_failed)
+{
+    lh_conn_t *c = wt->c;
+    long at;
+    size_t sent = 0, skip = 0, total;
+    int ok = 1;
+
+    if (c == NULL)
+        return 1; /* it left */
+    if (!wt->read && !wt->recover) {
+        send_reply(c, x, wt, 1, 0);
+        lh_pubsub_hold(c, x->name, x->len, 0);
+        return 1;
+    }
+    if (!x->st->ready || (wt->recover && strcmp(wt->epoch, x->st->epoch) != 0)) {
+        ok = 0;
+    } else if ((at = ring_after(x, wt->since)) >= 0) {
+        fetched = NULL; /* the ring has it all */
+        nf = 0;
+        total = x->n - (size_t)at;
+        if (wt->read && total > wt->limit)
+            skip = total - wt->limit;
+        if (wt->recover && total > h->w->cfg->nats.jetstream.max_read)
+            ok = 0;
+        for (uint32_t i = (uint32_t)at; ok && i < x->n; i++) {
+            if (skip > 0) {
+                skip--;
+                continue;
+            }
+            if (lh_conn_queue(c, ring_at(x, i)->frame) < 0)
+                return 1;
+            sent++;
+        }
+    } else if (at == -2 || walk_failed || fetched == NULL) {
+        if (!walk_failed && fetched == NULL && at == -1)
+            return 0; /* a walk is needed */
+        ok = 0;
+    } else {
+        /* fetched reaches since (its oldest entry's prev is since), the ring follows. */
+        total = nf + x->n;
+        if (wt->read && total > wt->limit)
+            skip = total - wt->limit;
+        for (size_t i = nf; i-- > 0;) {
+            if (skip > 0) {
+                skip--;
+                continue;
+            }
+            if (lh_conn_queue(c, fetched[i].frame) < 0)
+                return 1;
+            sent++;
+        }
+        for (uint32_t i = 0; i < x->n; i++) {
+            if (ring_at(x, i)->off <= (nf ? fetched[0].off : 0))
+                continue;
+            if (skip > 0) {
+                skip--;
+                continue;
+            }
+            if (lh_conn_queue(c, ring_at(x, i)->frame) < 0)
+                return 1;
+            sent++;
+        }
+    }
+    send_reply(c, x, wt, ok, sent);
+    if (!wt->read)
+        lh_pubsub_hold(c, x->name, x->len, 0);
+    lh_m_add(LH_M_HIST_SENT, sent);
+    return 1;
+}
+
+static void waiter_free(hchan_t *x, hwait_t *wt)
+{
+    hwait_t **pp = &x->waiters;
+
+    while (*pp != NULL && *pp != wt)
+        pp = &(*pp)->next;
+    if (*pp == wt)
+        *pp = wt->next;
+    free(wt);
+}
+
+static void lookup_last(lh_hist_t *h, hchan_t *x);
+
+static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
+{
+    const hent_t *fetched = walked == 1 ? x->fill : NULL;
+    size_t nf = walked == 1 ? x->nfill : 0;
+    uint64_t lowest = UINT64_MAX;
+    hwait_t *wt, *next;
+
+    if (x->fill_req != NULL)
+        return; /* a walk runs: the waiters are served when it ends */
+    if (x->waiters != NULL && !x->last_known && x->st->ready) {
+        lookup_last(h, x);
+        return;
+    }
+    for (wt = x->waiters; wt != NULL; wt = next) {
+        next = wt->next;
+        if (serve_one(h, x, wt, fetched, nf, walked == -1)) {
+            waiter_free(x, wt);
+        } else if (wt->since < lowest) {
+            lowest = wt->since;
+        }
+    }
+    /* What the walk read goes into the ring (older than its oldest) while there is room. */
+    for (size_t i = 0; i < nf; i++) {
+        if (x->n > 0 && ring_at(x, 0)->prev != x->fill[i].off)
+            continue;
+        ring_prepend(x, &x->fill[i]);
+    }
+    for (size_t i = 0; i < x->nfill; i++)
+        lh_buf_unref(x->fill[i].frame);
+    x->nfill = 0;
+    if (x->waiters != NULL && lowest != UINT64_MAX && walked == 0) {
+        /* Walk back from the oldest the ring has (or the newest offset) to lowest. */
+        uint64_t from = x->n > 0 ? ring_at(x, 0)->prev : x->last;
+
+        fill_start(h, x, from, lowest, 0);
+    } else if (x->waiters != NULL && walked != 0) {
+        /* Those still waiting could not be served by this walk: they fail. */
+        for (wt = x->waiters; wt != NULL; wt = next) {
+            next = wt->next;
+            serve_one(h, x, wt, NULL, 0, 1);
+            waiter_free(x, wt);
+        }
+    }
+    if (x->nheld > 0)
+        deliver_held(h, x);
+}
+
+static void lookup_reply_cb(lh_worker_t *w, void *arg, void *msg)
+{
+    hchan_t *x = arg;
+    lh_hist_t *h = hist_of(w);
+    const char *seq = NULL, *prev = NULL;
+
+    x->fill_req = NULL;
+    if (msg != NULL && natsMsgHeader_Get(msg, "Nats-Sequence", &seq) == NATS_OK &&
+        natsMsgHeader_Get(msg, "Lhttp-Prev", &prev) == NATS_OK) {
+        uint64_t off = strtoull(seq, NULL, 10), p = strtoull(prev, NULL, 10);
+        lh_buf_t *frame = delivered_frame((const uint8_t *)natsMsg_GetData(msg),
+                                          (size_t)natsMsg_GetDataLength(msg), off, p,
+                                          x->st->epoch);
+
+        if (!x->last_known && frame != NULL) {
+            /* The newest message: the ring starts with it (subscribers have it already or
+             * will get it from a recovery). */
+            ring_push(x, off, p, frame);
+            x->last = off;
+            x->last_known = 1;
+        }
+        lh_buf_unref(frame);
+    } else if (msg != NULL) {
+        const char *status = NULL;
+
+        natsMsgHeader_Get(msg, "Status", &status);
+        if (status != NULL && strcmp(status, "404") == 0 && !x->last_known) {
+            x->last = 0; /* nothing stored yet */
+            x->last_known = 1;
+        }
+    }
+    if (!x->last_known) {
+        /* No answer: serve the waiters as failed rather than keep them. */
+        hwait_t *wt, *next;
+
+        for (wt = x->waiters; wt != NULL; wt = next) {
+            next = wt->next;
+            serve_one(h, x, wt, NULL, 0, 1);
+            waiter_free(x, wt);
+        }
+        return;
+    }
+    serve_waiters(h, x, 0);
+}
+
+/* Asks JetStream for the channel's newest message (its offset starts the chain here). */
+static void lookup_last(lh_hist_t *h, hchan_t *x)
+{
+    char subj[160], body[LH_CHANNEL_MAX_LEN + 160], stored[LH_CHANNEL_MAX_LEN + 100];
+    int n;
+
+    if (x->fill_req != NULL)
+        return;
+    snprintf(subj, sizeof(subj), "$JS.API.DIRECT.GET.%s", x->st->name);
+    stored_subject(h, x->name, x->len, stored, sizeof(stored));
+    n = snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s\"}", stored);
+    x->fill_req = lh_nats_request(h->w, subj, NULL, 0, body, (size_t)n,
+                                  h->w->cfg->nats.jetstream.timeout_ms, lookup_reply_cb, x);
+    if (x->fill_req == NULL)
+        lookup_reply_cb(h->w, x, NULL);
+}
+
+int lh_hist_attach(lh_conn_t *c, const char *ch, size_t len, int recover, uint64_t since,
+                   const char *epoch, int read, size_t limit)
+{
+    lh_hist_t *h = hist_of(c->w);
+    hchan_t *x = h ? hchan_find(h, ch, len, 1) : NULL;
+    hwait_t *wt;
+
+    if (x == NULL)
+        return -ENOMEM;
+    wt = calloc(1, sizeof(*wt));
+    if (wt == NULL)
+        return -ENOMEM;
+    wt->c = c;
+    wt->read = read;
+    wt->recover = recover;
+    wt->since = since;
+    wt->limit = limit;
+    snprintf(wt->epoch, sizeof(wt->epoch), "%s", epoch ? epoch : "");
+    if (!read)
+        lh_pubsub_hold(c, ch, len, 1);
+    wt->next = x->waiters;
+    x->waiters = wt;
+    c->nhist++;
+    if (read)
+        lh_m_inc(LH_M_HIST_READS);
+    serve_waiters(h, x, 0);
+    return 0;
+}
+
+/* ---- Publishing ------------------------------------------------------------------------ */
+
+static void pub_pump(lh_hist_t *h, hchan_t *x);
+
+static void pub_fail(hchan_t *x, hpub_t *p, const char *why)
+{
+    if (p->c != NULL)
+        lh_reply_error(p->c, p->cmd, strlen(p->cmd), 503, why);
+    lh_m_inc(LH_M_HIST_PUB_FAILED);
+    (void)x;
+}
+
+static void pub_pop(hchan_t *x)
+{
+    hpub_t *p = x->q_head;
+
+    x->q_head = p->next;
+    if (x->q_head == NULL)
+        x->q_tail = NULL;
+    if (p->c != NULL)
+        p->c->nhist--;
+    free(p);
+}
+
+static void pub_ack_cb(lh_worker_t *w, void *arg, void *msg)
+{
+    hchan_t *x = arg;
+    lh_hist_t *h = hist_of(w);
+    hpub_t *p = x->q_head;
+    json_t *doc = NULL, *err;
+    json_int_t seq;
+
+    x->pub_req = NULL;
+    if (p == NULL)
+        return;
+    if (msg != NULL)
+        doc = json_loadb(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), 0, NULL);
+    err = json_object_get(doc, "error");
+    seq = json_integer_value(json_object_get(doc, "seq"));
+    if (doc != NULL && err == NULL && seq > 0) {
+        lh_buf_t *frame = delivered_frame(p->data, p->len, (uint64_t)seq, x->pub_last,
+                                          x->st->epoch);
+        uint64_t prev = x->pub_last;
+
+        x->pub_last = (uint64_t)seq;
+        lh_m_inc(LH_M_HIST_STORED);
+        lh_metrics_observe_js(lh_now_ns() - x->pub_started_ns);
+        if (frame != NULL) {
+            size_t len;
+            const uint8_t *pl = frame_payload(frame, &len);
+
+            /* To every other worker and node, then here, in the chain's order. */
+            lh_nats_publish(w, x->name, x->len, pl, len);
+            offer(h, x, (uint64_t)seq, prev, frame);
+            lh_buf_unref(frame);
+        }
+        pub_pop(x);
+    } else if (json_integer_value(json_object_get(err, "err_code")) == 10071 &&
+               p->tries < WRONG_LAST_TRIES) {
+        /* "wrong last sequence: N": another publisher came first; go on from N. */
+        const char *d = json_string_value(json_object_get(err, "description"));
+        const char *colon = d ? strrchr(d, ':') : NULL;
+
+        x->pub_last = colon ? strtoull(colon + 1, NULL, 10) : 0;
+        x->pub_known = colon != NULL;
+        p->tries++;
+    } else {
+        pub_fail(x, p, msg == NULL ? "history unavailable: JetStream did not answer; not "
+                                     "published"
+                                   : "history unavailable: JetStream refused the message; "
+                                     "not published");
+        if (msg == NULL)
+            x->st->ready = 0; /* asked again by retry_cb */
+        x->pub_known = 0;
+        pub_pop(x);
+    }
+    json_decref(doc);
+    pub_pump(h, x);
+}
+
+static void pub_lookup_cb(lh_worker_t *w, void *arg, void *msg)
+{
+    hchan_t *x = arg;
+    lh_hist_t *h = hist_of(w);
+    const char *seq = NULL, *status = NULL;
+
+    x->pub_req = NULL;
+    if (msg != NULL && natsMsgHeader_Get(msg, "Nats-Sequence", &seq) == NATS_OK) {
+        x->pub_last = strtoull(seq, NULL, 10);
+        x->pub_known = 1;
+    } else if (msg != NULL && natsMsgHeader_Get(msg, "Status", &status) == NATS_OK &&
+               strcmp(status, "404") == 0) {
+        x->pub_last = 0;
+        x->pub_known = 1;
+    } else {
+        while (x->q_head != NULL) {
+            pub_fail(x, x->q_head, "history unavailable: JetStream did not answer; not "
+                                   "published");
+            pub_pop(x);
+        }
+        return;
+    }
+    pub_pump(h, x);
+}
+
+/* Sends the oldest waiting message (after learning the previous offset if needed). */
+static void pub_pump(lh_hist_t *h, hchan_t *x)
+{
+    char subj[LH_CHANNEL_MAX_LEN + 120], jsubj[160], body[LH_CHANNEL_MAX_LEN + 160],
+        prev[24];
+    const char *hdrs[4];
+    hpub_t *p = x->q_head;
+
+    if (p == NULL || x->pub_req != NULL)
+        return;
+    if (!x->st->ready) {
+        while (x->q_head != NULL) {
+            pub_fail(x, x->q_head, "history unavailable: JetStream is not reachable; not "
+                                   "published");
+            pub_pop(x);
+        }
+        return;
+    }
+    stored_subject(h, x->name, x->len, subj, sizeof(subj));
+    if (!x->pub_known) {
+        int n = snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s\"}", subj);
+
+        snprintf(jsubj, sizeof(jsubj), "$JS.API.DIRECT.GET.%s", x->st->name);
+        x->pub_req = lh_nats_request(h->w, jsubj, NULL, 0, body, (size_t)n,
+                                     h->w->cfg->nats.jetstream.timeout_ms, pub_lookup_cb, x);
+        if (x->pub_req == NULL)
+            pub_lookup_cb(h->w, x, NULL);
+        return;
+    }
+    snprintf(prev, sizeof(prev), "%" PRIu64, x->pub_last);
+    hdrs[0] = "Nats-Expected-Last-Subject-Sequence";
+    hdrs[1] = prev;
+    hdrs[2] = "Lhttp-Prev";
+    hdrs[3] = prev;
+    x->pub_started_ns = lh_now_ns();
+    x->pub_req = lh_nats_request(h->w, subj, hdrs, 2, p->data, p->len,
+                                 h->w->cfg->nats.jetstream.timeout_ms, pub_ack_cb, x);
+    if (x->pub_req == NULL)
+        pub_ack_cb(h->w, x, NULL);
+}
+
+long lh_hist_publish(lh_conn_t *c, const char *ch, size_t len, const void *msg, size_t msg_len)
+{
+    lh_worker_t *w = c ? c->w : lh_current_worker;
+    lh_hist_t *h = hist_of(w);
+    hchan_t *x = h ? hchan_find(h, ch, len, 1) : NULL;
+    lh_lhttp_msg_t m;
+    static lh_lhttp_header_t hs[LH_LHTTP_HEADERS_CAP];
+    size_t nh = 0, need;
+    hpub_t *p;
+
+    if (x == NULL)
+        return -ENOMEM;
+    if (!x->st->ready)
+        return -EAGAIN;
+    /* Stored without any offset header a client wrote: the server sets them. */
+    if (lh_lhttp_parse(msg, msg_len, NULL, &m, NULL) != 0)
+        return -EINVAL;
+    for (size_t i = 0; i < m.num_headers; i++)
+        if (!reserved(m.headers[i].key, m.headers[i].key_len))
+            hs[nh++] = m.headers[i];
+    need = lh_lhttp_serialize(NULL, 0, m.command, m.command_len, hs, nh, m.body, m.body_len);
+    p = malloc(sizeof(*p) + need);
+    if (p == NULL)
+        return -ENOMEM;
+    lh_lhttp_serialize((char *)p->data, need, m.command, m.command_len, hs, nh, m.body,
+                       m.body_len);
+    p->len = need;
+    p->next = NULL;
+    p->c = c;
+    p->tries = 0;
+    snprintf(p->cmd, sizeof(p->cmd), "%.*s", (int)m.command_len, m.command);
+    if (c != NULL)
+        c->nhist++;
+    if (x->q_tail)
+        x->q_tail->next = p;
+    else
+        x->q_head = p;
+    x->q_tail = p;
+    pub_pump(h, x);
+    return 0;
+}
+
+/* ---- From NATS ----------------------------------------------------------------------- */
+
+void lh_hist_from_nats(lh_worker_t *w, const char *ch, size_t len, const void *msg,
+                       size_t msg_len)
+{
+    lh_hist_t *h = hist_of(w);
+    hchan_t *x = h ? hchan_find(h, ch, len, 1) : NULL;
+    lh_lhttp_msg_t m;
+    const char *v;
+    size_t vl;
+    uint64_t off, prev;
+    lh_buf_t *frame;
+    uint8_t hdr[LH_WS_MAX_HEADER];
+    size_t hl;
+
+    if (x == NULL || lh_lhttp_parse(msg, msg_len, NULL, &m, NULL) != 0 ||
+        (v = lh_lhttp_header(&m, "offset", &vl)) == NULL)
+        return; /* not a history delivery (a plain NATS publish): dropped, no offset */
+    off = strtoull(v, NULL, 10);
+    v = lh_lhttp_header(&m, "prev-offset", &vl);
+    prev = v ? strtoull(v, NULL, 10) : 0;
+    hl = lh_ws_build_header(hdr, 1, lh_utf8_valid(msg, msg_len) ? LH_WS_OP_TEXT
+                                                                : LH_WS_OP_BINARY,
+                            msg_len, NULL);
+    frame = lh_buf_new(hl + msg_len);
+    if (frame == NULL)
+        return;
+    memcpy(frame->data, hdr, hl);
+    memcpy(frame->data + hl, msg, msg_len);
+    lh_m_inc(LH_M_FRAMES_BUILT);
+    offer(h, x, off, prev, frame);
+    lh_buf_unref(frame);
+}
+
+/* ---- The history command ----------------------------------------------------------------- */
+
+static void history_on_message(lh_conn_t *c, lh_msg_t *m, void *ud)
+{
+    const lh_lhttp_msg_t *lm = m->m;
+    const char *ch, *v;
+    size_t cl, vl;
+    char why[512];
+    uint64_t since = 0, limit;
+    int d;
+
+    (void)ud;
+    ch = lh_lhttp_header(lm, "channel", &cl);
+    if (ch == NULL || !lh_channel_valid(ch, cl, c->w->cfg->limits.max_channel_bytes)) {
+        lh_reply_error_to(c, m, 400, "history needs a channel header with a valid channel");
+        return;
+    }
+    if (!lh_hist_is(c->w, ch, cl)) {
+        lh_reply_error_to(c, m, 404, "not a history channel (its namespace keeps none)");
+        return;
+    }
+    v = lh_lhttp_header(lm, "limit", &vl);
+    limit = v ? strtoull(v, NULL, 10) : c->w->cfg->nats.jetstream.max_read;
+    if (limit == 0 || limit > c->w->cfg->nats.jetstream.max_read)
+        limit = c->w->cfg->nats.jetstream.max_read;
+    if ((v = lh_lhttp_header(lm, "since", &vl)) != NULL)
+        since = strtoull(v, NULL, 10);
+    d = lh_auth_may_subscribe(c->w->auth, c, ch, cl, NULL, why, sizeof(why));
+    if (d == LH_PERM_DENY || (d == LH_PERM_WEBHOOK && !lh_pubsub_subscribed(c, ch, cl))) {
+        if (d == LH_PERM_WEBHOOK)
+            snprintf(why, sizeof(why), "history of a webhook-decided channel needs a "
+                                       "subscription to it");
+        lh_reply_error_to(c, m, 403, why);
+        return;
+    }
+    if (!hist_of(c->w)->streams[0].ready && !stream_of(hist_of(c->w), ch, cl)->ready) {
+        lh_reply_error_to(c, m, 503, "history unavailable: JetStream is not reachable");
+        return;
+    }
+    if (lh_hist_attach(c, ch, cl, 0, since, NULL, 1, (size_t)limit) < 0)
+        lh_reply_error_to(c, m, 500, "out of memory");
+}
+
+void lh_hist_register(void)
+{
+    static const lh_processor_t p = {NULL, history_on_message, NULL};
+
+    lh_dispatch_register_processor("history", &p, NULL);
+}
+
+/* ---- Life cycle ------------------------------------------------------------------------ */
+
+void lh_hist_conn_gone(lh_conn_t *c)
+{
+    lh_hist_t *h = hist_of(c->w);
+
+    if (h == NULL || c->nhist == 0)
+        return;
+    for (size_t b = 0; b < h->nbuckets && c->nhist > 0; b++) {
+        for (hchan_t *x = h->buckets[b]; x != NULL; x = x->next) {
+            for (hpub_t *p = x->q_head; p != NULL; p = p->next)
+                if (p->c == c) {
+                    p->c = NULL;
+                    c->nhist--;
+                }
+            for (hwait_t *wt = x->waiters; wt != NULL; wt = wt->next)
+                if (wt->c == c) {
+                    wt->c = NULL;
+                    c->nhist--;
+                }
+        }
+    }
+}
+
+int lh_hist_init(lh_worker_t *w)
+{
+    const lh_config_t *cfg = w->cfg;
+    lh_hist_t *h;
+    size_t n = 0;
+    struct timeval tv = {0, RETRY_MS * 1000};
+
+    for (size_t i = 0; i < cfg->nnamespaces; i++)
+        n += cfg->namespaces[i].history_size > 0;
+    if (n == 0)
+        return 0; /* no history anywhere: nothing of this file runs */
+    h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return -ENOMEM;
+    w->hist = h;
+    h->w = w;
+    h->streams = calloc(n, sizeof(*h->streams));
+    h->nbuckets = 256;
+    h->buckets = calloc(h->nbuckets, sizeof(*h->buckets));
+    h->retry_ev = event_new(w->base, -1, EV_PERSIST, retry_cb, h);
+    if (h->streams == NULL || h->buckets == NULL || h->retry_ev == NULL)
+        return -ENOMEM;
+    h->hplen = (size_t)snprintf(h->hprefix, sizeof(h->hprefix), "%s.$h.",
+                                cfg->nats.subject_prefix);
+    for (size_t i = 0; i < cfg->nnamespaces; i++) {
+        if (cfg->namespaces[i].history_size == 0)
+            continue;
+        h->streams[h->nstreams].ns = &cfg->namespaces[i];
+        stream_name(cfg, &cfg->namespaces[i], h->streams[h->nstreams].name,
+                    sizeof(h->streams[h->nstreams].name));
+        h->nstreams++;
+    }
+    event_add(h->retry_ev, &tv);
+    return 0;
+}
+
+void lh_hist_free(lh_worker_t *w)
+{
+    lh_hist_t *h = hist_of(w);
+
+    if (h == NULL)
+        return;
+    for (size_t b = 0; b < h->nbuckets; b++) {
+        hchan_t *x = h->buckets[b];
+
+        while (x != NULL) {
+            hchan_t *next = x->next;
+
+            while (x->q_head != NULL)
+                pub_pop(x);
+            while (x->waiters != NULL)
+                waiter_free(x, x->waiters);
+            for (uint32_t i = 0; i < x->n; i++)
+                lh_buf_unref(ring_at(x, i)->frame);
+            for (size_t i = 0; i < x->nheld; i++)
+                lh_buf_unref(x->held[i].frame);
+            for (size_t i = 0; i < x->nfill; i++)
+                lh_buf_unref(x->fill[i].frame);
+            free(x->ring);
+            free(x->held);
+            free(x->fill);
+            free(x);
+            x = next;
+        }
+    }
+    if (h->retry_ev)
+        event_free(h->retry_ev);
+    free(h->buckets);
+    free(h->streams);
+    free(h);
+    w->hist = NULL;
+}
