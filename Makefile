@@ -120,7 +120,7 @@ $(BENCH_FLOOR): tests/bench/floor.c $(B)/libshared.a
 
 bench: all
 	@LHTTPD=$(abspath $(LHTTPD)) LHTTP_BENCH=$(abspath $(LHTTP_BENCH)) \
-	  BENCH_FLOOR=$(abspath $(BENCH_FLOOR)) tests/bench/run.sh
+	  BENCH_FLOOR=$(abspath $(BENCH_FLOOR)) LHTTPC=$(abspath $(LHTTPC)) tests/bench/run.sh
 
 # Unit tests link the shared objects and the worker objects (no main there).
 $(B)/tests/%: tests/unit/%.c $(B)/libshared.a $(WORKER_OBJ)

@@ -149,6 +149,10 @@ typedef struct {
      * handshake (subscribers and WebSocket publishers); "" without --token. */
     char *ws_auth;
     size_t ws_auth_len;
+    /* --pub-subscribe: each WebSocket publisher subscribes to every channel of the run
+     * after its handshake (for a "subscribers" publish rule) and discards the copies of
+     * the messages it then receives. */
+    int pub_subscribe;
     int quiet;
     int spin;           /* busy-poll while publishing instead of sleeping in epoll */
 } lhb_opts_t;
@@ -188,6 +192,7 @@ typedef struct lhb_loop_s {
     uint64_t rng;
     uint64_t delivered; /* this process's count, published to st->delivered per pass */
     uint64_t http_ok, pub_replies;
+    uint64_t pub_copies; /* --pub-subscribe: messages a publisher received as a subscriber */
     int check_order;
     void *pub; /* pub.c's state (process 0) */
 } lhb_loop_t;
@@ -196,7 +201,7 @@ typedef struct lhb_loop_s {
 typedef struct {
     uint64_t sent, expected; /* measured messages, and the deliveries they call for */
     uint64_t t0, t_end;      /* first and last measured publish */
-    uint64_t probes, http_ok, replies;
+    uint64_t probes, http_ok, replies, copies;
     double warmup_s;
     double cpu_s; /* CPU time of process 0 from the first publish to the end */
 } lhb_pubres_t;

@@ -358,7 +358,54 @@ static void conn_connected(lhb_loop_t *l, lhb_conn_t *c)
     lhb_conn_flush(l, c);
 }
 
-/* Checks the 101 answer; then subscribes (lhttpd) or is ready (nchan, publishers). */
+/* The longest subscribe header line a publisher sends: well under lhttpd's default
+ * limits.max_header_line (4096). */
+#define SUB_LINE_MAX 2048
+
+/*
+ * --pub-subscribe: a WebSocket publisher may publish to any channel, so it subscribes to
+ * every channel of the run, in as many subscribe messages as keep each header line under
+ * SUB_LINE_MAX, then pings; the pong comes after every subscribe was handled. Returns 0,
+ * or -1 when the connection failed.
+ */
+static int pub_subscribe(lhb_loop_t *l, lhb_conn_t *c)
+{
+    static const char head[] = "LHTTP/1.0 sub\r\nsubscribe:";
+    char msg[sizeof(head) + SUB_LINE_MAX + 8], ch[64];
+    size_t n = 0;
+
+    c->state = LHB_S_SUBSCRIBING;
+    for (uint32_t i = 0; i < l->o->channels; i++) {
+        size_t chl = lhb_channel_name(ch, sizeof(ch), l->o->prefix, i);
+
+        if (n > 0 && n + 1 + chl > sizeof(head) - 1 + SUB_LINE_MAX) {
+            memcpy(msg + n, "\r\n\r\n", 4);
+            if (lhb_conn_frame(l, c, 1, msg, n + 4) < 0)
+                goto oom;
+            n = 0;
+        }
+        if (n == 0) {
+            memcpy(msg, head, sizeof(head) - 1);
+            n = sizeof(head) - 1;
+        } else {
+            msg[n++] = ' ';
+        }
+        memcpy(msg + n, ch, chl);
+        n += chl;
+    }
+    memcpy(msg + n, "\r\n\r\n", 4);
+    if (lhb_conn_frame(l, c, 1, msg, n + 4) < 0 ||
+        lhb_conn_frame(l, c, 1, "LHTTP/1.0 ping", 14) < 0)
+        goto oom;
+    lhb_conn_flush(l, c);
+    return c->state == LHB_S_DEAD ? -1 : 0;
+oom:
+    conn_fail(l, c, "out of memory");
+    return -1;
+}
+
+/* Checks the 101 answer; then subscribes (lhttpd, and publishers with --pub-subscribe)
+ * or is ready (nchan, publishers). */
 static int handshake_done(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *head, size_t hl)
 {
     static const char ok[] = "HTTP/1.1 101 ";
@@ -375,6 +422,8 @@ static int handshake_done(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *head, siz
         return -1;
     }
     if (c->role != LHB_SUB) {
+        if (l->o->pub_subscribe)
+            return pub_subscribe(l, c);
         c->state = LHB_S_READY;
         l->pubs_ready++;
         return 0;
@@ -453,10 +502,36 @@ static void sub_message(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *m, size_t l
               (int)(len > 160 ? 160 : len), (const char *)m);
 }
 
+/*
+ * A message to a publisher. lhttpd answers a publish only with an error; nchan
+ * acknowledges each one. With --pub-subscribe the publisher is also a subscriber: the
+ * pong ends its setup, and the copies of the run's messages (a trailer of either kind)
+ * are counted apart and dropped, never as deliveries. Anything else is an error reply:
+ * counted in `other`, so that the run is not complete and the PROBLEM line quotes it.
+ */
 static void pub_message(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *m, size_t len)
 {
+    uint32_t seq;
+    uint64_t t;
+
+    if (l->o->pub_subscribe) {
+        if (lhb_msg_trailer(m, len, &seq, &t) != 0) {
+            l->pub_copies++;
+            return;
+        }
+        if (c->state == LHB_S_SUBSCRIBING) {
+            if (len >= 14 && memcmp(m, "LHTTP/1.0 pong", 14) == 0) {
+                c->state = LHB_S_READY;
+                l->pubs_ready++;
+                return;
+            }
+            l->st->other++;
+            conn_fail(l, c, "subscribe answered with: %.*s", (int)(len > 160 ? 160 : len),
+                      (const char *)m);
+            return;
+        }
+    }
     l->pub_replies++;
-    /* lhttpd answers a publish only with an error; nchan acknowledges each one. */
     if (l->o->target == LHB_TARGET_LHTTP) {
         l->st->other++;
         lhb_error(l, "publisher %u received: %.*s", c->idx, (int)(len > 160 ? 160 : len),

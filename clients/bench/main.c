@@ -28,13 +28,17 @@ enum {
     OPT_PREFIX,
     OPT_SPIN,
     OPT_TOKEN,
-    OPT_PUB_TOKEN
+    OPT_PUB_TOKEN,
+    OPT_PUB_SUBSCRIBE
 };
 
 /* The longest --token: lhttpd's largest auth.max_token_bytes. */
 #define MAX_TOKEN 65536
 /* The longest --pub-token: lhttpd's publish.token. */
 #define MAX_PUB_TOKEN 512
+/* --pub-subscribe: each publisher's subscribe messages are built at its handshake, so
+ * the channels are capped (lhttpd's limits.max_subscriptions is 256 by default). */
+#define MAX_PUB_SUB_CHANNELS 65536
 
 static void usage(FILE *f)
 {
@@ -60,6 +64,9 @@ static void usage(FILE *f)
           "                        for lhttpd's auth (lhttpc token)          [none]\n"
           "      --pub-token T     HTTP publishers send 'Authorization: Bearer T'\n"
           "                        (lhttpd's publish.token)                  [none]\n"
+          "      --pub-subscribe   each WebSocket publisher subscribes to every channel\n"
+          "                        after its handshake, as a 'subscribers' publish rule\n"
+          "                        needs, and drops its copies of the messages\n"
           "  -s, --size BYTES      size of each delivered message                [64]\n"
           "      --random          a random channel for each message (else in turn)\n"
           "      --src N           source addresses 127.0.S.1 to 127.0.S.N, S chosen\n"
@@ -168,6 +175,7 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
         {"spin", no_argument, NULL, OPT_SPIN},
         {"token", required_argument, NULL, OPT_TOKEN},
         {"pub-token", required_argument, NULL, OPT_PUB_TOKEN},
+        {"pub-subscribe", no_argument, NULL, OPT_PUB_SUBSCRIBE},
         {"version", no_argument, NULL, 'V'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -303,6 +311,9 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
                 return bad("--pub-token (1 to 512 visible ASCII characters)", optarg);
             o->pub_token = optarg;
             break;
+        case OPT_PUB_SUBSCRIBE:
+            o->pub_subscribe = 1;
+            break;
         case 'q':
             o->quiet = 1;
             break;
@@ -333,6 +344,15 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
     if (o->target == LHB_TARGET_NCHAN && !o->pub_url.http && o->channels > 1 && !o->no_publish) {
         fprintf(stderr, "lhttp-bench: an nchan WebSocket publisher is bound to one channel; "
                         "publish to several over http://\n");
+        return -1;
+    }
+    if (o->pub_subscribe && (o->target != LHB_TARGET_LHTTP || o->pub_url.http)) {
+        fprintf(stderr, "lhttp-bench: --pub-subscribe is for lhttpd's WebSocket publishers\n");
+        return -1;
+    }
+    if (o->pub_subscribe && o->channels > MAX_PUB_SUB_CHANNELS) {
+        fprintf(stderr, "lhttp-bench: --pub-subscribe takes at most %u channels\n",
+                MAX_PUB_SUB_CHANNELS);
         return -1;
     }
     {
@@ -427,6 +447,9 @@ static void report(const lhb_opts_t *o, lhb_shared_t *sh, const lhb_pubres_t *re
             printf("publish:  %llu messages in %.3f s (%s)\n", (unsigned long long)res->sent,
                    res->t_end > res->t0 ? (double)(res->t_end - res->t0) / 1e9 : 0,
                    o->rate > 0 ? "fixed rate" : "full speed under the window");
+            if (o->pub_subscribe)
+                printf("copies:   %llu messages came back to the publishers (dropped)\n",
+                       (unsigned long long)res->copies);
             printf("deliver:  %llu of %llu expected deliveries in %.3f s%s\n",
                    (unsigned long long)delivered, (unsigned long long)res->expected, span,
                    complete ? ", all intact" : "");
@@ -438,10 +461,16 @@ static void report(const lhb_opts_t *o, lhb_shared_t *sh, const lhb_pubres_t *re
         }
     }
     if (!complete) {
-        printf("PROBLEM:  %s%s%llu failed, %llu closed, %llu short, %llu long, %llu out of "
+        char replies[64] = "";
+
+        /* lhttpd answers a publish only to refuse it. */
+        if (o->target == LHB_TARGET_LHTTP && res->replies > 0)
+            snprintf(replies, sizeof(replies), "%llu error replies to publishers; ",
+                     (unsigned long long)res->replies);
+        printf("PROBLEM:  %s%s%s%llu failed, %llu closed, %llu short, %llu long, %llu out of "
                "order, %llu corrupt, %llu other; first error: %s\n",
                aborted ? "aborted; " : "",
-               delivered != res->expected ? "deliveries missing; " : "",
+               delivered != res->expected ? "deliveries missing; " : "", replies,
                (unsigned long long)failed, (unsigned long long)closed,
                (unsigned long long)shorts, (unsigned long long)longs,
                (unsigned long long)disorder, (unsigned long long)corrupt,
@@ -450,7 +479,8 @@ static void report(const lhb_opts_t *o, lhb_shared_t *sh, const lhb_pubres_t *re
     printf("RESULT target=%s subs=%u channels=%u size=%zu pub=%s setup_s=%.4f setup_rate=%.0f "
            "failed=%llu published=%llu expected=%llu delivered=%llu span_s=%.4f "
            "msgs_per_s=%.0f deliveries_per_s=%.0f p50_us=%.1f p90_us=%.1f p99_us=%.1f "
-           "p999_us=%.1f max_us=%.1f gen_cpu=%.2f procs=%u pub_replies=%llu complete=%d\n",
+           "p999_us=%.1f max_us=%.1f gen_cpu=%.2f procs=%u pub_replies=%llu pub_copies=%llu "
+           "complete=%d\n",
            o->target == LHB_TARGET_NCHAN ? "nchan" : "lhttpd", o->subs, o->channels, o->size,
            o->pub_url.http ? "http" : "ws", setup_s, setup_s > 0 ? (double)ready / setup_s : 0,
            (unsigned long long)failed, (unsigned long long)res->sent,
@@ -458,7 +488,7 @@ static void report(const lhb_opts_t *o, lhb_shared_t *sh, const lhb_pubres_t *re
            lhb_hist_quantile(h, 0.50) / 1e3, lhb_hist_quantile(h, 0.90) / 1e3,
            lhb_hist_quantile(h, 0.99) / 1e3, lhb_hist_quantile(h, 0.999) / 1e3, h->max / 1e3,
            span > 0 ? res->cpu_s / span : 0, sh->nprocs, (unsigned long long)res->replies,
-           complete);
+           (unsigned long long)res->copies, complete);
     fflush(stdout);
     free(h);
     if (!complete)

@@ -283,6 +283,7 @@ void lhb_pub_report(lhb_loop_t *l, lhb_pubres_t *res)
     res->probes = p->probes;
     res->http_ok = l->http_ok;
     res->replies = l->pub_replies;
+    res->copies = l->pub_copies;
     res->cpu_s = p->cpu1 > p->cpu0 ? p->cpu1 - p->cpu0 : 0;
     res->warmup_s = p->t0 > p->warm_start && p->warm_start ? (double)(p->t0 - p->warm_start) / 1e9 : 0;
 }

@@ -105,6 +105,38 @@ def main():
         pick(runs, "fanout-ws", "lhttpd", 1, "yes") or pick(runs, "fanout-ws", "lhttpd", 1),
         pick(runs, "fanout-ws", "nchan", 1, "yes") or pick(runs, "fanout-ws", "nchan", 1),
         "deliveries_per_s", "higher", 3, frs=pick(runs, "fanout-ws", "floor", **w1))
+    # 1. The same fan-out with identity (lhttpd only): every connection with a token, in a
+    # namespace where only authenticated connections subscribe and only subscribers
+    # publish, against lhttpd's unauthenticated fan-out of the same rounds. The ratio is
+    # the median of the rounds' own ratios (the two runs of a round are back to back),
+    # or of the medians when the rounds are not tagged.
+    auth = pick(runs, "fanout-auth", "lhttpd", 1, "yes") or pick(runs, "fanout-auth", "lhttpd", 1)
+    if auth:
+        base = [r for r in (pick(runs, "fanout-ws", "lhttpd", 1, "yes") or
+                            pick(runs, "fanout-ws", "lhttpd", 1)) if "round" in r]
+        if not base:
+            base = pick(runs, "fanout-ws", "lhttpd", 1, "yes") or pick(runs, "fanout-ws", "lhttpd", 1)
+        av, bv = median(auth, "deliveries_per_s"), median(base, "deliveries_per_s")
+        by_round = {r["round"]: num(r.get("deliveries_per_s")) for r in base if "round" in r}
+        pairs = [num(r.get("deliveries_per_s")) / by_round[r["round"]] for r in auth
+                 if by_round.get(r.get("round")) and num(r.get("deliveries_per_s")) is not None]
+        ratio = statistics.median(pairs) if pairs else (av / bv if av is not None and bv else None)
+        met = "n/a" if ratio is None else ("yes" if ratio >= 0.95 else "NO")
+        if not (complete(auth) and complete(base)):
+            met = "INCOMPLETE RUN"
+        out.append(f"| 1. same, lhttpd: authenticated, subscribers-only publish / unauthenticated "
+                   f"| deliveries/s | {fmt(av)} / {fmt(bv)} | | | "
+                   f"{'n/a' if ratio is None else f'{ratio:.2f}'} | | >= 0.95x | {met} |")
+        # The steadier measure on a shared machine: deliveries per second of server CPU.
+        def per_cpu1(rs):
+            v = [num(r.get("deliveries_per_s")) / num(r.get("server_cpu")) for r in rs
+                 if num(r.get("server_cpu")) and num(r.get("deliveries_per_s")) is not None]
+            return statistics.median(v) if v else None
+        ea, eb = per_cpu1(auth), per_cpu1(base)
+        if ea and eb:
+            out.append(f"| 1. same, lhttpd: deliveries per server CPU-second, authenticated / "
+                       f"unauthenticated | deliveries/CPU-s | {fmt(ea)} / {fmt(eb)} | | | "
+                       f"{ea / eb:.2f} | | | |")
     row("1. fan-out, 1000 subs, HTTP publish (8 conns)", "deliveries/s",
         pick(runs, "fanout-http", "lhttpd", **w1), pick(runs, "fanout-http", "nchan", **w1),
         "deliveries_per_s", "higher", 3, frs=pick(runs, "fanout-http", "floor", **w1))
@@ -194,7 +226,7 @@ def main():
 
     out.append("")
     out.append("Server CPU use during the runs (share of one core, median; lhttpd's NATS apart):")
-    for sc in ("fanout-ws", "fanout-http", "channels-http", "channels-ws", "latency",
+    for sc in ("fanout-ws", "fanout-auth", "fanout-http", "channels-http", "channels-ws", "latency",
                "latency-channels", "setup"):
         parts = []
         for srv in ("lhttpd", "nchan", "floor"):

@@ -12,7 +12,7 @@
 # one send per delivery and nothing else, the least any server that does not merge
 # messages must pay on this machine. The table shows how far each server is from it.
 #
-# Environment: LHTTPD, LHTTP_BENCH, BENCH_FLOOR (binaries; default build/), B (build dir),
+# Environment: LHTTPD, LHTTP_BENCH, BENCH_FLOOR, LHTTPC (binaries; default build/), B (build dir),
 # BENCH_REPS (rounds, default 5), BENCH_SECONDS (publishing time of a throughput run,
 # default 2), BENCH_LAT_RATE (messages/s of the latency scenario; default: half of what
 # the slower server delivered in the fan-out over WebSocket).
@@ -23,6 +23,7 @@ B=${B:-$root/build}
 LHTTPD=${LHTTPD:-$B/lhttpd}
 BENCH=${LHTTP_BENCH:-$B/lhttp-bench}
 FLOOR=${BENCH_FLOOR:-$B/bench-floor}
+LHTTPC=${LHTTPC:-$B/lhttpc}
 REPS=${BENCH_REPS:-5}
 DUR=${BENCH_SECONDS:-2}
 LAT_RATE=${BENCH_LAT_RATE:-}
@@ -55,8 +56,8 @@ install_deps() {
 }
 
 install_deps
-[ -x "$LHTTPD" ] && [ -x "$BENCH" ] && [ -x "$FLOOR" ] ||
-    die "build first: make all ($LHTTPD, $BENCH, $FLOOR)"
+[ -x "$LHTTPD" ] && [ -x "$BENCH" ] && [ -x "$FLOOR" ] && [ -x "$LHTTPC" ] ||
+    die "build first: make all ($LHTTPD, $BENCH, $FLOOR, $LHTTPC)"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 run_dir=$B/bench/$(date +%Y%m%d-%H%M%S)
@@ -158,9 +159,16 @@ start_nats() {
 # lhttpd's configuration: the defaults, except what this load needs. max_connections
 # 12000 per worker: 10,000 subscribers plus publishers and headroom (the default, 10000,
 # is below the scenario itself). log.level warning, like nginx's error_log warn.
+# An HS256 key (48 random bytes) and one namespace, authb, where only authenticated
+# connections subscribe and only subscribers publish: the fanout-auth row's channels are
+# there; every other row's (lhttp-bench's default prefix, b<random>.) are outside it,
+# anonymous as before (auth.anonymous stays true).
+AUTH_NS=authb
 start_lhttpd() {
     local w=$1 conf=$run_dir/lhttpd.json
     LH_PORT=$(free_port)
+    [ -s "$run_dir/jwt.secret" ] || (umask 077 && head -c 48 /dev/urandom >"$run_dir/jwt.secret") ||
+        die "cannot write $run_dir/jwt.secret"
     cat >"$conf" <<EOF
 {
     "listen": ["127.0.0.1:$LH_PORT"],
@@ -168,6 +176,8 @@ start_lhttpd() {
     "control_socket": "$run_dir/lhttpd.sock",
     "nats": {"servers": ["nats://127.0.0.1:$NATS_PORT"]},
     "limits": {"max_connections": 12000},
+    "auth": {"keys": [{"secret_file": "$run_dir/jwt.secret"}]},
+    "namespaces": {"$AUTH_NS": {"subscribe": "authenticated", "publish": "subscribers"}},
     "log": {"level": "warning"}
 }
 EOF
@@ -346,9 +356,41 @@ rounds3() {
 # 1. Fan-out: 1000 subscribers on one channel, 64-byte messages, at full speed with at
 #    most 200 messages in flight; published over one WebSocket, or by 8 keep-alive
 #    HTTP connections with one request outstanding each.
-fanout_ws() {
+fanout_ws() { # fanout_ws SERVER [EXTRA=value...]
+    local srv=$1
+    shift
     # shellcheck disable=SC2046
-    run fanout-ws "$1" -- $(pub_args "$1" ws) -n 1000 -c 1 -s 64 -d "$DUR" -w 200
+    run fanout-ws "$srv" "$@" -- $(pub_args "$srv" ws) -n 1000 -c 1 -s 64 -d "$DUR" -w 200
+}
+# ... and the same over WebSocket on lhttpd with every connection authenticated (a token
+#    in each handshake) in a namespace whose rule is subscribe "authenticated", publish
+#    "subscribers": the publisher subscribes to the channel too (--pub-subscribe; its own
+#    copies are not counted). Permissions are checked once per subscribe and once per
+#    publish, never per delivery, so this row must be within 5% of fanout-ws. The two
+#    alternate within each round of the same run (fanout_ws_and_auth), tagged round=N so
+#    report.py can take the ratio round by round.
+fanout_auth() {
+    local tok
+    tok=$("$LHTTPC" token --secret-file "$run_dir/jwt.secret" --sub bench --exp-in 3600) ||
+        die "lhttpc token failed"
+    # shellcheck disable=SC2046
+    run fanout-auth lhttpd "$@" -- $(pub_args lhttpd ws) -n 1000 -c 1 -s 64 -d "$DUR" -w 200 \
+        --token "$tok" --prefix "$AUTH_NS." --pub-subscribe
+}
+AUTH_ROUND=0
+fanout_ws_and_auth() {
+    if [ "$1" != lhttpd ]; then
+        fanout_ws "$1"
+        return
+    fi
+    AUTH_ROUND=$((AUTH_ROUND + 1))
+    if [ $((AUTH_ROUND % 2)) -eq 1 ]; then
+        fanout_ws lhttpd round="$AUTH_ROUND"
+        fanout_auth round="$AUTH_ROUND"
+    else
+        fanout_auth round="$AUTH_ROUND"
+        fanout_ws lhttpd round="$AUTH_ROUND"
+    fi
 }
 fanout_http() {
     # shellcheck disable=SC2046
@@ -436,7 +478,8 @@ say "bench: results in $run_dir"
 
 say "== 1 worker each (servers on CPUs 0-0, generator on the rest, when there are 2+) =="
 start_servers 1
-say "-- 1. fan-out over WebSocket"; rounds3 fanout_ws
+say "-- 1. fan-out over WebSocket (lhttpd also with authenticated connections: fanout-auth)"
+rounds3 fanout_ws_and_auth
 say "-- 1. fan-out over HTTP"; rounds3 fanout_http
 say "-- 2. many channels"; rounds3 channels_http
 for _ in $(seq "$REPS"); do channels_ws_lhttpd; done

@@ -140,6 +140,52 @@ result() { printf '%s\n' "$output" | sed -n 's/^RESULT //p' | tr ' ' '\n' | sed 
     printf '%s\n' "$output" | grep -q '^PROBLEM: .*handshake refused: HTTP/1.1 401'
 }
 
+@test "lhttp-bench: --pub-subscribe publishes where only subscribers may; without it the refusals are reported" {
+    local d tok
+    d=$(lh_tmp)
+    head -c 48 /dev/urandom >"$d/jwt.secret"
+    start_bench_server '"auth": {"keys": [{"secret_file": "'"$d"'/jwt.secret"}]},
+        "namespaces": {"authb": {"subscribe": "authenticated", "publish": "subscribers"},
+                       "authc": {"subscribe": "token", "publish": "subscribers"}}'
+    tok=$("$LHTTPC" token --secret-file "$d/jwt.secret" --sub bench --exp-in 3600)
+    # Two WebSocket publishers, each subscribed to the 3 channels: every message comes back
+    # to both of them, and none of those copies is a subscriber's delivery.
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" --prefix authb. -n 60 -c 3 -k 2 \
+        -m 300 -w 20 --token "$tok" --pub-subscribe
+    printf '%s\n' "$output"
+    [ "$status" -eq 0 ]
+    [ "$(result complete)" = 1 ]
+    [ "$(result published)" = 300 ]
+    [ "$(result expected)" = $((300 * 20)) ]
+    [ "$(result delivered)" = $((300 * 20)) ]
+    [ "$(result pub_replies)" = 0 ]
+    [ "$(result pub_copies)" -gt 0 ]
+    [ "$(result pub_copies)" -le $((2 * (300 + 3 * 100))) ]
+    run ! grep -q PROBLEM <<<"$output"
+    # Without --pub-subscribe every publish (the warm-up's probes first) is refused with
+    # 403: the run is not complete and the PROBLEM line says why.
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" --prefix authb. -n 20 -c 2 -m 50 \
+        --timeout 2 --token "$tok"
+    printf '%s\n' "$output"
+    [ "$status" -eq 1 ]
+    [ "$(result complete)" = 0 ]
+    [ "$(result delivered)" = 0 ]
+    [ "$(result pub_replies)" -gt 0 ]
+    printf '%s\n' "$output" | grep -q '^PROBLEM: .*error replies to publishers; .*code:403'
+    printf '%s\n' "$output" | grep -q 'first error: publisher 0 received: .*authb\.[01]'
+    # A publisher whose subscribe is refused fails the setup: in authc the token opens
+    # authc.0 (the subscriber's channel) and not authc.1, which the publisher asks for too.
+    tok=$("$LHTTPC" token --secret-file "$d/jwt.secret" --sub bench --exp-in 3600 \
+        --channels authc.0)
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" --prefix authc. -n 1 -c 2 -m 10 \
+        --timeout 2 --token "$tok" --pub-subscribe
+    printf '%s\n' "$output"
+    [ "$status" -eq 1 ]
+    [ "$(result complete)" = 0 ]
+    [ "$(result published)" = 0 ]
+    printf '%s\n' "$output" | grep -qE '^PROBLEM: +aborted; .*first error: publisher 0: subscribe answered with: LHTTP/1.0 error .*code:403 .*authc\.'
+}
+
 # bench-floor, the baseline of `make bench` (one send per delivery, nchan's dialect).
 start_floor() {
     local port
@@ -214,6 +260,15 @@ start_floor() {
     [ "$status" -eq 2 ]
     run "$BENCH" --token ''
     [ "$status" -eq 2 ]
+    # --pub-subscribe: lhttpd's WebSocket publishers only, and a bounded channel list.
+    run "$BENCH" --pub-subscribe -p http://127.0.0.1:1/publish
+    [ "$status" -eq 2 ]
+    [[ $output == *"--pub-subscribe is for lhttpd's WebSocket publishers"* ]]
+    run "$BENCH" --pub-subscribe -t nchan -u 'ws://127.0.0.1:1/sub/{ch}' -p 'ws://127.0.0.1:1/pub/{ch}'
+    [ "$status" -eq 2 ]
+    run "$BENCH" --pub-subscribe -c 65537
+    [ "$status" -eq 2 ]
+    [[ $output == *"at most 65536 channels"* ]]
 }
 
 @test "lhttp-bench: --version, and its man page documents every option of --help" {
