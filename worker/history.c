@@ -63,6 +63,7 @@ typedef struct {
 typedef struct hpub_s {
     struct hpub_s *next;
     lh_conn_t *c;       /* who to tell of a failure (NULL: nobody), cleared when it goes */
+    lh_hist_batch_t *b; /* the POST /publish it is part of, or NULL */
     char cmd[65];
     size_t len;
     unsigned tries;
@@ -718,6 +719,8 @@ static void waiter_free(hchan_t *x, hwait_t *wt)
 {
     hwait_t **pp = &x->waiters;
 
+    if (wt->c != NULL)
+        wt->c->nhist--;
     while (*pp != NULL && *pp != wt)
         pp = &(*pp)->next;
     if (*pp == wt)
@@ -869,12 +872,22 @@ int lh_hist_attach(lh_conn_t *c, const char *ch, size_t len, int recover, uint64
 
 static void pub_pump(lh_hist_t *h, hchan_t *x);
 
+/* Tells p's batch (if any) how p ended, once. */
+static void pub_tell(hchan_t *x, hpub_t *p, uint64_t off, int ok)
+{
+    lh_hist_batch_t *b = p->b;
+
+    p->b = NULL;
+    if (b != NULL)
+        b->done(b, x->name, x->len, off, ok);
+}
+
 static void pub_fail(hchan_t *x, hpub_t *p, const char *why)
 {
+    pub_tell(x, p, 0, 0);
     if (p->c != NULL)
         lh_reply_error(p->c, p->cmd, strlen(p->cmd), 503, why);
     lh_m_inc(LH_M_HIST_PUB_FAILED);
-    (void)x;
 }
 
 static void pub_pop(hchan_t *x)
@@ -921,6 +934,7 @@ static void pub_ack_cb(lh_worker_t *w, void *arg, void *msg)
             offer(h, x, (uint64_t)seq, prev, frame);
             lh_buf_unref(frame);
         }
+        pub_tell(x, p, (uint64_t)seq, 1);
         pub_pop(x);
     } else if (json_integer_value(json_object_get(err, "err_code")) == 10071 &&
                p->tries < WRONG_LAST_TRIES) {
@@ -1011,7 +1025,8 @@ static void pub_pump(lh_hist_t *h, hchan_t *x)
         pub_ack_cb(h->w, x, NULL);
 }
 
-long lh_hist_publish(lh_conn_t *c, const char *ch, size_t len, const void *msg, size_t msg_len)
+long lh_hist_publish(lh_conn_t *c, lh_hist_batch_t *b, const char *ch, size_t len,
+                     const void *msg, size_t msg_len)
 {
     lh_worker_t *w = c ? c->w : lh_current_worker;
     lh_hist_t *h = hist_of(w);
@@ -1040,6 +1055,9 @@ long lh_hist_publish(lh_conn_t *c, const char *ch, size_t len, const void *msg, 
     p->len = need;
     p->next = NULL;
     p->c = c;
+    p->b = b;
+    if (b != NULL)
+        b->outstanding++;
     p->tries = 0;
     snprintf(p->cmd, sizeof(p->cmd), "%.*s", (int)m.command_len, m.command);
     if (c != NULL)
@@ -1147,11 +1165,16 @@ void lh_hist_conn_gone(lh_conn_t *c)
         return;
     for (size_t b = 0; b < h->nbuckets && c->nhist > 0; b++) {
         for (hchan_t *x = h->buckets[b]; x != NULL; x = x->next) {
-            for (hpub_t *p = x->q_head; p != NULL; p = p->next)
+            for (hpub_t *p = x->q_head; p != NULL; p = p->next) {
+                if (p->b != NULL && p->b->c == c) {
+                    p->b->c = NULL; /* its answer has nobody to go to */
+                    c->nhist--;
+                }
                 if (p->c == c) {
                     p->c = NULL;
                     c->nhist--;
                 }
+            }
             for (hwait_t *wt = x->waiters; wt != NULL; wt = wt->next)
                 if (wt->c == c) {
                     wt->c = NULL;
@@ -1209,8 +1232,10 @@ void lh_hist_free(lh_worker_t *w)
         while (x != NULL) {
             hchan_t *next = x->next;
 
-            while (x->q_head != NULL)
+            while (x->q_head != NULL) {
+                pub_tell(x, x->q_head, 0, 0);
                 pub_pop(x);
+            }
             while (x->waiters != NULL)
                 waiter_free(x, x->waiters);
             for (uint32_t i = 0; i < x->n; i++)

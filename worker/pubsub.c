@@ -479,7 +479,7 @@ static long publish_one(lh_worker_t *w, const char *name, size_t len, const void
 
     if (w->hist != NULL && lh_hist_is(w, name, len)) {
         /* Stored first; delivered with its offset once JetStream has it. */
-        long r = lh_hist_publish(w->hist_origin, name, len, msg, msg_len);
+        long r = lh_hist_publish(w->hist_origin, w->hist_batch, name, len, msg, msg_len);
 
         if (r == -EAGAIN || r == -EINVAL)
             w->hist_refused++;
