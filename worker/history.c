@@ -101,6 +101,7 @@ typedef struct hchan_s {
     hent_t *fill;        /* what the walk read so far, newest first */
     size_t nfill, fill_cap;
     int fill_for_gap;    /* the walk fills a gap (else it serves waiters) */
+    size_t fill_max;     /* a walk for waiters reads at most this many */
     hwait_t *waiters;
     size_t len;
     char name[];
@@ -556,7 +557,8 @@ static void fill_reply_cb(lh_worker_t *w, void *arg, void *msg)
     }
     x->fill[x->nfill++] = (hent_t){off, p, frame};
     lh_m_inc(LH_M_HIST_READS_JS);
-    if (p <= x->fill_stop || p == 0 || x->nfill >= w->cfg->nats.jetstream.max_read) {
+    if (p <= x->fill_stop || p == 0 || x->nfill >= w->cfg->nats.jetstream.max_read ||
+        (!x->fill_for_gap && x->nfill >= x->fill_max)) {
         fill_done(h, x, p <= x->fill_stop || p == 0);
         return;
     }
@@ -639,17 +641,58 @@ static void send_reply(lh_conn_t *c, hchan_t *x, const hwait_t *wt, int recovere
         lh_m_inc(recovered ? LH_M_HIST_RECOVERED : LH_M_HIST_NOT_RECOVERED);
 }
 
+/* Queues the chain's part after since to c: what a walk read (fetched, newest first) and
+ * then the ring, the last `limit` of them (0: all). Returns how many, or -1 once c
+ * cannot take more. */
+static long send_after(lh_conn_t *c, hchan_t *x, const hent_t *fetched, size_t nf,
+                       uint64_t since, size_t limit)
+{
+    size_t total = 0, skip, sent = 0;
+    uint64_t newest_fetched = nf ? fetched[0].off : 0;
+
+    for (size_t i = 0; i < nf; i++)
+        total += fetched[i].off > since;
+    for (uint32_t i = 0; i < x->n; i++)
+        total += ring_at(x, i)->off > since && ring_at(x, i)->off > newest_fetched;
+    skip = limit > 0 && total > limit ? total - limit : 0;
+    for (size_t i = nf; i-- > 0;) {
+        if (fetched[i].off <= since)
+            continue;
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        if (lh_conn_queue(c, fetched[i].frame) < 0)
+            return -1;
+        sent++;
+    }
+    for (uint32_t i = 0; i < x->n; i++) {
+        hent_t *e = ring_at(x, i);
+
+        if (e->off <= since || e->off <= newest_fetched)
+            continue;
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        if (lh_conn_queue(c, e->frame) < 0)
+            return -1;
+        sent++;
+    }
+    return (long)sent;
+}
+
 /*
  * Serves one waiter from the ring and, when the ring does not reach back far enough,
- * from what a walk read (fetched, newest first; NULL when none ran). Returns 1 when
- * served, 0 when it needs a walk.
+ * from what a walk read (fetched, newest first, nf of them; walked: 0 no walk ran, 1 it
+ * reached its end, -1 it failed). Returns 1 when served, 0 when it needs a walk.
  */
 static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetched, size_t nf,
-                     int walk_failed)
+                     int walked)
 {
     lh_conn_t *c = wt->c;
-    long at;
-    size_t sent = 0, skip = 0, total;
+    size_t max = h->w->cfg->nats.jetstream.max_read;
+    long at, sent = 0;
     int ok = 1;
 
     if (c == NULL)
@@ -659,59 +702,37 @@ static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetche
         lh_pubsub_hold(c, x->name, x->len, 0);
         return 1;
     }
-    if (!x->st->ready || (wt->recover && strcmp(wt->epoch, x->st->epoch) != 0)) {
+    at = ring_after(x, wt->since);
+    if (wt->read) {
+        size_t after = 0;
+
+        for (uint32_t i = 0; i < x->n; i++)
+            after += ring_at(x, i)->off > wt->since;
+        if (at < 0 && after < wt->limit && walked == 0 && x->st->ready)
+            return 0; /* read further back first */
+        sent = send_after(c, x, at >= 0 || after >= wt->limit ? NULL : fetched,
+                          at >= 0 || after >= wt->limit ? 0 : nf, wt->since, wt->limit);
+    } else if (!x->st->ready || strcmp(wt->epoch, x->st->epoch) != 0 || at == -2) {
         ok = 0;
-    } else if ((at = ring_after(x, wt->since)) >= 0) {
-        fetched = NULL; /* the ring has it all */
-        nf = 0;
-        total = x->n - (size_t)at;
-        if (wt->read && total > wt->limit)
-            skip = total - wt->limit;
-        if (wt->recover && total > h->w->cfg->nats.jetstream.max_read)
+    } else if (at >= 0) {
+        if (x->n - (size_t)at > max)
             ok = 0;
-        for (uint32_t i = (uint32_t)at; ok && i < x->n; i++) {
-            if (skip > 0) {
-                skip--;
-                continue;
-            }
-            if (lh_conn_queue(c, ring_at(x, i)->frame) < 0)
-                return 1;
-            sent++;
-        }
-    } else if (at == -2 || walk_failed || fetched == NULL) {
-        if (!walk_failed && fetched == NULL && at == -1)
-            return 0; /* a walk is needed */
-        ok = 0;
+        else
+            sent = send_after(c, x, NULL, 0, wt->since, 0);
+    } else if (walked == 0) {
+        return 0; /* a walk is needed */
+    } else if (walked < 0 || nf == 0 || fetched[nf - 1].prev != wt->since ||
+               nf + x->n > max + 1) {
+        ok = 0; /* the chain does not reach back to since: evicted, expired, or too far */
     } else {
-        /* fetched reaches since (its oldest entry's prev is since), the ring follows. */
-        total = nf + x->n;
-        if (wt->read && total > wt->limit)
-            skip = total - wt->limit;
-        for (size_t i = nf; i-- > 0;) {
-            if (skip > 0) {
-                skip--;
-                continue;
-            }
-            if (lh_conn_queue(c, fetched[i].frame) < 0)
-                return 1;
-            sent++;
-        }
-        for (uint32_t i = 0; i < x->n; i++) {
-            if (ring_at(x, i)->off <= (nf ? fetched[0].off : 0))
-                continue;
-            if (skip > 0) {
-                skip--;
-                continue;
-            }
-            if (lh_conn_queue(c, ring_at(x, i)->frame) < 0)
-                return 1;
-            sent++;
-        }
+        sent = send_after(c, x, fetched, nf, wt->since, 0);
     }
-    send_reply(c, x, wt, ok, sent);
+    if (sent < 0)
+        return 1; /* c is going */
+    send_reply(c, x, wt, ok, (size_t)sent);
     if (!wt->read)
         lh_pubsub_hold(c, x->name, x->len, 0);
-    lh_m_add(LH_M_HIST_SENT, sent);
+    lh_m_add(LH_M_HIST_SENT, (uint64_t)sent);
     return 1;
 }
 
@@ -732,8 +753,8 @@ static void lookup_last(lh_hist_t *h, hchan_t *x);
 
 static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
 {
-    const hent_t *fetched = walked == 1 ? x->fill : NULL;
-    size_t nf = walked == 1 ? x->nfill : 0;
+    const hent_t *fetched = walked != 0 ? x->fill : NULL;
+    size_t nf = walked != 0 ? x->nfill : 0, need = 0;
     uint64_t lowest = UINT64_MAX;
     hwait_t *wt, *next;
 
@@ -745,10 +766,15 @@ static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
     }
     for (wt = x->waiters; wt != NULL; wt = next) {
         next = wt->next;
-        if (serve_one(h, x, wt, fetched, nf, walked == -1)) {
+        if (serve_one(h, x, wt, fetched, nf, walked)) {
             waiter_free(x, wt);
-        } else if (wt->since < lowest) {
-            lowest = wt->since;
+        } else {
+            size_t want = wt->read ? wt->limit : h->w->cfg->nats.jetstream.max_read + 1;
+
+            if (wt->since < lowest)
+                lowest = wt->since;
+            if (want > need)
+                need = want;
         }
     }
     /* What the walk read goes into the ring (older than its oldest) while there is room. */
@@ -764,12 +790,13 @@ static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
         /* Walk back from the oldest the ring has (or the newest offset) to lowest. */
         uint64_t from = x->n > 0 ? ring_at(x, 0)->prev : x->last;
 
+        x->fill_max = need > x->n ? need - x->n : 1;
         fill_start(h, x, from, lowest, 0);
     } else if (x->waiters != NULL && walked != 0) {
         /* Those still waiting could not be served by this walk: they fail. */
         for (wt = x->waiters; wt != NULL; wt = next) {
             next = wt->next;
-            serve_one(h, x, wt, NULL, 0, 1);
+            serve_one(h, x, wt, NULL, 0, -1);
             waiter_free(x, wt);
         }
     }
@@ -814,7 +841,7 @@ static void lookup_reply_cb(lh_worker_t *w, void *arg, void *msg)
 
         for (wt = x->waiters; wt != NULL; wt = next) {
             next = wt->next;
-            serve_one(h, x, wt, NULL, 0, 1);
+            serve_one(h, x, wt, NULL, 0, -1);
             waiter_free(x, wt);
         }
         return;
