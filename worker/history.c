@@ -329,7 +329,6 @@ static lh_buf_t *delivered_frame(const uint8_t *stored, size_t len, uint64_t off
     lh_buf_t *b;
     int n = snprintf(extra, sizeof(extra), "offset:%" PRIu64 "\r\nprev-offset:%" PRIu64
                      "\r\nepoch:%s\r\n", off, prev, epoch);
-    int crlf = nl != NULL && nl > stored && nl[-1] == '\r';
 
     /* The command line keeps its own line end; the headers follow with CRLF. */
     ml = first + (size_t)n + (len - first);
@@ -353,7 +352,6 @@ static lh_buf_t *delivered_frame(const uint8_t *stored, size_t len, uint64_t off
         p += n;
         memcpy(p, stored + first, len - first);
     }
-    (void)crlf;
     /* Text when the bytes are UTF-8, as for every delivery (PROTOCOL.md section 7). */
     if (!lh_utf8_valid(b->data + hl, ml))
         lh_ws_build_header(b->data, 1, LH_WS_OP_BINARY, ml, NULL);
