@@ -289,11 +289,6 @@ static hchan_t *hchan_find(lh_hist_t *h, const char *ch, size_t len, int create)
     x->cap = (uint32_t)(st->ns->history_size < h->w->cfg->nats.jetstream.max_read
                             ? st->ns->history_size
                             : h->w->cfg->nats.jetstream.max_read);
-    x->ring = calloc(x->cap, sizeof(*x->ring));
-    if (x->ring == NULL) {
-        free(x);
-        return NULL;
-    }
     x->next = *b;
     *b = x;
     h->nchans++;
@@ -382,6 +377,8 @@ static void ring_push(hchan_t *x, uint64_t off, uint64_t prev, lh_buf_t *frame)
 
     if (x->cap == 0)
         return;
+    if (x->ring == NULL && (x->ring = calloc(x->cap, sizeof(*x->ring))) == NULL)
+        return; /* no cache: recoveries read from JetStream */
     if (x->n == x->cap) {
         lh_buf_unref(x->ring[x->head].frame);
         x->head = (x->head + 1) % x->cap;
@@ -407,8 +404,11 @@ static void deliver_one(lh_hist_t *h, hchan_t *x, uint64_t off, uint64_t prev, l
     const uint8_t *p = frame_payload(frame, &len);
     lh_buf_t *f = frame;
 
-    lh_pubsub_deliver_local(h->w, x->name, x->len, &f, p, len);
-    ring_push(x, off, prev, frame);
+    /* The cache serves recoveries, which need subscribers here: a worker that only
+     * publishes on the channel keeps none. */
+    if (lh_pubsub_deliver_local(h->w, x->name, x->len, &f, p, len) > 0 || x->waiters != NULL ||
+        lh_pubsub_has_subscribers(h->w, x->name, x->len))
+        ring_push(x, off, prev, frame);
     x->last = off;
     x->last_known = 1;
 }
@@ -606,6 +606,8 @@ static long ring_after(hchan_t *x, uint64_t since)
 static void ring_prepend(hchan_t *x, const hent_t *e)
 {
     if (x->n == x->cap || x->cap == 0)
+        return;
+    if (x->ring == NULL && (x->ring = calloc(x->cap, sizeof(*x->ring))) == NULL)
         return;
     x->head = (x->head + x->cap - 1) % x->cap;
     x->ring[x->head] = (hent_t){e->off, e->prev, lh_buf_ref(e->frame)};
@@ -1181,6 +1183,43 @@ void lh_hist_register(void)
 }
 
 /* ---- Life cycle ------------------------------------------------------------------------ */
+
+static void hchan_drop_cache(hchan_t *x)
+{
+    for (uint32_t i = 0; i < x->n; i++)
+        lh_buf_unref(ring_at(x, i)->frame);
+    free(x->ring);
+    x->ring = NULL;
+    x->n = x->head = 0;
+    for (size_t i = 0; i < x->nheld; i++)
+        lh_buf_unref(x->held[i].frame);
+    x->nheld = 0;
+}
+
+void lh_hist_chan_idle(lh_worker_t *w, const char *ch, size_t len)
+{
+    lh_hist_t *h = hist_of(w);
+    hchan_t *x = h ? hchan_find(h, ch, len, 0) : NULL;
+    hchan_t **pp;
+
+    if (x == NULL || x->waiters != NULL || x->fill_req != NULL)
+        return;
+    /* No subscriber here any more: the chain is no longer followed (a later subscribe
+     * learns it again); the cache and what waited for a gap go. */
+    hchan_drop_cache(x);
+    x->last_known = 0;
+    x->last = 0;
+    if (x->q_head != NULL || x->pub_req != NULL)
+        return; /* publishes still to store: the channel stays for them */
+    pp = &h->buckets[lh_metrics_chan_hash(ch, len) & (h->nbuckets - 1)];
+    while (*pp != x)
+        pp = &(*pp)->next;
+    *pp = x->next;
+    h->nchans--;
+    free(x->held);
+    free(x->fill);
+    free(x);
+}
 
 void lh_hist_conn_gone(lh_conn_t *c)
 {
