@@ -43,7 +43,7 @@
 #include "pubsub.h"
 
 #define RETRY_MS 250        /* a stream not ready (and not being asked): ask again */
-#define WRONG_LAST_TRIES 16 /* publishes refused for a stale previous offset, in a row */
+
 
 typedef struct hstream_s {
     const lh_ns_cfg_t *ns;
@@ -66,7 +66,7 @@ typedef struct hpub_s {
     lh_hist_batch_t *b; /* the POST /publish it is part of, or NULL */
     char cmd[65];
     size_t len;
-    unsigned tries;
+    uint64_t first_ns;  /* when it was first sent: retries stop after the JetStream timeout */
     uint8_t data[];     /* the message as stored */
 } hpub_t;
 
@@ -964,14 +964,15 @@ static void pub_ack_cb(lh_worker_t *w, void *arg, void *msg)
         pub_tell(x, p, (uint64_t)seq, 1);
         pub_pop(x);
     } else if (json_integer_value(json_object_get(err, "err_code")) == 10071 &&
-               p->tries < WRONG_LAST_TRIES) {
-        /* "wrong last sequence: N": another publisher came first; go on from N. */
+               lh_now_ns() - p->first_ns < (uint64_t)w->cfg->nats.jetstream.timeout_ms * 1000000) {
+        /* "wrong last sequence: N": another publisher came first; go on from N. Under a
+         * steady race with another node this can repeat; it stops being tried when the
+         * JetStream timeout has passed since the first try. */
         const char *d = json_string_value(json_object_get(err, "description"));
         const char *colon = d ? strrchr(d, ':') : NULL;
 
         x->pub_last = colon ? strtoull(colon + 1, NULL, 10) : 0;
         x->pub_known = colon != NULL;
-        p->tries++;
     } else {
         pub_fail(x, p, msg == NULL ? "history unavailable: JetStream did not answer; not "
                                      "published"
@@ -1046,6 +1047,8 @@ static void pub_pump(lh_hist_t *h, hchan_t *x)
     hdrs[2] = "Lhttp-Prev";
     hdrs[3] = prev;
     x->pub_started_ns = lh_now_ns();
+    if (p->first_ns == 0)
+        p->first_ns = x->pub_started_ns;
     x->pub_req = lh_nats_request(h->w, subj, hdrs, 2, p->data, p->len,
                                  h->w->cfg->nats.jetstream.timeout_ms, pub_ack_cb, x);
     if (x->pub_req == NULL)
@@ -1083,9 +1086,9 @@ long lh_hist_publish(lh_conn_t *c, lh_hist_batch_t *b, const char *ch, size_t le
     p->next = NULL;
     p->c = c;
     p->b = b;
+    p->first_ns = 0;
     if (b != NULL)
         b->outstanding++;
-    p->tries = 0;
     snprintf(p->cmd, sizeof(p->cmd), "%.*s", (int)m.command_len, m.command);
     if (c != NULL)
         c->nhist++;
