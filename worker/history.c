@@ -63,6 +63,7 @@ typedef struct {
 typedef struct hpub_s {
     struct hpub_s *next;
     lh_conn_t *c;       /* who to tell of a failure (NULL: nobody), cleared when it goes */
+    lh_hist_batch_t *b; /* the POST /publish it is part of, or NULL */
     char cmd[65];
     size_t len;
     unsigned tries;
@@ -100,6 +101,7 @@ typedef struct hchan_s {
     hent_t *fill;        /* what the walk read so far, newest first */
     size_t nfill, fill_cap;
     int fill_for_gap;    /* the walk fills a gap (else it serves waiters) */
+    size_t fill_max;     /* a walk for waiters reads at most this many */
     hwait_t *waiters;
     size_t len;
     char name[];
@@ -287,11 +289,6 @@ static hchan_t *hchan_find(lh_hist_t *h, const char *ch, size_t len, int create)
     x->cap = (uint32_t)(st->ns->history_size < h->w->cfg->nats.jetstream.max_read
                             ? st->ns->history_size
                             : h->w->cfg->nats.jetstream.max_read);
-    x->ring = calloc(x->cap, sizeof(*x->ring));
-    if (x->ring == NULL) {
-        free(x);
-        return NULL;
-    }
     x->next = *b;
     *b = x;
     h->nchans++;
@@ -327,7 +324,6 @@ static lh_buf_t *delivered_frame(const uint8_t *stored, size_t len, uint64_t off
     lh_buf_t *b;
     int n = snprintf(extra, sizeof(extra), "offset:%" PRIu64 "\r\nprev-offset:%" PRIu64
                      "\r\nepoch:%s\r\n", off, prev, epoch);
-    int crlf = nl != NULL && nl > stored && nl[-1] == '\r';
 
     /* The command line keeps its own line end; the headers follow with CRLF. */
     ml = first + (size_t)n + (len - first);
@@ -351,7 +347,6 @@ static lh_buf_t *delivered_frame(const uint8_t *stored, size_t len, uint64_t off
         p += n;
         memcpy(p, stored + first, len - first);
     }
-    (void)crlf;
     /* Text when the bytes are UTF-8, as for every delivery (PROTOCOL.md section 7). */
     if (!lh_utf8_valid(b->data + hl, ml))
         lh_ws_build_header(b->data, 1, LH_WS_OP_BINARY, ml, NULL);
@@ -382,6 +377,8 @@ static void ring_push(hchan_t *x, uint64_t off, uint64_t prev, lh_buf_t *frame)
 
     if (x->cap == 0)
         return;
+    if (x->ring == NULL && (x->ring = calloc(x->cap, sizeof(*x->ring))) == NULL)
+        return; /* no cache: recoveries read from JetStream */
     if (x->n == x->cap) {
         lh_buf_unref(x->ring[x->head].frame);
         x->head = (x->head + 1) % x->cap;
@@ -407,8 +404,11 @@ static void deliver_one(lh_hist_t *h, hchan_t *x, uint64_t off, uint64_t prev, l
     const uint8_t *p = frame_payload(frame, &len);
     lh_buf_t *f = frame;
 
-    lh_pubsub_deliver_local(h->w, x->name, x->len, &f, p, len);
-    ring_push(x, off, prev, frame);
+    /* The cache serves recoveries, which need subscribers here: a worker that only
+     * publishes on the channel keeps none. */
+    if (lh_pubsub_deliver_local(h->w, x->name, x->len, &f, p, len) > 0 || x->waiters != NULL ||
+        lh_pubsub_has_subscribers(h->w, x->name, x->len))
+        ring_push(x, off, prev, frame);
     x->last = off;
     x->last_known = 1;
 }
@@ -555,7 +555,8 @@ static void fill_reply_cb(lh_worker_t *w, void *arg, void *msg)
     }
     x->fill[x->nfill++] = (hent_t){off, p, frame};
     lh_m_inc(LH_M_HIST_READS_JS);
-    if (p <= x->fill_stop || p == 0 || x->nfill >= w->cfg->nats.jetstream.max_read) {
+    if (p <= x->fill_stop || p == 0 || x->nfill >= w->cfg->nats.jetstream.max_read ||
+        (!x->fill_for_gap && x->nfill >= x->fill_max)) {
         fill_done(h, x, p <= x->fill_stop || p == 0);
         return;
     }
@@ -606,6 +607,8 @@ static void ring_prepend(hchan_t *x, const hent_t *e)
 {
     if (x->n == x->cap || x->cap == 0)
         return;
+    if (x->ring == NULL && (x->ring = calloc(x->cap, sizeof(*x->ring))) == NULL)
+        return;
     x->head = (x->head + x->cap - 1) % x->cap;
     x->ring[x->head] = (hent_t){e->off, e->prev, lh_buf_ref(e->frame)};
     x->n++;
@@ -638,17 +641,58 @@ static void send_reply(lh_conn_t *c, hchan_t *x, const hwait_t *wt, int recovere
         lh_m_inc(recovered ? LH_M_HIST_RECOVERED : LH_M_HIST_NOT_RECOVERED);
 }
 
+/* Queues the chain's part after since to c: what a walk read (fetched, newest first) and
+ * then the ring, the last `limit` of them (0: all). Returns how many, or -1 once c
+ * cannot take more. */
+static long send_after(lh_conn_t *c, hchan_t *x, const hent_t *fetched, size_t nf,
+                       uint64_t since, size_t limit)
+{
+    size_t total = 0, skip, sent = 0;
+    uint64_t newest_fetched = nf ? fetched[0].off : 0;
+
+    for (size_t i = 0; i < nf; i++)
+        total += fetched[i].off > since;
+    for (uint32_t i = 0; i < x->n; i++)
+        total += ring_at(x, i)->off > since && ring_at(x, i)->off > newest_fetched;
+    skip = limit > 0 && total > limit ? total - limit : 0;
+    for (size_t i = nf; i-- > 0;) {
+        if (fetched[i].off <= since)
+            continue;
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        if (lh_conn_queue(c, fetched[i].frame) < 0)
+            return -1;
+        sent++;
+    }
+    for (uint32_t i = 0; i < x->n; i++) {
+        hent_t *e = ring_at(x, i);
+
+        if (e->off <= since || e->off <= newest_fetched)
+            continue;
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        if (lh_conn_queue(c, e->frame) < 0)
+            return -1;
+        sent++;
+    }
+    return (long)sent;
+}
+
 /*
  * Serves one waiter from the ring and, when the ring does not reach back far enough,
- * from what a walk read (fetched, newest first; NULL when none ran). Returns 1 when
- * served, 0 when it needs a walk.
+ * from what a walk read (fetched, newest first, nf of them; walked: 0 no walk ran, 1 it
+ * reached its end, -1 it failed). Returns 1 when served, 0 when it needs a walk.
  */
 static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetched, size_t nf,
-                     int walk_failed)
+                     int walked)
 {
     lh_conn_t *c = wt->c;
-    long at;
-    size_t sent = 0, skip = 0, total;
+    size_t max = h->w->cfg->nats.jetstream.max_read;
+    long at, sent = 0;
     int ok = 1;
 
     if (c == NULL)
@@ -658,59 +702,37 @@ static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetche
         lh_pubsub_hold(c, x->name, x->len, 0);
         return 1;
     }
-    if (!x->st->ready || (wt->recover && strcmp(wt->epoch, x->st->epoch) != 0)) {
+    at = ring_after(x, wt->since);
+    if (wt->read) {
+        size_t after = 0;
+
+        for (uint32_t i = 0; i < x->n; i++)
+            after += ring_at(x, i)->off > wt->since;
+        if (at < 0 && after < wt->limit && walked == 0 && x->st->ready)
+            return 0; /* read further back first */
+        sent = send_after(c, x, at >= 0 || after >= wt->limit ? NULL : fetched,
+                          at >= 0 || after >= wt->limit ? 0 : nf, wt->since, wt->limit);
+    } else if (!x->st->ready || strcmp(wt->epoch, x->st->epoch) != 0 || at == -2) {
         ok = 0;
-    } else if ((at = ring_after(x, wt->since)) >= 0) {
-        fetched = NULL; /* the ring has it all */
-        nf = 0;
-        total = x->n - (size_t)at;
-        if (wt->read && total > wt->limit)
-            skip = total - wt->limit;
-        if (wt->recover && total > h->w->cfg->nats.jetstream.max_read)
+    } else if (at >= 0) {
+        if (x->n - (size_t)at > max)
             ok = 0;
-        for (uint32_t i = (uint32_t)at; ok && i < x->n; i++) {
-            if (skip > 0) {
-                skip--;
-                continue;
-            }
-            if (lh_conn_queue(c, ring_at(x, i)->frame) < 0)
-                return 1;
-            sent++;
-        }
-    } else if (at == -2 || walk_failed || fetched == NULL) {
-        if (!walk_failed && fetched == NULL && at == -1)
-            return 0; /* a walk is needed */
-        ok = 0;
+        else
+            sent = send_after(c, x, NULL, 0, wt->since, 0);
+    } else if (walked == 0) {
+        return 0; /* a walk is needed */
+    } else if (walked < 0 || nf == 0 || fetched[nf - 1].prev != wt->since ||
+               nf + x->n > max + 1) {
+        ok = 0; /* the chain does not reach back to since: evicted, expired, or too far */
     } else {
-        /* fetched reaches since (its oldest entry's prev is since), the ring follows. */
-        total = nf + x->n;
-        if (wt->read && total > wt->limit)
-            skip = total - wt->limit;
-        for (size_t i = nf; i-- > 0;) {
-            if (skip > 0) {
-                skip--;
-                continue;
-            }
-            if (lh_conn_queue(c, fetched[i].frame) < 0)
-                return 1;
-            sent++;
-        }
-        for (uint32_t i = 0; i < x->n; i++) {
-            if (ring_at(x, i)->off <= (nf ? fetched[0].off : 0))
-                continue;
-            if (skip > 0) {
-                skip--;
-                continue;
-            }
-            if (lh_conn_queue(c, ring_at(x, i)->frame) < 0)
-                return 1;
-            sent++;
-        }
+        sent = send_after(c, x, fetched, nf, wt->since, 0);
     }
-    send_reply(c, x, wt, ok, sent);
+    if (sent < 0)
+        return 1; /* c is going */
+    send_reply(c, x, wt, ok, (size_t)sent);
     if (!wt->read)
         lh_pubsub_hold(c, x->name, x->len, 0);
-    lh_m_add(LH_M_HIST_SENT, sent);
+    lh_m_add(LH_M_HIST_SENT, (uint64_t)sent);
     return 1;
 }
 
@@ -718,6 +740,8 @@ static void waiter_free(hchan_t *x, hwait_t *wt)
 {
     hwait_t **pp = &x->waiters;
 
+    if (wt->c != NULL)
+        wt->c->nhist--;
     while (*pp != NULL && *pp != wt)
         pp = &(*pp)->next;
     if (*pp == wt)
@@ -729,8 +753,8 @@ static void lookup_last(lh_hist_t *h, hchan_t *x);
 
 static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
 {
-    const hent_t *fetched = walked == 1 ? x->fill : NULL;
-    size_t nf = walked == 1 ? x->nfill : 0;
+    const hent_t *fetched = walked != 0 ? x->fill : NULL;
+    size_t nf = walked != 0 ? x->nfill : 0, need = 0;
     uint64_t lowest = UINT64_MAX;
     hwait_t *wt, *next;
 
@@ -742,10 +766,15 @@ static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
     }
     for (wt = x->waiters; wt != NULL; wt = next) {
         next = wt->next;
-        if (serve_one(h, x, wt, fetched, nf, walked == -1)) {
+        if (serve_one(h, x, wt, fetched, nf, walked)) {
             waiter_free(x, wt);
-        } else if (wt->since < lowest) {
-            lowest = wt->since;
+        } else {
+            size_t want = wt->read ? wt->limit : h->w->cfg->nats.jetstream.max_read + 1;
+
+            if (wt->since < lowest)
+                lowest = wt->since;
+            if (want > need)
+                need = want;
         }
     }
     /* What the walk read goes into the ring (older than its oldest) while there is room. */
@@ -761,12 +790,13 @@ static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
         /* Walk back from the oldest the ring has (or the newest offset) to lowest. */
         uint64_t from = x->n > 0 ? ring_at(x, 0)->prev : x->last;
 
+        x->fill_max = need > x->n ? need - x->n : 1;
         fill_start(h, x, from, lowest, 0);
     } else if (x->waiters != NULL && walked != 0) {
         /* Those still waiting could not be served by this walk: they fail. */
         for (wt = x->waiters; wt != NULL; wt = next) {
             next = wt->next;
-            serve_one(h, x, wt, NULL, 0, 1);
+            serve_one(h, x, wt, NULL, 0, -1);
             waiter_free(x, wt);
         }
     }
@@ -811,7 +841,7 @@ static void lookup_reply_cb(lh_worker_t *w, void *arg, void *msg)
 
         for (wt = x->waiters; wt != NULL; wt = next) {
             next = wt->next;
-            serve_one(h, x, wt, NULL, 0, 1);
+            serve_one(h, x, wt, NULL, 0, -1);
             waiter_free(x, wt);
         }
         return;
@@ -869,12 +899,22 @@ int lh_hist_attach(lh_conn_t *c, const char *ch, size_t len, int recover, uint64
 
 static void pub_pump(lh_hist_t *h, hchan_t *x);
 
+/* Tells p's batch (if any) how p ended, once. */
+static void pub_tell(hchan_t *x, hpub_t *p, uint64_t off, int ok)
+{
+    lh_hist_batch_t *b = p->b;
+
+    p->b = NULL;
+    if (b != NULL)
+        b->done(b, x->name, x->len, off, ok);
+}
+
 static void pub_fail(hchan_t *x, hpub_t *p, const char *why)
 {
+    pub_tell(x, p, 0, 0);
     if (p->c != NULL)
         lh_reply_error(p->c, p->cmd, strlen(p->cmd), 503, why);
     lh_m_inc(LH_M_HIST_PUB_FAILED);
-    (void)x;
 }
 
 static void pub_pop(hchan_t *x)
@@ -921,6 +961,7 @@ static void pub_ack_cb(lh_worker_t *w, void *arg, void *msg)
             offer(h, x, (uint64_t)seq, prev, frame);
             lh_buf_unref(frame);
         }
+        pub_tell(x, p, (uint64_t)seq, 1);
         pub_pop(x);
     } else if (json_integer_value(json_object_get(err, "err_code")) == 10071 &&
                p->tries < WRONG_LAST_TRIES) {
@@ -1011,7 +1052,8 @@ static void pub_pump(lh_hist_t *h, hchan_t *x)
         pub_ack_cb(h->w, x, NULL);
 }
 
-long lh_hist_publish(lh_conn_t *c, const char *ch, size_t len, const void *msg, size_t msg_len)
+long lh_hist_publish(lh_conn_t *c, lh_hist_batch_t *b, const char *ch, size_t len,
+                     const void *msg, size_t msg_len)
 {
     lh_worker_t *w = c ? c->w : lh_current_worker;
     lh_hist_t *h = hist_of(w);
@@ -1040,6 +1082,9 @@ long lh_hist_publish(lh_conn_t *c, const char *ch, size_t len, const void *msg, 
     p->len = need;
     p->next = NULL;
     p->c = c;
+    p->b = b;
+    if (b != NULL)
+        b->outstanding++;
     p->tries = 0;
     snprintf(p->cmd, sizeof(p->cmd), "%.*s", (int)m.command_len, m.command);
     if (c != NULL)
@@ -1139,6 +1184,43 @@ void lh_hist_register(void)
 
 /* ---- Life cycle ------------------------------------------------------------------------ */
 
+static void hchan_drop_cache(hchan_t *x)
+{
+    for (uint32_t i = 0; i < x->n; i++)
+        lh_buf_unref(ring_at(x, i)->frame);
+    free(x->ring);
+    x->ring = NULL;
+    x->n = x->head = 0;
+    for (size_t i = 0; i < x->nheld; i++)
+        lh_buf_unref(x->held[i].frame);
+    x->nheld = 0;
+}
+
+void lh_hist_chan_idle(lh_worker_t *w, const char *ch, size_t len)
+{
+    lh_hist_t *h = hist_of(w);
+    hchan_t *x = h ? hchan_find(h, ch, len, 0) : NULL;
+    hchan_t **pp;
+
+    if (x == NULL || x->waiters != NULL || x->fill_req != NULL)
+        return;
+    /* No subscriber here any more: the chain is no longer followed (a later subscribe
+     * learns it again); the cache and what waited for a gap go. */
+    hchan_drop_cache(x);
+    x->last_known = 0;
+    x->last = 0;
+    if (x->q_head != NULL || x->pub_req != NULL)
+        return; /* publishes still to store: the channel stays for them */
+    pp = &h->buckets[lh_metrics_chan_hash(ch, len) & (h->nbuckets - 1)];
+    while (*pp != x)
+        pp = &(*pp)->next;
+    *pp = x->next;
+    h->nchans--;
+    free(x->held);
+    free(x->fill);
+    free(x);
+}
+
 void lh_hist_conn_gone(lh_conn_t *c)
 {
     lh_hist_t *h = hist_of(c->w);
@@ -1147,11 +1229,16 @@ void lh_hist_conn_gone(lh_conn_t *c)
         return;
     for (size_t b = 0; b < h->nbuckets && c->nhist > 0; b++) {
         for (hchan_t *x = h->buckets[b]; x != NULL; x = x->next) {
-            for (hpub_t *p = x->q_head; p != NULL; p = p->next)
+            for (hpub_t *p = x->q_head; p != NULL; p = p->next) {
+                if (p->b != NULL && p->b->c == c) {
+                    p->b->c = NULL; /* its answer has nobody to go to */
+                    c->nhist--;
+                }
                 if (p->c == c) {
                     p->c = NULL;
                     c->nhist--;
                 }
+            }
             for (hwait_t *wt = x->waiters; wt != NULL; wt = wt->next)
                 if (wt->c == c) {
                     wt->c = NULL;
@@ -1209,8 +1296,10 @@ void lh_hist_free(lh_worker_t *w)
         while (x != NULL) {
             hchan_t *next = x->next;
 
-            while (x->q_head != NULL)
+            while (x->q_head != NULL) {
+                pub_tell(x, x->q_head, 0, 0);
                 pub_pop(x);
+            }
             while (x->waiters != NULL)
                 waiter_free(x, x->waiters);
             for (uint32_t i = 0; i < x->n; i++)
