@@ -307,7 +307,7 @@ static void stored_subject(const lh_hist_t *h, const char *ch, size_t len, char 
 static int reserved(const char *k, size_t kl)
 {
     return lh_strieq(k, kl, "offset") || lh_strieq(k, kl, "prev-offset") ||
-           lh_strieq(k, kl, "epoch");
+           lh_strieq(k, kl, "epoch") || lh_strieq(k, kl, "channel");
 }
 
 /*
@@ -315,15 +315,15 @@ static int reserved(const char *k, size_t kl)
  * and epoch, then the rest of the stored message. NULL when out of memory.
  */
 static lh_buf_t *delivered_frame(const uint8_t *stored, size_t len, uint64_t off, uint64_t prev,
-                                 const char *epoch)
+                                 const char *epoch, const char *ch, size_t chlen)
 {
     const uint8_t *nl = memchr(stored, '\n', len);
     size_t first = nl ? (size_t)(nl - stored) + 1 : len, ml, hl;
-    char extra[96];
+    char extra[LH_CHANNEL_MAX_LEN + 128];
     uint8_t hdr[LH_WS_MAX_HEADER];
     lh_buf_t *b;
     int n = snprintf(extra, sizeof(extra), "offset:%" PRIu64 "\r\nprev-offset:%" PRIu64
-                     "\r\nepoch:%s\r\n", off, prev, epoch);
+                     "\r\nepoch:%s\r\nchannel:%.*s\r\n", off, prev, epoch, (int)chlen, ch);
 
     /* The command line keeps its own line end; the headers follow with CRLF. */
     ml = first + (size_t)n + (len - first);
@@ -404,13 +404,16 @@ static void deliver_one(lh_hist_t *h, hchan_t *x, uint64_t off, uint64_t prev, l
     const uint8_t *p = frame_payload(frame, &len);
     lh_buf_t *f = frame;
 
-    /* The cache serves recoveries, which need subscribers here: a worker that only
-     * publishes on the channel keeps none. */
+    /* This worker follows the chain (its last offset, the cache that serves recoveries)
+     * only while it has subscribers to the channel, for only then does NATS bring it
+     * every message: a worker that only publishes on it knows nothing it could trust
+     * later (a subscribe then learns the chain from JetStream). */
     if (lh_pubsub_deliver_local(h->w, x->name, x->len, &f, p, len) > 0 || x->waiters != NULL ||
-        lh_pubsub_has_subscribers(h->w, x->name, x->len))
+        lh_pubsub_has_subscribers(h->w, x->name, x->len)) {
         ring_push(x, off, prev, frame);
-    x->last = off;
-    x->last_known = 1;
+        x->last = off;
+        x->last_known = 1;
+    }
 }
 
 static void fill_start(lh_hist_t *h, hchan_t *x, uint64_t from, uint64_t stop, int for_gap);
@@ -536,7 +539,8 @@ static void fill_reply_cb(lh_worker_t *w, void *arg, void *msg)
     off = strtoull(seq, NULL, 10);
     p = strtoull(prev, NULL, 10);
     frame = delivered_frame((const uint8_t *)natsMsg_GetData(msg),
-                            (size_t)natsMsg_GetDataLength(msg), off, p, x->st->epoch);
+                            (size_t)natsMsg_GetDataLength(msg), off, p, x->st->epoch, x->name,
+                            x->len);
     if (frame == NULL) {
         fill_done(h, x, 0);
         return;
@@ -816,7 +820,7 @@ static void lookup_reply_cb(lh_worker_t *w, void *arg, void *msg)
         uint64_t off = strtoull(seq, NULL, 10), p = strtoull(prev, NULL, 10);
         lh_buf_t *frame = delivered_frame((const uint8_t *)natsMsg_GetData(msg),
                                           (size_t)natsMsg_GetDataLength(msg), off, p,
-                                          x->st->epoch);
+                                          x->st->epoch, x->name, x->len);
 
         if (!x->last_known && frame != NULL) {
             /* The newest message: the ring starts with it (subscribers have it already or
@@ -946,7 +950,7 @@ static void pub_ack_cb(lh_worker_t *w, void *arg, void *msg)
     seq = json_integer_value(json_object_get(doc, "seq"));
     if (doc != NULL && err == NULL && seq > 0) {
         lh_buf_t *frame = delivered_frame(p->data, p->len, (uint64_t)seq, x->pub_last,
-                                          x->st->epoch);
+                                          x->st->epoch, x->name, x->len);
         uint64_t prev = x->pub_last;
 
         x->pub_last = (uint64_t)seq;
@@ -1170,7 +1174,7 @@ static void history_on_message(lh_conn_t *c, lh_msg_t *m, void *ud)
         lh_reply_error_to(c, m, 403, why);
         return;
     }
-    if (!hist_of(c->w)->streams[0].ready && !stream_of(hist_of(c->w), ch, cl)->ready) {
+    if (!stream_of(hist_of(c->w), ch, cl)->ready) {
         lh_reply_error_to(c, m, 503, "history unavailable: JetStream is not reachable");
         return;
     }

@@ -1050,10 +1050,13 @@ export class LhttpClient {
     this.#emit('gap', { channel, from, to, epoch: pos?.epoch ?? null, reason: 'server' });
   }
 
-  // The subscribed channel a history delivery belongs to: its only channel, or, when its
+  // The subscribed channel a history delivery belongs to: the server names it in the
+  // `channel` header; without one (an older server), its only channel, or, when its
   // publish header names several, the one whose position its prevOffset follows, or the
   // only one with a position in its epoch. null when it cannot be told.
   #channelOf(msg) {
+    if (msg.headers.channel !== undefined)
+      return this.#channels.has(msg.headers.channel) ? msg.headers.channel : null;
     const mine = msg.channels.filter((c) => this.#channels.has(c));
     if (mine.length <= 1) return mine[0] ?? null;
     const same = mine.filter((c) => this.#positions.get(c)?.epoch === msg.epoch);
