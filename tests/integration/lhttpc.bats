@@ -636,7 +636,7 @@ epoch_of() {
     lines_are '- pong hi there'
 }
 
-@test "lhttpc: raw and json output show a history message's offset, prev-offset and epoch headers" {
+@test "lhttpc: raw and json output show a history message's offset, prev-offset, epoch and channel headers" {
     hist_server
     local o1 o2 e
     o1=$(hpub hist.r first)
@@ -648,8 +648,9 @@ epoch_of() {
     [ "${lines[1]}" = $'offset:'"$o2"$'\r' ]
     [ "${lines[2]}" = $'prev-offset:'"$o1"$'\r' ]
     [ "${lines[3]}" = $'epoch:'"$e"$'\r' ]
+    [ "${lines[4]}" = $'channel:hist.r\r' ]
     run --separate-stderr "$LHTTPC" -q -n 1 -w 5000 --format json "$HURL" send history -H channel:hist.r -H limit:1
-    lines_are '{"command":"chat","headers":[["offset","'"$o2"'"],["prev-offset","'"$o1"'"],["epoch","'"$e"'"],["publish","hist.r"]],"body":"second","binary":false}'
+    lines_are '{"command":"chat","headers":[["offset","'"$o2"'"],["prev-offset","'"$o1"'"],["epoch","'"$e"'"],["channel","hist.r"],["publish","hist.r"]],"body":"second","binary":false}'
 }
 
 @test "lhttpc: --since OFFSET --epoch E recovers every message after OFFSET, then recovered:true" {
