@@ -231,14 +231,19 @@ def main():
                        f"deliveries/CPU-s | {fmt(e2)} / {fmt(e1)} | | | {e2 / e1:.2f} | | | |")
 
     # 7. History (issue 18): the fan-out on a channel with history (lhttpd: JetStream,
-    # offsets on every delivery; nchan: nchan_message_buffer_length, message ids over
-    # ws+meta.nchan), lhttpd's history fan-out against its fan-out without history of the
-    # same rounds (the median of the rounds' own ratios, as for the authenticated row),
-    # and the recovery of 1000 clients reconnecting at once.
+    # offsets on every delivery; nchan: nchan_message_buffer_length, plain subscribers,
+    # and, informative, subscribers that get the message ids over ws+meta.nchan),
+    # lhttpd's history fan-out against its fan-out without history of the same rounds
+    # (the median of the rounds' own ratios, as for the authenticated row), and the
+    # recovery of 1000 clients reconnecting at once.
     hl = pick(runs, "fanout-hist", "lhttpd", **w1)
     row("7. history fan-out, 1000 subs, WS publish (lhttpd history, nchan buffer)",
         "deliveries/s", hl, pick(runs, "fanout-hist", "nchan", **w1), "deliveries_per_s",
         "higher", 3)
+    if pick(runs, "fanout-hist-ids", "nchan", **w1):
+        row("7. same, nchan's subscribers with message ids (ws+meta.nchan)", "deliveries/s",
+            hl, pick(runs, "fanout-hist-ids", "nchan", **w1), "deliveries_per_s", "higher",
+            None)
     if hl:
         base = pick(runs, "fanout-nohist", "lhttpd", **w1)
         hv, bv = median(hl, "deliveries_per_s"), median(base, "deliveries_per_s")
@@ -263,7 +268,8 @@ def main():
     out.append("")
     out.append("Server CPU use during the runs (share of one core, median; lhttpd's NATS apart):")
     for sc in ("fanout-ws", "fanout-auth", "fanout-http", "channels-http", "channels-ws", "latency",
-               "latency-channels", "setup", "fanout-hist", "fanout-nohist", "recover"):
+               "latency-channels", "setup", "fanout-hist", "fanout-hist-ids", "fanout-nohist",
+               "recover"):
         parts = []
         for srv in ("lhttpd", "nchan", "floor"):
             rs = pick(runs, sc, srv, 1, "yes") or pick(runs, sc, srv, **w1)

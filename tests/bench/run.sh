@@ -482,29 +482,42 @@ setup_rate() {
 }
 # 7. History (issue 18). Fan-out: scenario 1 over WebSocket on a channel with history,
 #    lhttpd's in the namespace hist (every message stored in JetStream before it is
-#    delivered, each delivery with its offset, prev-offset and epoch headers), nchan's
-#    at /hpub/ (nchan_message_buffer_length HIST_SIZE), its subscribers with the
-#    ws+meta.nchan subprotocol that gives them each message's id (what a client needs to
-#    resume). lhttp-bench --server-headers accepts exactly those additions, removes them
-#    before comparing each delivery with what was sent, and follows lhttpd's offset chain.
+#    delivered, each delivery with its offset, prev-offset and epoch headers; lhttp-bench
+#    --server-headers accepts exactly those, removes them before comparing each delivery
+#    with what was sent, and follows the offset chain), nchan's at /hpub/
+#    (nchan_message_buffer_length HIST_SIZE), its subscribers plain, as in scenario 1:
+#    nchan's cheapest buffered fan-out, the one the target is taken against. A client
+#    that is to resume needs each message's id, which nchan's WebSocket subscriber gives
+#    only with the ws+meta.nchan subprotocol: that costs nchan more, and is measured as
+#    fanout-hist-ids (--server-headers for nchan), back to back with fanout-hist.
 #    lhttpd's fan-out without history runs back to back with its history fan-out in
 #    every round (which goes first alternates), tagged hround=N, for the target
 #    "history >= 50% of the fan-out without history".
 fanout_hist() { # fanout_hist SERVER [EXTRA=value...]
-    local srv=$1
+    local srv=$1 sc=fanout-hist meta=
     shift
+    [ "$srv" = lhttpd ] && meta=--server-headers
+    if [ "${IDS:-}" = 1 ]; then
+        sc=fanout-hist-ids meta=--server-headers
+    fi
     HIST_RUN=$((HIST_RUN + 1))
     # shellcheck disable=SC2046
-    SUBS=hist run fanout-hist "$srv" "$@" -- $(hist_args "$srv" ws) -n 1000 -c 1 -s 64 \
-        -d "$DUR" -w 200 --server-headers
+    SUBS=hist run "$sc" "$srv" "$@" -- $(hist_args "$srv" ws) -n 1000 -c 1 -s 64 \
+        -d "$DUR" -w 200 $meta
 }
 HIST_ROUND=0
 fanout_hist_pair() {
+    HIST_ROUND=$((HIST_ROUND + 1))
     if [ "$1" != lhttpd ]; then
-        fanout_hist "$1"
+        if [ $((HIST_ROUND % 2)) -eq 1 ]; then
+            fanout_hist "$1"
+            IDS=1 fanout_hist "$1"
+        else
+            IDS=1 fanout_hist "$1"
+            fanout_hist "$1"
+        fi
         return
     fi
-    HIST_ROUND=$((HIST_ROUND + 1))
     if [ $((HIST_ROUND % 2)) -eq 1 ]; then
         fanout_hist lhttpd hround="$HIST_ROUND"
         # shellcheck disable=SC2046
