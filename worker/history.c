@@ -43,7 +43,7 @@
 #include "pubsub.h"
 
 #define RETRY_MS 250        /* a stream not ready (and not being asked): ask again */
-#define WRONG_LAST_TRIES 16 /* publishes refused for a stale previous offset, in a row */
+
 
 typedef struct hstream_s {
     const lh_ns_cfg_t *ns;
@@ -66,7 +66,7 @@ typedef struct hpub_s {
     lh_hist_batch_t *b; /* the POST /publish it is part of, or NULL */
     char cmd[65];
     size_t len;
-    unsigned tries;
+    uint64_t first_ns;  /* when it was first sent: retries stop after the JetStream timeout */
     uint8_t data[];     /* the message as stored */
 } hpub_t;
 
@@ -289,11 +289,6 @@ static hchan_t *hchan_find(lh_hist_t *h, const char *ch, size_t len, int create)
     x->cap = (uint32_t)(st->ns->history_size < h->w->cfg->nats.jetstream.max_read
                             ? st->ns->history_size
                             : h->w->cfg->nats.jetstream.max_read);
-    x->ring = calloc(x->cap, sizeof(*x->ring));
-    if (x->ring == NULL) {
-        free(x);
-        return NULL;
-    }
     x->next = *b;
     *b = x;
     h->nchans++;
@@ -312,7 +307,7 @@ static void stored_subject(const lh_hist_t *h, const char *ch, size_t len, char 
 static int reserved(const char *k, size_t kl)
 {
     return lh_strieq(k, kl, "offset") || lh_strieq(k, kl, "prev-offset") ||
-           lh_strieq(k, kl, "epoch");
+           lh_strieq(k, kl, "epoch") || lh_strieq(k, kl, "channel");
 }
 
 /*
@@ -320,16 +315,15 @@ static int reserved(const char *k, size_t kl)
  * and epoch, then the rest of the stored message. NULL when out of memory.
  */
 static lh_buf_t *delivered_frame(const uint8_t *stored, size_t len, uint64_t off, uint64_t prev,
-                                 const char *epoch)
+                                 const char *epoch, const char *ch, size_t chlen)
 {
     const uint8_t *nl = memchr(stored, '\n', len);
     size_t first = nl ? (size_t)(nl - stored) + 1 : len, ml, hl;
-    char extra[96];
+    char extra[LH_CHANNEL_MAX_LEN + 128];
     uint8_t hdr[LH_WS_MAX_HEADER];
     lh_buf_t *b;
     int n = snprintf(extra, sizeof(extra), "offset:%" PRIu64 "\r\nprev-offset:%" PRIu64
-                     "\r\nepoch:%s\r\n", off, prev, epoch);
-    int crlf = nl != NULL && nl > stored && nl[-1] == '\r';
+                     "\r\nepoch:%s\r\nchannel:%.*s\r\n", off, prev, epoch, (int)chlen, ch);
 
     /* The command line keeps its own line end; the headers follow with CRLF. */
     ml = first + (size_t)n + (len - first);
@@ -353,7 +347,6 @@ static lh_buf_t *delivered_frame(const uint8_t *stored, size_t len, uint64_t off
         p += n;
         memcpy(p, stored + first, len - first);
     }
-    (void)crlf;
     /* Text when the bytes are UTF-8, as for every delivery (PROTOCOL.md section 7). */
     if (!lh_utf8_valid(b->data + hl, ml))
         lh_ws_build_header(b->data, 1, LH_WS_OP_BINARY, ml, NULL);
@@ -384,6 +377,8 @@ static void ring_push(hchan_t *x, uint64_t off, uint64_t prev, lh_buf_t *frame)
 
     if (x->cap == 0)
         return;
+    if (x->ring == NULL && (x->ring = calloc(x->cap, sizeof(*x->ring))) == NULL)
+        return; /* no cache: recoveries read from JetStream */
     if (x->n == x->cap) {
         lh_buf_unref(x->ring[x->head].frame);
         x->head = (x->head + 1) % x->cap;
@@ -409,10 +404,16 @@ static void deliver_one(lh_hist_t *h, hchan_t *x, uint64_t off, uint64_t prev, l
     const uint8_t *p = frame_payload(frame, &len);
     lh_buf_t *f = frame;
 
-    lh_pubsub_deliver_local(h->w, x->name, x->len, &f, p, len);
-    ring_push(x, off, prev, frame);
-    x->last = off;
-    x->last_known = 1;
+    /* This worker follows the chain (its last offset, the cache that serves recoveries)
+     * only while it has subscribers to the channel, for only then does NATS bring it
+     * every message: a worker that only publishes on it knows nothing it could trust
+     * later (a subscribe then learns the chain from JetStream). */
+    if (lh_pubsub_deliver_local(h->w, x->name, x->len, &f, p, len) > 0 || x->waiters != NULL ||
+        lh_pubsub_has_subscribers(h->w, x->name, x->len)) {
+        ring_push(x, off, prev, frame);
+        x->last = off;
+        x->last_known = 1;
+    }
 }
 
 static void fill_start(lh_hist_t *h, hchan_t *x, uint64_t from, uint64_t stop, int for_gap);
@@ -538,7 +539,8 @@ static void fill_reply_cb(lh_worker_t *w, void *arg, void *msg)
     off = strtoull(seq, NULL, 10);
     p = strtoull(prev, NULL, 10);
     frame = delivered_frame((const uint8_t *)natsMsg_GetData(msg),
-                            (size_t)natsMsg_GetDataLength(msg), off, p, x->st->epoch);
+                            (size_t)natsMsg_GetDataLength(msg), off, p, x->st->epoch, x->name,
+                            x->len);
     if (frame == NULL) {
         fill_done(h, x, 0);
         return;
@@ -608,6 +610,8 @@ static long ring_after(hchan_t *x, uint64_t since)
 static void ring_prepend(hchan_t *x, const hent_t *e)
 {
     if (x->n == x->cap || x->cap == 0)
+        return;
+    if (x->ring == NULL && (x->ring = calloc(x->cap, sizeof(*x->ring))) == NULL)
         return;
     x->head = (x->head + x->cap - 1) % x->cap;
     x->ring[x->head] = (hent_t){e->off, e->prev, lh_buf_ref(e->frame)};
@@ -816,7 +820,7 @@ static void lookup_reply_cb(lh_worker_t *w, void *arg, void *msg)
         uint64_t off = strtoull(seq, NULL, 10), p = strtoull(prev, NULL, 10);
         lh_buf_t *frame = delivered_frame((const uint8_t *)natsMsg_GetData(msg),
                                           (size_t)natsMsg_GetDataLength(msg), off, p,
-                                          x->st->epoch);
+                                          x->st->epoch, x->name, x->len);
 
         if (!x->last_known && frame != NULL) {
             /* The newest message: the ring starts with it (subscribers have it already or
@@ -946,7 +950,7 @@ static void pub_ack_cb(lh_worker_t *w, void *arg, void *msg)
     seq = json_integer_value(json_object_get(doc, "seq"));
     if (doc != NULL && err == NULL && seq > 0) {
         lh_buf_t *frame = delivered_frame(p->data, p->len, (uint64_t)seq, x->pub_last,
-                                          x->st->epoch);
+                                          x->st->epoch, x->name, x->len);
         uint64_t prev = x->pub_last;
 
         x->pub_last = (uint64_t)seq;
@@ -964,14 +968,15 @@ static void pub_ack_cb(lh_worker_t *w, void *arg, void *msg)
         pub_tell(x, p, (uint64_t)seq, 1);
         pub_pop(x);
     } else if (json_integer_value(json_object_get(err, "err_code")) == 10071 &&
-               p->tries < WRONG_LAST_TRIES) {
-        /* "wrong last sequence: N": another publisher came first; go on from N. */
+               lh_now_ns() - p->first_ns < (uint64_t)w->cfg->nats.jetstream.timeout_ms * 1000000) {
+        /* "wrong last sequence: N": another publisher came first; go on from N. Under a
+         * steady race with another node this can repeat; it stops being tried when the
+         * JetStream timeout has passed since the first try. */
         const char *d = json_string_value(json_object_get(err, "description"));
         const char *colon = d ? strrchr(d, ':') : NULL;
 
         x->pub_last = colon ? strtoull(colon + 1, NULL, 10) : 0;
         x->pub_known = colon != NULL;
-        p->tries++;
     } else {
         pub_fail(x, p, msg == NULL ? "history unavailable: JetStream did not answer; not "
                                      "published"
@@ -1046,6 +1051,8 @@ static void pub_pump(lh_hist_t *h, hchan_t *x)
     hdrs[2] = "Lhttp-Prev";
     hdrs[3] = prev;
     x->pub_started_ns = lh_now_ns();
+    if (p->first_ns == 0)
+        p->first_ns = x->pub_started_ns;
     x->pub_req = lh_nats_request(h->w, subj, hdrs, 2, p->data, p->len,
                                  h->w->cfg->nats.jetstream.timeout_ms, pub_ack_cb, x);
     if (x->pub_req == NULL)
@@ -1083,9 +1090,9 @@ long lh_hist_publish(lh_conn_t *c, lh_hist_batch_t *b, const char *ch, size_t le
     p->next = NULL;
     p->c = c;
     p->b = b;
+    p->first_ns = 0;
     if (b != NULL)
         b->outstanding++;
-    p->tries = 0;
     snprintf(p->cmd, sizeof(p->cmd), "%.*s", (int)m.command_len, m.command);
     if (c != NULL)
         c->nhist++;
@@ -1167,7 +1174,7 @@ static void history_on_message(lh_conn_t *c, lh_msg_t *m, void *ud)
         lh_reply_error_to(c, m, 403, why);
         return;
     }
-    if (!hist_of(c->w)->streams[0].ready && !stream_of(hist_of(c->w), ch, cl)->ready) {
+    if (!stream_of(hist_of(c->w), ch, cl)->ready) {
         lh_reply_error_to(c, m, 503, "history unavailable: JetStream is not reachable");
         return;
     }
@@ -1183,6 +1190,43 @@ void lh_hist_register(void)
 }
 
 /* ---- Life cycle ------------------------------------------------------------------------ */
+
+static void hchan_drop_cache(hchan_t *x)
+{
+    for (uint32_t i = 0; i < x->n; i++)
+        lh_buf_unref(ring_at(x, i)->frame);
+    free(x->ring);
+    x->ring = NULL;
+    x->n = x->head = 0;
+    for (size_t i = 0; i < x->nheld; i++)
+        lh_buf_unref(x->held[i].frame);
+    x->nheld = 0;
+}
+
+void lh_hist_chan_idle(lh_worker_t *w, const char *ch, size_t len)
+{
+    lh_hist_t *h = hist_of(w);
+    hchan_t *x = h ? hchan_find(h, ch, len, 0) : NULL;
+    hchan_t **pp;
+
+    if (x == NULL || x->waiters != NULL || x->fill_req != NULL)
+        return;
+    /* No subscriber here any more: the chain is no longer followed (a later subscribe
+     * learns it again); the cache and what waited for a gap go. */
+    hchan_drop_cache(x);
+    x->last_known = 0;
+    x->last = 0;
+    if (x->q_head != NULL || x->pub_req != NULL)
+        return; /* publishes still to store: the channel stays for them */
+    pp = &h->buckets[lh_metrics_chan_hash(ch, len) & (h->nbuckets - 1)];
+    while (*pp != x)
+        pp = &(*pp)->next;
+    *pp = x->next;
+    h->nchans--;
+    free(x->held);
+    free(x->fill);
+    free(x);
+}
 
 void lh_hist_conn_gone(lh_conn_t *c)
 {

@@ -495,6 +495,8 @@ long lh_pubsub_api_apply(lh_worker_t *w, const char *json, size_t len);
 /* Holds (held 1) or releases c's deliveries on channel: a recovery sends what it missed
  * first. */
 void lh_pubsub_hold(lh_conn_t *c, const char *name, size_t len, int held);
+/* 1 when channel has subscribers on w. */
+int lh_pubsub_has_subscribers(lh_worker_t *w, const char *name, size_t len);
 /* 1 when c is subscribed to channel. */
 int lh_pubsub_subscribed(lh_conn_t *c, const char *name, size_t len);
 /* Tells every subscriber of channel that the messages between offsets from and to are
@@ -543,6 +545,8 @@ int lh_hist_attach(lh_conn_t *c, const char *ch, size_t len, int recover, uint64
                    const char *epoch, int read, size_t limit);
 /* The "connection gone" hook: forgets what c was waiting for. */
 void lh_hist_conn_gone(lh_conn_t *c);
+/* pubsub.c: channel ch has no subscriber on w any more. */
+void lh_hist_chan_idle(lh_worker_t *w, const char *ch, size_t len);
 
 /* ---- publish.c ---- */
 /* POST /publish: handles body, answers on c. */
