@@ -75,13 +75,16 @@ int lhb_msg_trailer(const uint8_t *m, size_t len, uint32_t *seq, uint64_t *t_ns)
 
 /*
  * --server-headers: what a server adds to each delivery of a channel with history.
- * lhttpd inserts "offset:N\r\nprev-offset:P\r\nepoch:E\r\n" right after the command
- * line; nchan's ws+meta.nchan subprotocol puts "id: TIME:TAG\n\n" before the body.
+ * lhttpd inserts "offset:N\r\nprev-offset:P\r\nepoch:E\r\nchannel:CH\r\n" right after
+ * the command line; nchan's ws+meta.nchan subprotocol puts "id: TIME:TAG\n\n" before the
+ * body.
  */
 typedef struct {
     size_t at, len;        /* the server's bytes: m[at .. at + len) */
     uint64_t offset, prev; /* lhttpd: offset, prev-offset */
     const uint8_t *epoch;  /* lhttpd: LHB_EPOCH_LEN hex digits */
+    const uint8_t *channel; /* lhttpd: the channel the offset is in, chlen bytes */
+    size_t chlen;
     const uint8_t *id;     /* nchan: the message id, idlen bytes */
     size_t idlen;
 } lhb_meta_t;

@@ -573,8 +573,9 @@ static void check_epoch(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *e)
 
 /*
  * --server-headers: finds the server's metadata of a delivery (a message of the run,
- * either kind) and follows the subscriber's chain: with lhttpd each prev-offset must be
- * the offset it saw last; with nchan the message id is kept for a --recover resume.
+ * either kind) and follows the subscriber's chain: with lhttpd the channel must be the
+ * subscriber's and each prev-offset the offset it saw last; with nchan the message id is
+ * kept for a --recover resume.
  * Without --server-headers mt is empty. Returns 0, or -1 when the delivery lacks it
  * (counted corrupt).
  */
@@ -595,6 +596,17 @@ static int sub_meta(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *m, size_t len, 
         c->last_id_len = (uint8_t)mt->idlen;
         c->has_last = 1;
         return 0;
+    }
+    {
+        char ch[64];
+        size_t chl = lhb_channel_name(ch, sizeof(ch), l->o->prefix, c->chan);
+
+        if (mt->chlen != chl || memcmp(mt->channel, ch, chl) != 0) {
+            l->st->corrupt++;
+            lhb_error(l, "subscriber %u: a delivery on %.*s names the channel %.*s", c->idx,
+                      (int)chl, ch, (int)mt->chlen, (const char *)mt->channel);
+            return -1;
+        }
     }
     check_epoch(l, c, mt->epoch);
     if (c->has_last && mt->prev != c->last_off) {

@@ -148,7 +148,7 @@ static int lower_hex(const uint8_t *p, size_t n)
     return 1;
 }
 
-/* lhttpd: the three lines right after the command line, in the order PROTOCOL.md gives
+/* lhttpd: the four lines right after the command line, in the order PROTOCOL.md gives
  * them, no spaces (the server writes them so). */
 static int lhttp_meta(const uint8_t *m, size_t len, lhb_meta_t *mt)
 {
@@ -171,6 +171,11 @@ static int lhttp_meta(const uint8_t *m, size_t len, lhb_meta_t *mt)
         !lower_hex(v, vl))
         return -1;
     mt->epoch = v;
+    p += n;
+    if ((n = header_line(p, end, "channel", &v, &vl)) == 0 || vl == 0)
+        return -1;
+    mt->channel = v;
+    mt->chlen = vl;
     p += n;
     mt->len = (size_t)(p - m) - mt->at;
     return mt->offset > mt->prev ? 0 : -1;

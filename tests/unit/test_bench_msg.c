@@ -116,38 +116,45 @@ static int meta_of(int target, const char *m, lhb_meta_t *mt)
 LH_TEST(test_msg_meta_lhttp)
 {
     static const char ok[] = "LHTTP/1.0 m\r\noffset:1207\r\nprev-offset:1185\r\n"
-                             "epoch:501401bf2e391477\r\npublish:b.0\r\n\r\nbody";
+                             "epoch:501401bf2e391477\r\nchannel:b.0\r\npublish:b.0\r\n\r\nbody";
     static const char *const bad[] = {
         /* Not right after the command line, or not in that order. */
-        "LHTTP/1.0 m\r\npublish:b.0\r\noffset:2\r\nprev-offset:1\r\nepoch:501401bf2e391477\r\n\r\n",
-        "LHTTP/1.0 m\r\nprev-offset:1\r\noffset:2\r\nepoch:501401bf2e391477\r\n\r\n",
+        "LHTTP/1.0 m\r\npublish:b.0\r\noffset:2\r\nprev-offset:1\r\nepoch:501401bf2e391477\r\nchannel:b.0\r\n\r\n",
+        "LHTTP/1.0 m\r\nprev-offset:1\r\noffset:2\r\nepoch:501401bf2e391477\r\nchannel:b.0\r\n\r\n",
         "LHTTP/1.0 m\r\noffset:2\r\nepoch:501401bf2e391477\r\nprev-offset:1\r\n\r\n",
         /* One missing. */
         "LHTTP/1.0 m\r\noffset:2\r\nprev-offset:1\r\n\r\nbody",
         "LHTTP/1.0 m\r\npublish:b.0\r\n\r\nbody",
         /* Values the server does not write. */
-        "LHTTP/1.0 m\r\noffset: 2\r\nprev-offset:1\r\nepoch:501401bf2e391477\r\n\r\n",
-        "LHTTP/1.0 m\r\noffset:2x\r\nprev-offset:1\r\nepoch:501401bf2e391477\r\n\r\n",
-        "LHTTP/1.0 m\r\noffset:\r\nprev-offset:1\r\nepoch:501401bf2e391477\r\n\r\n",
-        "LHTTP/1.0 m\r\noffset:123456789012345678901\r\nprev-offset:1\r\nepoch:501401bf2e391477\r\n\r\n",
-        "LHTTP/1.0 m\r\noffset:2\r\nprev-offset:1\r\nepoch:501401BF2E391477\r\n\r\n",
-        "LHTTP/1.0 m\r\noffset:2\r\nprev-offset:1\r\nepoch:501401bf2e39147\r\n\r\n",
-        "LHTTP/1.0 m\r\noffset:2\r\nprev-offset:1\r\nepoch:501401bf2e3914770\r\n\r\n",
+        "LHTTP/1.0 m\r\noffset: 2\r\nprev-offset:1\r\nepoch:501401bf2e391477\r\nchannel:b.0\r\n\r\n",
+        "LHTTP/1.0 m\r\noffset:2x\r\nprev-offset:1\r\nepoch:501401bf2e391477\r\nchannel:b.0\r\n\r\n",
+        "LHTTP/1.0 m\r\noffset:\r\nprev-offset:1\r\nepoch:501401bf2e391477\r\nchannel:b.0\r\n\r\n",
+        "LHTTP/1.0 m\r\noffset:123456789012345678901\r\nprev-offset:1\r\nepoch:501401bf2e391477\r\nchannel:b.0\r\n\r\n",
+        "LHTTP/1.0 m\r\noffset:2\r\nprev-offset:1\r\nepoch:501401BF2E391477\r\nchannel:b.0\r\n\r\n",
+        "LHTTP/1.0 m\r\noffset:2\r\nprev-offset:1\r\nepoch:501401bf2e39147\r\nchannel:b.0\r\n\r\n",
+        "LHTTP/1.0 m\r\noffset:2\r\nprev-offset:1\r\nepoch:501401bf2e3914770\r\nchannel:b.0\r\n\r\n",
         /* An offset that is not after its previous one. */
-        "LHTTP/1.0 m\r\noffset:2\r\nprev-offset:2\r\nepoch:501401bf2e391477\r\n\r\n",
-        "LHTTP/1.0 m\r\noffset:2\r\nprev-offset:3\r\nepoch:501401bf2e391477\r\n\r\n",
+        "LHTTP/1.0 m\r\noffset:2\r\nprev-offset:2\r\nepoch:501401bf2e391477\r\nchannel:b.0\r\n\r\n",
+        "LHTTP/1.0 m\r\noffset:2\r\nprev-offset:3\r\nepoch:501401bf2e391477\r\nchannel:b.0\r\n\r\n",
+        /* No channel, an empty one, or not last. */
+        "LHTTP/1.0 m\r\noffset:2\r\nprev-offset:1\r\nepoch:501401bf2e391477\r\n\r\n",
+        "LHTTP/1.0 m\r\noffset:2\r\nprev-offset:1\r\nepoch:501401bf2e391477\r\nchannel:\r\n\r\n",
+        "LHTTP/1.0 m\r\nchannel:b.0\r\noffset:2\r\nprev-offset:1\r\nepoch:501401bf2e391477\r\n\r\n",
         "LHTTP/1.0 m",
     };
     lhb_meta_t mt;
 
     LH_CHECK_INT(meta_of(LHB_TARGET_LHTTP, ok, &mt), 0);
     LH_CHECK_INT((long)mt.at, 13);
-    LH_CHECK_INT((long)mt.len, (long)strlen("offset:1207\r\nprev-offset:1185\r\nepoch:501401bf2e391477\r\n"));
+    LH_CHECK_INT((long)mt.len, (long)strlen("offset:1207\r\nprev-offset:1185\r\n"
+                                            "epoch:501401bf2e391477\r\nchannel:b.0\r\n"));
     LH_CHECK(mt.offset == 1207 && mt.prev == 1185);
     LH_CHECK(memcmp(mt.epoch, "501401bf2e391477", LHB_EPOCH_LEN) == 0);
+    LH_CHECK(mt.chlen == 3 && memcmp(mt.channel, "b.0", 3) == 0);
     /* The first message of a channel. */
     LH_CHECK_INT(meta_of(LHB_TARGET_LHTTP,
-                         "LHTTP/1.0 m\r\noffset:1\r\nprev-offset:0\r\nepoch:0000000000000000\r\n\r\n",
+                         "LHTTP/1.0 m\r\noffset:1\r\nprev-offset:0\r\nepoch:0000000000000000\r\n"
+                         "channel:c\r\n\r\n",
                          &mt), 0);
     LH_CHECK(mt.offset == 1 && mt.prev == 0);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -161,7 +168,8 @@ LH_TEST(test_msg_meta_lhttp)
         uint8_t sent[64], got[200];
         size_t n = lhb_msg_build(sent, sizeof(sent), LHB_TARGET_LHTTP, "b.0", 3, 64,
                                  LHB_KIND_MEASURED, 3, 9);
-        static const char hdr[] = "offset:7\r\nprev-offset:5\r\nepoch:0123456789abcdef\r\n";
+        static const char hdr[] = "offset:7\r\nprev-offset:5\r\nepoch:0123456789abcdef\r\n"
+                                  "channel:b.0\r\n";
 
         memcpy(got, sent, 13);
         memcpy(got + 13, hdr, sizeof(hdr) - 1);
