@@ -43,6 +43,41 @@
 #include "pubsub.h"
 
 #define RETRY_MS 250        /* a stream not ready (and not being asked): ask again */
+/* A worker stores the messages a channel got while its previous store was in flight
+ * together, as one JetStream message (a batch): item i of the batch with stream
+ * sequence S has offset S * OFF_K + i. So a channel takes many messages per round trip,
+ * and they go out together (one write per subscriber for the lot). */
+#define OFF_K 1024
+#define BATCH_BYTES (768 * 1024) /* under nats-server's default max_payload of 1 MiB */
+#define BATCH_MAGIC "LHB1 "
+
+/* The items of a stored batch ("LHB1 <n>\n" then "<len>\n<bytes>" each): up to max of
+ * them into item/ilen. Returns their number, or -1 when data is not a batch. */
+static long batch_items(const uint8_t *data, size_t len, const uint8_t **item, size_t *ilen,
+                        size_t max)
+{
+    const uint8_t *p = data, *end = data + len;
+    unsigned long n, k;
+    char *e;
+
+    if (len < sizeof(BATCH_MAGIC) || memcmp(data, BATCH_MAGIC, sizeof(BATCH_MAGIC) - 1) != 0)
+        return -1;
+    p += sizeof(BATCH_MAGIC) - 1;
+    n = strtoul((const char *)p, &e, 10);
+    if ((const uint8_t *)e >= end || *e != '\n' || n == 0 || n > OFF_K || n > max)
+        return -1;
+    p = (const uint8_t *)e + 1;
+    for (k = 0; k < n; k++) {
+        unsigned long l = strtoul((const char *)p, &e, 10);
+
+        if ((const uint8_t *)e >= end || *e != '\n' || l > (size_t)(end - (const uint8_t *)e - 1))
+            return -1;
+        item[k] = (const uint8_t *)e + 1;
+        ilen[k] = l;
+        p = item[k] + l;
+    }
+    return p == end ? (long)n : -1;
+}
 
 
 typedef struct hstream_s {
@@ -86,8 +121,10 @@ typedef struct hchan_s {
     hstream_t *st;
     uint64_t last;      /* newest offset delivered here (0: none known) */
     int last_known;     /* last was learnt (a delivery, a lookup) */
-    uint64_t pub_last;  /* the previous offset of the next publish */
+    uint64_t pub_last;  /* the offset of the channel's newest message (the next one's prev) */
+    uint64_t pub_last_seq; /* the stream sequence of the batch holding it */
     int pub_known;
+    size_t inflight_n;  /* messages (from q_head) in the batch being stored */
     hpub_t *q_head, *q_tail;
     lh_nreq_t *pub_req; /* the publish (or lookup for it) in flight */
     uint64_t pub_started_ns;
@@ -521,50 +558,73 @@ static void fill_done(lh_hist_t *h, hchan_t *x, int complete)
     serve_waiters(h, x, complete ? 1 : -1);
 }
 
-static void fill_reply_cb(lh_worker_t *w, void *arg, void *msg)
+static int fill_add(hchan_t *x, uint64_t off, uint64_t prev, lh_buf_t *frame)
 {
-    hchan_t *x = arg;
-    lh_hist_t *h = hist_of(w);
-    const char *seq = NULL, *prev = NULL, *status = NULL;
-    uint64_t off, p;
-    lh_buf_t *frame;
-
-    x->fill_req = NULL;
-    if (msg == NULL || natsMsgHeader_Get(msg, "Nats-Sequence", &seq) != NATS_OK ||
-        natsMsgHeader_Get(msg, "Lhttp-Prev", &prev) != NATS_OK) {
-        natsMsgHeader_Get(msg, "Status", &status);
-        fill_done(h, x, 0);
-        return;
-    }
-    off = strtoull(seq, NULL, 10);
-    p = strtoull(prev, NULL, 10);
-    frame = delivered_frame((const uint8_t *)natsMsg_GetData(msg),
-                            (size_t)natsMsg_GetDataLength(msg), off, p, x->st->epoch, x->name,
-                            x->len);
-    if (frame == NULL) {
-        fill_done(h, x, 0);
-        return;
-    }
     if (x->nfill == x->fill_cap) {
         size_t cap = x->fill_cap ? x->fill_cap * 2 : 16;
         hent_t *q = realloc(x->fill, cap * sizeof(*q));
 
-        if (q == NULL) {
+        if (q == NULL)
+            return -1;
+        x->fill = q;
+        x->fill_cap = cap;
+    }
+    x->fill[x->nfill++] = (hent_t){off, prev, frame};
+    return 0;
+}
+
+static void fill_reply_cb(lh_worker_t *w, void *arg, void *msg)
+{
+    static const uint8_t *item[OFF_K];
+    static size_t ilen[OFF_K];
+    hchan_t *x = arg;
+    lh_hist_t *h = hist_of(w);
+    const char *seq = NULL, *prev = NULL;
+    uint64_t base, p0, from = x->fill_next;
+    long n;
+    int done = 0;
+
+    x->fill_req = NULL;
+    if (msg == NULL || natsMsgHeader_Get(msg, "Nats-Sequence", &seq) != NATS_OK ||
+        natsMsgHeader_Get(msg, "Lhttp-Prev", &prev) != NATS_OK ||
+        (n = batch_items((const uint8_t *)natsMsg_GetData(msg),
+                         (size_t)natsMsg_GetDataLength(msg), item, ilen, OFF_K)) < 0) {
+        fill_done(h, x, 0);
+        return;
+    }
+    base = strtoull(seq, NULL, 10) * OFF_K;
+    p0 = strtoull(prev, NULL, 10);
+    /* Newest first, from the offset asked for down to where the walk stops. */
+    for (long j = n - 1; j >= 0 && !done; j--) {
+        uint64_t o = base + (uint64_t)j, pj = j > 0 ? o - 1 : p0;
+        lh_buf_t *frame;
+
+        if (o > from)
+            continue;
+        if (o <= x->fill_stop) {
+            done = 1;
+            break;
+        }
+        frame = delivered_frame(item[j], ilen[j], o, pj, x->st->epoch, x->name, x->len);
+        if (frame == NULL || fill_add(x, o, pj, frame) < 0) {
             lh_buf_unref(frame);
             fill_done(h, x, 0);
             return;
         }
-        x->fill = q;
-        x->fill_cap = cap;
+        lh_m_inc(LH_M_HIST_READS_JS);
+        if (pj <= x->fill_stop || pj == 0)
+            done = 1;
     }
-    x->fill[x->nfill++] = (hent_t){off, p, frame};
-    lh_m_inc(LH_M_HIST_READS_JS);
-    if (p <= x->fill_stop || p == 0 || x->nfill >= w->cfg->nats.jetstream.max_read ||
-        (!x->fill_for_gap && x->nfill >= x->fill_max)) {
-        fill_done(h, x, p <= x->fill_stop || p == 0);
+    if (done || p0 == 0) {
+        fill_done(h, x, 1);
         return;
     }
-    fill_start(h, x, p, x->fill_stop, x->fill_for_gap);
+    if (x->nfill >= w->cfg->nats.jetstream.max_read ||
+        (!x->fill_for_gap && x->nfill >= x->fill_max)) {
+        fill_done(h, x, 0);
+        return;
+    }
+    fill_start(h, x, p0, x->fill_stop, x->fill_for_gap);
 }
 
 /* Reads the stored message at offset from (then its previous, and so on) until the chain
@@ -582,7 +642,7 @@ static void fill_start(lh_hist_t *h, hchan_t *x, uint64_t from, uint64_t stop, i
         return;
     }
     snprintf(subj, sizeof(subj), "$JS.API.DIRECT.GET.%s", x->st->name);
-    n = snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 "}", from);
+    n = snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 "}", from / OFF_K);
     x->fill_req = lh_nats_request(h->w, subj, NULL, 0, body, (size_t)n,
                                   h->w->cfg->nats.jetstream.timeout_ms, fill_reply_cb, x);
     if (x->fill_req == NULL)
@@ -810,26 +870,35 @@ static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
 
 static void lookup_reply_cb(lh_worker_t *w, void *arg, void *msg)
 {
+    static const uint8_t *item[OFF_K];
+    static size_t ilen[OFF_K];
     hchan_t *x = arg;
     lh_hist_t *h = hist_of(w);
     const char *seq = NULL, *prev = NULL;
+    long n;
 
     x->fill_req = NULL;
     if (msg != NULL && natsMsgHeader_Get(msg, "Nats-Sequence", &seq) == NATS_OK &&
-        natsMsgHeader_Get(msg, "Lhttp-Prev", &prev) == NATS_OK) {
-        uint64_t off = strtoull(seq, NULL, 10), p = strtoull(prev, NULL, 10);
-        lh_buf_t *frame = delivered_frame((const uint8_t *)natsMsg_GetData(msg),
-                                          (size_t)natsMsg_GetDataLength(msg), off, p,
-                                          x->st->epoch, x->name, x->len);
+        natsMsgHeader_Get(msg, "Lhttp-Prev", &prev) == NATS_OK &&
+        (n = batch_items((const uint8_t *)natsMsg_GetData(msg),
+                         (size_t)natsMsg_GetDataLength(msg), item, ilen, OFF_K)) > 0) {
+        uint64_t base = strtoull(seq, NULL, 10) * OFF_K, p0 = strtoull(prev, NULL, 10);
 
-        if (!x->last_known && frame != NULL) {
-            /* The newest message: the ring starts with it (subscribers have it already or
-             * will get it from a recovery). */
-            ring_push(x, off, p, frame);
-            x->last = off;
+        /* The newest batch: the ring starts with it (subscribers have it already or will
+         * get it from a recovery). */
+        for (long j = 0; j < n && !x->last_known; j++) {
+            uint64_t o = base + (uint64_t)j;
+            lh_buf_t *frame = delivered_frame(item[j], ilen[j], o, j > 0 ? o - 1 : p0,
+                                              x->st->epoch, x->name, x->len);
+
+            if (frame != NULL)
+                ring_push(x, o, j > 0 ? o - 1 : p0, frame);
+            lh_buf_unref(frame);
+        }
+        if (!x->last_known) {
+            x->last = base + (uint64_t)n - 1;
             x->last_known = 1;
         }
-        lh_buf_unref(frame);
     } else if (msg != NULL) {
         const char *status = NULL;
 
@@ -933,59 +1002,72 @@ static void pub_pop(hchan_t *x)
     free(p);
 }
 
+/* Fails the first n waiting messages (a batch that could not be stored). */
+static void pub_fail_n(hchan_t *x, size_t n, const char *why)
+{
+    while (n-- > 0 && x->q_head != NULL) {
+        pub_fail(x, x->q_head, why);
+        pub_pop(x);
+    }
+}
+
 static void pub_ack_cb(lh_worker_t *w, void *arg, void *msg)
 {
     hchan_t *x = arg;
     lh_hist_t *h = hist_of(w);
-    hpub_t *p = x->q_head;
+    size_t n = x->inflight_n;
     json_t *doc = NULL, *err;
     json_int_t seq;
 
     x->pub_req = NULL;
-    if (p == NULL)
+    x->inflight_n = 0;
+    if (x->q_head == NULL || n == 0)
         return;
     if (msg != NULL)
         doc = json_loadb(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), 0, NULL);
     err = json_object_get(doc, "error");
     seq = json_integer_value(json_object_get(doc, "seq"));
     if (doc != NULL && err == NULL && seq > 0) {
-        lh_buf_t *frame = delivered_frame(p->data, p->len, (uint64_t)seq, x->pub_last,
-                                          x->st->epoch, x->name, x->len);
-        uint64_t prev = x->pub_last;
+        uint64_t base = (uint64_t)seq * OFF_K, prev = x->pub_last;
 
-        x->pub_last = (uint64_t)seq;
-        lh_m_inc(LH_M_HIST_STORED);
+        lh_m_add(LH_M_HIST_STORED, n);
         lh_metrics_observe_js(lh_now_ns() - x->pub_started_ns);
-        if (frame != NULL) {
-            size_t len;
-            const uint8_t *pl = frame_payload(frame, &len);
+        x->pub_last = base + n - 1;
+        x->pub_last_seq = (uint64_t)seq;
+        for (size_t i = 0; i < n && x->q_head != NULL; i++) {
+            hpub_t *p = x->q_head;
+            uint64_t off = base + i, pv = i > 0 ? off - 1 : prev;
+            lh_buf_t *frame = delivered_frame(p->data, p->len, off, pv, x->st->epoch, x->name,
+                                              x->len);
 
-            /* To every other worker and node, then here, in the chain's order. */
-            lh_nats_publish(w, x->name, x->len, pl, len);
-            offer(h, x, (uint64_t)seq, prev, frame);
-            lh_buf_unref(frame);
+            if (frame != NULL) {
+                size_t len;
+                const uint8_t *pl = frame_payload(frame, &len);
+
+                /* To every other worker and node, then here, in the chain's order. */
+                lh_nats_publish(w, x->name, x->len, pl, len);
+                offer(h, x, off, pv, frame);
+                lh_buf_unref(frame);
+            }
+            pub_tell(x, p, off, 1);
+            pub_pop(x);
         }
-        pub_tell(x, p, (uint64_t)seq, 1);
-        pub_pop(x);
     } else if (json_integer_value(json_object_get(err, "err_code")) == 10071 &&
-               lh_now_ns() - p->first_ns < (uint64_t)w->cfg->nats.jetstream.timeout_ms * 1000000) {
-        /* "wrong last sequence: N": another publisher came first; go on from N. Under a
-         * steady race with another node this can repeat; it stops being tried when the
-         * JetStream timeout has passed since the first try. */
-        const char *d = json_string_value(json_object_get(err, "description"));
-        const char *colon = d ? strrchr(d, ':') : NULL;
-
-        x->pub_last = colon ? strtoull(colon + 1, NULL, 10) : 0;
-        x->pub_known = colon != NULL;
+               lh_now_ns() - x->q_head->first_ns <
+                   (uint64_t)w->cfg->nats.jetstream.timeout_ms * 1000000) {
+        /* "wrong last sequence": another publisher came first. The channel's newest
+         * message is read again (its batch says its offset), and the batch goes after
+         * it. Under a steady race with another node this can repeat; it stops being
+         * tried when the JetStream timeout has passed since the first try. */
+        x->pub_known = 0;
     } else {
-        pub_fail(x, p, msg == NULL ? "history unavailable: JetStream did not answer; not "
-                                     "published"
-                                   : "history unavailable: JetStream refused the message; "
-                                     "not published");
+        pub_fail_n(x, n, msg == NULL ? "history unavailable: JetStream did not answer; not "
+                                       "published"
+                                     : "history unavailable: JetStream refused the message; "
+                                       "not published");
         if (msg == NULL)
             x->st->ready = 0; /* asked again by retry_cb */
         x->pub_known = 0;
-        pub_pop(x);
     }
     json_decref(doc);
     pub_pump(h, x);
@@ -993,68 +1075,99 @@ static void pub_ack_cb(lh_worker_t *w, void *arg, void *msg)
 
 static void pub_lookup_cb(lh_worker_t *w, void *arg, void *msg)
 {
+    static const uint8_t *item[OFF_K];
+    static size_t ilen[OFF_K];
     hchan_t *x = arg;
     lh_hist_t *h = hist_of(w);
     const char *seq = NULL, *status = NULL;
+    long n;
 
     x->pub_req = NULL;
-    if (msg != NULL && natsMsgHeader_Get(msg, "Nats-Sequence", &seq) == NATS_OK) {
-        x->pub_last = strtoull(seq, NULL, 10);
+    if (msg != NULL && natsMsgHeader_Get(msg, "Nats-Sequence", &seq) == NATS_OK &&
+        (n = batch_items((const uint8_t *)natsMsg_GetData(msg),
+                         (size_t)natsMsg_GetDataLength(msg), item, ilen, OFF_K)) > 0) {
+        x->pub_last_seq = strtoull(seq, NULL, 10);
+        x->pub_last = x->pub_last_seq * OFF_K + (uint64_t)n - 1;
         x->pub_known = 1;
     } else if (msg != NULL && natsMsgHeader_Get(msg, "Status", &status) == NATS_OK &&
                strcmp(status, "404") == 0) {
-        x->pub_last = 0;
+        x->pub_last = x->pub_last_seq = 0;
         x->pub_known = 1;
     } else {
-        while (x->q_head != NULL) {
-            pub_fail(x, x->q_head, "history unavailable: JetStream did not answer; not "
-                                   "published");
-            pub_pop(x);
-        }
+        pub_fail_n(x, SIZE_MAX, "history unavailable: JetStream did not answer; not "
+                                "published");
         return;
     }
     pub_pump(h, x);
 }
 
-/* Sends the oldest waiting message (after learning the previous offset if needed). */
+/* Stores the waiting messages, as many as fit one batch (after learning the channel's
+ * newest offset if needed). */
 static void pub_pump(lh_hist_t *h, hchan_t *x)
 {
     char subj[LH_CHANNEL_MAX_LEN + 120], jsubj[160], body[LH_CHANNEL_MAX_LEN + 160],
-        prev[24];
+        seqs[24], prev[24], head[32];
     const char *hdrs[4];
-    hpub_t *p = x->q_head;
+    size_t n = 0, bytes, hl;
+    uint8_t *batch, *q;
 
-    if (p == NULL || x->pub_req != NULL)
+    if (x->q_head == NULL || x->pub_req != NULL)
         return;
     if (!x->st->ready) {
-        while (x->q_head != NULL) {
-            pub_fail(x, x->q_head, "history unavailable: JetStream is not reachable; not "
-                                   "published");
-            pub_pop(x);
-        }
+        pub_fail_n(x, SIZE_MAX, "history unavailable: JetStream is not reachable; not "
+                                "published");
         return;
     }
     stored_subject(h, x->name, x->len, subj, sizeof(subj));
     if (!x->pub_known) {
-        int n = snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s\"}", subj);
+        int m = snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s\"}", subj);
 
         snprintf(jsubj, sizeof(jsubj), "$JS.API.DIRECT.GET.%s", x->st->name);
-        x->pub_req = lh_nats_request(h->w, jsubj, NULL, 0, body, (size_t)n,
+        x->pub_req = lh_nats_request(h->w, jsubj, NULL, 0, body, (size_t)m,
                                      h->w->cfg->nats.jetstream.timeout_ms, pub_lookup_cb, x);
         if (x->pub_req == NULL)
             pub_lookup_cb(h->w, x, NULL);
         return;
     }
+    /* The batch: every waiting message that fits (at least one). */
+    bytes = 0;
+    for (hpub_t *p = x->q_head; p != NULL && n < OFF_K; p = p->next) {
+        if (n > 0 && bytes + p->len + 24 > BATCH_BYTES)
+            break;
+        bytes += p->len + 24;
+        n++;
+    }
+    batch = malloc(bytes + sizeof(head));
+    if (batch == NULL) {
+        pub_fail_n(x, n, "history: out of memory; not published");
+        pub_pump(h, x);
+        return;
+    }
+    hl = (size_t)snprintf(head, sizeof(head), BATCH_MAGIC "%zu\n", n);
+    memcpy(batch, head, hl);
+    q = batch + hl;
+    {
+        hpub_t *p = x->q_head;
+
+        for (size_t i = 0; i < n; i++, p = p->next) {
+            q += sprintf((char *)q, "%zu\n", p->len);
+            memcpy(q, p->data, p->len);
+            q += p->len;
+        }
+    }
+    snprintf(seqs, sizeof(seqs), "%" PRIu64, x->pub_last_seq);
     snprintf(prev, sizeof(prev), "%" PRIu64, x->pub_last);
     hdrs[0] = "Nats-Expected-Last-Subject-Sequence";
-    hdrs[1] = prev;
+    hdrs[1] = seqs;
     hdrs[2] = "Lhttp-Prev";
     hdrs[3] = prev;
     x->pub_started_ns = lh_now_ns();
-    if (p->first_ns == 0)
-        p->first_ns = x->pub_started_ns;
-    x->pub_req = lh_nats_request(h->w, subj, hdrs, 2, p->data, p->len,
+    if (x->q_head->first_ns == 0)
+        x->q_head->first_ns = x->pub_started_ns;
+    x->inflight_n = n;
+    x->pub_req = lh_nats_request(h->w, subj, hdrs, 2, batch, (size_t)(q - batch),
                                  h->w->cfg->nats.jetstream.timeout_ms, pub_ack_cb, x);
+    free(batch);
     if (x->pub_req == NULL)
         pub_ack_cb(h->w, x, NULL);
 }
