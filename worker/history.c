@@ -705,6 +705,16 @@ static void send_reply(lh_conn_t *c, hchan_t *x, const hwait_t *wt, int recovere
         lh_m_inc(recovered ? LH_M_HIST_RECOVERED : LH_M_HIST_NOT_RECOVERED);
 }
 
+/* How many ring entries are newer than off. */
+static size_t count_newer(hchan_t *x, uint64_t off)
+{
+    size_t n = 0;
+
+    for (uint32_t i = 0; i < x->n; i++)
+        n += ring_at(x, i)->off > off;
+    return n;
+}
+
 /* Queues the chain's part after since to c: what a walk read (fetched, newest first) and
  * then the ring, the last `limit` of them (0: all). Returns how many, or -1 once c
  * cannot take more. */
@@ -755,7 +765,11 @@ static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetche
                      int walked)
 {
     lh_conn_t *c = wt->c;
-    size_t max = h->w->cfg->nats.jetstream.max_read;
+    /* The history is the channel's last `size` messages (JetStream may hold more: it
+     * counts stored groups), and no recovery sends more than max_read. */
+    size_t max = h->w->cfg->nats.jetstream.max_read < x->st->ns->history_size
+                     ? h->w->cfg->nats.jetstream.max_read
+                     : x->st->ns->history_size;
     long at, sent = 0;
     int ok = 1;
 
@@ -767,6 +781,8 @@ static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetche
         return 1;
     }
     at = ring_after(x, wt->since);
+    if (wt->read && wt->limit > x->st->ns->history_size)
+        wt->limit = x->st->ns->history_size;
     if (wt->read) {
         size_t after = 0;
 
@@ -786,7 +802,7 @@ static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetche
     } else if (walked == 0) {
         return 0; /* a walk is needed */
     } else if (walked < 0 || nf == 0 || fetched[nf - 1].prev != wt->since ||
-               nf + x->n > max + 1) {
+               nf + count_newer(x, fetched[0].off) > max) {
         ok = 0; /* the chain does not reach back to since: evicted, expired, or too far */
     } else {
         sent = send_after(c, x, fetched, nf, wt->since, 0);
