@@ -43,7 +43,42 @@
 #include "pubsub.h"
 
 #define RETRY_MS 250        /* a stream not ready (and not being asked): ask again */
-#define WRONG_LAST_TRIES 16 /* publishes refused for a stale previous offset, in a row */
+/* A worker stores the messages a channel got while its previous store was in flight
+ * together, as one JetStream message (a batch): item i of the batch with stream
+ * sequence S has offset S * OFF_K + i. So a channel takes many messages per round trip,
+ * and they go out together (one write per subscriber for the lot). */
+#define OFF_K 1024
+#define BATCH_BYTES (768 * 1024) /* under nats-server's default max_payload of 1 MiB */
+#define BATCH_MAGIC "LHB1 "
+
+/* The items of a stored batch ("LHB1 <n>\n" then "<len>\n<bytes>" each): up to max of
+ * them into item/ilen. Returns their number, or -1 when data is not a batch. */
+static long batch_items(const uint8_t *data, size_t len, const uint8_t **item, size_t *ilen,
+                        size_t max)
+{
+    const uint8_t *p = data, *end = data + len;
+    unsigned long n, k;
+    char *e;
+
+    if (len < sizeof(BATCH_MAGIC) || memcmp(data, BATCH_MAGIC, sizeof(BATCH_MAGIC) - 1) != 0)
+        return -1;
+    p += sizeof(BATCH_MAGIC) - 1;
+    n = strtoul((const char *)p, &e, 10);
+    if ((const uint8_t *)e >= end || *e != '\n' || n == 0 || n > OFF_K || n > max)
+        return -1;
+    p = (const uint8_t *)e + 1;
+    for (k = 0; k < n; k++) {
+        unsigned long l = strtoul((const char *)p, &e, 10);
+
+        if ((const uint8_t *)e >= end || *e != '\n' || l > (size_t)(end - (const uint8_t *)e - 1))
+            return -1;
+        item[k] = (const uint8_t *)e + 1;
+        ilen[k] = l;
+        p = item[k] + l;
+    }
+    return p == end ? (long)n : -1;
+}
+
 
 typedef struct hstream_s {
     const lh_ns_cfg_t *ns;
@@ -63,9 +98,10 @@ typedef struct {
 typedef struct hpub_s {
     struct hpub_s *next;
     lh_conn_t *c;       /* who to tell of a failure (NULL: nobody), cleared when it goes */
+    lh_hist_batch_t *b; /* the POST /publish it is part of, or NULL */
     char cmd[65];
     size_t len;
-    unsigned tries;
+    uint64_t first_ns;  /* when it was first sent: retries stop after the JetStream timeout */
     uint8_t data[];     /* the message as stored */
 } hpub_t;
 
@@ -85,8 +121,10 @@ typedef struct hchan_s {
     hstream_t *st;
     uint64_t last;      /* newest offset delivered here (0: none known) */
     int last_known;     /* last was learnt (a delivery, a lookup) */
-    uint64_t pub_last;  /* the previous offset of the next publish */
+    uint64_t pub_last;  /* the offset of the channel's newest message (the next one's prev) */
+    uint64_t pub_last_seq; /* the stream sequence of the batch holding it */
     int pub_known;
+    size_t inflight_n;  /* messages (from q_head) in the batch being stored */
     hpub_t *q_head, *q_tail;
     lh_nreq_t *pub_req; /* the publish (or lookup for it) in flight */
     uint64_t pub_started_ns;
@@ -100,6 +138,7 @@ typedef struct hchan_s {
     hent_t *fill;        /* what the walk read so far, newest first */
     size_t nfill, fill_cap;
     int fill_for_gap;    /* the walk fills a gap (else it serves waiters) */
+    size_t fill_max;     /* a walk for waiters reads at most this many */
     hwait_t *waiters;
     size_t len;
     char name[];
@@ -287,11 +326,6 @@ static hchan_t *hchan_find(lh_hist_t *h, const char *ch, size_t len, int create)
     x->cap = (uint32_t)(st->ns->history_size < h->w->cfg->nats.jetstream.max_read
                             ? st->ns->history_size
                             : h->w->cfg->nats.jetstream.max_read);
-    x->ring = calloc(x->cap, sizeof(*x->ring));
-    if (x->ring == NULL) {
-        free(x);
-        return NULL;
-    }
     x->next = *b;
     *b = x;
     h->nchans++;
@@ -310,7 +344,7 @@ static void stored_subject(const lh_hist_t *h, const char *ch, size_t len, char 
 static int reserved(const char *k, size_t kl)
 {
     return lh_strieq(k, kl, "offset") || lh_strieq(k, kl, "prev-offset") ||
-           lh_strieq(k, kl, "epoch");
+           lh_strieq(k, kl, "epoch") || lh_strieq(k, kl, "channel");
 }
 
 /*
@@ -318,16 +352,15 @@ static int reserved(const char *k, size_t kl)
  * and epoch, then the rest of the stored message. NULL when out of memory.
  */
 static lh_buf_t *delivered_frame(const uint8_t *stored, size_t len, uint64_t off, uint64_t prev,
-                                 const char *epoch)
+                                 const char *epoch, const char *ch, size_t chlen)
 {
     const uint8_t *nl = memchr(stored, '\n', len);
     size_t first = nl ? (size_t)(nl - stored) + 1 : len, ml, hl;
-    char extra[96];
+    char extra[LH_CHANNEL_MAX_LEN + 128];
     uint8_t hdr[LH_WS_MAX_HEADER];
     lh_buf_t *b;
     int n = snprintf(extra, sizeof(extra), "offset:%" PRIu64 "\r\nprev-offset:%" PRIu64
-                     "\r\nepoch:%s\r\n", off, prev, epoch);
-    int crlf = nl != NULL && nl > stored && nl[-1] == '\r';
+                     "\r\nepoch:%s\r\nchannel:%.*s\r\n", off, prev, epoch, (int)chlen, ch);
 
     /* The command line keeps its own line end; the headers follow with CRLF. */
     ml = first + (size_t)n + (len - first);
@@ -351,7 +384,6 @@ static lh_buf_t *delivered_frame(const uint8_t *stored, size_t len, uint64_t off
         p += n;
         memcpy(p, stored + first, len - first);
     }
-    (void)crlf;
     /* Text when the bytes are UTF-8, as for every delivery (PROTOCOL.md section 7). */
     if (!lh_utf8_valid(b->data + hl, ml))
         lh_ws_build_header(b->data, 1, LH_WS_OP_BINARY, ml, NULL);
@@ -382,6 +414,8 @@ static void ring_push(hchan_t *x, uint64_t off, uint64_t prev, lh_buf_t *frame)
 
     if (x->cap == 0)
         return;
+    if (x->ring == NULL && (x->ring = calloc(x->cap, sizeof(*x->ring))) == NULL)
+        return; /* no cache: recoveries read from JetStream */
     if (x->n == x->cap) {
         lh_buf_unref(x->ring[x->head].frame);
         x->head = (x->head + 1) % x->cap;
@@ -407,10 +441,16 @@ static void deliver_one(lh_hist_t *h, hchan_t *x, uint64_t off, uint64_t prev, l
     const uint8_t *p = frame_payload(frame, &len);
     lh_buf_t *f = frame;
 
-    lh_pubsub_deliver_local(h->w, x->name, x->len, &f, p, len);
-    ring_push(x, off, prev, frame);
-    x->last = off;
-    x->last_known = 1;
+    /* This worker follows the chain (its last offset, the cache that serves recoveries)
+     * only while it has subscribers to the channel, for only then does NATS bring it
+     * every message: a worker that only publishes on it knows nothing it could trust
+     * later (a subscribe then learns the chain from JetStream). */
+    if (lh_pubsub_deliver_local(h->w, x->name, x->len, &f, p, len) > 0 || x->waiters != NULL ||
+        lh_pubsub_has_subscribers(h->w, x->name, x->len)) {
+        ring_push(x, off, prev, frame);
+        x->last = off;
+        x->last_known = 1;
+    }
 }
 
 static void fill_start(lh_hist_t *h, hchan_t *x, uint64_t from, uint64_t stop, int for_gap);
@@ -518,48 +558,73 @@ static void fill_done(lh_hist_t *h, hchan_t *x, int complete)
     serve_waiters(h, x, complete ? 1 : -1);
 }
 
-static void fill_reply_cb(lh_worker_t *w, void *arg, void *msg)
+static int fill_add(hchan_t *x, uint64_t off, uint64_t prev, lh_buf_t *frame)
 {
-    hchan_t *x = arg;
-    lh_hist_t *h = hist_of(w);
-    const char *seq = NULL, *prev = NULL, *status = NULL;
-    uint64_t off, p;
-    lh_buf_t *frame;
-
-    x->fill_req = NULL;
-    if (msg == NULL || natsMsgHeader_Get(msg, "Nats-Sequence", &seq) != NATS_OK ||
-        natsMsgHeader_Get(msg, "Lhttp-Prev", &prev) != NATS_OK) {
-        natsMsgHeader_Get(msg, "Status", &status);
-        fill_done(h, x, 0);
-        return;
-    }
-    off = strtoull(seq, NULL, 10);
-    p = strtoull(prev, NULL, 10);
-    frame = delivered_frame((const uint8_t *)natsMsg_GetData(msg),
-                            (size_t)natsMsg_GetDataLength(msg), off, p, x->st->epoch);
-    if (frame == NULL) {
-        fill_done(h, x, 0);
-        return;
-    }
     if (x->nfill == x->fill_cap) {
         size_t cap = x->fill_cap ? x->fill_cap * 2 : 16;
         hent_t *q = realloc(x->fill, cap * sizeof(*q));
 
-        if (q == NULL) {
+        if (q == NULL)
+            return -1;
+        x->fill = q;
+        x->fill_cap = cap;
+    }
+    x->fill[x->nfill++] = (hent_t){off, prev, frame};
+    return 0;
+}
+
+static void fill_reply_cb(lh_worker_t *w, void *arg, void *msg)
+{
+    static const uint8_t *item[OFF_K];
+    static size_t ilen[OFF_K];
+    hchan_t *x = arg;
+    lh_hist_t *h = hist_of(w);
+    const char *seq = NULL, *prev = NULL;
+    uint64_t base, p0, from = x->fill_next;
+    long n;
+    int done = 0;
+
+    x->fill_req = NULL;
+    if (msg == NULL || natsMsgHeader_Get(msg, "Nats-Sequence", &seq) != NATS_OK ||
+        natsMsgHeader_Get(msg, "Lhttp-Prev", &prev) != NATS_OK ||
+        (n = batch_items((const uint8_t *)natsMsg_GetData(msg),
+                         (size_t)natsMsg_GetDataLength(msg), item, ilen, OFF_K)) < 0) {
+        fill_done(h, x, 0);
+        return;
+    }
+    base = strtoull(seq, NULL, 10) * OFF_K;
+    p0 = strtoull(prev, NULL, 10);
+    /* Newest first, from the offset asked for down to where the walk stops. */
+    for (long j = n - 1; j >= 0 && !done; j--) {
+        uint64_t o = base + (uint64_t)j, pj = j > 0 ? o - 1 : p0;
+        lh_buf_t *frame;
+
+        if (o > from)
+            continue;
+        if (o <= x->fill_stop) {
+            done = 1;
+            break;
+        }
+        frame = delivered_frame(item[j], ilen[j], o, pj, x->st->epoch, x->name, x->len);
+        if (frame == NULL || fill_add(x, o, pj, frame) < 0) {
             lh_buf_unref(frame);
             fill_done(h, x, 0);
             return;
         }
-        x->fill = q;
-        x->fill_cap = cap;
+        lh_m_inc(LH_M_HIST_READS_JS);
+        if (pj <= x->fill_stop || pj == 0)
+            done = 1;
     }
-    x->fill[x->nfill++] = (hent_t){off, p, frame};
-    lh_m_inc(LH_M_HIST_READS_JS);
-    if (p <= x->fill_stop || p == 0 || x->nfill >= w->cfg->nats.jetstream.max_read) {
-        fill_done(h, x, p <= x->fill_stop || p == 0);
+    if (done || p0 == 0) {
+        fill_done(h, x, 1);
         return;
     }
-    fill_start(h, x, p, x->fill_stop, x->fill_for_gap);
+    if (x->nfill >= w->cfg->nats.jetstream.max_read ||
+        (!x->fill_for_gap && x->nfill >= x->fill_max)) {
+        fill_done(h, x, 0);
+        return;
+    }
+    fill_start(h, x, p0, x->fill_stop, x->fill_for_gap);
 }
 
 /* Reads the stored message at offset from (then its previous, and so on) until the chain
@@ -577,7 +642,7 @@ static void fill_start(lh_hist_t *h, hchan_t *x, uint64_t from, uint64_t stop, i
         return;
     }
     snprintf(subj, sizeof(subj), "$JS.API.DIRECT.GET.%s", x->st->name);
-    n = snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 "}", from);
+    n = snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 "}", from / OFF_K);
     x->fill_req = lh_nats_request(h->w, subj, NULL, 0, body, (size_t)n,
                                   h->w->cfg->nats.jetstream.timeout_ms, fill_reply_cb, x);
     if (x->fill_req == NULL)
@@ -605,6 +670,8 @@ static long ring_after(hchan_t *x, uint64_t since)
 static void ring_prepend(hchan_t *x, const hent_t *e)
 {
     if (x->n == x->cap || x->cap == 0)
+        return;
+    if (x->ring == NULL && (x->ring = calloc(x->cap, sizeof(*x->ring))) == NULL)
         return;
     x->head = (x->head + x->cap - 1) % x->cap;
     x->ring[x->head] = (hent_t){e->off, e->prev, lh_buf_ref(e->frame)};
@@ -638,17 +705,72 @@ static void send_reply(lh_conn_t *c, hchan_t *x, const hwait_t *wt, int recovere
         lh_m_inc(recovered ? LH_M_HIST_RECOVERED : LH_M_HIST_NOT_RECOVERED);
 }
 
+/* How many ring entries are newer than off. */
+static size_t count_newer(hchan_t *x, uint64_t off)
+{
+    size_t n = 0;
+
+    for (uint32_t i = 0; i < x->n; i++)
+        n += ring_at(x, i)->off > off;
+    return n;
+}
+
+/* Queues the chain's part after since to c: what a walk read (fetched, newest first) and
+ * then the ring, the last `limit` of them (0: all). Returns how many, or -1 once c
+ * cannot take more. */
+static long send_after(lh_conn_t *c, hchan_t *x, const hent_t *fetched, size_t nf,
+                       uint64_t since, size_t limit)
+{
+    size_t total = 0, skip, sent = 0;
+    uint64_t newest_fetched = nf ? fetched[0].off : 0;
+
+    for (size_t i = 0; i < nf; i++)
+        total += fetched[i].off > since;
+    for (uint32_t i = 0; i < x->n; i++)
+        total += ring_at(x, i)->off > since && ring_at(x, i)->off > newest_fetched;
+    skip = limit > 0 && total > limit ? total - limit : 0;
+    for (size_t i = nf; i-- > 0;) {
+        if (fetched[i].off <= since)
+            continue;
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        if (lh_conn_queue(c, fetched[i].frame) < 0)
+            return -1;
+        sent++;
+    }
+    for (uint32_t i = 0; i < x->n; i++) {
+        hent_t *e = ring_at(x, i);
+
+        if (e->off <= since || e->off <= newest_fetched)
+            continue;
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        if (lh_conn_queue(c, e->frame) < 0)
+            return -1;
+        sent++;
+    }
+    return (long)sent;
+}
+
 /*
  * Serves one waiter from the ring and, when the ring does not reach back far enough,
- * from what a walk read (fetched, newest first; NULL when none ran). Returns 1 when
- * served, 0 when it needs a walk.
+ * from what a walk read (fetched, newest first, nf of them; walked: 0 no walk ran, 1 it
+ * reached its end, -1 it failed). Returns 1 when served, 0 when it needs a walk.
  */
 static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetched, size_t nf,
-                     int walk_failed)
+                     int walked)
 {
     lh_conn_t *c = wt->c;
-    long at;
-    size_t sent = 0, skip = 0, total;
+    /* The history is the channel's last `size` messages (JetStream may hold more: it
+     * counts stored groups), and no recovery sends more than max_read. */
+    size_t max = h->w->cfg->nats.jetstream.max_read < x->st->ns->history_size
+                     ? h->w->cfg->nats.jetstream.max_read
+                     : x->st->ns->history_size;
+    long at, sent = 0;
     int ok = 1;
 
     if (c == NULL)
@@ -658,59 +780,39 @@ static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetche
         lh_pubsub_hold(c, x->name, x->len, 0);
         return 1;
     }
-    if (!x->st->ready || (wt->recover && strcmp(wt->epoch, x->st->epoch) != 0)) {
+    at = ring_after(x, wt->since);
+    if (wt->read && wt->limit > x->st->ns->history_size)
+        wt->limit = x->st->ns->history_size;
+    if (wt->read) {
+        size_t after = 0;
+
+        for (uint32_t i = 0; i < x->n; i++)
+            after += ring_at(x, i)->off > wt->since;
+        if (at < 0 && after < wt->limit && walked == 0 && x->st->ready)
+            return 0; /* read further back first */
+        sent = send_after(c, x, at >= 0 || after >= wt->limit ? NULL : fetched,
+                          at >= 0 || after >= wt->limit ? 0 : nf, wt->since, wt->limit);
+    } else if (!x->st->ready || strcmp(wt->epoch, x->st->epoch) != 0 || at == -2) {
         ok = 0;
-    } else if ((at = ring_after(x, wt->since)) >= 0) {
-        fetched = NULL; /* the ring has it all */
-        nf = 0;
-        total = x->n - (size_t)at;
-        if (wt->read && total > wt->limit)
-            skip = total - wt->limit;
-        if (wt->recover && total > h->w->cfg->nats.jetstream.max_read)
+    } else if (at >= 0) {
+        if (x->n - (size_t)at > max)
             ok = 0;
-        for (uint32_t i = (uint32_t)at; ok && i < x->n; i++) {
-            if (skip > 0) {
-                skip--;
-                continue;
-            }
-            if (lh_conn_queue(c, ring_at(x, i)->frame) < 0)
-                return 1;
-            sent++;
-        }
-    } else if (at == -2 || walk_failed || fetched == NULL) {
-        if (!walk_failed && fetched == NULL && at == -1)
-            return 0; /* a walk is needed */
-        ok = 0;
+        else
+            sent = send_after(c, x, NULL, 0, wt->since, 0);
+    } else if (walked == 0) {
+        return 0; /* a walk is needed */
+    } else if (walked < 0 || nf == 0 || fetched[nf - 1].prev != wt->since ||
+               nf + count_newer(x, fetched[0].off) > max) {
+        ok = 0; /* the chain does not reach back to since: evicted, expired, or too far */
     } else {
-        /* fetched reaches since (its oldest entry's prev is since), the ring follows. */
-        total = nf + x->n;
-        if (wt->read && total > wt->limit)
-            skip = total - wt->limit;
-        for (size_t i = nf; i-- > 0;) {
-            if (skip > 0) {
-                skip--;
-                continue;
-            }
-            if (lh_conn_queue(c, fetched[i].frame) < 0)
-                return 1;
-            sent++;
-        }
-        for (uint32_t i = 0; i < x->n; i++) {
-            if (ring_at(x, i)->off <= (nf ? fetched[0].off : 0))
-                continue;
-            if (skip > 0) {
-                skip--;
-                continue;
-            }
-            if (lh_conn_queue(c, ring_at(x, i)->frame) < 0)
-                return 1;
-            sent++;
-        }
+        sent = send_after(c, x, fetched, nf, wt->since, 0);
     }
-    send_reply(c, x, wt, ok, sent);
+    if (sent < 0)
+        return 1; /* c is going */
+    send_reply(c, x, wt, ok, (size_t)sent);
     if (!wt->read)
         lh_pubsub_hold(c, x->name, x->len, 0);
-    lh_m_add(LH_M_HIST_SENT, sent);
+    lh_m_add(LH_M_HIST_SENT, (uint64_t)sent);
     return 1;
 }
 
@@ -718,6 +820,8 @@ static void waiter_free(hchan_t *x, hwait_t *wt)
 {
     hwait_t **pp = &x->waiters;
 
+    if (wt->c != NULL)
+        wt->c->nhist--;
     while (*pp != NULL && *pp != wt)
         pp = &(*pp)->next;
     if (*pp == wt)
@@ -729,8 +833,8 @@ static void lookup_last(lh_hist_t *h, hchan_t *x);
 
 static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
 {
-    const hent_t *fetched = walked == 1 ? x->fill : NULL;
-    size_t nf = walked == 1 ? x->nfill : 0;
+    const hent_t *fetched = walked != 0 ? x->fill : NULL;
+    size_t nf = walked != 0 ? x->nfill : 0, need = 0;
     uint64_t lowest = UINT64_MAX;
     hwait_t *wt, *next;
 
@@ -742,10 +846,15 @@ static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
     }
     for (wt = x->waiters; wt != NULL; wt = next) {
         next = wt->next;
-        if (serve_one(h, x, wt, fetched, nf, walked == -1)) {
+        if (serve_one(h, x, wt, fetched, nf, walked)) {
             waiter_free(x, wt);
-        } else if (wt->since < lowest) {
-            lowest = wt->since;
+        } else {
+            size_t want = wt->read ? wt->limit : h->w->cfg->nats.jetstream.max_read + 1;
+
+            if (wt->since < lowest)
+                lowest = wt->since;
+            if (want > need)
+                need = want;
         }
     }
     /* What the walk read goes into the ring (older than its oldest) while there is room. */
@@ -761,12 +870,13 @@ static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
         /* Walk back from the oldest the ring has (or the newest offset) to lowest. */
         uint64_t from = x->n > 0 ? ring_at(x, 0)->prev : x->last;
 
+        x->fill_max = need > x->n ? need - x->n : 1;
         fill_start(h, x, from, lowest, 0);
     } else if (x->waiters != NULL && walked != 0) {
         /* Those still waiting could not be served by this walk: they fail. */
         for (wt = x->waiters; wt != NULL; wt = next) {
             next = wt->next;
-            serve_one(h, x, wt, NULL, 0, 1);
+            serve_one(h, x, wt, NULL, 0, -1);
             waiter_free(x, wt);
         }
     }
@@ -776,26 +886,35 @@ static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
 
 static void lookup_reply_cb(lh_worker_t *w, void *arg, void *msg)
 {
+    static const uint8_t *item[OFF_K];
+    static size_t ilen[OFF_K];
     hchan_t *x = arg;
     lh_hist_t *h = hist_of(w);
     const char *seq = NULL, *prev = NULL;
+    long n;
 
     x->fill_req = NULL;
     if (msg != NULL && natsMsgHeader_Get(msg, "Nats-Sequence", &seq) == NATS_OK &&
-        natsMsgHeader_Get(msg, "Lhttp-Prev", &prev) == NATS_OK) {
-        uint64_t off = strtoull(seq, NULL, 10), p = strtoull(prev, NULL, 10);
-        lh_buf_t *frame = delivered_frame((const uint8_t *)natsMsg_GetData(msg),
-                                          (size_t)natsMsg_GetDataLength(msg), off, p,
-                                          x->st->epoch);
+        natsMsgHeader_Get(msg, "Lhttp-Prev", &prev) == NATS_OK &&
+        (n = batch_items((const uint8_t *)natsMsg_GetData(msg),
+                         (size_t)natsMsg_GetDataLength(msg), item, ilen, OFF_K)) > 0) {
+        uint64_t base = strtoull(seq, NULL, 10) * OFF_K, p0 = strtoull(prev, NULL, 10);
 
-        if (!x->last_known && frame != NULL) {
-            /* The newest message: the ring starts with it (subscribers have it already or
-             * will get it from a recovery). */
-            ring_push(x, off, p, frame);
-            x->last = off;
+        /* The newest batch: the ring starts with it (subscribers have it already or will
+         * get it from a recovery). */
+        for (long j = 0; j < n && !x->last_known; j++) {
+            uint64_t o = base + (uint64_t)j;
+            lh_buf_t *frame = delivered_frame(item[j], ilen[j], o, j > 0 ? o - 1 : p0,
+                                              x->st->epoch, x->name, x->len);
+
+            if (frame != NULL)
+                ring_push(x, o, j > 0 ? o - 1 : p0, frame);
+            lh_buf_unref(frame);
+        }
+        if (!x->last_known) {
+            x->last = base + (uint64_t)n - 1;
             x->last_known = 1;
         }
-        lh_buf_unref(frame);
     } else if (msg != NULL) {
         const char *status = NULL;
 
@@ -811,7 +930,7 @@ static void lookup_reply_cb(lh_worker_t *w, void *arg, void *msg)
 
         for (wt = x->waiters; wt != NULL; wt = next) {
             next = wt->next;
-            serve_one(h, x, wt, NULL, 0, 1);
+            serve_one(h, x, wt, NULL, 0, -1);
             waiter_free(x, wt);
         }
         return;
@@ -869,12 +988,22 @@ int lh_hist_attach(lh_conn_t *c, const char *ch, size_t len, int recover, uint64
 
 static void pub_pump(lh_hist_t *h, hchan_t *x);
 
+/* Tells p's batch (if any) how p ended, once. */
+static void pub_tell(hchan_t *x, hpub_t *p, uint64_t off, int ok)
+{
+    lh_hist_batch_t *b = p->b;
+
+    p->b = NULL;
+    if (b != NULL)
+        b->done(b, x->name, x->len, off, ok);
+}
+
 static void pub_fail(hchan_t *x, hpub_t *p, const char *why)
 {
+    pub_tell(x, p, 0, 0);
     if (p->c != NULL)
         lh_reply_error(p->c, p->cmd, strlen(p->cmd), 503, why);
     lh_m_inc(LH_M_HIST_PUB_FAILED);
-    (void)x;
 }
 
 static void pub_pop(hchan_t *x)
@@ -889,57 +1018,72 @@ static void pub_pop(hchan_t *x)
     free(p);
 }
 
+/* Fails the first n waiting messages (a batch that could not be stored). */
+static void pub_fail_n(hchan_t *x, size_t n, const char *why)
+{
+    while (n-- > 0 && x->q_head != NULL) {
+        pub_fail(x, x->q_head, why);
+        pub_pop(x);
+    }
+}
+
 static void pub_ack_cb(lh_worker_t *w, void *arg, void *msg)
 {
     hchan_t *x = arg;
     lh_hist_t *h = hist_of(w);
-    hpub_t *p = x->q_head;
+    size_t n = x->inflight_n;
     json_t *doc = NULL, *err;
     json_int_t seq;
 
     x->pub_req = NULL;
-    if (p == NULL)
+    x->inflight_n = 0;
+    if (x->q_head == NULL || n == 0)
         return;
     if (msg != NULL)
         doc = json_loadb(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), 0, NULL);
     err = json_object_get(doc, "error");
     seq = json_integer_value(json_object_get(doc, "seq"));
     if (doc != NULL && err == NULL && seq > 0) {
-        lh_buf_t *frame = delivered_frame(p->data, p->len, (uint64_t)seq, x->pub_last,
-                                          x->st->epoch);
-        uint64_t prev = x->pub_last;
+        uint64_t base = (uint64_t)seq * OFF_K, prev = x->pub_last;
 
-        x->pub_last = (uint64_t)seq;
-        lh_m_inc(LH_M_HIST_STORED);
+        lh_m_add(LH_M_HIST_STORED, n);
         lh_metrics_observe_js(lh_now_ns() - x->pub_started_ns);
-        if (frame != NULL) {
-            size_t len;
-            const uint8_t *pl = frame_payload(frame, &len);
+        x->pub_last = base + n - 1;
+        x->pub_last_seq = (uint64_t)seq;
+        for (size_t i = 0; i < n && x->q_head != NULL; i++) {
+            hpub_t *p = x->q_head;
+            uint64_t off = base + i, pv = i > 0 ? off - 1 : prev;
+            lh_buf_t *frame = delivered_frame(p->data, p->len, off, pv, x->st->epoch, x->name,
+                                              x->len);
 
-            /* To every other worker and node, then here, in the chain's order. */
-            lh_nats_publish(w, x->name, x->len, pl, len);
-            offer(h, x, (uint64_t)seq, prev, frame);
-            lh_buf_unref(frame);
+            if (frame != NULL) {
+                size_t len;
+                const uint8_t *pl = frame_payload(frame, &len);
+
+                /* To every other worker and node, then here, in the chain's order. */
+                lh_nats_publish(w, x->name, x->len, pl, len);
+                offer(h, x, off, pv, frame);
+                lh_buf_unref(frame);
+            }
+            pub_tell(x, p, off, 1);
+            pub_pop(x);
         }
-        pub_pop(x);
     } else if (json_integer_value(json_object_get(err, "err_code")) == 10071 &&
-               p->tries < WRONG_LAST_TRIES) {
-        /* "wrong last sequence: N": another publisher came first; go on from N. */
-        const char *d = json_string_value(json_object_get(err, "description"));
-        const char *colon = d ? strrchr(d, ':') : NULL;
-
-        x->pub_last = colon ? strtoull(colon + 1, NULL, 10) : 0;
-        x->pub_known = colon != NULL;
-        p->tries++;
+               lh_now_ns() - x->q_head->first_ns <
+                   (uint64_t)w->cfg->nats.jetstream.timeout_ms * 1000000) {
+        /* "wrong last sequence": another publisher came first. The channel's newest
+         * message is read again (its batch says its offset), and the batch goes after
+         * it. Under a steady race with another node this can repeat; it stops being
+         * tried when the JetStream timeout has passed since the first try. */
+        x->pub_known = 0;
     } else {
-        pub_fail(x, p, msg == NULL ? "history unavailable: JetStream did not answer; not "
-                                     "published"
-                                   : "history unavailable: JetStream refused the message; "
-                                     "not published");
+        pub_fail_n(x, n, msg == NULL ? "history unavailable: JetStream did not answer; not "
+                                       "published"
+                                     : "history unavailable: JetStream refused the message; "
+                                       "not published");
         if (msg == NULL)
             x->st->ready = 0; /* asked again by retry_cb */
         x->pub_known = 0;
-        pub_pop(x);
     }
     json_decref(doc);
     pub_pump(h, x);
@@ -947,71 +1091,105 @@ static void pub_ack_cb(lh_worker_t *w, void *arg, void *msg)
 
 static void pub_lookup_cb(lh_worker_t *w, void *arg, void *msg)
 {
+    static const uint8_t *item[OFF_K];
+    static size_t ilen[OFF_K];
     hchan_t *x = arg;
     lh_hist_t *h = hist_of(w);
     const char *seq = NULL, *status = NULL;
+    long n;
 
     x->pub_req = NULL;
-    if (msg != NULL && natsMsgHeader_Get(msg, "Nats-Sequence", &seq) == NATS_OK) {
-        x->pub_last = strtoull(seq, NULL, 10);
+    if (msg != NULL && natsMsgHeader_Get(msg, "Nats-Sequence", &seq) == NATS_OK &&
+        (n = batch_items((const uint8_t *)natsMsg_GetData(msg),
+                         (size_t)natsMsg_GetDataLength(msg), item, ilen, OFF_K)) > 0) {
+        x->pub_last_seq = strtoull(seq, NULL, 10);
+        x->pub_last = x->pub_last_seq * OFF_K + (uint64_t)n - 1;
         x->pub_known = 1;
     } else if (msg != NULL && natsMsgHeader_Get(msg, "Status", &status) == NATS_OK &&
                strcmp(status, "404") == 0) {
-        x->pub_last = 0;
+        x->pub_last = x->pub_last_seq = 0;
         x->pub_known = 1;
     } else {
-        while (x->q_head != NULL) {
-            pub_fail(x, x->q_head, "history unavailable: JetStream did not answer; not "
-                                   "published");
-            pub_pop(x);
-        }
+        pub_fail_n(x, SIZE_MAX, "history unavailable: JetStream did not answer; not "
+                                "published");
         return;
     }
     pub_pump(h, x);
 }
 
-/* Sends the oldest waiting message (after learning the previous offset if needed). */
+/* Stores the waiting messages, as many as fit one batch (after learning the channel's
+ * newest offset if needed). */
 static void pub_pump(lh_hist_t *h, hchan_t *x)
 {
     char subj[LH_CHANNEL_MAX_LEN + 120], jsubj[160], body[LH_CHANNEL_MAX_LEN + 160],
-        prev[24];
+        seqs[24], prev[24], head[32];
     const char *hdrs[4];
-    hpub_t *p = x->q_head;
+    size_t n = 0, bytes, hl;
+    uint8_t *batch, *q;
 
-    if (p == NULL || x->pub_req != NULL)
+    if (x->q_head == NULL || x->pub_req != NULL)
         return;
     if (!x->st->ready) {
-        while (x->q_head != NULL) {
-            pub_fail(x, x->q_head, "history unavailable: JetStream is not reachable; not "
-                                   "published");
-            pub_pop(x);
-        }
+        pub_fail_n(x, SIZE_MAX, "history unavailable: JetStream is not reachable; not "
+                                "published");
         return;
     }
     stored_subject(h, x->name, x->len, subj, sizeof(subj));
     if (!x->pub_known) {
-        int n = snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s\"}", subj);
+        int m = snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s\"}", subj);
 
         snprintf(jsubj, sizeof(jsubj), "$JS.API.DIRECT.GET.%s", x->st->name);
-        x->pub_req = lh_nats_request(h->w, jsubj, NULL, 0, body, (size_t)n,
+        x->pub_req = lh_nats_request(h->w, jsubj, NULL, 0, body, (size_t)m,
                                      h->w->cfg->nats.jetstream.timeout_ms, pub_lookup_cb, x);
         if (x->pub_req == NULL)
             pub_lookup_cb(h->w, x, NULL);
         return;
     }
+    /* The batch: every waiting message that fits (at least one). */
+    bytes = 0;
+    for (hpub_t *p = x->q_head; p != NULL && n < OFF_K; p = p->next) {
+        if (n > 0 && bytes + p->len + 24 > BATCH_BYTES)
+            break;
+        bytes += p->len + 24;
+        n++;
+    }
+    batch = malloc(bytes + sizeof(head));
+    if (batch == NULL) {
+        pub_fail_n(x, n, "history: out of memory; not published");
+        pub_pump(h, x);
+        return;
+    }
+    hl = (size_t)snprintf(head, sizeof(head), BATCH_MAGIC "%zu\n", n);
+    memcpy(batch, head, hl);
+    q = batch + hl;
+    {
+        hpub_t *p = x->q_head;
+
+        for (size_t i = 0; i < n; i++, p = p->next) {
+            q += sprintf((char *)q, "%zu\n", p->len);
+            memcpy(q, p->data, p->len);
+            q += p->len;
+        }
+    }
+    snprintf(seqs, sizeof(seqs), "%" PRIu64, x->pub_last_seq);
     snprintf(prev, sizeof(prev), "%" PRIu64, x->pub_last);
     hdrs[0] = "Nats-Expected-Last-Subject-Sequence";
-    hdrs[1] = prev;
+    hdrs[1] = seqs;
     hdrs[2] = "Lhttp-Prev";
     hdrs[3] = prev;
     x->pub_started_ns = lh_now_ns();
-    x->pub_req = lh_nats_request(h->w, subj, hdrs, 2, p->data, p->len,
+    if (x->q_head->first_ns == 0)
+        x->q_head->first_ns = x->pub_started_ns;
+    x->inflight_n = n;
+    x->pub_req = lh_nats_request(h->w, subj, hdrs, 2, batch, (size_t)(q - batch),
                                  h->w->cfg->nats.jetstream.timeout_ms, pub_ack_cb, x);
+    free(batch);
     if (x->pub_req == NULL)
         pub_ack_cb(h->w, x, NULL);
 }
 
-long lh_hist_publish(lh_conn_t *c, const char *ch, size_t len, const void *msg, size_t msg_len)
+long lh_hist_publish(lh_conn_t *c, lh_hist_batch_t *b, const char *ch, size_t len,
+                     const void *msg, size_t msg_len)
 {
     lh_worker_t *w = c ? c->w : lh_current_worker;
     lh_hist_t *h = hist_of(w);
@@ -1040,7 +1218,10 @@ long lh_hist_publish(lh_conn_t *c, const char *ch, size_t len, const void *msg, 
     p->len = need;
     p->next = NULL;
     p->c = c;
-    p->tries = 0;
+    p->b = b;
+    p->first_ns = 0;
+    if (b != NULL)
+        b->outstanding++;
     snprintf(p->cmd, sizeof(p->cmd), "%.*s", (int)m.command_len, m.command);
     if (c != NULL)
         c->nhist++;
@@ -1122,7 +1303,7 @@ static void history_on_message(lh_conn_t *c, lh_msg_t *m, void *ud)
         lh_reply_error_to(c, m, 403, why);
         return;
     }
-    if (!hist_of(c->w)->streams[0].ready && !stream_of(hist_of(c->w), ch, cl)->ready) {
+    if (!stream_of(hist_of(c->w), ch, cl)->ready) {
         lh_reply_error_to(c, m, 503, "history unavailable: JetStream is not reachable");
         return;
     }
@@ -1139,6 +1320,43 @@ void lh_hist_register(void)
 
 /* ---- Life cycle ------------------------------------------------------------------------ */
 
+static void hchan_drop_cache(hchan_t *x)
+{
+    for (uint32_t i = 0; i < x->n; i++)
+        lh_buf_unref(ring_at(x, i)->frame);
+    free(x->ring);
+    x->ring = NULL;
+    x->n = x->head = 0;
+    for (size_t i = 0; i < x->nheld; i++)
+        lh_buf_unref(x->held[i].frame);
+    x->nheld = 0;
+}
+
+void lh_hist_chan_idle(lh_worker_t *w, const char *ch, size_t len)
+{
+    lh_hist_t *h = hist_of(w);
+    hchan_t *x = h ? hchan_find(h, ch, len, 0) : NULL;
+    hchan_t **pp;
+
+    if (x == NULL || x->waiters != NULL || x->fill_req != NULL)
+        return;
+    /* No subscriber here any more: the chain is no longer followed (a later subscribe
+     * learns it again); the cache and what waited for a gap go. */
+    hchan_drop_cache(x);
+    x->last_known = 0;
+    x->last = 0;
+    if (x->q_head != NULL || x->pub_req != NULL)
+        return; /* publishes still to store: the channel stays for them */
+    pp = &h->buckets[lh_metrics_chan_hash(ch, len) & (h->nbuckets - 1)];
+    while (*pp != x)
+        pp = &(*pp)->next;
+    *pp = x->next;
+    h->nchans--;
+    free(x->held);
+    free(x->fill);
+    free(x);
+}
+
 void lh_hist_conn_gone(lh_conn_t *c)
 {
     lh_hist_t *h = hist_of(c->w);
@@ -1147,11 +1365,16 @@ void lh_hist_conn_gone(lh_conn_t *c)
         return;
     for (size_t b = 0; b < h->nbuckets && c->nhist > 0; b++) {
         for (hchan_t *x = h->buckets[b]; x != NULL; x = x->next) {
-            for (hpub_t *p = x->q_head; p != NULL; p = p->next)
+            for (hpub_t *p = x->q_head; p != NULL; p = p->next) {
+                if (p->b != NULL && p->b->c == c) {
+                    p->b->c = NULL; /* its answer has nobody to go to */
+                    c->nhist--;
+                }
                 if (p->c == c) {
                     p->c = NULL;
                     c->nhist--;
                 }
+            }
             for (hwait_t *wt = x->waiters; wt != NULL; wt = wt->next)
                 if (wt->c == c) {
                     wt->c = NULL;
@@ -1209,8 +1432,10 @@ void lh_hist_free(lh_worker_t *w)
         while (x != NULL) {
             hchan_t *next = x->next;
 
-            while (x->q_head != NULL)
+            while (x->q_head != NULL) {
+                pub_tell(x, x->q_head, 0, 0);
                 pub_pop(x);
+            }
             while (x->waiters != NULL)
                 waiter_free(x, x->waiters);
             for (uint32_t i = 0; i < x->n; i++)

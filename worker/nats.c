@@ -116,8 +116,9 @@ typedef struct lh_nats_s {
     /* Requests (JetStream's API): replies come to <reply_pfx><token> on reply_sub. */
     char reply_pfx[96];
     size_t rplen;
-    natsSubscription *reply_sub;
+    natsSubscription *reply_sub; /* made on the first request (only history uses them) */
     int reply_done;            /* under mu, as peer_done */
+    int replies_wanted;        /* a request was made: subscribe again after a renewal */
     lh_nreq_t *rq_head, *rq_tail;
     uint64_t rq_next;
     struct event *rq_ev;
@@ -553,6 +554,8 @@ static void reply_heard(lh_nats_t *n, const char *token, natsMsg *msg)
     /* Late (timed out already) or cancelled: dropped. */
 }
 
+static void reply_subscribe(lh_nats_t *n);
+
 lh_nreq_t *lh_nats_request(lh_worker_t *w, const char *subj, const char *const *hdrs, size_t nh,
                            const void *data, size_t len, unsigned timeout_ms,
                            lh_nats_reply_fn cb, void *arg)
@@ -563,9 +566,14 @@ lh_nreq_t *lh_nats_request(lh_worker_t *w, const char *subj, const char *const *
     lh_nreq_t *r, *at;
     natsStatus s;
 
-    if (n == NULL || n->nc == NULL || n->reply_sub == NULL || !atomic_load(&n->up) ||
-        atomic_load(&n->closing))
+    if (n == NULL || n->nc == NULL || !atomic_load(&n->up) || atomic_load(&n->closing))
         return NULL;
+    if (n->reply_sub == NULL) {
+        n->replies_wanted = 1;
+        reply_subscribe(n);
+        if (n->reply_sub == NULL)
+            return NULL;
+    }
     r = calloc(1, sizeof(*r));
     if (r == NULL)
         return NULL;
@@ -913,7 +921,8 @@ static int peer_subscribe(lh_nats_t *n)
 {
     natsStatus s;
 
-    reply_subscribe(n);
+    if (n->replies_wanted)
+        reply_subscribe(n);
     s = natsConnection_Subscribe(&n->peer_sub, n->nc, n->peer_subj, msg_cb, n);
 
     if (s == NATS_OK) {

@@ -41,6 +41,15 @@ static void respond_json(lh_conn_t *c, int status, json_t *j, const char *extra)
     free(s);
 }
 
+/* A POST /publish whose answer waits for its history channels to be stored. */
+typedef struct {
+    lh_hist_batch_t b;
+    json_t *offsets;  /* channel -> offset */
+    char *head;       /* the answer as it would be without history, less its closing '}' */
+    size_t head_len;
+    int again;        /* NATS could not take a plain channel's message */
+} pending_t;
+
 /*
  * The answer to a successful POST /publish: {"channels":[...],"local_deliveries":N} and a
  * newline, as jansson printed it, formatted here because it is written for every publish:
@@ -48,7 +57,7 @@ static void respond_json(lh_conn_t *c, int status, json_t *j, const char *extra)
  * escaping in a JSON string.
  */
 static void respond_published(lh_conn_t *c, const char *v, size_t vl, const uint8_t *keep,
-                              size_t local)
+                              size_t local, pending_t *pend)
 {
     static const char head[] = "{\"channels\":[";
     char stack[512], *out = stack, *p;
@@ -56,7 +65,7 @@ static void respond_published(lh_conn_t *c, const char *v, size_t vl, const uint
     const char *pos = v, *ch;
     int first = 1;
 
-    if (cap > sizeof(stack)) {
+    if (cap > sizeof(stack) || pend != NULL) {
         out = malloc(cap);
         if (out == NULL) {
             lh_http_respond(c, 500, NULL, NULL, NULL, 0);
@@ -77,6 +86,12 @@ static void respond_published(lh_conn_t *c, const char *v, size_t vl, const uint
         *p++ = '"';
     }
     p += snprintf(p, cap - (size_t)(p - out), "],\"local_deliveries\":%zu}\n", local);
+    if (pend != NULL) {
+        /* The answer waits for the history channels' offsets, added before its '}'. */
+        pend->head = out;
+        pend->head_len = (size_t)(p - out) - 2;
+        return;
+    }
     lh_http_respond(c, 200, NULL, "application/json", out, (size_t)(p - out));
     if (out != stack)
         free(out);
@@ -88,6 +103,60 @@ static void publish_error(lh_conn_t *c, int status, const char *reason)
     respond_json(c, status, json_pack("{s:s}", "error", reason), NULL);
 }
 
+static void pending_done(lh_hist_batch_t *b, const char *ch, size_t len, uint64_t off, int ok)
+{
+    pending_t *p = (pending_t *)b;
+    lh_conn_t *c = b->c;
+
+    if (ok) {
+        char name[LH_CHANNEL_MAX_LEN + 1];
+
+        memcpy(name, ch, len);
+        name[len] = '\0';
+        json_object_set_new(p->offsets, name, json_integer((json_int_t)off));
+    } else {
+        b->failed++;
+    }
+    if (--b->outstanding > 0)
+        return;
+    if (c != NULL) {
+        char *offs = json_dumps(p->offsets, JSON_COMPACT);
+
+        c->nhist--;
+        c->flags &= ~LH_CF_HOOK_WAIT;
+        if (offs == NULL) {
+            lh_http_respond(c, 500, NULL, NULL, NULL, 0);
+        } else if (b->failed > 0 || p->again) {
+            respond_json(c, 503, json_pack("{s:s,s:o}", "error",
+                                           b->failed ? "history unavailable: JetStream did not "
+                                                       "store the message for every history "
+                                                       "channel"
+                                                     : "NATS unavailable and its outage buffer "
+                                                       "is full; delivered only to this "
+                                                       "worker's subscribers",
+                                           "offsets", json_deep_copy(p->offsets)), NULL);
+        } else {
+            size_t n = p->head_len + strlen(offs) + 16;
+            char *out = malloc(n);
+
+            if (out == NULL) {
+                lh_http_respond(c, 500, NULL, NULL, NULL, 0);
+            } else {
+                int m = snprintf(out, n, "%.*s,\"offsets\":%s}\n", (int)p->head_len, p->head,
+                                 offs);
+
+                lh_http_respond(c, 200, NULL, "application/json", out, (size_t)m);
+                free(out);
+            }
+        }
+        free(offs);
+        lh_conn_resume_later(c);
+    }
+    json_decref(p->offsets);
+    free(p->head);
+    free(p);
+}
+
 void lh_publish_http(lh_conn_t *c, const uint8_t *body, size_t len)
 {
     lh_worker_t *w = c->w;
@@ -97,6 +166,7 @@ void lh_publish_http(lh_conn_t *c, const uint8_t *body, size_t len)
     uint8_t keep_stack[64], *keep;
     int again = 0;
     long n, delivered;
+    pending_t *pend = NULL;
 
     if (lh_lhttp_parse((const char *)body, len, &w->lhttp_limits, m, &reason) != 0) {
         char r[300];
@@ -124,21 +194,56 @@ void lh_publish_http(lh_conn_t *c, const uint8_t *body, size_t len)
     }
     lh_m_inc(LH_M_PUBLISH_HTTP);
     keep = n > (long)sizeof(keep_stack) ? malloc((size_t)n) : keep_stack;
+    if (w->hist != NULL && (pend = calloc(1, sizeof(*pend))) != NULL) {
+        pend->b.c = c;
+        pend->b.done = pending_done;
+        pend->offsets = json_object();
+        w->hist_batch = &pend->b;
+    }
+    w->hist_refused = 0;
     delivered = keep ? lh_pubsub_publish_list(w, v, vl, n, body, len, keep, &again) : -ENOMEM;
-    if (delivered < 0) {
+    w->hist_batch = NULL;
+    if (pend != NULL && pend->b.outstanding == 0) {
+        json_decref(pend->offsets);
+        free(pend);
+        pend = NULL;
+    }
+    if (delivered < 0 || (pend != NULL && pend->offsets == NULL)) {
         if (keep != keep_stack)
             free(keep);
+        if (pend != NULL) {
+            pend->b.c = NULL; /* answered here; the stores still report to it */
+            pend->again = again;
+        }
         publish_error(c, 500, "out of memory");
         return;
     }
     local = (size_t)delivered;
     /* No flush here: the deliveries go out at the end of this loop pass with those of
      * every other publish handled in it, one writev per subscriber. */
-    if (again)
+    if (pend != NULL)
+        pend->b.failed += w->hist_refused;
+    if (pend != NULL) {
+        /* Answered once every history channel is stored (pending_done); the connection's
+         * next request waits meanwhile. */
+        pend->again = again;
+        respond_published(c, v, vl, keep, local, pend);
+        if (pend->head == NULL) {
+            pend->b.c = NULL; /* answered 500 already */
+        } else {
+            c->nhist++;
+            c->flags |= LH_CF_HOOK_WAIT;
+            event_del(&c->rev);
+        }
+    } else if (w->hist_refused > 0) {
+        publish_error(c, 503, "history unavailable: JetStream is not reachable; not "
+                              "published to the history channels");
+    } else if (again) {
         publish_error(c, 503, "NATS unavailable and its outage buffer is full; delivered "
                               "only to this worker's subscribers");
-    else
-        respond_published(c, v, vl, keep, local);
+    } else {
+        respond_published(c, v, vl, keep, local, NULL);
+    }
     if (keep != keep_stack)
         free(keep);
 }

@@ -161,6 +161,8 @@ static void chan_remove(lh_worker_t *w, lh_chan_t *ch)
         lh_m_sub(LH_G_CHANNELS_UNTRACKED, 1);
     }
     lh_nats_unsubscribe(w, ch->nsub);
+    if (w->hist != NULL)
+        lh_hist_chan_idle(w, ch->name, ch->len);
     free(ch->subs);
     free(ch);
 }
@@ -479,7 +481,7 @@ static long publish_one(lh_worker_t *w, const char *name, size_t len, const void
 
     if (w->hist != NULL && lh_hist_is(w, name, len)) {
         /* Stored first; delivered with its offset once JetStream has it. */
-        long r = lh_hist_publish(w->hist_origin, name, len, msg, msg_len);
+        long r = lh_hist_publish(w->hist_origin, w->hist_batch, name, len, msg, msg_len);
 
         if (r == -EAGAIN || r == -EINVAL)
             w->hist_refused++;
@@ -1008,6 +1010,13 @@ void lh_pubsub_hold(lh_conn_t *c, const char *name, size_t len, int held)
 
     if (i != SUBS_NONE)
         ch->subs[c->subs[i].pos].held = (uint32_t)held;
+}
+
+int lh_pubsub_has_subscribers(lh_worker_t *w, const char *name, size_t len)
+{
+    lh_chan_t *ch = chan_find(w->ps, name, len, chan_hash(w->ps->seed, name, len));
+
+    return ch != NULL && ch->nsubs > 0;
 }
 
 int lh_pubsub_subscribed(lh_conn_t *c, const char *name, size_t len)

@@ -235,6 +235,7 @@ struct lh_worker_s {
     struct lh_auth_s *auth;      /* keys and namespace rules (auth.c), owned */
     struct lh_hist_s *hist;      /* history channels on JetStream (history.c); NULL: none */
     lh_conn_t *hist_origin;      /* the client whose publish is being handled, for errors */
+    struct lh_hist_batch_s *hist_batch; /* the POST /publish being handled, or NULL */
     unsigned hist_refused;       /* history channels its publish could not reach */
     /* Set by the master: reads the configuration file again, for the rules a retiring
      * worker applies to the connections it keeps (NULL: keep the rules it has). */
@@ -494,6 +495,8 @@ long lh_pubsub_api_apply(lh_worker_t *w, const char *json, size_t len);
 /* Holds (held 1) or releases c's deliveries on channel: a recovery sends what it missed
  * first. */
 void lh_pubsub_hold(lh_conn_t *c, const char *name, size_t len, int held);
+/* 1 when channel has subscribers on w. */
+int lh_pubsub_has_subscribers(lh_worker_t *w, const char *name, size_t len);
 /* 1 when c is subscribed to channel. */
 int lh_pubsub_subscribed(lh_conn_t *c, const char *name, size_t len);
 /* Tells every subscriber of channel that the messages between offsets from and to are
@@ -512,6 +515,15 @@ void lh_pubsub_nats_resubscribe(lh_worker_t *w);
 
 /* ---- history.c ---- */
 typedef struct lh_hist_s lh_hist_t;
+/* A publish of several history channels whose answer waits for all of them (POST
+ * /publish): done(b, channel, offset, ok) runs once per channel when it is stored (ok 1,
+ * with its offset) or refused (ok 0); the owner counts with outstanding. c is cleared
+ * when the connection goes. */
+typedef struct lh_hist_batch_s {
+    unsigned outstanding, failed;
+    lh_conn_t *c;
+    void (*done)(struct lh_hist_batch_s *b, const char *ch, size_t len, uint64_t off, int ok);
+} lh_hist_batch_t;
 /* The history streams of w's configuration (none: w->hist stays NULL). 0 or -ENOMEM. */
 int lh_hist_init(lh_worker_t *w);
 void lh_hist_free(lh_worker_t *w);
@@ -521,7 +533,8 @@ int lh_hist_is(lh_worker_t *w, const char *ch, size_t len);
 /* Stores msg in ch's history, then delivers it everywhere with its offset; c (may be
  * NULL) hears of a failure (503). 0, -EAGAIN when JetStream is not reachable (nothing
  * done), -EINVAL when msg is not LHTTP, -ENOMEM. */
-long lh_hist_publish(lh_conn_t *c, const char *ch, size_t len, const void *msg, size_t msg_len);
+long lh_hist_publish(lh_conn_t *c, lh_hist_batch_t *b, const char *ch, size_t len,
+                     const void *msg, size_t msg_len);
 /* A history channel's message from NATS (a delivery with its offset). */
 void lh_hist_from_nats(lh_worker_t *w, const char *ch, size_t len, const void *msg,
                        size_t msg_len);
@@ -532,6 +545,8 @@ int lh_hist_attach(lh_conn_t *c, const char *ch, size_t len, int recover, uint64
                    const char *epoch, int read, size_t limit);
 /* The "connection gone" hook: forgets what c was waiting for. */
 void lh_hist_conn_gone(lh_conn_t *c);
+/* pubsub.c: channel ch has no subscriber on w any more. */
+void lh_hist_chan_idle(lh_worker_t *w, const char *ch, size_t len);
 
 /* ---- publish.c ---- */
 /* POST /publish: handles body, answers on c. */

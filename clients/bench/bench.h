@@ -3,9 +3,10 @@
  * (nchan). Internal interfaces between its files; every symbol carries the prefix lhb_.
  *
  * hist.c  log-linear latency histogram (pure)
- * msg.c   the messages: building a publish, checking a delivery (pure)
+ * msg.c   the messages: building a publish, checking a delivery, the servers' metadata (pure)
  * loop.c  one process's event loop: connections, handshakes, frames, subscribers
- * pub.c   publishing over WebSocket or HTTP, at full speed under a window or at a rate
+ * pub.c   publishing over WebSocket or HTTP, at full speed under a window or at a rate;
+ *         the phases of a --recover run
  * main.c  options, the processes, the phases and the report
  *
  * Model: the subscribers are split over one or more processes (each under the open-file
@@ -13,6 +14,9 @@
  * memory block (lhb_shared_t). A run is: setup (connect, handshake, subscribe), warm-up
  * (a probe to every channel until every subscriber saw one, so no subscription is still
  * in flight), measure (publish), drain (wait for every expected delivery), report.
+ * A --recover run replaces measure and drain: park (every subscriber closes), publish
+ * (the messages the subscribers miss), recover (every subscriber reconnects at once,
+ * resuming from the last message it saw, until each has every message it missed).
  */
 #ifndef LHB_BENCH_H
 #define LHB_BENCH_H
@@ -69,6 +73,36 @@ size_t lhb_msg_min_size(int target, size_t chlen);
 /* Parses the trailer of a received message. Returns the kind, or 0 when it has none. */
 int lhb_msg_trailer(const uint8_t *m, size_t len, uint32_t *seq, uint64_t *t_ns);
 
+/*
+ * --server-headers: what a server adds to each delivery of a channel with history.
+ * lhttpd inserts "offset:N\r\nprev-offset:P\r\nepoch:E\r\nchannel:CH\r\n" right after
+ * the command line; nchan's ws+meta.nchan subprotocol puts "id: TIME:TAG\n\n" before the
+ * body.
+ */
+typedef struct {
+    size_t at, len;        /* the server's bytes: m[at .. at + len) */
+    uint64_t offset, prev; /* lhttpd: offset, prev-offset */
+    const uint8_t *epoch;  /* lhttpd: LHB_EPOCH_LEN hex digits */
+    const uint8_t *channel; /* lhttpd: the channel the offset is in, chlen bytes */
+    size_t chlen;
+    const uint8_t *id;     /* nchan: the message id, idlen bytes */
+    size_t idlen;
+} lhb_meta_t;
+
+#define LHB_EPOCH_LEN 16
+#define LHB_MAX_ID 32 /* the longest nchan message id kept */
+
+/* Finds exactly those bytes in the delivery m, in that order and nothing else. Returns 0
+ * and fills mt, or -1 when m does not carry them. */
+int lhb_msg_meta(int target, const uint8_t *m, size_t len, lhb_meta_t *mt);
+
+/* The value of header name (lower case, without the colon) in the head of the LHTTP
+ * message m, or NULL; *vl is its length. */
+const uint8_t *lhb_lhttp_header(const uint8_t *m, size_t len, const char *name, size_t *vl);
+
+/* Parses 1 to 20 decimal digits. Returns 0, or -1 when v is not such a number. */
+int lhb_parse_u64(const uint8_t *v, size_t vl, uint64_t *out);
+
 /* The 28-byte Sec-WebSocket-Accept for lhb_ws_key. */
 extern const char lhb_ws_key[], lhb_ws_accept[];
 
@@ -79,7 +113,9 @@ enum {
     LHB_PH_HOLD,    /* setup done; process 0 runs --hold-exec */
     LHB_PH_WARMUP,  /* probes until every subscriber saw one */
     LHB_PH_MEASURE, /* publishing */
-    LHB_PH_DRAIN,   /* waiting for the last deliveries */
+    LHB_PH_DRAIN,   /* waiting for the last deliveries (--recover: for the publish answers) */
+    LHB_PH_PARK,    /* --recover: every subscriber closes its connection */
+    LHB_PH_RECOVER, /* --recover: every subscriber reconnects and recovers */
     LHB_PH_DONE,    /* every process writes its final numbers and exits */
     LHB_PH_ABORT
 };
@@ -94,12 +130,18 @@ typedef struct {
     _Atomic uint64_t last_ns;   /* when the last measured message arrived */
     _Atomic uint64_t setup_done_ns;
     _Atomic int finished;
+    _Atomic uint64_t parked;    /* --recover: subscribers whose connection is closed */
+    _Atomic uint64_t recovered; /* --recover: subscribers that have recovered (or failed to) */
+    _Atomic uint64_t recover_done_ns; /* when the last of this process's recoveries ended */
     uint64_t disorder;   /* measured messages with an unexpected sequence number */
     uint64_t corrupt;    /* deliveries whose bytes are not the message sent */
     uint64_t other;      /* other messages (server error replies and the like) */
     uint64_t closed;     /* connections the server closed during the run */
     uint64_t short_subs; /* subscribers that received fewer messages than published */
     uint64_t long_subs;  /* ... more */
+    uint64_t chain;      /* --server-headers: deliveries whose prev-offset (or epoch) is not
+                          * the offset (epoch) the subscriber saw last */
+    uint64_t not_recovered; /* --recover: recoveries the server refused or left unfinished */
     uint64_t bytes_in;
     char first_error[256];
     lhb_hist_t hist;
@@ -108,6 +150,7 @@ typedef struct {
 typedef struct {
     _Atomic int phase;
     uint32_t nprocs;
+    _Atomic uint64_t recover_t0; /* --recover: when the reconnections began */
     lhb_pstats_t ps[LHB_MAX_PROCS];
 } lhb_shared_t;
 
@@ -153,6 +196,14 @@ typedef struct {
      * after its handshake (for a "subscribers" publish rule) and discards the copies of
      * the messages it then receives. */
     int pub_subscribe;
+    /* --server-headers: deliveries carry the server's metadata of a channel with history
+     * (lhb_meta_t), checked and removed before the comparison with what was sent; lhttpd's
+     * subscribe gets a subscribed reply per channel; nchan's subscribers ask for the
+     * ws+meta.nchan subprotocol. */
+    int server_headers;
+    /* --recover N: N messages per channel are published while every subscriber is
+     * disconnected, then all reconnect at once and recover them (implies server_headers). */
+    uint32_t recover;
     int quiet;
     int spin;           /* busy-poll while publishing instead of sleeping in epoll */
 } lhb_opts_t;
@@ -161,7 +212,7 @@ typedef struct {
 
 enum { LHB_SUB = 0, LHB_PUB_WS, LHB_PUB_HTTP };
 enum { LHB_S_IDLE = 0, LHB_S_CONNECTING, LHB_S_HANDSHAKE, LHB_S_SUBSCRIBING, LHB_S_READY,
-       LHB_S_DEAD };
+       LHB_S_CLOSING, LHB_S_DEAD };
 
 /* One connection. Subscribers keep only what the next read needs: a partial frame. */
 typedef struct {
@@ -175,6 +226,11 @@ typedef struct {
     uint8_t *in;      /* bytes received and not yet consumed */
     uint32_t outlen, outoff, outcap;
     uint8_t *out;     /* bytes to send */
+    /* --server-headers: the offset of the last delivery seen (lhttpd), or its message id
+     * (nchan), carried over a --recover reconnection. */
+    uint64_t last_off;
+    uint8_t has_last, done, last_id_len;
+    char last_id[LHB_MAX_ID];
 } lhb_conn_t;
 
 typedef struct lhb_loop_s {
@@ -194,6 +250,10 @@ typedef struct lhb_loop_s {
     uint64_t http_ok, pub_replies;
     uint64_t pub_copies; /* --pub-subscribe: messages a publisher received as a subscriber */
     int check_order;
+    int parking;        /* --recover: this process closed its subscribers */
+    uint32_t reconnect; /* --recover: the next subscriber to reconnect */
+    uint8_t epoch[LHB_EPOCH_LEN]; /* --server-headers, lhttpd: the epoch seen first */
+    int has_epoch;
     void *pub; /* pub.c's state (process 0) */
 } lhb_loop_t;
 

@@ -4,6 +4,10 @@
  * state machine: TCP connect, WebSocket handshake, LHTTP subscribe confirmed by a ping's
  * pong (nchan subscribes in the handshake), then frames. Every read is processed from one
  * process-wide buffer; a connection keeps only the partial frame that ends a read.
+ *
+ * --recover adds two steps to a subscriber's life: parking (a close frame, then the
+ * server's close) and reconnecting, with lhttpd's recover header naming the offset and
+ * epoch it saw last, or nchan's Last-Event-ID with the message id.
  */
 #include "bench.h"
 
@@ -96,6 +100,7 @@ static void conn_close(lhb_conn_t *c)
 }
 
 static void start_more(lhb_loop_t *l);
+static void recovery_done(lhb_loop_t *l, lhb_conn_t *c, int ok);
 
 /* A connection failed or the server closed it. Before it was ready that is a setup
  * failure; afterwards the server dropped a subscriber (its deliveries will be missing). */
@@ -109,11 +114,20 @@ static void conn_fail(lhb_loop_t *l, lhb_conn_t *c, const char *fmt, ...)
 
     if (c->state == LHB_S_DEAD)
         return;
+    if (c->state == LHB_S_CLOSING) {
+        /* --recover's parking: whatever ends the connection (the server's close frame,
+         * its FIN, a reset) ends it as asked. */
+        conn_close(c);
+        atomic_fetch_add(&l->st->parked, 1);
+        return;
+    }
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
     conn_close(c);
     if (c->role == LHB_SUB) {
+        if (atomic_load(&l->sh->phase) == LHB_PH_RECOVER)
+            recovery_done(l, c, 0);
         if (was < LHB_S_READY) {
             atomic_fetch_add(&l->st->failed, 1);
             l->connecting--;
@@ -320,15 +334,69 @@ static void sub_ready(lhb_loop_t *l, lhb_conn_t *c)
 {
     c->state = LHB_S_READY;
     l->connecting--;
+    if (atomic_load(&l->sh->phase) == LHB_PH_RECOVER)
+        return; /* a reconnection: the setup's numbers are those of the first connection */
     atomic_fetch_add(&l->st->ready, 1);
     atomic_store(&l->st->setup_done_ns, lhb_now_ns());
+}
+
+/* --recover: parks every subscriber of this process: a close frame (1000), then the
+ * server's answer ends the connection (conn_fail counts it parked). Once per run. */
+static void park_all(lhb_loop_t *l)
+{
+    static const uint8_t normal[2] = {0x03, 0xe8};
+
+    l->parking = 1;
+    for (uint32_t i = 0; i < l->n; i++) {
+        lhb_conn_t *c = &l->subs[i];
+
+        if (c->state == LHB_S_DEAD) {
+            atomic_fetch_add(&l->st->parked, 1); /* already gone, and counted as closed */
+            continue;
+        }
+        c->state = LHB_S_CLOSING;
+        if (lhb_conn_frame(l, c, 8, normal, sizeof(normal)) < 0) {
+            conn_fail(l, c, "out of memory");
+            continue;
+        }
+        lhb_conn_flush(l, c);
+    }
+}
+
+/* --recover: reconnects this process's subscribers, conc at a time. */
+static void reconnect_more(lhb_loop_t *l)
+{
+    while (l->reconnect < l->n && l->connecting < l->conc) {
+        lhb_conn_t *c = &l->subs[l->reconnect++];
+
+        l->connecting++;
+        conn_start(l, c, &l->o->sub_url, c->idx);
+    }
+}
+
+/* --recover: subscriber c's recovery ended, with every message it missed (ok) or not. */
+static void recovery_done(lhb_loop_t *l, lhb_conn_t *c, int ok)
+{
+    uint64_t t0 = atomic_load(&l->sh->recover_t0);
+
+    if (c->done)
+        return;
+    c->done = 1;
+    if (ok)
+        lhb_hist_add(&l->st->hist, l->now > t0 ? l->now - t0 : 0);
+    else
+        l->st->not_recovered++;
+    if (l->now > atomic_load(&l->st->recover_done_ns))
+        atomic_store(&l->st->recover_done_ns, l->now);
+    atomic_fetch_add(&l->st->recovered, 1);
 }
 
 /* TCP is up: send the upgrade request (publishers over HTTP are ready at once). */
 static void conn_connected(lhb_loop_t *l, lhb_conn_t *c)
 {
-    char req[1024], path[600], ch[64];
+    char req[1200], path[600], ch[64];
     const lhb_url_t *u = c->role == LHB_SUB ? &l->o->sub_url : &l->o->pub_url;
+    int nchan_sub = c->role == LHB_SUB && l->o->target == LHB_TARGET_NCHAN;
     size_t chl = lhb_channel_name(ch, sizeof(ch), l->o->prefix, c->chan);
     int n;
 
@@ -342,12 +410,19 @@ static void conn_connected(lhb_loop_t *l, lhb_conn_t *c)
         conn_fail(l, c, "URL path too long");
         return;
     }
-    /* Fits: path < 600, host < 64. The Authorization line was formatted once, at start. */
+    /* Fits: path < 600, host < 64, the id < LHB_MAX_ID. The Authorization line was
+     * formatted once, at start. With --server-headers nchan's subscribers ask for the
+     * message ids (ws+meta.nchan) and, reconnecting in a --recover run, resume after the
+     * last one they saw. */
     n = snprintf(req, sizeof(req),
                  "GET %s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
                  "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                 "Sec-WebSocket-Version: 13\r\n",
-                 path, u->host, u->port, lhb_ws_key);
+                 "Sec-WebSocket-Version: 13\r\n%s%s%.*s%s",
+                 path, u->host, u->port, lhb_ws_key,
+                 nchan_sub && l->o->server_headers ? "Sec-WebSocket-Protocol: ws+meta.nchan\r\n" : "",
+                 nchan_sub && c->has_last ? "Last-Event-ID: " : "",
+                 nchan_sub && c->has_last ? (int)c->last_id_len : 0, c->last_id,
+                 nchan_sub && c->has_last ? "\r\n" : "");
     c->state = LHB_S_HANDSHAKE;
     if (lhb_conn_append(c, req, (size_t)n) < 0 ||
         lhb_conn_append(c, l->o->ws_auth, l->o->ws_auth_len) < 0 ||
@@ -433,11 +508,26 @@ static int handshake_done(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *head, siz
         return 0;
     }
     /* The pong answers after the subscribe was handled: messages of one connection are
-     * processed in order. */
+     * processed in order. A --recover reconnection names the offset and epoch it saw
+     * last (PROTOCOL.md section 10). */
     {
         char msg[256], ch[64];
         size_t chl = lhb_channel_name(ch, sizeof(ch), l->o->prefix, c->chan);
-        int n = snprintf(msg, sizeof(msg), "LHTTP/1.0 sub\r\nsubscribe:%.*s\r\n\r\n", (int)chl, ch);
+        int n;
+
+        if (atomic_load(&l->sh->phase) == LHB_PH_RECOVER) {
+            if (!c->has_last || !l->has_epoch) {
+                conn_fail(l, c, "no offset to recover from");
+                return -1;
+            }
+            n = snprintf(msg, sizeof(msg),
+                         "LHTTP/1.0 sub\r\nsubscribe:%.*s\r\nrecover:%.*s,%llu,%.*s\r\n\r\n",
+                         (int)chl, ch, (int)chl, ch, (unsigned long long)c->last_off,
+                         LHB_EPOCH_LEN, (const char *)l->epoch);
+        } else {
+            n = snprintf(msg, sizeof(msg), "LHTTP/1.0 sub\r\nsubscribe:%.*s\r\n\r\n",
+                         (int)chl, ch);
+        }
 
         c->state = LHB_S_SUBSCRIBING;
         if (lhb_conn_frame(l, c, 1, msg, (size_t)n) < 0 ||
@@ -450,19 +540,132 @@ static int handshake_done(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *head, siz
     return c->state == LHB_S_DEAD ? -1 : 0;
 }
 
-/* Compares a measured delivery with the message that was published, byte for byte. */
+/* Compares a measured delivery with the message that was published, byte for byte,
+ * apart from the server's metadata mt (none without --server-headers). */
 static int delivery_intact(lhb_loop_t *l, const lhb_conn_t *c, const uint8_t *m, size_t len,
-                           uint32_t seq, uint64_t t)
+                           const lhb_meta_t *mt, uint32_t seq, uint64_t t)
 {
     uint8_t want[4096];
     char ch[64];
     size_t chl = lhb_channel_name(ch, sizeof(ch), l->o->prefix, c->chan);
+    size_t plain = len - mt->len;
 
-    if (len > sizeof(want))
+    if (plain > sizeof(want))
         return 1; /* too large to rebuild here: the trailer was checked */
-    return lhb_msg_build(want, sizeof(want), l->o->target, ch, chl, len, LHB_KIND_MEASURED, seq,
-                         t) == len &&
-           memcmp(want, m, len) == 0;
+    return lhb_msg_build(want, sizeof(want), l->o->target, ch, chl, plain, LHB_KIND_MEASURED,
+                         seq, t) == plain &&
+           memcmp(want, m, mt->at) == 0 &&
+           memcmp(want + mt->at, m + mt->at + mt->len, plain - mt->at) == 0;
+}
+
+/* lhttpd's epoch: the first seen is the run's; any other breaks the chain. */
+static void check_epoch(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *e)
+{
+    if (!l->has_epoch) {
+        memcpy(l->epoch, e, LHB_EPOCH_LEN);
+        l->has_epoch = 1;
+    } else if (memcmp(l->epoch, e, LHB_EPOCH_LEN) != 0) {
+        l->st->chain++;
+        lhb_error(l, "subscriber %u: epoch %.*s, but %.*s before", c->idx, LHB_EPOCH_LEN,
+                  (const char *)e, LHB_EPOCH_LEN, (const char *)l->epoch);
+    }
+}
+
+/*
+ * --server-headers: finds the server's metadata of a delivery (a message of the run,
+ * either kind) and follows the subscriber's chain: with lhttpd the channel must be the
+ * subscriber's and each prev-offset the offset it saw last; with nchan the message id is
+ * kept for a --recover resume.
+ * Without --server-headers mt is empty. Returns 0, or -1 when the delivery lacks it
+ * (counted corrupt).
+ */
+static int sub_meta(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *m, size_t len, lhb_meta_t *mt)
+{
+    if (!l->o->server_headers) {
+        memset(mt, 0, sizeof(*mt));
+        return 0;
+    }
+    if (lhb_msg_meta(l->o->target, m, len, mt) < 0) {
+        l->st->corrupt++;
+        lhb_error(l, "subscriber %u: a delivery without the server's headers: %.*s", c->idx,
+                  (int)(len > 120 ? 120 : len), (const char *)m);
+        return -1;
+    }
+    if (l->o->target == LHB_TARGET_NCHAN) {
+        memcpy(c->last_id, mt->id, mt->idlen);
+        c->last_id_len = (uint8_t)mt->idlen;
+        c->has_last = 1;
+        return 0;
+    }
+    {
+        char ch[64];
+        size_t chl = lhb_channel_name(ch, sizeof(ch), l->o->prefix, c->chan);
+
+        if (mt->chlen != chl || memcmp(mt->channel, ch, chl) != 0) {
+            l->st->corrupt++;
+            lhb_error(l, "subscriber %u: a delivery on %.*s names the channel %.*s", c->idx,
+                      (int)chl, ch, (int)mt->chlen, (const char *)mt->channel);
+            return -1;
+        }
+    }
+    check_epoch(l, c, mt->epoch);
+    if (c->has_last && mt->prev != c->last_off) {
+        l->st->chain++;
+        lhb_error(l, "subscriber %u: offset %llu comes after %llu, but the last it saw was %llu",
+                  c->idx, (unsigned long long)mt->offset, (unsigned long long)mt->prev,
+                  (unsigned long long)c->last_off);
+    }
+    c->last_off = mt->offset;
+    c->has_last = 1;
+    return 0;
+}
+
+/*
+ * lhttpd's reply to a subscribe of a history channel (--server-headers). At setup it
+ * starts the subscriber's chain at the channel's latest offset; in a --recover
+ * reconnection it ends the recovery: recovered:true after every message missed, or
+ * anything else (recovered:false, too few messages before it) a failed one.
+ */
+static void subscribed_reply(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *m, size_t len)
+{
+    const uint8_t *ch = NULL, *ep, *off, *rec;
+    size_t chl = 0, epl = 0, offl = 0, recl = 0, nl;
+    char name[64];
+    uint64_t offset;
+
+    nl = lhb_channel_name(name, sizeof(name), l->o->prefix, c->chan);
+    ch = lhb_lhttp_header(m, len, "channel", &chl);
+    ep = lhb_lhttp_header(m, len, "epoch", &epl);
+    off = lhb_lhttp_header(m, len, "offset", &offl);
+    if (ch == NULL || chl != nl || memcmp(ch, name, nl) != 0 || ep == NULL ||
+        epl != LHB_EPOCH_LEN || off == NULL || lhb_parse_u64(off, offl, &offset) < 0) {
+        l->st->other++;
+        lhb_error(l, "subscriber %u: a subscribed reply without its channel, epoch or offset: "
+                  "%.*s", c->idx, (int)(len > 160 ? 160 : len), (const char *)m);
+        return;
+    }
+    check_epoch(l, c, ep);
+    if (atomic_load(&l->sh->phase) != LHB_PH_RECOVER) {
+        if (!c->has_last) {
+            c->last_off = offset;
+            c->has_last = 1;
+        }
+        return;
+    }
+    rec = lhb_lhttp_header(m, len, "recovered", &recl);
+    if (rec == NULL || recl != 4 || memcmp(rec, "true", 4) != 0) {
+        lhb_error(l, "subscriber %u: recovery refused: %.*s", c->idx,
+                  (int)(len > 160 ? 160 : len), (const char *)m);
+        recovery_done(l, c, 0);
+        return;
+    }
+    if (c->got != l->chan_counts[c->chan]) {
+        lhb_error(l, "subscriber %u: recovered:true after %u of the %u messages it missed",
+                  c->idx, c->got, l->chan_counts[c->chan]);
+        recovery_done(l, c, 0);
+        return;
+    }
+    recovery_done(l, c, 1);
 }
 
 static void sub_message(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *m, size_t len)
@@ -470,15 +673,25 @@ static void sub_message(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *m, size_t l
     uint32_t seq;
     uint64_t t;
     int kind = lhb_msg_trailer(m, len, &seq, &t);
+    lhb_meta_t mt;
 
+    if (kind != 0 && sub_meta(l, c, m, len, &mt) < 0)
+        return;
     if (kind == LHB_KIND_MEASURED) {
         c->got++;
         l->delivered++;
-        lhb_hist_add(&l->st->hist, l->now > t ? l->now - t : 0);
+        /* A --recover run measures the recoveries instead (recovery_done). */
+        if (!l->o->recover)
+            lhb_hist_add(&l->st->hist, l->now > t ? l->now - t : 0);
         if (l->check_order && seq != c->got)
             l->st->disorder++;
-        if (len != l->o->size || ((c->got & 15) == 1 && !delivery_intact(l, c, m, len, seq, t)))
+        if (len - mt.len != l->o->size ||
+            ((c->got & 15) == 1 && !delivery_intact(l, c, m, len, &mt, seq, t)))
             l->st->corrupt++;
+        /* nchan sends nothing after the messages it resumes: the last one ends it. */
+        if (l->o->recover && l->o->target == LHB_TARGET_NCHAN &&
+            c->got == l->chan_counts[c->chan])
+            recovery_done(l, c, 1);
         return;
     }
     if (kind == LHB_KIND_PROBE) {
@@ -490,6 +703,11 @@ static void sub_message(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *m, size_t l
     }
     if (c->state == LHB_S_SUBSCRIBING && len >= 14 && memcmp(m, "LHTTP/1.0 pong", 14) == 0) {
         sub_ready(l, c);
+        return;
+    }
+    if (l->o->server_headers && l->o->target == LHB_TARGET_LHTTP && len >= 22 &&
+        memcmp(m, "LHTTP/1.0 subscribed\r\n", 22) == 0) {
+        subscribed_reply(l, c, m, len);
         return;
     }
     l->st->other++;
@@ -917,8 +1135,13 @@ int lhb_loop_run(const lhb_opts_t *o, lhb_shared_t *sh, uint32_t proc, uint32_t 
                 coordinate_setup(l);
             if (proc == 0)
                 wait_ns = 2 * 1000000ull;
-        } else if (proc == 0 && phase >= LHB_PH_WARMUP) {
-            wait_ns = lhb_pub_step(l);
+        } else {
+            if (phase == LHB_PH_PARK && !l->parking)
+                park_all(l);
+            if (phase == LHB_PH_RECOVER)
+                reconnect_more(l);
+            if (proc == 0 && phase >= LHB_PH_WARMUP)
+                wait_ns = lhb_pub_step(l);
         }
         if (atomic_load(&sh->phase) >= LHB_PH_DONE)
             break;

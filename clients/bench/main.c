@@ -29,7 +29,9 @@ enum {
     OPT_SPIN,
     OPT_TOKEN,
     OPT_PUB_TOKEN,
-    OPT_PUB_SUBSCRIBE
+    OPT_PUB_SUBSCRIBE,
+    OPT_SERVER_HEADERS,
+    OPT_RECOVER
 };
 
 /* The longest --token: lhttpd's largest auth.max_token_bytes. */
@@ -67,7 +69,8 @@ static void usage(FILE *f)
           "      --pub-subscribe   each WebSocket publisher subscribes to every channel\n"
           "                        after its handshake, as a 'subscribers' publish rule\n"
           "                        needs, and drops its copies of the messages\n"
-          "  -s, --size BYTES      size of each delivered message                [64]\n"
+          "  -s, --size BYTES      size of each delivered message, without what\n"
+          "                        --server-headers accepts                   [64]\n"
           "      --random          a random channel for each message (else in turn)\n"
           "      --src N           source addresses 127.0.S.1 to 127.0.S.N, S chosen\n"
           "                        at random for each run (loopback)       [as needed]\n"
@@ -77,9 +80,24 @@ static void usage(FILE *f)
           "                        while holding the connections\n"
           "      --no-publish      only set up the subscribers (connection rate)\n"
           "      --drain S         give up when no delivery arrived for S seconds  [5]\n"
-          "      --timeout S       deadline of the setup and of the warm-up       [60]\n"
+          "      --timeout S       deadline of the setup, of the warm-up and of\n"
+          "                        --recover's disconnections                 [60]\n"
           "      --prefix P        channel name prefix                  [b<random>.]\n"
           "      --spin            busy-poll while publishing (a core of its own)\n"
+          "      --server-headers  channels with history: accept exactly the server's\n"
+          "                        metadata on each delivery and remove it before the\n"
+          "                        byte-for-byte check: lhttpd's offset, prev-offset,\n"
+          "                        epoch and channel headers after the command line\n"
+          "                        (each prev-offset must be the offset seen before\n"
+          "                        it) and its subscribed replies; for nchan, the id\n"
+          "                        line of the ws+meta.nchan subprotocol, asked for\n"
+          "      --recover N       after the warm-up every subscriber disconnects, N\n"
+          "                        messages go to each channel (over http://), then\n"
+          "                        they reconnect, --conc at a time, resuming after\n"
+          "                        the last message seen (lhttpd: recover header;\n"
+          "                        nchan: Last-Event-ID), until each has the N\n"
+          "                        messages; reports the time until every one has\n"
+          "                        recovered (implies --server-headers)\n"
           "  -q, --quiet           print only the RESULT line\n"
           "  -V, --version         print the version and exit\n"
           "  -h, --help            print this help and exit\n"
@@ -176,12 +194,14 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
         {"token", required_argument, NULL, OPT_TOKEN},
         {"pub-token", required_argument, NULL, OPT_PUB_TOKEN},
         {"pub-subscribe", no_argument, NULL, OPT_PUB_SUBSCRIBE},
+        {"server-headers", no_argument, NULL, OPT_SERVER_HEADERS},
+        {"recover", required_argument, NULL, OPT_RECOVER},
         {"version", no_argument, NULL, 'V'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *sub = "ws://127.0.0.1:8081/", *pub = NULL, *token = NULL;
-    int ch;
+    int ch, timed = 0;
     double v;
 
     memset(o, 0, sizeof(*o));
@@ -232,11 +252,13 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
                 return bad("--duration", optarg);
             o->duration_s = v;
             o->msgs = 0;
+            timed = 1;
             break;
         case 'r':
             if (num(optarg, 0, 1e9, &v) < 0)
                 return bad("--rate", optarg);
             o->rate = v;
+            timed |= v > 0;
             break;
         case 'w':
             if (num(optarg, 1, 1e9, &v) < 0)
@@ -314,6 +336,15 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
         case OPT_PUB_SUBSCRIBE:
             o->pub_subscribe = 1;
             break;
+        case OPT_SERVER_HEADERS:
+            o->server_headers = 1;
+            break;
+        case OPT_RECOVER:
+            /* A subscriber's count of messages is 32 bits. */
+            if (num(optarg, 1, 1000000, &v) < 0)
+                return bad("--recover", optarg);
+            o->recover = (uint32_t)v;
+            break;
         case 'q':
             o->quiet = 1;
             break;
@@ -349,6 +380,16 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
     if (o->pub_subscribe && (o->target != LHB_TARGET_LHTTP || o->pub_url.http)) {
         fprintf(stderr, "lhttp-bench: --pub-subscribe is for lhttpd's WebSocket publishers\n");
         return -1;
+    }
+    if (o->recover) {
+        /* Parked subscribers receive nothing: only an answered publish says it is stored. */
+        if (!o->pub_url.http || o->no_publish || o->pub_subscribe || timed) {
+            fprintf(stderr, "lhttp-bench: --recover publishes over http://, N messages to "
+                            "each channel (not with -d, -r, --no-publish, --pub-subscribe)\n");
+            return -1;
+        }
+        o->server_headers = 1;
+        o->msgs = (uint64_t)o->recover * o->channels;
     }
     if (o->pub_subscribe && o->channels > MAX_PUB_SUB_CHANNELS) {
         fprintf(stderr, "lhttp-bench: --pub-subscribe takes at most %u channels\n",
@@ -402,6 +443,8 @@ static void report(const lhb_opts_t *o, lhb_shared_t *sh, const lhb_pubres_t *re
     lhb_hist_t *h = calloc(1, sizeof(*h));
     uint64_t ready = 0, failed = 0, delivered = 0, t_last = 0, setup_end = 0;
     uint64_t disorder = 0, corrupt = 0, other = 0, closed = 0, shorts = 0, longs = 0;
+    uint64_t chain = 0, recovered = 0, not_recovered = 0, t_recovered = 0;
+    uint64_t t_recover0 = atomic_load(&sh->recover_t0);
     const char *err = "";
     double setup_s, span, mps = 0, dps = 0;
     int complete;
@@ -424,19 +467,27 @@ static void report(const lhb_opts_t *o, lhb_shared_t *sh, const lhb_pubres_t *re
         closed += s->closed;
         shorts += s->short_subs;
         longs += s->long_subs;
+        chain += s->chain;
+        recovered += s->recovered;
+        not_recovered += s->not_recovered;
+        if (s->recover_done_ns > t_recovered)
+            t_recovered = s->recover_done_ns;
         if (err[0] == '\0' && s->first_error[0] != '\0')
             err = s->first_error;
         lhb_hist_merge(h, &s->hist);
     }
     setup_s = setup_end > t_start ? (double)(setup_end - t_start) / 1e9 : 0;
     span = t_last > res->t0 ? (double)(t_last - res->t0) / 1e9 : 0;
+    if (o->recover) /* from the reconnections to the last recovery */
+        span = t_recover0 && t_recovered > t_recover0 ? (double)(t_recovered - t_recover0) / 1e9 : 0;
     if (span > 0) {
         mps = (double)res->sent / span;
         dps = (double)delivered / span;
     }
     complete = !aborted && failed == 0 && delivered == res->expected && disorder == 0 &&
-               corrupt == 0 && closed == 0 && shorts == 0 && longs == 0 &&
-               (o->target == LHB_TARGET_NCHAN || other == 0);
+               corrupt == 0 && closed == 0 && shorts == 0 && longs == 0 && chain == 0 &&
+               (o->target == LHB_TARGET_NCHAN || other == 0) &&
+               (!o->recover || (recovered == o->subs && not_recovered == 0));
     if (!o->quiet) {
         printf("setup:    %llu of %u subscribers in %.3f s (%.0f/s), %llu failed\n",
                (unsigned long long)ready, o->subs, setup_s, setup_s > 0 ? (double)ready / setup_s : 0,
@@ -446,15 +497,22 @@ static void report(const lhb_opts_t *o, lhb_shared_t *sh, const lhb_pubres_t *re
                    res->warmup_s);
             printf("publish:  %llu messages in %.3f s (%s)\n", (unsigned long long)res->sent,
                    res->t_end > res->t0 ? (double)(res->t_end - res->t0) / 1e9 : 0,
-                   o->rate > 0 ? "fixed rate" : "full speed under the window");
+                   o->recover ? "while the subscribers were away, each answered"
+                   : o->rate > 0 ? "fixed rate" : "full speed under the window");
             if (o->pub_subscribe)
                 printf("copies:   %llu messages came back to the publishers (dropped)\n",
                        (unsigned long long)res->copies);
             printf("deliver:  %llu of %llu expected deliveries in %.3f s%s\n",
                    (unsigned long long)delivered, (unsigned long long)res->expected, span,
                    complete ? ", all intact" : "");
+            if (o->recover)
+                printf("recover:  %llu of %u subscribers recovered %u messages each, %llu "
+                       "refused or unfinished, all within %.3f s of reconnecting\n",
+                       (unsigned long long)(recovered - not_recovered), o->subs, o->recover,
+                       (unsigned long long)not_recovered, span);
             printf("rate:     %.0f messages/s, %.0f deliveries/s\n", mps, dps);
-            printf("latency:  p50 %.1f us, p90 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us\n",
+            printf("%s p50 %.1f us, p90 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us\n",
+                   o->recover ? "recovered:" : "latency: ",
                    lhb_hist_quantile(h, 0.50) / 1e3, lhb_hist_quantile(h, 0.90) / 1e3,
                    lhb_hist_quantile(h, 0.99) / 1e3, lhb_hist_quantile(h, 0.999) / 1e3,
                    h->max / 1e3);
@@ -467,20 +525,30 @@ static void report(const lhb_opts_t *o, lhb_shared_t *sh, const lhb_pubres_t *re
         if (o->target == LHB_TARGET_LHTTP && res->replies > 0)
             snprintf(replies, sizeof(replies), "%llu error replies to publishers; ",
                      (unsigned long long)res->replies);
+        char more[160] = "";
+
+        if (o->server_headers)
+            snprintf(more, sizeof(more), ", %llu off the offset chain", (unsigned long long)chain);
+        if (o->recover)
+            snprintf(more + strlen(more), sizeof(more) - strlen(more),
+                     ", %llu of %u recovered, %llu refused or unfinished",
+                     (unsigned long long)(recovered - not_recovered), o->subs,
+                     (unsigned long long)not_recovered);
         printf("PROBLEM:  %s%s%s%llu failed, %llu closed, %llu short, %llu long, %llu out of "
-               "order, %llu corrupt, %llu other; first error: %s\n",
+               "order, %llu corrupt, %llu other%s; first error: %s\n",
                aborted ? "aborted; " : "",
                delivered != res->expected ? "deliveries missing; " : "", replies,
                (unsigned long long)failed, (unsigned long long)closed,
                (unsigned long long)shorts, (unsigned long long)longs,
                (unsigned long long)disorder, (unsigned long long)corrupt,
-               (unsigned long long)other, err[0] ? err : "none");
+               (unsigned long long)other, more, err[0] ? err : "none");
     }
     printf("RESULT target=%s subs=%u channels=%u size=%zu pub=%s setup_s=%.4f setup_rate=%.0f "
            "failed=%llu published=%llu expected=%llu delivered=%llu span_s=%.4f "
            "msgs_per_s=%.0f deliveries_per_s=%.0f p50_us=%.1f p90_us=%.1f p99_us=%.1f "
            "p999_us=%.1f max_us=%.1f gen_cpu=%.2f procs=%u pub_replies=%llu pub_copies=%llu "
-           "complete=%d\n",
+           "server_headers=%d chain=%llu recover=%u recover_s=%.4f recovered=%llu "
+           "not_recovered=%llu complete=%d\n",
            o->target == LHB_TARGET_NCHAN ? "nchan" : "lhttpd", o->subs, o->channels, o->size,
            o->pub_url.http ? "http" : "ws", setup_s, setup_s > 0 ? (double)ready / setup_s : 0,
            (unsigned long long)failed, (unsigned long long)res->sent,
@@ -488,7 +556,9 @@ static void report(const lhb_opts_t *o, lhb_shared_t *sh, const lhb_pubres_t *re
            lhb_hist_quantile(h, 0.50) / 1e3, lhb_hist_quantile(h, 0.90) / 1e3,
            lhb_hist_quantile(h, 0.99) / 1e3, lhb_hist_quantile(h, 0.999) / 1e3, h->max / 1e3,
            span > 0 ? res->cpu_s / span : 0, sh->nprocs, (unsigned long long)res->replies,
-           (unsigned long long)res->copies, complete);
+           (unsigned long long)res->copies, o->server_headers, (unsigned long long)chain,
+           o->recover, o->recover ? span : 0, (unsigned long long)(recovered - not_recovered),
+           (unsigned long long)not_recovered, complete);
     fflush(stdout);
     free(h);
     if (!complete)

@@ -106,3 +106,128 @@ int lhb_msg_trailer(const uint8_t *m, size_t len, uint32_t *seq, uint64_t *t_ns)
     *t_ns = (uint64_t)hi << 32 | lo;
     return t[0];
 }
+
+int lhb_parse_u64(const uint8_t *v, size_t vl, uint64_t *out)
+{
+    uint64_t x = 0;
+
+    if (vl == 0 || vl > 20)
+        return -1;
+    for (size_t i = 0; i < vl; i++) {
+        if (v[i] < '0' || v[i] > '9' || x > (UINT64_MAX - (v[i] - '0')) / 10)
+            return -1;
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    }
+    *out = x;
+    return 0;
+}
+
+/* One header line "name:VALUE\r\n" at p (at most end): VALUE's start and length, and the
+ * line's length; 0 when p does not start such a line. */
+static size_t header_line(const uint8_t *p, const uint8_t *end, const char *name,
+                          const uint8_t **v, size_t *vl)
+{
+    size_t nl = strlen(name);
+    const uint8_t *e;
+
+    if ((size_t)(end - p) < nl + 3 || memcmp(p, name, nl) != 0 || p[nl] != ':')
+        return 0;
+    e = memmem(p + nl + 1, (size_t)(end - p) - nl - 1, "\r\n", 2);
+    if (e == NULL)
+        return 0;
+    *v = p + nl + 1;
+    *vl = (size_t)(e - *v);
+    return (size_t)(e + 2 - p);
+}
+
+static int lower_hex(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* lhttpd: the four lines right after the command line, in the order PROTOCOL.md gives
+ * them, no spaces (the server writes them so). */
+static int lhttp_meta(const uint8_t *m, size_t len, lhb_meta_t *mt)
+{
+    const uint8_t *end = m + len, *p, *v;
+    size_t n, vl;
+
+    p = memmem(m, len < 64 ? len : 64, "\r\n", 2);
+    if (p == NULL)
+        return -1;
+    p += 2;
+    mt->at = (size_t)(p - m);
+    if ((n = header_line(p, end, "offset", &v, &vl)) == 0 || lhb_parse_u64(v, vl, &mt->offset) < 0)
+        return -1;
+    p += n;
+    if ((n = header_line(p, end, "prev-offset", &v, &vl)) == 0 ||
+        lhb_parse_u64(v, vl, &mt->prev) < 0)
+        return -1;
+    p += n;
+    if ((n = header_line(p, end, "epoch", &v, &vl)) == 0 || vl != LHB_EPOCH_LEN ||
+        !lower_hex(v, vl))
+        return -1;
+    mt->epoch = v;
+    p += n;
+    if ((n = header_line(p, end, "channel", &v, &vl)) == 0 || vl == 0)
+        return -1;
+    mt->channel = v;
+    mt->chlen = vl;
+    p += n;
+    mt->len = (size_t)(p - m) - mt->at;
+    return mt->offset > mt->prev ? 0 : -1;
+}
+
+/* nchan's ws+meta.nchan: "id: TIME:TAG\n\n" before the body (a content-type line comes
+ * only with a publisher's Content-Type, which lhttp-bench never sends). */
+static int nchan_meta(const uint8_t *m, size_t len, lhb_meta_t *mt)
+{
+    const uint8_t *e, *colon;
+
+    if (len < 8 || memcmp(m, "id: ", 4) != 0)
+        return -1;
+    e = memmem(m + 4, len - 4, "\n\n", 2);
+    if (e == NULL || e == m + 4 || (size_t)(e - m - 4) > LHB_MAX_ID)
+        return -1;
+    colon = memchr(m + 4, ':', (size_t)(e - m - 4));
+    if (colon == NULL || colon == m + 4 || colon + 1 == e)
+        return -1;
+    for (const uint8_t *p = m + 4; p < e; p++)
+        if (p != colon && (*p < '0' || *p > '9'))
+            return -1;
+    mt->at = 0;
+    mt->len = (size_t)(e + 2 - m);
+    mt->id = m + 4;
+    mt->idlen = (size_t)(e - m - 4);
+    return 0;
+}
+
+int lhb_msg_meta(int target, const uint8_t *m, size_t len, lhb_meta_t *mt)
+{
+    memset(mt, 0, sizeof(*mt));
+    return target == LHB_TARGET_LHTTP ? lhttp_meta(m, len, mt) : nchan_meta(m, len, mt);
+}
+
+const uint8_t *lhb_lhttp_header(const uint8_t *m, size_t len, const char *name, size_t *vl)
+{
+    const uint8_t *end, *p = memmem(m, len, "\r\n", 2), *v;
+
+    end = memmem(m, len, "\r\n\r\n", 4);
+    if (p == NULL || end == NULL)
+        return NULL;
+    end += 2; /* the last header line's CRLF */
+    for (p += 2; p < end;) {
+        const uint8_t *e = memmem(p, (size_t)(end - p), "\r\n", 2);
+        size_t n;
+
+        if (e == NULL)
+            return NULL;
+        if ((n = header_line(p, end, name, &v, vl)) != 0)
+            return v;
+        p = e + 2;
+    }
+    return NULL;
+}

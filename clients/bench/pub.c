@@ -5,9 +5,15 @@
  * messages' worth of deliveries may be outstanding, so the run measures how fast the
  * server delivers rather than how deep its queues are. Drain: wait for the last
  * deliveries, or until none arrived for drain_s.
+ *
+ * --recover N: after the warm-up every subscriber parks (closes its connection); then N
+ * messages go to each channel over HTTP, whose answers say they are stored; then every
+ * subscriber reconnects at once, resuming after the last message it saw, and the run
+ * ends when each has recovered (or failed to), or nothing moved for drain_s.
  */
 #include "bench.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +26,7 @@ typedef struct {
     uint64_t sent, expected, t0, t_end;
     uint64_t wdeliv; /* the window in deliveries */
     uint64_t warm_start, round_start, last_progress, last_delivered, probes;
+    uint64_t park_start, last_answered, last_recovered;
     uint32_t rr, next_pub, probe_next;
     int started;
     double cpu0, cpu1; /* process CPU seconds at the first publish and at the end */
@@ -172,6 +179,11 @@ static uint64_t warmup(lhb_loop_t *l, pub_t *p)
     flush_all(l);
     if (p->probe_next == o->channels && sum_probed(l->sh) >= o->subs) {
         p->started = 0;
+        if (o->recover) {
+            p->park_start = now;
+            atomic_store(&l->sh->phase, LHB_PH_PARK);
+            return 0;
+        }
         p->cpu0 = cpu_now();
         p->t0 = lhb_now_ns();
         atomic_store(&l->sh->phase, LHB_PH_MEASURE);
@@ -201,7 +213,8 @@ static uint64_t measure(lhb_loop_t *l, pub_t *p)
     while (budget-- > 0 && (o->msgs == 0 || p->sent < o->msgs) && p->sent < due) {
         uint32_t ch;
 
-        if (o->rate <= 0 && p->expected - delivered >= p->wdeliv) {
+        /* (--recover: nothing is delivered while publishing; the HTTP answers pace it.) */
+        if (o->rate <= 0 && !o->recover && p->expected - delivered >= p->wdeliv) {
             blocked = 1;
             break;
         }
@@ -233,9 +246,82 @@ static uint64_t measure(lhb_loop_t *l, pub_t *p)
     return blocked ? 200000 : 0;
 }
 
+static uint64_t sum_of(const lhb_shared_t *sh, size_t field)
+{
+    uint64_t s = 0;
+
+    for (uint32_t i = 0; i < sh->nprocs; i++)
+        s += atomic_load((_Atomic uint64_t *)((char *)&sh->ps[i] + field));
+    return s;
+}
+
+/* --recover: waits until every subscriber's connection is closed, then publishes. */
+static uint64_t park(lhb_loop_t *l, pub_t *p)
+{
+    uint64_t parked = sum_of(l->sh, offsetof(lhb_pstats_t, parked));
+
+    if (parked >= l->o->subs) {
+        p->cpu0 = cpu_now();
+        p->t0 = lhb_now_ns();
+        atomic_store(&l->sh->phase, LHB_PH_MEASURE);
+        return 0;
+    }
+    if (l->now - p->park_start > (uint64_t)(l->o->timeout_s * 1e9)) {
+        lhb_error(l, "park: the server closed %llu of %u subscribers within %.0f s",
+                  (unsigned long long)parked, l->o->subs, l->o->timeout_s);
+        atomic_store(&l->sh->phase, LHB_PH_ABORT);
+        return 0;
+    }
+    return 1000000;
+}
+
+/* --recover, after the publishing: once every message is stored (answered), the
+ * subscribers reconnect; then waits for their recoveries. */
+static uint64_t recover_drain(lhb_loop_t *l, pub_t *p)
+{
+    uint64_t done, moved;
+    int phase = atomic_load(&l->sh->phase);
+
+    if (phase == LHB_PH_DRAIN) {
+        if (http_pending(l) == 0) {
+            atomic_store(&l->sh->recover_t0, lhb_now_ns());
+            p->last_progress = l->now;
+            atomic_store(&l->sh->phase, LHB_PH_RECOVER);
+            return 0;
+        }
+        if (l->http_ok != p->last_answered) {
+            p->last_answered = l->http_ok;
+            p->last_progress = l->now;
+        } else if (l->now - p->last_progress > (uint64_t)(l->o->drain_s * 1e9)) {
+            lhb_error(l, "drain: %u publish requests never answered", http_pending(l));
+            atomic_store(&l->sh->phase, LHB_PH_ABORT);
+        }
+        return 1000000;
+    }
+    done = sum_of(l->sh, offsetof(lhb_pstats_t, recovered));
+    moved = done + lhb_sum_delivered(l->sh);
+    if (moved != p->last_recovered) {
+        p->last_recovered = moved;
+        p->last_progress = l->now;
+    }
+    if (done >= l->o->subs ||
+        l->now - p->last_progress > (uint64_t)(l->o->drain_s * 1e9)) {
+        if (done < l->o->subs)
+            lhb_error(l, "recover: %llu of %u subscribers recovered, nothing moved for %.1f s",
+                      (unsigned long long)done, l->o->subs, l->o->drain_s);
+        p->cpu1 = cpu_now();
+        atomic_store(&l->sh->phase, LHB_PH_DONE);
+        return 0;
+    }
+    return 1000000;
+}
+
 static uint64_t drain(lhb_loop_t *l, pub_t *p)
 {
     uint64_t delivered = lhb_sum_delivered(l->sh);
+
+    if (l->o->recover)
+        return recover_drain(l, p);
 
     if (delivered != p->last_delivered) {
         p->last_delivered = delivered;
@@ -266,7 +352,10 @@ uint64_t lhb_pub_step(lhb_loop_t *l)
     case LHB_PH_MEASURE:
         return measure(l, p);
     case LHB_PH_DRAIN:
+    case LHB_PH_RECOVER:
         return drain(l, p);
+    case LHB_PH_PARK:
+        return park(l, p);
     default:
         return 10000000;
     }

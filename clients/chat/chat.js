@@ -9,6 +9,12 @@
 // stamp_user namespaces (chat.*, team.*), never what the sending page says. Without
 // demo-tokens.js the page works as before: a nickname of your choice.
 //
+// History: in rooms whose namespace keeps history (`make run`: chat.*), joining shows
+// the room's last messages (a history read), and the subscription starts where the read
+// ended; after a reconnection the SDK recovers every message sent meanwhile, and they
+// come once, in order. When it cannot (too many missed, or the history was reset), the
+// SDK says "gap" and the room is reloaded from the history.
+//
 // Query parameters: ?ws=URL (default /ws on this host), ?nick=NAME, ?room=NAME,
 // ?user=NAME (sign in as that demo user).
 import { LhttpClient, isValidChannel } from './lhttp.js';
@@ -16,6 +22,7 @@ import { LhttpClient, isValidChannel } from './lhttp.js';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const MAX_KEPT = 500; // messages kept per room
+const HISTORY_SHOWN = 50; // messages of a room's history shown when joining it
 
 const store = {
   get(key, fallback) {
@@ -39,7 +46,9 @@ const demo = await import('./demo-tokens.js').then((m) => (Array.isArray(m.defau
 const me = demo ? demo.users.find((u) => u.user === (params.get('user') ?? store.get('user', ''))) ?? null : null;
 const roomsKey = demo ? 'rooms.signed-in' : 'rooms';
 
-const rooms = new Map(); // name -> { items: [], unread: 0 }
+// name -> { items: [], unread: 0, epoch, offset }: epoch and offset of the last history
+// message shown (history rooms), so that none is shown twice.
+const rooms = new Map();
 const pending = new Map(); // message id -> its <li>, until the server delivers it back
 let current = null;
 let nick = me ? me.user
@@ -128,11 +137,58 @@ function start() {
 
   client.on('message', (m) => {
     for (const room of m.channels) {
-      if (!rooms.has(room)) continue;
+      if (!rooms.has(room) || seen(room, m)) continue;
       if (m.command === 'chat') receiveChat(room, m);
       else if (m.command === 'presence') receivePresence(room, m);
     }
   });
+
+  // Messages of a history room were lost for good (too many sent while this page was
+  // away, or the history was reset): show the room as the history has it now.
+  client.on('gap', ({ channel }) => {
+    if (!rooms.has(channel)) return;
+    loadHistory(channel, 'Some messages could not be recovered: the room is reloaded from its history.');
+  });
+}
+
+// True when m, a history room's message, is at or before the last one shown there
+// (else it becomes the last one shown). A message published to several rooms has an
+// offset in each: only one published to this room alone counts.
+function seen(room, m) {
+  const r = rooms.get(room);
+  if (m.offset === null || !r || m.channels.length !== 1) return false;
+  if (r.epoch === m.epoch && m.offset <= r.offset) return true;
+  r.epoch = m.epoch;
+  r.offset = m.offset;
+  return false;
+}
+
+// Reads a history room's last messages and shows them in place of what the room shows;
+// resolves with the read (null for a room without history or a failed read).
+async function loadHistory(room, why) {
+  let h;
+  try {
+    h = await client.history(room, { limit: HISTORY_SHOWN });
+  } catch (err) {
+    // 404: a room without history; 403: the subscription says so.
+    if (err.code !== 404 && err.code !== 403) notice(room, `History not available: ${err.reason || err.message}.`);
+    return null;
+  }
+  const r = rooms.get(room);
+  if (!r) return null;
+  for (const it of r.items) it.el.remove();
+  r.items = [];
+  r.epoch = h.epoch;
+  r.offset = 0;
+  if (why) notice(room, why);
+  for (const m of h.messages) {
+    if (seen(room, m) || m.command !== 'chat') continue;
+    receiveChat(room, m, true);
+  }
+  r.epoch = h.epoch;
+  r.offset = h.offset;
+  if (room === current) show(room);
+  return h;
 }
 
 $('retry').addEventListener('click', () => start());
@@ -145,23 +201,35 @@ function presence(room, event, extra = {}) {
 
 // Subscribes to a room; once the server has taken the subscription, says so in the
 // room (a presence "join"); when it refuses it (403: the room's rules do not allow this
-// user), drops the room and shows the server's reason.
-function subscribeRoom(room) {
-  client.subscribeAsync(room).then(() => presence(room, 'join'), (err) => {
-    if (!rooms.has(room) || err.kind !== 'server') return;
-    dropRoom(room);
-    const why = `#${room}: refused by the server (${err.code}${err.reason ? `: ${err.reason}` : ''}).`;
-    const el = $('join-error');
-    el.textContent = why;
-    el.dataset.code = String(err.code);
-    el.hidden = false;
-    notice(current, why);
-  });
+// user), drops the room and shows the server's reason. A history room first shows its
+// last messages, and the subscription starts right after them (no gap, no duplicate);
+// a room without history answers the read with 404 and is subscribed as is.
+async function subscribeRoom(room) {
+  let since = {};
+  try {
+    const h = await loadHistory(room);
+    if (h) since = { since: h.offset, epoch: h.epoch };
+  } catch {
+    // Read refused for another reason: the subscription says why.
+  }
+  if (!rooms.has(room)) return;
+  client.subscribeAsync(room, since).then(() => presence(room, 'join'), (err) => refused(room, err));
+}
+
+function refused(room, err) {
+  if (!rooms.has(room) || err.kind !== 'server') return;
+  dropRoom(room);
+  const why = `#${room}: refused by the server (${err.code}${err.reason ? `: ${err.reason}` : ''}).`;
+  const el = $('join-error');
+  el.textContent = why;
+  el.dataset.code = String(err.code);
+  el.hidden = false;
+  notice(current, why);
 }
 
 function join(room) {
   if (!rooms.has(room)) {
-    rooms.set(room, { items: [], unread: 0 });
+    rooms.set(room, { items: [], unread: 0, epoch: null, offset: 0 });
     subscribeRoom(room);
     store.set(roomsKey, [...rooms.keys()]);
   }
@@ -247,8 +315,9 @@ function hue(s) {
   return h;
 }
 
-// Adds an item to a room; renders it when the room is shown.
-function add(room, el) {
+// Adds an item to a room; renders it when the room is shown (an old one from history
+// counts as read).
+function add(room, el, old = false) {
   const r = rooms.get(room);
   if (!r) return;
   r.items.push({ el });
@@ -258,7 +327,7 @@ function add(room, el) {
     const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     list.append(el);
     if (atEnd) list.scrollTop = list.scrollHeight;
-  } else if (el.classList.contains('msg')) {
+  } else if (el.classList.contains('msg') && !old) {
     r.unread++;
     renderRooms();
   }
@@ -294,7 +363,7 @@ function notice(room, text) {
   add(room, li);
 }
 
-function receiveChat(room, m) {
+function receiveChat(room, m, old = false) {
   const id = m.headers.id;
   if (id && pending.has(id)) {
     const el = pending.get(id);
@@ -304,7 +373,10 @@ function receiveChat(room, m) {
     return;
   }
   const { name, verified } = senderOf(m);
-  add(room, messageEl({ from: name, verified, when: timeOf(m.headers.time), text: m.body, mine: false }));
+  const el = messageEl({ from: name, verified, when: timeOf(m.headers.time), text: m.body, mine: false });
+  if (m.offset !== null) el.dataset.offset = String(m.offset);
+  if (old) el.classList.add('old');
+  add(room, el, old);
 }
 
 // Who sent m: in stamp_user namespaces lhttpd sets `sender` to the publisher's user id

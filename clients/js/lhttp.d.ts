@@ -40,6 +40,13 @@ export interface LhttpMessage {
   channels: string[];
   /** The parts when the message has a valid `multipart` header, else null. */
   parts: LhttpPart[] | null;
+  /** A history channel's message: its offset (the server-set `offset` header), else null. */
+  offset: number | null;
+  /** A history channel's message: the offset of the channel's previous message (0 for
+   *  its first), else null. */
+  prevOffset: number | null;
+  /** A history channel's message: the epoch of the stream its offset belongs to, else null. */
+  epoch: string | null;
 }
 
 export type LhttpErrorKind = 'server' | 'parse' | 'transport' | 'auth' | 'usage';
@@ -110,6 +117,61 @@ export interface UnsubscribedEvent {
   reason: string;
 }
 
+/** Where a history channel stands: the epoch and the offset of the last message seen. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+export interface RecoveredEvent {
+  channel: string;
+  /** True: every message after `from` came (before this event), in order; false: none
+   *  came (evicted, expired, another epoch, too many, history unreachable): a "gap"
+   *  event follows and the application reloads its state. */
+  recovered: boolean;
+  /** The channel's epoch and latest offset, where the client now stands. */
+  epoch: string | null;
+  offset: number;
+  /** The offset the recovery asked from. */
+  from: number | null;
+}
+
+export interface GapEvent {
+  channel: string;
+  /** Messages after `from` up to `to` are missing (null when unknown). */
+  from: number | null;
+  to: number | null;
+  epoch: string | null;
+  /** "recovery": recovered:false on a resubscription; "server": the server's `gap`
+   *  message; "order": a delivery that does not follow the last one seen; "epoch": a
+   *  delivery of a new epoch (the stream was made again). */
+  reason: 'recovery' | 'server' | 'order' | 'epoch';
+}
+
+export interface HistoryResult {
+  channel: string;
+  /** Oldest first, each as it was delivered (offset, prevOffset, epoch). */
+  messages: LhttpMessage[];
+  /** The channel's epoch and latest offset when the server answered. */
+  epoch: string | null;
+  offset: number;
+}
+
+export interface HistoryOptions {
+  /** At most this many messages (the last ones); default and cap: the server's nats.jetstream.max_read. */
+  limit?: number;
+  /** Only messages after this offset. */
+  since?: number;
+  /** Reject with kind "transport" when no reply came in this time; default 10000 ms. */
+  timeoutMs?: number;
+}
+
+/** A trailing argument of subscribe(): recover from this position (a history channel). */
+export interface SinceOptions {
+  since: number;
+  epoch: string;
+}
+
 export interface LhttpEvents {
   open: OpenEvent;
   message: LhttpMessage;
@@ -118,6 +180,8 @@ export interface LhttpEvents {
   error: LhttpError;
   auth: AuthEvent;
   unsubscribed: UnsubscribedEvent;
+  recovered: RecoveredEvent;
+  gap: GapEvent;
 }
 
 export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -172,9 +236,17 @@ export class LhttpClient {
   on<E extends keyof LhttpEvents>(event: E, handler: (this: LhttpClient, arg: LhttpEvents[E]) => void): () => void;
   off<E extends keyof LhttpEvents>(event: E, handler: (this: LhttpClient, arg: LhttpEvents[E]) => void): this;
   subscribe(...channels: Channels[]): this;
+  /** With a last argument { since, epoch }: a history channel not yet subscribed starts
+   *  from that position (the server sends what came after it first; "recovered" tells). */
+  subscribe(...args: [...Channels[], SinceOptions]): this;
   /** Subscribes; resolves with the channels once the server has taken them, rejects with
    *  the server's LhttpError (code 403, 429, ...; `channels`) when it refuses them. */
   subscribeAsync(...channels: Channels[]): Promise<string[]>;
+  subscribeAsync(...args: [...Channels[], SinceOptions]): Promise<string[]>;
+  /** The position of a subscribed history channel, or null (no history, or not known yet). */
+  position(channel: string): Position | null;
+  /** Reads a history channel's last messages; resolves at the server's final reply. */
+  history(channel: string, options?: HistoryOptions): Promise<HistoryResult>;
   unsubscribe(...channels: Channels[]): this;
   /** Returns true when sent now, false when queued until the connection is back. */
   publish(channels: Channels, body?: BodyInit | MultipartBuilder, options?: PublishOptions): boolean;

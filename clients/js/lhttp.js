@@ -248,10 +248,12 @@ export function encodeMessage(command, headers, body) {
 
 /**
  * Parses one LHTTP message (a string, bytes or an ArrayBuffer) into
- * `{ command, headers, headerList, body, bodyBytes, channels, parts }`: `headers` maps
- * lower-case names to the first value, `headerList` keeps every [key, value] as sent,
- * `body` is the body decoded as UTF-8 and `bodyBytes` its bytes, `channels` the list of
- * the `publish` header (empty without one), `parts` the multipart parts or null.
+ * `{ command, headers, headerList, body, bodyBytes, channels, parts, offset, prevOffset,
+ * epoch }`: `headers` maps lower-case names to the first value, `headerList` keeps every
+ * [key, value] as sent, `body` is the body decoded as UTF-8 and `bodyBytes` its bytes,
+ * `channels` the list of the `publish` header (empty without one), `parts` the multipart
+ * parts or null; `offset` and `prevOffset` (numbers) and `epoch` (a string) are the
+ * server-set headers of a history channel's message, null without them.
  * Throws an Error when the message is not LHTTP.
  */
 export function parseMessage(data) {
@@ -269,7 +271,16 @@ export function parseMessage(data) {
   const body = decoder.decode(bodyBytes);
   const channels = headers.publish ? headers.publish.split(/[ \t]+/).filter(Boolean) : [];
   const parts = headers.multipart !== undefined ? parseMultipart(headers.multipart, bodyBytes) : null;
-  return { command, headers, headerList: h.list, body, bodyBytes, channels, parts };
+  return {
+    command, headers, headerList: h.list, body, bodyBytes, channels, parts,
+    offset: decimal(headers.offset), prevOffset: decimal(headers['prev-offset']), epoch: headers.epoch ?? null,
+  };
+}
+
+// A header value that is a decimal number (no sign, no leading zero) as a Number, else
+// null. Offsets are JetStream sequences: exact as Numbers up to 2^53.
+function decimal(v) {
+  return v !== undefined && /^(?:0|[1-9][0-9]{0,15})$/.test(v) ? Number(v) : null;
 }
 
 // ---- Reconnection policy -------------------------------------------------------------
@@ -313,7 +324,10 @@ const DEFAULTS = {
   getToken: null,
 };
 
-const EVENTS = new Set(['open', 'message', 'close', 'reconnecting', 'error', 'auth', 'unsubscribed']);
+const EVENTS = new Set(['open', 'message', 'close', 'reconnecting', 'error', 'auth', 'unsubscribed', 'recovered', 'gap']);
+
+const EPOCH_RE = /^[0-9A-Za-z]{1,64}$/;
+const isOffset = (n) => Number.isSafeInteger(n) && n >= 0;
 
 // setTimeout's longest delay (about 24.8 days); a longer one would fire at once.
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -385,6 +399,16 @@ export class LhttpClient {
   #confirmed = new Set(); // channels whose subscription the server took on this connection
   #waiters = new Set(); // subscribeAsync() promises: { pending: Set, resolve, reject }
   #barrierSeq = 0;
+  // History and recovery (PROTOCOL.md, "History and recovery"): the position (epoch and
+  // offset of the last message seen) of every subscribed history channel, resubscribed
+  // with a recover entry on every connection; the recoveries asked on this connection;
+  // the history() reads in flight, oldest first; and the history deliveries held while a
+  // read is in flight (the server sends a read's messages right before its reply).
+  #positions = new Map(); // channel -> { epoch, offset }
+  #recovering = new Map(); // channel -> the offset a recovery asked from
+  #reads = []; // [{ channel, token, conn, accepted, dead, resolve, reject, timer }]
+  #readPongs = new Map(); // token of a read's ping whose pong is to come -> its conn
+  #held = [];
 
   constructor(url, options = {}) {
     this.url = String(url);
@@ -453,13 +477,81 @@ export class LhttpClient {
   }
 
   /** Subscribes to channels (names, space-separated lists or arrays). Kept across
-   *  reconnects. Throws TypeError on an invalid name. */
+   *  reconnects. A last argument `{ since, epoch }` (an offset and the epoch it belongs
+   *  to, e.g. from history() or position()) asks the server for the messages of a
+   *  history channel after that offset first (a recovery: a "recovered" event tells how
+   *  it went). Throws TypeError on an invalid name or option. */
   subscribe(...channels) {
-    const names = channelList(channels);
+    const names = channelList(this.#takeSince(channels));
     const fresh = names.filter((c) => !this.#channels.has(c));
     for (const c of names) this.#channels.add(c);
     if (this.#state === 'open' && fresh.length) this.#sendChannels('subscribe', fresh);
     return this;
+  }
+
+  // Takes a trailing { since, epoch } off a subscribe call's arguments and remembers it
+  // as the position of the channels not yet subscribed; returns the channel arguments.
+  #takeSince(args) {
+    const lastArg = args[args.length - 1];
+    if (lastArg === null || typeof lastArg !== 'object' || Array.isArray(lastArg)) return args;
+    const rest = args.slice(0, -1);
+    const { since, epoch } = lastArg;
+    if (since === undefined && epoch === undefined) return rest;
+    if (!isOffset(since)) throw new TypeError('since must be an offset (an integer >= 0)');
+    if (typeof epoch !== 'string' || !EPOCH_RE.test(epoch)) throw new TypeError('since needs the epoch it belongs to (a string of letters and digits)');
+    for (const c of channelList(rest)) {
+      if (!this.#channels.has(c)) this.#positions.set(c, { epoch, offset: since });
+    }
+    return rest;
+  }
+
+  /** The position of a subscribed history channel: `{ epoch, offset }` of the last
+   *  message seen (or of the server's `subscribed` reply), or null when none is known
+   *  (not a history channel, or no reply yet). */
+  position(channel) {
+    const p = this.#positions.get(channel);
+    return p && this.#channels.has(channel) ? { ...p } : null;
+  }
+
+  /**
+   * Reads the history of a channel: resolves with `{ channel, messages, epoch, offset }`
+   * once the server's final `history` reply comes: the last `limit` messages (after
+   * offset `since` when given; the server caps both at its nats.jetstream.max_read),
+   * oldest first, each as it was delivered (offset, prevOffset, epoch), and the channel's
+   * epoch and latest offset. Rejects with the server's LhttpError (400, 403, 404 for a
+   * channel without history, 503 while the history is unreachable), with kind
+   * "transport" when the connection closes first or no reply comes within `timeoutMs`
+   * (default 10000), or "usage" after close(). Made while the connection is down, the
+   * read waits for the next one. The messages are not "message" events; while a read is
+   * in flight, deliveries of history channels wait until it is answered, and then come
+   * as events, in order.
+   */
+  history(channel, { limit, since, timeoutMs = 10000 } = {}) {
+    if (!isValidChannel(channel)) return Promise.reject(new TypeError(`invalid channel name: ${JSON.stringify(channel)}`));
+    if (limit !== undefined && !(isOffset(limit) && limit > 0)) return Promise.reject(new TypeError('limit must be an integer > 0'));
+    if (since !== undefined && !isOffset(since)) return Promise.reject(new TypeError('since must be an offset (an integer >= 0)'));
+    if (this.#state === 'closed') return Promise.reject(new LhttpError('usage', 'the client is closed'));
+    const token = `lhttp-hist-${++this.#barrierSeq}`;
+    return new Promise((resolve, reject) => {
+      const read = {
+        channel, token, conn: this.#state === 'open' ? this.#opens : this.#opens + 1,
+        accepted: false, dead: false, resolve, reject, timer: null,
+      };
+      read.timer = setTimeout(() => {
+        read.dead = true; // kept until its reply comes, so that the reply is not taken for another's
+        reject(new LhttpError('transport', `no history reply for ${channel} in ${timeoutMs} ms`));
+      }, timeoutMs);
+      try {
+        this.send('history', [['channel', channel], ['limit', limit], ['since', since]]);
+        this.send('ping', null, token); // its pong: the server took the read (no error reply)
+        this.#readPongs.set(token, read.conn);
+      } catch (err) {
+        clearTimeout(read.timer);
+        reject(err);
+        return;
+      }
+      this.#reads.push(read);
+    });
   }
 
   /**
@@ -473,7 +565,7 @@ export class LhttpClient {
   subscribeAsync(...channels) {
     let names;
     try {
-      names = channelList(channels);
+      names = channelList(this.#takeSince(channels));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -496,10 +588,7 @@ export class LhttpClient {
   /** Ends subscriptions; channels not subscribed to are ignored. */
   unsubscribe(...channels) {
     const names = channelList(channels).filter((c) => this.#channels.has(c));
-    for (const c of names) {
-      this.#channels.delete(c);
-      this.#confirmed.delete(c);
-    }
+    for (const c of names) this.#forget(c);
     if (names.length) {
       this.#rejectWaiters(names, new LhttpError('usage', 'unsubscribed before the server took the subscription'));
     }
@@ -599,6 +688,28 @@ export class LhttpClient {
     const waiters = [...this.#waiters];
     this.#waiters.clear();
     for (const w of waiters) w.reject(new LhttpError('usage', 'the client closed'));
+    this.#held = [];
+    this.#recovering.clear();
+    this.#readPongs.clear();
+    this.#failReads(() => true, () => new LhttpError('usage', 'the client closed'));
+  }
+
+  // Rejects (and drops) the history reads that match.
+  #failReads(match, error) {
+    const failed = this.#reads.filter(match);
+    this.#reads = this.#reads.filter((r) => !match(r));
+    for (const r of failed) {
+      clearTimeout(r.timer);
+      if (!r.dead) r.reject(error());
+    }
+  }
+
+  // Forgets a channel that is no longer subscribed, with its position.
+  #forget(c) {
+    this.#channels.delete(c);
+    this.#confirmed.delete(c);
+    this.#positions.delete(c);
+    this.#recovering.delete(c);
   }
 
   #detach(ws) {
@@ -726,6 +837,11 @@ export class LhttpClient {
     this.#authing = null;
     this.#inflight = []; // their pongs will not come; the waiters wait for the next connection
     this.#confirmed.clear();
+    this.#flushHeld();
+    this.#recovering.clear();
+    const conn = this.#opens;
+    for (const [token, at] of this.#readPongs) if (at <= conn) this.#readPongs.delete(token);
+    this.#failReads((r) => r.conn <= conn, () => new LhttpError('transport', 'the connection closed before the history reply'));
     const status = this.#lastStatus;
     if (this.#lastError) this.#emit('error', this.#lastError);
     if (this.#state === 'closed') return; // an error handler called close()
@@ -784,12 +900,30 @@ export class LhttpClient {
     // The server's own messages carry no publish header; a publication that happens to
     // use one of these commands is an ordinary message.
     const own = h.publish === undefined;
+    // A history read's messages come right before its reply: while one is in flight (and
+    // not given up), history deliveries wait; anything else in between shows that those
+    // held so far were not the read's.
+    if (!own && msg.offset !== null && this.#reads.some((r) => r.conn === this.#opens && !r.dead)) {
+      this.#held.push(msg);
+      return;
+    }
+    if (!(own && msg.command === 'history')) this.#flushHeld();
     if (msg.command === 'error') {
       const err = new LhttpError('server', `${h.code ?? '?'} ${h.reason ?? 'error'}`
         + (h['in-reply-to'] ? ` (in reply to ${h['in-reply-to']})` : ''), {
         code: Number(h.code) || 0, reason: h.reason ?? '', inReplyTo: h['in-reply-to'], lhttpMessage: msg,
       });
       if (err.inReplyTo === 'subscribe') this.#subscribeRefused(err);
+      if (err.inReplyTo === 'history') {
+        // The refusal of the oldest read the server has not taken yet (its pong is to come).
+        const read = this.#reads.find((r) => r.conn === this.#opens && !r.accepted);
+        if (read) {
+          this.#reads.splice(this.#reads.indexOf(read), 1);
+          clearTimeout(read.timer);
+          if (!read.dead) read.reject(err);
+          return;
+        }
+      }
       this.#emit('error', err);
       if (err.inReplyTo === 'auth') this.#authRefused(err);
       return;
@@ -798,6 +932,11 @@ export class LhttpClient {
       const at = this.#inflight.findIndex((e) => e.token === msg.body);
       if (at >= 0) {
         this.#subscribeAnswered(at);
+        return;
+      }
+      if (this.#readPongs.delete(msg.body)) {
+        const read = this.#reads.find((r) => r.token === msg.body);
+        if (read) read.accepted = true;
         return;
       }
       if (this.#pings.has(msg.body)) {
@@ -817,17 +956,130 @@ export class LhttpClient {
       else this.#emit('error', new LhttpError('auth', 'the token expires and there is no getToken() to renew it', { expires: Number(h.expires) || 0 }));
       return;
     }
+    if (own && msg.command === 'history' && h.channel !== undefined && this.#historyAnswered(msg)) return;
+    if (own && msg.command === 'subscribed' && h.channel !== undefined) {
+      this.#subscribedReply(msg);
+      return;
+    }
+    if (own && msg.command === 'gap' && h.channel !== undefined) {
+      this.#serverGap(msg);
+      return;
+    }
     if (own && msg.command === 'unsubscribed') {
       const reason = h.reason ?? '';
       for (const channel of (h.channel ?? '').split(/[ \t]+/).filter(Boolean)) {
-        this.#channels.delete(channel);
-        this.#confirmed.delete(channel);
+        this.#forget(channel);
         this.#rejectWaiters([channel], new LhttpError('server', `unsubscribed from ${channel} by the server: ${reason}`, {
           code: 0, reason, channels: [channel], lhttpMessage: msg,
         }));
         this.#emit('unsubscribed', { channel, reason });
       }
       return;
+    }
+    if (!own) {
+      this.#deliver(msg);
+      return;
+    }
+    this.#emit('message', msg);
+  }
+
+  // ---- history and recovery ----
+
+  #flushHeld() {
+    if (!this.#held.length) return;
+    const held = this.#held;
+    this.#held = [];
+    for (const m of held) this.#deliver(m);
+  }
+
+  // The reply that ends a history read: the last `count` held deliveries are the read's,
+  // any before them were live. Returns false when no read of this connection asked.
+  #historyAnswered(msg) {
+    const h = msg.headers;
+    const at = this.#reads.findIndex((r) => r.conn === this.#opens && r.channel === h.channel);
+    const held = this.#held;
+    this.#held = [];
+    if (at < 0) {
+      for (const m of held) this.#deliver(m);
+      return false;
+    }
+    const count = decimal(h.count) ?? 0;
+    const messages = held.splice(Math.max(0, held.length - count));
+    for (const m of held) this.#deliver(m);
+    const [read] = this.#reads.splice(at, 1);
+    clearTimeout(read.timer);
+    if (!read.dead) read.resolve({ channel: h.channel, messages, epoch: h.epoch ?? null, offset: decimal(h.offset) ?? 0 });
+    return true;
+  }
+
+  // The `subscribed` reply of a history channel: its epoch and latest offset, and, when
+  // a recovery was asked, whether the missed messages came (they came before it).
+  #subscribedReply(msg) {
+    const h = msg.headers;
+    const channel = h.channel;
+    const epoch = h.epoch ?? null;
+    const offset = decimal(h.offset) ?? 0;
+    if (!this.#channels.has(channel)) return; // unsubscribed meanwhile
+    const pos = this.#positions.get(channel);
+    const asked = this.#recovering.get(channel);
+    this.#recovering.delete(channel);
+    if (h.recovered === 'true') {
+      const keep = pos && pos.epoch === epoch && pos.offset > offset;
+      this.#positions.set(channel, { epoch, offset: keep ? pos.offset : offset });
+      this.#emit('recovered', { channel, recovered: true, epoch, offset, from: asked ?? null });
+    } else if (h.recovered === 'false') {
+      this.#positions.set(channel, { epoch, offset });
+      const from = asked ?? pos?.offset ?? null;
+      this.#emit('recovered', { channel, recovered: false, epoch, offset, from });
+      this.#emit('gap', { channel, from, to: offset, epoch, reason: 'recovery' });
+    } else {
+      this.#positions.set(channel, { epoch, offset });
+    }
+  }
+
+  // The server's `gap`: messages after `from` up to `to` cannot be delivered; the next
+  // message follows `to`.
+  #serverGap(msg) {
+    const h = msg.headers;
+    const channel = h.channel;
+    if (!this.#channels.has(channel)) return;
+    const from = decimal(h.from);
+    const to = decimal(h.to);
+    const pos = this.#positions.get(channel);
+    if (pos && to !== null && to > pos.offset) pos.offset = to;
+    this.#emit('gap', { channel, from, to, epoch: pos?.epoch ?? null, reason: 'server' });
+  }
+
+  // The subscribed channel a history delivery belongs to: the server names it in the
+  // `channel` header; without one (an older server), its only channel, or, when its
+  // publish header names several, the one whose position its prevOffset follows, or the
+  // only one with a position in its epoch. null when it cannot be told.
+  #channelOf(msg) {
+    if (msg.headers.channel !== undefined)
+      return this.#channels.has(msg.headers.channel) ? msg.headers.channel : null;
+    const mine = msg.channels.filter((c) => this.#channels.has(c));
+    if (mine.length <= 1) return mine[0] ?? null;
+    const same = mine.filter((c) => this.#positions.get(c)?.epoch === msg.epoch);
+    const follows = same.find((c) => this.#positions.get(c).offset === msg.prevOffset);
+    if (follows) return follows;
+    return same.length === 1 ? same[0] : null;
+  }
+
+  // A delivery: a history channel's message moves its position on (a duplicate, at or
+  // before the position, is dropped; a message that does not follow it is a gap), then
+  // the message event.
+  #deliver(msg) {
+    const channel = msg.offset !== null && msg.epoch !== null ? this.#channelOf(msg) : null;
+    if (channel !== null) {
+      const pos = this.#positions.get(channel);
+      if (pos && pos.epoch === msg.epoch && msg.offset <= pos.offset) return;
+      this.#positions.set(channel, { epoch: msg.epoch, offset: msg.offset });
+      if (pos && !this.#recovering.has(channel) && msg.prevOffset !== null && (pos.epoch !== msg.epoch || msg.prevOffset !== pos.offset)) {
+        this.#emit('gap', {
+          channel, from: pos.offset, to: msg.prevOffset, epoch: msg.epoch,
+          reason: pos.epoch !== msg.epoch ? 'epoch' : 'order',
+        });
+      }
     }
     this.#emit('message', msg);
   }
@@ -939,8 +1191,7 @@ export class LhttpClient {
     const later = new Set(this.#inflight.filter((e) => !e.error).flatMap((e) => e.channels));
     for (const c of channels) {
       if (later.has(c)) continue; // asked again since: that answer decides
-      this.#channels.delete(c);
-      this.#confirmed.delete(c);
+      this.#forget(c);
     }
     this.#rejectWaiters(channels, err);
   }
@@ -954,15 +1205,21 @@ export class LhttpClient {
     }
   }
 
-  // Sends subscribe/unsubscribe for many channels in messages whose header line stays
-  // under lhttpd's default limits.max_header_line (4096); a tracked subscribe message is
+  // Sends subscribe/unsubscribe for many channels in messages whose header lines stay
+  // under lhttpd's default limits.max_header_line (4096); a subscribe names, in its
+  // recover header, the position of each channel that has one (a history channel seen
+  // before: the server sends what came after it). A tracked subscribe message is
   // followed by its ping.
   #sendChannels(command, names) {
     let batch = [];
+    let recover = [];
     let len = 0;
+    let rlen = 0;
     const flush = () => {
       if (batch.length) {
-        this.#write(encodeMessage(command, [[command, batch.join(' ')]]));
+        const headers = [[command, batch.join(' ')]];
+        if (recover.length) headers.push(['recover', recover.join(' ')]);
+        this.#write(encodeMessage(command, headers));
         if (command === 'subscribe' && this.#track) {
           const token = `lhttp-sub-${++this.#barrierSeq}`;
           this.#inflight.push({ token, channels: batch, error: null });
@@ -970,12 +1227,21 @@ export class LhttpClient {
         }
       }
       batch = [];
+      recover = [];
       len = 0;
+      rlen = 0;
     };
     for (const n of names) {
-      if (len + n.length + 1 > 3500) flush();
+      const pos = command === 'subscribe' ? this.#positions.get(n) : undefined;
+      const entry = pos ? `${n},${pos.offset},${pos.epoch}` : null;
+      if (len + n.length + 1 > 3500 || (entry && rlen + entry.length + 1 > 3500)) flush();
       batch.push(n);
       len += n.length + 1;
+      if (entry) {
+        recover.push(entry);
+        rlen += entry.length + 1;
+        this.#recovering.set(n, pos.offset);
+      }
     }
     flush();
   }

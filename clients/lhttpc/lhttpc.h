@@ -156,13 +156,16 @@ void lhc_input_reset(lhc_input_t *in);
 
 /* ---- output.c ---- */
 
-enum { LHC_FORMAT_RAW, LHC_FORMAT_JSON };
+enum { LHC_FORMAT_RAW, LHC_FORMAT_JSON, LHC_FORMAT_SHORT };
 
 /*
- * Prints one received message: raw (as received, then "\n") or as one JSON line
- * {"command","headers":[[k,v],...],"body","binary"}; "command" is null when the message
- * is not LHTTP, and a body that is not UTF-8 is given in base64 with "body_base64":true.
- * Flushes. Returns 0, or -1 when the write failed.
+ * Prints one received message: raw (as received, then "\n"), as one JSON line
+ * {"command","headers":[[k,v],...],"body","binary"} ("command" is null when the message
+ * is not LHTTP, and a body that is not UTF-8 is given in base64 with "body_base64":true),
+ * or short: one line "OFFSET COMMAND CHANNELS: BODY" for a publication (OFFSET is its
+ * offset header, "-" without one) and "- COMMAND key=value... BODY" for any other
+ * message, with CR, LF, TAB and backslash in values and body written \r \n \t \\ and a
+ * body that is not UTF-8 as "<N bytes>". Flushes. Returns 0, or -1 when the write failed.
  */
 int lhc_output_message(FILE *out, int format, int binary, const uint8_t *p, size_t len);
 

@@ -33,8 +33,13 @@ enum {
     OPT_TOKEN,
     OPT_MAX_SIZE,
     OPT_FRAGMENT,
-    OPT_DATA_RAW
+    OPT_DATA_RAW,
+    OPT_SINCE,
+    OPT_EPOCH,
+    OPT_HISTORY
 };
+
+#define EPOCH_MAX 64 /* the longest epoch --epoch takes (lhttpd's are 16 hex digits) */
 
 typedef struct {
     int mode;
@@ -57,7 +62,17 @@ typedef struct {
     const char *file;    /* -f */
     int data_raw;        /* -d came from --data-raw */
     lhc_msg_t headers;   /* -H, collected in a message for their validation */
+    long long since;     /* --since; -1 when not given */
+    const char *epoch;   /* --epoch */
+    long history;        /* --history N; 0 when not given */
 } opts_t;
+
+/* Per CHANNEL of subscribe: where to recover from, learnt from a history read. */
+typedef struct {
+    char epoch[EPOCH_MAX + 1];
+    unsigned long long offset;
+    int recover; /* 0: subscribe without a recover entry (no history there) */
+} chanpos_t;
 
 typedef struct {
     const opts_t *o;
@@ -72,6 +87,8 @@ typedef struct {
     long line_no;
     int stdin_open;
     int refused; /* publish: an error reply arrived */
+    int pre;     /* subscribe: the CHANNEL whose history read is answered next; -1: none */
+    chanpos_t *pos;
 } session_t;
 
 static void usage(FILE *out)
@@ -79,7 +96,8 @@ static void usage(FILE *out)
     fputs("usage: lhttpc [OPTIONS] URL             interactive: type messages, see replies\n"
           "       lhttpc [OPTIONS] URL send COMMAND [-H KEY:VALUE]... [-d BODY | -f FILE]\n"
           "       lhttpc [OPTIONS] URL listen      print what arrives\n"
-          "       lhttpc [OPTIONS] URL subscribe CHANNEL...\n"
+          "       lhttpc [OPTIONS] URL subscribe CHANNEL... [--since OFFSET [--epoch E] |\n"
+          "                                        --history N]\n"
           "       lhttpc [OPTIONS] URL publish CHANNEL... [-c COMMAND] [-H KEY:VALUE]...\n"
           "                                        [-d BODY | -f FILE]\n"
           "       lhttpc [OPTIONS] --http URL publish CHANNEL... [...]   POST to /publish\n"
@@ -95,9 +113,13 @@ static void usage(FILE *out)
           "  -w, --timeout MS   give up after MS milliseconds, counted from the start, with\n"
           "                     exit status 3 (default: 5000 for send, --raw and --http;\n"
           "                     forever otherwise; 0: forever)\n"
-          "  --format raw|json  raw: each message as received, then a newline (default);\n"
+          "  --format raw|json|short\n"
+          "                     raw: each message as received, then a newline (default);\n"
           "                     json: one object per line:\n"
-          "                     {\"command\",\"headers\":[[k,v],...],\"body\",\"binary\"}\n"
+          "                     {\"command\",\"headers\":[[k,v],...],\"body\",\"binary\"};\n"
+          "                     short: one line per message: OFFSET COMMAND CHANNELS: BODY\n"
+          "                     for a publication (OFFSET: its offset header on a history\n"
+          "                     channel, else -); - COMMAND key=value... BODY for others\n"
           "  -o ORIGIN          send Origin: ORIGIN\n"
           "  -p PROTO           send Sec-WebSocket-Protocol: PROTO (a comma-separated list)\n"
           "  --token TOKEN      send Authorization: Bearer TOKEN: in the WebSocket\n"
@@ -117,6 +139,16 @@ static void usage(FILE *out)
           "  --data-raw BODY    the body, taken literally even when it starts with @\n"
           "  -f FILE            the body from FILE\n"
           "  -c COMMAND         publish: the command (default publish)\n"
+          "History options (subscribe, on channels whose namespace keeps history):\n"
+          "  --since OFFSET     recover: get every message after OFFSET first (then live\n"
+          "                     ones), for each CHANNEL; the subscribed reply says\n"
+          "                     recovered:true, or recovered:false when that cannot be\n"
+          "                     done (then nothing old comes)\n"
+          "  --epoch E          the epoch OFFSET belongs to (as printed with it); without\n"
+          "                     it, the channel's current epoch, read from the server first\n"
+          "  --history N        print the last N messages and the history reply of each\n"
+          "                     CHANNEL first, then subscribe from where they end (no gap,\n"
+          "                     no duplicate); -n counts them too\n"
           "\n"
           "Interactive mode: a command line (\"chat\" or \"LHTTP/1.0 chat\"), header lines\n"
           "key:value, an empty line, body lines, and a line \".\" sends (\"..\" stands for a\n"
@@ -395,6 +427,140 @@ static void print_message(void *arg, const lhc_event_t *ev)
         s->refused = is_error_reply(ev->data, ev->len);
 }
 
+/* Sends one message of the session; returns 0 or an exit status. */
+static int send_message(session_t *s, const char *p, size_t len)
+{
+    return lhc_conn_send(s->c, s->o->binary, p, len, s->o->fragment);
+}
+
+/* "LHTTP/1.0 history" asking for the last `limit` messages of ch, in a new buffer (NULL
+ * when out of memory). */
+static char *history_read(const char *ch, long limit, size_t *len)
+{
+    lhc_msg_t m;
+    char lim[24];
+    const char *err;
+    char *out = NULL;
+
+    lhc_msg_init(&m);
+    snprintf(lim, sizeof(lim), "%ld", limit);
+    if (lhc_msg_set_command(&m, "history", 7, &err) == 0 &&
+        lhc_msg_add_header(&m, "channel", 7, ch, strlen(ch), &err) == 0 &&
+        lhc_msg_add_header(&m, "limit", 5, lim, strlen(lim), &err) == 0)
+        out = lhc_msg_serialize(&m, len);
+    lhc_msg_clear(&m);
+    return out;
+}
+
+/*
+ * The message of subscribe mode: "subscribe:" with every CHANNEL and, for recovery,
+ * "recover:" with a channel,offset,epoch entry per channel: from pos (learnt by history
+ * reads) when given, else from --since and --epoch for every channel (none without
+ * --since). A new buffer, or NULL when out of memory.
+ */
+static char *subscribe_message(const opts_t *o, const chanpos_t *pos, size_t *len)
+{
+    size_t n = 1, off = 0, roff = 0;
+    char *list, *rec, *out = NULL;
+    const char *err;
+    lhc_msg_t m;
+    int k;
+
+    for (k = 0; k < o->nargs; k++)
+        n += strlen(o->args[k]) + 1;
+    list = malloc(n);
+    rec = malloc(n + (size_t)o->nargs * (EPOCH_MAX + 24));
+    lhc_msg_init(&m);
+    if (list == NULL || rec == NULL || lhc_msg_set_command(&m, "subscribe", 9, &err) < 0)
+        goto out;
+    for (k = 0; k < o->nargs; k++) {
+        off += (size_t)sprintf(list + off, "%s%s", k ? " " : "", o->args[k]);
+        if (pos != NULL ? pos[k].recover : o->since >= 0)
+            roff += (size_t)sprintf(rec + roff, "%s%s,%llu,%s", roff ? " " : "", o->args[k],
+                                    pos != NULL ? pos[k].offset : (unsigned long long)o->since,
+                                    pos != NULL ? pos[k].epoch : o->epoch);
+    }
+    if (lhc_msg_add_header(&m, "subscribe", 9, list, off, &err) == 0 &&
+        (roff == 0 || lhc_msg_add_header(&m, "recover", 7, rec, roff, &err) == 0))
+        out = lhc_msg_serialize(&m, len);
+out:
+    free(list);
+    free(rec);
+    lhc_msg_clear(&m);
+    return out;
+}
+
+/* 1 when m's header key is value (exactly). */
+static int header_is(const lh_lhttp_msg_t *m, const char *key, const char *value)
+{
+    size_t vl;
+    const char *v = lh_lhttp_header(m, key, &vl);
+
+    return v != NULL && vl == strlen(value) && memcmp(v, value, vl) == 0;
+}
+
+/*
+ * Subscribe mode's history reads, one CHANNEL at a time before the subscribe: a message
+ * of the read is printed with --history (and dropped when the read only asks for the
+ * epoch of --since); the read's reply (printed with --history) gives the channel's epoch
+ * and latest offset; an error reply to it (printed: 404 for a channel without history)
+ * leaves the channel without recovery. After the last channel, the subscribe goes out.
+ * Returns 0, or an exit status.
+ */
+static int pre_message(session_t *s, const lhc_event_t *ev)
+{
+    const opts_t *o = s->o;
+    lh_lhttp_msg_t *m = malloc(sizeof(*m));
+    const char *reason, *v, *ch = o->args[s->pre];
+    size_t vl, len;
+    int done = 0, print = o->history > 0, r;
+    char *next;
+
+    if (m == NULL) {
+        fprintf(stderr, "lhttpc: out of memory\n");
+        return LHC_EXIT_CONN;
+    }
+    if (lh_lhttp_parse((const char *)ev->data, ev->len, NULL, m, &reason) == 0 &&
+        lh_lhttp_header(m, "publish", &vl) == NULL) {
+        if (lh_strieq(m->command, m->command_len, "history") && header_is(m, "channel", ch)) {
+            chanpos_t *p = &s->pos[s->pre];
+
+            v = lh_lhttp_header(m, "epoch", &vl);
+            if (v != NULL && vl > 0 && vl <= EPOCH_MAX) {
+                memcpy(p->epoch, v, vl);
+                p->epoch[vl] = '\0';
+                p->recover = 1;
+            }
+            v = lh_lhttp_header(m, "offset", &vl);
+            p->offset = o->since >= 0 ? (unsigned long long)o->since
+                        : v != NULL ? strtoull(v, NULL, 10) : 0;
+            done = 1;
+        } else if (lh_strieq(m->command, m->command_len, "error") &&
+                   header_is(m, "in-reply-to", "history")) {
+            done = 1;
+            print = 1;
+        }
+    }
+    free(m);
+    if (print)
+        print_message(s, ev);
+    if (!done)
+        return 0;
+    if (++s->pre < o->nargs) {
+        next = history_read(o->args[s->pre], o->history > 0 ? o->history : 1, &len);
+    } else {
+        next = subscribe_message(o, s->pos, &len);
+        s->pre = -1;
+    }
+    if (next == NULL) {
+        fprintf(stderr, "lhttpc: out of memory\n");
+        return LHC_EXIT_CONN;
+    }
+    r = send_message(s, next, len);
+    free(next);
+    return r;
+}
+
 /* Closes cleanly (close 1000, waiting briefly for the echo) and returns status. */
 static int finish(session_t *s, int status)
 {
@@ -405,11 +571,6 @@ static int finish(session_t *s, int status)
     return status;
 }
 
-/* Sends one message of the session; returns 0 or an exit status. */
-static int send_message(session_t *s, const char *p, size_t len)
-{
-    return lhc_conn_send(s->c, s->o->binary, p, len, s->o->fragment);
-}
 
 /*
  * Handles one typed line of interactive mode. Returns 0, or an exit status to stop
@@ -527,7 +688,11 @@ static int run(session_t *s)
         show_prompt(s);
         switch (lhc_conn_next(s->c, s->stdin_open ? 0 : -1, &ev)) {
         case LHC_EV_MESSAGE:
-            print_message(s, &ev);
+            if (s->pre < 0) {
+                print_message(s, &ev);
+            } else if ((r = pre_message(s, &ev)) != 0) {
+                return finish(s, r);
+            }
             break;
         case LHC_EV_FD:
             r = on_stdin(s);
@@ -571,6 +736,16 @@ static int run_ws(opts_t *o, const lhc_url_t *u, int64_t deadline, const char *f
 
     memset(&s, 0, sizeof(s));
     s.o = o;
+    s.pre = -1;
+    if (o->mode == MODE_SUBSCRIBE && (o->history > 0 || (o->since >= 0 && o->epoch == NULL))) {
+        /* first is the first channel's history read (see pre_message). */
+        s.pre = 0;
+        s.pos = calloc((size_t)o->nargs, sizeof(*s.pos));
+        if (s.pos == NULL) {
+            fprintf(stderr, "lhttpc: out of memory\n");
+            return LHC_EXIT_CONN;
+        }
+    }
     lhc_input_init(&s.input, (size_t)o->max_size);
     if (o->mode == MODE_SEND || o->mode == MODE_RAW)
         s.want = o->count >= 0 ? o->count : 1;
@@ -617,6 +792,7 @@ out:
     lhc_conn_free(s.c);
     lhc_input_free(&s.input);
     free(s.line);
+    free(s.pos);
     return status;
 }
 
@@ -642,6 +818,9 @@ static int parse_args(int argc, char **argv, opts_t *o)
         { "data-raw", required_argument, NULL, OPT_DATA_RAW },
         { "file", required_argument, NULL, 'f' },
         { "command", required_argument, NULL, 'c' },
+        { "since", required_argument, NULL, OPT_SINCE },
+        { "epoch", required_argument, NULL, OPT_EPOCH },
+        { "history", required_argument, NULL, OPT_HISTORY },
         { NULL, 0, NULL, 0 }
     };
     int ch, raw = 0, has_msg_opts = 0;
@@ -650,6 +829,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
 
     o->count = -1;
     o->timeout_ms = -1;
+    o->since = -1;
     o->max_size = LHC_DEFAULT_MAX_MESSAGE;
     lhc_msg_init(&o->headers);
     opterr = 0;
@@ -670,8 +850,10 @@ static int parse_args(int argc, char **argv, opts_t *o)
                 o->format = LHC_FORMAT_RAW;
             else if (strcmp(optarg, "json") == 0)
                 o->format = LHC_FORMAT_JSON;
+            else if (strcmp(optarg, "short") == 0)
+                o->format = LHC_FORMAT_SHORT;
             else
-                return usage_error("--format is raw or json, not '%s'", optarg);
+                return usage_error("--format is raw, json or short, not '%s'", optarg);
             break;
         case 'o':
             o->origin = optarg;
@@ -730,6 +912,25 @@ static int parse_args(int argc, char **argv, opts_t *o)
         case 'c':
             o->command = optarg;
             break;
+        case OPT_SINCE:
+            if (parse_num(optarg, 0, LLONG_MAX, &v) < 0)
+                return usage_error("--since wants an offset, not '%s'", optarg);
+            o->since = v;
+            break;
+        case OPT_EPOCH:
+            if (*optarg == '\0' || strlen(optarg) > EPOCH_MAX ||
+                strspn(optarg, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") !=
+                    strlen(optarg))
+                return usage_error("--epoch wants letters and digits (as lhttpd prints it), not "
+                                   "'%s'", optarg);
+            o->epoch = optarg;
+            break;
+        case OPT_HISTORY:
+            if (parse_num(optarg, 1, 1000000, &v) < 0)
+                return usage_error("--history wants a number of messages (1 or more), not '%s'",
+                                   optarg);
+            o->history = (long)v;
+            break;
         case ':':
             return usage_error("option %s needs a value", argv[optind - 1]);
         default:
@@ -775,6 +976,12 @@ static int parse_args(int argc, char **argv, opts_t *o)
         return usage_error("%s", "-c goes with publish (send takes COMMAND as its argument)");
     if (o->mode == MODE_PUBLISH && o->count >= 0)
         return usage_error("%s", "-n does not go with publish; use send with -H publish:CH");
+    if ((o->since >= 0 || o->epoch != NULL || o->history > 0) && o->mode != MODE_SUBSCRIBE)
+        return usage_error("%s", "--since, --epoch and --history go with subscribe");
+    if (o->epoch != NULL && o->since < 0)
+        return usage_error("%s", "--epoch goes with --since");
+    if (o->history > 0 && o->since >= 0)
+        return usage_error("%s", "give --since or --history, not both");
     if (o->mode == MODE_SUBSCRIBE || o->mode == MODE_PUBLISH) {
         int k;
 
@@ -835,33 +1042,16 @@ int main(int argc, char **argv)
         if (first == NULL)
             goto out;
         break;
-    case MODE_SUBSCRIBE: {
-        lhc_msg_t m;
-        size_t n = 0, off = 0;
-        char *list;
-        int k;
-
-        for (k = 0; k < o.nargs; k++)
-            n += strlen(o.args[k]) + 1;
-        list = malloc(n + 1);
-        lhc_msg_init(&m);
-        if (list == NULL || lhc_msg_set_command(&m, "subscribe", 9, &err) < 0) {
-            free(list);
-            status = LHC_EXIT_CONN;
-            goto out;
-        }
-        for (k = 0; k < o.nargs; k++)
-            off += (size_t)sprintf(list + off, "%s%s", k ? " " : "", o.args[k]);
-        if (lhc_msg_add_header(&m, "subscribe", 9, list, off, &err) == 0)
-            first = lhc_msg_serialize(&m, &first_len);
-        free(list);
-        lhc_msg_clear(&m);
+    case MODE_SUBSCRIBE:
+        if (o.history > 0 || (o.since >= 0 && o.epoch == NULL))
+            first = history_read(o.args[0], o.history > 0 ? o.history : 1, &first_len);
+        else
+            first = subscribe_message(&o, NULL, &first_len);
         if (first == NULL) {
             status = LHC_EXIT_CONN;
             goto out;
         }
         break;
-    }
     default:
         break;
     }

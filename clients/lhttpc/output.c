@@ -1,5 +1,6 @@
 /*
- * Printing received messages: raw, or one JSON object per line (jansson) for scripts.
+ * Printing received messages: raw, one JSON object per line (jansson) for scripts, or one
+ * short line each (offset, command, channels, body) for people.
  */
 #include "lhttpc.h"
 
@@ -117,9 +118,70 @@ out:
     return s;
 }
 
+/* Writes p[0..len) on one line: CR, LF, TAB and backslash escaped; "<N bytes>" when it
+ * is not UTF-8. */
+static void put_escaped(FILE *out, const char *p, size_t len)
+{
+    if (!lh_utf8_valid((const uint8_t *)p, len)) {
+        fprintf(out, "<%zu bytes>", len);
+        return;
+    }
+    for (size_t i = 0; i < len; i++) {
+        switch (p[i]) {
+        case '\r': fputs("\\r", out); break;
+        case '\n': fputs("\\n", out); break;
+        case '\t': fputs("\\t", out); break;
+        case '\\': fputs("\\\\", out); break;
+        default: putc(p[i], out);
+        }
+    }
+}
+
+/* The short form: one line per message (see lhttpc.h). */
+static void output_short(FILE *out, const uint8_t *p, size_t len)
+{
+    lh_lhttp_msg_t *m = malloc(sizeof(*m));
+    const char *reason, *off, *pub;
+    size_t off_len = 0, pub_len = 0;
+
+    if (m == NULL || lh_lhttp_parse((const char *)p, len, NULL, m, &reason) != 0) {
+        fputs("- ? ", out);
+        put_escaped(out, (const char *)p, len);
+        free(m);
+        return;
+    }
+    off = lh_lhttp_header(m, "offset", &off_len);
+    pub = lh_lhttp_header(m, "publish", &pub_len);
+    if (off != NULL && pub != NULL)
+        put_escaped(out, off, off_len);
+    else
+        putc('-', out);
+    putc(' ', out);
+    put_escaped(out, m->command, m->command_len);
+    if (pub != NULL) {
+        putc(' ', out);
+        put_escaped(out, pub, pub_len);
+        putc(':', out);
+    } else {
+        for (size_t i = 0; i < m->num_headers; i++) {
+            putc(' ', out);
+            put_escaped(out, m->headers[i].key, m->headers[i].key_len);
+            putc('=', out);
+            put_escaped(out, m->headers[i].value, m->headers[i].value_len);
+        }
+    }
+    if (m->body_len > 0 || pub != NULL) {
+        putc(' ', out);
+        put_escaped(out, m->body, m->body_len);
+    }
+    free(m);
+}
+
 int lhc_output_message(FILE *out, int format, int binary, const uint8_t *p, size_t len)
 {
-    if (format == LHC_FORMAT_JSON) {
+    if (format == LHC_FORMAT_SHORT) {
+        output_short(out, p, len);
+    } else if (format == LHC_FORMAT_JSON) {
         char *s = lhc_output_json(binary, p, len);
 
         if (s == NULL) {

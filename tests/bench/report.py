@@ -78,14 +78,19 @@ def main():
                "| target | met |")
     out.append("|---|---|---|---|---|---|---|---|---|")
 
-    def row(name, metric, lrs, nrs, key, better, target, unit="", frs=None):
+    def row(name, metric, lrs, nrs, key, better, target, unit="", frs=None, scale=1, strict=False):
+        # scale: the cells in another unit than the key's (ratios are unchanged);
+        # strict: the target is < (or >) target, not <= (>=).
         lv, nv = median(lrs, key), median(nrs, key)
         fv = median(frs, key) if frs else None
+        lv, nv, fv = (None if v is None else v * scale for v in (lv, nv, fv))
         ok = complete(lrs) and complete(nrs) and (not frs or complete(frs))
         ratio = lv / nv if lv is not None and nv else None
         fratio = fv / nv if fv is not None and nv else None
 
         def meets(r):
+            if strict:
+                return r > target if better == "higher" else r < target
             return r >= target if better == "higher" else r <= target
         met = "n/a"
         if ratio is not None and target is not None:
@@ -94,7 +99,8 @@ def main():
                 met = "NO (nor the floor)"
         if not ok:
             met = "INCOMPLETE RUN"
-        tgt = "" if target is None else (f">= {target}x" if better == "higher" else f"<= {target}x")
+        op = (">" if better == "higher" else "<") + ("" if strict else "=")
+        tgt = "" if target is None else f"{op} {target}x"
         out.append(f"| {name} | {metric} | {fmt(lv, unit)} | {fmt(nv, unit)} | "
                    f"{'' if fv is None else fmt(fv, unit)} | "
                    f"{'n/a' if ratio is None else f'{ratio:.2f}'} | "
@@ -224,10 +230,46 @@ def main():
             out.append(f"| 6. same, {srv}: deliveries per server CPU-second, 2 workers / 1 | "
                        f"deliveries/CPU-s | {fmt(e2)} / {fmt(e1)} | | | {e2 / e1:.2f} | | | |")
 
+    # 7. History (issue 18): the fan-out on a channel with history (lhttpd: JetStream,
+    # offsets on every delivery; nchan: nchan_message_buffer_length, plain subscribers,
+    # and, informative, subscribers that get the message ids over ws+meta.nchan),
+    # lhttpd's history fan-out against its fan-out without history of the same rounds
+    # (the median of the rounds' own ratios, as for the authenticated row), and the
+    # recovery of 1000 clients reconnecting at once.
+    hl = pick(runs, "fanout-hist", "lhttpd", **w1)
+    row("7. history fan-out, 1000 subs, WS publish (lhttpd history, nchan buffer)",
+        "deliveries/s", hl, pick(runs, "fanout-hist", "nchan", **w1), "deliveries_per_s",
+        "higher", 3)
+    if pick(runs, "fanout-hist-ids", "nchan", **w1):
+        row("7. same, nchan's subscribers with message ids (ws+meta.nchan)", "deliveries/s",
+            hl, pick(runs, "fanout-hist-ids", "nchan", **w1), "deliveries_per_s", "higher",
+            None)
+    if hl:
+        base = pick(runs, "fanout-nohist", "lhttpd", **w1)
+        hv, bv = median(hl, "deliveries_per_s"), median(base, "deliveries_per_s")
+        by_round = {r["hround"]: num(r.get("deliveries_per_s")) for r in base if "hround" in r}
+        pairs = [num(r.get("deliveries_per_s")) / by_round[r["hround"]] for r in hl
+                 if by_round.get(r.get("hround")) and num(r.get("deliveries_per_s")) is not None]
+        ratio = statistics.median(pairs) if pairs else (hv / bv if hv is not None and bv else None)
+        met = "n/a" if ratio is None else ("yes" if ratio >= 0.5 else "NO")
+        if not (complete(hl) and complete(base)):
+            met = "INCOMPLETE RUN"
+        out.append(f"| 7. same, lhttpd: with history / without (same rounds) | deliveries/s | "
+                   f"{fmt(hv)} / {fmt(bv)} | | | {'n/a' if ratio is None else f'{ratio:.2f}'} "
+                   f"| | >= 0.5x | {met} |")
+    rl, rn = pick(runs, "recover", "lhttpd", **w1), pick(runs, "recover", "nchan", **w1)
+    if rl or rn:
+        name = "7. recovery: 1000 clients reconnect at once, 100 missed messages each"
+        row(name, "time until all recovered", rl, rn, "recover_s", "lower", 1, " ms",
+            scale=1e3, strict=True)
+        row(name, "p50 per client", rl, rn, "p50_us", "lower", None, " ms", scale=1e-3)
+        row(name, "p99 per client", rl, rn, "p99_us", "lower", None, " ms", scale=1e-3)
+
     out.append("")
     out.append("Server CPU use during the runs (share of one core, median; lhttpd's NATS apart):")
     for sc in ("fanout-ws", "fanout-auth", "fanout-http", "channels-http", "channels-ws", "latency",
-               "latency-channels", "setup"):
+               "latency-channels", "setup", "fanout-hist", "fanout-hist-ids", "fanout-nohist",
+               "recover"):
         parts = []
         for srv in ("lhttpd", "nchan", "floor"):
             rs = pick(runs, sc, srv, 1, "yes") or pick(runs, sc, srv, **w1)

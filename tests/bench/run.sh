@@ -148,9 +148,13 @@ pin_tree() { # pin_tree CPUS PID...: every thread of each process and of its chi
     done
 }
 
+# nats-server with JetStream (-js), storing in the run directory: lhttpd's history
+# namespace (below) keeps its messages there. Channels without history use core NATS
+# only, as before.
 start_nats() {
     NATS_PORT=$(free_port)
-    taskset -c "$SRV_CPUS" nats-server -a 127.0.0.1 -p "$NATS_PORT" >"$run_dir/nats.log" 2>&1 &
+    taskset -c "$SRV_CPUS" nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$run_dir/jetstream" \
+        >"$run_dir/nats.log" 2>&1 &
     NATS_PID=$!
     STARTED="$STARTED $NATS_PID"
     wait_until 10 tcp_open "$NATS_PORT" || die "nats-server did not start ($run_dir/nats.log)"
@@ -163,7 +167,13 @@ start_nats() {
 # connections subscribe and only subscribers publish: the fanout-auth row's channels are
 # there; every other row's (lhttp-bench's default prefix, b<random>.) are outside it,
 # anonymous as before (auth.anonymous stays true).
+# And one namespace with history, hist (issue 18): each of its channels keeps its last
+# HIST_SIZE messages in JetStream, as nchan's /hpub/ location keeps its last HIST_SIZE
+# (nchan_message_buffer_length); the history rows' channels are there (hist.<run>.<n>).
 AUTH_NS=authb
+HIST_NS=hist
+HIST_SIZE=100
+HIST_TTL_S=3600
 start_lhttpd() {
     local w=$1 conf=$run_dir/lhttpd.json
     LH_PORT=$(free_port)
@@ -177,7 +187,9 @@ start_lhttpd() {
     "nats": {"servers": ["nats://127.0.0.1:$NATS_PORT"]},
     "limits": {"max_connections": 12000},
     "auth": {"keys": [{"secret_file": "$run_dir/jwt.secret"}]},
-    "namespaces": {"$AUTH_NS": {"subscribe": "authenticated", "publish": "subscribers"}},
+    "namespaces": {"$AUTH_NS": {"subscribe": "authenticated", "publish": "subscribers"},
+                   "$HIST_NS": {"subscribe": "any", "publish": "any",
+                                "history": {"size": $HIST_SIZE, "ttl_ms": $((HIST_TTL_S * 1000))}}},
     "log": {"level": "warning"}
 }
 EOF
@@ -187,6 +199,14 @@ EOF
     wait_until 15 is_200 "http://127.0.0.1:$LH_PORT/readyz" ||
         die "lhttpd did not become ready ($run_dir/lhttpd.log)"
     [ "$(pgrep -c -P "$LH_PID")" -ge "$w" ] || die "lhttpd: expected $w workers"
+    # /readyz does not wait for JetStream (a publish to a history channel before the
+    # stream answered is refused with 503); a history read ends with its closing reply
+    # once it did. The history rows run with one worker, the one that answers here.
+    wait_until 15 hist_ready || die "lhttpd: the history stream did not answer ($run_dir/lhttpd.log)"
+}
+hist_ready() {
+    "$LHTTPC" -q -n 1 -w 1000 "ws://127.0.0.1:$LH_PORT/" send history -H "channel:$HIST_NS.ready" \
+        -H limit:1 | grep -q '^count:'
 }
 
 start_nginx() {
@@ -194,7 +214,8 @@ start_nginx() {
     mkdir -p "$d"
     NG_PORT=$(free_port)
     sed -e "s|@NCHAN_MODULE@|$NCHAN_MODULE|; s|@WORKERS@|$w|; s|@DIR@|$d|g; s|@PORT@|$NG_PORT|" \
-        -e "s|@BUFFER@|0|" "$here/nginx-nchan.conf.in" >"$d/nginx.conf"
+        -e "s|@BUFFER@|0|; s|@HBUFFER@|$HIST_SIZE|; s|@HTTL@|$HIST_TTL_S|" \
+        "$here/nginx-nchan.conf.in" >"$d/nginx.conf"
     taskset -c "$SRV_CPUS" "$NGINX" -p "$d" -c "$d/nginx.conf" >>"$run_dir/nginx.out" 2>&1 &
     NG_PID=$!
     STARTED="$STARTED $NG_PID"
@@ -255,11 +276,14 @@ ticks() { # CPU ticks (user + system) of the given processes, threads included
 
 # ---- one run ---------------------------------------------------------------------
 
+# sub_args SERVER: the subscribers' URL; with SUBS=hist, those of the channels with
+# history (lhttpd's are in the namespace hist, nchan's at /hsub/).
 sub_args() { # the floor speaks nchan's dialect
-    case $1 in
-    lhttpd) echo "-t lhttpd -u ws://127.0.0.1:$LH_PORT/" ;;
-    nchan) echo "-t nchan -u ws://127.0.0.1:$NG_PORT/sub/{ch}" ;;
-    floor) echo "-t nchan -u ws://127.0.0.1:$FL_PORT/sub/{ch}" ;;
+    case $1/${SUBS:-} in
+    lhttpd/*) echo "-t lhttpd -u ws://127.0.0.1:$LH_PORT/" ;;
+    nchan/hist) echo "-t nchan -u ws://127.0.0.1:$NG_PORT/hsub/{ch}" ;;
+    nchan/*) echo "-t nchan -u ws://127.0.0.1:$NG_PORT/sub/{ch}" ;;
+    floor/*) echo "-t nchan -u ws://127.0.0.1:$FL_PORT/sub/{ch}" ;;
     esac
 }
 
@@ -271,6 +295,19 @@ pub_args() { # pub_args SERVER ws|http
     nchan/http) echo "-p http://127.0.0.1:$NG_PORT/pub/{ch}" ;;
     floor/ws) echo "-p ws://127.0.0.1:$FL_PORT/pub/{ch}" ;;
     floor/http) echo "-p http://127.0.0.1:$FL_PORT/pub/{ch}" ;;
+    esac
+}
+
+# hist_args SERVER ws|http: the publisher and channel names of a history row: nchan's
+# buffered location, and for both a prefix of their own for every run (hist.<n>.,
+# HIST_RUN counted up by the caller: this runs in a subshell), so that each run starts
+# on channels with no history yet.
+HIST_RUN=0
+hist_args() {
+    case $1/$2 in
+    lhttpd/*) echo "$(pub_args lhttpd "$2") --prefix $HIST_NS.$HIST_RUN." ;;
+    nchan/ws) echo "-p ws://127.0.0.1:$NG_PORT/hpub/{ch} --prefix $HIST_NS.$HIST_RUN." ;;
+    nchan/http) echo "-p http://127.0.0.1:$NG_PORT/hpub/{ch} --prefix $HIST_NS.$HIST_RUN." ;;
     esac
 }
 
@@ -324,7 +361,8 @@ run() {
     printf 'scenario=%s server=%s workers=%s pinned=%s server_cpu=%s nats_cpu=%s%s %s\n' \
         "$sc" "$srv" "$WORKERS" "$PINNED" "$scpu" "$ncpu" "$extra" "$line" >>"$RES"
     printf '  %-14s %-6s %s\n' "$sc" "$srv" "$(printf '%s\n' "$line" |
-        grep -oE '(deliveries_per_s|msgs_per_s|p50_us|p99_us|setup_rate|complete)=[0-9.]+' | tr '\n' ' ')server_cpu=$scpu"
+        grep -oE '(deliveries_per_s|msgs_per_s|p50_us|p99_us|setup_rate|recover_s|complete)=[0-9.]+' |
+        tr '\n' ' ')server_cpu=$scpu nats_cpu=$ncpu"
     if ! printf '%s\n' "$line" | grep -q 'complete=1'; then
         printf '%s\n' "$out" | grep -E '^(PROBLEM|lhttp-bench)' | sed 's/^/    /'
     fi
@@ -442,6 +480,71 @@ median_of() {
 setup_rate() {
     run setup "$1" -- -n 10000 -c 10000 --no-publish --conc 500
 }
+# 7. History (issue 18). Fan-out: scenario 1 over WebSocket on a channel with history,
+#    lhttpd's in the namespace hist (every message stored in JetStream before it is
+#    delivered, each delivery with its offset, prev-offset and epoch headers; lhttp-bench
+#    --server-headers accepts exactly those, removes them before comparing each delivery
+#    with what was sent, and follows the offset chain), nchan's at /hpub/
+#    (nchan_message_buffer_length HIST_SIZE), its subscribers plain, as in scenario 1:
+#    nchan's cheapest buffered fan-out, the one the target is taken against. A client
+#    that is to resume needs each message's id, which nchan's WebSocket subscriber gives
+#    only with the ws+meta.nchan subprotocol: that costs nchan more, and is measured as
+#    fanout-hist-ids (--server-headers for nchan), back to back with fanout-hist.
+#    lhttpd's fan-out without history runs back to back with its history fan-out in
+#    every round (which goes first alternates), tagged hround=N, for the target
+#    "history >= 50% of the fan-out without history".
+fanout_hist() { # fanout_hist SERVER [EXTRA=value...]
+    local srv=$1 sc=fanout-hist meta=
+    shift
+    [ "$srv" = lhttpd ] && meta=--server-headers
+    if [ "${IDS:-}" = 1 ]; then
+        sc=fanout-hist-ids meta=--server-headers
+    fi
+    HIST_RUN=$((HIST_RUN + 1))
+    # shellcheck disable=SC2046
+    SUBS=hist run "$sc" "$srv" "$@" -- $(hist_args "$srv" ws) -n 1000 -c 1 -s 64 \
+        -d "$DUR" -w 200 $meta
+}
+HIST_ROUND=0
+fanout_hist_pair() {
+    HIST_ROUND=$((HIST_ROUND + 1))
+    if [ "$1" != lhttpd ]; then
+        if [ $((HIST_ROUND % 2)) -eq 1 ]; then
+            fanout_hist "$1"
+            IDS=1 fanout_hist "$1"
+        else
+            IDS=1 fanout_hist "$1"
+            fanout_hist "$1"
+        fi
+        return
+    fi
+    if [ $((HIST_ROUND % 2)) -eq 1 ]; then
+        fanout_hist lhttpd hround="$HIST_ROUND"
+        # shellcheck disable=SC2046
+        run fanout-nohist lhttpd hround="$HIST_ROUND" -- $(pub_args lhttpd ws) -n 1000 -c 1 \
+            -s 64 -d "$DUR" -w 200
+    else
+        # shellcheck disable=SC2046
+        run fanout-nohist lhttpd hround="$HIST_ROUND" -- $(pub_args lhttpd ws) -n 1000 -c 1 \
+            -s 64 -d "$DUR" -w 200
+        fanout_hist lhttpd hround="$HIST_ROUND"
+    fi
+}
+# ... and recovery: 1000 subscribers of one channel with history (as after a reload of
+#    the server, or a network switch of a whole room) see a probe, all disconnect, 100
+#    messages are published over HTTP (each answered, so stored), then all 1000
+#    reconnect at once, each resuming after the probe: lhttpd with
+#    recover:<channel>,<offset>,<epoch> (PROTOCOL.md section 10; done at the subscribed
+#    reply with recovered:true, after the 100 messages), nchan with Last-Event-ID:
+#    <message id>. The time from the first reconnection until every subscriber has its
+#    100 messages (lhttp-bench --recover).
+recover_hist() {
+    HIST_RUN=$((HIST_RUN + 1))
+    # shellcheck disable=SC2046
+    SUBS=hist run recover "$1" -- $(hist_args "$1" http) -n 1000 -c 1 -s 64 --recover 100 \
+        --conc 1000
+}
+
 # 4. Idle connections: the same 10,000, held while the servers' memory is read (PSS of
 #    the master and workers; NATS apart), against the same servers freshly started.
 idle_mem() {
@@ -497,6 +600,10 @@ LAT_CH_RATE=$(awk -v a="$(median_of channels-http lhttpd)" -v b="$(median_of cha
 say "-- 3. latency at $LAT_CH_RATE messages/s to random channels (half the slower server's above)"
 rounds3 latency_channels
 say "-- 5. connection setup"; rounds setup_rate
+say "-- 7. history: fan-out on a channel with history (lhttpd also without: fanout-nohist)"
+rounds fanout_hist_pair
+say "-- 7. history: 1000 clients reconnecting at once, each recovering 100 messages"
+rounds recover_hist
 say "-- 4. idle connections (fresh servers)"
 stop_servers
 start_servers 1

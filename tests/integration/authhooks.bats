@@ -13,28 +13,7 @@
 
 load ../lib/helpers
 load ../lib/pubsub
-
-BACKEND=$LH_LIB/backend.py
-
-start_backend() {
-    local name=$1 dir pid port
-    dir=$(lh_tmp)
-    printf '%s\n' "$2" >"$dir/$name.routes.json"
-    : >"$dir/$name.log"
-    rm -f "$dir/$name.port"
-    "$PY" "$BACKEND" serve --port-file "$dir/$name.port" --log "$dir/$name.log" \
-        --routes "$dir/$name.routes.json" >"$dir/$name.out" 2>&1 3>&- &
-    pid=$!
-    lh_record "$pid"
-    wait_for 5 test -s "$dir/$name.port" || { cat "$dir/$name.out" >&2; return 1; }
-    port=$(cat "$dir/$name.port")
-    LH_PORTS_TAKEN="$LH_PORTS_TAKEN $port"
-    printf -v "${name}_PORT" %s "$port"
-    printf -v "${name}_LOG" %s "$dir/$name.log"
-    export "${name}_PORT" "${name}_LOG" LH_PORTS_TAKEN
-}
-
-blog() { "$PY" "$BACKEND" "$@"; }
+load ../lib/backend
 
 # err CODE REASON [CMD]: the escaped text of an error reply.
 err() { printf 'LHTTP/1.0 error\\r\\ncode:%s\\r\\nreason:%s\\r\\nin-reply-to:%s\\r\\n\\r\\n' "$1" "$2" "${3:-x}"; }

@@ -186,6 +186,98 @@ result() { printf '%s\n' "$output" | sed -n 's/^RESULT //p' | tr ' ' '\n' | sed 
     printf '%s\n' "$output" | grep -qE '^PROBLEM: +aborted; .*first error: publisher 0: subscribe answered with: LHTTP/1.0 error .*code:403 .*authc\.'
 }
 
+# start_hist_server SIZE: a nats-server with JetStream (the helpers' start_nats has none)
+# and an lhttpd whose namespace h keeps the last SIZE messages of each channel; returns
+# once the stream answers (a history read gets its closing reply: /readyz does not wait
+# for JetStream, and a publish before the stream is ready is refused with 503).
+start_hist_server() {
+    local port log
+    for _ in 1 2 3; do
+        port=$(free_port) || return 1
+        log=$(lh_tmp)/nats-js-$port.log
+        nats-server -a 127.0.0.1 -p "$port" -js -sd "$(lh_tmp)/js-$port" >"$log" 2>&1 3>&- &
+        NATS_PID=$!
+        lh_record "$NATS_PID"
+        if wait_for 5 listening_by "$port" "$NATS_PID"; then
+            NATS_PORT=$port
+            export NATS_PORT NATS_PID
+            break
+        fi
+        lh_stop_pid "$NATS_PID"
+    done
+    [ -n "${NATS_PORT:-}" ] || return 1
+    start_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"], "workers": 1,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "namespaces": {"h": {"subscribe": "any", "publish": "any", "history": {"size": '"$1"'}}},
+        "log": {"level": "warning"}
+    }'
+    wait_for 10 hist_ready
+}
+hist_ready() {
+    "$LHTTPC" -q -n 1 -w 1000 "ws://127.0.0.1:$LH_PORT/" send history -H channel:h.ready \
+        -H limit:1 | grep -q '^count:0'
+}
+
+@test "lhttp-bench --server-headers: fan-out on a history channel, offsets chained; without it the headers are corrupt" {
+    start_hist_server 100
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" --prefix h.a. -n 200 -c 2 -m 300 \
+        -w 50 --server-headers
+    printf '%s\n' "$output"
+    [ "$status" -eq 0 ]
+    [ "$(result complete)" = 1 ]
+    [ "$(result server_headers)" = 1 ]
+    [ "$(result chain)" = 0 ]
+    [ "$(result delivered)" = $((300 * 100)) ]
+    # The same deliveries without the option: each has bytes that were not sent.
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" --prefix h.b. -n 20 -c 1 -m 20 \
+        --timeout 5
+    printf '%s\n' "$output"
+    [ "$status" -eq 1 ]
+    [ "$(result complete)" = 0 ]
+    [ "$(result delivered)" = $((20 * 20)) ]
+    printf '%s\n' "$output" | grep -q '^PROBLEM: .* 400 corrupt'
+    # And the option on a channel without history: the headers it wants are missing.
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" -n 20 -c 1 -m 20 --timeout 2 \
+        --server-headers
+    printf '%s\n' "$output"
+    [ "$status" -eq 1 ]
+    printf '%s\n' "$output" | grep -q "^PROBLEM: .*first error: subscriber [0-9]*: a delivery without the server's headers"
+}
+
+@test "lhttp-bench --recover: 300 subscribers reconnect at once and each recovers the 50 messages it missed" {
+    start_hist_server 100
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" -p "http://127.0.0.1:$LH_PORT/publish" \
+        --prefix h.r. -n 300 -c 3 --recover 50 --conc 300 --src 2 --procs 2
+    printf '%s\n' "$output"
+    [ "$status" -eq 0 ]
+    [ "$(result complete)" = 1 ]
+    [ "$(result recover)" = 50 ]
+    [ "$(result published)" = $((3 * 50)) ]
+    [ "$(result expected)" = $((300 * 50)) ]
+    [ "$(result delivered)" = $((300 * 50)) ]
+    [ "$(result recovered)" = 300 ]
+    [ "$(result not_recovered)" = 0 ]
+    [ "$(result chain)" = 0 ]
+    awk -v s="$(result recover_s)" -v p="$(result p99_us)" 'BEGIN {exit !(s > 0 && p > 0 && p <= s * 1e6 * 1.02)}'
+    printf '%s\n' "$output" | grep -q '^recover:  300 of 300 subscribers recovered 50 messages each'
+}
+
+@test "lhttp-bench --recover: a recovery the server refuses (its offset evicted) is reported" {
+    # A history of 10 messages: after 30 more, the offset each subscriber saw last is gone,
+    # and lhttpd answers recovered:false, sending nothing old.
+    start_hist_server 10
+    run timeout 60 "$BENCH" -u "ws://127.0.0.1:$LH_PORT/" -p "http://127.0.0.1:$LH_PORT/publish" \
+        --prefix h.e. -n 20 -c 1 --recover 30 --drain 2
+    printf '%s\n' "$output"
+    [ "$status" -eq 1 ]
+    [ "$(result complete)" = 0 ]
+    [ "$(result recovered)" = 0 ]
+    [ "$(result not_recovered)" = 20 ]
+    [ "$(result delivered)" = 0 ]
+    printf '%s\n' "$output" | grep -q '^PROBLEM: .*0 of 20 recovered, 20 refused or unfinished; first error: subscriber [0-9]*: recovery refused: LHTTP/1.0 subscribed .*recovered:false'
+}
+
 # bench-floor, the baseline of `make bench` (one send per delivery, nchan's dialect).
 start_floor() {
     local port
@@ -269,6 +361,19 @@ start_floor() {
     run "$BENCH" --pub-subscribe -c 65537
     [ "$status" -eq 2 ]
     [[ $output == *"at most 65536 channels"* ]]
+    # --recover: a count, publishing over http:// only, never for a time or at a rate.
+    run "$BENCH" --recover 0 -p http://127.0.0.1:1/publish
+    [ "$status" -eq 2 ]
+    [[ $output == *"bad value for --recover"* ]]
+    run "$BENCH" --recover 10
+    [ "$status" -eq 2 ]
+    [[ $output == *"--recover publishes over http://"* ]]
+    run "$BENCH" --recover 10 -p http://127.0.0.1:1/publish -d 2
+    [ "$status" -eq 2 ]
+    run "$BENCH" --recover 10 -p http://127.0.0.1:1/publish -r 100
+    [ "$status" -eq 2 ]
+    run "$BENCH" --recover 10 -p http://127.0.0.1:1/publish --no-publish
+    [ "$status" -eq 2 ]
 }
 
 @test "lhttp-bench: --version, and its man page documents every option of --help" {

@@ -4,8 +4,11 @@
 # (join a room, talk both ways, survive `lhttpd -s reload`, keep talking). A second
 # lhttpd serves the demo with identity as `make run` does (tests/lib/demo-identity.py:
 # an auth key, the chat and team namespaces, demo users' tokens in demo-tokens.js), and
-# chat.mjs (LH_SCENARIO=auth) signs users in: server-stamped names, and the private room
-# refused to an outsider. Screenshots land in $LH_TEST_OUT/browser/.
+# chat.mjs (LH_SCENARIO=auth) signs users in: server-stamped names, the private room
+# refused to an outsider, and history (chat.* keeps it, in the JetStream of the
+# nats-server both servers share): a page cut off while another talks shows, once back,
+# what it missed, once and in order; a page opened last shows the room's last messages.
+# Screenshots land in $LH_TEST_OUT/browser/.
 #
 # Needs Debian's chromium, node, and `npm ci` in tests/e2e (playwright-core); see
 # tests/lib/deps.sh.
@@ -14,8 +17,34 @@ load ../lib/helpers
 
 TOP=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 
+# start_nats_js: a nats-server with JetStream (its store in the file's temporary
+# directory) on a free port, recorded for stop_all; sets NATS_PORT for start_lhttpd.
+start_nats_js() {
+    local port log try
+    for try in 1 2 3 4 5; do
+        port=$(free_port) || return 1
+        LH_PORTS_TAKEN="$LH_PORTS_TAKEN $port"
+        log=$(lh_tmp)/nats-js-$port.log
+        nats-server -a 127.0.0.1 -p "$port" -js -sd "$(lh_tmp)/jetstream-$port" >"$log" 2>&1 3>&- &
+        NATS_PID=$!
+        lh_record "$NATS_PID"
+        if wait_for 5 listening_by "$port" "$NATS_PID"; then
+            NATS_PORT=$port
+            export NATS_PORT NATS_PID LH_PORTS_TAKEN
+            return 0
+        fi
+        lh_stop_pid "$NATS_PID"
+        grep -qi 'address already in use' "$log" || { cat "$log" >&2; return 1; }
+    done
+    return 1
+}
+
+# streams_ready LOG N: N workers of that log have the chat namespace's stream.
+streams_ready() { [ "$(grep -c 'JetStream: stream LHTTP_chat ready' "$1")" -ge "$2" ]; }
+
 setup_file() {
     T=$(lh_tmp)
+    start_nats_js
     # The demo's web root: the page and the SDK side by side, as `make run` serves them.
     export WWW=$T/www
     mkdir -p "$WWW"
@@ -44,6 +73,8 @@ setup_file() {
         '"${keys:1:${#keys}-2}"'
     }'
     export AUTH_PORT=$LH_PORT AUTH_LOG=$LH_LOG
+    # Both workers have the chat namespace's stream before the pages publish there.
+    wait_for 10 streams_ready "$AUTH_LOG" 2
     export LH_PORT=$PLAIN_PORT LH_CONF=$PLAIN_CONF LH_LOG=$PLAIN_LOG
 }
 
@@ -79,7 +110,7 @@ teardown_file() { stop_all; }
     fi
 }
 
-@test "browser: with identity, signed-in users see server-stamped names; an outsider is refused the private room" {
+@test "browser: with identity, server-stamped names, a private room; a page cut off gets what was said meanwhile, once, in order; history on join" {
     local chromium=${CHROMIUM:-/usr/bin/chromium}
     [ -x "$chromium" ] || { echo "no browser at $chromium: apt-get install chromium" >&2; return 1; }
     [ -d "$TOP/tests/e2e/node_modules/playwright-core" ] ||
@@ -93,6 +124,8 @@ teardown_file() { stop_all; }
     [ "$status" -eq 0 ] || { lh_show_output || :; tail -n 30 "$AUTH_LOG" >&2; return 1; }
     has_line "e2e: all steps passed"
     has_match "^step: carol is refused #team.secret: .*403"
+    has_match "^step: bob's page, cut off while alice said 3 messages, shows each of them once, in order, once back$"
+    has_match "^step: a page opened last shows #chat.lobby's 6 messages from its history, in order$"
     if [ -n "${LH_TEST_OUT:-}" ]; then
         [ "$(head -c 4 "$LH_TEST_OUT/browser/chat-alice.png" | od -An -c | tr -d ' ')" = '211PNG' ]
         [ -s "$LH_TEST_OUT/browser/chat-carol.png" ]

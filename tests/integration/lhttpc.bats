@@ -1,7 +1,9 @@
 #!/usr/bin/env bats
 # lhttpc's own behaviour as a command: usage errors, exit statuses (1 connection, 2 usage,
 # 3 timeout, 4 closed by the server), output formats, interactive input from a pipe,
-# large and fragmented messages. One lhttpd (with a nats-server peer) serves the file.
+# large and fragmented messages, history (offsets in every format, --since, --epoch,
+# --history). One lhttpd (with a nats-server peer) serves the file; the history tests
+# start their own, one-worker, with a JetStream nats-server.
 
 bats_require_minimum_version 1.5.0
 load ../lib/helpers
@@ -552,4 +554,164 @@ start_auth_server() {
     tok=$("$LHTTPC" token --key-file "$d/es.pem" --kid es --sub 42)
     run --separate-stderr "$LHTTPC" -w 5000 --token "$tok" "$(url)" send ping -d ok
     [ "$status" -eq 0 ]
+}
+
+# --- history and recovery (issue 18) -------------------------------------------------------
+
+# hist_server: for this test only (teardown stops them), a nats-server with JetStream and
+# a one-worker lhttpd whose namespace "hist" keeps the last 5 messages of each channel;
+# waits until its stream is ready. Sets HURL (its WebSocket URL) and HPUB (its /publish).
+hist_server() {
+    local port pid try log
+    for try in 1 2 3 4 5; do
+        port=$(free_port) || return 1
+        LH_PORTS_TAKEN="$LH_PORTS_TAKEN $port"
+        log=$BATS_TEST_TMPDIR/nats-js-$port.log
+        nats-server -a 127.0.0.1 -p "$port" -js -sd "$BATS_TEST_TMPDIR/js-$port" >"$log" 2>&1 3>&- &
+        pid=$!
+        if wait_for 5 listening_by "$port" "$pid"; then break; fi
+        lh_stop_pid "$pid"
+        grep -qi 'address already in use' "$log" || { cat "$log" >&2; return 1; }
+    done
+    NATS_PORT=$port start_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"],
+        "workers": 1,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "publish": {"token": "t0ken"},
+        "namespaces": {"hist": {"subscribe": "any", "publish": "any", "history": {"size": 5}}}
+    }' || { lh_stop_pid "$pid"; return 1; }
+    BG_PIDS="${BG_PIDS:-} $LH_PID $pid"
+    wait_log 'JetStream: stream LHTTP_hist ready' 10
+    HURL=ws://127.0.0.1:$LH_PORT/
+    HPUB=http://127.0.0.1:$LH_PORT/publish
+}
+
+# hpub CHANNEL BODY: publishes over HTTP (stored when it answers) and prints the offset.
+hpub() {
+    "$LHTTPC" --http --token t0ken "$HPUB" publish "$1" -c chat -d "$2" |
+        sed -nE 's/.*"offsets":\{[^}]*"'"${1//./\\.}"'":([0-9]+).*/\1/p'
+}
+
+# epoch_of CHANNEL: the channel's epoch, from a history read.
+epoch_of() {
+    "$LHTTPC" -q -n 1 -w 5000 "$HURL" send history -H "channel:$1" -H limit:1 |
+        sed -nE 's/^epoch:([0-9a-f]+)\r$/\1/p'
+}
+
+@test "lhttpc: --since, --epoch and --history are checked before connecting" {
+    local u=ws://127.0.0.1:1/
+    run "$LHTTPC" --since 5 "$u" listen
+    [ "$status" -eq 2 ]
+    has_match 'go with subscribe'
+    run "$LHTTPC" --epoch abc "$u" subscribe a
+    [ "$status" -eq 2 ]
+    has_match '--epoch goes with --since'
+    run "$LHTTPC" --since 5 --history 2 "$u" subscribe a
+    [ "$status" -eq 2 ]
+    run "$LHTTPC" --since -1 "$u" subscribe a
+    [ "$status" -eq 2 ]
+    run "$LHTTPC" --since 5 --epoch 'a,b' "$u" subscribe a
+    [ "$status" -eq 2 ]
+    run "$LHTTPC" --history 0 "$u" subscribe a
+    [ "$status" -eq 2 ]
+    run "$LHTTPC" --format long "$u" listen
+    [ "$status" -eq 2 ]
+    has_match 'raw, json or short'
+}
+
+@test "lhttpc: --format short: offset, command, channels and body on one line; headers for the server's own" {
+    hist_server
+    local o1 o2 e
+    o1=$(hpub hist.s 'one')
+    o2=$(hpub hist.s $'two\nlines\t\\')
+    e=$(epoch_of hist.s)
+    [ -n "$o1" ] && [ -n "$o2" ] && [ -n "$e" ]
+    run --separate-stderr "$LHTTPC" -q -n 4 -w 5000 --format short --history 2 "$HURL" subscribe hist.s
+    [ "$status" -eq 0 ]
+    lines_are "$o1 chat hist.s: one" \
+        "$o2 chat hist.s: two\\nlines\\t\\\\" \
+        "- history channel=hist.s epoch=$e offset=$o2 count=2" \
+        "- subscribed channel=hist.s epoch=$e offset=$o2 recovered=true"
+    run --separate-stderr "$LHTTPC" -q --format short "$HURL" send ping -d 'hi there'
+    lines_are '- pong hi there'
+}
+
+@test "lhttpc: raw and json output show a history message's offset, prev-offset, epoch and channel headers" {
+    hist_server
+    local o1 o2 e
+    o1=$(hpub hist.r first)
+    o2=$(hpub hist.r second)
+    e=$(epoch_of hist.r)
+    run --separate-stderr "$LHTTPC" -q -n 1 -w 5000 "$HURL" send history -H channel:hist.r -H limit:1
+    [ "$status" -eq 0 ]
+    [ "${lines[0]}" = $'LHTTP/1.0 chat\r' ]
+    [ "${lines[1]}" = $'offset:'"$o2"$'\r' ]
+    [ "${lines[2]}" = $'prev-offset:'"$o1"$'\r' ]
+    [ "${lines[3]}" = $'epoch:'"$e"$'\r' ]
+    [ "${lines[4]}" = $'channel:hist.r\r' ]
+    run --separate-stderr "$LHTTPC" -q -n 1 -w 5000 --format json "$HURL" send history -H channel:hist.r -H limit:1
+    lines_are '{"command":"chat","headers":[["offset","'"$o2"'"],["prev-offset","'"$o1"'"],["epoch","'"$e"'"],["channel","hist.r"],["publish","hist.r"]],"body":"second","binary":false}'
+}
+
+@test "lhttpc: --since OFFSET --epoch E recovers every message after OFFSET, then recovered:true" {
+    hist_server
+    local o1 o2 o3 e
+    o1=$(hpub hist.a a1)
+    o2=$(hpub hist.a a2)
+    o3=$(hpub hist.a a3)
+    e=$(epoch_of hist.a)
+    run --separate-stderr "$LHTTPC" -q -n 3 -w 5000 --format short --since "$o1" --epoch "$e" "$HURL" subscribe hist.a
+    [ "$status" -eq 0 ]
+    lines_are "$o2 chat hist.a: a2" "$o3 chat hist.a: a3" \
+        "- subscribed channel=hist.a epoch=$e offset=$o3 recovered=true"
+    # Another epoch: nothing old, recovered:false with the latest offset.
+    run --separate-stderr "$LHTTPC" -q -n 1 -w 5000 --format short --since "$o1" --epoch 0123456789abcdef "$HURL" subscribe hist.a
+    [ "$status" -eq 0 ]
+    lines_are "- subscribed channel=hist.a epoch=$e offset=$o3 recovered=false"
+}
+
+@test "lhttpc: --since without --epoch takes the channel's current epoch; an evicted offset gives recovered:false; a channel without history is subscribed as is" {
+    hist_server
+    local o1 o2 e i last
+    o1=$(hpub hist.b b1)
+    o2=$(hpub hist.b b2)
+    e=$(epoch_of hist.b)
+    run --separate-stderr "$LHTTPC" -q -n 2 -w 5000 --format short --since "$o1" "$HURL" subscribe hist.b
+    [ "$status" -eq 0 ]
+    lines_are "$o2 chat hist.b: b2" "- subscribed channel=hist.b epoch=$e offset=$o2 recovered=true"
+    # Only the last 5 are kept: b1 is gone, so nothing after it can be recovered whole.
+    for i in 3 4 5 6 7 8; do last=$(hpub hist.b "b$i"); done
+    run --separate-stderr "$LHTTPC" -q -n 1 -w 5000 --format short --since "$o1" "$HURL" subscribe hist.b
+    lines_are "- subscribed channel=hist.b epoch=$e offset=$last recovered=false"
+    # A channel without history: the epoch read is refused (printed), the subscription is plain.
+    local out=$BATS_TEST_TMPDIR/plain.out pid
+    "$LHTTPC" -q -n 2 -w 10000 --format short --since 3 "$HURL" subscribe plain >"$out" 3>&- &
+    pid=$!
+    BG_PIDS="${BG_PIDS:-} $pid"
+    wait_for 5 grep -q 'in-reply-to=history' "$out"
+    wait_for 5 published_to "$out" "$LHTTPC" "$HURL" publish plain -c chat -d live
+    wait_for 5 lh_gone "$pid"
+    run cat "$out"
+    has_match '^- error code=404 .*in-reply-to=history$'
+    has_match '^- chat plain: live$'
+}
+
+@test "lhttpc: --history N prints the last N, then live messages follow the history without a gap" {
+    hist_server
+    local o1 o2 o3 e out=$BATS_TEST_TMPDIR/h.out pid
+    o1=$(hpub hist.h h1)
+    o2=$(hpub hist.h h2)
+    e=$(epoch_of hist.h)
+    "$LHTTPC" -q -n 5 -w 10000 --format short --history 5 "$HURL" subscribe hist.h >"$out" 3>&- &
+    pid=$!
+    BG_PIDS="${BG_PIDS:-} $pid"
+    wait_for 5 grep -q '^- subscribed ' "$out"
+    o3=$(hpub hist.h h3)
+    wait_for 5 lh_gone "$pid"
+    wait "$pid"
+    run cat "$out"
+    lines_are "$o1 chat hist.h: h1" "$o2 chat hist.h: h2" \
+        "- history channel=hist.h epoch=$e offset=$o2 count=2" \
+        "- subscribed channel=hist.h epoch=$e offset=$o2 recovered=true" \
+        "$o3 chat hist.h: h3"
 }

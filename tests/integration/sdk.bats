@@ -5,8 +5,8 @@
 # fails, or a filter that runs no test, fails the bats test. The integration scenarios
 # start and stop their own servers (clients/js/test/harness.js), by pid.
 #
-# Needs node (>= 18) and `npm ci` in clients/js (for the "ws" package); see
-# tests/lib/deps.sh.
+# Needs node (>= 18) and `npm ci` in clients/js (for the "ws" package), and a
+# nats-server with JetStream (-js) for the history scenarios; see tests/lib/deps.sh.
 
 load ../lib/helpers
 
@@ -37,6 +37,10 @@ node_test() {
 
 @test "sdk unit: identity: auth first, refresh, 4401 and 4403, refused subscriptions, unsubscribed" {
     node_test auth.test.js
+}
+
+@test "sdk unit: history: positions, recover entries on every reconnect, recovered and gap events, history()" {
+    node_test history.test.js
 }
 
 @test "sdk integration: pub/sub both ways with colons, UTF-8, multipart and binary bodies" {
@@ -81,4 +85,20 @@ node_test() {
 
 @test "sdk integration: the server API: 4401 reconnects, 4403 stops, unsubscribe is an event" {
     node_test integration.test.js '^auth-api:'
+}
+
+@test "sdk integration: history: a client away while messages are published gets each once, in order" {
+    node_test integration.test.js '^history-recover:'
+}
+
+@test "sdk integration: history: through two reloads with publishes going on, every message once, in order" {
+    node_test integration.test.js '^history-reload:'
+}
+
+@test "sdk integration: history: an evicted offset gives recovered:false and a gap, never a partial recovery" {
+    node_test integration.test.js '^history-evicted:'
+}
+
+@test "sdk integration: history: history() with limit and since; 404 without history; a subscription seeded from a read" {
+    node_test integration.test.js '^history-read:'
 }

@@ -9,7 +9,7 @@ random secret that lives only in a temporary directory:
       and WWW/demo-tokens.js (the users and their HS256 tokens, for the page), and prints
       the configuration keys that go with them, as one JSON object: "auth" (the key) and
       "namespaces" ("chat": authenticated, "team": token; both subscribers-only publish
-      and stamp_user).
+      and stamp_user; "chat" keeps each room's last 100 messages in NATS JetStream).
 
   demo-identity.py config --base FILE --out FILE --www DIR --control-socket PATH
                           [--identity DIR]
@@ -38,7 +38,9 @@ USERS = [
 ]
 ROOMS = {"lobby": "chat.lobby", "private": "team.secret"}
 NAMESPACES = {
-    "chat": {"subscribe": "authenticated", "publish": "subscribers", "stamp_user": True},
+    # The rooms keep their last 100 messages (issue 18): nats-server needs JetStream (-js).
+    "chat": {"subscribe": "authenticated", "publish": "subscribers", "stamp_user": True,
+             "history": {"size": 100}},
     "team": {"subscribe": "token", "publish": "subscribers", "stamp_user": True},
 }
 

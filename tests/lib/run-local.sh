@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# `make run`: a local nats-server (unless one already listens on 127.0.0.1:4222) and lhttpd
-# in the foreground with etc/lhttpd.json (port 8081), serving the chat demo with identity
-# on: a random demo secret, the auth key and the "chat" and "team" namespaces (see
-# tests/lib/demo-identity.py), and the demo users' tokens in the web root (demo-tokens.js).
+# `make run`: a local nats-server with JetStream (unless one already listens on
+# 127.0.0.1:4222), its store in the run's temporary directory, and lhttpd in the
+# foreground with etc/lhttpd.json (port 8081), serving the chat demo with identity on: a
+# random demo secret, the auth key and the "chat" (with history: the rooms' last 100
+# messages) and "team" namespaces (see tests/lib/demo-identity.py), and the demo users'
+# tokens in the web root (demo-tokens.js).
 # LH_RUN_AUTH=0 runs without identity, as before issue 17. Ctrl-C stops both, and so does a
 # SIGTERM or SIGHUP to this script, or make exiting without passing its signal on (a
 # SIGTERM to make alone), which the wait loop notices. (A SIGHUP to make alone makes GNU
@@ -36,26 +38,27 @@ cleanup() {
 }
 trap cleanup INT TERM HUP EXIT
 
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/lhttpd-run.XXXXXX") || exit 1
 if port_open 4222; then
-    echo "run: using the NATS server already on 127.0.0.1:4222"
+    echo "run: using the NATS server already on 127.0.0.1:4222 (the rooms' history needs its JetStream: -js)"
 else
-    nats-server -a 127.0.0.1 -p 4222 >"${TMPDIR:-/tmp}/lhttpd-run-nats.log" 2>&1 &
+    nats-server -a 127.0.0.1 -p 4222 -js -sd "$run_dir/jetstream" >"${TMPDIR:-/tmp}/lhttpd-run-nats.log" 2>&1 &
     nats_pid=$!
     for _ in $(seq 1 100); do port_open 4222 && break; sleep 0.05; done
     port_open 4222 || { echo "run: nats-server did not start"; exit 1; }
-    echo "run: nats-server on 127.0.0.1:4222 (pid $nats_pid)"
+    echo "run: nats-server with JetStream on 127.0.0.1:4222 (pid $nats_pid)"
 fi
 # The chat demo: clients/chat and the SDK it imports (clients/js/lhttp.js), copied side by
 # side (lhttpd follows no symbolic link) into the web root that static.root names. The
 # configuration, the control socket (so that `lhttpd -s reload -c "$run_conf"` reaches
-# this server) and the demo secret go to a temporary directory removed at exit; the demo
+# this server), the demo secret and JetStream's store go to the temporary directory
+# removed at exit (so the rooms' history lasts as long as the run); the demo
 # users' tokens replace the copy of clients/chat/demo-tokens.js that has none;
 # static.max_age_s 0 keeps edited files from being cached while developing.
 www=$(cd "$(dirname "$LHTTPD")" && pwd)/www
 mkdir -p "$www"
 cp "$top"/clients/chat/*.html "$top"/clients/chat/*.js "$top"/clients/chat/*.css \
     "$top/clients/js/lhttp.js" "$www/"
-run_dir=$(mktemp -d "${TMPDIR:-/tmp}/lhttpd-run.XXXXXX") || exit 1
 run_conf=$run_dir/lhttpd.json
 identity=()
 [ "$LH_RUN_AUTH" != 0 ] && identity=(--identity "$run_dir")

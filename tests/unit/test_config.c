@@ -800,7 +800,24 @@ LH_TEST(namespaces_errors)
               "1:37: namespaces.chat.stamp_user: must be true or false");
     CHECK_ERR("{\"namespaces\":{\"chat\":{\"subscrib\":\"any\"}}}",
               "1:24: namespaces.chat.subscrib: unknown key (a namespace takes \"subscribe\", "
-              "\"publish\" and \"stamp_user\")");
+              "\"publish\", \"stamp_user\" and \"history\")");
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"history\":{\"size\":0}}}}",
+              "1:42: namespaces.chat.history.size: must be an integer from 1 to 1000000");
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"history\":{\"ttl_ms\":-1}}}}",
+              "1:44: namespaces.chat.history.ttl_ms: must be an integer from 0 (no limit) to "
+              "31536000000 (a year)");
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"history\":{\"sise\":1}}}}",
+              "1:35: namespaces.chat.history.sise: unknown key (history takes \"size\" and "
+              "\"ttl_ms\")");
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"history\":5}}}",
+              "1:34: namespaces.chat.history: must be null or an object like {\"size\": 100, "
+              "\"ttl_ms\": 86400000}");
+    CHECK_ERR("{\"nats\":{\"jetstream\":{\"storage\":\"disk\"}}}",
+              "1:33: nats.jetstream.storage: must be \"file\" or \"memory\"");
+    CHECK_ERR("{\"nats\":{\"jetstream\":{\"replicas\":6}}}",
+              "1:34: nats.jetstream.replicas: must be an integer from 1 to 5");
+    CHECK_ERR("{\"nats\":{\"jetstream\":{\"stream\":\"a.b\"}}}",
+              "1:32: nats.jetstream.stream: must be 1 to 32 characters of [A-Za-z0-9_-]");
     /* A webhook rule needs its webhook, named at the rule. */
     CHECK_ERR("{\"namespaces\":{\"ops\":{\"subscribe\":\"webhook\"}}}",
               "1:35: namespaces.ops.subscribe: is \"webhook\" but webhooks.subscribe is not "

@@ -132,15 +132,18 @@ async function stopProcess(child, ms = 5000) {
 /**
  * Starts nats-server and lhttpd for one test and stops them when it ends (t.after).
  * `config` is merged into the lhttpd configuration (listen, nats, control_socket and
- * short drain/shutdown timeouts are set here). Returns
- * { url, port, dir, conf, log(), reload(), stop(), start(), natsPort, clients }.
+ * short drain/shutdown timeouts are set here). With `{ jetstream: true }` nats-server
+ * runs with JetStream (-js, its store in the test's directory), for history namespaces.
+ * Returns { url, port, dir, conf, log(), reload(), stop(), start(), natsPort, clients }.
  */
-export async function servers(t, config = {}) {
+export async function servers(t, config = {}, { jetstream = false } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'lhttp-sdk-'));
   const started = [];
   const clients = [];
   const natsPort = await freePort();
-  const nats = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(natsPort)], { stdio: 'ignore' });
+  const natsArgs = ['-a', '127.0.0.1', '-p', String(natsPort)];
+  if (jetstream) natsArgs.push('-js', '-sd', path.join(dir, 'jetstream'));
+  const nats = spawn('nats-server', natsArgs, { stdio: 'ignore' });
   started.push(nats);
   t.after(async () => {
     for (const c of clients) c.close();

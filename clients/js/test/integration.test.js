@@ -6,7 +6,9 @@
 // tokens minted here (HS256 with node:crypto), auth first, refused subscriptions, the
 // server-stamped sender, refresh before expiry, the server API's disconnect (4401:
 // reconnect with a new token; 4403: stop) and unsubscribe. Skipped when the
-// prerequisites are missing, unless LH_REQUIRE_INTEGRATION=1.
+// prerequisites are missing, unless LH_REQUIRE_INTEGRATION=1. History (issue 18): with
+// JetStream, a client away while messages are published recovers each once, in order,
+// also through reloads; an evicted offset gives recovered:false and a gap; history().
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -366,4 +368,185 @@ test('auth-api: the server API disconnects with 4401 (reconnect), 4403 (stop) an
   assert.ok(a.errors.some((e) => e.kind === 'auth' && e.code === 4403));
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(a.opens, 2, 'no reconnection after 4403');
+});
+
+// ---- History and recovery (issue 18) ---------------------------------------------------
+
+const HIST_TOKEN = 'sdk-hist-token';
+
+// Servers with JetStream and a history namespace "chat" (anyone may subscribe and
+// publish; `size` messages per channel), and "room" without history. Resolves once every
+// worker has its stream. Adds s.post(channel, body) (POST /publish, tried again while
+// it answers 503: not stored, so not delivered) and s.ready(n) (waits for n more
+// "stream ready" lines, for the workers a reload starts).
+async function histServers(t, { size = 100, workers = 2 } = {}) {
+  const s = await servers(t, {
+    workers,
+    publish: { token: HIST_TOKEN },
+    namespaces: { chat: { subscribe: 'any', publish: 'any', history: { size } } },
+  }, { jetstream: true });
+  const readyLines = () => (s.log().match(/JetStream: stream LHTTP_chat ready/g) ?? []).length;
+  let seen = 0;
+  s.ready = async (n = workers) => {
+    await waitFor(() => readyLines() >= seen + n, 10000, `${n} workers with their JetStream stream`);
+    seen = readyLines();
+  };
+  s.post = async (channel, body) => {
+    for (let tries = 0; ; tries++) {
+      const r = await fetch(`http://127.0.0.1:${s.port}/publish`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${HIST_TOKEN}` },
+        body: `LHTTP/1.0 chat\r\npublish:${channel}\r\n\r\n${body}`,
+      }).catch((e) => ({ status: 0, json: async () => ({ error: String(e) }) }));
+      const answer = await r.json().catch(() => ({}));
+      if (r.status === 200) return answer.offsets[channel];
+      if ((r.status !== 503 && r.status !== 0) || tries > 200) throw new Error(`POST /publish: ${r.status} ${JSON.stringify(answer)}`);
+      await new Promise((res) => setTimeout(res, 25));
+    }
+  };
+  await s.ready();
+  return s;
+}
+
+// A WebSocket class whose connections can be refused at will (they go to a closed
+// port), and whose open sockets can be dropped: gate.open = false, gate.drop().
+function gatedWebSocket(s) {
+  const gate = { open: true, sockets: new Set() };
+  gate.WebSocket = class extends WebSocket {
+    constructor(url, protocols) {
+      super(gate.open ? url : 'ws://127.0.0.1:1/ws', protocols);
+      gate.sockets.add(this);
+      this.on('close', () => gate.sockets.delete(this));
+    }
+  };
+  gate.drop = () => { for (const ws of gate.sockets) ws.terminate(); };
+  return gate;
+}
+
+// Records a client's recovered and gap events too.
+function histClient(s, opts) {
+  const rec = connect(s, opts);
+  rec.recovered = [];
+  rec.gaps = [];
+  rec.c.on('recovered', (e) => rec.recovered.push(e));
+  rec.c.on('gap', (e) => rec.gaps.push(e));
+  return rec;
+}
+
+const chatBodies = (rec) => rec.messages.filter((m) => m.command === 'chat').map((m) => m.body);
+
+test('history-recover: a client away while messages are published gets each of them once, in order, on its return', { skip }, async (t) => {
+  const s = await histServers(t);
+  const gate = gatedWebSocket(s);
+  const a = histClient(s, { WebSocket: gate.WebSocket });
+  await a.c.subscribeAsync('chat.room');
+  await waitFor(() => a.c.position('chat.room') !== null, 5000, 'the subscribed reply');
+  const first = a.c.position('chat.room');
+  assert.match(first.epoch, /^[0-9a-f]{16}$/);
+  for (let i = 1; i <= 3; i++) await s.post('chat.room', `m${i}`);
+  await waitFor(() => chatBodies(a).length === 3, 5000, 'm1..m3 live');
+  const live = a.messages.filter((m) => m.command === 'chat');
+  assert.equal(live[0].prevOffset, first.offset);
+  assert.ok(live.every((m, i) => i === 0 || m.prevOffset === live[i - 1].offset), 'a chain');
+  assert.deepEqual(a.c.position('chat.room'), { epoch: first.epoch, offset: live[2].offset });
+
+  gate.open = false;
+  gate.drop();
+  await waitFor(() => a.reconnecting.length >= 2, 5000, 'a refused attempt');
+  for (let i = 4; i <= 8; i++) await s.post('chat.room', `m${i}`);
+  gate.open = true;
+  await waitFor(() => a.recovered.length === 1, 10000, 'the recovery');
+  assert.equal(a.recovered[0].recovered, true);
+  assert.equal(a.recovered[0].from, live[2].offset);
+  for (let i = 9; i <= 10; i++) await s.post('chat.room', `m${i}`);
+  await waitFor(() => chatBodies(a).length >= 10, 5000, 'm9, m10 live');
+  assert.deepEqual(chatBodies(a), Array.from({ length: 10 }, (_, i) => `m${i + 1}`));
+  assert.equal(a.gaps.length, 0);
+  const errors = a.errors.filter((e) => e.kind !== 'transport'); // the refused attempts
+  assert.equal(errors.length, 0, String(errors));
+});
+
+test('history-reload: through two reloads with publishes going on, a subscriber has every message once, in order', { skip }, async (t) => {
+  const s = await histServers(t);
+  const a = histClient(s);
+  const b = histClient(s);
+  await a.c.subscribeAsync('chat.busy');
+  await b.c.subscribeAsync('chat.busy');
+  await waitFor(() => a.c.position('chat.busy') && b.c.position('chat.busy'), 5000, 'the subscribed replies');
+  let n = 0;
+  let publishing = true;
+  const publisher = (async () => {
+    while (publishing) await s.post('chat.busy', `n${++n}`);
+  })();
+  for (let r = 0; r < 2; r++) {
+    await waitFor(() => chatBodies(a).length >= n - 1 && n > 5 * (r + 1), 5000, 'messages before the reload');
+    const opens = a.opens;
+    s.reload();
+    await s.ready();
+    await waitFor(() => a.opens > opens && b.opens > opens, 10000, 'both clients back');
+  }
+  await waitFor(() => a.recovered.length >= 2 && b.recovered.length >= 2, 10000, 'the recoveries');
+  publishing = false;
+  await publisher;
+  const want = Array.from({ length: n }, (_, i) => `n${i + 1}`);
+  await waitFor(() => chatBodies(a).length >= n && chatBodies(b).length >= n, 10000, `all ${n} messages`);
+  for (const r of [a, b]) {
+    assert.deepEqual(chatBodies(r), want);
+    assert.ok(r.recovered.every((e) => e.recovered === true), JSON.stringify(r.recovered));
+    assert.equal(r.gaps.length, 0, JSON.stringify(r.gaps));
+  }
+});
+
+test('history-evicted: a client whose offset was evicted gets recovered:false and a gap, then live messages', { skip }, async (t) => {
+  const s = await histServers(t, { size: 3, workers: 1 });
+  const gate = gatedWebSocket(s);
+  const a = histClient(s, { WebSocket: gate.WebSocket });
+  await a.c.subscribeAsync('chat.small');
+  await s.post('chat.small', 'seen');
+  await waitFor(() => chatBodies(a).length === 1, 5000, 'the first message');
+  const before = a.c.position('chat.small');
+  gate.open = false;
+  gate.drop();
+  await waitFor(() => a.reconnecting.length >= 2, 5000, 'a refused attempt');
+  let latest = 0;
+  for (let i = 1; i <= 5; i++) latest = await s.post('chat.small', `missed${i}`);
+  gate.open = true;
+  await waitFor(() => a.recovered.length === 1, 10000, 'the recovery');
+  assert.deepEqual(a.recovered[0], { channel: 'chat.small', recovered: false, epoch: before.epoch, offset: latest, from: before.offset });
+  assert.deepEqual(a.gaps, [{ channel: 'chat.small', from: before.offset, to: latest, epoch: before.epoch, reason: 'recovery' }]);
+  assert.deepEqual(chatBodies(a), ['seen'], 'nothing old: never a partial recovery');
+  // The application reloads: the history holds the last 3.
+  const h = await a.c.history('chat.small');
+  assert.deepEqual(h.messages.map((m) => m.body), ['missed3', 'missed4', 'missed5']);
+  await s.post('chat.small', 'after');
+  await waitFor(() => chatBodies(a).length === 2, 5000, 'the live message');
+  assert.equal(a.messages.at(-1).prevOffset, latest);
+});
+
+test('history-read: history() gives the last messages, with since and limit; 404 for a channel without history', { skip }, async (t) => {
+  const s = await histServers(t);
+  const offsets = [];
+  for (let i = 1; i <= 6; i++) offsets.push(await s.post('chat.log', `l${i}`));
+  const a = histClient(s);
+  await waitFor(() => a.c.state === 'open');
+  let h = await a.c.history('chat.log', { limit: 4 });
+  assert.deepEqual(h.messages.map((m) => m.body), ['l3', 'l4', 'l5', 'l6']);
+  assert.deepEqual(h.messages.map((m) => m.offset), offsets.slice(2));
+  assert.equal(h.offset, offsets[5]);
+  assert.match(h.epoch, /^[0-9a-f]{16}$/);
+  h = await a.c.history('chat.log', { since: offsets[3] });
+  assert.deepEqual(h.messages.map((m) => m.body), ['l5', 'l6']);
+  h = await a.c.history('chat.empty');
+  assert.deepEqual([h.messages.length, h.offset], [0, 0]);
+  const err = await a.c.history('room.plain').then(() => null, (e) => e);
+  assert.deepEqual([err?.code, err?.inReplyTo], [404, 'history']);
+  // Seeded from the read, a subscription starts right after it: no gap, no duplicate.
+  h = await a.c.history('chat.log', { limit: 2 });
+  a.c.subscribe('chat.log', { since: h.offset, epoch: h.epoch });
+  await waitFor(() => a.recovered.length === 1, 5000, 'the recovery from the read');
+  assert.equal(a.recovered[0].recovered, true);
+  await s.post('chat.log', 'l7');
+  await waitFor(() => chatBodies(a).length === 1, 5000, 'l7');
+  assert.deepEqual(chatBodies(a), ['l7'], 'the read\'s messages are not events');
+  assert.equal(a.errors.length, 0, String(a.errors));
 });
