@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # History and recovery on NATS JetStream (issue 18), against real processes: nats-server
 # with -js (one, or three in a JetStream cluster), one or two lhttpd nodes.
-#   - offsets and the server's headers on every delivery, the same on every worker and
+#   - offsets and the server's four headers on every delivery, the same on every worker and
 #     node; `subscribed` replies;
 #   - recovery: exactly what was missed, then live; refused (recovered:false, nothing old)
 #     for another epoch, an evicted or expired offset, more than max_read missing;
@@ -85,12 +85,12 @@ nth_got() { printf '%s\n' "$output" | grep -E "^$1 got " | sed -n "$2p" | sed -E
 
 # --- offsets and headers -------------------------------------------------------------------
 
-@test "offsets, prev-offset and epoch on every delivery, right after the command line; client-sent ones are removed; subscribed replies" {
+@test "offset, prev-offset, epoch and channel on every delivery, right after the command line; client-sent ones are removed; subscribed replies" {
     start_js
     hist_lhttpd A
     run ps_run open:s:$A_PORT open:p:$A_PORT \
         'send:s:LHTTP/1.0 subscribe\r\nsubscribe:chat.h1 plain.h1 chat.h2\r\n\r\n' recv:s recv:s barrier:s \
-        'send:p:LHTTP/1.0 msg\r\npublish:chat.h1\r\nOffset:99\r\nx-app:1\r\nprev-offset:98\r\nEPOCH:zz\r\n\r\nhello' recv:s \
+        'send:p:LHTTP/1.0 msg\r\npublish:chat.h1\r\nOffset:99\r\nx-app:1\r\nprev-offset:98\r\nEPOCH:zz\r\nChannel:x\r\n\r\nhello' recv:s \
         'pub:p:chat.h2:other' recv:s 'pub:p:chat.h1:second' recv:s \
         'send:p:LHTTP/1.0 msg\r\npublish:plain.h1\r\noffset:99\r\n\r\nplain' recv:s \
         'send:p:LHTTP/1.0 subscribe\r\nsubscribe:chat.h1\r\n\r\n' recv:p
@@ -103,13 +103,13 @@ nth_got() { printf '%s\n' "$output" | grep -E "^$1 got " | sed -n "$2p" | sed -E
     E=$(field epoch "$(nth_got s 1)")
     m1=$(nth_got s 3) m2=$(nth_got s 4) m3=$(nth_got s 5)
     o1=$(field offset "$m1") o2=$(field offset "$m2") o3=$(field offset "$m3")
-    # The server's three headers first, then the publisher's (its offset, prev-offset and
-    # epoch gone, whatever their case), body untouched.
-    [ "$m1" = "LHTTP/1.0 msg\\r\\noffset:$o1\\r\\nprev-offset:0\\r\\nepoch:$E\\r\\npublish:chat.h1\\r\\nx-app:1\\r\\n\\r\\nhello" ] || lh_show_output
+    # The server's four headers first, then the publisher's (its offset, prev-offset,
+    # epoch and channel gone, whatever their case), body untouched.
+    [ "$m1" = "LHTTP/1.0 msg\\r\\noffset:$o1\\r\\nprev-offset:0\\r\\nepoch:$E\\r\\nchannel:chat.h1\\r\\npublish:chat.h1\\r\\nx-app:1\\r\\n\\r\\nhello" ] || lh_show_output
     # Offsets grow across the stream (chat.h2's message took one), prev-offset chains
     # the channel's own messages.
-    [ "$m2" = "LHTTP/1.0 msg\\r\\noffset:$o2\\r\\nprev-offset:0\\r\\nepoch:$E\\r\\npublish:chat.h2\\r\\n\\r\\nother" ] || lh_show_output
-    [ "$m3" = "LHTTP/1.0 msg\\r\\noffset:$o3\\r\\nprev-offset:$o1\\r\\nepoch:$E\\r\\npublish:chat.h1\\r\\n\\r\\nsecond" ] || lh_show_output
+    [ "$m2" = "LHTTP/1.0 msg\\r\\noffset:$o2\\r\\nprev-offset:0\\r\\nepoch:$E\\r\\nchannel:chat.h2\\r\\npublish:chat.h2\\r\\n\\r\\nother" ] || lh_show_output
+    [ "$m3" = "LHTTP/1.0 msg\\r\\noffset:$o3\\r\\nprev-offset:$o1\\r\\nepoch:$E\\r\\nchannel:chat.h1\\r\\npublish:chat.h1\\r\\n\\r\\nsecond" ] || lh_show_output
     [ "$o2" -gt "$o1" ]
     [ "$o3" -gt "$o2" ]
     # A channel without history: byte for byte, the client's offset header kept.
@@ -138,6 +138,20 @@ nth_got() { printf '%s\n' "$output" | grep -E "^$1 got " | sed -n "$2p" | sed -E
     cat "$T/fleet.out" >&2
     grep -qx ok "$T/fleet.out"
     grep -q '^published .* errors 0 dup-bodies 0$' "$T/fleet.out"
+}
+
+@test "two nodes publishing to one channel at full speed: every subscriber on both sees one identical order" {
+    start_js
+    hist_lhttpd A 2
+    hist_lhttpd B 1
+    run hc fleet --ports "$A_PORT,$B_PORT" --pubs "$A_PORT,$A_PORT,$B_PORT,$B_PORT" \
+        --clients 40 --channel chat.race --window 8 --count 250 --timeout 30
+    printf '%s\n' "$output" >&2
+    [ "$status" -eq 0 ] || lh_show_output
+    has_line "published 1000 resent 0 errors 0 dup-bodies 0"
+    has_line "clients 44 complete 44 mismatched 0"
+    has_match '^history 1000 '
+    for n in A B; do use_lhttpd $n && assert_server_ok; done
 }
 
 # --- recovery ----------------------------------------------------------------------------
@@ -177,7 +191,7 @@ publish_n() {
             [ "${lines[$((i + 1))]}" = "${missed[$i]}" ] || { echo "node $n, message $i" >&2; lh_show_output; }
         done
         [ "${lines[$((k + 1))]}" = "$(got c "LHTTP/1.0 subscribed\\r\\nchannel:chat.r\\r\\nepoch:$E\\r\\noffset:$L\\r\\nrecovered:true\\r\\n\\r\\n")" ] || lh_show_output
-        [[ ${lines[$((k + 2))]} =~ ^c\ got\ [0-9]+\ LHTTP/1.0\ msg\\r\\noffset:([0-9]+)\\r\\nprev-offset:$L\\r\\nepoch:$E\\r\\npublish:chat.r\\r\\n\\r\\nlive-$n$ ]] || lh_show_output
+        [[ ${lines[$((k + 2))]} =~ ^c\ got\ [0-9]+\ LHTTP/1.0\ msg\\r\\noffset:([0-9]+)\\r\\nprev-offset:$L\\r\\nepoch:$E\\r\\nchannel:chat.r\\r\\npublish:chat.r\\r\\n\\r\\nlive-$n$ ]] || lh_show_output
         L=${BASH_REMATCH[1]}
         [ "${#lines[@]}" -eq $((k + 3)) ] || lh_show_output
         missed+=("${lines[$((k + 2))]}")
@@ -220,6 +234,26 @@ publish_n() {
         # After m3 would need m4, evicted: refused, never partial.
         run hc recover "$port" small.ev "$E" "$o3"
         [ "$output" = "r1 recovered false offset $L epoch $E count 0 first - last - chain ok" ] || lh_show_output
+    done
+}
+
+@test "recovery of an expired offset (ttl_ms): recovered:false, nothing old" {
+    start_js
+    hist_lhttpd A
+    hist_lhttpd B
+    run publish_n "$A_PORT" ttl.x 3 m
+    E=$(field epoch "${lines[0]}") o1=$(field offset "${lines[0]}")
+    # JetStream drops them after 1.5 s.
+    gone() {
+        [ "$(nats_json "$NATS_MON_PORT" 'jsz?accounts=true&streams=true' |
+            jq '[.account_details[]?.stream_detail[]? | select(.name == "LHTTP_ttl") | .state.messages] | first')" = 0 ]
+    }
+    wait_for 15 gone || { nats_json "$NATS_MON_PORT" 'jsz?accounts=true&streams=true' >&2; false; }
+    for port in "$B_PORT" "$A_PORT"; do
+        run hc recover "$port" ttl.x "$E" "$o1"
+        [[ $output =~ ^r1\ recovered\ false\ offset\ [0-9]+\ epoch\ $E\ count\ 0\  ]] || { echo "port $port ($A_PORT is the node that delivered them)" >&2; lh_show_output; }
+        run ps_run open:h:$port 'send:h:LHTTP/1.0 history\r\nchannel:ttl.x\r\nlimit:10\r\n\r\n' recv:h
+        [[ ${lines[1]} =~ ^h\ got\ [0-9]+\ LHTTP/1.0\ history\\r\\n.*count:0\\r\\n ]] || { echo "port $port ($A_PORT is the node that delivered them)" >&2; lh_show_output; }
     done
 }
 
@@ -286,6 +320,34 @@ while f.readline().strip() != b"PONG":
     lines_are "h open" "$(got h "LHTTP/1.0 history\\r\\nchannel:chat.empty\\r\\nepoch:$E\\r\\noffset:0\\r\\ncount:0\\r\\n\\r\\n")"
 }
 
+@test "a history read returns the newest messages of a channel past its size (5, 8 published) or past max_read (4, 10 published)" {
+    start_js
+    hist_lhttpd A
+    hist_lhttpd B 1 '"timeout_ms": 1000, "max_read": 4'
+    run publish_n "$A_PORT" small.hr 8 m
+    [ "${#lines[@]}" -eq 8 ] || lh_show_output
+    msgs=("${lines[@]}")
+    E=$(field epoch "${lines[0]}") L=$(field offset "${lines[7]}")
+    run ps_run open:h:$A_PORT 'send:h:LHTTP/1.0 history\r\nchannel:small.hr\r\nlimit:3\r\n\r\n' recv:h recv:h recv:h recv:h
+    lines_are "h open" "${msgs[5]/#p got/h got}" "${msgs[6]/#p got/h got}" "${msgs[7]/#p got/h got}" \
+        "$(got h "LHTTP/1.0 history\\r\\nchannel:small.hr\\r\\nepoch:$E\\r\\noffset:$L\\r\\ncount:3\\r\\n\\r\\n")"
+    run ps_run open:h:$A_PORT 'send:h:LHTTP/1.0 history\r\nchannel:small.hr\r\nlimit:100\r\n\r\n' \
+        recv:h recv:h recv:h recv:h recv:h recv:h
+    [ "$status" -eq 0 ] || lh_show_output
+    [ "${lines[1]}" = "${msgs[3]/#p got/h got}" ] || lh_show_output
+    last_line_is "$(got h "LHTTP/1.0 history\\r\\nchannel:small.hr\\r\\nepoch:$E\\r\\noffset:$L\\r\\ncount:5\\r\\n\\r\\n")"
+    # B reads at most 4, whatever the limit.
+    run publish_n "$B_PORT" chat.mr 10 m
+    [ "${#lines[@]}" -eq 10 ] || lh_show_output
+    msgs=("${lines[@]}")
+    E=$(field epoch "${lines[0]}") L=$(field offset "${lines[9]}")
+    run ps_run open:h:$B_PORT 'send:h:LHTTP/1.0 history\r\nchannel:chat.mr\r\nlimit:100\r\n\r\n' \
+        recv:h recv:h recv:h recv:h recv:h
+    [ "$status" -eq 0 ] || lh_show_output
+    [ "${lines[1]}" = "${msgs[6]/#p got/h got}" ] || lh_show_output
+    last_line_is "$(got h "LHTTP/1.0 history\\r\\nchannel:chat.mr\\r\\nepoch:$E\\r\\noffset:$L\\r\\ncount:4\\r\\n\\r\\n")"
+}
+
 @test "history read errors: 404 for a channel without history, 403 without the subscribe permission, 400 without a valid channel" {
     start_js
     hist_lhttpd A
@@ -298,6 +360,26 @@ while f.readline().strip() != b"PONG":
     has_match '^h got [0-9]+ LHTTP/1.0 error\\r\\ncode:403\\r\\n.*in-reply-to:history'
     [ "$(count_lines '^h got [0-9]+ LHTTP/1.0 error\\r\\ncode:400\\r\\n.*in-reply-to:history')" -eq 2 ] || lh_show_output
     use_lhttpd A && assert_server_ok
+}
+
+# --- POST /publish ---------------------------------------------------------------------------
+
+@test "POST /publish answers with each history channel's offset once it is stored; subscribers get it with that offset" {
+    start_js
+    hist_lhttpd A
+    ps_bg s open:s:$A_PORT 'send:s:LHTTP/1.0 subscribe\r\nsubscribe:chat.p1 chat.p2 plain.p\r\n\r\n' \
+        recv:s recv:s print:ready recv:s recv:s recv:s
+    wait_bg s '^ready$'
+    printf 'LHTTP/1.0 post\r\npublish:chat.p1 chat.p2 plain.p\r\n\r\nviahttp' >"$T/body"
+    run curl -s --max-time 5 -w '\n%{http_code}' --data-binary @"$T/body" "http://127.0.0.1:$A_PORT/publish"
+    [ "${lines[1]}" = 200 ] || lh_show_output
+    body=${lines[0]}
+    [ "$(jq -c '.offsets | keys' <<<"$body")" = '["chat.p1","chat.p2"]' ] || lh_show_output
+    o1=$(jq -r '.offsets["chat.p1"]' <<<"$body") o2=$(jq -r '.offsets["chat.p2"]' <<<"$body")
+    [ "$(jq -r '.local_deliveries' <<<"$body")" = 1 ] || lh_show_output
+    wait_bg s "^s got [0-9]+ LHTTP/1.0 post\\\\r\\\\noffset:$o1\\\\r\\\\nprev-offset:0\\\\r\\\\nepoch:[0-9a-f]{16}\\\\r\\\\nchannel:chat.p1\\\\r\\\\npublish:chat.p1 chat.p2 plain.p\\\\r\\\\n\\\\r\\\\nviahttp$"
+    wait_bg s "^s got [0-9]+ LHTTP/1.0 post\\\\r\\\\noffset:$o2\\\\r\\\\nprev-offset:0\\\\r\\\\nepoch:[0-9a-f]{16}\\\\r\\\\nchannel:chat.p2\\\\r\\\\n.*viahttp$"
+    wait_bg s "^s got [0-9]+ LHTTP/1.0 post\\\\r\\\\npublish:chat.p1 chat.p2 plain.p\\\\r\\\\n\\\\r\\\\nviahttp$"
 }
 
 # --- JetStream outages -----------------------------------------------------------------------
@@ -325,6 +407,10 @@ while f.readline().strip() != b"PONG":
     has_line "$(got b 'LHTTP/1.0 msg\r\npublish:plain.o chat.o\r\n\r\nboth')"
     # Nothing reached chat.o without an offset.
     no_match '^a got .*publish:chat.o\\r\\n\\r\\nh1'
+    # Over HTTP too.
+    printf 'LHTTP/1.0 post\r\npublish:chat.o\r\n\r\nviahttp' >"$T/body"
+    run curl -s --max-time 5 -o /dev/null -w '%{http_code}' --data-binary @"$T/body" "http://127.0.0.1:$LH_PORT/publish"
+    [ "$output" = 503 ] || lh_show_output
     assert_server_ok
 }
 
@@ -355,7 +441,7 @@ while f.readline().strip() != b"PONG":
     touch "$T/up"
     wait_bg a '^done$' 10
     run bg_out a
-    has_match "^a got [0-9]+ LHTTP/1.0 msg\\\\r\\\\noffset:[0-9]+\\\\r\\\\nprev-offset:$N\\\\r\\\\nepoch:$E\\\\r\\\\npublish:chat.out\\\\r\\\\n\\\\r\\\\nafter$"
+    has_match "^a got [0-9]+ LHTTP/1.0 msg\\\\r\\\\noffset:[0-9]+\\\\r\\\\nprev-offset:$N\\\\r\\\\nepoch:$E\\\\r\\\\nchannel:chat.out\\\\r\\\\npublish:chat.out\\\\r\\\\n\\\\r\\\\nafter$"
     use_lhttpd A && assert_server_ok
 }
 

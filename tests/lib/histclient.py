@@ -5,6 +5,11 @@ WebSocket clients (no library), optionally spread over several processes.
 
 Usage: histclient.py fleet [options]
        histclient.py recover PORT CHANNEL EPOCH OFFSET[:DELAY_MS]...
+       histclient.py offsets PORT CHANNEL LIMIT
+
+offsets reads the channel's history (`history` with limit LIMIT) and prints each
+message's "OFFSET PREV-OFFSET", oldest first, then "end count N offset L epoch E" (the
+end reply).
 
 recover opens one connection per OFFSET (rN for the N-th), each sending, DELAY_MS after
 its connection is open (default 0), a subscribe with recover:CHANNEL,OFFSET,EPOCH, and prints
@@ -18,7 +23,7 @@ Every client connects to one of --ports (round robin), sends
     LHTTP/1.0 subscribe\\r\\nsubscribe:CH\\r\\n\\r\\n
 and, after each reconnect, the same with recover:CH,OFFSET,EPOCH (the offset and epoch it
 saw last). It checks every message of CH as it arrives:
-  - the server's headers come first, in order: offset, prev-offset, epoch;
+  - the server's headers come first, in order: offset, prev-offset, epoch, channel (CH);
   - the epoch is the one of the last `subscribed` reply;
   - prev-offset is the offset it saw last (no gap), offset is larger (no duplicate);
   - the `subscribed` reply of a recovery says recovered:true and names, as the latest
@@ -299,8 +304,10 @@ class Client:
             self.first.set_result(True)
 
     def on_data(self, cmd, hs, body):
-        if len(hs) < 3 or [k for k, _ in hs[:3]] != ["offset", "prev-offset", "epoch"]:
-            self.problem("headers not offset, prev-offset, epoch first: %r" % hs[:4])
+        if len(hs) < 4 or [k for k, _ in hs[:4]] != ["offset", "prev-offset", "epoch", "channel"] \
+                or hs[3][1] != self.ch:
+            self.problem("headers not offset, prev-offset, epoch, channel:%s first: %r"
+                         % (self.ch, hs[:5]))
             return
         if not self.live and not self.recovering:
             self.problem("a message before the subscribed reply: %r" % hs[:3])
@@ -565,7 +572,7 @@ async def read_history(o, port):
         if cmd == "history" and header(hs, "count") is not None:
             if not end.done():
                 end.set_result(hs)
-        elif cmd == "m":
+        elif cmd not in ("history", "error") and header(hs, "offset") is not None:
             got.append((int(header(hs, "offset")), int(header(hs, "prev-offset")), body))
         elif not end.done():
             end.set_exception(OSError("history read: %r" % data[:200]))
@@ -683,9 +690,9 @@ async def main_async(o, kids):
     for off, _, body in hist:
         if body in where:
             dups += 1
-        where.setdefault(body, off)
+        where.setdefault(body, set()).add(off)
     for p in pubs:
-        lost = [k for k, off in sorted(p.acked.items()) if where.get(p.body(k)) != off]
+        lost = [k for k, off in sorted(p.acked.items()) if off not in where.get(p.body(k), ())]
         if lost:
             probs.append("%s: %d acknowledged messages not in the history, first %s"
                          % (p.name, len(lost), lost[:5]))
@@ -791,6 +798,15 @@ async def recover_async(port, ch, epoch, specs, timeout):
     await asyncio.gather(*jobs)
 
 
+async def offsets_async(port, ch, limit, timeout):
+    o = {"channel": ch, "history_limit": limit, "timeout": timeout}
+    got, hs = await read_history(o, port)
+    for off, prev, _ in got:
+        out("%d %d" % (off, prev))
+    out("end count %s offset %s epoch %s" % (header(hs, "count"), header(hs, "offset"),
+                                             header(hs, "epoch")))
+
+
 def usage(msg):
     sys.stderr.write("histclient: %s\n" % msg)
     sys.exit(2)
@@ -801,6 +817,10 @@ def main():
     if len(a) >= 5 and a[0] == "recover":
         timeout = float(os.environ.get("HC_TIMEOUT", "10"))
         asyncio.run(recover_async(int(a[1]), a[2], a[3], a[4:], timeout))
+        return
+    if len(a) >= 4 and a[0] == "offsets":
+        asyncio.run(offsets_async(int(a[1]), a[2], int(a[3]),
+                                  float(os.environ.get("HC_TIMEOUT", "10"))))
         return
     if not a or a[0] != "fleet":
         usage("usage: histclient.py fleet [options] (see the top of the file)")
