@@ -1,0 +1,463 @@
+#!/usr/bin/env bats
+# History and recovery on NATS JetStream (issue 18), against real processes: nats-server
+# with -js (one, or three in a JetStream cluster), one or two lhttpd nodes.
+#   - offsets and the server's headers on every delivery, the same on every worker and
+#     node; `subscribed` replies;
+#   - recovery: exactly what was missed, then live; refused (recovered:false, nothing old)
+#     for another epoch, an evicted or expired offset, more than max_read missing;
+#   - history reads: limit, since, the end reply, max_read, 403/404/400;
+#   - faults: JetStream absent or stopped (503 on history channels only), reloads and a
+#     killed worker under many clients (tests/lib/histclient.py: clients that track
+#     offset and epoch and recover after each reconnect), two nodes publishing at full
+#     speed, a nats-server of a 3-node JetStream cluster killed while publishing.
+# Nothing sleeps a fixed time: waits poll with deadlines. Every process is stopped by pid.
+
+load ../lib/helpers
+load ../lib/pubsub
+
+HC=$LH_LIB/histclient.py
+
+setup() { T=$(lh_tmp); }
+
+teardown() {
+    stop_all
+    ! grep -E -A12 'AddressSanitizer|LeakSanitizer|runtime error:' "$(lh_tmp)"/lhttpd-*.log >&2
+}
+
+# hc ARGS...: tests/lib/histclient.py.
+hc() { "$PY" "$HC" "$@"; }
+
+# start_js [ARGS...]: a nats-server with JetStream (its store in $T/js-PORT) on free ports;
+# sets NATS_PORT, NATS_MON_PORT, NATS_PID, NATS_STORE.
+start_js() {
+    local _ p m r
+    for _ in 1 2 3 4 5; do
+        p=$(free_port) && LH_PORTS_TAKEN="$LH_PORTS_TAKEN $p" &&
+            m=$(free_port) && LH_PORTS_TAKEN="$LH_PORTS_TAKEN $m" || return 1
+        export LH_PORTS_TAKEN
+        start_nats_on "$p" "$m" -js -sd "$T/js-$p" "$@"
+        r=$?
+        if [ $r = 0 ]; then
+            NATS_PORT=$p NATS_MON_PORT=$m NATS_STORE=$T/js-$p
+            export NATS_PORT NATS_MON_PORT NATS_STORE
+            return 0
+        fi
+        [ $r = 2 ] || return 1
+    done
+    return 1
+}
+
+# The namespaces of every lhttpd here: chat (history 1000), small (history 5), ttl
+# (history, 1.5 s), priv (history, subscribe needs a token: everyone is refused), plain
+# (no history).
+NAMESPACES='"namespaces": {
+    "chat": {"subscribe": "any", "publish": "any", "history": {"size": 1000}},
+    "small": {"subscribe": "any", "publish": "any", "history": {"size": 5}},
+    "ttl": {"subscribe": "any", "publish": "any", "history": {"size": 100, "ttl_ms": 1500}},
+    "priv": {"subscribe": "token", "publish": "any", "history": {"size": 10}},
+    "plain": {"subscribe": "any", "publish": "any"}}'
+
+# hist_lhttpd NAME [WORKERS] [JETSTREAM_MEMBERS] [TOP_MEMBERS]: lhttpd on the current
+# nats-server (NATS_PORT), saved as NAME (see save_lhttpd); returns once its workers
+# have their streams (the log says so once per worker and namespace). JETSTREAM_MEMBERS
+# default to "timeout_ms": 1000.
+hist_lhttpd() {
+    local w=${2:-1}
+    start_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"],
+        "workers": '"$w"',
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"],
+                 "jetstream": {'"${3:-\"timeout_ms\": 1000}"'}},
+        '"$NAMESPACES${4:+, $4}"'
+    }' || return 1
+    save_lhttpd "$1"
+    wait_for 10 streams_ready "$LH_LOG" $((w * 4))
+}
+
+# streams_ready LOG N: the log says N times that a stream is ready.
+streams_ready() { [ "$(grep -c 'JetStream: stream .* ready' "$1")" -ge "$2" ]; }
+
+# field NAME TEXT: the value of "NAME:value" in an escaped message line.
+field() { sed -nE "s/.*(^|\\\\n)$1:([^\\\\]*)\\\\r.*/\\2/p" <<<"$2" | head -n 1; }
+
+# nth_got NAME N: the N-th "NAME got ..." line of $output (1-based), without the prefix.
+nth_got() { printf '%s\n' "$output" | grep -E "^$1 got " | sed -n "$2p" | sed -E 's/^[^ ]+ got [0-9]+ //'; }
+
+# --- offsets and headers -------------------------------------------------------------------
+
+@test "offsets, prev-offset and epoch on every delivery, right after the command line; client-sent ones are removed; subscribed replies" {
+    start_js
+    hist_lhttpd A
+    run ps_run open:s:$A_PORT open:p:$A_PORT \
+        'send:s:LHTTP/1.0 subscribe\r\nsubscribe:chat.h1 plain.h1 chat.h2\r\n\r\n' recv:s recv:s barrier:s \
+        'send:p:LHTTP/1.0 msg\r\npublish:chat.h1\r\nOffset:99\r\nx-app:1\r\nprev-offset:98\r\nEPOCH:zz\r\n\r\nhello' recv:s \
+        'pub:p:chat.h2:other' recv:s 'pub:p:chat.h1:second' recv:s \
+        'send:p:LHTTP/1.0 msg\r\npublish:plain.h1\r\noffset:99\r\n\r\nplain' recv:s \
+        'send:p:LHTTP/1.0 subscribe\r\nsubscribe:chat.h1\r\n\r\n' recv:p
+    [ "$status" -eq 0 ] || lh_show_output
+    # One reply per history channel (none for plain.h1), latest offset 0, a 16-hex epoch.
+    [ "$(count_lines '^s got .*LHTTP/1.0 subscribed')" -eq 2 ] || lh_show_output
+    has_match '^s got [0-9]+ LHTTP/1.0 subscribed\\r\\nchannel:chat.h1\\r\\nepoch:[0-9a-f]{16}\\r\\noffset:0\\r\\n\\r\\n$'
+    has_match '^s got [0-9]+ LHTTP/1.0 subscribed\\r\\nchannel:chat.h2\\r\\nepoch:[0-9a-f]{16}\\r\\noffset:0\\r\\n\\r\\n$'
+    no_match 'channel:plain.h1'
+    E=$(field epoch "$(nth_got s 1)")
+    m1=$(nth_got s 3) m2=$(nth_got s 4) m3=$(nth_got s 5)
+    o1=$(field offset "$m1") o2=$(field offset "$m2") o3=$(field offset "$m3")
+    # The server's three headers first, then the publisher's (its offset, prev-offset and
+    # epoch gone, whatever their case), body untouched.
+    [ "$m1" = "LHTTP/1.0 msg\\r\\noffset:$o1\\r\\nprev-offset:0\\r\\nepoch:$E\\r\\npublish:chat.h1\\r\\nx-app:1\\r\\n\\r\\nhello" ] || lh_show_output
+    # Offsets grow across the stream (chat.h2's message took one), prev-offset chains
+    # the channel's own messages.
+    [ "$m2" = "LHTTP/1.0 msg\\r\\noffset:$o2\\r\\nprev-offset:0\\r\\nepoch:$E\\r\\npublish:chat.h2\\r\\n\\r\\nother" ] || lh_show_output
+    [ "$m3" = "LHTTP/1.0 msg\\r\\noffset:$o3\\r\\nprev-offset:$o1\\r\\nepoch:$E\\r\\npublish:chat.h1\\r\\n\\r\\nsecond" ] || lh_show_output
+    [ "$o2" -gt "$o1" ]
+    [ "$o3" -gt "$o2" ]
+    # A channel without history: byte for byte, the client's offset header kept.
+    [ "$(nth_got s 6)" = 'LHTTP/1.0 msg\r\npublish:plain.h1\r\noffset:99\r\n\r\nplain' ] || lh_show_output
+    # A later subscriber learns the latest offset.
+    [ "$(nth_got p 1)" = "LHTTP/1.0 subscribed\\r\\nchannel:chat.h1\\r\\nepoch:$E\\r\\noffset:$o3\\r\\n\\r\\n" ] || lh_show_output
+    use_lhttpd A && assert_server_ok
+}
+
+@test "the same offsets on every worker and node: 2 workers and a second node on one NATS, clients on all three" {
+    start_js
+    hist_lhttpd A 2
+    hist_lhttpd B 1
+    hc fleet --ports "$A_PORT,$B_PORT,$A_PORT" --pubs "$A_PORT,$B_PORT" --clients 30 \
+        --channel chat.same --rate 100 --stop-file "$T/stop" --status "$T/st" \
+        --local-ports "$T/ports" --timeout 20 >"$T/fleet.out" 2>&1 3>&- &
+    lh_record $!
+    wait_for 20 grep -q '^publishing' "$T/fleet.out" || { cat "$T/fleet.out" >&2; false; }
+    # A's clients are held by both of its workers.
+    owners=$(ss -Htnp state established "( sport = :$A_PORT )" | grep -oE 'pid=[0-9]+' | sort -u | wc -l)
+    [ "$owners" -eq 2 ] || { ss -Htnp state established "( sport = :$A_PORT )" >&2; false; }
+    acked() { [ "$(awk '{print $2; exit}' "$T/st" 2>/dev/null)" -ge "$1" ] 2>/dev/null; }
+    wait_for 20 acked 200 || { cat "$T/st" "$T/fleet.out" >&2; false; }
+    touch "$T/stop"
+    wait_for 40 grep -qE '^(ok|FAIL)$' "$T/fleet.out" || { cat "$T/fleet.out" >&2; false; }
+    cat "$T/fleet.out" >&2
+    grep -qx ok "$T/fleet.out"
+    grep -q '^published .* errors 0 dup-bodies 0$' "$T/fleet.out"
+}
+
+# --- recovery ----------------------------------------------------------------------------
+
+# publish_n PORT CHANNEL N PREFIX: publishes PREFIX1..PREFIXN from a subscriber of CHANNEL,
+# reading each copy back (so each is stored); prints the copies ("p got ..." lines).
+publish_n() {
+    local steps=(open:p:$1 "send:p:LHTTP/1.0 subscribe\\r\\nsubscribe:$2\\r\\n\\r\\n" recv:p) i
+    for i in $(seq "$3"); do steps+=("pub:p:$2:$4$i" recv:p); done
+    ps_run "${steps[@]}" | grep '^p got .*LHTTP/1.0 msg'
+}
+
+@test "recovery: a client that saw offset N gets exactly what it missed, in order, then live messages; recovered:true (from a worker's memory and from JetStream on another node)" {
+    start_js
+    hist_lhttpd A 2
+    hist_lhttpd B 1
+    run publish_n "$A_PORT" chat.r 3 seen
+    [ "${#lines[@]}" -eq 3 ] || lh_show_output
+    E=$(field epoch "${lines[2]}") N=$(field offset "${lines[2]}")
+    # Meanwhile: 4 messages, as a live subscriber gets them.
+    run publish_n "$A_PORT" chat.r 4 missed
+    [ "${#lines[@]}" -eq 4 ] || lh_show_output
+    missed=("${lines[@]}")
+    L=$(field offset "${lines[3]}")
+    missed=("${missed[@]/#p got/c got}")
+    for n in A B; do
+        use_lhttpd $n
+        k=${#missed[@]}
+        steps=(open:c:$LH_PORT "send:c:LHTTP/1.0 subscribe\\r\\nsubscribe:chat.r\\r\\nrecover:chat.r,$N,$E\\r\\n\\r\\n")
+        for i in $(seq $((k + 1))); do steps+=(recv:c); done
+        run ps_run "${steps[@]}" "pub:c:chat.r:live-$n" recv:c
+        [ "$status" -eq 0 ] || lh_show_output
+        # Exactly the missed ones (on B, A's live message too), byte for byte as delivered
+        # live, oldest first; then the reply; then the next live message, chained to the
+        # last one.
+        for i in $(seq 0 $((k - 1))); do
+            [ "${lines[$((i + 1))]}" = "${missed[$i]}" ] || { echo "node $n, message $i" >&2; lh_show_output; }
+        done
+        [ "${lines[$((k + 1))]}" = "$(got c "LHTTP/1.0 subscribed\\r\\nchannel:chat.r\\r\\nepoch:$E\\r\\noffset:$L\\r\\nrecovered:true\\r\\n\\r\\n")" ] || lh_show_output
+        [[ ${lines[$((k + 2))]} =~ ^c\ got\ [0-9]+\ LHTTP/1.0\ msg\\r\\noffset:([0-9]+)\\r\\nprev-offset:$L\\r\\nepoch:$E\\r\\npublish:chat.r\\r\\n\\r\\nlive-$n$ ]] || lh_show_output
+        L=${BASH_REMATCH[1]}
+        [ "${#lines[@]}" -eq $((k + 3)) ] || lh_show_output
+        missed+=("${lines[$((k + 2))]}")
+    done
+    # Up to date: nothing to send, recovered:true.
+    run hc recover "$B_PORT" chat.r "$E" "$L"
+    [ "$output" = "r1 recovered true offset $L epoch $E count 0 first - last - chain ok" ] || lh_show_output
+}
+
+@test "recovery refused for another epoch: recovered:false, the latest offset and epoch, nothing old" {
+    start_js
+    hist_lhttpd A
+    run publish_n "$A_PORT" chat.e 3 m
+    E=$(field epoch "${lines[2]}") N1=$(field offset "${lines[0]}") L=$(field offset "${lines[2]}")
+    run hc recover "$A_PORT" chat.e 0123456789abcdef "$N1"
+    [ "$output" = "r1 recovered false offset $L epoch $E count 0 first - last - chain ok" ] || lh_show_output
+    # A malformed epoch is another epoch.
+    run hc recover "$A_PORT" chat.e nope "$N1"
+    [ "$output" = "r1 recovered false offset $L epoch $E count 0 first - last - chain ok" ] || lh_show_output
+    # And the subscription is live: the next message arrives.
+    run ps_run open:c:$A_PORT "send:c:LHTTP/1.0 subscribe\\r\\nsubscribe:chat.e\\r\\nrecover:chat.e,$N1,0000000000000000\\r\\n\\r\\n" \
+        recv:c pub:c:chat.e:next recv:c
+    [ "$status" -eq 0 ] || lh_show_output
+    has_match "^c got [0-9]+ LHTTP/1.0 subscribed.*offset:$L\\\\r\\\\nrecovered:false"
+    has_match "^c got [0-9]+ LHTTP/1.0 msg\\\\r\\\\noffset:[0-9]+\\\\r\\\\nprev-offset:$L\\\\r.*next$"
+}
+
+@test "recovery of an evicted offset (history size 5 exceeded): recovered:false, nothing old; one still stored recovers (memory and JetStream)" {
+    start_js
+    hist_lhttpd A
+    hist_lhttpd B
+    run publish_n "$A_PORT" small.ev 9 m
+    [ "${#lines[@]}" -eq 9 ] || lh_show_output
+    E=$(field epoch "${lines[0]}") L=$(field offset "${lines[8]}")
+    o3=$(field offset "${lines[2]}") o4=$(field offset "${lines[3]}") o5=$(field offset "${lines[4]}")
+    for port in "$A_PORT" "$B_PORT"; do
+        # m4..m9 are the 5 newest after m3: stored, recovered.
+        run hc recover "$port" small.ev "$E" "$o4"
+        [ "$output" = "r1 recovered true offset $L epoch $E count 5 first $o5 last $L chain ok" ] || lh_show_output
+        # After m3 would need m4, evicted: refused, never partial.
+        run hc recover "$port" small.ev "$E" "$o3"
+        [ "$output" = "r1 recovered false offset $L epoch $E count 0 first - last - chain ok" ] || lh_show_output
+    done
+}
+
+@test "more than nats.jetstream.max_read missing: recovered:false, nothing old; max_read missing: recovered:true" {
+    start_js
+    hist_lhttpd A 1 '"max_read": 4'
+    run publish_n "$A_PORT" chat.mr 10 m
+    [ "${#lines[@]}" -eq 10 ] || lh_show_output
+    E=$(field epoch "${lines[0]}") L=$(field offset "${lines[9]}")
+    o1=$(field offset "${lines[0]}") o6=$(field offset "${lines[5]}") o7=$(field offset "${lines[6]}")
+    run hc recover "$A_PORT" chat.mr "$E" "$o1"
+    [ "$output" = "r1 recovered false offset $L epoch $E count 0 first - last - chain ok" ] || lh_show_output
+    run hc recover "$A_PORT" chat.mr "$E" "$o6"
+    [ "$output" = "r1 recovered true offset $L epoch $E count 4 first $o7 last $L chain ok" ] || lh_show_output
+}
+
+# nats_pub SUBJECT PAYLOAD: publishes PAYLOAD (printf %b escapes) on SUBJECT as a plain
+# NATS client of NATS_PORT; returns once nats-server has handled it (PONG to a PING).
+nats_pub() {
+    printf '%b' "$2" | "$PY" -c '
+import socket, sys
+port, subj, data = int(sys.argv[1]), sys.argv[2].encode(), sys.stdin.buffer.read()
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+f = s.makefile("rb")
+f.readline()
+s.sendall(b"CONNECT {\"verbose\":false}\r\nPUB %s %d\r\n%s\r\nPING\r\n" % (subj, len(data), data))
+while f.readline().strip() != b"PONG":
+    pass
+' "$NATS_PORT" "$1"
+}
+
+# --- history reads -----------------------------------------------------------------------
+
+@test "history reads: limit, since, oldest first, each exactly as delivered, then the end reply; the same on a node without a copy" {
+    start_js
+    hist_lhttpd A
+    hist_lhttpd B
+    run publish_n "$A_PORT" chat.hr 6 m
+    [ "${#lines[@]}" -eq 6 ] || lh_show_output
+    msgs=("${lines[@]}")
+    E=$(field epoch "${lines[0]}") L=$(field offset "${lines[5]}") o3=$(field offset "${lines[2]}")
+    end() { got h "LHTTP/1.0 history\\r\\nchannel:chat.hr\\r\\nepoch:$E\\r\\noffset:$L\\r\\ncount:$1\\r\\n\\r\\n"; }
+    for port in "$B_PORT" "$A_PORT"; do
+        # limit 2: the newest two, oldest first.
+        run ps_run open:h:$port 'send:h:LHTTP/1.0 history\r\nchannel:chat.hr\r\nlimit:2\r\n\r\n' recv:h recv:h recv:h
+        [ "$status" -eq 0 ] || lh_show_output
+        lines_are "h open" "${msgs[4]/#p got/h got}" "${msgs[5]/#p got/h got}" "$(end 2)"
+        # since m3: the three after it.
+        run ps_run open:h:$port "send:h:LHTTP/1.0 history\\r\\nchannel:chat.hr\\r\\nlimit:10\\r\\nsince:$o3\\r\\n\\r\\n" \
+            recv:h recv:h recv:h recv:h
+        lines_are "h open" "${msgs[3]/#p got/h got}" "${msgs[4]/#p got/h got}" "${msgs[5]/#p got/h got}" "$(end 3)"
+        # No limit: all six (max_read is 1000).
+        run ps_run open:h:$port 'send:h:LHTTP/1.0 history\r\nchannel:chat.hr\r\n\r\n' \
+            recv:h recv:h recv:h recv:h recv:h recv:h recv:h
+        [ "$status" -eq 0 ] || lh_show_output
+        [ "${lines[1]}" = "${msgs[0]/#p got/h got}" ] || lh_show_output
+        last_line_is "$(end 6)"
+        # since the latest: nothing.
+        run ps_run open:h:$port "send:h:LHTTP/1.0 history\\r\\nchannel:chat.hr\\r\\nlimit:5\\r\\nsince:$L\\r\\n\\r\\n" recv:h
+        lines_are "h open" "$(end 0)"
+    done
+    # A channel with nothing stored: count 0, offset 0.
+    run ps_run open:h:$A_PORT 'send:h:LHTTP/1.0 history\r\nchannel:chat.empty\r\nlimit:5\r\n\r\n' recv:h
+    lines_are "h open" "$(got h "LHTTP/1.0 history\\r\\nchannel:chat.empty\\r\\nepoch:$E\\r\\noffset:0\\r\\ncount:0\\r\\n\\r\\n")"
+}
+
+@test "history read errors: 404 for a channel without history, 403 without the subscribe permission, 400 without a valid channel" {
+    start_js
+    hist_lhttpd A
+    run ps_run open:h:$A_PORT 'send:h:LHTTP/1.0 history\r\nchannel:plain.x\r\nlimit:5\r\n\r\n' recv:h \
+        'send:h:LHTTP/1.0 history\r\nchannel:priv.x\r\nlimit:5\r\n\r\n' recv:h \
+        'send:h:LHTTP/1.0 history\r\nlimit:5\r\n\r\n' recv:h \
+        'send:h:LHTTP/1.0 history\r\nchannel:chat.bad name\r\n\r\n' recv:h
+    [ "$status" -eq 0 ] || lh_show_output
+    has_match '^h got [0-9]+ LHTTP/1.0 error\\r\\ncode:404\\r\\n.*in-reply-to:history'
+    has_match '^h got [0-9]+ LHTTP/1.0 error\\r\\ncode:403\\r\\n.*in-reply-to:history'
+    [ "$(count_lines '^h got [0-9]+ LHTTP/1.0 error\\r\\ncode:400\\r\\n.*in-reply-to:history')" -eq 2 ] || lh_show_output
+    use_lhttpd A && assert_server_ok
+}
+
+# --- JetStream outages -----------------------------------------------------------------------
+
+@test "lhttpd on a nats-server without JetStream: 503 on history channels (publish, read), subscribe still works; other channels as usual" {
+    start_nats --monitor
+    start_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"], "workers": 1,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"], "jetstream": {"timeout_ms": 500}},
+        '"$NAMESPACES"'
+    }'
+    wait_log 'stream LHTTP_chat: .*refuse publishes' 10
+    run ps_run open:a:$LH_PORT open:b:$LH_PORT \
+        'send:a:LHTTP/1.0 subscribe\r\nsubscribe:chat.o plain.o\r\nrecover:chat.o,5,0123456789abcdef\r\n\r\n' recv:a barrier:a \
+        'sub:b:plain.o' sync:a:b:plain.o \
+        'pub:a:chat.o:h1' recv:a 'pub:a:plain.o:p1' recv:a recv:b \
+        'pub:a:plain.o chat.o:both' recv:a recv:a recv:b \
+        'send:a:LHTTP/1.0 history\r\nchannel:chat.o\r\nlimit:5\r\n\r\n' recv:a
+    [ "$status" -eq 0 ] || lh_show_output
+    has_match '^a got [0-9]+ LHTTP/1.0 subscribed\\r\\nchannel:chat.o\\r\\n.*recovered:false'
+    [ "$(count_lines '^a got [0-9]+ LHTTP/1.0 error\\r\\ncode:503\\r\\n.*in-reply-to:msg')" -eq 2 ] || lh_show_output
+    has_match '^a got [0-9]+ LHTTP/1.0 error\\r\\ncode:503\\r\\n.*in-reply-to:history'
+    has_line "$(got a 'LHTTP/1.0 msg\r\npublish:plain.o\r\n\r\np1')"
+    has_line "$(got b 'LHTTP/1.0 msg\r\npublish:plain.o\r\n\r\np1')"
+    has_line "$(got b 'LHTTP/1.0 msg\r\npublish:plain.o chat.o\r\n\r\nboth')"
+    # Nothing reached chat.o without an offset.
+    no_match '^a got .*publish:chat.o\\r\\n\\r\\nh1'
+    assert_server_ok
+}
+
+@test "nats-server with JetStream stopped and started again: 503 on history channels meanwhile, local delivery goes on; then the chain and epoch go on" {
+    start_js
+    hist_lhttpd A 1 '"timeout_ms": 500'
+    ps_bg a open:a:$A_PORT 'send:a:LHTTP/1.0 subscribe\r\nsubscribe:chat.out plain.out\r\n\r\n' recv:a barrier:a \
+        pub:a:chat.out:before recv:a print:phase1 "await:$T/down:20" \
+        pub:a:chat.out:during recv:a pub:a:plain.out:local recv:a \
+        'send:a:LHTTP/1.0 history\r\nchannel:chat.out\r\nlimit:5\r\n\r\n' recv:a print:phase2 \
+        "await:$T/up:30" pub:a:chat.out:after recv:a print:done
+    wait_bg a '^phase1$' 10
+    b=$(grep -E '^a got .*before$' "$T/a.out" | sed -E 's/^a got [0-9]+ //')
+    E=$(field epoch "$b") N=$(field offset "$b")
+    [ -n "$E" ] && [ -n "$N" ] || { cat "$T/a.out" >&2; false; }
+    lh_stop_pid "$NATS_PID"
+    touch "$T/down"
+    wait_bg a '^phase2$' 10
+    run bg_out a
+    has_match '^a got [0-9]+ LHTTP/1.0 error\\r\\ncode:503\\r\\n.*in-reply-to:msg'
+    has_line "$(got a 'LHTTP/1.0 msg\r\npublish:plain.out\r\n\r\nlocal')"
+    has_match '^a got [0-9]+ LHTTP/1.0 error\\r\\ncode:503\\r\\n.*in-reply-to:history'
+    no_match 'during$'
+    # Back on the same port and store: the worker finds its stream again (a second
+    # "ready" line), the next message follows "before".
+    start_nats_on "$NATS_PORT" "$NATS_MON_PORT" -js -sd "$NATS_STORE"
+    wait_for 15 streams_ready "$A_LOG" 5 || { cat "$A_LOG" >&2; false; }
+    touch "$T/up"
+    wait_bg a '^done$' 10
+    run bg_out a
+    has_match "^a got [0-9]+ LHTTP/1.0 msg\\\\r\\\\noffset:[0-9]+\\\\r\\\\nprev-offset:$N\\\\r\\\\nepoch:$E\\\\r\\\\npublish:chat.out\\\\r\\\\n\\\\r\\\\nafter$"
+    use_lhttpd A && assert_server_ok
+}
+
+# --- many clients through reloads and a killed worker ------------------------------------------
+
+# fleet_status FIELD: a number of the fleet's status file ($T/st).
+fleet_status() { awk -v k="$1" 'NR == 1 { for (i = 1; i < NF; i++) if ($i == k) print $(i + 1) }' "$T/st" 2>/dev/null; }
+
+# fleet_back N RECONNECTS: all N clients subscribed again, after at least RECONNECTS
+# reconnects in all.
+fleet_back() {
+    [ "$(fleet_status connected)" = "$1" ] && [ "$(fleet_status reconnects)" -ge "$2" ] 2>/dev/null
+}
+
+# fleet_through_reloads CLIENTS RELOADS: lhttpd (2 workers, drain_timeout_ms 200 so that
+# every reload ends every connection) and CLIENTS clients plus a publisher (histclient.py,
+# 2 processes); RELOADS reloads, every third by SIGHUP to the master, the others by
+# lhttpd -s reload, each followed by every client being back; then a worker is killed with
+# SIGKILL; then the publisher stops and every client must have every message once, in
+# order. Prints the timings as bats comments.
+fleet_through_reloads() {
+    local n=$1 r=$2 i total t0 t victim
+    start_js
+    hist_lhttpd A 2 '"timeout_ms": 1000' '"drain_timeout_ms": 200'
+    total=$((n + 1))
+    t0=$EPOCHREALTIME
+    hc fleet --ports "$A_PORT" --clients "$n" --procs 2 --rate 50 --channel chat.reload \
+        --stop-file "$T/stop" --status "$T/st" --timeout 40 >"$T/fleet.out" 2>&1 3>&- &
+    lh_record $!
+    wait_for 40 grep -q '^publishing' "$T/fleet.out" || { cat "$T/fleet.out" >&2; false; }
+    for i in $(seq "$r"); do
+        t=$EPOCHREALTIME
+        if [ $((i % 3)) = 0 ]; then
+            kill -HUP "$A_PID"
+        else
+            "$LHTTPD" -s reload -c "$LH_CONF" >/dev/null || { cat "$A_LOG" >&2; false; }
+        fi
+        wait_for 30 fleet_back "$total" $((i * total)) || { echo "reload $i:" >&2; cat "$T/st" >&2; false; }
+        echo "# reload $i: every client back in $(bc <<<"$EPOCHREALTIME - $t") s" >&3
+    done
+    # The worker with the most clients.
+    victim=$(ss -Htnp state established "( sport = :$A_PORT )" | grep -oE 'pid=[0-9]+' |
+        sort | uniq -c | sort -rn | awk '{ sub("pid=", "", $2); print $2; exit }')
+    [ -n "$victim" ]
+    [ "$victim" != "$A_PID" ]
+    before=$(fleet_status reconnects)
+    kill -KILL "$victim"
+    t=$EPOCHREALTIME
+    wait_for 30 fleet_back "$total" $((before + 1)) || { echo "after SIGKILL:" >&2; cat "$T/st" >&2; false; }
+    echo "# SIGKILL of a worker: every client back in $(bc <<<"$EPOCHREALTIME - $t") s" >&3
+    touch "$T/stop"
+    wait_for 60 grep -qE '^(ok|FAIL)$' "$T/fleet.out" || { cat "$T/fleet.out" >&2; false; }
+    echo "# $n clients, $r reloads and a SIGKILL: $(grep '^published' "$T/fleet.out"), $(grep '^deliveries' "$T/fleet.out"), $(bc <<<"$EPOCHREALTIME - $t0") s" >&3
+    cat "$T/fleet.out" >&2
+    grep -qx ok "$T/fleet.out"
+    grep -q "^clients $total complete $total mismatched 0$" "$T/fleet.out"
+    grep -q '^reconnects [0-9]* recovered-true [0-9]* recovered-false 0 bad 0$' "$T/fleet.out"
+    grep -q "died" "$A_LOG"
+}
+
+# --- a 3-node JetStream cluster --------------------------------------------------------------
+
+# start_js_cluster: three nats-servers (n1 n2 n3) with JetStream in cluster "lhjs", each
+# with a config file (server_name, store, routes to the other two); NODE_PORT, NODE_MON,
+# NODE_PID for each; returns once the JetStream meta group has a leader and 3 peers.
+start_js_cluster() {
+    local n p m c i
+    for n in n1 n2 n3; do
+        for i in p m c; do
+            eval "$i=\$(free_port)" && LH_PORTS_TAKEN="$LH_PORTS_TAKEN ${!i}" || return 1
+        done
+        eval "${n}_PORT=$p ${n}_MON=$m ${n}_CLUSTER=$c"
+    done
+    export LH_PORTS_TAKEN
+    for n in n1 n2 n3; do
+        local routes="" o
+        for o in n1 n2 n3; do
+            [ $o = $n ] || routes="$routes nats://127.0.0.1:$(eval echo \$${o}_CLUSTER)"
+        done
+        cat >"$T/$n.conf" <<EOF
+server_name: $n
+jetstream { store_dir: "$T/js-$n" }
+cluster {
+  name: lhjs
+  listen: 127.0.0.1:$(eval echo \$${n}_CLUSTER)
+  routes: [$(echo $routes | sed 's/ /, /g')]
+}
+EOF
+        start_nats_on "$(eval echo \$${n}_PORT)" "$(eval echo \$${n}_MON)" -c "$T/$n.conf" || return 1
+        eval "${n}_PID=$NATS_PID"
+    done
+    wait_for 30 js_meta_ready "$n1_MON" || { nats_json "$n1_MON" 'jsz' >&2; return 1; }
+}
+
+# js_meta_ready MON: the JetStream meta group has a leader and three peers.
+js_meta_ready() {
+    nats_json "$1" jsz | jq -e '.meta_cluster.leader != null and .meta_cluster.leader != "" and (.meta_cluster.cluster_size // 0) >= 3' >/dev/null 2>&1
+}
+
+# stream_leader MON STREAM: the server name of the stream's leader.
+stream_leader() {
+    nats_json "$1" 'jsz?accounts=true&streams=true' | jq -r --arg s "$2" \
+        '[.account_details[]?.stream_detail[]? | select(.name == $s) | .cluster.leader] | first // empty'
+}
+
