@@ -105,11 +105,11 @@ nth_got() { printf '%s\n' "$output" | grep -E "^$1 got " | sed -n "$2p" | sed -E
     o1=$(field offset "$m1") o2=$(field offset "$m2") o3=$(field offset "$m3")
     # The server's three headers first, then the publisher's (its offset, prev-offset and
     # epoch gone, whatever their case), body untouched.
-    [ "$m1" = "LHTTP/1.0 msg\\r\\noffset:$o1\\r\\nprev-offset:0\\r\\nepoch:$E\\r\\npublish:chat.h1\\r\\nx-app:1\\r\\n\\r\\nhello" ] || lh_show_output
+    [ "$m1" = "LHTTP/1.0 msg\\r\\noffset:$o1\\r\\nprev-offset:0\\r\\nepoch:$E\\r\\nchannel:chat.h1\\r\\npublish:chat.h1\\r\\nx-app:1\\r\\n\\r\\nhello" ] || lh_show_output
     # Offsets grow across the stream (chat.h2's message took one), prev-offset chains
     # the channel's own messages.
-    [ "$m2" = "LHTTP/1.0 msg\\r\\noffset:$o2\\r\\nprev-offset:0\\r\\nepoch:$E\\r\\npublish:chat.h2\\r\\n\\r\\nother" ] || lh_show_output
-    [ "$m3" = "LHTTP/1.0 msg\\r\\noffset:$o3\\r\\nprev-offset:$o1\\r\\nepoch:$E\\r\\npublish:chat.h1\\r\\n\\r\\nsecond" ] || lh_show_output
+    [ "$m2" = "LHTTP/1.0 msg\\r\\noffset:$o2\\r\\nprev-offset:0\\r\\nepoch:$E\\r\\nchannel:chat.h2\\r\\npublish:chat.h2\\r\\n\\r\\nother" ] || lh_show_output
+    [ "$m3" = "LHTTP/1.0 msg\\r\\noffset:$o3\\r\\nprev-offset:$o1\\r\\nepoch:$E\\r\\nchannel:chat.h1\\r\\npublish:chat.h1\\r\\n\\r\\nsecond" ] || lh_show_output
     [ "$o2" -gt "$o1" ]
     [ "$o3" -gt "$o2" ]
     # A channel without history: byte for byte, the client's offset header kept.
@@ -177,7 +177,7 @@ publish_n() {
             [ "${lines[$((i + 1))]}" = "${missed[$i]}" ] || { echo "node $n, message $i" >&2; lh_show_output; }
         done
         [ "${lines[$((k + 1))]}" = "$(got c "LHTTP/1.0 subscribed\\r\\nchannel:chat.r\\r\\nepoch:$E\\r\\noffset:$L\\r\\nrecovered:true\\r\\n\\r\\n")" ] || lh_show_output
-        [[ ${lines[$((k + 2))]} =~ ^c\ got\ [0-9]+\ LHTTP/1.0\ msg\\r\\noffset:([0-9]+)\\r\\nprev-offset:$L\\r\\nepoch:$E\\r\\npublish:chat.r\\r\\n\\r\\nlive-$n$ ]] || lh_show_output
+        [[ ${lines[$((k + 2))]} =~ ^c\ got\ [0-9]+\ LHTTP/1.0\ msg\\r\\noffset:([0-9]+)\\r\\nprev-offset:$L\\r\\nepoch:$E\\r\\nchannel:chat.r\\r\\npublish:chat.r\\r\\n\\r\\nlive-$n$ ]] || lh_show_output
         L=${BASH_REMATCH[1]}
         [ "${#lines[@]}" -eq $((k + 3)) ] || lh_show_output
         missed+=("${lines[$((k + 2))]}")
@@ -355,7 +355,7 @@ while f.readline().strip() != b"PONG":
     touch "$T/up"
     wait_bg a '^done$' 10
     run bg_out a
-    has_match "^a got [0-9]+ LHTTP/1.0 msg\\\\r\\\\noffset:[0-9]+\\\\r\\\\nprev-offset:$N\\\\r\\\\nepoch:$E\\\\r\\\\npublish:chat.out\\\\r\\\\n\\\\r\\\\nafter$"
+    has_match "^a got [0-9]+ LHTTP/1.0 msg\\\\r\\\\noffset:[0-9]+\\\\r\\\\nprev-offset:$N\\\\r\\\\nepoch:$E\\\\r\\\\nchannel:chat.out\\\\r\\\\npublish:chat.out\\\\r\\\\n\\\\r\\\\nafter$"
     use_lhttpd A && assert_server_ok
 }
 
