@@ -285,6 +285,25 @@ while f.readline().strip() != b"PONG":
 ' "$NATS_PORT" "$1"
 }
 
+@test "a message on NATS whose prev-offset is behind the last one delivered (a fork in the chain) does not crash the worker" {
+    start_js
+    hist_lhttpd A
+    run publish_n "$A_PORT" chat.fork 2 m
+    E=$(field epoch "${lines[0]}") a=$(field offset "${lines[0]}") b=$(field offset "${lines[1]}")
+    ps_bg s open:s:$A_PORT 'send:s:LHTTP/1.0 subscribe\r\nsubscribe:chat.fork\r\n\r\n' recv:s print:ready \
+        "await:$T/go" recv:s recv:s
+    wait_bg s '^ready$'
+    # Offset ahead of the last (b), previous offset behind it: no chain can reach it.
+    nats_pub lhttp.chat.fork "LHTTP/1.0 msg\r\noffset:$((b + 5))\r\nprev-offset:$a\r\nepoch:$E\r\npublish:chat.fork\r\n\r\nforged"
+    touch "$T/go"
+    run publish_n "$A_PORT" chat.fork 1 next
+    use_lhttpd A && assert_server_alive || false
+    [ "${#lines[@]}" -eq 1 ] || lh_show_output
+    n=$(field offset "${lines[0]}")
+    wait_bg s "^s got [0-9]+ LHTTP/1.0 msg\\\\r\\\\noffset:$n\\\\r\\\\nprev-offset:$b\\\\r.*next1$"
+    use_lhttpd A && assert_server_alive || false
+}
+
 # --- history reads -----------------------------------------------------------------------
 
 @test "history reads: limit, since, oldest first, each exactly as delivered, then the end reply; the same on a node without a copy" {
