@@ -270,6 +270,27 @@ publish_n() {
     [ "$output" = "r1 recovered true offset $L epoch $E count 4 first $o7 last $L chain ok" ] || lh_show_output
 }
 
+@test "a worker just started serves a recovery (its stream asked first, not 'JetStream unreachable')" {
+    start_js
+    hist_lhttpd A
+    run publish_n "$A_PORT" chat.fresh 2 m
+    E=$(field epoch "${lines[0]}") o1=$(field offset "${lines[0]}") o2=$(field offset "${lines[1]}")
+    # A client that connects to B as soon as B accepts.
+    port=$(free_port) && LH_PORTS_TAKEN="$LH_PORTS_TAKEN $port"
+    HC_RETRY_CONNECT=1 hc recover "$port" chat.fresh "$E" "$o1" >"$T/fresh.out" 2>&1 3>&- &
+    rpid=$!
+    lh_record $rpid
+    cat >"$T/fresh.json" <<EOF
+{ "listen": ["127.0.0.1:$port"], "workers": 1, "control_socket": "$T/fresh.sock",
+  "nats": {"servers": ["nats://127.0.0.1:$NATS_PORT"]}, $NAMESPACES }
+EOF
+    "$LHTTPD" -c "$T/fresh.json" >"$T/lhttpd-fresh.log" 2>&1 3>&- &
+    lh_record $!
+    wait_gone "$rpid" 15
+    run cat "$T/fresh.out"
+    [ "$output" = "r1 recovered true offset $o2 epoch $E count 1 first $o2 last $o2 chain ok" ] || lh_show_output
+}
+
 # nats_pub SUBJECT PAYLOAD: publishes PAYLOAD (printf %b escapes) on SUBJECT as a plain
 # NATS client of NATS_PORT; returns once nats-server has handled it (PONG to a PING).
 nats_pub() {
