@@ -270,6 +270,30 @@ publish_n() {
     [ "$output" = "r1 recovered true offset $L epoch $E count 4 first $o7 last $L chain ok" ] || lh_show_output
 }
 
+@test "recoveries arriving together, and one during the JetStream read, on a node without a copy: each recovered:true with exactly what follows its offset" {
+    start_js
+    hist_lhttpd A
+    # 800 messages stored one by one (each published once the one before is delivered).
+    run hc fleet --ports "$A_PORT" --clients 0 --channel chat.w --window 1 --count 800
+    [ "$status" -eq 0 ] || lh_show_output
+    [[ $output =~ history\ 800\ first\ [0-9]+\ last\ [0-9]+\ epoch\ ([0-9a-f]{16}) ]] || lh_show_output
+    E=${BASH_REMATCH[1]}
+    export HC_TIMEOUT=20
+    run hc offsets "$A_PORT" chat.w 1000
+    [ "${#lines[@]}" -eq 801 ] || lh_show_output
+    offs=($(printf '%s\n' "${lines[@]:0:800}" | cut -d' ' -f1))
+    L=${offs[799]}
+    hist_lhttpd B
+    # Three recoveries at once, then one 20 ms later (while B reads the missing ones from
+    # JetStream for the first three); each must get exactly what follows its offset.
+    run hc recover "$B_PORT" chat.w "$E" "${offs[699]}" "${offs[499]}" "${offs[599]}" "${offs[99]}:20"
+    printf '%s\n' "$output" >&2
+    has_line "r1 recovered true offset $L epoch $E count 100 first ${offs[700]} last $L chain ok"
+    has_line "r2 recovered true offset $L epoch $E count 300 first ${offs[500]} last $L chain ok"
+    has_line "r3 recovered true offset $L epoch $E count 200 first ${offs[600]} last $L chain ok"
+    has_line "r4 recovered true offset $L epoch $E count 700 first ${offs[100]} last $L chain ok"
+}
+
 @test "a worker just started serves a recovery (its stream asked first, not 'JetStream unreachable')" {
     start_js
     hist_lhttpd A
