@@ -619,3 +619,42 @@ stream_leader() {
         '[.account_details[]?.stream_detail[]? | select(.name == $s) | .cluster.leader] | first // empty'
 }
 
+@test "3-node JetStream cluster (replicas 3): SIGKILL of the stream leader while publishing loses no acknowledged message; clients get every message, once, in order, and recover" {
+    start_js_cluster
+    servers='"nats://127.0.0.1:'$n1_PORT'", "nats://127.0.0.1:'$n2_PORT'", "nats://127.0.0.1:'$n3_PORT'"'
+    for n in A B; do
+        start_lhttpd '{
+            "listen": ["127.0.0.1:@PORT@"], "workers": 1,
+            "nats": {"servers": ['"$servers"'],
+                     "jetstream": {"replicas": 3, "timeout_ms": 1000}},
+            '"$NAMESPACES"'
+        }'
+        save_lhttpd $n
+        wait_for 30 streams_ready "$LH_LOG" 4 || { cat "$LH_LOG" >&2; false; }
+    done
+    leader=$(stream_leader "$n1_MON" LHTTP_chat)
+    [ -n "$leader" ] || { nats_json "$n1_MON" 'jsz?accounts=true&streams=true' >&2; false; }
+    hc fleet --ports "$A_PORT,$B_PORT" --pubs "$A_PORT,$B_PORT" --clients 20 --rate 50 \
+        --channel chat.cluster --stop-file "$T/stop" --status "$T/st" --timeout 40 \
+        >"$T/fleet.out" 2>&1 3>&- &
+    lh_record $!
+    wait_for 20 grep -q '^publishing' "$T/fleet.out" || { cat "$T/fleet.out" >&2; false; }
+    acked() { [ "$(fleet_status acked)" -ge "$1" ] 2>/dev/null; }
+    wait_for 20 acked 150 || { cat "$T/st" >&2; false; }
+    at_kill=$(fleet_status acked)
+    kill -KILL "$(eval echo \$${leader}_PID)"
+    # Publishing goes on once the other two elect a leader.
+    wait_for 40 acked $((at_kill + 150)) || { cat "$T/st" "$A_LOG" >&2; false; }
+    touch "$T/stop"
+    wait_for 60 grep -qE '^(ok|FAIL)$' "$T/fleet.out" || { cat "$T/fleet.out" >&2; false; }
+    cat "$T/fleet.out" >&2
+    echo "# killed $leader after $at_kill acknowledged: $(grep '^published' "$T/fleet.out")" >&3
+    grep -qx ok "$T/fleet.out"
+    # A new client recovers everything from the first message on, on either node.
+    read -r _ h _ first _ last _ E <<<"$(grep '^history ' "$T/fleet.out")"
+    for port in "$A_PORT" "$B_PORT"; do
+        run hc recover "$port" chat.cluster "$E" "$first"
+        [[ $output =~ ^r1\ recovered\ true\ offset\ $last\ epoch\ $E\ count\ $((h - 1))\ first\ [0-9]+\ last\ $last\ chain\ ok$ ]] ||
+            lh_show_output
+    done
+}
