@@ -119,6 +119,15 @@ nth_got() { printf '%s\n' "$output" | grep -E "^$1 got " | sed -n "$2p" | sed -E
     use_lhttpd A && assert_server_ok
 }
 
+@test "a subscribe to a history channel already subscribed gets its reply too (the spec: always a reply per channel)" {
+    start_js
+    hist_lhttpd A
+    run ps_run open:a:$A_PORT 'send:a:LHTTP/1.0 subscribe\r\nsubscribe:chat.twice\r\n\r\n' recv:a \
+        'send:a:LHTTP/1.0 subscribe\r\nsubscribe:chat.twice\r\n\r\n' recv:a
+    [ "$status" -eq 0 ] || lh_show_output
+    [ "$(count_lines '^a got [0-9]+ LHTTP/1.0 subscribed\\r\\nchannel:chat.twice\\r\\n')" -eq 2 ] || lh_show_output
+}
+
 @test "the same offsets on every worker and node: 2 workers and a second node on one NATS, clients on all three" {
     start_js
     hist_lhttpd A 2
