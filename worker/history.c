@@ -85,6 +85,7 @@ typedef struct hstream_s {
     char name[64];
     char epoch[17];      /* "" until the stream answered */
     int ready;
+    int failed;          /* asked and not answered (so far): publishes fail at once */
     lh_nreq_t *req;
 } hstream_t;
 
@@ -102,6 +103,7 @@ typedef struct hpub_s {
     char cmd[65];
     size_t len;
     uint64_t first_ns;  /* when it was first sent: retries stop after the JetStream timeout */
+    uint64_t queued_ns; /* when it was queued: waiting for the stream stops then too */
     uint8_t data[];     /* the message as stored */
 } hpub_t;
 
@@ -113,6 +115,8 @@ typedef struct hwait_s {
     int recover;        /* a subscribe that asked for recovery */
     uint64_t since;     /* recover/read everything after this offset */
     size_t limit;       /* a read: at most this many */
+    int held;           /* its subscription's deliveries are held until it is served */
+    uint64_t deadline_ms; /* a stream not ready yet is waited for until then */
     char epoch[17];
 } hwait_t;
 
@@ -185,6 +189,7 @@ static void stream_name(const lh_config_t *cfg, const lh_ns_cfg_t *ns, char *out
 }
 
 static void stream_ask(lh_hist_t *h, hstream_t *st, int update);
+static void serve_stream_waiters(lh_hist_t *h, hstream_t *st);
 
 /* The epoch: a digest of the stream's name and creation time, which changes whenever
  * the stream is deleted and made again. */
@@ -218,8 +223,11 @@ static void stream_reply_cb(lh_worker_t *w, void *arg, void *msg)
     }
     created = json_string_value(json_object_get(doc, "created"));
     if (created == NULL) {
+        int first = !st->failed || was;
+
         st->ready = 0;
-        if (was || msg != NULL)
+        st->failed = 1;
+        if (first) /* once per outage, not at every retry */
             lh_log(LH_LOG_WARNING, "JetStream: stream %s: %s; history channels of namespace "
                    "\"%s\" refuse publishes until it answers", st->name,
                    msg == NULL ? "no answer"
@@ -230,6 +238,8 @@ static void stream_reply_cb(lh_worker_t *w, void *arg, void *msg)
     } else {
         set_epoch(st, created);
         st->ready = 1;
+        st->failed = 0;
+        serve_stream_waiters(h, st);
         if (!was)
             lh_log(LH_LOG_INFO, "JetStream: stream %s ready (epoch %s, created %s)", st->name,
                    st->epoch, created);
@@ -252,6 +262,8 @@ static void stream_ask(lh_hist_t *h, hstream_t *st, int update)
         snprintf(subj, sizeof(subj), "$JS.API.STREAM.INFO.%s", st->name);
         st->req = lh_nats_request(w, subj, NULL, 0, "", 0, cfg->nats.jetstream.timeout_ms,
                                   stream_reply_cb, st);
+        if (st->req == NULL && st->epoch[0] != '\0')
+            st->failed = 1; /* NATS is down: it was known, so publishes fail at once */
         return;
     }
     if (st->ns->len == 0)
@@ -272,6 +284,8 @@ static void stream_ask(lh_hist_t *h, hstream_t *st, int update)
              st->name);
     st->req = lh_nats_request(w, subj, NULL, 0, body, strlen(body),
                               cfg->nats.jetstream.timeout_ms, stream_reply_cb, st);
+    if (st->req == NULL && st->epoch[0] != '\0')
+        st->failed = 1; /* NATS is down: it was known, so publishes fail at once */
     free(body);
 }
 
@@ -281,9 +295,12 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    for (size_t i = 0; i < h->nstreams; i++)
-        if (!h->streams[i].ready)
+    for (size_t i = 0; i < h->nstreams; i++) {
+        if (!h->streams[i].ready) {
             stream_ask(h, &h->streams[i], 0);
+            serve_stream_waiters(h, &h->streams[i]); /* those past their deadline fail */
+        }
+    }
 }
 
 /* ---- Channels ------------------------------------------------------------------------ */
@@ -465,7 +482,14 @@ static void deliver_held(lh_hist_t *h, hchan_t *x)
         for (size_t i = 0; i < x->nheld; i++) {
             hent_t e = x->held[i];
 
-            if (e.off <= x->last) { /* delivered meanwhile: a duplicate */
+            if (e.off <= x->last || e.prev < x->last) {
+                /* Delivered meanwhile (a duplicate), or naming a predecessor older than
+                 * what was delivered after it: a fork of the chain, which only a foreign
+                 * publisher on the subject can make. Dropped. */
+                if (e.off > x->last)
+                    lh_log(LH_LOG_WARNING, "history: channel %s: offset %" PRIu64 " names "
+                           "%" PRIu64 " before it, behind %" PRIu64 " delivered: dropped",
+                           x->name, e.off, e.prev, x->last);
                 lh_buf_unref(e.frame);
                 x->held[i] = x->held[--x->nheld];
                 moved = 1;
@@ -488,8 +512,10 @@ static void deliver_held(lh_hist_t *h, hchan_t *x)
             if (x->held[i].off > top)
                 top = x->held[i].off;
         for (size_t i = 0; i < x->nheld; i++)
-            if (x->held[i].off == top)
+            if (x->held[i].off == top && x->held[i].prev > x->last) {
                 fill_start(h, x, x->held[i].prev, x->last, 1);
+                break;
+            }
     }
 }
 
@@ -705,6 +731,27 @@ static void send_reply(lh_conn_t *c, hchan_t *x, const hwait_t *wt, int recovere
         lh_m_inc(recovered ? LH_M_HIST_RECOVERED : LH_M_HIST_NOT_RECOVERED);
 }
 
+/* 1 when offset since is on the chain that fetched (newest first) covers: the previous
+ * of one of its messages, or one of them. Recoveries sharing one read each find their
+ * own place in it. */
+static int on_chain(const hent_t *fetched, size_t nf, uint64_t since)
+{
+    for (size_t i = 0; i < nf; i++)
+        if (fetched[i].prev == since || fetched[i].off == since)
+            return 1;
+    return 0;
+}
+
+/* How many of fetched are after since. */
+static size_t count_after(const hent_t *fetched, size_t nf, uint64_t since)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < nf; i++)
+        n += fetched[i].off > since;
+    return n;
+}
+
 /* How many ring entries are newer than off. */
 static size_t count_newer(hchan_t *x, uint64_t off)
 {
@@ -777,7 +824,8 @@ static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetche
         return 1; /* it left */
     if (!wt->read && !wt->recover) {
         send_reply(c, x, wt, 1, 0);
-        lh_pubsub_hold(c, x->name, x->len, 0);
+        if (wt->held)
+            lh_pubsub_hold(c, x->name, x->len, 0);
         return 1;
     }
     at = ring_after(x, wt->since);
@@ -799,10 +847,14 @@ static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetche
             ok = 0;
         else
             sent = send_after(c, x, NULL, 0, wt->since, 0);
+    } else if (x->n >= max) {
+        ok = 0; /* the ring holds max already and since is older: more than max missing */
     } else if (walked == 0) {
         return 0; /* a walk is needed */
-    } else if (walked < 0 || nf == 0 || fetched[nf - 1].prev != wt->since ||
-               nf + count_newer(x, fetched[0].off) > max) {
+    } else if (walked > 0 && wt->since < x->fill_stop && !on_chain(fetched, nf, wt->since)) {
+        return 0; /* came after that walk began, and needs it to go further back */
+    } else if (walked < 0 || nf == 0 || !on_chain(fetched, nf, wt->since) ||
+               count_after(fetched, nf, wt->since) + count_newer(x, fetched[0].off) > max) {
         ok = 0; /* the chain does not reach back to since: evicted, expired, or too far */
     } else {
         sent = send_after(c, x, fetched, nf, wt->since, 0);
@@ -810,7 +862,7 @@ static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetche
     if (sent < 0)
         return 1; /* c is going */
     send_reply(c, x, wt, ok, (size_t)sent);
-    if (!wt->read)
+    if (wt->held)
         lh_pubsub_hold(c, x->name, x->len, 0);
     lh_m_add(LH_M_HIST_SENT, (uint64_t)sent);
     return 1;
@@ -840,6 +892,20 @@ static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
 
     if (x->fill_req != NULL)
         return; /* a walk runs: the waiters are served when it ends */
+    if (x->waiters != NULL && !x->st->ready) {
+        /* The stream has not answered yet (a worker just started): wait for it, until
+         * each waiter's deadline; the stream's answer or retry_cb comes back here. */
+        uint64_t now = lh_now_ms();
+
+        for (wt = x->waiters; wt != NULL; wt = next) {
+            next = wt->next;
+            if (now >= wt->deadline_ms) {
+                serve_one(h, x, wt, NULL, 0, -1);
+                waiter_free(x, wt);
+            }
+        }
+        return;
+    }
     if (x->waiters != NULL && !x->last_known && x->st->ready) {
         lookup_last(h, x);
         return;
@@ -866,13 +932,13 @@ static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
     for (size_t i = 0; i < x->nfill; i++)
         lh_buf_unref(x->fill[i].frame);
     x->nfill = 0;
-    if (x->waiters != NULL && lowest != UINT64_MAX && walked == 0) {
+    if (x->waiters != NULL && lowest != UINT64_MAX && walked >= 0) {
         /* Walk back from the oldest the ring has (or the newest offset) to lowest. */
         uint64_t from = x->n > 0 ? ring_at(x, 0)->prev : x->last;
 
         x->fill_max = need > x->n ? need - x->n : 1;
         fill_start(h, x, from, lowest, 0);
-    } else if (x->waiters != NULL && walked != 0) {
+    } else if (x->waiters != NULL && walked < 0) {
         /* Those still waiting could not be served by this walk: they fail. */
         for (wt = x->waiters; wt != NULL; wt = next) {
             next = wt->next;
@@ -956,7 +1022,7 @@ static void lookup_last(lh_hist_t *h, hchan_t *x)
 }
 
 int lh_hist_attach(lh_conn_t *c, const char *ch, size_t len, int recover, uint64_t since,
-                   const char *epoch, int read, size_t limit)
+                   const char *epoch, int read, size_t limit, int hold)
 {
     lh_hist_t *h = hist_of(c->w);
     hchan_t *x = h ? hchan_find(h, ch, len, 1) : NULL;
@@ -973,7 +1039,9 @@ int lh_hist_attach(lh_conn_t *c, const char *ch, size_t len, int recover, uint64
     wt->since = since;
     wt->limit = limit;
     snprintf(wt->epoch, sizeof(wt->epoch), "%s", epoch ? epoch : "");
-    if (!read)
+    wt->deadline_ms = lh_now_ms() + c->w->cfg->nats.jetstream.timeout_ms;
+    wt->held = !read && hold;
+    if (wt->held)
         lh_pubsub_hold(c, ch, len, 1);
     wt->next = x->waiters;
     x->waiters = wt;
@@ -982,6 +1050,24 @@ int lh_hist_attach(lh_conn_t *c, const char *ch, size_t len, int recover, uint64
         lh_m_inc(LH_M_HIST_READS);
     serve_waiters(h, x, 0);
     return 0;
+}
+
+static void pub_pump(lh_hist_t *h, hchan_t *x);
+
+/* Every channel of st with waiters or messages to store: served (st answered) or, past
+ * their deadline, failed. */
+static void serve_stream_waiters(lh_hist_t *h, hstream_t *st)
+{
+    for (size_t b = 0; b < h->nbuckets; b++) {
+        for (hchan_t *x = h->buckets[b]; x != NULL; x = x->next) {
+            if (x->st != st)
+                continue;
+            if (x->waiters != NULL)
+                serve_waiters(h, x, 0);
+            if (x->q_head != NULL)
+                pub_pump(h, x);
+        }
+    }
 }
 
 /* ---- Publishing ------------------------------------------------------------------------ */
@@ -1081,8 +1167,10 @@ static void pub_ack_cb(lh_worker_t *w, void *arg, void *msg)
                                        "published"
                                      : "history unavailable: JetStream refused the message; "
                                        "not published");
-        if (msg == NULL)
+        if (msg == NULL) {
             x->st->ready = 0; /* asked again by retry_cb */
+            x->st->failed = 1;
+        }
         x->pub_known = 0;
     }
     json_decref(doc);
@@ -1130,8 +1218,16 @@ static void pub_pump(lh_hist_t *h, hchan_t *x)
     if (x->q_head == NULL || x->pub_req != NULL)
         return;
     if (!x->st->ready) {
-        pub_fail_n(x, SIZE_MAX, "history unavailable: JetStream is not reachable; not "
-                                "published");
+        /* Not answered yet (a worker just started, or JetStream is away): the messages
+         * wait for it until the JetStream timeout, then fail. */
+        uint64_t now = lh_now_ns(), limit = (uint64_t)h->w->cfg->nats.jetstream.timeout_ms *
+                                            1000000;
+
+        while (x->q_head != NULL && now - x->q_head->queued_ns >= limit) {
+            pub_fail(x, x->q_head, "history unavailable: JetStream is not reachable; not "
+                                   "published");
+            pub_pop(x);
+        }
         return;
     }
     stored_subject(h, x->name, x->len, subj, sizeof(subj));
@@ -1201,8 +1297,8 @@ long lh_hist_publish(lh_conn_t *c, lh_hist_batch_t *b, const char *ch, size_t le
 
     if (x == NULL)
         return -ENOMEM;
-    if (!x->st->ready)
-        return -EAGAIN;
+    if (!x->st->ready && x->st->failed)
+        return -EAGAIN; /* JetStream did not answer: refused at once */
     /* Stored without any offset header a client wrote: the server sets them. */
     if (lh_lhttp_parse(msg, msg_len, NULL, &m, NULL) != 0)
         return -EINVAL;
@@ -1220,6 +1316,7 @@ long lh_hist_publish(lh_conn_t *c, lh_hist_batch_t *b, const char *ch, size_t le
     p->c = c;
     p->b = b;
     p->first_ns = 0;
+    p->queued_ns = lh_now_ns();
     if (b != NULL)
         b->outstanding++;
     snprintf(p->cmd, sizeof(p->cmd), "%.*s", (int)m.command_len, m.command);
@@ -1307,7 +1404,7 @@ static void history_on_message(lh_conn_t *c, lh_msg_t *m, void *ud)
         lh_reply_error_to(c, m, 503, "history unavailable: JetStream is not reachable");
         return;
     }
-    if (lh_hist_attach(c, ch, cl, 0, since, NULL, 1, (size_t)limit) < 0)
+    if (lh_hist_attach(c, ch, cl, 0, since, NULL, 1, (size_t)limit, 0) < 0)
         lh_reply_error_to(c, m, 500, "out of memory");
 }
 

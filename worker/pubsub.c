@@ -980,8 +980,15 @@ static void attach_history(lh_conn_t *c, lh_msg_t *m, const char *v, size_t vl,
         char epoch[17] = "";
         int recover = 0;
 
-        if (!fresh[k] || !lh_hist_is(c->w, ch, cl))
+        if (!lh_hist_is(c->w, ch, cl))
             continue;
+        if (!fresh[k]) {
+            /* Subscribed already: its messages flow; it gets its reply (no recovery: what
+             * it would recover it has). */
+            if (lh_hist_attach(c, ch, cl, 0, 0, NULL, 0, 0, 0) < 0)
+                lh_reply_error_to(c, m, 500, "history: out of memory");
+            continue;
+        }
         /* The entries are separated like a channel list; each is channel,offset,epoch. */
         while (rv != NULL && lh_channel_next(&rp, rv + rl, &e, &el)) {
             const char *c1 = memchr(e, ',', el), *c2;
@@ -997,7 +1004,7 @@ static void attach_history(lh_conn_t *c, lh_msg_t *m, const char *v, size_t vl,
             recover = 1;
             break;
         }
-        if (lh_hist_attach(c, ch, cl, recover, since, epoch, 0, 0) < 0)
+        if (lh_hist_attach(c, ch, cl, recover, since, epoch, 0, 0, 1) < 0)
             lh_reply_error_to(c, m, 500, "history: out of memory");
     }
 }

@@ -542,7 +542,7 @@ void lh_hist_from_nats(lh_worker_t *w, const char *ch, size_t len, const void *m
  * `subscribed` reply and, with recover, what it missed after since in epoch; or, with
  * read, a history read of at most limit messages after since. 0 or -ENOMEM. */
 int lh_hist_attach(lh_conn_t *c, const char *ch, size_t len, int recover, uint64_t since,
-                   const char *epoch, int read, size_t limit);
+                   const char *epoch, int read, size_t limit, int hold);
 /* The "connection gone" hook: forgets what c was waiting for. */
 void lh_hist_conn_gone(lh_conn_t *c);
 /* pubsub.c: channel ch has no subscriber on w any more. */

@@ -628,7 +628,10 @@ stream_leader() {
         '[.account_details[]?.stream_detail[]? | select(.name == $s) | .cluster.leader] | first // empty'
 }
 
-@test "3-node JetStream cluster (replicas 3): SIGKILL of the stream leader while publishing loses no acknowledged message; clients get every message, once, in order, and recover" {
+# One publishing node: nats-server 2.9.10 does not hold Nats-Expected-Last-Subject-Sequence
+# against publishes still being replicated, so two nodes publishing to one channel of a
+# replicated stream can fork its chain (reproduced without lhttpd; see README, History).
+@test "3-node JetStream cluster (replicas 3): SIGKILL of the stream leader while one node publishes loses no acknowledged message; clients on both nodes get every message, once, in order, and recover" {
     start_js_cluster
     servers='"nats://127.0.0.1:'$n1_PORT'", "nats://127.0.0.1:'$n2_PORT'", "nats://127.0.0.1:'$n3_PORT'"'
     for n in A B; do
@@ -643,7 +646,7 @@ stream_leader() {
     done
     leader=$(stream_leader "$n1_MON" LHTTP_chat)
     [ -n "$leader" ] || { nats_json "$n1_MON" 'jsz?accounts=true&streams=true' >&2; false; }
-    hc fleet --ports "$A_PORT,$B_PORT" --pubs "$A_PORT,$B_PORT" --clients 20 --rate 50 \
+    hc fleet --ports "$A_PORT,$B_PORT" --pubs "$A_PORT" --clients 20 --rate 50 \
         --channel chat.cluster --stop-file "$T/stop" --status "$T/st" --timeout 40 \
         >"$T/fleet.out" 2>&1 3>&- &
     lh_record $!
