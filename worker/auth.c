@@ -488,35 +488,24 @@ static void count_denied(unsigned action, unsigned label)
     lh_m_inc(LH_M_DENIED_BASE + action * (LH_NS_LABELS + 1) + label);
 }
 
-/* Set while a reload's rules re-judge subscriptions: nothing is counted as refused then
- * (lhttpd_permission_denied_total counts clients' requests). */
-static int judging_only;
-
-/* "not allowed to subscribe to "CH": namespace "NS" RULE" into why; counted. */
-static int deny(char *why, size_t cap, unsigned action, unsigned label, const char *rule,
-                const char *ch, size_t len, const char *ns)
+/* "not allowed to subscribe to "CH": namespace "NS" RULE" into why. */
+static int deny(char *why, size_t cap, unsigned action, const char *rule, const char *ch,
+                size_t len, const char *ns)
 {
     char q[300];
-
-    if (judging_only) {
-        snprintf(why, cap, "not allowed to %s \"%s\": namespace \"%s\" %s",
-                 action == LH_ACT_SUBSCRIBE ? "subscribe to" : "publish to",
-                 lh_printable(q, sizeof(q), ch, len), ns, rule);
-        return LH_PERM_DENY;
-    }
 
     snprintf(why, cap, "not allowed to %s \"%s\": namespace \"%s\" %s",
              action == LH_ACT_SUBSCRIBE ? "subscribe to" : "publish to",
              lh_printable(q, sizeof(q), ch, len), ns, rule);
-    count_denied(action, label);
     return LH_PERM_DENY;
 }
 
-int lh_auth_may_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,
-                          const lh_jwt_claims_t *subtok, char *why, size_t cap)
+/* The subscribe rule's decision for c on ch; *label set for the refusal metric. */
+static int subscribe_rule(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,
+                          const lh_jwt_claims_t *subtok, char *why, size_t cap,
+                          unsigned *label)
 {
-    unsigned label = LH_NS_LABELS;
-    const lh_ns_cfg_t *ns = a->open ? NULL : ns_of(a, ch, len, &label);
+    const lh_ns_cfg_t *ns = a->open ? NULL : ns_of(a, ch, len, label);
     const char *sub = lh_auth_user(c);
     size_t sl = strlen(sub);
 
@@ -528,7 +517,7 @@ int lh_auth_may_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch
     case LH_SUB_AUTHENTICATED:
         if (sl > 0)
             return LH_PERM_ALLOW;
-        return deny(why, cap, LH_ACT_SUBSCRIBE, label,
+        return deny(why, cap, LH_ACT_SUBSCRIBE,
                     "needs an authenticated user", ch, len, ns->name);
     case LH_SUB_OWNER:
         /* <ns>.<sub> itself, or a channel below it; in the default namespace (channels
@@ -539,14 +528,14 @@ int lh_auth_may_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch
             memcmp(ch + ns->len + 1, sub, sl) == 0 &&
             (len == ns->len + 1 + sl || ch[ns->len + 1 + sl] == '.'))
             return LH_PERM_ALLOW;
-        return deny(why, cap, LH_ACT_SUBSCRIBE, label,
+        return deny(why, cap, LH_ACT_SUBSCRIBE,
                     "is for its owner only", ch, len, ns->name);
     case LH_SUB_TOKEN:
         if (c->ident != NULL && listed(c->ident->channels, c->ident->nchannels, ch, len))
             return LH_PERM_ALLOW;
         if (subtok != NULL && listed(subtok->channels, subtok->nchannels, ch, len))
             return LH_PERM_ALLOW;
-        return deny(why, cap, LH_ACT_SUBSCRIBE, label,
+        return deny(why, cap, LH_ACT_SUBSCRIBE,
                     "needs a token that lists the channel", ch, len, ns->name);
     case LH_SUB_WEBHOOK:
     default:
@@ -554,22 +543,32 @@ int lh_auth_may_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch
     }
 }
 
-int lh_auth_judge_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,
-                            char *why, size_t cap)
+int lh_auth_may_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,
+                          const lh_jwt_claims_t *subtok, char *why, size_t cap)
 {
-    int d;
+    unsigned label = LH_NS_LABELS;
+    int d = subscribe_rule(a, c, ch, len, subtok, why, cap, &label);
 
-    judging_only = 1;
-    d = lh_auth_may_subscribe(a, c, ch, len, NULL, why, cap);
-    judging_only = 0;
+    if (d == LH_PERM_DENY)
+        count_denied(LH_ACT_SUBSCRIBE, label);
     return d;
 }
 
-int lh_auth_may_publish(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,
-                        int subscribed, char *why, size_t cap)
+/* A reload re-judging: not counted (lhttpd_permission_denied_total counts clients'
+ * requests). */
+int lh_auth_judge_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,
+                            char *why, size_t cap)
 {
-    unsigned label = LH_NS_LABELS;
-    const lh_ns_cfg_t *ns = a->open ? NULL : ns_of(a, ch, len, &label);
+    unsigned label;
+
+    return subscribe_rule(a, c, ch, len, NULL, why, cap, &label);
+}
+
+/* The publish rule's decision for c on ch; *label set for the refusal metric. */
+static int publish_rule(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,
+                        int subscribed, char *why, size_t cap, unsigned *label)
+{
+    const lh_ns_cfg_t *ns = a->open ? NULL : ns_of(a, ch, len, label);
 
     if (ns == NULL)
         return LH_PERM_ALLOW;
@@ -579,20 +578,31 @@ int lh_auth_may_publish(const lh_auth_t *a, const lh_conn_t *c, const char *ch, 
     case LH_PUB_AUTHENTICATED:
         if (lh_auth_user(c)[0] != '\0')
             return LH_PERM_ALLOW;
-        return deny(why, cap, LH_ACT_PUBLISH, label,
+        return deny(why, cap, LH_ACT_PUBLISH,
                     "needs an authenticated user", ch, len, ns->name);
     case LH_PUB_SUBSCRIBERS:
         if (subscribed)
             return LH_PERM_ALLOW;
-        return deny(why, cap, LH_ACT_PUBLISH, label,
+        return deny(why, cap, LH_ACT_PUBLISH,
                     "takes messages from its subscribers only", ch, len, ns->name);
     case LH_PUB_NONE:
-        return deny(why, cap, LH_ACT_PUBLISH, label,
+        return deny(why, cap, LH_ACT_PUBLISH,
                     "takes messages from the server only", ch, len, ns->name);
     case LH_PUB_WEBHOOK:
     default:
         return LH_PERM_WEBHOOK;
     }
+}
+
+int lh_auth_may_publish(const lh_auth_t *a, const lh_conn_t *c, const char *ch, size_t len,
+                        int subscribed, char *why, size_t cap)
+{
+    unsigned label = LH_NS_LABELS;
+    int d = publish_rule(a, c, ch, len, subscribed, why, cap, &label);
+
+    if (d == LH_PERM_DENY)
+        count_denied(LH_ACT_PUBLISH, label);
+    return d;
 }
 
 void lh_auth_count_denied(const lh_auth_t *a, unsigned action, const char *ch, size_t len)

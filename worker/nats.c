@@ -610,17 +610,6 @@ lh_nreq_t *lh_nats_request(lh_worker_t *w, const char *subj, const char *const *
     return r;
 }
 
-void lh_nats_request_cancel(lh_worker_t *w, lh_nreq_t *r)
-{
-    lh_nats_t *n = nats_of(w);
-
-    if (n == NULL || r == NULL)
-        return;
-    rq_unlink(n, r);
-    free(r);
-    rq_arm(n);
-}
-
 /* A server API action: applied unless this worker sent it (it applied it already). */
 static void api_heard(lh_worker_t *w, const char *d, size_t len)
 {

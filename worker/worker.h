@@ -571,14 +571,13 @@ int lh_nats_publish_api(lh_worker_t *w, const char *json, size_t len);
 /* A request (JetStream's API, or a publish to a stream) whose reply comes back on the
  * loop: cb(w, arg, msg) with the reply (a natsMsg *, borrowed for the call), or with
  * NULL when none came within timeout_ms (or the worker stops). hdrs: nh name/value
- * pairs. Returns a handle for lh_nats_request_cancel (which calls nothing), or NULL when
- * the request cannot be sent (no NATS connection, no memory): cb is then never called. */
+ * pairs. Returns the pending request, or NULL when it cannot be sent (no NATS
+ * connection, no memory): cb is then never called. */
 typedef struct lh_nreq_s lh_nreq_t;
 typedef void (*lh_nats_reply_fn)(lh_worker_t *w, void *arg, void *msg);
 lh_nreq_t *lh_nats_request(lh_worker_t *w, const char *subj, const char *const *hdrs, size_t nh,
                            const void *data, size_t len, unsigned timeout_ms,
                            lh_nats_reply_fn cb, void *arg);
-void lh_nats_request_cancel(lh_worker_t *w, lh_nreq_t *r);
 /* 1 when the NATS connection is up. */
 int lh_nats_connected(lh_worker_t *w);
 /* Copies the connection state and the NATS counters into this worker's metrics; logs
