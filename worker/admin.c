@@ -18,13 +18,15 @@ int lh_admin_socket_exists(const lh_worker_t *w)
 }
 
 
-/* /readyz: this worker accepts clients, its NATS connection is up, it is not stopping. */
+/* /readyz: this worker accepts clients, its NATS connection is up, it is not stopping, and
+ * its history streams have answered (or failed to) since it started. */
 static void readyz(lh_conn_t *c, const lh_http_request_t *req)
 {
     lh_worker_t *w = c->w;
     int accepting = !w->draining && !w->stopping && !w->listeners_paused;
     int nats = lh_nats_connected(w);
-    int ok = accepting && nats;
+    int hist = lh_hist_settled(w);
+    int ok = accepting && nats && hist;
     int verbose = req->query && req->query_len >= 7 && memcmp(req->query, "verbose", 7) == 0;
     int json = verbose && req->query_len == 12 && memcmp(req->query, "verbose=json", 12) == 0;
     char body[512];
@@ -38,15 +40,17 @@ static void readyz(lh_conn_t *c, const lh_http_request_t *req)
     if (json)
         n = snprintf(body, sizeof(body),
                      "{\"status\":\"%s\",\"checks\":{\"accepting\":%s,\"nats\":%s,"
-                     "\"stopping\":%s,\"draining\":%s},\"worker\":%d}\n",
+                     "\"history\":%s,\"stopping\":%s,\"draining\":%s},\"worker\":%d}\n",
                      ok ? "ok" : "not ready", accepting ? "true" : "false",
-                     nats ? "true" : "false", w->stopping ? "true" : "false",
+                     nats ? "true" : "false", hist ? "true" : "false",
+                     w->stopping ? "true" : "false",
                      w->draining ? "true" : "false", w->index);
     else
         n = snprintf(body, sizeof(body),
-                     "[%s] accepting\n[%s] nats\n[%s] not stopping\n[%s] not draining\n"
-                     "worker %d: %s\n",
-                     accepting ? "+" : "-", nats ? "+" : "-", w->stopping ? "-" : "+",
+                     "[%s] accepting\n[%s] nats\n[%s] history\n[%s] not stopping\n"
+                     "[%s] not draining\nworker %d: %s\n",
+                     accepting ? "+" : "-", nats ? "+" : "-", hist ? "+" : "-",
+                     w->stopping ? "-" : "+",
                      w->draining ? "-" : "+", w->index, ok ? "ok" : "not ready");
     lh_http_respond(c, ok ? 200 : 503, NULL,
                     json ? "application/json" : "text/plain; charset=utf-8", body, (size_t)n);

@@ -316,6 +316,16 @@ static hstream_t *stream_of(lh_hist_t *h, const char *ch, size_t len)
     return NULL;
 }
 
+int lh_hist_settled(lh_worker_t *w)
+{
+    lh_hist_t *h = hist_of(w);
+
+    for (size_t i = 0; h != NULL && i < h->nstreams; i++)
+        if (!h->streams[i].ready && !h->streams[i].failed)
+            return 0;
+    return 1;
+}
+
 int lh_hist_is(lh_worker_t *w, const char *ch, size_t len)
 {
     lh_hist_t *h = hist_of(w);

@@ -529,6 +529,9 @@ int lh_hist_init(lh_worker_t *w);
 void lh_hist_free(lh_worker_t *w);
 void lh_hist_register(void);
 /* 1 when ch is in a namespace with history. */
+/* 1 when every history stream has answered or failed to since the worker started (so its
+ * history channels serve or refuse at once, instead of waiting): /readyz waits for it. */
+int lh_hist_settled(lh_worker_t *w);
 int lh_hist_is(lh_worker_t *w, const char *ch, size_t len);
 /* Stores msg in ch's history, then delivers it everywhere with its offset; c (may be
  * NULL) hears of a failure (503). 0, -EAGAIN when JetStream is not reachable (nothing

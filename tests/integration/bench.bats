@@ -188,8 +188,7 @@ result() { printf '%s\n' "$output" | sed -n 's/^RESULT //p' | tr ' ' '\n' | sed 
 
 # start_hist_server SIZE: a nats-server with JetStream (the helpers' start_nats has none)
 # and an lhttpd whose namespace h keeps the last SIZE messages of each channel; returns
-# once the stream answers (a history read gets its closing reply: /readyz does not wait
-# for JetStream, and a publish before the stream is ready is refused with 503).
+# once the stream answers (a history read gets its closing reply).
 start_hist_server() {
     local port log
     for _ in 1 2 3; do

@@ -145,6 +145,7 @@ nth_got() { printf '%s\n' "$output" | grep -E "^$1 got " | sed -n "$2p" | sed -E
     touch "$T/stop"
     wait_for 40 grep -qE '^(ok|FAIL)$' "$T/fleet.out" || { cat "$T/fleet.out" >&2; false; }
     cat "$T/fleet.out" >&2
+    grep -E 'history|JetStream' "$A_LOG" | tail -n 20 >&2
     grep -qx ok "$T/fleet.out"
     grep -q '^published .* errors 0 dup-bodies 0$' "$T/fleet.out"
 }
@@ -484,6 +485,48 @@ while f.readline().strip() != b"PONG":
     printf 'LHTTP/1.0 post\r\npublish:chat.o\r\n\r\nviahttp' >"$T/body"
     run curl -s --max-time 5 -o /dev/null -w '%{http_code}' --data-binary @"$T/body" "http://127.0.0.1:$LH_PORT/publish"
     [ "$output" = 503 ] || lh_show_output
+    assert_server_ok
+}
+
+@test "/readyz is 503 until the history streams answer (or fail to, after nats.jetstream.timeout_ms), then 200" {
+    start_nats
+    # A NATS client that takes every JetStream API request and never answers: the streams
+    # stay unanswered until the JetStream timeout.
+    "$PY" -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
+f = s.makefile("rb")
+f.readline()
+s.sendall(b"CONNECT {\"verbose\":false}\r\nSUB $JS.API.> 1\r\nPING\r\n")
+while True:
+    line = f.readline()
+    if not line:
+        break
+    if line.startswith(b"PING"):
+        s.sendall(b"PONG\r\n")
+    elif line.startswith(b"PONG"):
+        print("subscribed", flush=True)
+    elif line.startswith(b"MSG"):
+        f.read(int(line.split()[-1]) + 2)
+' "$NATS_PORT" >"$T/hole.out" 2>&1 3>&- &
+    lh_record $!
+    wait_for 5 grep -q subscribed "$T/hole.out"
+    start_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"],
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"], "jetstream": {"timeout_ms": 4000}},
+        '"$NAMESPACES"'
+    }'
+    t0=$EPOCHREALTIME
+    run curl -s -w '\n%{http_code}\n' "http://127.0.0.1:$LH_PORT/readyz?verbose"
+    has_line '[+] nats'
+    has_line '[-] history'
+    last_line_is 503
+    wait_for 10 grep -q 'stream LHTTP_chat: no answer' "$LH_LOG"
+    # Not before the timeout (4 s from the worker's first ask, which came before t0).
+    [ "$(bc <<<"$EPOCHREALTIME - $t0 < 4.5")" = 1 ]
+    run curl -s -w '\n%{http_code}\n' "http://127.0.0.1:$LH_PORT/readyz?verbose"
+    has_line '[+] history'
+    last_line_is 200
     assert_server_ok
 }
 

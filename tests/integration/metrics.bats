@@ -598,10 +598,11 @@ readyz_all() { # CODE: six requests in a row all answer CODE (both workers, most
     run curl -s "$MURL/readyz?verbose"
     has_line '[+] accepting'
     has_line '[+] nats'
+    has_line '[+] history'
     has_line '[+] not stopping'
     has_line '[+] not draining'
     has_match '^worker [01]: ok$'
-    [ "${#lines[@]}" -eq 5 ]
+    [ "${#lines[@]}" -eq 6 ]
     ( while [ ! -e "$T/livez.stop" ]; do
         code_of "$MURL/livez"; echo
         sleep 0.05
@@ -625,7 +626,7 @@ readyz_all() { # CODE: six requests in a row all answer CODE (both workers, most
 import json, sys
 d = json.load(sys.stdin)
 assert d["status"] == "not ready", d
-assert d["checks"] == {"accepting": True, "nats": False, "stopping": False, "draining": False}, d
+assert d["checks"] == {"accepting": True, "nats": False, "history": True, "stopping": False, "draining": False}, d
 assert d["worker"] in (0, 1), d'
     [ "$(code_of "$MURL/livez")" = 200 ]
 
@@ -639,7 +640,7 @@ assert d["worker"] in (0, 1), d'
 import json, sys
 d = json.load(sys.stdin)
 assert d["status"] == "ok", d
-assert d["checks"] == {"accepting": True, "nats": True, "stopping": False, "draining": False}, d'
+assert d["checks"] == {"accepting": True, "nats": True, "history": True, "stopping": False, "draining": False}, d'
     touch "$T/livez.stop"
     wait_for 5 grep -q . "$T/livez.codes"
     [ "$(grep -vc '^200$' "$T/livez.codes")" = 0 ] || { cat "$T/livez.codes" >&2; return 1; }

@@ -504,15 +504,14 @@ def compare(clients, hist):
         if got == want:
             complete += 1
             continue
-        got = [o for o, _ in got]
-        want = [o for o, _ in want]
         mism += 1
         i = 0
-        while i < min(len(got), len(want)) and got[i] == want[i]:
+        while i < min(len(got), len(want)) and got[i][0] == want[i][0]:
             i += 1
+        lo = max(0, i - 2)
         probs.append("%s: %d messages, history has %d after %s; first difference at #%d: "
                      "got %s, history %s" % (c.name, len(got), len(want), c.start, i,
-                                             got[i:i + 3], want[i:i + 3]))
+                                             got[lo:i + 3], want[lo:i + 3]))
     return complete, mism, probs
 
 
