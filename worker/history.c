@@ -117,6 +117,7 @@ typedef struct hwait_s {
     size_t limit;       /* a read: at most this many */
     int held;           /* its subscription's deliveries are held until it is served */
     uint64_t deadline_ms; /* a stream not ready yet is waited for until then */
+    int caught;         /* its offset, newer than the chain here, was looked for */
     char epoch[17];
 } hwait_t;
 
@@ -816,7 +817,8 @@ static long send_after(lh_conn_t *c, hchan_t *x, const hent_t *fetched, size_t n
 /*
  * Serves one waiter from the ring and, when the ring does not reach back far enough,
  * from what a walk read (fetched, newest first, nf of them; walked: 0 no walk ran, 1 it
- * reached its end, -1 it failed). Returns 1 when served, 0 when it needs a walk.
+ * reached its end, -1 it failed). Returns 1 when served, 0 when it needs a walk, 2 when
+ * its offset is newer than the chain known here (see catchup_start).
  */
 static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetched, size_t nf,
                      int walked)
@@ -850,6 +852,9 @@ static int serve_one(lh_hist_t *h, hchan_t *x, hwait_t *wt, const hent_t *fetche
             return 0; /* read further back first */
         sent = send_after(c, x, at >= 0 || after >= wt->limit ? NULL : fetched,
                           at >= 0 || after >= wt->limit ? 0 : nf, wt->since, wt->limit);
+    } else if (at == -2 && x->last_known && wt->since > x->last && !wt->caught &&
+               x->st->ready && strcmp(wt->epoch, x->st->epoch) == 0) {
+        return 2; /* newer than the chain here: this worker is behind, not the client */
     } else if (!x->st->ready || strcmp(wt->epoch, x->st->epoch) != 0 || at == -2) {
         ok = 0;
     } else if (at >= 0) {
@@ -892,13 +897,15 @@ static void waiter_free(hchan_t *x, hwait_t *wt)
 }
 
 static void lookup_last(lh_hist_t *h, hchan_t *x);
+static void catchup_start(lh_hist_t *h, hchan_t *x, uint64_t off);
 
 static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
 {
     const hent_t *fetched = walked != 0 ? x->fill : NULL;
     size_t nf = walked != 0 ? x->nfill : 0, need = 0;
-    uint64_t lowest = UINT64_MAX;
+    uint64_t lowest = UINT64_MAX, ahead = 0;
     hwait_t *wt, *next;
+    int r;
 
     if (x->fill_req != NULL)
         return; /* a walk runs: the waiters are served when it ends */
@@ -922,7 +929,11 @@ static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
     }
     for (wt = x->waiters; wt != NULL; wt = next) {
         next = wt->next;
-        if (serve_one(h, x, wt, fetched, nf, walked)) {
+        if ((r = serve_one(h, x, wt, fetched, nf, walked)) == 2) {
+            wt->caught = 1;
+            if (wt->since > ahead)
+                ahead = wt->since;
+        } else if (r) {
             waiter_free(x, wt);
         } else {
             size_t want = wt->read ? wt->limit : h->w->cfg->nats.jetstream.max_read + 1;
@@ -942,7 +953,11 @@ static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
     for (size_t i = 0; i < x->nfill; i++)
         lh_buf_unref(x->fill[i].frame);
     x->nfill = 0;
-    if (x->waiters != NULL && lowest != UINT64_MAX && walked >= 0) {
+    if (ahead != 0) {
+        /* A client saw an offset this worker has not: read up to it first (the walks
+         * for the others come after, from the chain it leaves). */
+        catchup_start(h, x, ahead);
+    } else if (x->waiters != NULL && lowest != UINT64_MAX && walked >= 0) {
         /* Walk back from the oldest the ring has (or the newest offset) to lowest. */
         uint64_t from = x->n > 0 ? ring_at(x, 0)->prev : x->last;
 
@@ -958,6 +973,66 @@ static void serve_waiters(lh_hist_t *h, hchan_t *x, int walked)
     }
     if (x->nheld > 0)
         deliver_held(h, x);
+}
+
+/*
+ * A recovering client names an offset newer than the chain this worker knows: the
+ * worker learnt the chain from a lookup that raced a store, or missed a live message
+ * published before it listened on the channel. The stored message holding that offset
+ * is read by its sequence and offered like a live one, so the chain here reaches it (a
+ * gap before it is filled as usual), and the waiters are served again. An offset that
+ * is not this channel's (another subject, nothing stored) is not caught up to, and its
+ * recovery fails as for any offset not on the chain.
+ */
+static void catchup_reply_cb(lh_worker_t *w, void *arg, void *msg)
+{
+    static const uint8_t *item[OFF_K];
+    static size_t ilen[OFF_K];
+    hchan_t *x = arg;
+    lh_hist_t *h = hist_of(w);
+    const char *seq = NULL, *prev = NULL, *subj = NULL;
+    char stored[LH_CHANNEL_MAX_LEN + 100];
+    long n;
+
+    x->fill_req = NULL;
+    stored_subject(h, x->name, x->len, stored, sizeof(stored));
+    if (msg != NULL && natsMsgHeader_Get(msg, "Nats-Sequence", &seq) == NATS_OK &&
+        natsMsgHeader_Get(msg, "Nats-Subject", &subj) == NATS_OK && strcmp(subj, stored) == 0 &&
+        natsMsgHeader_Get(msg, "Lhttp-Prev", &prev) == NATS_OK &&
+        (n = batch_items((const uint8_t *)natsMsg_GetData(msg),
+                         (size_t)natsMsg_GetDataLength(msg), item, ilen, OFF_K)) > 0) {
+        uint64_t base = strtoull(seq, NULL, 10) * OFF_K, p0 = strtoull(prev, NULL, 10);
+
+        for (long j = 0; j < n; j++) {
+            uint64_t o = base + (uint64_t)j;
+            lh_buf_t *frame;
+
+            if (o <= x->last)
+                continue;
+            frame = delivered_frame(item[j], ilen[j], o, j > 0 ? o - 1 : p0, x->st->epoch,
+                                    x->name, x->len);
+            if (frame != NULL)
+                offer(h, x, o, j > 0 ? o - 1 : p0, frame);
+            lh_buf_unref(frame);
+        }
+    }
+    serve_waiters(h, x, 0); /* returns at once while a gap before it is being filled */
+}
+
+static void catchup_start(lh_hist_t *h, hchan_t *x, uint64_t off)
+{
+    char subj[160], body[64];
+    int n;
+
+    if (x->fill_req != NULL)
+        return;
+    snprintf(subj, sizeof(subj), "$JS.API.DIRECT.GET.%s", x->st->name);
+    n = snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 "}", off / OFF_K);
+    lh_m_inc(LH_M_HIST_READS_JS);
+    x->fill_req = lh_nats_request(h->w, subj, NULL, 0, body, (size_t)n,
+                                  h->w->cfg->nats.jetstream.timeout_ms, catchup_reply_cb, x);
+    if (x->fill_req == NULL)
+        catchup_reply_cb(h->w, x, NULL);
 }
 
 static void lookup_reply_cb(lh_worker_t *w, void *arg, void *msg)
@@ -1207,7 +1282,15 @@ static void pub_lookup_cb(lh_worker_t *w, void *arg, void *msg)
                strcmp(status, "404") == 0) {
         x->pub_last = x->pub_last_seq = 0;
         x->pub_known = 1;
-    } else {
+    }
+    if (x->pub_known && x->last_known && x->last > x->pub_last) {
+        /* The chain delivered here is ahead of the lookup: the lookup was answered
+         * before a store it raced (the stream then refuses this one and it is tried
+         * again), or the subject's messages all expired (ttl_ms). The new message names
+         * the last one delivered here, which the subscribers here follow; the expected
+         * sequence stays what the stream said, so the stream still orders publishers. */
+        x->pub_last = x->last;
+    } else if (!x->pub_known) {
         pub_fail_n(x, SIZE_MAX, "history unavailable: JetStream did not answer; not "
                                 "published");
         return;

@@ -267,6 +267,26 @@ publish_n() {
     done
 }
 
+@test "a message published after the channel's messages all expired (ttl_ms) reaches a subscriber that stayed, naming the last one it got" {
+    start_js
+    hist_lhttpd A
+    ps_bg s open:s:$A_PORT 'send:s:LHTTP/1.0 subscribe\r\nsubscribe:ttl.stay\r\n\r\n' recv:s barrier:s \
+        pub:s:ttl.stay:first recv:s print:first "await:$T/go" pub:s:ttl.stay:second recv:s print:done
+    wait_bg s '^first$'
+    o1=$(sed -nE 's/.*offset:([0-9]+)\\r\\nprev-offset.*first$/\1/p' "$T/s.out")
+    [ -n "$o1" ]
+    gone() {
+        [ "$(nats_json "$NATS_MON_PORT" 'jsz?accounts=true&streams=true' |
+            jq '[.account_details[]?.stream_detail[]? | select(.name == "LHTTP_ttl") | .state.messages] | first')" = 0 ]
+    }
+    wait_for 15 gone
+    touch "$T/go"
+    wait_bg s '^done$'
+    grep -qE "prev-offset:$o1\\\\r.*second$" "$T/s.out" || { cat "$T/s.out" >&2; false; }
+    run grep -c 'dropped' "$LH_LOG"
+    [ "$output" = 0 ]
+}
+
 @test "more than nats.jetstream.max_read missing: recovered:false, nothing old; max_read missing: recovered:true" {
     start_js
     hist_lhttpd A 1 '"max_read": 4'
@@ -357,6 +377,59 @@ while f.readline().strip() != b"PONG":
     n=$(field offset "${lines[0]}")
     wait_bg s "^s got [0-9]+ LHTTP/1.0 msg\\\\r\\\\noffset:$n\\\\r\\\\nprev-offset:$b\\\\r.*next1$"
     use_lhttpd A && assert_server_alive || false
+}
+
+# js_store SUBJECT PREV FRAME: stores FRAME (printf %b escapes) as a one-message batch
+# naming PREV on SUBJECT straight into JetStream, as a plain NATS client of NATS_PORT
+# (nothing is published live); prints the stream sequence of the acknowledgement.
+js_store() {
+    printf '%b' "$3" | "$PY" -c '
+import json, socket, sys
+port, subj, prev, frame = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3].encode(), sys.stdin.buffer.read()
+data = b"LHB1 1\n%d\n%s" % (len(frame), frame)
+hdr = b"NATS/1.0\r\nLhttp-Prev: %s\r\n\r\n" % prev
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+f = s.makefile("rb")
+f.readline()
+s.sendall(b"CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB _store.ack 1\r\n"
+          b"HPUB %s _store.ack %d %d\r\n%s%s\r\n" % (subj, len(hdr), len(hdr) + len(data), hdr, data))
+while True:
+    line = f.readline()
+    if line.startswith(b"PING"):
+        s.sendall(b"PONG\r\n")
+    elif line.startswith(b"MSG"):
+        print(json.loads(f.read(int(line.split()[-1]) + 2))["seq"])
+        break
+' "$NATS_PORT" "$1" "$2"
+}
+
+@test "a recovery naming an offset newer than the worker's chain (a message it has not seen yet) catches up from JetStream: recovered:true, no duplicate, and its subscribers get the message once" {
+    start_js
+    hist_lhttpd A
+    run publish_n "$A_PORT" chat.ahead 2 m
+    E=$(field epoch "${lines[1]}") b=$(field offset "${lines[1]}")
+    # A subscriber keeps the worker's chain (ending at b) in memory.
+    ps_bg s open:s:$A_PORT 'send:s:LHTTP/1.0 subscribe\r\nsubscribe:chat.ahead\r\n\r\n' recv:s print:ready \
+        recv:s print:caught "await:$T/go" recv:s
+    wait_bg s '^ready$'
+    # Stored behind the worker's back: it did not see it live.
+    seq=$(js_store 'lhttp.$h.chat.ahead' "$b" 'LHTTP/1.0 msg\r\npublish:chat.ahead\r\n\r\nunseen')
+    n=$((seq * 1024))
+    [ "$n" -gt "$b" ]
+    # A client that got it elsewhere recovers from it: nothing to send, recovered:true.
+    run ps_run open:r:$A_PORT "send:r:LHTTP/1.0 subscribe\r\nsubscribe:chat.ahead\r\nrecover:chat.ahead,$n,$E\r\n\r\n" \
+        recv:r barrier:r pub:r:chat.ahead:after recv:r
+    [ "$status" -eq 0 ] || lh_show_output
+    [ "$(nth_got r 1)" = "LHTTP/1.0 subscribed\r\nchannel:chat.ahead\r\nepoch:$E\r\noffset:$n\r\nrecovered:true\r\n\r\n" ] || lh_show_output
+    has_match "^r got [0-9]+ LHTTP/1.0 msg\\\\r\\\\noffset:[0-9]+\\\\r\\\\nprev-offset:$n\\\\r.*after\$"
+    [ "$(count_lines '^r got ')" -eq 2 ] || lh_show_output
+    # The subscriber got the caught-up message, in its place, once, then the next one.
+    wait_bg s '^caught$'
+    wait_bg s "^s got [0-9]+ LHTTP/1.0 msg\\\\r\\\\noffset:$n\\\\r\\\\nprev-offset:$b\\\\r.*unseen\$"
+    touch "$T/go"
+    wait_bg s "prev-offset:$n\\\\r.*after\$"
+    [ "$(grep -c 'unseen$' "$T/s.out")" -eq 1 ]
+    assert_server_ok
 }
 
 # --- history reads -----------------------------------------------------------------------
