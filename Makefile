@@ -16,7 +16,7 @@ DESTDIR ?=
 B ?= build
 
 CC ?= cc
-PKGS := libevent libevent_pthreads libnats libcurl libsystemd jansson libcrypto
+PKGS := libevent libevent_pthreads libnats libcurl libsystemd jansson libssl libcrypto
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -141,7 +141,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ss.ss_family = AF_UNIX;
     w->now_ms = lh_now_ms();
     lh_conn_accepted(w, sv[0], (struct sockaddr *)&ss, (socklen_t)sizeof(sa_family_t), 0,
-                     lh_http_input);
+                     lh_http_input, NULL);
     if (flags & 3) {
         int n = snprintf(head, sizeof(head), upgrade_fmt, (flags & 2) ? "/echo" : "/");
 
