@@ -241,6 +241,12 @@ static SSL_CTX *ctx_new(const lh_tls_cfg_t *t, const lh_tls_cert_cfg_t *cert, lh
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(x, cert->key_file, SSL_FILETYPE_PEM) != 1) {
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+            ERR_clear_error();
+            snprintf(err, errlen, "key_file %s does not match cert_file %s", cert->key_file,
+                     cert->cert_file);
+            goto fail;
+        }
         openssl_reason(why, sizeof(why));
         snprintf(err, errlen, "key_file %s: %s", cert->key_file, why);
         goto fail;
