@@ -102,7 +102,7 @@ sys.stdout.write(out.decode("latin-1"))
 # server_whole: the master is alive, and no worker crashed (reloads replace workers).
 server_whole() {
     lh_alive "$LH_PID" || { echo "lhttpd is gone" >&2; return 1; }
-    if grep -E 'AddressSanitizer|runtime error:|Segmentation fault|core dumped|killed by signal' "$LH_LOG" >&2; then
+    if grep -E 'AddressSanitizer|runtime error:|Segmentation fault|core dumped|signal Segm|signal Abort|exit status [1-9]' "$LH_LOG" >&2; then
         return 1
     fi
 }
