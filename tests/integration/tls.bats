@@ -313,3 +313,30 @@ EOF
     run curl -s -i --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics"
     [[ "$output" == "HTTP/1.1 400 Bad Request"* ]]
 }
+
+@test "lhttpc: wss:// and https:// with --cacert, --insecure, and verification by default" {
+    start_tls
+    "$LHTTPC" --cacert "$CERTS/ca.pem" "wss://localhost:$TLS_PORT/" subscribe room >"$T/sub.out" 2>"$T/sub.err" &
+    lh_record $!
+    # Subscribed once a publish over wss reaches it; the second message comes by https.
+    wait_for 10 sh -c "'$LHTTPC' --cacert '$CERTS/ca.pem' wss://localhost:$TLS_PORT/ publish room -d 'over wss' >/dev/null 2>&1 && grep -q 'over wss' '$T/sub.out'"
+    run "$LHTTPC" --cacert "$CERTS/ca.pem" --http "https://localhost:$TLS_PORT/publish" publish room -d 'over https'
+    [ "$status" -eq 0 ]
+    wait_for 10 grep -q 'over https' "$T/sub.out"
+    # Verified by default, against the host (an IP address is checked as one).
+    run "$LHTTPC" -q "wss://localhost:$TLS_PORT/" publish room -d x
+    [ "$status" -eq 1 ]
+    has_match 'certificate verify failed'
+    run "$LHTTPC" -q --http "https://localhost:$TLS_PORT/publish" publish room -d x
+    [ "$status" -eq 1 ]
+    run "$LHTTPC" -q --cacert "$CERTS/ca.pem" "wss://127.0.0.1:$TLS_PORT/" publish room -d x
+    [ "$status" -eq 0 ]
+    run "$LHTTPC" -q -k "wss://127.0.0.1:$TLS_PORT/" publish room -d x
+    [ "$status" -eq 0 ]
+    run "$LHTTPC" -q --insecure --http "https://127.0.0.1:$TLS_PORT/publish" publish room -d x
+    [ "$status" -eq 0 ]
+    # A large message both ways through TLS (many records, partial writes).
+    head -c 600000 /dev/urandom | base64 -w0 >"$T/big"
+    run sh -c "'$LHTTPC' --cacert '$CERTS/ca.pem' --raw wss://localhost:$TLS_PORT/echo <'$T/big' | head -c 800000 | cmp - '$T/big'"
+    [ "$status" -eq 0 ]
+}
