@@ -340,3 +340,14 @@ EOF
     run sh -c "'$LHTTPC' --cacert '$CERTS/ca.pem' --raw wss://localhost:$TLS_PORT/echo <'$T/big' | head -c 800000 | cmp - '$T/big'"
     [ "$status" -eq 0 ]
 }
+
+@test "the JavaScript SDK over wss:// in Node (ws, wsOptions.ca); without the CA it fails" {
+    command -v node >/dev/null || { echo "node is not installed" >&2; return 1; }
+    start_tls
+    run timeout 20 node "$LH_LIB/sdk-wss.mjs" "wss://localhost:$TLS_PORT/" "$CERTS/ca.pem"
+    [ "$status" -eq 0 ]
+    [ "$output" = "received over wss" ]
+    run timeout 20 node "$LH_LIB/sdk-wss.mjs" "wss://localhost:$TLS_PORT/" "$CERTS/other.pem"
+    [ "$status" -eq 1 ]
+    [[ "$output" == failed* ]]
+}
