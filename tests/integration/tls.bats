@@ -351,3 +351,13 @@ EOF
     [ "$status" -eq 1 ]
     [[ "$output" == failed* ]]
 }
+
+@test "lhttp-bench over wss:// and https://: every delivery arrives; --tls-resume resumes" {
+    start_tls
+    run timeout 60 "$B/lhttp-bench" -q -u "wss://127.0.0.1:$TLS_PORT/" -p "https://127.0.0.1:$TLS_PORT/publish" \
+        -n 50 -m 200 --tls-resume --conc 1
+    [ "$status" -eq 0 ]
+    [[ "${lines[-1]}" == *" delivered=10000 "* ]]
+    [[ "${lines[-1]}" == *" complete=1"* ]]
+    wait_for 5 metric_ge 'lhttpd_tls_handshakes_total{result="resumed",version="TLSv1.3"}' 40
+}
