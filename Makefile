@@ -16,7 +16,7 @@ DESTDIR ?=
 B ?= build
 
 CC ?= cc
-PKGS := libevent libevent_pthreads libnats libcurl libsystemd jansson libcrypto
+PKGS := libevent libevent_pthreads libnats libcurl libsystemd jansson libssl libcrypto
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -99,7 +99,7 @@ $(B)/modules/%.so: worker/modules/%.c $(API_HDR)
 	$(CC) $(MODULE_CFLAGS) -shared $(SAN) $(LDFLAGS) -o $@ $< \
 	  $(shell pkg-config --libs jansson 2>/dev/null)
 
-# lhttp-bench: the load generator (clients/bench); libc only. `make bench` runs
+# lhttp-bench: the load generator (clients/bench); libc and OpenSSL (wss://, https://). `make bench` runs
 # tests/bench/run.sh (lhttpd against nginx + nchan; not part of `make check`).
 BENCH_SRC := $(wildcard clients/bench/*.c)
 BENCH_OBJ := $(call obj,$(BENCH_SRC))
@@ -108,7 +108,7 @@ LHTTP_BENCH := $(B)/lhttp-bench
 all: $(LHTTP_BENCH)
 
 $(LHTTP_BENCH): $(BENCH_OBJ)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(BENCH_OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(BENCH_OBJ) $(shell pkg-config --libs libssl libcrypto 2>/dev/null)
 
 # bench-floor: the baseline of `make bench`, one send per delivery and nothing else
 # (tests/bench/floor.c; a measuring instrument, not installed).

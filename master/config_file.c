@@ -56,5 +56,12 @@ lh_config_t *lh_config_load_file(const char *path, char *err, size_t errlen)
         return NULL;
     }
     lh_auth_free(a);
+    /* Likewise the TLS certificates and keys: loaded here, once per configuration, so
+     * that the workers forked with it share them (and their session ticket keys). */
+    if (lh_tls_store_load(cfg, perr, sizeof(perr)) < 0) {
+        snprintf(err, errlen, "%s: %s", path, perr);
+        lh_config_free(cfg);
+        return NULL;
+    }
     return cfg;
 }

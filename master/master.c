@@ -81,6 +81,8 @@ static struct {
     size_t nprocs;
     respawn_t respawn[MAX_WORKERS];
     int *fds; /* public sockets, then admin sockets */
+    int *fd_kind;  /* per fd: 0 a listen address, 1 an admin.listen address, 2 systemd's */
+    char **fd_key; /* per fd: its address or systemd name (its TLS is looked up by it) */
     size_t npub, nadmin;
     lh_control_server_t ctl;
     int ready_sent;
@@ -240,6 +242,10 @@ static void child_main(int chan, int slot, const lh_config_t *cfg)
     lh_log_level = cfg->log.level;
     w = lh_worker_new(cfg, slot, M.fds, M.npub + M.nadmin, M.nadmin, chan);
     if (w == NULL) {
+        lh_log(LH_LOG_ERR, "cannot start");
+        _exit(1);
+    }
+    if (lh_worker_listen_tls(w, M.fd_kind, (const char *const *)M.fd_key) < 0) {
         lh_log(LH_LOG_ERR, "cannot start");
         _exit(1);
     }
@@ -755,7 +761,9 @@ static int sockets_from_systemd(void)
     if (n <= 0)
         return n < 0 ? n : 0;
     fds = calloc((size_t)n, sizeof(int));
-    if (fds == NULL)
+    M.fd_kind = calloc((size_t)n, sizeof(int));
+    M.fd_key = calloc((size_t)n, sizeof(char *));
+    if (fds == NULL || M.fd_kind == NULL || M.fd_key == NULL)
         return -ENOMEM;
     /* Public first, then admin: the order the workers expect. */
     for (int pass = 0; pass < 2; pass++) {
@@ -773,6 +781,11 @@ static int sockets_from_systemd(void)
             fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
             fcntl(fd, F_SETFD, FD_CLOEXEC);
             fds[M.npub + M.nadmin] = fd;
+            M.fd_kind[M.npub + M.nadmin] = 2;
+            /* The admin socket stays plain; a public one speaks TLS when tls_sockets
+             * names it. */
+            if (!admin && names && names[i])
+                M.fd_key[M.npub + M.nadmin] = strdup(names[i]);
             if (admin)
                 M.nadmin++;
             else
@@ -806,6 +819,16 @@ static int sockets_by_hand(const lh_config_t *cfg)
         return -1;
     memcpy(M.fds + np, adm, na * sizeof(int));
     free(adm);
+    M.fd_kind = calloc(np + na + 1, sizeof(int));
+    M.fd_key = calloc(np + na + 1, sizeof(char *));
+    if (M.fd_kind == NULL || M.fd_key == NULL)
+        return -1;
+    for (size_t i = 0; i < np + na; i++) {
+        M.fd_kind[i] = i < np ? 0 : 1;
+        M.fd_key[i] = strdup(i < np ? cfg->listen.items[i] : cfg->admin.listen.items[i - np]);
+        if (M.fd_key[i] == NULL)
+            return -1;
+    }
     M.npub = np;
     M.nadmin = na;
     return 0;
@@ -1045,6 +1068,10 @@ static void master_teardown(void)
     lh_control_server_close(&M.ctl);
     for (size_t i = 0; i < M.npub + M.nadmin; i++)
         close(M.fds[i]);
+    for (size_t i = 0; M.fd_key != NULL && i < M.npub + M.nadmin; i++)
+        free(M.fd_key[i]);
+    free(M.fd_key);
+    free(M.fd_kind);
     free(M.fds);
     lh_config_free(M.cfg);
 }

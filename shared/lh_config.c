@@ -708,6 +708,8 @@ enum kind {
     K_MS,      /* integer min..max into unsigned (milliseconds) */
     K_STRING,  /* string, checked by check, into char * */
     K_LIST,    /* array of min..max strings, each checked by check, into lh_strlist_t */
+    K_LISTEN,  /* as K_LIST, but an entry may be {"address": ..., "tls": {...}} */
+    K_TLS_SOCKETS, /* {"NAME": {tls}} into cfg->tls_sockets */
     K_BOOL,    /* true/false into int */
     K_WORKERS, /* integer min..max, or "auto" = 0, into int */
     K_LEVEL,   /* a syslog level name into int 3..7 */
@@ -921,13 +923,14 @@ static const field_t log_fields[] = {
 };
 
 static const field_t admin_fields[] = {
-    STR_FIELD("listen", K_LIST, admin.listen, 0, 16, "", check_listen),
+    STR_FIELD("listen", K_LISTEN, admin.listen, 0, 16, "", check_listen),
     INT_FIELD("endpoints_on_public", K_BOOL, admin.endpoints_on_public, 0, 1, 1),
     END
 };
 
 static const field_t top_fields[] = {
-    STR_FIELD("listen", K_LIST, listen, 1, 64, ":8081", check_listen),
+    STR_FIELD("listen", K_LISTEN, listen, 1, 64, ":8081", check_listen),
+    { "tls_sockets", K_TLS_SOCKETS, 0, 0, 0, 0, NULL, NULL, NULL },
     INT_FIELD("workers", K_WORKERS, workers, 1, LH_MAX_WORKERS, 0),
     INT_FIELD("max_workers_alive", K_MS, max_workers_alive, 1, LH_MAX_WORKERS_ALIVE, 0),
     INT_FIELD("drain_timeout_ms", K_MS, drain_timeout_ms, 1, DAY_MS, 300000),
@@ -1008,6 +1011,7 @@ static int set_defaults(lh_config_t *cfg, const field_t *fields)
         case K_MODULES:
         case K_KEYS:
         case K_NAMESPACES:
+        case K_TLS_SOCKETS:
             break; /* none by default (calloc'ed) */
         case K_STRING:
         case K_TOKEN:
@@ -1019,7 +1023,8 @@ static int set_defaults(lh_config_t *cfg, const field_t *fields)
                     return -1;
             }
             break;
-        case K_LIST: {
+        case K_LIST:
+        case K_LISTEN: {
             lh_strlist_t *l = at(cfg, f);
             const char *p = f->def_str, *end = p + strlen(p), *item;
             size_t len, n = 0;
@@ -1362,6 +1367,291 @@ static int apply_keys(ctx_t *c, json_t *v, lh_config_t *cfg)
     return 0;
 }
 
+/* ---- TLS ---- */
+
+static void tls_cfg_clear(lh_tls_cfg_t *t)
+{
+    for (size_t i = 0; i < t->ncerts; i++) {
+        free(t->certs[i].cert_file);
+        free(t->certs[i].key_file);
+    }
+    free(t->certs);
+    free(t->ciphers);
+    free(t->ciphersuites);
+    memset(t, 0, sizeof(*t));
+}
+
+static void tls_list_free(lh_tls_cfg_t **l, size_t n)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (l[i] != NULL) {
+            tls_cfg_clear(l[i]);
+            free(l[i]);
+        }
+    }
+    free(l);
+}
+
+/* A file path of a TLS section: absolute, visible ASCII. Returns a copy, or NULL
+ * (reported) when it is not one. */
+static char *tls_path(ctx_t *c, json_t *obj, const char *key, int *rc)
+{
+    json_t *v = json_object_get(obj, key);
+    char *p;
+
+    if (v == NULL) {
+        *rc = fail(c, "needs \"%s\"", key);
+        return NULL;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 1024 ||
+        !all_visible(json_string_value(v), json_string_length(v)) ||
+        json_string_value(v)[0] != '/') {
+        *rc = fail_sub(c, key, 0, "must be an absolute path");
+        return NULL;
+    }
+    p = strdup(json_string_value(v));
+    if (p == NULL)
+        *rc = oom(c);
+    return p;
+}
+
+/* One certificate and its key: {"cert_file": ..., "key_file": ...}, at obj. */
+static int tls_cert(ctx_t *c, json_t *obj, lh_tls_cert_cfg_t *out, int more_keys_ok)
+{
+    const char *key;
+    json_t *val;
+    int rc = 0;
+
+    if (!more_keys_ok) {
+        json_object_foreach(obj, key, val) {
+            if (strcmp(key, "cert_file") != 0 && strcmp(key, "key_file") != 0)
+                return fail_sub(c, key, 1, "unknown key (a certificate takes \"cert_file\" "
+                                           "and \"key_file\")");
+        }
+    }
+    out->cert_file = tls_path(c, obj, "cert_file", &rc);
+    if (out->cert_file == NULL)
+        return rc;
+    out->key_file = tls_path(c, obj, "key_file", &rc);
+    return out->key_file == NULL ? rc : 0;
+}
+
+/* "tls": {"cert_file", "key_file", "certificates": [...], "min_version", "ciphers",
+ * "ciphersuites", "sni_strict"} into t (zeroed; cleared by the caller on failure). */
+static int apply_tls(ctx_t *c, json_t *v, lh_tls_cfg_t *t)
+{
+    static const char *const keys[] = {"cert_file", "key_file", "certificates", "min_version",
+                                       "ciphers", "ciphersuites", "sni_strict"};
+    json_t *certs, *val;
+    const char *key;
+    size_t n = 1, i;
+    int rc;
+
+    if (!json_is_object(v))
+        return fail(c, "must be an object with \"cert_file\" and \"key_file\"");
+    json_object_foreach(v, key, val) {
+        for (i = 0; i < LH_ARRAY_LEN(keys) && strcmp(key, keys[i]) != 0; i++)
+            ;
+        if (i == LH_ARRAY_LEN(keys))
+            return fail_sub(c, key, 1, "unknown key (tls takes \"cert_file\", \"key_file\", "
+                                       "\"certificates\", \"min_version\", \"ciphers\", "
+                                       "\"ciphersuites\", \"sni_strict\")");
+    }
+    certs = json_object_get(v, "certificates");
+    if (certs != NULL) {
+        if (!json_is_array(certs) || json_array_size(certs) > 64)
+            return fail_sub(c, "certificates", 0, "must be an array of at most 64 "
+                            "{\"cert_file\", \"key_file\"} objects");
+        n += json_array_size(certs);
+    }
+    t->certs = calloc(n, sizeof(*t->certs));
+    if (t->certs == NULL)
+        return oom(c);
+    t->ncerts = 1;
+    if ((rc = tls_cert(c, v, &t->certs[0], 1)) != 0)
+        return rc;
+    for (i = 1; i < n; i++) {
+        json_t *e = json_array_get(certs, i - 1);
+
+        push_key(c, "certificates");
+        push_index(c, i - 1);
+        t->ncerts = i + 1;
+        rc = json_is_object(e) ? tls_cert(c, e, &t->certs[i], 0)
+                               : fail(c, "must be {\"cert_file\": ..., \"key_file\": ...}");
+        pop(c);
+        pop(c);
+        if (rc != 0)
+            return rc;
+    }
+    t->min_version = 0x0303;
+    if ((val = json_object_get(v, "min_version")) != NULL) {
+        const char *s = json_is_string(val) ? json_string_value(val) : "";
+
+        if (strcmp(s, "1.2") == 0)
+            t->min_version = 0x0303;
+        else if (strcmp(s, "1.3") == 0)
+            t->min_version = 0x0304;
+        else
+            return fail_sub(c, "min_version", 0, "must be \"1.2\" or \"1.3\"");
+    }
+    for (i = 0; i < 2; i++) {
+        const char *k = i == 0 ? "ciphers" : "ciphersuites";
+        char **slot = i == 0 ? &t->ciphers : &t->ciphersuites;
+
+        if ((val = json_object_get(v, k)) == NULL)
+            continue;
+        if (!json_is_string(val) || json_string_length(val) == 0 ||
+            json_string_length(val) > 1024 ||
+            !all_visible(json_string_value(val), json_string_length(val)))
+            return fail_sub(c, k, 0, "must be 1 to 1024 visible ASCII bytes (OpenSSL syntax)");
+        if ((*slot = strdup(json_string_value(val))) == NULL)
+            return oom(c);
+    }
+    if ((val = json_object_get(v, "sni_strict")) != NULL) {
+        if (!json_is_boolean(val))
+            return fail_sub(c, "sni_strict", 0, "must be true or false");
+        t->sni_strict = json_is_true(val);
+    }
+    return 0;
+}
+
+/* "listen": ["host:port", {"address": "host:port", "tls": {...}}, ...] */
+static int apply_listen(ctx_t *c, json_t *v, const field_t *f, lh_config_t *cfg)
+{
+    lh_strlist_t *l = at(cfg, f), fresh = { NULL, 0 };
+    lh_tls_cfg_t ***slot = f->off == OFF(listen) ? &cfg->listen_tls : &cfg->admin.listen_tls;
+    lh_tls_cfg_t **tls = NULL;
+    size_t i, j, n;
+    int rc = 0;
+
+    if (!json_is_array(v))
+        return fail(c, "must be an array of \"host:port\" strings or "
+                       "{\"address\": ..., \"tls\": {...}} objects");
+    n = json_array_size(v);
+    if (n < f->min || n > f->max) {
+        if (f->min == 0)
+            return fail(c, "must have at most %llu entries", f->max);
+        return fail(c, "must have from %llu to %llu entries", f->min, f->max);
+    }
+    fresh.items = calloc(n + 1, sizeof(*fresh.items));
+    tls = calloc(n + 1, sizeof(*tls));
+    if (fresh.items == NULL || tls == NULL) {
+        free(fresh.items);
+        free(tls);
+        return oom(c);
+    }
+    for (i = 0; rc == 0 && i < n; i++) {
+        json_t *item = json_array_get(v, i), *addr = item, *t = NULL;
+        const char *problem, *key;
+        json_t *val;
+        int obj = json_is_object(item);
+
+        push_index(c, i);
+        if (obj) {
+            json_object_foreach(item, key, val) {
+                if (strcmp(key, "address") != 0 && strcmp(key, "tls") != 0) {
+                    rc = fail_sub(c, key, 1, "unknown key (a listen entry takes \"address\" "
+                                             "and \"tls\")");
+                    break;
+                }
+            }
+            addr = json_object_get(item, "address");
+            t = json_object_get(item, "tls");
+            if (rc == 0 && addr == NULL)
+                rc = fail(c, "needs \"address\"");
+        } else if (!json_is_string(item)) {
+            rc = fail(c, "must be a \"host:port\" string or an {\"address\": ..., \"tls\": ...} "
+                         "object");
+        }
+        if (rc == 0) {
+            if (obj)
+                push_key(c, "address");
+            if (!json_is_string(addr)) {
+                rc = fail(c, "must be a string");
+            } else if ((problem = check_listen(json_string_value(addr),
+                                               json_string_length(addr))) != NULL) {
+                rc = fail(c, "%s", problem);
+            }
+            for (j = 0; rc == 0 && j < i; j++)
+                if (strcmp(fresh.items[j], json_string_value(addr)) == 0)
+                    rc = fail(c, "\"%s\" is listed twice", json_string_value(addr));
+            if (rc == 0 && (fresh.items[i] = strdup(json_string_value(addr))) == NULL)
+                rc = oom(c);
+            if (rc == 0)
+                fresh.n = i + 1;
+            if (obj)
+                pop(c);
+        }
+        if (rc == 0 && t != NULL && !json_is_null(t)) {
+            push_key(c, "tls");
+            tls[i] = calloc(1, sizeof(*tls[i]));
+            rc = tls[i] == NULL ? oom(c) : apply_tls(c, t, tls[i]);
+            pop(c);
+        }
+        pop(c);
+    }
+    if (rc != 0) {
+        list_free(&fresh);
+        tls_list_free(tls, n);
+        return -1;
+    }
+    tls_list_free(*slot, l->n);
+    list_free(l);
+    *l = fresh;
+    *slot = tls;
+    return 0;
+}
+
+/* "tls_sockets": {"https": {"cert_file": ..., "key_file": ...}} */
+static int apply_tls_sockets(ctx_t *c, json_t *v, lh_config_t *cfg)
+{
+    const char *name;
+    json_t *t;
+
+    if (!json_is_object(v) || json_object_size(v) > 64)
+        return fail(c, "must be an object of at most 64 socket names, each with its tls");
+    cfg->tls_sockets = calloc(json_object_size(v) + 1, sizeof(*cfg->tls_sockets));
+    if (cfg->tls_sockets == NULL)
+        return oom(c);
+    json_object_foreach(v, name, t) {
+        lh_tls_socket_cfg_t *e = &cfg->tls_sockets[cfg->ntls_sockets++];
+        int rc;
+
+        push_key(c, name);
+        if (strlen(name) == 0 || strlen(name) > 255 || !all_visible(name, strlen(name)) ||
+            strcmp(name, "admin") == 0)
+            rc = fail_at(c, 1, 0, "a socket name is 1 to 255 visible ASCII bytes (the admin "
+                                  "socket is \"admin\" and stays plain)");
+        else if ((e->name = strdup(name)) == NULL)
+            rc = oom(c);
+        else
+            rc = apply_tls(c, t, &e->tls);
+        pop(c);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+const lh_tls_cfg_t *lh_config_tls_of(const lh_config_t *cfg, int admin, const char *addr)
+{
+    const lh_strlist_t *l = admin ? &cfg->admin.listen : &cfg->listen;
+    lh_tls_cfg_t **t = admin ? cfg->admin.listen_tls : cfg->listen_tls;
+
+    if (admin == 2) {
+        for (size_t i = 0; i < cfg->ntls_sockets; i++)
+            if (strcmp(cfg->tls_sockets[i].name, addr) == 0)
+                return &cfg->tls_sockets[i].tls;
+        return NULL;
+    }
+    for (size_t i = 0; t != NULL && i < l->n; i++)
+        if (strcmp(l->items[i], addr) == 0)
+            return t[i];
+    return NULL;
+}
+
 static const char *const sub_rules[] = {"any", "authenticated", "owner", "token", "webhook"};
 static const char *const pub_rules[] = {"any", "authenticated", "subscribers", "none",
                                         "webhook"};
@@ -1489,6 +1779,10 @@ static int apply_field(ctx_t *c, json_t *v, const field_t *f, lh_config_t *cfg)
         return apply_string(c, v, f, cfg);
     case K_LIST:
         return apply_list(c, v, f, cfg);
+    case K_LISTEN:
+        return apply_listen(c, v, f, cfg);
+    case K_TLS_SOCKETS:
+        return apply_tls_sockets(c, v, cfg);
     case K_BOOL:
         if (!json_is_boolean(v))
             return fail(c, "must be true or false");
@@ -1723,7 +2017,7 @@ static void free_fields(lh_config_t *cfg, const field_t *fields)
 
             free(*p);
             *p = NULL;
-        } else if (f->kind == K_LIST) {
+        } else if (f->kind == K_LIST || f->kind == K_LISTEN) {
             list_free(at(cfg, f));
         }
     }
@@ -1753,6 +2047,15 @@ void lh_config_free(lh_config_t *cfg)
     for (size_t i = 0; i < cfg->nnamespaces; i++)
         free(cfg->namespaces[i].name);
     free(cfg->namespaces);
+    tls_list_free(cfg->listen_tls, cfg->listen.n);
+    tls_list_free(cfg->admin.listen_tls, cfg->admin.listen.n);
+    for (size_t i = 0; i < cfg->ntls_sockets; i++) {
+        free(cfg->tls_sockets[i].name);
+        tls_cfg_clear(&cfg->tls_sockets[i].tls);
+    }
+    free(cfg->tls_sockets);
+    if (cfg->tls_store != NULL && cfg->tls_store_free != NULL)
+        cfg->tls_store_free(cfg->tls_store);
     free_fields(cfg, top_fields);
     free(cfg);
 }

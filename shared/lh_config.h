@@ -46,6 +46,28 @@ typedef struct {
     unsigned long long history_ttl_ms; /* history: a message's longest stay; 0 = none */
 } lh_ns_cfg_t;
 
+/* TLS of a listener (a "listen" entry's "tls", or a "tls_sockets" entry). */
+typedef struct {
+    char *cert_file; /* PEM chain, the leaf first */
+    char *key_file;  /* PEM private key */
+} lh_tls_cert_cfg_t;
+
+typedef struct {
+    lh_tls_cert_cfg_t *certs; /* certs[0]: cert_file/key_file, the default; then
+                                 "certificates", chosen by SNI from their names */
+    size_t ncerts;
+    int min_version;    /* 0x0303 (TLS 1.2, the default) or 0x0304 (TLS 1.3) */
+    char *ciphers;      /* TLS 1.2 cipher list (OpenSSL syntax); NULL: OpenSSL's default */
+    char *ciphersuites; /* TLS 1.3 suites; NULL: OpenSSL's default */
+    int sni_strict;     /* 1: an SNI name matching no certificate is refused */
+} lh_tls_cfg_t;
+
+/* "tls_sockets": a socket systemd passes with FileDescriptorName=name speaks TLS. */
+typedef struct {
+    char *name;
+    lh_tls_cfg_t tls;
+} lh_tls_socket_cfg_t;
+
 /* Worker processes per generation, and alive at once over all generations (the serving
  * one, a starting one and those still draining after reloads). */
 #define LH_MAX_WORKERS 1024
@@ -53,6 +75,13 @@ typedef struct {
 
 typedef struct lh_config_s {
     lh_strlist_t listen; /* "host:port", "[v6]:port" or ":port" */
+    lh_tls_cfg_t **listen_tls; /* listen.n entries: the TLS of each, NULL when plain */
+    lh_tls_socket_cfg_t *tls_sockets; /* "tls_sockets": {"NAME": {tls}} */
+    size_t ntls_sockets;
+    /* The certificates loaded for this configuration (worker/tls.c's lh_tls_store_t,
+     * set by whoever loads them; freed with the config through tls_store_free). */
+    void *tls_store;
+    void (*tls_store_free)(void *store);
     int workers;         /* 1..1024; 0 means "auto" (number of CPUs), the default */
     unsigned max_workers_alive;   /* 1..LH_MAX_WORKERS_ALIVE; 0 (the default) means 4 x
                                      workers, at least 128; fixed at start */
@@ -62,6 +91,7 @@ typedef struct lh_config_s {
 
     struct {
         lh_strlist_t listen;     /* admin sockets opened by hand (systemd: the "admin" socket) */
+        lh_tls_cfg_t **listen_tls; /* listen.n entries, NULL when plain (the default) */
         int endpoints_on_public; /* serve /livez /readyz /metrics on the public socket when
                                     there is no admin socket, default 1 */
     } admin;
@@ -213,6 +243,10 @@ size_t lh_config_warnings(const lh_config_t *cfg, char *buf, size_t cap);
  * Returns 0, or -1 when s is not of that form (a bare v6 address needs brackets).
  */
 int lh_config_split_hostport(const char *s, char *host, size_t hostcap, unsigned *port);
+
+/* The TLS of the listen (admin 0) or admin.listen (admin 1) entry with address addr, or
+ * of the tls_sockets entry named addr (admin 2); NULL when plain or not found. */
+const lh_tls_cfg_t *lh_config_tls_of(const lh_config_t *cfg, int admin, const char *addr);
 
 /* 1 when both lists hold the same strings in the same order. */
 int lh_strlist_equal(const lh_strlist_t *a, const lh_strlist_t *b);

@@ -193,6 +193,7 @@ static void conn_overflow(lh_conn_t *c)
 }
 
 static int conn_write(lh_conn_t *c);
+static int out_pending(const lh_conn_t *c);
 
 /*
  * The backlog that limits.send_queue_bytes judges: what waits behind the message at the
@@ -331,7 +332,7 @@ void lh_conn_expire(lh_conn_t *c)
 
     if (c->flags & LH_CF_DEAD)
         return;
-    if (c->out.count > 0 || ioctl(c->fd, SIOCOUTQ, &unsent) < 0 || unsent > 0) {
+    if (out_pending(c) || ioctl(c->fd, SIOCOUTQ, &unsent) < 0 || unsent > 0) {
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
         if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0)
@@ -347,6 +348,8 @@ void lh_conn_destroy(lh_conn_t *c)
     if (c->flags & LH_CF_DEAD)
         return;
     c->flags |= LH_CF_DEAD;
+    if (c->tls)
+        lh_tls_gone(c->tls, 0);
     /* The layers above say goodbye, in the order they registered (lh_worker_new). */
     lh_conn_hold(c);
     for (unsigned i = 0; i < w->ngone; i++)
@@ -393,7 +396,7 @@ void lh_conn_resume_later(lh_conn_t *c)
     if (c->flags & (LH_CF_DEAD | LH_CF_RESUME_LISTED))
         return;
     event_add(&c->rev, NULL);
-    if (c->in_len == 0)
+    if (c->in_len == 0 && !(c->tls && lh_tls_has_input(c->tls)))
         return; /* nothing held back: the socket's next input comes by read_cb */
     c->flags |= LH_CF_RESUME_LISTED;
     c->resume_next = w->resume_head;
@@ -441,12 +444,90 @@ void lh_worker_reap(lh_worker_t *w)
         free(c->msg);
         free(c->slots);
         free(c->peer);
+        lh_tls_free(c->tls);
         free(c);
     }
 }
 
+/* n bytes of the queue's head are out (sent, or encrypted into the TLS output). */
+static void outq_consume(lh_outq_t *q, size_t n)
+{
+    uint64_t now_ns = 0;
+
+    lh_m_sub(LH_G_SEND_QUEUE_BYTES, (uint64_t)n);
+    q->bytes -= n;
+    while (n > 0) {
+        lh_buf_t *b = q->items[q->head];
+        size_t rest = b->len - q->off;
+
+        if (n < rest) {
+            q->off += n;
+            break;
+        }
+        n -= rest;
+        q->off = 0;
+        q->head = (q->head + 1) & (q->cap - 1);
+        q->count--;
+        if (b->flags & LH_BUF_TIMED) {
+            if (now_ns == 0)
+                now_ns = lh_now_ns();
+            lh_metrics_observe_latency_ns(now_ns - b->t_ns);
+        }
+        lh_buf_unref(b);
+    }
+}
+
+/* Bytes that still have to reach the socket: the queue, and TLS's ciphertext. */
+static int out_pending(const lh_conn_t *c)
+{
+    return c->out.count > 0 || (c->tls != NULL && c->tls->out_len > c->tls->out_off);
+}
+
+/* After a write: resume a paused reader, wait for EV_WRITE while something is left,
+ * half-close a lingering connection once everything is out. Returns 0, or -1 if
+ * destroyed. */
+static int write_done(lh_conn_t *c)
+{
+    lh_outq_t *q = &c->out;
+
+    if ((c->flags & LH_CF_OUT_FULL) && q->bytes < c->w->cfg->limits.send_queue_bytes) {
+        c->flags &= ~LH_CF_OUT_FULL;
+        /* The requests held back are read at the end of the pass, never from here: a
+         * write can happen while a request is being parsed (w->req in use). */
+        lh_conn_resume_later(c);
+    }
+    if (out_pending(c)) {
+        if (!(c->flags & LH_CF_WRITE_WAIT)) {
+            c->flags |= LH_CF_WRITE_WAIT;
+            event_add(&c->wev, NULL);
+        }
+        return 0;
+    }
+    if (c->flags & LH_CF_WRITE_WAIT) {
+        c->flags &= ~LH_CF_WRITE_WAIT;
+        event_del(&c->wev);
+    }
+    q->head = 0; /* empty: the next growth can realloc in place */
+    if (q->cap > 16) {
+        free(q->items);
+        q->items = NULL;
+        q->cap = 0;
+    }
+    if (c->state == LH_CONN_LINGER && !(c->flags & LH_CF_HALF_CLOSED)) {
+        /* Everything is out: half-close and wait for the peer's EOF, so that our last
+         * bytes are not lost to a reset. */
+        c->flags |= LH_CF_HALF_CLOSED;
+        shutdown(c->fd, SHUT_WR);
+        if (c->flags & LH_CF_EOF) {
+            lh_conn_destroy(c);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Writes as much of the queue as the socket takes. Returns 0, or -1 if destroyed. */
-static int conn_write(lh_conn_t *c)
+static int plain_write(lh_conn_t *c)
 {
     lh_outq_t *q = &c->out;
 
@@ -484,66 +565,92 @@ static int conn_write(lh_conn_t *c)
             return -1;
         }
         lh_m_add(LH_M_BYTES_OUT, (uint64_t)r);
-        lh_m_sub(LH_G_SEND_QUEUE_BYTES, (uint64_t)r);
-        q->bytes -= (size_t)r;
-        size_t left = (size_t)r;
-        uint64_t now_ns = 0;
-        while (left > 0) {
-            lh_buf_t *b = q->items[q->head];
-            size_t rest = b->len - q->off;
-
-            if (left < rest) {
-                q->off += left;
-                break;
-            }
-            left -= rest;
-            q->off = 0;
-            q->head = (q->head + 1) & (q->cap - 1);
-            q->count--;
-            if (b->flags & LH_BUF_TIMED) {
-                if (now_ns == 0)
-                    now_ns = lh_now_ns();
-                lh_metrics_observe_latency_ns(now_ns - b->t_ns);
-            }
-            lh_buf_unref(b);
-        }
+        outq_consume(q, (size_t)r);
         if ((size_t)r < total)
             break;
     }
-    if ((c->flags & LH_CF_OUT_FULL) && q->bytes < c->w->cfg->limits.send_queue_bytes) {
-        c->flags &= ~LH_CF_OUT_FULL;
-        /* The requests held back are read at the end of the pass, never from here: a
-         * write can happen while a request is being parsed (w->req in use). */
-        lh_conn_resume_later(c);
+    return write_done(c);
+}
+
+/*
+ * Encrypts up to one record (TLS_STAGE bytes) of the queue's plaintext: small messages
+ * (a fan-out's deliveries) are gathered into the worker's stage first, so that many of
+ * them share one record and one encryption call. Returns 0, or -1.
+ */
+#define TLS_STAGE 16384
+#define TLS_OUT_LOW (256 * 1024) /* ciphertext prepared ahead of the socket, at most */
+
+static int tls_encrypt(lh_conn_t *c)
+{
+    lh_outq_t *q = &c->out;
+    uint8_t *stage = c->w->tls_stage;
+    size_t n = 0;
+
+    while (n < TLS_STAGE && q->count > 0) {
+        lh_buf_t *b = q->items[q->head];
+        size_t take = b->len - q->off;
+
+        if (take > TLS_STAGE - n)
+            take = TLS_STAGE - n;
+        memcpy(stage + n, b->data + q->off, take);
+        n += take;
+        outq_consume(q, take);
     }
-    if (q->count > 0) {
-        if (!(c->flags & LH_CF_WRITE_WAIT)) {
-            c->flags |= LH_CF_WRITE_WAIT;
-            event_add(&c->wev, NULL);
+    return lh_tls_write(c->tls, stage, n);
+}
+
+/* The TLS write path: plaintext from the queue is encrypted as the socket takes it, so
+ * the queue (and limits.send_queue_bytes) still holds the backlog, and the ciphertext
+ * of many messages goes out in one send. Returns 0, or -1 if destroyed. */
+static int tls_write(lh_conn_t *c)
+{
+    lh_tls_t *t = c->tls;
+    lh_outq_t *q = &c->out;
+
+    if (t->failed && q->count > 0)
+        outq_clear(q, 0); /* nothing more can be encrypted */
+    for (;;) {
+        size_t pend;
+        ssize_t r;
+
+        while (t->done && !t->failed && !t->shut && q->count > 0 &&
+               t->out_len - t->out_off < TLS_OUT_LOW) {
+            if (tls_encrypt(c) < 0) {
+                lh_conn_destroy(c);
+                return -1;
+            }
         }
-        return 0;
-    }
-    if (c->flags & LH_CF_WRITE_WAIT) {
-        c->flags &= ~LH_CF_WRITE_WAIT;
-        event_del(&c->wev);
-    }
-    q->head = 0; /* empty: the next growth can realloc in place */
-    if (q->cap > 16) {
-        free(q->items);
-        q->items = NULL;
-        q->cap = 0;
-    }
-    if (c->state == LH_CONN_LINGER && !(c->flags & LH_CF_HALF_CLOSED)) {
-        /* Everything is out: half-close and wait for the peer's EOF, so that our last
-         * bytes are not lost to a reset. */
-        c->flags |= LH_CF_HALF_CLOSED;
-        shutdown(c->fd, SHUT_WR);
-        if (c->flags & LH_CF_EOF) {
+        pend = t->out_len - t->out_off;
+        if (pend == 0) {
+            if (c->state == LH_CONN_LINGER && !(c->flags & LH_CF_HALF_CLOSED) && t->done &&
+                !t->shut && !t->failed && q->count == 0) {
+                lh_tls_shutdown(t); /* close_notify before the FIN */
+                continue;
+            }
+            break;
+        }
+        r = send(c->fd, t->out + t->out_off, pend, MSG_NOSIGNAL);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            lh_log(LH_LOG_DEBUG, "conn %llu: send: %s", (unsigned long long)c->id,
+                   strerror(errno));
             lh_conn_destroy(c);
             return -1;
         }
+        lh_m_add(LH_M_BYTES_OUT, (uint64_t)r);
+        lh_tls_out_sent(t, (size_t)r);
+        if ((size_t)r < pend)
+            break;
     }
-    return 0;
+    return write_done(c);
+}
+
+static int conn_write(lh_conn_t *c)
+{
+    return c->tls ? tls_write(c) : plain_write(c);
 }
 
 void lh_worker_flush(lh_worker_t *w)
@@ -666,7 +773,7 @@ static void read_eof(lh_conn_t *c)
     /* The peer is gone or half-closed; a WebSocket client that left without a close
      * frame is done. An HTTP client that half-closed still gets its response, then the
      * connection ends. */
-    if (c->out.count == 0 || c->state == LH_CONN_WS || c->state == LH_CONN_CLOSING ||
+    if (!out_pending(c) || c->state == LH_CONN_WS || c->state == LH_CONN_CLOSING ||
         (c->flags & LH_CF_HALF_CLOSED)) {
         lh_conn_destroy(c);
         return;
@@ -717,12 +824,19 @@ static int read_consume(lh_conn_t *c, uint8_t *dst, size_t n)
     return 0;
 }
 
+static void tls_read(lh_conn_t *c);
+static int plain_port_hello(lh_conn_t *c, const uint8_t *p, size_t n);
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
     lh_conn_t *c = arg;
     lh_worker_t *w = c->w;
 
     w->now_ms = lh_now_ms();
+    if (c->tls) {
+        tls_read(c);
+        return;
+    }
     lh_conn_hold(c);
     for (int round = 0; round < READ_ROUNDS && !(c->flags & LH_CF_DEAD); round++) {
         uint8_t *dst;
@@ -747,6 +861,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
             break;
         }
         lh_m_add(LH_M_BYTES_IN, (uint64_t)n);
+        if (!(c->flags & LH_CF_SEEN_INPUT) && plain_port_hello(c, dst, (size_t)n))
+            break;
         if (read_consume(c, dst, (size_t)n) < 0)
             break;
         if ((size_t)n < room || (c->flags & LH_CF_OUT_FULL))
@@ -755,25 +871,163 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     lh_conn_release(c);
 }
 
-/* The input held back while c was paused (a pending handshake, a full queue). */
-static void conn_process_held(lh_conn_t *c)
+#define PAUSED (LH_CF_DEAD | LH_CF_HS_PENDING | LH_CF_OUT_FULL | LH_CF_HOOK_WAIT)
+#define TLS_HELD_MAX (256 * 1024) /* ciphertext kept while input is paused, at most */
+
+/* The first bytes on a plain listener are a TLS ClientHello (a record of type 22,
+ * version 3.x): the client is told, in plain HTTP, and the connection closes. Returns 1
+ * when that was it. */
+static int plain_port_hello(lh_conn_t *c, const uint8_t *p, size_t n)
 {
-    if (c->in_len == 0)
-        return;
+    static const char msg[] =
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 52\r\n"
+        "Connection: close\r\n\r\nThis port speaks plain HTTP: use http:// or ws://.\r\n";
+
+    c->flags |= LH_CF_SEEN_INPUT;
+    if (n < 3 || p[0] != 0x16 || p[1] != 0x03)
+        return 0;
+    lh_m_inc(LH_M_TLS_HS_BASE + LH_TLS_R_PLAIN_PORT * LH_TLS_V_N + LH_TLS_V_NONE);
+    lh_log(LH_LOG_DEBUG, "conn %llu: a TLS hello on a plain listener", (unsigned long long)c->id);
+    c->flags |= LH_CF_CLOSE_AFTER;
+    if (lh_conn_queue_frame(c, -1, msg, sizeof(msg) - 1) == 0)
+        lh_conn_linger(c);
+    else
+        lh_conn_destroy(c);
+    return 1;
+}
+
+/*
+ * Moves a TLS connection's input along: the handshake, then plaintext to the state's
+ * handler (through read_target and read_consume, as a plain read) until the engine
+ * needs more ciphertext or the input is paused. Returns 0, or -1 when c is done for.
+ */
+static int tls_pump(lh_conn_t *c)
+{
+    lh_tls_t *t = c->tls;
+
+    if (t->failed)
+        return -1;
+    if (!t->done) {
+        int r = lh_tls_handshake(t);
+
+        if (r < 0) {
+            static const char msg[] =
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                "Content-Length: 47\r\nConnection: close\r\n\r\n"
+                "This port speaks TLS: use https:// or wss://.\r\n";
+
+            if (t->http)
+                lh_tls_plain_answer(t, msg, sizeof(msg) - 1);
+            /* The alert (or the 400) goes out, then the half-close. */
+            lh_conn_linger(c);
+            return -1;
+        }
+        if (t->out_len > t->out_off)
+            schedule_flush(c);
+        if (r == 0)
+            return 0;
+    }
+    while (!(c->flags & PAUSED)) {
+        uint8_t *dst;
+        size_t room;
+        ssize_t n;
+
+        if (read_target(c, &dst, &room) < 0)
+            return -1;
+        n = lh_tls_read(t, dst, room);
+        if (n > 0) {
+            if (read_consume(c, dst, (size_t)n) < 0)
+                return -1;
+            continue;
+        }
+        if (n == 0)
+            break;
+        if (n == -1) {
+            read_eof(c); /* close_notify */
+            return -1;
+        }
+        lh_conn_destroy(c);
+        return -1;
+    }
+    if (!(c->flags & LH_CF_DEAD) && t->out_len > t->out_off)
+        schedule_flush(c); /* tickets, alerts, key updates */
+    return 0;
+}
+
+static void tls_read(lh_conn_t *c)
+{
+    lh_worker_t *w = c->w;
+    lh_tls_t *t = c->tls;
+
     lh_conn_hold(c);
-    process_in(c);
+    for (int round = 0; round < READ_ROUNDS && !(c->flags & LH_CF_DEAD); round++) {
+        ssize_t n;
+
+        if ((c->flags & PAUSED) && t->held_len - t->held_off >= TLS_HELD_MAX) {
+            /* Paused and holding enough: the socket keeps the rest (resumed by
+             * lh_conn_resume_later). */
+            event_del(&c->rev);
+            break;
+        }
+        n = recv(c->fd, w->tls_rbuf, w->rbuf_cap, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                lh_log(LH_LOG_DEBUG, "conn %llu: read: %s", (unsigned long long)c->id,
+                       strerror(errno));
+                lh_conn_destroy(c);
+            }
+            break;
+        }
+        if (n == 0) {
+            read_eof(c);
+            break;
+        }
+        lh_m_add(LH_M_BYTES_IN, (uint64_t)n);
+        if (t->failed)
+            continue; /* lingering after a failed handshake: only the EOF matters */
+        lh_tls_input(t, w->tls_rbuf, (size_t)n);
+        if (tls_pump(c) < 0) {
+            lh_tls_input(t, NULL, 0);
+            break;
+        }
+        if (lh_tls_keep(t) < 0) {
+            lh_conn_destroy(c);
+            break;
+        }
+        if ((size_t)n < w->rbuf_cap)
+            break;
+    }
     lh_conn_release(c);
 }
 
-void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,
-                      int admin, lh_conn_input_fn input)
+/* The input held back while c was paused (a pending handshake, a full queue). */
+static void conn_process_held(lh_conn_t *c)
+{
+    if (c->in_len == 0 && !(c->tls && lh_tls_has_input(c->tls)))
+        return;
+    lh_conn_hold(c);
+    if (c->in_len > 0)
+        process_in(c);
+    if (c->tls && !(c->flags & PAUSED))
+        tls_pump(c);
+    lh_conn_release(c);
+}
+
+lh_conn_t *lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,
+                            int admin, lh_conn_input_fn input, lh_tls_ctx_t *tls)
 {
     lh_conn_t *c = calloc(1, sizeof(*c));
 
+    if (c != NULL && tls != NULL && (c->tls = lh_tls_new(tls)) == NULL) {
+        free(c);
+        c = NULL;
+    }
     if (c == NULL) {
         lh_log(LH_LOG_ERR, "calloc: out of memory; dropping a connection");
         close(fd);
-        return;
+        return NULL;
     }
     c->w = w;
     c->fd = fd;
@@ -792,4 +1046,5 @@ void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen
     w->nconns++;
     lh_m_inc(LH_M_TCP_ACCEPTED);
     lh_m_inc(LH_G_HTTP_OPEN);
+    return c;
 }

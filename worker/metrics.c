@@ -110,6 +110,11 @@ void lh_metrics_observe_webhook(uint64_t ns)
     observe(LH_M_WHLAT_BASE, lat_ns, LH_ARRAY_LEN(lat_ns), ns);
 }
 
+void lh_metrics_observe_tls_handshake(uint64_t ns)
+{
+    observe(LH_M_TLSLAT_BASE, lat_ns, LH_ARRAY_LEN(lat_ns), ns);
+}
+
 void lh_metrics_observe_js(uint64_t ns)
 {
     observe(LH_M_JSLAT_BASE, lat_ns, LH_ARRAY_LEN(lat_ns), ns);
@@ -462,6 +467,29 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
               "How long the subscribe and publish webhooks took to decide (answers, "
               "refusals, failures and timeouts alike).",
               &s->v[LH_M_WHLAT_BASE], lat_ns, LH_ARRAY_LEN(lat_ns), 1e-9);
+    head(f, "lhttpd_tls_handshakes_total", "counter",
+         "TLS handshakes by result (ok, resumed, failed, http_request: plain HTTP on a TLS "
+         "listener, timeout, eof, sni_refused, plain_port: a TLS hello on a plain listener) "
+         "and negotiated version.");
+    for (unsigned r = 0; r < LH_TLS_R_N; r++)
+        for (unsigned v = 0; v < LH_TLS_V_N; v++) {
+            uint64_t n = s->v[LH_M_TLS_HS_BASE + r * LH_TLS_V_N + v];
+
+            if (n == 0 && !((r == LH_TLS_R_OK || r == LH_TLS_R_RESUMED) ? v != 0 : v == 0))
+                continue;
+            fprintf(f, "lhttpd_tls_handshakes_total{result=\"%s\",version=\"%s\"} %llu\n",
+                    lh_tls_result_name(r), lh_tls_version_name(v), (unsigned long long)n);
+        }
+    head(f, "lhttpd_tls_errors_total", "counter",
+         "TLS connections closed after the handshake for a renegotiation attempt or a "
+         "protocol error (a bad or oversized record).");
+    for (unsigned i = 0; i < LH_TLS_E_N; i++)
+        fprintf(f, "lhttpd_tls_errors_total{reason=\"%s\"} %llu\n", lh_tls_error_name(i),
+                (unsigned long long)s->v[LH_M_TLS_ERR_BASE + i]);
+    histogram(f, "lhttpd_tls_handshake_seconds",
+              "From accept to the end of a successful TLS handshake.",
+              &s->v[LH_M_TLSLAT_BASE], lat_ns, LH_ARRAY_LEN(lat_ns), 1e-9);
+    lh_tls_render_expiry(w ? w->cfg : NULL, f);
     fclose(f);
     free(s);
     (void)w;

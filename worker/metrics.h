@@ -83,7 +83,15 @@ enum {
     LH_M_WHLAT_END = LH_M_WHLAT_BASE + 16 + 2,
     LH_M_JSLAT_BASE = LH_M_WHLAT_END, /* JetStream publish acknowledgements */
     LH_M_JSLAT_END = LH_M_JSLAT_BASE + 16 + 2,
-    LH_M_NCOUNTERS = LH_M_JSLAT_END,
+    LH_M_TLSLAT_BASE = LH_M_JSLAT_END, /* TLS handshakes that succeeded */
+    LH_M_TLSLAT_END = LH_M_TLSLAT_BASE + 16 + 2,
+    /* TLS handshakes: LH_M_TLS_HS_BASE + LH_TLS_R_* * LH_TLS_V_N + LH_TLS_V_*. */
+    LH_M_TLS_HS_BASE = LH_M_TLSLAT_END,
+    LH_M_TLS_HS_END = LH_M_TLS_HS_BASE + 8 * 3,
+    /* TLS errors after the handshake: LH_M_TLS_ERR_BASE + LH_TLS_E_*. */
+    LH_M_TLS_ERR_BASE = LH_M_TLS_HS_END,
+    LH_M_TLS_ERR_END = LH_M_TLS_ERR_BASE + 2,
+    LH_M_NCOUNTERS = LH_M_TLS_ERR_END,
 
     /* Gauges: not folded into the retired totals. */
     LH_G_WS_OPEN = LH_M_NCOUNTERS,
@@ -114,6 +122,14 @@ _Static_assert(LH_M_AUTH_FAIL_END - LH_M_AUTH_FAIL_BASE == LH_AUTH_R_N, "auth sl
 enum { LH_ACT_SUBSCRIBE, LH_ACT_PUBLISH };
 _Static_assert(LH_M_WEBHOOK_END - LH_M_WEBHOOK_BASE == LH_WH_N * LH_UP_N, "webhook slots");
 #define LH_HTTP_NSTATUS 20
+/* TLS handshake results (plain_port: a TLS ClientHello on a plain listener), versions
+ * and errors after the handshake. */
+enum { LH_TLS_R_OK, LH_TLS_R_RESUMED, LH_TLS_R_FAILED, LH_TLS_R_HTTP, LH_TLS_R_TIMEOUT,
+       LH_TLS_R_EOF, LH_TLS_R_SNI, LH_TLS_R_PLAIN_PORT, LH_TLS_R_N };
+enum { LH_TLS_V_NONE, LH_TLS_V_12, LH_TLS_V_13, LH_TLS_V_N };
+enum { LH_TLS_E_RENEG, LH_TLS_E_PROTOCOL, LH_TLS_E_N };
+_Static_assert(LH_M_TLS_HS_END - LH_M_TLS_HS_BASE == LH_TLS_R_N * LH_TLS_V_N, "tls slots");
+_Static_assert(LH_M_TLS_ERR_END - LH_M_TLS_ERR_BASE == LH_TLS_E_N, "tls error slots");
 
 typedef struct {
     _Atomic uint64_t v[LH_M_NVALUES];
@@ -276,6 +292,8 @@ void lh_metrics_observe_size(uint64_t bytes);
 void lh_metrics_observe_webhook(uint64_t ns);
 /* How long JetStream took to acknowledge a history publish. */
 void lh_metrics_observe_js(uint64_t ns);
+/* How long a TLS handshake took, accept to Finished. */
+void lh_metrics_observe_tls_handshake(uint64_t ns);
 
 struct lh_worker_s;
 /* Renders the whole node's metrics (Prometheus text format 0.0.4) into a malloc'd

@@ -99,7 +99,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        lh_conn_accepted(w, fd, (struct sockaddr *)&ss, sl, l->admin, lh_http_input);
+        lh_conn_accepted(w, fd, (struct sockaddr *)&ss, sl, l->admin, lh_http_input, l->tls);
     }
 }
 
@@ -143,6 +143,11 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
                 lh_upstream_conn_gone(c);
                 c->flags &= ~LH_CF_HS_PENDING;
                 event_add(&c->rev, NULL);
+            }
+            if (c->tls && !c->tls->done) {
+                lh_tls_gone(c->tls, 1); /* cut mid-handshake: counted as a timeout */
+                lh_conn_destroy(c);
+                continue;
             }
             if (c->in_len > 0 || pending) {
                 lh_m_inc(LH_M_REJECT_BASE + LH_REJ_TIMEOUT);
@@ -303,6 +308,38 @@ void lh_worker_drain(lh_worker_t *w)
            w->cfg->drain_timeout_ms);
     if (w->nconns == 0)
         event_base_loopbreak(w->base);
+}
+
+int lh_worker_listen_tls(lh_worker_t *w, const int *kinds, const char *const *keys)
+{
+    char err[1024];
+    int any = 0;
+
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (keys[i] != NULL && lh_config_tls_of(w->cfg, kinds[i], keys[i]) != NULL)
+            any = 1;
+    if (!any)
+        return 0;
+    /* A worker started on its own (tests) loads the certificates itself; under the
+     * master they came with the configuration, so that all workers share one set of
+     * session ticket keys. The store is a cache of the config's files. */
+    if (w->cfg->tls_store == NULL &&
+        lh_tls_store_load((lh_config_t *)(uintptr_t)w->cfg, err, sizeof(err)) < 0) {
+        lh_log(LH_LOG_ERR, "%s", err);
+        return -1;
+    }
+    if (w->tls_rbuf == NULL) {
+        w->tls_rbuf = malloc(w->rbuf_cap);
+        w->tls_stage = malloc(16384);
+        if (w->tls_rbuf == NULL || w->tls_stage == NULL) {
+            lh_log(LH_LOG_ERR, "malloc: out of memory for the TLS buffers");
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < w->nlisteners; i++)
+        w->listeners[i].tls = keys[i] ? lh_tls_find(w->cfg, kinds[i], keys[i]) : NULL;
+    lh_tls_kernel_note();
+    return 0;
 }
 
 lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_fds, size_t n,
@@ -468,5 +505,7 @@ void lh_worker_free(lh_worker_t *w)
         event_base_free(w->base);
     free(w->listeners);
     free(w->rbuf);
+    free(w->tls_rbuf);
+    free(w->tls_stage);
     free(w);
 }

@@ -7,7 +7,9 @@
  * to a higher one goes through a function pointer or a hook that the higher one set.
  * tests/lib/check-layers.py checks this on the built objects, in `make check`.
  *
- *   0  buf.c, process.c (clock, lh_current_worker), shm.c, interest.c, metrics.c
+ *   0  buf.c, process.c (clock, lh_current_worker), shm.c, interest.c, metrics.c,
+ *      tls.c       certificates and one connection's TLS engine (no I/O: conn.c moves
+ *                  its ciphertext)
  *   1  conn.c      sockets, the send queue, flush, close, linger, reap; knows no protocol.
  *                  Input goes to c->input (lh_http_input from accept, lh_ws_input from the
  *                  upgrade on); the end of a connection runs the hooks added with
@@ -36,6 +38,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -50,6 +53,25 @@
 #include "metrics.h"
 
 typedef struct lh_worker_s lh_worker_t;
+typedef struct lh_tls_ctx_s lh_tls_ctx_t;
+typedef struct lh_tls_store_s lh_tls_store_t;
+
+/* One connection's TLS (tls.c). conn.c reads out[out_off..out_len), the ciphertext
+ * to send, and tells lh_tls_out_sent what went. */
+typedef struct lh_tls_s {
+    struct ssl_st *ssl;
+    const uint8_t *in;   /* ciphertext being fed (the caller's buffer, lh_tls_input) */
+    size_t in_len;
+    uint8_t *held;       /* ciphertext kept across reads (lh_tls_keep), owned */
+    size_t held_len, held_off;
+    uint8_t *out;        /* ciphertext to send, owned; NULL when empty */
+    size_t out_len, out_off, out_cap;
+    uint64_t start_ns;   /* accept */
+    uint8_t done;        /* handshake finished */
+    uint8_t failed;      /* a fatal error: no more TLS on it */
+    uint8_t http;        /* the handshake failed because plain HTTP came */
+    uint8_t sni_refused, reneg, shut, counted;
+} lh_tls_t;
 
 /* What nats.c hands up to the layer above it, pub/sub, which sets these (lh_pubsub_init)
  * before NATS starts, so that nats.c never names pubsub.c: a message from NATS for
@@ -102,8 +124,9 @@ enum {
     LH_CF_CONTINUE = 1u << 17,    /* HTTP: "100 Continue" sent for the request being read */
     LH_CF_RESUME_LISTED = 1u << 18, /* on the worker's resume list (end of the pass) */
     LH_CF_HTTP10 = 1u << 19,        /* HTTP: the request being answered is HTTP/1.0 */
-    LH_CF_HOOK_WAIT = 1u << 20      /* a message waits for its subscribe/publish webhook;
+    LH_CF_HOOK_WAIT = 1u << 20,     /* a message waits for its subscribe/publish webhook;
                                        input paused, so later messages keep their order */
+    LH_CF_SEEN_INPUT = 1u << 21     /* plain: the first bytes were looked at (a TLS hello?) */
 };
 
 /* The send queue: a ring of shared buffers, written with writev. */
@@ -173,6 +196,7 @@ struct lh_conn_s {
         struct sockaddr_in6 in6;
     } peer_sa;
     char *peer; /* formatted on first use */
+    lh_tls_t *tls; /* NULL: a plain connection */
     struct event rev, wev;
 };
 
@@ -184,6 +208,7 @@ typedef struct {
 typedef struct {
     int fd;
     int admin; /* the admin socket: health and metrics only */
+    lh_tls_ctx_t *tls; /* NULL: plain */
     struct event ev;
     lh_worker_t *w;
 } lh_listener_t;
@@ -222,6 +247,8 @@ struct lh_worker_s {
 
     uint8_t *rbuf; /* scratch read buffer shared by all connections */
     size_t rbuf_cap;
+    uint8_t *tls_rbuf; /* scratch: ciphertext read from TLS connections */
+    uint8_t *tls_stage; /* scratch: plaintext gathered from a send queue for one record */
     lh_http_request_t req;  /* scratch: the request being handled */
     lh_lhttp_msg_t lmsg;    /* scratch: the LHTTP message being handled */
     lh_http_limits_t http_limits;
@@ -257,6 +284,9 @@ extern lh_worker_t *lh_current_worker;
  * admin sockets). master_fd: the channel to the master (owned), or -1. */
 lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_fds, size_t n,
                            size_t n_admin, int master_fd);
+/* Gives listener i the TLS of kinds[i] / keys[i] (lh_tls_find; keys[i] NULL: plain).
+ * Returns 0, or -1 (logged) when the certificates cannot be loaded. */
+int lh_worker_listen_tls(lh_worker_t *w, const int *kinds, const char *const *keys);
 /* Runs the loop until the worker has stopped. Returns 0. */
 int lh_worker_run(lh_worker_t *w);
 void lh_worker_free(lh_worker_t *w);
@@ -269,6 +299,54 @@ void lh_worker_drain(lh_worker_t *w);
 /* Sends one datagram to the master (nothing when there is none). */
 void lh_worker_send_master(lh_worker_t *w, const char *msg);
 
+/* ---- tls.c ---- */
+/* Loads the certificates cfg's TLS listeners name into cfg->tls_store (nothing when it
+ * has one already). Returns 0, or -1 with the reason in err (a missing file, a key that
+ * does not match its certificate, a bad cipher list). Logs certificates that expire
+ * within 30 days. */
+int lh_tls_store_load(lh_config_t *cfg, char *err, size_t errlen);
+void lh_tls_store_free(lh_tls_store_t *s);
+/* The TLS of a listener: kind 0 a listen address, 1 an admin.listen address, 2 a
+ * systemd socket name (tls_sockets). NULL: plain. Borrowed from cfg's store. */
+lh_tls_ctx_t *lh_tls_find(const lh_config_t *cfg, int kind, const char *key);
+/* Says once in the log that records are encrypted in user space (no kTLS). */
+void lh_tls_kernel_note(void);
+/* lhttpd_tls_certificate_expiry_seconds of cfg's certificates. */
+void lh_tls_render_expiry(const lh_config_t *cfg, FILE *f);
+const char *lh_tls_result_name(unsigned i);
+const char *lh_tls_version_name(unsigned i);
+const char *lh_tls_error_name(unsigned i);
+/* A connection's TLS on listener l (server side), or NULL. Free with lh_tls_free. */
+lh_tls_t *lh_tls_new(lh_tls_ctx_t *l);
+void lh_tls_free(lh_tls_t *t);
+/* The next ciphertext to read is data[0..len) (borrowed until lh_tls_keep). */
+static inline void lh_tls_input(lh_tls_t *t, const uint8_t *data, size_t len)
+{
+    t->in = data;
+    t->in_len = len;
+}
+/* Copies what the engine did not read of the input into t (the caller's buffer is about
+ * to be reused). Returns 0, or -1 out of memory. */
+int lh_tls_keep(lh_tls_t *t);
+/* 1 when there is ciphertext kept or plaintext decrypted but not yet read. */
+int lh_tls_has_input(const lh_tls_t *t);
+/* Moves the handshake on: 1 finished (counted), 0 needs more input, -1 failed (counted;
+ * t->http says plain HTTP came). Output may be waiting in t->out either way. */
+int lh_tls_handshake(lh_tls_t *t);
+/* Plaintext into dst: bytes, 0 needs more input, -1 the peer's close_notify, -2 an error
+ * (a renegotiation attempt, a bad record; counted). */
+ssize_t lh_tls_read(lh_tls_t *t, uint8_t *dst, size_t room);
+/* Encrypts data[0..len) into t->out. Returns 0, or -1. */
+int lh_tls_write(lh_tls_t *t, const void *data, size_t len);
+/* Queues close_notify (once, after a finished handshake). */
+void lh_tls_shutdown(lh_tls_t *t);
+/* n bytes of t->out were sent. */
+void lh_tls_out_sent(lh_tls_t *t, size_t n);
+/* Replaces the output with plain text (the 400 for plain HTTP on a TLS port). */
+int lh_tls_plain_answer(lh_tls_t *t, const char *text, size_t len);
+/* The connection ends: a handshake still under way is counted (timeout or eof). */
+void lh_tls_gone(lh_tls_t *t, int timed_out);
+
 /* ---- process.c ---- */
 /* Monotonic time (CLOCK_MONOTONIC). */
 uint64_t lh_now_ms(void);
@@ -277,9 +355,10 @@ uint64_t lh_now_ns(void);
 /* ---- conn.c ---- */
 /* The client's address as "ip:port" (formatted once; lh_conn_peer of the API). */
 const char *lh_conn_peer_name(const lh_conn_t *c);
-/* A new connection on fd (owned) whose input goes to input. */
-void lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,
-                      int admin, lh_conn_input_fn input);
+/* A new connection on fd (owned) whose input goes to input; tls: its listener's TLS,
+ * or NULL. Returns it, or NULL (fd closed) when out of memory. */
+lh_conn_t *lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,
+                      int admin, lh_conn_input_fn input, lh_tls_ctx_t *tls);
 /* Adds fn to what runs when a connection of w ends (lh_conn_destroy), after the hooks
  * added before it. Returns 0, or -ENOSPC beyond LH_CONN_GONE_MAX. */
 int lh_conn_on_gone(lh_worker_t *w, lh_conn_gone_fn fn);

@@ -26,6 +26,10 @@
 #include <stdint.h>
 #include <netinet/in.h>
 
+struct ssl_st;
+struct ssl_session_st;
+struct ssl_ctx_st;
+
 #define LHB_MAX_PROCS 32
 #define LHB_MAX_SRC 250
 
@@ -161,6 +165,7 @@ typedef struct {
     uint16_t port;
     char path[256]; /* may contain {ch} */
     int http;       /* http:// (publish with POST) rather than ws:// */
+    int tls;        /* wss:// or https:// */
 } lhb_url_t;
 
 typedef struct {
@@ -206,9 +211,17 @@ typedef struct {
     uint32_t recover;
     int quiet;
     int spin;           /* busy-poll while publishing instead of sleeping in epoll */
+    /* wss:// and https://: the client context (certificates are not verified: a load
+     * generator measures, it does not trust); --tls-resume reuses one session per
+     * process for every later connection. */
+    struct ssl_ctx_st *ssl_ctx;
+    int tls_resume;
 } lhb_opts_t;
 
 /* ---- loop.c ---- */
+
+/* The client context's new-session callback (--tls-resume keeps the newest). */
+int lhb_tls_new_session(struct ssl_st *ssl, struct ssl_session_st *sess);
 
 enum { LHB_SUB = 0, LHB_PUB_WS, LHB_PUB_HTTP };
 enum { LHB_S_IDLE = 0, LHB_S_CONNECTING, LHB_S_HANDSHAKE, LHB_S_SUBSCRIBING, LHB_S_READY,
@@ -231,6 +244,11 @@ typedef struct {
     uint64_t last_off;
     uint8_t has_last, done, last_id_len;
     char last_id[LHB_MAX_ID];
+    /* TLS: the engine on memory BIOs; out holds plaintext, cout the ciphertext to send. */
+    struct ssl_st *ssl;
+    uint8_t tls_up;   /* handshake done */
+    uint32_t coutlen, coutoff, coutcap;
+    uint8_t *cout;
 } lhb_conn_t;
 
 typedef struct lhb_loop_s {
@@ -255,6 +273,7 @@ typedef struct lhb_loop_s {
     uint8_t epoch[LHB_EPOCH_LEN]; /* --server-headers, lhttpd: the epoch seen first */
     int has_epoch;
     void *pub; /* pub.c's state (process 0) */
+    uint64_t tls_resumed; /* handshakes that resumed a session */
 } lhb_loop_t;
 
 /* What process 0 reports about publishing. */

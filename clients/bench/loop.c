@@ -24,6 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #define RBUF_SIZE (256 * 1024)
 #define MAX_HEAD 16384
 #define MAX_FRAME ((uint64_t)64 << 20)
@@ -92,6 +95,12 @@ static void conn_close(lhb_conn_t *c)
     if (c->fd >= 0)
         close(c->fd); /* also leaves the epoll set */
     c->fd = -1;
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    c->tls_up = 0;
+    free(c->cout);
+    c->cout = NULL;
+    c->coutlen = c->coutoff = c->coutcap = 0;
     free(c->in);
     free(c->out);
     c->in = c->out = NULL;
@@ -220,10 +229,60 @@ static void want_out(lhb_loop_t *l, lhb_conn_t *c, int on)
     c->want_out = (uint8_t)on;
 }
 
+/* TLS: moves the ciphertext the engine produced into c->cout. Returns 0, or -1. */
+static int tls_drain(lhb_conn_t *c)
+{
+    BIO *w = SSL_get_wbio(c->ssl);
+    size_t pend;
+
+    while ((pend = BIO_ctrl_pending(w)) > 0) {
+        int r;
+
+        if (c->coutlen + pend > c->coutcap) {
+            size_t cap = c->coutcap ? c->coutcap : 4096;
+            uint8_t *q;
+
+            while (cap < c->coutlen + pend)
+                cap *= 2;
+            if (cap > UINT32_MAX || (q = realloc(c->cout, cap)) == NULL)
+                return -1;
+            c->cout = q;
+            c->coutcap = (uint32_t)cap;
+        }
+        r = BIO_read(w, c->cout + c->coutlen, (int)pend);
+        if (r <= 0)
+            return -1;
+        c->coutlen += (uint32_t)r;
+    }
+    return 0;
+}
+
 void lhb_conn_flush(lhb_loop_t *l, lhb_conn_t *c)
 {
-    while (c->outoff < c->outlen) {
-        ssize_t r = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
+    uint8_t **buf = &c->out;
+    uint32_t *off = &c->outoff, *len = &c->outlen, *cap = &c->outcap;
+
+    if (c->ssl != NULL) {
+        /* Plaintext goes through TLS once the handshake is done; the memory BIO takes it
+         * all, so only the ciphertext waits for the socket. */
+        if (c->tls_up && c->outoff < c->outlen) {
+            if (SSL_write(c->ssl, c->out + c->outoff, (int)(c->outlen - c->outoff)) <= 0) {
+                conn_fail(l, c, "SSL_write failed");
+                return;
+            }
+            c->outoff = c->outlen = 0;
+        }
+        if (tls_drain(c) < 0) {
+            conn_fail(l, c, "out of memory");
+            return;
+        }
+        buf = &c->cout;
+        off = &c->coutoff;
+        len = &c->coutlen;
+        cap = &c->coutcap;
+    }
+    while (*off < *len) {
+        ssize_t r = send(c->fd, *buf + *off, *len - *off, MSG_NOSIGNAL);
 
         if (r < 0) {
             if (errno == EINTR)
@@ -233,18 +292,18 @@ void lhb_conn_flush(lhb_loop_t *l, lhb_conn_t *c)
             conn_fail(l, c, "send: %s", strerror(errno));
             return;
         }
-        c->outoff += (uint32_t)r;
+        *off += (uint32_t)r;
     }
-    if (c->outoff < c->outlen) {
+    if (*off < *len) {
         want_out(l, c, 1);
         return;
     }
-    c->outoff = c->outlen = 0;
+    *off = *len = 0;
     want_out(l, c, 0);
     if (c->role == LHB_SUB) {
-        free(c->out);
-        c->out = NULL;
-        c->outcap = 0;
+        free(*buf);
+        *buf = NULL;
+        *cap = 0;
     }
 }
 
@@ -391,8 +450,77 @@ static void recovery_done(lhb_loop_t *l, lhb_conn_t *c, int ok)
     atomic_fetch_add(&l->st->recovered, 1);
 }
 
-/* TCP is up: send the upgrade request (publishers over HTTP are ready at once). */
+static void conn_transport_up(lhb_loop_t *l, lhb_conn_t *c);
+
+/* --tls-resume: the newest session this process was given (a TLS 1.3 ticket arrives
+ * after the handshake, so it is taken when it comes; OpenSSL's client uses a TLS 1.3
+ * ticket once, so each resumption takes the ticket the last one brought). */
+static SSL_SESSION *resume_session;
+
+int lhb_tls_new_session(struct ssl_st *ssl, struct ssl_session_st *sess)
+{
+    SSL_SESSION_free(resume_session);
+    resume_session = sess;
+    return 1; /* kept */
+}
+
+/* The TLS handshake, moved on by each read. Returns 0, or -1 when c failed. */
+static int tls_handshake(lhb_loop_t *l, lhb_conn_t *c)
+{
+    int r = SSL_do_handshake(c->ssl), e;
+
+    if (r == 1) {
+        c->tls_up = 1;
+        if (SSL_session_reused(c->ssl))
+            l->tls_resumed++;
+        lhb_conn_flush(l, c);
+        if (c->state != LHB_S_DEAD)
+            conn_transport_up(l, c);
+        return c->state == LHB_S_DEAD ? -1 : 0;
+    }
+    e = SSL_get_error(c->ssl, r);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+        char why[256];
+
+        ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+        ERR_clear_error();
+        conn_fail(l, c, "TLS handshake: %s", why);
+        return -1;
+    }
+    lhb_conn_flush(l, c);
+    return c->state == LHB_S_DEAD ? -1 : 0;
+}
+
+/* TCP is up: with TLS, start its handshake; else the transport is ready. */
 static void conn_connected(lhb_loop_t *l, lhb_conn_t *c)
+{
+    const lhb_url_t *u = c->role == LHB_SUB ? &l->o->sub_url : &l->o->pub_url;
+    BIO *rb, *wb;
+
+    if (!u->tls) {
+        conn_transport_up(l, c);
+        return;
+    }
+    c->ssl = SSL_new(l->o->ssl_ctx);
+    rb = BIO_new(BIO_s_mem());
+    wb = BIO_new(BIO_s_mem());
+    if (c->ssl == NULL || rb == NULL || wb == NULL) {
+        BIO_free(rb);
+        BIO_free(wb);
+        conn_fail(l, c, "SSL_new: out of memory");
+        return;
+    }
+    SSL_set_bio(c->ssl, rb, wb);
+    SSL_set_connect_state(c->ssl);
+    if (l->o->tls_resume && resume_session != NULL)
+        SSL_set_session(c->ssl, resume_session);
+    c->state = LHB_S_HANDSHAKE;
+    want_out(l, c, 0);
+    tls_handshake(l, c);
+}
+
+/* The transport is up: send the upgrade request (publishers over HTTP are ready at once). */
+static void conn_transport_up(lhb_loop_t *l, lhb_conn_t *c)
 {
     char req[1200], path[600], ch[64];
     const lhb_url_t *u = c->role == LHB_SUB ? &l->o->sub_url : &l->o->pub_url;
@@ -938,6 +1066,62 @@ static size_t consume(lhb_loop_t *l, lhb_conn_t *c, const uint8_t *p, size_t len
     return off + frames(l, c, p + off, len - off);
 }
 
+/*
+ * TLS: reads the socket once into the engine, moves the handshake on, and decrypts
+ * everything it can to l->rbuf + have (grown as needed, so nothing decrypted stays
+ * behind in the engine). Returns the plaintext bytes, -2 when there are none yet, 0 at
+ * the end, -1 on an error (errno set).
+ */
+static ssize_t tls_read(lhb_loop_t *l, lhb_conn_t *c, size_t have)
+{
+    uint8_t raw[65536];
+    ssize_t n = read(c->fd, raw, sizeof(raw));
+    size_t got = 0;
+
+    if (n <= 0)
+        return n;
+    l->st->bytes_in += (uint64_t)n;
+    if (BIO_write(SSL_get_rbio(c->ssl), raw, (int)n) != (int)n) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (!c->tls_up && (tls_handshake(l, c) < 0 || !c->tls_up))
+        return -2;
+    for (;;) {
+        int r, e;
+
+        if (l->rcap - have - got < 16384) {
+            uint8_t *q = realloc(l->rbuf, l->rcap * 2);
+
+            if (q == NULL) {
+                errno = ENOMEM;
+                return -1;
+            }
+            l->rbuf = q;
+            l->rcap *= 2;
+        }
+        r = SSL_read(c->ssl, l->rbuf + have + got, (int)(l->rcap - have - got));
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
+        }
+        e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ)
+            break;
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return got > 0 ? (ssize_t)got : 0;
+        ERR_clear_error();
+        errno = EPROTO;
+        return -1;
+    }
+    if (c->ssl && SSL_get_wbio(c->ssl) && BIO_ctrl_pending(SSL_get_wbio(c->ssl)) > 0)
+        lhb_conn_flush(l, c); /* key updates, alerts */
+    if (got == 0)
+        return -2;
+    l->st->bytes_in -= (uint64_t)got; /* counted once below, as plaintext */
+    return (ssize_t)got;
+}
+
 static void conn_read(lhb_loop_t *l, lhb_conn_t *c)
 {
     size_t have = c->inlen, total, used, keep;
@@ -956,7 +1140,9 @@ static void conn_read(lhb_loop_t *l, lhb_conn_t *c)
     }
     if (have > 0)
         memcpy(l->rbuf, c->in, have);
-    n = read(c->fd, l->rbuf + have, l->rcap - have);
+    n = c->ssl ? tls_read(l, c, have) : read(c->fd, l->rbuf + have, l->rcap - have);
+    if (n == -2 || c->state == LHB_S_DEAD)
+        return; /* TLS: nothing decrypted yet */
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             conn_fail(l, c, "read: %s", strerror(errno));

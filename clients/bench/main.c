@@ -4,6 +4,8 @@
  */
 #include "bench.h"
 
+#include <openssl/ssl.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -27,6 +29,7 @@ enum {
     OPT_TIMEOUT,
     OPT_PREFIX,
     OPT_SPIN,
+    OPT_TLS_RESUME,
     OPT_TOKEN,
     OPT_PUB_TOKEN,
     OPT_PUB_SUBSCRIBE,
@@ -49,9 +52,11 @@ static void usage(FILE *f)
           "and reports deliveries per second, latency and whether every delivery arrived.\n"
           "\n"
           "  -t, --target NAME     lhttpd (LHTTP subscribe/publish) or nchan    [lhttpd]\n"
-          "  -u, --url URL         subscribers' ws://IP:PORT/PATH; {ch} in PATH is\n"
+          "  -u, --url URL         subscribers' ws://IP:PORT/PATH (wss:// for TLS, not\n"
+          "                        verified: a load generator); {ch} in PATH is\n"
           "                        replaced by the channel          [ws://127.0.0.1:8081/]\n"
           "  -p, --pub URL         publish over ws:// (WebSocket messages) or http://\n"
+          "                        (wss://, https:// with TLS)\n"
           "                        (one POST per message); {ch} as in -u   [the -u URL]\n"
           "  -n, --subs N          subscriber connections                       [100]\n"
           "  -c, --channels N      channels; subscriber i is on channel i mod N   [1]\n"
@@ -84,6 +89,8 @@ static void usage(FILE *f)
           "                        --recover's disconnections                 [60]\n"
           "      --prefix P        channel name prefix                  [b<random>.]\n"
           "      --spin            busy-poll while publishing (a core of its own)\n"
+          "      --tls-resume      wss:// and https://: every connection of a process after\n"
+          "                        its first resumes a TLS session (the newest ticket)\n"
           "      --server-headers  channels with history: accept exactly the server's\n"
           "                        metadata on each delivery and remove it before the\n"
           "                        byte-for-byte check: lhttpd's offset, prev-offset,\n"
@@ -119,6 +126,13 @@ static int parse_url(const char *s, lhb_url_t *u)
     } else if (strncmp(s, "http://", 7) == 0) {
         p = s + 7;
         u->http = 1;
+    } else if (strncmp(s, "wss://", 6) == 0) {
+        p = s + 6;
+        u->tls = 1;
+    } else if (strncmp(s, "https://", 8) == 0) {
+        p = s + 8;
+        u->http = 1;
+        u->tls = 1;
     } else {
         return -1;
     }
@@ -130,7 +144,7 @@ static int parse_url(const char *s, lhb_url_t *u)
     if (hl == 0 || hl >= sizeof(u->host))
         return -1;
     memcpy(u->host, p, hl);
-    port = colon ? strtol(colon + 1, NULL, 10) : 80;
+    port = colon ? strtol(colon + 1, NULL, 10) : u->tls ? 443 : 80;
     if (port <= 0 || port > 65535)
         return -1;
     u->port = (uint16_t)port;
@@ -191,6 +205,7 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"prefix", required_argument, NULL, OPT_PREFIX},
         {"spin", no_argument, NULL, OPT_SPIN},
+        {"tls-resume", no_argument, NULL, OPT_TLS_RESUME},
         {"token", required_argument, NULL, OPT_TOKEN},
         {"pub-token", required_argument, NULL, OPT_PUB_TOKEN},
         {"pub-subscribe", no_argument, NULL, OPT_PUB_SUBSCRIBE},
@@ -322,6 +337,9 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
         case OPT_SPIN:
             o->spin = 1;
             break;
+        case OPT_TLS_RESUME:
+            o->tls_resume = 1;
+            break;
         case OPT_TOKEN:
             if (!visible_ascii(optarg, MAX_TOKEN))
                 return bad("--token (1 to 65536 visible ASCII characters)", optarg);
@@ -372,6 +390,17 @@ static int parse_opts(int argc, char **argv, lhb_opts_t *o)
     if (parse_url(pub ? pub : sub, &o->pub_url) < 0)
         return bad("--pub (ws:// or http://IPv4:PORT/PATH)", pub);
     o->have_pub = 1;
+    if (o->sub_url.tls || o->pub_url.tls) {
+        o->ssl_ctx = SSL_CTX_new(TLS_client_method());
+        if (o->ssl_ctx == NULL) {
+            fprintf(stderr, "lhttp-bench: SSL_CTX_new failed\n");
+            return -1;
+        }
+        SSL_CTX_set_verify(o->ssl_ctx, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_session_cache_mode(o->ssl_ctx, SSL_SESS_CACHE_CLIENT |
+                                                    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(o->ssl_ctx, lhb_tls_new_session);
+    }
     if (o->target == LHB_TARGET_NCHAN && !o->pub_url.http && o->channels > 1 && !o->no_publish) {
         fprintf(stderr, "lhttp-bench: an nchan WebSocket publisher is bound to one channel; "
                         "publish to several over http://\n");

@@ -188,7 +188,10 @@ export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 export interface LhttpClientOptions {
   /** WebSocket constructor; default globalThis.WebSocket. In Node 20: `WebSocket` from "ws". */
-  WebSocket?: new (url: string, protocols?: string | string[]) => any;
+  WebSocket?: new (url: string, protocols?: string | string[], options?: any) => any;
+  /** Passed as the third argument of the WebSocket constructor (Node's "ws"): for wss://
+   *  with a private CA, `{ ca: readFileSync('ca.pem') }`. Not for browsers. */
+  wsOptions?: Record<string, unknown>;
   /** Subprotocols offered; default ["lhttp"]. */
   protocols?: string[];
   /** Command of publish() messages when none is given; default "message". */

@@ -322,6 +322,7 @@ const DEFAULTS = {
   shouldReconnect: null,
   token: null,
   getToken: null,
+  wsOptions: null,
 };
 
 const EVENTS = new Set(['open', 'message', 'close', 'reconnecting', 'error', 'auth', 'unsubscribed', 'recovered', 'gap']);
@@ -749,7 +750,11 @@ export class LhttpClient {
     this.#lastError = null;
     let ws;
     try {
-      ws = new this.#WebSocket(this.url, this.#opts.protocols);
+      // Node's "ws" takes a third argument (TLS options such as ca for wss://); a
+      // browser's WebSocket has none, so it is only passed when given.
+      ws = this.#opts.wsOptions != null
+        ? new this.#WebSocket(this.url, this.#opts.protocols, this.#opts.wsOptions)
+        : new this.#WebSocket(this.url, this.#opts.protocols);
     } catch (err) {
       if (first) throw err; // a bad URL: say so at once
       this.#emit('error', new LhttpError('transport', err.message, { cause: err }));

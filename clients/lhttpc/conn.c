@@ -19,6 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "lh_utf8.h"
 #include "lh_ws.h"
 
@@ -45,7 +50,55 @@ struct lhc_conn {
     uint32_t utf8;
     int close_sent, closed;
     uint8_t *scratch; /* MASK_CHUNK bytes for masking outgoing payload */
+    SSL_CTX *ssl_ctx; /* wss:// */
+    SSL *ssl;
+    int want_write;   /* TLS needs the socket writable before it can read on */
 };
+
+/* The transport: the socket, or TLS over it. Like send/recv: -1 with errno EAGAIN when
+ * it would block (*want says for what: POLLIN or POLLOUT), 0 from tr_recv at the end. */
+static ssize_t tr_io(lhc_conn_t *c, void *buf, size_t len, int writing, short *want)
+{
+    int r, e;
+
+    *want = writing ? POLLOUT : POLLIN;
+    if (c->ssl == NULL)
+        return writing ? send(c->fd, buf, len, MSG_NOSIGNAL) : recv(c->fd, buf, len, 0);
+    if (len > INT_MAX)
+        len = INT_MAX;
+    ERR_clear_error();
+    errno = 0;
+    r = writing ? SSL_write(c->ssl, buf, (int)len) : SSL_read(c->ssl, buf, (int)len);
+    if (r > 0)
+        return r;
+    e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        *want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
+        return 0;
+    if (e == SSL_ERROR_SSL)
+        errno = EPROTO;
+    return -1;
+}
+
+static ssize_t tr_send(lhc_conn_t *c, const void *buf, size_t len, short *want)
+{
+    return tr_io(c, (void *)(uintptr_t)buf, len, 1, want);
+}
+
+static ssize_t tr_recv(lhc_conn_t *c, void *buf, size_t len, short *want)
+{
+    return tr_io(c, buf, len, 0, want);
+}
+
+/* Decrypted bytes wait inside TLS: read them before polling the socket. */
+static int tr_pending(const lhc_conn_t *c)
+{
+    return c->ssl != NULL && SSL_pending(c->ssl) > 0;
+}
 
 int64_t lhc_now_ms(void)
 {
@@ -106,7 +159,8 @@ static int write_all(lhc_conn_t *c, const void *buf, size_t len)
     const uint8_t *p = buf;
 
     while (len > 0) {
-        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        short want;
+        ssize_t n = tr_send(c, p, len, &want);
         struct pollfd pfd;
         int r;
 
@@ -120,7 +174,7 @@ static int write_all(lhc_conn_t *c, const void *buf, size_t len)
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return LHC_EXIT_CONN;
         pfd.fd = c->fd;
-        pfd.events = POLLOUT;
+        pfd.events = want;
         r = wait_fds(&pfd, 1, c->deadline);
         if (r == 0)
             return LHC_EXIT_TIMEOUT;
@@ -279,6 +333,8 @@ void lhc_conn_free(lhc_conn_t *c)
 {
     if (c == NULL)
         return;
+    SSL_free(c->ssl);
+    SSL_CTX_free(c->ssl_ctx);
     if (c->fd >= 0)
         close(c->fd);
     free(c->rbuf);
@@ -329,13 +385,15 @@ static int handshake(lhc_conn_t *c, const lhc_url_t *u, const lhc_conn_opts_t *o
     while ((head = lhc_handshake_head_len((char *)c->rbuf, c->rend)) == 0) {
         struct pollfd pfd = { .fd = c->fd, .events = POLLIN, .revents = 0 };
         ssize_t got;
+        short want = POLLIN;
 
         if (c->rend >= HEAD_MAX) {
             fprintf(stderr, "lhttpc: the server's handshake answer is over %d bytes\n",
                     HEAD_MAX);
             return LHC_EXIT_CONN;
         }
-        r = wait_fds(&pfd, 1, c->deadline);
+        pfd.events = want;
+        r = tr_pending(c) ? 1 : wait_fds(&pfd, 1, c->deadline);
         if (r == 0) {
             fprintf(stderr, "lhttpc: timed out waiting for the handshake answer\n");
             return timeout_status(o);
@@ -347,7 +405,7 @@ static int handshake(lhc_conn_t *c, const lhc_url_t *u, const lhc_conn_opts_t *o
                     errno == EINTR ? "interrupted" : strerror(errno));
             return LHC_EXIT_CONN;
         }
-        got = recv(c->fd, c->rbuf + c->rend, HEAD_MAX - c->rend, 0);
+        got = tr_recv(c, c->rbuf + c->rend, HEAD_MAX - c->rend, &want);
         if (got == 0) {
             fprintf(stderr, "lhttpc: the server closed the connection during the "
                             "handshake\n");
@@ -368,6 +426,98 @@ static int handshake(lhc_conn_t *c, const lhc_url_t *u, const lhc_conn_opts_t *o
     }
     c->rstart = head;
     return 0;
+}
+
+static void tls_error(const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    char buf[256];
+
+    if (e != 0) {
+        ERR_error_string_n(e, buf, sizeof(buf));
+        fprintf(stderr, "lhttpc: %s: %s\n", what, buf);
+    } else {
+        fprintf(stderr, "lhttpc: %s: %s\n", what, errno ? strerror(errno) : "failed");
+    }
+    ERR_clear_error();
+}
+
+/*
+ * The TLS handshake of a wss:// connection: the server's certificate is verified against
+ * the system's CAs (or o->cacert) and the URL's host unless o->insecure; SNI names the
+ * host unless it is an IP address. Returns 0, or an exit status after printing why.
+ */
+static int tls_start(lhc_conn_t *c, const lhc_url_t *u, const lhc_conn_opts_t *o)
+{
+    static const unsigned char alpn[] = "\x08http/1.1";
+    unsigned char ip[16];
+    int is_ip = inet_pton(AF_INET, u->host, ip) == 1 || inet_pton(AF_INET6, u->host, ip) == 1;
+
+    c->ssl_ctx = SSL_CTX_new(TLS_client_method());
+    if (c->ssl_ctx == NULL) {
+        tls_error("SSL_CTX_new");
+        return LHC_EXIT_CONN;
+    }
+    SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
+    if (o->cacert != NULL) {
+        if (SSL_CTX_load_verify_locations(c->ssl_ctx, o->cacert, NULL) != 1) {
+            tls_error(o->cacert);
+            return LHC_EXIT_USAGE;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(c->ssl_ctx) != 1) {
+        tls_error("the system's CA certificates");
+        return LHC_EXIT_CONN;
+    }
+    SSL_CTX_set_verify(c->ssl_ctx, o->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    c->ssl = SSL_new(c->ssl_ctx);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+        tls_error("SSL_new");
+        return LHC_EXIT_CONN;
+    }
+    SSL_set_alpn_protos(c->ssl, alpn, sizeof(alpn) - 1);
+    if (!is_ip)
+        SSL_set_tlsext_host_name(c->ssl, u->host);
+    if (!o->insecure) {
+        if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), u->host) != 1
+                  : SSL_set1_host(c->ssl, u->host) != 1) {
+            tls_error("setting the name to verify");
+            return LHC_EXIT_CONN;
+        }
+    }
+    for (;;) {
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN, .revents = 0 };
+        int r, e;
+
+        ERR_clear_error();
+        r = SSL_connect(c->ssl);
+        if (r == 1)
+            return 0;
+        e = SSL_get_error(c->ssl, r);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+            long v = SSL_get_verify_result(c->ssl);
+
+            if (v != X509_V_OK) {
+                fprintf(stderr, "lhttpc: TLS with %s: certificate verify failed: %s (use "
+                        "--cacert FILE, or --insecure)\n", u->hostport,
+                        X509_verify_cert_error_string(v));
+                ERR_clear_error();
+            } else {
+                tls_error("TLS handshake");
+            }
+            return LHC_EXIT_CONN;
+        }
+        pfd.events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        r = wait_fds(&pfd, 1, c->deadline);
+        if (r == 0) {
+            fprintf(stderr, "lhttpc: timed out in the TLS handshake\n");
+            return timeout_status(o);
+        }
+        if (r < 0 && !(errno == EINTR && !lhc_stop_signal)) {
+            fprintf(stderr, "lhttpc: TLS handshake: %s\n",
+                    errno == EINTR ? "interrupted" : strerror(errno));
+            return LHC_EXIT_CONN;
+        }
+    }
 }
 
 lhc_conn_t *lhc_conn_open(const lhc_url_t *u, const lhc_conn_opts_t *o, int *status)
@@ -413,7 +563,9 @@ lhc_conn_t *lhc_conn_open(const lhc_url_t *u, const lhc_conn_opts_t *o, int *sta
         lhc_conn_free(c);
         return NULL;
     }
-    r = handshake(c, u, o);
+    r = u->tls ? tls_start(c, u, o) : 0;
+    if (r == 0)
+        r = handshake(c, u, o);
     if (r != 0) {
         *status = r;
         lhc_conn_free(c);
@@ -637,7 +789,14 @@ int lhc_conn_next(lhc_conn_t *c, int extra_fd, lhc_event_t *ev)
         pfd[1].fd = extra_fd;
         pfd[1].events = POLLIN;
         pfd[1].revents = 0;
-        r = wait_fds(pfd, extra_fd >= 0 ? 2 : 1, c->deadline);
+        if (c->want_write)
+            pfd[0].events = POLLOUT;
+        if (tr_pending(c)) {
+            r = 1;
+            pfd[0].revents = POLLIN;
+        } else {
+            r = wait_fds(pfd, extra_fd >= 0 ? 2 : 1, c->deadline);
+        }
         if (r == 0) {
             ev->type = LHC_EV_TIMEOUT;
             return ev->type;
@@ -662,7 +821,12 @@ int lhc_conn_next(lhc_conn_t *c, int extra_fd, lhc_event_t *ev)
             ev->status = LHC_EXIT_CONN;
             return ev->type;
         }
-        n = recv(c->fd, c->rbuf + c->rend, c->rcap - c->rend, 0);
+        {
+            short want;
+
+            n = tr_recv(c, c->rbuf + c->rend, c->rcap - c->rend, &want);
+            c->want_write = n < 0 && errno == EAGAIN && want == POLLOUT;
+        }
         if (n > 0) {
             c->rend += (size_t)n;
             continue;

@@ -109,6 +109,12 @@ int lhc_http_publish(const lhc_http_opts_t *o, const char *msg, size_t len)
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &a);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (o->cacert != NULL)
+        curl_easy_setopt(curl, CURLOPT_CAINFO, o->cacert);
+    if (o->insecure) {
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
     if (o->timeout_ms > 0)
         curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, o->timeout_ms);
     cr = curl_easy_perform(curl);

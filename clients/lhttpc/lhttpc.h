@@ -43,6 +43,7 @@ typedef struct {
     char port[6];       /* decimal, "80" when the URL gives none */
     char hostport[300]; /* the Host header value: as written in the URL */
     char target[4096];  /* path and query, "/" when the URL gives none */
+    int tls;            /* wss:// */
 } lhc_url_t;
 
 /*
@@ -194,6 +195,8 @@ typedef struct {
     const char *token;     /* NULL: no Authorization header */
     uint64_t max_message;  /* cap of a received message */
     int64_t deadline;      /* lhc_now_ms() value, or -1 for none */
+    const char *cacert;    /* wss://: PEM file of the CAs to trust; NULL: the system's */
+    int insecure;          /* wss://: do not verify the server's certificate */
 } lhc_conn_opts_t;
 
 /*
@@ -258,6 +261,8 @@ typedef struct {
     const char *token; /* NULL: no Authorization header */
     long timeout_ms;   /* 0: none */
     int quiet;
+    const char *cacert; /* https://: PEM file of the CAs to trust; NULL: the system's */
+    int insecure;       /* https://: do not verify the server's certificate */
 } lhc_http_opts_t;
 
 /* POSTs msg[0..len) to o->url. Prints the answer; returns an exit status. */

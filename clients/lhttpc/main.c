@@ -36,7 +36,8 @@ enum {
     OPT_DATA_RAW,
     OPT_SINCE,
     OPT_EPOCH,
-    OPT_HISTORY
+    OPT_HISTORY,
+    OPT_CACERT
 };
 
 #define EPOCH_MAX 64 /* the longest epoch --epoch takes (lhttpd's are 16 hex digits) */
@@ -65,6 +66,8 @@ typedef struct {
     long long since;     /* --since; -1 when not given */
     const char *epoch;   /* --epoch */
     long history;        /* --history N; 0 when not given */
+    const char *cacert;  /* --cacert */
+    int insecure;        /* -k, --insecure */
 } opts_t;
 
 /* Per CHANNEL of subscribe: where to recover from, learnt from a history read. */
@@ -105,8 +108,8 @@ static void usage(FILE *out)
           "       lhttpc token (--secret-file FILE | --key-file PEM) [TOKEN OPTIONS]\n"
           "                                        print a JWT (see Token below)\n"
           "\n"
-          "URL is ws://HOST[:PORT][/PATH] (no wss://: lhttpc has no TLS; use a TLS proxy),\n"
-          "or with --http, http://HOST:PORT/publish.\n"
+          "URL is ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH] (TLS), or with\n"
+          "--http, http(s)://HOST:PORT/publish.\n"
           "\n"
           "Options:\n"
           "  -n N               exit 0 after N received messages (send: default 1)\n"
@@ -130,6 +133,9 @@ static void usage(FILE *out)
           "                     as send\n"
           "  --fragment BYTES   send messages in fragments of at most BYTES\n"
           "  --max-size BYTES   largest message sent or accepted (default 64 MiB)\n"
+          "  --cacert FILE      wss:// and https://: trust the CA certificates in FILE (PEM)\n"
+          "                     instead of the system's\n"
+          "  -k, --insecure     wss:// and https://: do not verify the server's certificate\n"
           "  -q                 quiet: no banner, no notes, no --http answer on stdout\n"
           "  -h, --help         this text\n"
           "  --version          print the version\n"
@@ -760,6 +766,8 @@ static int run_ws(opts_t *o, const lhc_url_t *u, int64_t deadline, const char *f
     co.token = o->token;
     co.max_message = o->max_size;
     co.deadline = deadline;
+    co.cacert = o->cacert;
+    co.insecure = o->insecure;
     setup_signals();
     s.c = lhc_conn_open(u, &co, &status);
     if (s.c == NULL) {
@@ -821,6 +829,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
         { "since", required_argument, NULL, OPT_SINCE },
         { "epoch", required_argument, NULL, OPT_EPOCH },
         { "history", required_argument, NULL, OPT_HISTORY },
+        { "cacert", required_argument, NULL, OPT_CACERT },
+        { "insecure", no_argument, NULL, 'k' },
         { NULL, 0, NULL, 0 }
     };
     int ch, raw = 0, has_msg_opts = 0;
@@ -833,7 +843,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
     o->max_size = LHC_DEFAULT_MAX_MESSAGE;
     lhc_msg_init(&o->headers);
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":n:w:o:p:qhH:d:f:c:", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":n:w:o:p:qhkH:d:f:c:", longopts, NULL)) != -1) {
         switch (ch) {
         case 'n':
             if (parse_num(optarg, 0, LONG_MAX, &v) < 0)
@@ -911,6 +921,12 @@ static int parse_args(int argc, char **argv, opts_t *o)
             break;
         case 'c':
             o->command = optarg;
+            break;
+        case OPT_CACERT:
+            o->cacert = optarg;
+            break;
+        case 'k':
+            o->insecure = 1;
             break;
         case OPT_SINCE:
             if (parse_num(optarg, 0, LLONG_MAX, &v) < 0)
@@ -1057,7 +1073,7 @@ int main(int argc, char **argv)
     }
 
     if (o.http) {
-        lhc_http_opts_t ho = { o.url, o.token, o.timeout_ms, o.quiet };
+        lhc_http_opts_t ho = { o.url, o.token, o.timeout_ms, o.quiet, o.cacert, o.insecure };
 
         status = lhc_http_publish(&ho, first, first_len);
     } else {

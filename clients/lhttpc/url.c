@@ -23,20 +23,19 @@ int lhc_url_parse(const char *s, lhc_url_t *u, const char **err)
     size_t port_len = 0, i;
 
     memset(u, 0, sizeof(*u));
-    if (strncasecmp(s, "wss://", 6) == 0) {
-        *err = "wss:// is not supported (lhttpc has no TLS); use ws://, or reach a TLS "
-               "server through a local TLS proxy such as stunnel";
-        return -1;
-    }
     if (strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0) {
-        *err = "an http:// URL needs --http (POST publish); WebSocket URLs are ws://";
+        *err = "an http:// URL needs --http (POST publish); WebSocket URLs are ws:// or wss://";
         return -1;
     }
-    if (strncasecmp(s, "ws://", 5) != 0) {
-        *err = "the URL must start with ws://";
+    if (strncasecmp(s, "wss://", 6) == 0) {
+        u->tls = 1;
+        auth = s + 6;
+    } else if (strncasecmp(s, "ws://", 5) == 0) {
+        auth = s + 5;
+    } else {
+        *err = "the URL must start with ws:// or wss://";
         return -1;
     }
-    auth = s + 5;
     end = auth + strcspn(auth, "/?#");
     if (memchr(auth, '@', (size_t)(end - auth)) != NULL) {
         *err = "user information in the URL is not supported";
@@ -93,7 +92,7 @@ int lhc_url_parse(const char *s, lhc_url_t *u, const char **err)
         }
         snprintf(u->port, sizeof(u->port), "%lu", v);
     } else {
-        memcpy(u->port, "80", 3);
+        memcpy(u->port, u->tls ? "443" : "80", u->tls ? 4 : 3);
     }
     if (copy(u->hostport, sizeof(u->hostport), auth, (size_t)(end - auth)) < 0) {
         *err = "the URL's host is too long";

@@ -9,8 +9,11 @@
  * Input: byte 0 chooses the opening (bit 0: a valid upgrade to the LHTTP path is sent
  * first, bit 1: to the echo path instead), whether the peer reads what the server sends
  * (bit 2 set: it never does, so the send queue fills and the 4008 path runs) and the
- * chunk size (bits 4-7: 1, 2, 3, 7, 16, 61, 256, 1024, 4096 or all at once); the rest is
- * what the client sends. Limits are small so that they are crossed often.
+ * chunk size (bits 4-7: 1, 2, 3, 7, 16, 61, 256, 1024, 4096 or all at once); bit 3 puts
+ * the connection on a TLS listener (a P-256 certificate made at start), so the bytes go
+ * through the TLS engine and conn.c's TLS read and write paths (no upgrade is sent
+ * first then: it would be plain text); the rest is what the client sends. Limits are
+ * small so that they are crossed often.
  */
 #include "worker.h"
 
@@ -23,11 +26,46 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "lh_log.h"
 #include "metrics.h"
 
 static lh_worker_t *w;
 static lh_config_t *cfg;
+static lh_tls_ctx_t *tls_ctx;
+static char cert_path[] = "/tmp/fuzz_conn_cert_XXXXXX", key_path[] = "/tmp/fuzz_conn_key_XXXXXX";
+
+/* A self-signed P-256 certificate for CN=fuzz into cert_path and key_path. */
+static void make_cert(void)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    FILE *f;
+    int fd;
+
+    if (k == NULL || x == NULL)
+        abort();
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400L * 365);
+    X509_set_pubkey(x, k);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"fuzz", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    if (X509_sign(x, k, EVP_sha256()) <= 0)
+        abort();
+    if ((fd = mkstemp(cert_path)) < 0 || (f = fdopen(fd, "w")) == NULL ||
+        PEM_write_X509(f, x) != 1 || fclose(f) != 0)
+        abort();
+    if ((fd = mkstemp(key_path)) < 0 || (f = fdopen(fd, "w")) == NULL ||
+        PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) != 1 || fclose(f) != 0)
+        abort();
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
 
 static const char upgrade_fmt[] = "GET %s HTTP/1.1\r\nHost: fuzz\r\nUpgrade: websocket\r\n"
                                   "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
@@ -39,7 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     static const char fmt[] =
-        "{\"listen\": [\"127.0.0.1:1\"], \"workers\": 1,"
+        "{\"listen\": [\"127.0.0.1:1\", {\"address\": \"127.0.0.1:2\", \"tls\": "
+        "{\"cert_file\": \"%s\", \"key_file\": \"%s\"}}], \"workers\": 1,"
         " \"auth\": {\"keys\": [{\"secret_file\": \"%s\"}], \"max_token_bytes\": 1024},"
         " \"namespaces\": {\"u\": {\"subscribe\": \"owner\", \"publish\": \"none\"},"
         "  \"a\": {\"subscribe\": \"authenticated\", \"publish\": \"subscribers\"},"
@@ -56,7 +95,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         "  \"max_headers\": 16, \"max_body_bytes\": 4096}}";
     /* The key the corpus's tokens are signed with (tests/fuzz/corpus/fuzz_conn/auth-*). */
     static const char secret[] = "fuzz-conn-secret-of-32-bytes-min";
-    char err[256], path[] = "/tmp/fuzz_conn_secret_XXXXXX", text[2048];
+    char err[512], path[] = "/tmp/fuzz_conn_secret_XXXXXX", text[2048];
     int fd;
 
     (void)argc;
@@ -69,12 +108,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     }
     close(fd);
-    snprintf(text, sizeof(text), fmt, path);
+    make_cert();
+    snprintf(text, sizeof(text), fmt, cert_path, key_path, path);
     cfg = lh_config_parse(text, strlen(text), err, sizeof(err));
     if (cfg == NULL) {
         fprintf(stderr, "fuzz_conn: config: %s\n", err);
         abort();
     }
+    if (lh_tls_store_load(cfg, err, sizeof(err)) < 0 ||
+        (tls_ctx = lh_tls_find(cfg, 0, "127.0.0.1:2")) == NULL) {
+        fprintf(stderr, "fuzz_conn: TLS: %s\n", err);
+        abort();
+    }
+    unlink(cert_path);
+    unlink(key_path);
     if (lh_metrics_init(4) < 0 || lh_metrics_slot_alloc(0, (int)getpid(), 1) != 0) {
         fprintf(stderr, "fuzz_conn: metrics\n");
         abort();
@@ -88,6 +135,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_conn: lh_worker_new failed\n");
         abort();
     }
+    /* What lh_worker_listen_tls allocates for a worker with a TLS listener. */
+    w->tls_rbuf = malloc(w->rbuf_cap);
+    w->tls_stage = malloc(16384);
+    if (w->tls_rbuf == NULL || w->tls_stage == NULL)
+        abort();
     return 0;
 }
 
@@ -141,8 +193,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ss.ss_family = AF_UNIX;
     w->now_ms = lh_now_ms();
     lh_conn_accepted(w, sv[0], (struct sockaddr *)&ss, (socklen_t)sizeof(sa_family_t), 0,
-                     lh_http_input);
-    if (flags & 3) {
+                     lh_http_input, (flags & 8) ? tls_ctx : NULL);
+    if ((flags & 3) && !(flags & 8)) {
         int n = snprintf(head, sizeof(head), upgrade_fmt, (flags & 2) ? "/echo" : "/");
 
         if (write(sv[1], head, (size_t)n) != n)

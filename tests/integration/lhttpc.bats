@@ -70,9 +70,9 @@ url() { echo "ws://127.0.0.1:$LH_PORT${1:-/}"; }
     [ "$status" -eq 2 ]
     run "$LHTTPC" --http "$u" listen
     [ "$status" -eq 2 ]
-    run "$LHTTPC" wss://127.0.0.1:1/ listen
+    run "$LHTTPC" wss:/127.0.0.1:1/ listen
     [ "$status" -eq 2 ]
-    has_match 'wss:// is not supported'
+    has_match 'must start with ws:// or wss://'
     run "$LHTTPC" http://127.0.0.1:1/ listen
     [ "$status" -eq 2 ]
 }

@@ -19,7 +19,7 @@ import sys
 # layer: (rank, group). A file may call files of lower rank, and files of its own group.
 LAYERS = {
     "buf": (0, "util"), "process": (0, "util"), "shm": (0, "util"),
-    "interest": (0, "util"), "metrics": (0, "util"),
+    "interest": (0, "util"), "metrics": (0, "util"), "tls": (0, "util"),
     "conn": (1, None),
     "reply": (2, None), "nats": (2, None), "auth": (2, None),
     "dispatch": (3, None),

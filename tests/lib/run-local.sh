@@ -5,6 +5,8 @@
 # random demo secret, the auth key and the "chat" (with history: the rooms' last 100
 # messages) and "team" namespaces (see tests/lib/demo-identity.py), and the demo users'
 # tokens in the web root (demo-tokens.js).
+# LH_RUN_TLS=1 also serves https:// and wss:// on port 8443 with LH_RUN_CERT and LH_RUN_KEY
+# (default /tmp/cert.pem and /tmp/key.pem; README, TLS, makes a self-signed pair).
 # LH_RUN_AUTH=0 runs without identity, as before issue 17. Ctrl-C stops both, and so does a
 # SIGTERM or SIGHUP to this script, or make exiting without passing its signal on (a
 # SIGTERM to make alone), which the wait loop notices. (A SIGHUP to make alone makes GNU
@@ -64,6 +66,20 @@ identity=()
 [ "$LH_RUN_AUTH" != 0 ] && identity=(--identity "$run_dir")
 python3 "$top/tests/lib/demo-identity.py" config --base "$CONFIG" --out "$run_conf" --www "$www" \
     --control-socket "$run_dir/ctl.sock" "${identity[@]}" || { echo "run: could not write $run_conf"; exit 1; }
+if [ "${LH_RUN_TLS:-0}" != 0 ]; then
+    python3 - "$run_conf" "${LH_RUN_CERT:-/tmp/cert.pem}" "${LH_RUN_KEY:-/tmp/key.pem}" <<'PY' ||
+import json, sys
+conf, cert, key = sys.argv[1:4]
+with open(conf) as f:
+    c = json.load(f)
+c.setdefault("listen", [":8081"]).append(
+    {"address": ":8443", "tls": {"cert_file": cert, "key_file": key}})
+with open(conf, "w") as f:
+    json.dump(c, f, indent=2)
+PY
+        { echo "run: could not add the TLS listener to $run_conf"; exit 1; }
+    echo "run: TLS on https://localhost:8443/ (${LH_RUN_CERT:-/tmp/cert.pem})"
+fi
 if [ "$LH_RUN_AUTH" != 0 ]; then
     echo "run: identity on: sign in as alice, bob (both may enter #team.secret) or carol"
 fi

@@ -252,8 +252,10 @@ LH_TEST(listen_key)
 {
     CHECK_OK("{\"listen\":[\"localhost:1\", \"0.0.0.0:65535\", \"[fe80::1%eth0]:80\"]}");
     CHECK_ERR("{\"listen\":[]}", "1:11: listen: must have from 1 to 64 entries");
-    CHECK_ERR("{\"listen\":\":80\"}", "1:11: listen: must be an array of strings");
-    CHECK_ERR("{\"listen\":[80]}", "1:12: listen[0]: must be a string");
+    CHECK_ERR("{\"listen\":\":80\"}", "1:11: listen: must be an array of \"host:port\" "
+              "strings or {\"address\": ..., \"tls\": {...}} objects");
+    CHECK_ERR("{\"listen\":[80]}", "1:12: listen[0]: must be a \"host:port\" string or an "
+              "{\"address\": ..., \"tls\": ...} object");
     CHECK_ERR("{\"listen\":[\":80\", \":0\"]}",
               "1:19: listen[1]: must be \"host:port\", \"[ipv6]:port\" or \":port\" with a port "
               "from 1 to 65535");
@@ -935,7 +937,8 @@ LH_TEST(value_positions_after_comments_and_utf8)
               "1:30: listen[1]: must be \"host:port\", \"[ipv6]:port\" or \":port\" with a port "
               "from 1 to 65535");
     /* A key spelled with escapes is the same key. */
-    CHECK_ERR("{\"li\\u0073ten\": [\":1\", 5]}", "1:24: listen[1]: must be a string");
+    CHECK_ERR("{\"li\\u0073ten\": [\":1\", 5]}", "1:24: listen[1]: must be a \"host:port\" "
+              "string or an {\"address\": ..., \"tls\": ...} object");
     /* A byte order mark is skipped and takes no column. */
     CHECK_ERR("\xef\xbb\xbf{\"workers\":0}",
               "1:12: workers: must be \"auto\" or an integer from 1 to 1024");
@@ -1021,6 +1024,71 @@ LH_TEST(warnings)
     lh_config_free(c);
 }
 
+/* TLS listeners (issue 19): listen entries as objects, their tls, tls_sockets. */
+LH_TEST(tls_listen)
+{
+    lh_config_t *c = parse(
+        "{\"listen\": [\":8081\", {\"address\": \"0.0.0.0:8443\", \"tls\": {"
+        "\"cert_file\": \"/c.pem\", \"key_file\": \"/k.pem\", \"min_version\": \"1.3\","
+        "\"certificates\": [{\"cert_file\": \"/c2.pem\", \"key_file\": \"/k2.pem\"}],"
+        "\"ciphers\": \"ECDHE+AESGCM\", \"ciphersuites\": \"TLS_AES_128_GCM_SHA256\","
+        "\"sni_strict\": true}}, {\"address\": \":8082\"}],"
+        " \"admin\": {\"listen\": [{\"address\": \"127.0.0.1:9090\", \"tls\": "
+        "{\"cert_file\": \"/a.pem\", \"key_file\": \"/a.key\"}}]},"
+        " \"tls_sockets\": {\"https\": {\"cert_file\": \"/s.pem\", \"key_file\": \"/s.key\"}}}");
+    const lh_tls_cfg_t *t;
+
+    LH_CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    LH_CHECK_INT(c->listen.n, 3);
+    LH_CHECK(strcmp(c->listen.items[1], "0.0.0.0:8443") == 0);
+    LH_CHECK(c->listen_tls[0] == NULL && c->listen_tls[2] == NULL);
+    t = lh_config_tls_of(c, 0, "0.0.0.0:8443");
+    LH_CHECK(t != NULL && t == c->listen_tls[1]);
+    if (t != NULL) {
+        LH_CHECK_INT(t->ncerts, 2);
+        LH_CHECK(strcmp(t->certs[0].cert_file, "/c.pem") == 0);
+        LH_CHECK(strcmp(t->certs[1].key_file, "/k2.pem") == 0);
+        LH_CHECK_INT(t->min_version, 0x0304);
+        LH_CHECK(strcmp(t->ciphers, "ECDHE+AESGCM") == 0);
+        LH_CHECK(strcmp(t->ciphersuites, "TLS_AES_128_GCM_SHA256") == 0);
+        LH_CHECK_INT(t->sni_strict, 1);
+    }
+    LH_CHECK(lh_config_tls_of(c, 0, ":8081") == NULL);
+    LH_CHECK(lh_config_tls_of(c, 0, ":9999") == NULL);
+    t = lh_config_tls_of(c, 1, "127.0.0.1:9090");
+    LH_CHECK(t != NULL && t->min_version == 0x0303 && t->sni_strict == 0 && t->ncerts == 1);
+    t = lh_config_tls_of(c, 2, "https");
+    LH_CHECK(t != NULL && strcmp(t->certs[0].key_file, "/s.key") == 0);
+    LH_CHECK(lh_config_tls_of(c, 2, "http") == NULL);
+    lh_config_free(c);
+
+    CHECK_ERR("{\"listen\": [{\"tls\": {}}]}", "1:13: listen[0]: needs \"address\"");
+    CHECK_ERR("{\"listen\": [{\"address\": \":1\", \"tsl\": {}}]}",
+              "1:31: listen[0].tsl: unknown key (a listen entry takes \"address\" and \"tls\")");
+    CHECK_ERR("{\"listen\": [{\"address\": \"x\"}]}",
+              "1:25: listen[0].address: must be \"host:port\", \"[ipv6]:port\" or \":port\" "
+              "with a port from 1 to 65535");
+    CHECK_ERR("{\"listen\": [\":1\", {\"address\": \":1\"}]}",
+              "1:31: listen[1].address: \":1\" is listed twice");
+    CHECK_ERR("{\"listen\": [{\"address\": \":1\", \"tls\": {\"cert_file\": \"/c\"}}]}",
+              "1:38: listen[0].tls: needs \"key_file\"");
+    CHECK_ERR("{\"listen\": [{\"address\": \":1\", \"tls\": {\"cert_file\": \"c\", "
+              "\"key_file\": \"/k\"}}]}",
+              "1:52: listen[0].tls.cert_file: must be an absolute path");
+    CHECK_ERR("{\"listen\": [{\"address\": \":1\", \"tls\": {\"cert_file\": \"/c\", "
+              "\"key_file\": \"/k\", \"min_version\": \"1.1\"}}]}",
+              "1:91: listen[0].tls.min_version: must be \"1.2\" or \"1.3\"");
+    CHECK_ERR("{\"listen\": [{\"address\": \":1\", \"tls\": {\"cert_file\": \"/c\", "
+              "\"key_file\": \"/k\", \"sni\": 1}}]}",
+              "1:76: listen[0].tls.sni: unknown key (tls takes \"cert_file\", \"key_file\", "
+              "\"certificates\", \"min_version\", \"ciphers\", \"ciphersuites\", \"sni_strict\")");
+    CHECK_ERR("{\"tls_sockets\": {\"admin\": {\"cert_file\": \"/c\", \"key_file\": \"/k\"}}}",
+              "1:18: tls_sockets.admin: a socket name is 1 to 255 visible ASCII bytes (the admin "
+              "socket is \"admin\" and stays plain)");
+}
+
 int main(void)
 {
     LH_RUN(defaults_from_empty_object);
@@ -1053,5 +1121,6 @@ int main(void)
     LH_RUN(error_buffer);
     LH_RUN(split_hostport);
     LH_RUN(warnings);
+    LH_RUN(tls_listen);
     LH_DONE();
 }

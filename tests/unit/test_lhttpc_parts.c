@@ -38,12 +38,22 @@ LH_TEST(test_url_ok)
 
     LH_CHECK_INT(lhc_url_parse("ws://h:1/a/b?c=d", &u, &err), 0);
     LH_CHECK(strcmp(u.target, "/a/b?c=d") == 0);
+    LH_CHECK_INT(u.tls, 0);
+
+    /* wss:// (issue 19): TLS, port 443 by default. */
+    LH_CHECK_INT(lhc_url_parse("wss://example.com/ws", &u, &err), 0);
+    LH_CHECK_INT(u.tls, 1);
+    LH_CHECK(strcmp(u.port, "443") == 0);
+    LH_CHECK(strcmp(u.hostport, "example.com") == 0);
+    LH_CHECK(strcmp(u.target, "/ws") == 0);
+    LH_CHECK_INT(lhc_url_parse("WSS://[::1]:8443", &u, &err), 0);
+    LH_CHECK(u.tls == 1 && strcmp(u.port, "8443") == 0 && strcmp(u.host, "::1") == 0);
 }
 
 LH_TEST(test_url_bad)
 {
     static const char *const bad[] = {
-        "wss://h/",        "http://h/",     "h:80/",          "ws://",       "ws://:80/",
+        "wss:/h/",         "http://h/",     "h:80/",          "ws://",       "ws://:80/",
         "ws://h:0/",       "ws://h:65536/", "ws://h:8x/",     "ws://h:/",    "ws://[::1/",
         "ws://[::1]x/",    "ws://u@h/",     "ws://h/#frag",   "ws://h/a b",  "ws://h:123456/",
     };

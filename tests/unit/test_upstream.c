@@ -158,7 +158,7 @@ static int fixture_start(fixture_t *f, int connect_hook)
     memset(&ss, 0, sizeof(ss));
     ss.ss_family = AF_UNIX;
     lh_conn_accepted(f->w, sv[0], (struct sockaddr *)&ss, (socklen_t)sizeof(sa_family_t), 0,
-                     lh_http_input);
+                     lh_http_input, NULL);
     f->peer = sv[1];
     return 0;
 }

@@ -86,7 +86,7 @@ static int fixture_add(fixture_t *f, size_t n)
             return -1;
         }
         lh_conn_accepted(f->w, sv[0], (struct sockaddr *)&ss, (socklen_t)sizeof(sa_family_t), 0,
-                     lh_http_input);
+                     lh_http_input, NULL);
         c = f->w->http_conns.tail;
         if (c == NULL || c->fd != sv[0]) {
             printf("# the new connection is not at the tail of http_conns\n");
