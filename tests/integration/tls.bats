@@ -7,6 +7,8 @@
 load ../lib/helpers
 
 TLSC=$LH_LIB/tlsclient.py
+LHTTPC=${LHTTPC:-${B:-$LH_LIB/../../build}/lhttpc}
+B=${B:-$LH_LIB/../../build}
 
 # mkcert NAME CN [SAN]: a key and a certificate signed by the test CA in $CERTS.
 mkcert() {
