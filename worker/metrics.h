@@ -83,7 +83,13 @@ enum {
     LH_M_WHLAT_END = LH_M_WHLAT_BASE + 16 + 2,
     LH_M_JSLAT_BASE = LH_M_WHLAT_END, /* JetStream publish acknowledgements */
     LH_M_JSLAT_END = LH_M_JSLAT_BASE + 16 + 2,
-    LH_M_NCOUNTERS = LH_M_JSLAT_END,
+    LH_M_PRESQ_BASE = LH_M_JSLAT_END, /* presence queries: from the command to the answer */
+    LH_M_PRESQ_END = LH_M_PRESQ_BASE + 16 + 2,
+    LH_M_PRES_QUERIES = LH_M_PRESQ_END, /* presence queries by kind: list, stats */
+    LH_M_PRES_QUERIES_STATS,
+    LH_M_JOIN_LEAVE_MSGS,    /* join/leave messages this worker built (one per batch) */
+    LH_M_JOIN_LEAVE_ENTRIES, /* join/leave events they carried */
+    LH_M_NCOUNTERS,
 
     /* Gauges: not folded into the retired totals. */
     LH_G_WS_OPEN = LH_M_NCOUNTERS,
@@ -94,6 +100,7 @@ enum {
     LH_G_SEND_QUEUE_BYTES,
     LH_G_CHANNELS_UNTRACKED,
     LH_G_NATS_PEERS,
+    LH_G_PRESENCE_ENTRIES, /* subscriptions to presence channels on this worker */
     LH_M_NVALUES
 };
 
@@ -276,6 +283,8 @@ void lh_metrics_observe_size(uint64_t bytes);
 void lh_metrics_observe_webhook(uint64_t ns);
 /* How long JetStream took to acknowledge a history publish. */
 void lh_metrics_observe_js(uint64_t ns);
+/* A presence query answered after ns nanoseconds. */
+void lh_metrics_observe_presence(uint64_t ns);
 
 struct lh_worker_s;
 /* Renders the whole node's metrics (Prometheus text format 0.0.4) into a malloc'd
