@@ -79,6 +79,7 @@ typedef struct presq_s {
     lh_presence_done_fn done;
     void *arg;
     int stats;
+    size_t max; /* presence.max_list */
     char ch[LH_CHANNEL_MAX_LEN + 1];
     size_t chlen;
     uint64_t started_ns;
@@ -420,7 +421,7 @@ static int q_merge(presq_t *q, const char *d, size_t len)
     }
     if (nent > 0) {
         const char *e = d + hl + nu * 8;
-        size_t max = lh_current_worker ? lh_current_worker->cfg->presence.max_list : 1000;
+        size_t max = q->max;
 
         /* Entries are whole objects separated by commas; take as many as fit max. */
         for (size_t k = 0; k < nent && q->nlisted < max;) {
@@ -538,7 +539,8 @@ int lh_presence_query(lh_conn_t *c, const char *ch, size_t len, int stats,
     lh_worker_t *w = c->w;
     struct lh_pres_s *p = pres_of(w);
     presq_t *q;
-    char query[LH_CHANNEL_MAX_LEN + 32];
+    char query[LH_CHANNEL_MAX_LEN + 32], *ans = NULL;
+    size_t alen;
     int ql;
 
     if (p == NULL || len > LH_CHANNEL_MAX_LEN)
@@ -549,6 +551,7 @@ int lh_presence_query(lh_conn_t *c, const char *ch, size_t len, int stats,
     q->done = done;
     q->arg = arg;
     q->stats = stats;
+    q->max = w->cfg->presence.max_list;
     memcpy(q->ch, ch, len);
     q->chlen = len;
     q->started_ns = lh_now_ns();
@@ -557,27 +560,27 @@ int lh_presence_query(lh_conn_t *c, const char *ch, size_t len, int stats,
         p->qhead->prev = q;
     p->qhead = q;
     lh_m_inc(stats ? LH_M_PRES_QUERIES_STATS : LH_M_PRES_QUERIES);
+    /* This worker's own part first (NATS does not echo a query to its sender): when it
+     * is the whole cluster, that is the answer. */
+    if (local_answer(w, ch, len, stats, w->cfg->presence.max_list, &ans, &alen) < 0 ||
+        q_merge(q, ans, alen) == -ENOMEM) {
+        free(ans);
+        q_unlink(w, q);
+        q_free(q);
+        return -ENOMEM;
+    }
+    free(ans);
+    if (q_complete(w, q)) {
+        q_finish(w, q, 1);
+        return 0;
+    }
     ql = snprintf(query, sizeof(query), "%c %zu %.*s", stats ? 'S' : 'L',
                   w->cfg->presence.max_list, (int)len, ch);
     if (lh_nats_gather(w, query, (size_t)ql, w->cfg->presence.node_timeout_ms, q_gather, q) ==
         NULL) {
-        char *ans;
-        size_t alen;
-
-        /* NATS cannot carry it: only a worker alone in its cluster can answer. */
-        if (lh_nats_peer_nodes(w) > 0 || node_workers() > 1) {
-            q_unlink(w, q);
-            q_free(q);
-            return -EAGAIN;
-        }
-        if (local_answer(w, ch, len, stats, w->cfg->presence.max_list, &ans, &alen) < 0) {
-            q_unlink(w, q);
-            q_free(q);
-            return -ENOMEM;
-        }
-        q_merge(q, ans, alen);
-        free(ans);
-        q_finish(w, q, 1);
+        q_unlink(w, q);
+        q_free(q);
+        return -EAGAIN;
     }
     return 0;
 }
