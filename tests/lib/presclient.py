@@ -16,8 +16,11 @@ Usage:
         until:NAME:CH:COUNT                asks presence-stats until count is COUNT; prints
                                            `NAME count COUNT after MS ms`
         events:NAME                        prints each join/leave event NAME received so
-                                           far, one per line: `NAME join|leave CH USER CLIENT`,
+                                           far, one per line: `NAME join|leave CH USER CLIENT INFO`,
                                            and `NAME messages K` (the join/leave messages)
+        steady:NAME:CH:COUNT:MS            presence-stats says COUNT for MS ms of queries
+                                           and no join/leave arrives: `NAME steady COUNT
+                                           for K queries`
         quiet:NAME:MS                      waits MS ms and prints `NAME quiet` when no
                                            join/leave arrived meanwhile, else fails
         evcount:NAME:KIND:N                waits until NAME has N events of KIND (join or
@@ -123,9 +126,11 @@ class WS(asyncio.Protocol):
             ch = hs.get("channel")
             if "count" in hs:
                 for e in json.loads(body):
-                    self.events.append((cmd, ch, e["user"], e["client"]))
+                    self.events.append((cmd, ch, e["user"], e["client"],
+                                        json.dumps(e["info"], separators=(",", ":"))))
             else:
-                self.events.append((cmd, ch, hs.get("user"), hs.get("client")))
+                self.events.append((cmd, ch, hs.get("user"), hs.get("client"),
+                                    hs.get("info")))
             self.evcond.set()
             return
         self.replies.put_nowait((cmd, hs, body))
@@ -256,10 +261,27 @@ async def script(secret, steps):
                     raise Fail("until %s: count %s, not %s" % (p[2], hs.get("count"), p[3]))
                 await asyncio.sleep(0.02)
             out("%s count %s after %d ms" % (p[1], p[3], (time.monotonic() - t0) * 1000))
+        elif op == "steady":
+            # steady:NAME:CH:COUNT:MS  presence-stats answers COUNT, again and again, for
+            # MS ms, and no join/leave arrives meanwhile.
+            c = clients[p[1]]
+            n0, k, t0 = len(c.events), 0, time.monotonic()
+            while time.monotonic() - t0 < int(p[4]) / 1000:
+                c.send("LHTTP/1.0 presence-stats\r\nchannel:%s\r\n\r\n" % p[2])
+                rc, hs, _ = await c.reply(("presence-stats", "error"))
+                if rc != "presence-stats" or hs.get("count") != p[3]:
+                    raise Fail("steady %s: query %d answered %s count %s" %
+                               (p[2], k, rc, hs.get("count")))
+                k += 1
+                await asyncio.sleep(0.01)
+            if len(c.events) != n0:
+                raise Fail("steady %s: %d join/leave events: %r" %
+                           (p[2], len(c.events) - n0, c.events[n0:n0 + 5]))
+            out("%s steady %s for %d queries" % (p[1], p[3], k))
         elif op == "events":
             c = clients[p[1]]
             for e in c.events:
-                out("%s %s %s %s %s" % (p[1], e[0], e[1], e[2], e[3]))
+                out("%s %s %s %s %s %s" % (p[1], e[0], e[1], e[2], e[3], e[4]))
             out("%s messages %d" % (p[1], c.evmsgs))
         elif op == "quiet":
             c = clients[p[1]]
