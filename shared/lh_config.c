@@ -1489,6 +1489,8 @@ static int apply_namespaces(ctx_t *c, json_t *v, lh_config_t *cfg)
                                          "\"presence_read\")");
             }
         }
+        if (rc == 0 && nc->join_leave && nc->history_size > 0)
+            rc = fail(c, "join_leave and history do not go together in one namespace");
         pop(c);
         if (rc != 0)
             return rc;

@@ -616,6 +616,26 @@ int lh_nats_reply(lh_worker_t *w, const char *subj, const void *data, size_t len
     return 0;
 }
 
+int lh_nats_flush_at_exit(lh_worker_t *w, unsigned timeout_ms)
+{
+    lh_nats_t *n = nats_of(w);
+    uint64_t end = lh_now_ms() + timeout_ms;
+
+    if (n == NULL || n->nc == NULL || !atomic_load(&n->up))
+        return -ENOTCONN;
+    /* cnats writes from the loop (the libevent adapter): run it, a slice at a time, until
+     * what is buffered is written. */
+    while (natsConnection_Buffered(n->nc) > 0) {
+        struct timeval tv = {0, 10000};
+
+        if (lh_now_ms() >= end)
+            return -ETIMEDOUT;
+        event_base_loopexit(w->base, &tv);
+        event_base_loop(w->base, EVLOOP_ONCE);
+    }
+    return 0;
+}
+
 unsigned lh_nats_peer_nodes(lh_worker_t *w)
 {
     lh_nats_t *n = nats_of(w);

@@ -975,6 +975,19 @@ void lh_presence_query_heard(lh_worker_t *w, const char *q, size_t len, const ch
 
 void lh_presence_flush(lh_worker_t *w)
 {
-    if (pres_of(w) != NULL)
+    struct lh_pres_s *p = pres_of(w);
+
+    if (p == NULL)
+        return;
+    if (p->pending != NULL) {
+        uint64_t before = lh_ctr->v[LH_M_JOIN_LEAVE_ENTRIES];
+        int r;
+
         jl_flush_all(w);
+        /* The worker is leaving: make sure its last leaves reach NATS first. */
+        r = lh_nats_flush_at_exit(w, 1000);
+        lh_log(r == 0 ? LH_LOG_INFO : LH_LOG_WARNING, "presence: %llu join/leave events sent "
+               "on the way out%s", (unsigned long long)(lh_ctr->v[LH_M_JOIN_LEAVE_ENTRIES] - before),
+               r == 0 ? "" : r == -ENOTCONN ? " (NATS not connected: lost)" : " (NATS flush timed out)");
+    }
 }

@@ -630,6 +630,9 @@ lh_nreq_t *lh_nats_gather(lh_worker_t *w, const char *query, size_t len, unsigne
                           lh_nats_gather_fn gather, void *arg);
 /* Publishes data to subj (an answer to a request's reply subject). 0, -ENOTCONN, -EAGAIN. */
 int lh_nats_reply(lh_worker_t *w, const char *subj, const void *data, size_t len);
+/* Once the loop is over: runs it again, in slices, until cnats has written what was
+ * published, at most timeout_ms. 0, -ENOTCONN, -ETIMEDOUT. */
+int lh_nats_flush_at_exit(lh_worker_t *w, unsigned timeout_ms);
 /* Other lhttpd nodes heard from within nats.peer_timeout_ms. */
 unsigned lh_nats_peer_nodes(lh_worker_t *w);
 /* 1 when the NATS connection is up. */

@@ -807,6 +807,8 @@ LH_TEST(namespaces_errors)
     CHECK_ERR("{\"namespaces\":{\"chat\":{\"presence_read\":\"owner\"}}}",
               "1:40: namespaces.chat.presence_read: must be one of \"subscribers\", "
               "\"subscribe\", \"authenticated\", \"any\", \"none\"");
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"join_leave\":true,\"history\":{}}}}",
+              "1:23: namespaces.chat: join_leave and history do not go together in one namespace");
     CHECK_ERR("{\"presence\":{\"max_list\":0}}",
               "1:25: presence.max_list: must be an integer from 1 to 100000");
     CHECK_ERR("{\"namespaces\":{\"chat\":{\"history\":{\"size\":0}}}}",
