@@ -21,6 +21,7 @@ Usage:
         steady:NAME:CH:COUNT:MS            presence-stats says COUNT for MS ms of queries
                                            and no join/leave arrives: `NAME steady COUNT
                                            for K queries`
+        settle:NAME:MS                     waits until no join/leave came for MS ms
         quiet:NAME:MS                      waits MS ms and prints `NAME quiet` when no
                                            join/leave arrived meanwhile, else fails
         evcount:NAME:KIND:N                waits until NAME has N events of KIND (join or
@@ -299,6 +300,18 @@ async def script(secret, steps):
                 raise Fail("%s: %d join/leave events meanwhile: %r" %
                            (p[1], len(c.events) - n, c.events[n:]))
             out("%s quiet" % p[1])
+        elif op == "settle":
+            # settle:NAME:MS  waits until no join/leave has come for MS ms (at most TIMEOUT)
+            c = clients[p[1]]
+            t0 = time.monotonic()
+            while True:
+                n = len(c.events)
+                await asyncio.sleep(int(p[2]) / 1000)
+                if len(c.events) == n:
+                    break
+                if time.monotonic() - t0 > TIMEOUT:
+                    raise Fail("%s: join/leave events keep coming" % p[1])
+            out("%s settled" % p[1])
         elif op == "evcount":
             c = clients[p[1]]
             t0 = time.monotonic()
