@@ -39,6 +39,7 @@ node() {
         }'"${2:+, $2}"'
     }' || return 1
     save_lhttpd "$1"
+    eval "$1_CONF=\$LH_CONF"
 }
 
 pc() { "$PY" "$LH_LIB/presclient.py" "$@"; }
@@ -176,16 +177,17 @@ kill_busiest_worker() {
     lh_record $sp
     wait_for 15 grep -q '^ready' "$T/out" || { cat "$T/out"; false; }
     use_lhttpd A
-    "$LHTTPD" -s reload -c "$LH_CONF" >/dev/null
-    wait_log "reload" 5 || true
+    "$LHTTPD" -s reload -c "$A_CONF" >/dev/null
+    wait_log "reload done: generation 2" 10 || { tail -5 "$A_LOG"; false; }
     kill -HUP "$A_PID"
+    wait_log "reload done: generation 3" 10
     wait_for 20 grep -qE '^(v steady|FAIL)' "$T/out"
     cat "$T/out"
     grep -q '^w steady 22 for [0-9]* queries$' "$T/out"
     grep -q '^v steady 22 for [0-9]* queries$' "$T/out"
     # Both reloads happened meanwhile: generations 2 and 3 started, the clients stayed on
     # the draining ones.
-    grep -q 'started (pid [0-9]*, generation 3)' "$A_LOG"
+    grep -q 'started (pid [0-9]*, generation 3)' "$A_LOG" || { tail -20 "$A_LOG"; false; }
 }
 
 @test "join and leave arrive once per event, on every node, with user, client and info" {
