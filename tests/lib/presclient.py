@@ -21,6 +21,8 @@ Usage:
         steady:NAME:CH:COUNT:MS            presence-stats says COUNT for MS ms of queries
                                            and no join/leave arrives: `NAME steady COUNT
                                            for K queries`
+        qbench:NAME:CH:N[:list]            N presence-stats (or presence) queries in a row:
+                                           `NAME qbench CMD n=N count=C p50=.. p99=.. ms`
         settle:NAME:MS                     waits until no join/leave came for MS ms
         quiet:NAME:MS                      waits MS ms and prints `NAME quiet` when no
                                            join/leave arrived meanwhile, else fails
@@ -300,6 +302,22 @@ async def script(secret, steps):
                 raise Fail("%s: %d join/leave events meanwhile: %r" %
                            (p[1], len(c.events) - n, c.events[n:]))
             out("%s quiet" % p[1])
+        elif op == "qbench":
+            # qbench:NAME:CH:N[:stats|list]  N queries one after the other: latencies
+            c = clients[p[1]]
+            cmd = "presence" if len(p) > 4 and p[4] == "list" else "presence-stats"
+            lat = []
+            for _ in range(int(p[3])):
+                t = time.monotonic()
+                c.send("LHTTP/1.0 %s\r\nchannel:%s\r\n\r\n" % (cmd, p[2]))
+                rc, hs, _ = await c.reply((cmd, "error"))
+                if rc != cmd:
+                    raise Fail("qbench: error %s" % hs.get("code"))
+                lat.append((time.monotonic() - t) * 1000)
+            lat.sort()
+            q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))]
+            out("%s qbench %s n=%d count=%s p50=%.2f p90=%.2f p99=%.2f max=%.2f ms" %
+                (p[1], cmd, len(lat), hs.get("count"), q(0.5), q(0.9), q(0.99), lat[-1]))
         elif op == "settle":
             # settle:NAME:MS  waits until no join/leave has come for MS ms (at most TIMEOUT)
             c = clients[p[1]]
