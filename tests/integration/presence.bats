@@ -284,3 +284,23 @@ kill_busiest_worker() {
     echo "# 5002 joins and 5000 leaves reached a watcher in $m messages" >&3
     [ "$m" -lt 500 ]
 }
+
+@test "lhttpc presence and presence-stats print the answer; a bad channel is a usage error" {
+    two_nodes
+    pc script "$T/secret" open:a:$A_PORT:alice open:b:$B_PORT:bob sub:a:big.c sub:b:big.c \
+        say:ready wait:$T/done >"$T/out" 2>&1 3>&- &
+    lh_record $!
+    wait_for 10 grep -q '^ready' "$T/out"
+    run "$LHTTPC" -q "ws://127.0.0.1:$A_PORT/" presence big.c
+    [ "$status" -eq 0 ] || lh_show_output
+    [[ $output == *"count:2"* && $output == *"users:2"* && $output == *"truncated:false"* ]]
+    [[ $output == *'"user":"alice"'* && $output == *'"user":"bob"'* ]]
+    run "$LHTTPC" -q "ws://127.0.0.1:$B_PORT/" presence-stats big.c
+    [ "$status" -eq 0 ] || lh_show_output
+    [[ $output == *"LHTTP/1.0 presence-stats"* && $output == *"count:2"* ]]
+    run "$LHTTPC" -q "ws://127.0.0.1:$B_PORT/" presence 'bad channel'
+    [ "$status" -ne 0 ]
+    run "$LHTTPC" -q "ws://127.0.0.1:$B_PORT/" presence plain.c
+    [[ $output == *"code:404"* ]]
+    touch "$T/done"
+}
