@@ -284,7 +284,9 @@ static int local_answer(lh_worker_t *w, const char *ch, size_t len, int stats, s
         const lh_conn_t *c = x->subs[i].c;
         const char *u = lh_auth_user(c);
 
-        if (c->flags & LH_CF_DEAD)
+        /* A connection on its way out (its close sent or its peer gone) is not listed: it
+         * may take close_timeout_ms to end, and its leave comes then. */
+        if (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT | LH_CF_EOF))
             continue;
         count++;
         if (u[0] != '\0' && nu < ANSWER_USERS_MAX &&
