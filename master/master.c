@@ -877,6 +877,7 @@ static int registry_setup(const lh_config_t *cfg)
     lh_pubsub_register();
     lh_upstream_register();
     lh_hist_register();
+    lh_presence_register();
     lh_node_id_init();
     return 0;
 }

@@ -928,6 +928,14 @@ static const field_t admin_fields[] = {
     END
 };
 
+static const field_t presence_fields[] = {
+    INT_FIELD("max_list", K_SIZE, presence.max_list, 1, 100000, 1000),
+    INT_FIELD("node_timeout_ms", K_MS, presence.node_timeout_ms, 10, 60000, 500),
+    INT_FIELD("join_leave_delay_ms", K_MS, presence.join_leave_delay_ms, 0, 10000, 100),
+    INT_FIELD("join_leave_batch", K_SIZE, presence.join_leave_batch, 1, 100000, 1000),
+    END
+};
+
 static const field_t top_fields[] = {
     STR_FIELD("listen", K_LISTEN, listen, 1, 64, ":8081", check_listen),
     { "tls_sockets", K_TLS_SOCKETS, 0, 0, 0, 0, NULL, NULL, NULL },
@@ -946,6 +954,7 @@ static const field_t top_fields[] = {
     SECTION("upstream", upstream_fields),
     SECTION("webhooks", webhooks_fields),
     SECTION("auth", auth_fields),
+    SECTION("presence", presence_fields),
     { "namespaces", K_NAMESPACES, 0, 0, 0, 0, NULL, NULL, NULL },
     { "commands", K_COMMANDS, 0, 0, 0, 0, NULL, NULL, NULL },
     { "modules", K_MODULES, 0, 0, 0, 0, NULL, NULL, NULL },
@@ -1656,6 +1665,9 @@ static const char *const sub_rules[] = {"any", "authenticated", "owner", "token"
 static const char *const pub_rules[] = {"any", "authenticated", "subscribers", "none",
                                         "webhook"};
 
+static const char *const pres_rules[] = {"subscribers", "subscribe", "authenticated", "any",
+                                         "none"};
+
 static int rule_index(json_t *v, const char *const *names, size_t n)
 {
     for (size_t i = 0; json_is_string(v) && i < n; i++)
@@ -1747,15 +1759,28 @@ static int apply_namespaces(ctx_t *c, json_t *v, lh_config_t *cfg)
                 if (!json_is_boolean(val))
                     rc = fail_sub(c, key, 0, "must be true or false");
                 nc->stamp_user = json_is_true(val);
+            } else if (strcmp(key, "presence") == 0 || strcmp(key, "join_leave") == 0) {
+                if (!json_is_boolean(val))
+                    rc = fail_sub(c, key, 0, "must be true or false");
+                *(key[0] == 'p' ? &nc->presence : &nc->join_leave) = json_is_true(val);
+            } else if (strcmp(key, "presence_read") == 0) {
+                nc->presence_read = rule_index(val, pres_rules, LH_ARRAY_LEN(pres_rules));
+                if (nc->presence_read < 0)
+                    rc = fail_sub(c, key, 0, "must be one of \"subscribers\", \"subscribe\", "
+                                             "\"authenticated\", \"any\", \"none\"");
             } else if (strcmp(key, "history") == 0) {
                 push_key(c, key);
                 rc = apply_history(c, val, nc);
                 pop(c);
             } else {
                 rc = fail_sub(c, key, 1, "unknown key (a namespace takes \"subscribe\", "
-                                         "\"publish\", \"stamp_user\" and \"history\")");
+                                         "\"publish\", \"stamp_user\", \"history\", "
+                                         "\"presence\", \"join_leave\" and "
+                                         "\"presence_read\")");
             }
         }
+        if (rc == 0 && nc->join_leave && nc->history_size > 0)
+            rc = fail(c, "join_leave and history do not go together in one namespace");
         pop(c);
         if (rc != 0)
             return rc;

@@ -34,6 +34,9 @@ typedef struct {
 /* Namespace rules (namespaces.NAME.subscribe / .publish). */
 enum { LH_SUB_ANY, LH_SUB_AUTHENTICATED, LH_SUB_OWNER, LH_SUB_TOKEN, LH_SUB_WEBHOOK };
 enum { LH_PUB_ANY, LH_PUB_AUTHENTICATED, LH_PUB_SUBSCRIBERS, LH_PUB_NONE, LH_PUB_WEBHOOK };
+/* Who may ask a presence channel's presence (namespaces.NAME.presence_read). */
+enum { LH_PRES_SUBSCRIBERS, LH_PRES_SUBSCRIBE, LH_PRES_AUTHENTICATED, LH_PRES_ANY,
+       LH_PRES_NONE };
 #define LH_MAX_NAMESPACES 256
 
 typedef struct {
@@ -44,6 +47,9 @@ typedef struct {
     int stamp_user; /* deliveries carry the server-set "sender" header */
     size_t history_size;     /* history: messages kept per channel; 0 = no history */
     unsigned long long history_ttl_ms; /* history: a message's longest stay; 0 = none */
+    int presence;      /* "presence": its channels answer presence and presence-stats */
+    int join_leave;    /* "join_leave": subscribers hear join and leave messages */
+    int presence_read; /* LH_PRES_*: who may ask, default "subscribers" */
 } lh_ns_cfg_t;
 
 /* TLS of a listener (a "listen" entry's "tls", or a "tls_sockets" entry). */
@@ -190,6 +196,15 @@ typedef struct lh_config_s {
         unsigned expiry_grace_ms; /* after exp, time to refresh before 4401, default 10000 */
         unsigned timeout_ms;    /* anonymous off: time to send `auth`, default 10000 */
     } auth;
+
+    struct {
+        size_t max_list;          /* entries one presence answer lists at most, default 1000 */
+        unsigned node_timeout_ms; /* a query waits this long for the workers it expects;
+                                     those silent are left out, default 500 */
+        unsigned join_leave_delay_ms; /* join/leave events of a channel within this time
+                                         go out together, default 100 */
+        size_t join_leave_batch;  /* entries in one batched join/leave at most, default 1000 */
+    } presence;
 
     lh_ns_cfg_t *namespaces; /* "namespaces": {"NAME": {...}}; unlisted ones allow anything */
     size_t nnamespaces;

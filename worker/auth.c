@@ -613,6 +613,11 @@ void lh_auth_count_denied(const lh_auth_t *a, unsigned action, const char *ch, s
     count_denied(action, label);
 }
 
+const lh_ns_cfg_t *lh_auth_ns(const lh_auth_t *a, const char *ch, size_t len)
+{
+    return a->open ? NULL : ns_of(a, ch, len, NULL);
+}
+
 int lh_auth_rule_same(const lh_auth_t *a, const lh_auth_t *b, const char *ch, size_t len)
 {
     const lh_ns_cfg_t *x = ns_of(a, ch, len, NULL), *y = ns_of(b, ch, len, NULL);

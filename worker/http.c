@@ -434,10 +434,14 @@ static void route_publish(lh_conn_t *c, const lh_http_request_t *req, const uint
 static void route_api(lh_conn_t *c, const lh_http_request_t *req, const uint8_t *body,
                       size_t body_len)
 {
+    int get = lh_http_path_is(req, "/api/presence") || lh_http_path_is(req, "/api/presence-stats");
+
     c->endpoint = LH_EP_OTHER;
     if (req->method_id == LH_HTTP_OPTIONS)
-        lh_http_options(c, "POST, OPTIONS");
-    else if (req->method_id != LH_HTTP_POST)
+        lh_http_options(c, get ? "GET, OPTIONS" : "POST, OPTIONS");
+    else if (get && req->method_id != LH_HTTP_GET)
+        respond_error(c, 405, "use GET", "Allow: GET, OPTIONS\r\n");
+    else if (!get && req->method_id != LH_HTTP_POST)
         respond_error(c, 405, "use POST", "Allow: POST, OPTIONS\r\n");
     else if (!(c->flags & LH_CF_ADMIN) && c->w->cfg->publish.token == NULL)
         respond_error(c, 403, "the server API on the public socket needs publish.token", NULL);

@@ -120,6 +120,11 @@ void lh_metrics_observe_js(uint64_t ns)
     observe(LH_M_JSLAT_BASE, lat_ns, LH_ARRAY_LEN(lat_ns), ns);
 }
 
+void lh_metrics_observe_presence(uint64_t ns)
+{
+    observe(LH_M_PRESQ_BASE, lat_ns, LH_ARRAY_LEN(lat_ns), ns);
+}
+
 void lh_metrics_observe_size(uint64_t bytes)
 {
     observe(LH_M_SIZE_BASE, size_b, LH_ARRAY_LEN(size_b), bytes);
@@ -129,7 +134,7 @@ void lh_metrics_observe_size(uint64_t bytes)
 
 /* What one worker in use shows on its own lines. */
 typedef struct {
-    uint64_t ws, chans, peers;
+    uint64_t ws, chans, peers, pres;
     int idx, state, nats;
 } worker_row_t;
 
@@ -158,6 +163,7 @@ static void snapshot(snapshot_t *s)
         s->w[0].peers = s->v[LH_G_NATS_PEERS];
         s->w[0].ws = s->v[LH_G_WS_OPEN];
         s->w[0].chans = s->v[LH_G_CHANNELS];
+        s->w[0].pres = s->v[LH_G_PRESENCE_ENTRIES];
         s->nslots = 1;
         return;
     }
@@ -184,6 +190,8 @@ static void snapshot(snapshot_t *s)
             r->peers = atomic_load_explicit(&sl->c.v[LH_G_NATS_PEERS], memory_order_relaxed);
             r->ws = atomic_load_explicit(&sl->c.v[LH_G_WS_OPEN], memory_order_relaxed);
             r->chans = atomic_load_explicit(&sl->c.v[LH_G_CHANNELS], memory_order_relaxed);
+            r->pres = atomic_load_explicit(&sl->c.v[LH_G_PRESENCE_ENTRIES],
+                                           memory_order_relaxed);
             s->nslots++;
         }
         s->generation = atomic_load(&lh_shm->generation);
@@ -490,6 +498,26 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
               "From accept to the end of a successful TLS handshake.",
               &s->v[LH_M_TLSLAT_BASE], lat_ns, LH_ARRAY_LEN(lat_ns), 1e-9);
     lh_tls_render_expiry(w ? w->cfg : NULL, f);
+    head(f, "lhttpd_presence_entries", "gauge",
+         "Subscriptions to presence channels each worker holds (its share of presence).");
+    for (int i = 0; i < s->nslots; i++)
+        fprintf(f, "lhttpd_presence_entries{worker=\"%d\",state=\"%s\"} %llu\n", s->w[i].idx,
+                state_name(s->w[i].state), (unsigned long long)s->w[i].pres);
+    head(f, "lhttpd_presence_queries_total", "counter",
+         "Presence queries (presence and presence-stats commands, GET /api/presence and "
+         "/api/presence-stats) this node gathered.");
+    fprintf(f, "lhttpd_presence_queries_total{kind=\"list\"} %llu\n"
+               "lhttpd_presence_queries_total{kind=\"stats\"} %llu\n",
+            (unsigned long long)s->v[LH_M_PRES_QUERIES],
+            (unsigned long long)s->v[LH_M_PRES_QUERIES_STATS]);
+    histogram(f, "lhttpd_presence_query_seconds",
+              "From a presence query to its answer (gathered from every worker of every node).",
+              &s->v[LH_M_PRESQ_BASE], lat_ns, LH_ARRAY_LEN(lat_ns), 1e-9);
+    one(f, "lhttpd_join_leave_messages_total", "counter",
+        "join and leave messages built (one per batch; each is delivered to every "
+        "subscriber of its channel).", s->v[LH_M_JOIN_LEAVE_MSGS]);
+    one(f, "lhttpd_join_leave_events_total", "counter",
+        "Joins and leaves those messages carried.", s->v[LH_M_JOIN_LEAVE_ENTRIES]);
     fclose(f);
     free(s);
     (void)w;

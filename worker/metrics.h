@@ -91,7 +91,13 @@ enum {
     /* TLS errors after the handshake: LH_M_TLS_ERR_BASE + LH_TLS_E_*. */
     LH_M_TLS_ERR_BASE = LH_M_TLS_HS_END,
     LH_M_TLS_ERR_END = LH_M_TLS_ERR_BASE + 2,
-    LH_M_NCOUNTERS = LH_M_TLS_ERR_END,
+    LH_M_PRESQ_BASE = LH_M_TLS_ERR_END, /* presence queries: from the command to the answer */
+    LH_M_PRESQ_END = LH_M_PRESQ_BASE + 16 + 2,
+    LH_M_PRES_QUERIES = LH_M_PRESQ_END, /* presence queries by kind: list, stats */
+    LH_M_PRES_QUERIES_STATS,
+    LH_M_JOIN_LEAVE_MSGS,    /* join/leave messages this worker built (one per batch) */
+    LH_M_JOIN_LEAVE_ENTRIES, /* join/leave events they carried */
+    LH_M_NCOUNTERS,
 
     /* Gauges: not folded into the retired totals. */
     LH_G_WS_OPEN = LH_M_NCOUNTERS,
@@ -102,6 +108,7 @@ enum {
     LH_G_SEND_QUEUE_BYTES,
     LH_G_CHANNELS_UNTRACKED,
     LH_G_NATS_PEERS,
+    LH_G_PRESENCE_ENTRIES, /* subscriptions to presence channels on this worker */
     LH_M_NVALUES
 };
 
@@ -294,6 +301,8 @@ void lh_metrics_observe_webhook(uint64_t ns);
 void lh_metrics_observe_js(uint64_t ns);
 /* How long a TLS handshake took, accept to Finished. */
 void lh_metrics_observe_tls_handshake(uint64_t ns);
+/* A presence query answered after ns nanoseconds. */
+void lh_metrics_observe_presence(uint64_t ns);
 
 struct lh_worker_s;
 /* Renders the whole node's metrics (Prometheus text format 0.0.4) into a malloc'd

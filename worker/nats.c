@@ -40,6 +40,9 @@
 /* Server API actions travel on the same subject: API_MAGIC, the sender's node id (16 hex
  * digits) and pid, a space, then the JSON. */
 #define API_MAGIC "lhttpd-api 1 "
+/* Presence queries too (presence.c): PRES_MAGIC then the query; the answers go to the
+ * asking worker's reply subject. */
+#define PRES_MAGIC "lhttpd-presence 1 "
 #define PEERS_MAX 256
 #define CONNECT_GRACE_MS 1000
 /* PINGs unanswered when cnats declares the connection stale; the ping interval is
@@ -66,6 +69,7 @@ struct lh_nreq_s {
     struct lh_nreq_s *prev, *next; /* by deadline */
     uint64_t token, deadline_ms;
     lh_nats_reply_fn cb;
+    lh_nats_gather_fn gather; /* lh_nats_gather: many replies, until it says done */
     void *arg;
 };
 
@@ -470,7 +474,13 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
 
             if (dl > sizeof(API_MAGIC) - 1 && memcmp(d, API_MAGIC, sizeof(API_MAGIC) - 1) == 0)
                 api_heard(w, d + sizeof(API_MAGIC) - 1, dl - (sizeof(API_MAGIC) - 1));
-            else
+            else if (dl > sizeof(PRES_MAGIC) - 1 &&
+                     memcmp(d, PRES_MAGIC, sizeof(PRES_MAGIC) - 1) == 0) {
+                if (w->nats_up != NULL && w->nats_up->presence != NULL &&
+                    natsMsg_GetReply(q[i]) != NULL)
+                    w->nats_up->presence(w, d + sizeof(PRES_MAGIC) - 1,
+                                         dl - (sizeof(PRES_MAGIC) - 1), natsMsg_GetReply(q[i]));
+            } else
                 peer_heard(n, d, dl);
             natsMsg_Destroy(q[i]);
             continue;
@@ -532,7 +542,10 @@ static void rq_timeout_cb(evutil_socket_t fd, short what, void *arg)
         lh_nreq_t *r = n->rq_head;
 
         rq_unlink(n, r);
-        r->cb(n->w, r->arg, NULL);
+        if (r->gather != NULL)
+            r->gather(n->w, r->arg, NULL);
+        else
+            r->cb(n->w, r->arg, NULL);
         free(r);
     }
     rq_arm(n);
@@ -543,6 +556,14 @@ static void reply_heard(lh_nats_t *n, const char *token, natsMsg *msg)
     uint64_t t = strtoull(token, NULL, 10);
 
     for (lh_nreq_t *r = n->rq_head; r != NULL; r = r->next) {
+        if (r->token == t && r->gather != NULL) {
+            if (r->gather(n->w, r->arg, msg)) {
+                rq_unlink(n, r);
+                free(r);
+                rq_arm(n);
+            }
+            return;
+        }
         if (r->token == t) {
             rq_unlink(n, r);
             r->cb(n->w, r->arg, msg);
@@ -556,9 +577,75 @@ static void reply_heard(lh_nats_t *n, const char *token, natsMsg *msg)
 
 static void reply_subscribe(lh_nats_t *n);
 
+static lh_nreq_t *request(lh_worker_t *w, const char *subj, const char *const *hdrs, size_t nh,
+                          const void *data, size_t len, unsigned timeout_ms,
+                          lh_nats_reply_fn cb, lh_nats_gather_fn gather, void *arg);
+
 lh_nreq_t *lh_nats_request(lh_worker_t *w, const char *subj, const char *const *hdrs, size_t nh,
                            const void *data, size_t len, unsigned timeout_ms,
                            lh_nats_reply_fn cb, void *arg)
+{
+    return request(w, subj, hdrs, nh, data, len, timeout_ms, cb, NULL, arg);
+}
+
+lh_nreq_t *lh_nats_gather(lh_worker_t *w, const char *query, size_t len, unsigned timeout_ms,
+                          lh_nats_gather_fn gather, void *arg)
+{
+    lh_nats_t *n = nats_of(w);
+    char *msg;
+    lh_nreq_t *r;
+
+    if (n == NULL || (msg = malloc(len + sizeof(PRES_MAGIC))) == NULL)
+        return NULL;
+    memcpy(msg, PRES_MAGIC, sizeof(PRES_MAGIC) - 1);
+    memcpy(msg + sizeof(PRES_MAGIC) - 1, query, len);
+    r = request(w, n->peer_subj, NULL, 0, msg, len + sizeof(PRES_MAGIC) - 1, timeout_ms, NULL,
+                gather, arg);
+    free(msg);
+    return r;
+}
+
+int lh_nats_reply(lh_worker_t *w, const char *subj, const void *data, size_t len)
+{
+    lh_nats_t *n = nats_of(w);
+
+    if (n == NULL || n->nc == NULL)
+        return -ENOTCONN;
+    if (natsConnection_Publish(n->nc, subj, data, (int)len) != NATS_OK)
+        return -EAGAIN;
+    return 0;
+}
+
+int lh_nats_flush_at_exit(lh_worker_t *w, unsigned timeout_ms)
+{
+    lh_nats_t *n = nats_of(w);
+    uint64_t end = lh_now_ms() + timeout_ms;
+
+    if (n == NULL || n->nc == NULL || !atomic_load(&n->up))
+        return -ENOTCONN;
+    /* cnats writes from the loop (the libevent adapter): run it, a slice at a time, until
+     * what is buffered is written. */
+    while (natsConnection_Buffered(n->nc) > 0) {
+        struct timeval tv = {0, 10000};
+
+        if (lh_now_ms() >= end)
+            return -ETIMEDOUT;
+        event_base_loopexit(w->base, &tv);
+        event_base_loop(w->base, EVLOOP_ONCE);
+    }
+    return 0;
+}
+
+unsigned lh_nats_peer_nodes(lh_worker_t *w)
+{
+    lh_nats_t *n = nats_of(w);
+
+    return n != NULL ? n->npeers : 0;
+}
+
+static lh_nreq_t *request(lh_worker_t *w, const char *subj, const char *const *hdrs, size_t nh,
+                          const void *data, size_t len, unsigned timeout_ms,
+                          lh_nats_reply_fn cb, lh_nats_gather_fn gather, void *arg)
 {
     lh_nats_t *n = nats_of(w);
     char reply[128];
@@ -580,6 +667,7 @@ lh_nreq_t *lh_nats_request(lh_worker_t *w, const char *subj, const char *const *
     r->token = ++n->rq_next;
     r->deadline_ms = lh_now_ms() + timeout_ms;
     r->cb = cb;
+    r->gather = gather;
     r->arg = arg;
     snprintf(reply, sizeof(reply), "%s%" PRIu64, n->reply_pfx, r->token);
     s = natsMsg_Create(&m, subj, reply, data, (int)len);
@@ -949,7 +1037,10 @@ void lh_nats_stop(lh_worker_t *w)
         lh_nreq_t *r = n->rq_head;
 
         rq_unlink(n, r);
-        r->cb(w, r->arg, NULL);
+        if (r->gather != NULL)
+            r->gather(w, r->arg, NULL);
+        else
+            r->cb(w, r->arg, NULL);
         free(r);
     }
     if (n->rq_ev)

@@ -264,6 +264,92 @@ static void api_error(lh_conn_t *c, int status, const char *reason)
  * connections or subscriptions of this worker; 503 when NATS could not carry it on
  * (this worker's part is done all the same).
  */
+/* A presence query of the server API is answered. */
+static void presence_done(lh_conn_t *c, void *arg, const lh_presence_result_t *r)
+{
+    json_t *j;
+
+    (void)arg;
+    c->flags &= ~LH_CF_HOOK_WAIT;
+    lh_conn_resume_later(c);
+    if (c->flags & LH_CF_DEAD)
+        return;
+    if (!r->ok) {
+        api_error(c, 500, "presence: out of memory");
+        return;
+    }
+    j = json_pack("{s:s%,s:I,s:I}", "channel", r->ch, r->chlen, "count", (json_int_t)r->count,
+                  "users", (json_int_t)r->users);
+    if (j != NULL && !r->stats) {
+        json_t *list = json_loadb(r->list, r->list_len, 0, NULL);
+
+        json_object_set_new(j, "truncated", json_boolean(r->truncated));
+        json_object_set_new(j, "presence", list ? list : json_array());
+    }
+    respond_json(c, j ? 200 : 500, j ? j : json_pack("{s:s}", "error", "out of memory"), NULL);
+}
+
+/*
+ * GET /api/presence?channel=CH and /api/presence-stats?channel=CH: what the presence and
+ * presence-stats commands answer, as JSON ({"channel", "count", "users", and with the list
+ * "truncated" and "presence": [...]}). No namespace's presence_read applies: the caller
+ * holds the server API's credentials.
+ */
+static void presence_api(lh_conn_t *c, const lh_http_request_t *req, int stats)
+{
+    const char *q = req->query, *end = q ? q + req->query_len : NULL;
+    char ch[LH_CHANNEL_MAX_LEN + 1];
+    size_t n = 0;
+    int found = 0, r;
+
+    while (q != NULL && q < end && !found) {
+        const char *amp = memchr(q, '&', (size_t)(end - q)), *pe = amp ? amp : end;
+
+        if (pe - q >= 8 && memcmp(q, "channel=", 8) == 0) {
+            found = 1;
+            for (const char *p = q + 8; p < pe; p++) {
+                int hi, lo;
+
+                if (n + 1 >= sizeof(ch)) {
+                    found = -1;
+                    break;
+                }
+                if (*p != '%') {
+                    ch[n++] = *p == '+' ? ' ' : *p;
+                    continue;
+                }
+                if (pe - p < 3 || (hi = lh_hexval(p[1])) < 0 || (lo = lh_hexval(p[2])) < 0) {
+                    found = -1;
+                    break;
+                }
+                ch[n++] = (char)(hi * 16 + lo);
+                p += 2;
+            }
+        }
+        q = pe + 1;
+    }
+    if (found != 1 || !lh_channel_valid(ch, n, c->w->cfg->limits.max_channel_bytes)) {
+        api_error(c, 400, "needs ?channel= with a valid channel name");
+        return;
+    }
+    if (!lh_presence_is(c->w, ch, n)) {
+        api_error(c, 404, "not a presence channel (its namespace has no presence)");
+        return;
+    }
+    /* The connection's next request waits for the answer (which may come at once). */
+    c->flags |= LH_CF_HOOK_WAIT;
+    event_del(&c->rev);
+    r = lh_presence_query(c, ch, n, stats, presence_done, NULL);
+    if (r < 0) {
+        c->flags &= ~LH_CF_HOOK_WAIT;
+        lh_conn_resume_later(c);
+    }
+    if (r == -EAGAIN)
+        api_error(c, 503, "presence unavailable: NATS is not reachable");
+    else if (r < 0)
+        api_error(c, 500, "presence: out of memory");
+}
+
 void lh_api_http(lh_conn_t *c, const lh_http_request_t *req, const uint8_t *body, size_t len)
 {
     static const char *const known[] = {"user", "code", "reason", "channel"};
@@ -276,8 +362,13 @@ void lh_api_http(lh_conn_t *c, const lh_http_request_t *req, const uint8_t *body
     long n;
     int rc;
 
+    if (lh_http_path_is(req, "/api/presence") || lh_http_path_is(req, "/api/presence-stats")) {
+        presence_api(c, req, lh_http_path_is(req, "/api/presence-stats"));
+        return;
+    }
     if (!disc && !lh_http_path_is(req, "/api/unsubscribe")) {
-        api_error(c, 404, "no such API call (POST /api/disconnect or /api/unsubscribe)");
+        api_error(c, 404, "no such API call (POST /api/disconnect or /api/unsubscribe, "
+                          "GET /api/presence or /api/presence-stats)");
         return;
     }
     doc = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr);

@@ -68,7 +68,8 @@ static void api_from_nats(lh_worker_t *w, const char *json, size_t len)
 int lh_pubsub_init(lh_worker_t *w)
 {
     static const lh_nats_up_t up = {deliver_from_nats, lh_pubsub_nats_renewed,
-                                    lh_pubsub_nats_resubscribe, api_from_nats};
+                                    lh_pubsub_nats_resubscribe, api_from_nats,
+                                    lh_presence_query_heard};
     struct lh_pubsub_s *ps = calloc(1, sizeof(*ps));
 
     if (ps == NULL)
@@ -351,6 +352,7 @@ int lh_pubsub_subscribe(lh_conn_t *c, const char *name, size_t len)
         else if (lh_shm != NULL)
             lh_m_inc(LH_G_CHANNELS_UNTRACKED);
         ch->nsub = lh_nats_subscribe(w, name, len);
+        ch->presence = lh_presence_is(w, name, len);
     }
     if (ch->nsubs == ch->cap) {
         uint32_t cap = ch->cap ? ch->cap * 2 : 4;
@@ -374,6 +376,10 @@ int lh_pubsub_subscribe(lh_conn_t *c, const char *name, size_t len)
     ix_added(c);
     ps->nsubscriptions++;
     lh_m_inc(LH_G_SUBSCRIPTIONS);
+    if (ch->presence) {
+        lh_m_inc(LH_G_PRESENCE_ENTRIES);
+        lh_presence_joined(c, name, len);
+    }
     return 0;
 }
 
@@ -404,6 +410,10 @@ static void unsubscribe_at(lh_conn_t *c, uint32_t i)
     }
     c->w->ps->nsubscriptions--;
     lh_m_sub(LH_G_SUBSCRIPTIONS, 1);
+    if (ch->presence) {
+        lh_m_sub(LH_G_PRESENCE_ENTRIES, 1);
+        lh_presence_left(c, ch->name, ch->len);
+    }
     if (ch->nsubs == 0 && ch->busy == 0)
         chan_remove(c->w, ch);
 }
@@ -1017,6 +1027,11 @@ void lh_pubsub_hold(lh_conn_t *c, const char *name, size_t len, int held)
 
     if (i != SUBS_NONE)
         ch->subs[c->subs[i].pos].held = (uint32_t)held;
+}
+
+lh_chan_t *lh_pubsub_chan(lh_worker_t *w, const char *name, size_t len)
+{
+    return chan_find(w->ps, name, len, chan_hash(w->ps->seed, name, len));
 }
 
 int lh_pubsub_has_subscribers(lh_worker_t *w, const char *name, size_t len)

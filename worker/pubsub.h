@@ -21,6 +21,7 @@ typedef struct lh_chan_s {
     uint32_t nsubs, cap;
     uint32_t busy; /* a fan-out is iterating subs: removal waits */
     int track;     /* index in the node-wide channel table (metrics), -1 if untracked */
+    int presence;  /* its namespace had presence when it was made (lhttpd_presence_entries) */
     void *nsub;    /* the NATS subscription */
     size_t len;
     char name[];

@@ -411,7 +411,8 @@ lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_
         lh_conn_on_gone(w, lh_upstream_conn_ended) < 0 ||
         lh_conn_on_gone(w, lh_pubsub_conn_gone) < 0 ||
         lh_conn_on_gone(w, lh_auth_conn_gone) < 0 ||
-        lh_conn_on_gone(w, lh_hist_conn_gone) < 0)
+        lh_conn_on_gone(w, lh_hist_conn_gone) < 0 ||
+        lh_conn_on_gone(w, lh_presence_conn_gone) < 0)
         goto fail;
     {
         char err[512];
@@ -424,7 +425,7 @@ lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_
     }
     lh_current_worker = w;
     if (lh_pubsub_init(w) < 0 || lh_static_load(w) < 0 || lh_upstream_init(w) < 0 ||
-        lh_nats_start(w) < 0 || lh_hist_init(w) < 0)
+        lh_nats_start(w) < 0 || lh_hist_init(w) < 0 || lh_presence_init(w) < 0)
         goto fail;
     return w;
 fail:
@@ -477,7 +478,9 @@ void lh_worker_free(lh_worker_t *w)
     }
     destroy_all(w);
     lh_worker_end_pass(w); /* clears the flush and resume lists, frees them all */
+    lh_presence_flush(w); /* the last leaves, while NATS can still take them */
     lh_nats_stop(w); /* first: its requests' last callbacks still find the history */
+    lh_presence_free(w);
     lh_hist_free(w);
     lh_upstream_free(w);
     lh_pubsub_free(w);

@@ -84,6 +84,8 @@ typedef struct {
     void (*resubscribe)(lh_worker_t *w);
     /* A server API action from another worker or node (JSON, see lh_pubsub_api_apply). */
     void (*api)(lh_worker_t *w, const char *json, size_t len);
+    /* A presence query from any worker (this one too): answer on reply (presence.c). */
+    void (*presence)(lh_worker_t *w, const char *q, size_t len, const char *reply);
 } lh_nats_up_t;
 
 /* What reads a connection's input in its current state (http.c's lh_http_input, then
@@ -261,6 +263,7 @@ struct lh_worker_s {
     struct lh_up_s *upstream;    /* libcurl multi and requests (upstream.c) */
     struct lh_auth_s *auth;      /* keys and namespace rules (auth.c), owned */
     struct lh_hist_s *hist;      /* history channels on JetStream (history.c); NULL: none */
+    struct lh_pres_s *pres;      /* presence queries and join/leave batches (presence.c) */
     lh_conn_t *hist_origin;      /* the client whose publish is being handled, for errors */
     struct lh_hist_batch_s *hist_batch; /* the POST /publish being handled, or NULL */
     unsigned hist_refused;       /* history channels its publish could not reach */
@@ -497,6 +500,8 @@ int lh_auth_judge_subscribe(const lh_auth_t *a, const lh_conn_t *c, const char *
                             char *why, size_t cap);
 /* Counts a refusal that a webhook made. */
 void lh_auth_count_denied(const lh_auth_t *a, unsigned action, const char *ch, size_t len);
+/* The rules of ch's namespace, or NULL when none is configured (or a is open). */
+const lh_ns_cfg_t *lh_auth_ns(const lh_auth_t *a, const char *ch, size_t len);
 /* 1 when ch's subscribe rule is the same under a and b. */
 int lh_auth_rule_same(const lh_auth_t *a, const lh_auth_t *b, const char *ch, size_t len);
 
@@ -574,6 +579,8 @@ long lh_pubsub_api_apply(lh_worker_t *w, const char *json, size_t len);
 /* Holds (held 1) or releases c's deliveries on channel: a recovery sends what it missed
  * first. */
 void lh_pubsub_hold(lh_conn_t *c, const char *name, size_t len, int held);
+/* Channel name's entry in w's table, or NULL (pubsub.h has its type). */
+struct lh_chan_s *lh_pubsub_chan(lh_worker_t *w, const char *name, size_t len);
 /* 1 when channel has subscribers on w. */
 int lh_pubsub_has_subscribers(lh_worker_t *w, const char *name, size_t len);
 /* 1 when c is subscribed to channel. */
@@ -630,6 +637,41 @@ void lh_hist_conn_gone(lh_conn_t *c);
 /* pubsub.c: channel ch has no subscriber on w any more. */
 void lh_hist_chan_idle(lh_worker_t *w, const char *ch, size_t len);
 
+/* ---- presence.c ---- */
+/* What a presence query found (lh_presence_query): ok 0 when it ran out of memory. list
+ * is the JSON array of entries (not with stats), NUL-terminated; all borrowed for the
+ * call. */
+typedef struct {
+    int ok, stats, truncated;
+    const char *ch;
+    size_t chlen;
+    uint64_t count, users;
+    const char *list;
+    size_t list_len;
+} lh_presence_result_t;
+/* How a query's asker hears the answer (c held for the call). */
+typedef void (*lh_presence_done_fn)(lh_conn_t *c, void *arg, const lh_presence_result_t *r);
+int lh_presence_init(lh_worker_t *w);
+void lh_presence_free(lh_worker_t *w);
+void lh_presence_register(void);
+/* The namespace rules of ch (NULL: none configured), and 1 when ch has presence. */
+const lh_ns_cfg_t *lh_presence_ns(lh_worker_t *w, const char *ch, size_t len);
+int lh_presence_is(lh_worker_t *w, const char *ch, size_t len);
+/* Gathers channel ch's presence (stats: only the counts) from every worker of every
+ * node, for c: done(c, arg, result) runs later, once, unless c goes first. 0, -EAGAIN
+ * when NATS cannot carry the query (and this worker is not alone), -ENOMEM, -EINVAL. */
+int lh_presence_query(lh_conn_t *c, const char *ch, size_t len, int stats,
+                      lh_presence_done_fn done, void *arg);
+/* The "connection gone" hook: its queries answer nobody. */
+void lh_presence_conn_gone(lh_conn_t *c);
+/* pubsub.c: c's subscription to ch was made / ended (join/leave events). */
+void lh_presence_joined(lh_conn_t *c, const char *ch, size_t len);
+void lh_presence_left(lh_conn_t *c, const char *ch, size_t len);
+/* Sends the join/leave events still held (a stopping worker). */
+void lh_presence_flush(lh_worker_t *w);
+/* A presence query from NATS (nats_up->presence). */
+void lh_presence_query_heard(lh_worker_t *w, const char *q, size_t len, const char *reply);
+
 /* ---- publish.c ---- */
 /* POST /publish: handles body, answers on c. */
 void lh_publish_http(lh_conn_t *c, const uint8_t *body, size_t len);
@@ -660,6 +702,21 @@ typedef void (*lh_nats_reply_fn)(lh_worker_t *w, void *arg, void *msg);
 lh_nreq_t *lh_nats_request(lh_worker_t *w, const char *subj, const char *const *hdrs, size_t nh,
                            const void *data, size_t len, unsigned timeout_ms,
                            lh_nats_reply_fn cb, void *arg);
+/* A presence query (query, len bytes) to every worker of every node, on the
+ * <prefix>.$peers subject: gather(w, arg, msg) runs for each answer (a natsMsg *, borrowed)
+ * and returns 1 when it has all it waits for (the request ends), 0 to wait for more; at
+ * timeout_ms (or when the worker stops) it runs once more with NULL, and the request ends.
+ * Returns NULL when the query cannot be sent: gather never runs. */
+typedef int (*lh_nats_gather_fn)(lh_worker_t *w, void *arg, void *msg);
+lh_nreq_t *lh_nats_gather(lh_worker_t *w, const char *query, size_t len, unsigned timeout_ms,
+                          lh_nats_gather_fn gather, void *arg);
+/* Publishes data to subj (an answer to a request's reply subject). 0, -ENOTCONN, -EAGAIN. */
+int lh_nats_reply(lh_worker_t *w, const char *subj, const void *data, size_t len);
+/* Once the loop is over: runs it again, in slices, until cnats has written what was
+ * published, at most timeout_ms. 0, -ENOTCONN, -ETIMEDOUT. */
+int lh_nats_flush_at_exit(lh_worker_t *w, unsigned timeout_ms);
+/* Other lhttpd nodes heard from within nats.peer_timeout_ms. */
+unsigned lh_nats_peer_nodes(lh_worker_t *w);
 /* 1 when the NATS connection is up. */
 int lh_nats_connected(lh_worker_t *w);
 /* Copies the connection state and the NATS counters into this worker's metrics; logs

@@ -135,6 +135,8 @@ function start() {
     else console.debug('lhttp:', err.message);
   });
 
+  client.on('join', ({ channel }) => refreshOnline(channel));
+  client.on('leave', ({ channel }) => refreshOnline(channel));
   client.on('message', (m) => {
     for (const room of m.channels) {
       if (!rooms.has(room) || seen(room, m)) continue;
@@ -213,7 +215,10 @@ async function subscribeRoom(room) {
     // Read refused for another reason: the subscription says why.
   }
   if (!rooms.has(room)) return;
-  client.subscribeAsync(room, since).then(() => presence(room, 'join'), (err) => refused(room, err));
+  client.subscribeAsync(room, since).then(() => {
+    presence(room, 'join');
+    refreshOnline(room);
+  }, (err) => refused(room, err));
 }
 
 function refused(room, err) {
@@ -253,6 +258,8 @@ function leave(room) {
 
 function show(room) {
   current = room;
+  $('online').hidden = true;
+  refreshOnline(room);
   const r = rooms.get(room);
   if (r) r.unread = 0;
   $('room-title').textContent = room ? `#${room}` : 'No room';
@@ -387,7 +394,52 @@ function senderOf(m) {
   return { name: m.headers.nick || 'anonymous', verified: !demo };
 }
 
+// ---- Who is online (lhttpd's presence) ----------------------------------------------
+// The list of the current room comes from client.presence(): every connection subscribed
+// to it, on every worker and node. It is asked again when someone joins or leaves (the
+// server's join/leave events where the room's namespace has join_leave, the demo's own
+// presence messages elsewhere) and every few seconds (a closed tab says nothing). A room
+// whose namespace has no presence (404) shows no list.
+const onlineAsked = new Map(); // room -> a refresh is due (coalesces bursts)
+
+function refreshOnline(room) {
+  if (!room || !rooms.has(room) || onlineAsked.get(room)) return;
+  onlineAsked.set(room, true);
+  setTimeout(async () => {
+    onlineAsked.delete(room);
+    let res = null;
+    try {
+      res = await client.presence(room);
+    } catch {
+      res = null; // no presence in this namespace, or not now
+    }
+    if (room === current) renderOnline(room, res);
+  }, 50);
+}
+
+function renderOnline(room, res) {
+  const box = $('online');
+  if (!res) {
+    box.hidden = true;
+    return;
+  }
+  const names = [...new Set(res.clients.map((e) => e.user || (e.info && e.info.name) || 'anonymous'))].sort();
+  $('online-room').textContent = `#${room}`;
+  $('online-count').textContent = String(res.users || res.count);
+  const list = $('online-list');
+  list.replaceChildren(...names.map((n) => {
+    const li = document.createElement('li');
+    li.textContent = n;
+    return li;
+  }));
+  box.dataset.users = names.join(' ');
+  box.hidden = false;
+}
+
+setInterval(() => refreshOnline(current), 5000);
+
 function receivePresence(room, m) {
+  refreshOnline(room);
   const who = senderOf(m).name;
   if (m.headers.event === 'join') notice(room, `${who} joined #${room}.`);
   else if (m.headers.event === 'leave') notice(room, `${who} left #${room}.`);

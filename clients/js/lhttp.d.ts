@@ -157,6 +157,46 @@ export interface HistoryResult {
   offset: number;
 }
 
+/** One connection in a presence channel. */
+export interface PresenceEntry {
+  /** The connection's id, unique across the cluster ("<node>-<pid>-<n>"). */
+  client: string;
+  /** Its user id ("" for an anonymous connection). */
+  user: string;
+  /** The "info" of its token or of the connect webhook's answer, or null. */
+  info: unknown;
+  /** The lhttpd node it is on. */
+  node: string;
+}
+
+export interface PresenceStats {
+  channel: string;
+  /** Connections subscribed to the channel. */
+  count: number;
+  /** Distinct (non-empty) user ids among them. */
+  users: number;
+}
+
+export interface PresenceResult extends PresenceStats {
+  /** At most the server's presence.max_list entries. */
+  clients: PresenceEntry[];
+  /** true when there are more connections than `clients` lists. */
+  truncated: boolean;
+}
+
+export interface PresenceOptions {
+  /** Reject with kind "transport" when no answer came in this time; default 10000 ms. */
+  timeoutMs?: number;
+}
+
+/** A connection that subscribed to (join) or left (leave) a join_leave channel. */
+export interface JoinLeaveEvent {
+  channel: string;
+  user: string;
+  client: string;
+  info: unknown;
+}
+
 export interface HistoryOptions {
   /** At most this many messages (the last ones); default and cap: the server's nats.jetstream.max_read. */
   limit?: number;
@@ -182,6 +222,8 @@ export interface LhttpEvents {
   unsubscribed: UnsubscribedEvent;
   recovered: RecoveredEvent;
   gap: GapEvent;
+  join: JoinLeaveEvent;
+  leave: JoinLeaveEvent;
 }
 
 export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -250,6 +292,10 @@ export class LhttpClient {
   position(channel: string): Position | null;
   /** Reads a history channel's last messages; resolves at the server's final reply. */
   history(channel: string, options?: HistoryOptions): Promise<HistoryResult>;
+  /** Who is in a presence channel (every worker and node). */
+  presence(channel: string, options?: PresenceOptions): Promise<PresenceResult>;
+  /** The counts only. */
+  presenceStats(channel: string, options?: PresenceOptions): Promise<PresenceStats>;
   unsubscribe(...channels: Channels[]): this;
   /** Returns true when sent now, false when queued until the connection is back. */
   publish(channels: Channels, body?: BodyInit | MultipartBuilder, options?: PublishOptions): boolean;

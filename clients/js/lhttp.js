@@ -325,7 +325,7 @@ const DEFAULTS = {
   wsOptions: null,
 };
 
-const EVENTS = new Set(['open', 'message', 'close', 'reconnecting', 'error', 'auth', 'unsubscribed', 'recovered', 'gap']);
+const EVENTS = new Set(['open', 'message', 'close', 'reconnecting', 'error', 'auth', 'unsubscribed', 'recovered', 'gap', 'join', 'leave']);
 
 const EPOCH_RE = /^[0-9A-Za-z]{1,64}$/;
 const isOffset = (n) => Number.isSafeInteger(n) && n >= 0;
@@ -409,6 +409,7 @@ export class LhttpClient {
   #recovering = new Map(); // channel -> the offset a recovery asked from
   #reads = []; // [{ channel, token, conn, accepted, dead, resolve, reject, timer }]
   #readPongs = new Map(); // token of a read's ping whose pong is to come -> its conn
+  #queries = []; // presence queries: [{ kind, channel, token, conn, accepted, dead, resolve, reject, timer }]
   #held = [];
 
   constructor(url, options = {}) {
@@ -556,6 +557,106 @@ export class LhttpClient {
   }
 
   /**
+   * Asks who is in a channel of a presence namespace, across every worker and node:
+   * resolves with `{ channel, count, users, truncated, clients }`, `clients` being at most
+   * the server's presence.max_list entries `{ client, user, info, node }` (`truncated`
+   * when there are more than it lists), `count` the connections and `users` the distinct
+   * user ids. Rejects with the server's LhttpError (400, 403 when the namespace's
+   * presence_read refuses, 404 for a channel without presence, 503 while NATS is
+   * unreachable), with kind "transport" when the connection closes first or no answer
+   * comes within `timeoutMs` (default 10000), or "usage" after close().
+   */
+  presence(channel, { timeoutMs = 10000 } = {}) {
+    return this.#presenceQuery('presence', channel, timeoutMs);
+  }
+
+  /** Like presence(), with only the counts: resolves with `{ channel, count, users }`. */
+  presenceStats(channel, { timeoutMs = 10000 } = {}) {
+    return this.#presenceQuery('presence-stats', channel, timeoutMs);
+  }
+
+  #presenceQuery(kind, channel, timeoutMs) {
+    if (!isValidChannel(channel)) return Promise.reject(new TypeError(`invalid channel name: ${JSON.stringify(channel)}`));
+    if (this.#state === 'closed') return Promise.reject(new LhttpError('usage', 'the client is closed'));
+    const token = `lhttp-pres-${++this.#barrierSeq}`;
+    return new Promise((resolve, reject) => {
+      const q = {
+        kind, channel, token, conn: this.#state === 'open' ? this.#opens : this.#opens + 1,
+        accepted: false, dead: false, resolve, reject, timer: null,
+      };
+      q.timer = setTimeout(() => {
+        q.dead = true; // kept until its answer comes, so that it is not taken for another's
+        reject(new LhttpError('transport', `no ${kind} answer for ${channel} in ${timeoutMs} ms`));
+      }, timeoutMs);
+      try {
+        this.send(kind, [['channel', channel]]);
+        this.send('ping', null, token); // its pong: the server took the query (no error reply)
+      } catch (err) {
+        clearTimeout(q.timer);
+        reject(err);
+        return;
+      }
+      this.#queries.push(q);
+    });
+  }
+
+  // Rejects (and drops) the presence queries that match.
+  #failQueries(match, error) {
+    const failed = this.#queries.filter(match);
+    this.#queries = this.#queries.filter((q) => !match(q));
+    for (const q of failed) {
+      clearTimeout(q.timer);
+      if (!q.dead) q.reject(error());
+    }
+  }
+
+  // A presence or presence-stats answer: for the oldest query of its kind and channel.
+  #presenceAnswered(msg) {
+    const h = msg.headers;
+    const at = this.#queries.findIndex((q) => q.conn === this.#opens && q.kind === msg.command && q.channel === h.channel);
+    if (at < 0) return;
+    const [q] = this.#queries.splice(at, 1);
+    clearTimeout(q.timer);
+    if (q.dead) return;
+    const res = { channel: h.channel, count: Number(h.count) || 0, users: Number(h.users) || 0 };
+    if (msg.command === 'presence') {
+      res.truncated = h.truncated === 'true';
+      try {
+        res.clients = JSON.parse(msg.body || '[]');
+      } catch (err) {
+        q.reject(new LhttpError('parse', `bad presence list: ${err.message}`, { data: msg.body }));
+        return;
+      }
+    }
+    q.resolve(res);
+  }
+
+  // A join or leave message: one event per entry (a batch carries them in its body).
+  #joinLeave(msg) {
+    const h = msg.headers;
+    let entries;
+    if (h.count !== undefined) {
+      try {
+        entries = JSON.parse(msg.body);
+      } catch (err) {
+        this.#emit('error', new LhttpError('parse', `bad ${msg.command} list: ${err.message}`, { data: msg.body }));
+        return;
+      }
+    } else {
+      let info = null;
+      try {
+        info = h.info !== undefined ? JSON.parse(h.info) : null;
+      } catch {
+        info = null;
+      }
+      entries = [{ user: h.user ?? '', client: h.client ?? '', info }];
+    }
+    for (const e of entries) {
+      this.#emit(msg.command, { channel: h.channel, user: e.user ?? '', client: e.client ?? '', info: e.info ?? null });
+    }
+  }
+
+  /**
    * Subscribes like subscribe(), and returns a promise that resolves with the channels
    * once the server has taken the subscription, or rejects with the server's LhttpError
    * (kind "server": `code` 403 for a channel the rules refuse, 429, ...; `reason`,
@@ -693,6 +794,7 @@ export class LhttpClient {
     this.#recovering.clear();
     this.#readPongs.clear();
     this.#failReads(() => true, () => new LhttpError('usage', 'the client closed'));
+    this.#failQueries(() => true, () => new LhttpError('usage', 'the client closed'));
   }
 
   // Rejects (and drops) the history reads that match.
@@ -847,6 +949,7 @@ export class LhttpClient {
     const conn = this.#opens;
     for (const [token, at] of this.#readPongs) if (at <= conn) this.#readPongs.delete(token);
     this.#failReads((r) => r.conn <= conn, () => new LhttpError('transport', 'the connection closed before the history reply'));
+    this.#failQueries((q) => q.conn <= conn, () => new LhttpError('transport', 'the connection closed before the presence answer'));
     const status = this.#lastStatus;
     if (this.#lastError) this.#emit('error', this.#lastError);
     if (this.#state === 'closed') return; // an error handler called close()
@@ -919,6 +1022,16 @@ export class LhttpClient {
         code: Number(h.code) || 0, reason: h.reason ?? '', inReplyTo: h['in-reply-to'], lhttpMessage: msg,
       });
       if (err.inReplyTo === 'subscribe') this.#subscribeRefused(err);
+      if (err.inReplyTo === 'presence' || err.inReplyTo === 'presence-stats') {
+        // The refusal of the oldest query of that kind the server has not taken yet.
+        const q = this.#queries.find((x) => x.conn === this.#opens && x.kind === err.inReplyTo && !x.accepted);
+        if (q) {
+          this.#queries.splice(this.#queries.indexOf(q), 1);
+          clearTimeout(q.timer);
+          if (!q.dead) q.reject(err);
+          return;
+        }
+      }
       if (err.inReplyTo === 'history') {
         // The refusal of the oldest read the server has not taken yet (its pong is to come).
         const read = this.#reads.find((r) => r.conn === this.#opens && !r.accepted);
@@ -937,6 +1050,11 @@ export class LhttpClient {
       const at = this.#inflight.findIndex((e) => e.token === msg.body);
       if (at >= 0) {
         this.#subscribeAnswered(at);
+        return;
+      }
+      const pq = this.#queries.find((q) => q.token === msg.body);
+      if (pq) {
+        pq.accepted = true;
         return;
       }
       if (this.#readPongs.delete(msg.body)) {
@@ -962,6 +1080,14 @@ export class LhttpClient {
       return;
     }
     if (own && msg.command === 'history' && h.channel !== undefined && this.#historyAnswered(msg)) return;
+    if (own && (msg.command === 'presence' || msg.command === 'presence-stats') && h.channel !== undefined) {
+      this.#presenceAnswered(msg);
+      return;
+    }
+    if (own && (msg.command === 'join' || msg.command === 'leave') && h.channel !== undefined) {
+      this.#joinLeave(msg);
+      return;
+    }
     if (own && msg.command === 'subscribed' && h.channel !== undefined) {
       this.#subscribedReply(msg);
       return;

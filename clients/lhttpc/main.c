@@ -104,6 +104,9 @@ static void usage(FILE *out)
           "       lhttpc [OPTIONS] URL publish CHANNEL... [-c COMMAND] [-H KEY:VALUE]...\n"
           "                                        [-d BODY | -f FILE]\n"
           "       lhttpc [OPTIONS] --http URL publish CHANNEL... [...]   POST to /publish\n"
+          "       lhttpc [OPTIONS] URL presence CHANNEL     who is in CHANNEL (its presence\n"
+          "                                        reply: count, users, the JSON list)\n"
+          "       lhttpc [OPTIONS] URL presence-stats CHANNEL   only the counts\n"
           "       lhttpc [OPTIONS] --raw URL < MESSAGE   send stdin as one message\n"
           "       lhttpc token (--secret-file FILE | --key-file PEM) [TOKEN OPTIONS]\n"
           "                                        print a JWT (see Token below)\n"
@@ -969,8 +972,23 @@ static int parse_args(int argc, char **argv, opts_t *o)
         o->mode = MODE_SUBSCRIBE;
     else if (strcmp(mode, "publish") == 0)
         o->mode = MODE_PUBLISH;
-    else
-        return usage_error("unknown mode '%s' (send, listen, subscribe or publish)", mode);
+    else if (strcmp(mode, "presence") == 0 || strcmp(mode, "presence-stats") == 0) {
+        /* send presence -H channel:CHANNEL, and print its answer. */
+        err = NULL;
+        if (o->nargs != 1 || !lh_channel_valid(o->args[0], strlen(o->args[0]),
+                                               LH_CHANNEL_MAX_LEN))
+            return usage_error("%s wants one valid CHANNEL", mode);
+        if (has_msg_opts)
+            return usage_error("%s takes no -H, -d or -f", mode);
+        if (lhc_msg_add_header(&o->headers, "channel", 7, o->args[0], strlen(o->args[0]),
+                               &err) < 0)
+            return usage_error("%s", err);
+        o->args[0] = argv[optind - 1];
+        o->mode = MODE_SEND;
+        has_msg_opts = 1;
+    } else
+        return usage_error("unknown mode '%s' (send, listen, subscribe, publish, presence or "
+                           "presence-stats)", mode);
 
     if (raw && mode != NULL)
         return usage_error("%s", "--raw sends stdin as the message; give no mode");

@@ -621,5 +621,8 @@ start_servers 2
 rounds fanout_ws
 stop_servers
 
+say "-- 8. presence (tests/bench/presence.sh, its own nats-server and lhttpd of 2 workers)"
+B="$B" LHTTPD="$LHTTPD" "$here/presence.sh" | tee "$run_dir/presence.txt"
+
 say "bench: done in $(($(date +%s) - t_begin)) s"
 "$PY" "$here/report.py" "$RES" "$run_dir/machine.txt" | tee "$run_dir/table.md"

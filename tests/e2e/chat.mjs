@@ -283,6 +283,19 @@ async function signedIn() {
   await sees(alice, 'bob', 'Indeed');
   step(`alice and bob talk in #${PRIVATE}`);
 
+  // The online list (lhttpd's presence): in #team.secret (join_leave) alice and bob see
+  // each other; bob leaves the room and alice's list drops him at once (a leave event).
+  const onlineIs = (page, users) => page.waitForFunction((u) => {
+    const el = document.getElementById('online');
+    return !el.hidden && el.dataset.users === u;
+  }, users, { timeout: WAIT });
+  await onlineIs(alice, 'alice bob');
+  await onlineIs(bob, 'alice bob');
+  step(`the online list of #${PRIVATE} shows alice and bob on both pages`);
+  await bob.click('#leave');
+  await onlineIs(alice, 'alice');
+  step(`bob leaves #${PRIVATE}: alice's online list shows only alice`);
+
   // A page opened now shows the lobby's last messages, from its history, in order.
   const late = await openChat('carol (late)', { query: 'user=carol' });
   await late.waitForSelector(`#rooms li.current[data-room="${LOBBY}"]`, { timeout: WAIT });

@@ -124,6 +124,8 @@ teardown_file() { stop_all; }
     [ "$status" -eq 0 ] || { lh_show_output || :; tail -n 30 "$AUTH_LOG" >&2; return 1; }
     has_line "e2e: all steps passed"
     has_match "^step: carol is refused #team.secret: .*403"
+    has_line "step: the online list of #team.secret shows alice and bob on both pages"
+    has_line "step: bob leaves #team.secret: alice's online list shows only alice"
     has_match "^step: bob's page, cut off while alice said 3 messages, shows each of them once, in order, once back$"
     has_match "^step: a page opened last shows #chat.lobby's 6 messages from its history, in order$"
     if [ -n "${LH_TEST_OUT:-}" ]; then

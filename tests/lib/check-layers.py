@@ -23,7 +23,7 @@ LAYERS = {
     "conn": (1, None),
     "reply": (2, None), "nats": (2, None), "auth": (2, None),
     "dispatch": (3, None),
-    "pubsub": (4, "ps"), "history": (4, "ps"), "ws": (4, None),
+    "pubsub": (4, "ps"), "history": (4, "ps"), "presence": (4, "ps"), "ws": (4, None),
     "http": (5, "http"), "admin": (5, "http"), "static": (5, "http"),
     "upstream": (5, "http"), "publish": (5, "http"),
     "api": (6, None),

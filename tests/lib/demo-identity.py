@@ -40,8 +40,9 @@ ROOMS = {"lobby": "chat.lobby", "private": "team.secret"}
 NAMESPACES = {
     # The rooms keep their last 100 messages (issue 18): nats-server needs JetStream (-js).
     "chat": {"subscribe": "authenticated", "publish": "subscribers", "stamp_user": True,
-             "history": {"size": 100}},
-    "team": {"subscribe": "token", "publish": "subscribers", "stamp_user": True},
+             "history": {"size": 100}, "presence": True},
+    "team": {"subscribe": "token", "publish": "subscribers", "stamp_user": True,
+             "presence": True, "join_leave": True},
 }
 
 

@@ -802,7 +802,17 @@ LH_TEST(namespaces_errors)
               "1:37: namespaces.chat.stamp_user: must be true or false");
     CHECK_ERR("{\"namespaces\":{\"chat\":{\"subscrib\":\"any\"}}}",
               "1:24: namespaces.chat.subscrib: unknown key (a namespace takes \"subscribe\", "
-              "\"publish\", \"stamp_user\" and \"history\")");
+              "\"publish\", \"stamp_user\", \"history\", \"presence\", \"join_leave\" and "
+              "\"presence_read\")");
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"presence\":1}}}",
+              "1:35: namespaces.chat.presence: must be true or false");
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"presence_read\":\"owner\"}}}",
+              "1:40: namespaces.chat.presence_read: must be one of \"subscribers\", "
+              "\"subscribe\", \"authenticated\", \"any\", \"none\"");
+    CHECK_ERR("{\"namespaces\":{\"chat\":{\"join_leave\":true,\"history\":{}}}}",
+              "1:23: namespaces.chat: join_leave and history do not go together in one namespace");
+    CHECK_ERR("{\"presence\":{\"max_list\":0}}",
+              "1:25: presence.max_list: must be an integer from 1 to 100000");
     CHECK_ERR("{\"namespaces\":{\"chat\":{\"history\":{\"size\":0}}}}",
               "1:42: namespaces.chat.history.size: must be an integer from 1 to 1000000");
     CHECK_ERR("{\"namespaces\":{\"chat\":{\"history\":{\"ttl_ms\":-1}}}}",

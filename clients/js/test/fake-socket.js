@@ -44,7 +44,7 @@ export async function waitFor(cond, ms = 2000) {
   }
 }
 
-const EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'auth', 'unsubscribed', 'recovered', 'gap'];
+const EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'auth', 'unsubscribed', 'recovered', 'gap', 'join', 'leave'];
 
 const made = [];
 
