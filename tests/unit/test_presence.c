@@ -107,7 +107,7 @@ LH_TEST(a_query_counts_connections_and_distinct_users)
 LH_TEST(the_list_is_bounded_by_max_list)
 {
     fixture_t f;
-    char u[8];
+    char u[16];
 
     if (start(&f, "\"max_list\": 3", 10) < 0)
         return;
