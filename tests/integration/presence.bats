@@ -305,3 +305,29 @@ kill_busiest_worker() {
     [[ $output == *"code:404"* ]]
     touch "$T/done"
 }
+
+@test "presence_read holds: subscribers only, authenticated only, the subscribe rule, none; presence-stats the same; an unsubscribe takes the right away" {
+    start_nats
+    start_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@"],
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "auth": {"keys": [{"secret_file": "'"$T"'/secret"}]},
+        "namespaces": {
+            "subs": {"presence": true},
+            "authd": {"presence": true, "presence_read": "authenticated"},
+            "sa": {"presence": true, "subscribe": "authenticated", "presence_read": "subscribe"},
+            "shy": {"presence": true, "presence_read": "none"}
+        }
+    }'
+    run pc script "$T/secret" open:anon:$LH_PORT open:a:$LH_PORT:alice open:b:$LH_PORT:bob \
+        sub:a:subs.x presence:b:subs.x stats:b:subs.x presence:anon:subs.x presence:a:subs.x \
+        presence:anon:authd.x stats:anon:authd.x presence:b:authd.x \
+        presence:anon:sa.x presence:b:sa.x \
+        sub:a:shy.x presence:a:shy.x \
+        unsub:a:subs.x presence:a:subs.x
+    printf '%s\n' "$output" >&2
+    [ "$status" -eq 0 ]
+    [ "$(grep -E '^(anon|a|b) (presence|stats|error)' <<<"$output" | paste -sd'|')" = \
+      "b error 403|b error 403|anon error 403|a presence count=1 users=1 truncated=false listed=1 who=alice|anon error 403|anon error 403|b presence count=0 users=0 truncated=false listed=0 who=|anon error 403|b presence count=0 users=0 truncated=false listed=0 who=|a error 403|a error 403" ]
+    assert_server_ok
+}
