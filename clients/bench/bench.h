@@ -222,6 +222,8 @@ typedef struct {
 
 /* The client context's new-session callback (--tls-resume keeps the newest). */
 int lhb_tls_new_session(struct ssl_st *ssl, struct ssl_session_st *sess);
+/* Frees the TLS client context and the kept session at exit. */
+void lhb_tls_cleanup(const lhb_opts_t *o);
 
 enum { LHB_SUB = 0, LHB_PUB_WS, LHB_PUB_HTTP };
 enum { LHB_S_IDLE = 0, LHB_S_CONNECTING, LHB_S_HANDSHAKE, LHB_S_SUBSCRIBING, LHB_S_READY,

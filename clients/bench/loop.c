@@ -464,6 +464,13 @@ int lhb_tls_new_session(struct ssl_st *ssl, struct ssl_session_st *sess)
     return 1; /* kept */
 }
 
+void lhb_tls_cleanup(const lhb_opts_t *o)
+{
+    SSL_SESSION_free(resume_session);
+    resume_session = NULL;
+    SSL_CTX_free(o->ssl_ctx);
+}
+
 /* The TLS handshake, moved on by each read. Returns 0, or -1 when c failed. */
 static int tls_handshake(lhb_loop_t *l, lhb_conn_t *c)
 {

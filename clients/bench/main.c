@@ -614,6 +614,7 @@ int main(int argc, char **argv)
     if (o.procs > LHB_MAX_PROCS || (uint64_t)o.subs / o.procs + o.pub_conns > cap) {
         fprintf(stderr, "lhttp-bench: %u connections need more than %u processes of %u "
                         "connections (the open-file limit)\n", total, LHB_MAX_PROCS, cap);
+        lhb_tls_cleanup(&o);
         return 2;
     }
     if (o.nsrc == 0)
@@ -624,6 +625,7 @@ int main(int argc, char **argv)
                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED || counts == MAP_FAILED) {
         perror("lhttp-bench: mmap");
+        lhb_tls_cleanup(&o);
         return 1;
     }
     sh->nprocs = o.procs;
@@ -666,6 +668,7 @@ int main(int argc, char **argv)
         }
     }
     report(&o, sh, &res, t_start, aborted);
+    lhb_tls_cleanup(&o);
     free(o.ws_auth);
     return 0;
 }
