@@ -210,6 +210,77 @@ static void send_to(proc_t *p, const char *msg)
                strerror(errno));
 }
 
+/* Sends msg with the descriptor fd (SCM_RIGHTS) to p. 0, or -1 (logged). */
+static int send_fd_to(proc_t *p, const char *msg, int fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {(void *)(uintptr_t)msg, strlen(msg)};
+    struct msghdr mh = {0};
+    struct cmsghdr *cm;
+
+    memset(&u, 0, sizeof(u));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof(u.buf);
+    cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    if (p->fd < 0 || sendmsg(p->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        lh_log(LH_LOG_WARNING, "handoff: %s to worker %d (pid %d): %s", msg, p->slot,
+               (int)p->pid, p->fd < 0 ? "no channel" : strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Live connection handoff: gives the retiring worker old and the new worker nw the two
+ * ends of a SOCK_SEQPACKET pair ("handoff" to old, "adopt" to nw), before old hears
+ * "drain". Over it old hands its WebSocket connections to nw (worker/handoff.c); the
+ * master keeps no end and no state: a worker that dies only closes its end. On any
+ * failure old simply drains as before.
+ */
+static void handoff_pair(proc_t *old, proc_t *nw)
+{
+    int sv[2];
+
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        lh_log(LH_LOG_WARNING, "handoff: socketpair: %s; worker %d drains", strerror(errno),
+               old->slot);
+        return;
+    }
+    if (send_fd_to(nw, "adopt", sv[1]) == 0)
+        send_fd_to(old, "handoff", sv[0]);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* Pairs every worker the reload retires (gen < new_gen, active) with a worker of the new
+ * generation, round robin, when the new configuration has handoff.enabled. */
+static void handoff_pairs(void)
+{
+    proc_t *nws[MAX_PROCS];
+    size_t n = 0, k = 0;
+
+    if (M.new_cfg == NULL || !M.new_cfg->handoff.enabled)
+        return;
+    for (size_t i = 0; i < M.nprocs; i++)
+        if (M.procs[i].gen == M.new_gen && M.procs[i].state == P_ACTIVE)
+            nws[n++] = &M.procs[i];
+    for (size_t i = 0; i < M.nprocs && n > 0; i++) {
+        proc_t *p = &M.procs[i];
+
+        if (p->gen < M.new_gen && (p->state == P_ACTIVE || p->state == P_STARTING))
+            handoff_pair(p, nws[k++ % n]);
+    }
+}
+
 /* ---- Workers ---- */
 
 static void child_main(int chan, int slot, const lh_config_t *cfg) __attribute__((noreturn));
@@ -481,7 +552,9 @@ static void start_reload(int client)
 static void reload_progress(void)
 {
     if (M.reloading == 1 && count(M.new_gen, P_ACTIVE) == (size_t)M.new_nworkers) {
-        /* The new generation accepts: the old one stops accepting and drains. */
+        /* The new generation accepts: the old one stops accepting and drains, handing
+         * its connections over first when it can. */
+        handoff_pairs();
         for (size_t i = 0; i < M.nprocs; i++) {
             proc_t *p = &M.procs[i];
 

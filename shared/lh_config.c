@@ -936,6 +936,14 @@ static const field_t presence_fields[] = {
     END
 };
 
+static const field_t handoff_fields[] = {
+    INT_FIELD("enabled", K_BOOL, handoff.enabled, 0, 1, 1),
+    INT_FIELD("timeout_ms", K_MS, handoff.timeout_ms, 10, HOUR_MS, 5000),
+    INT_FIELD("max_record_bytes", K_SIZE, handoff.max_record_bytes, 4096, 64 << 20, 1 << 20),
+    INT_FIELD("max_buffered", K_SIZE, handoff.max_buffered, 1, 1000000, 4096),
+    END
+};
+
 static const field_t top_fields[] = {
     STR_FIELD("listen", K_LISTEN, listen, 1, 64, ":8081", check_listen),
     { "tls_sockets", K_TLS_SOCKETS, 0, 0, 0, 0, NULL, NULL, NULL },
@@ -955,6 +963,7 @@ static const field_t top_fields[] = {
     SECTION("webhooks", webhooks_fields),
     SECTION("auth", auth_fields),
     SECTION("presence", presence_fields),
+    SECTION("handoff", handoff_fields),
     { "namespaces", K_NAMESPACES, 0, 0, 0, 0, NULL, NULL, NULL },
     { "commands", K_COMMANDS, 0, 0, 0, 0, NULL, NULL, NULL },
     { "modules", K_MODULES, 0, 0, 0, 0, NULL, NULL, NULL },

@@ -206,6 +206,15 @@ typedef struct lh_config_s {
         size_t join_leave_batch;  /* entries in one batched join/leave at most, default 1000 */
     } presence;
 
+    struct {
+        int enabled;             /* hand WebSocket connections to the new generation on
+                                    reload, default true */
+        unsigned timeout_ms;     /* the whole handoff of one old worker at most, default 5000 */
+        size_t max_record_bytes; /* one connection's record at most, default 1 MiB */
+        size_t max_buffered;     /* messages the new worker keeps per channel until the
+                                    connections arrive, default 4096 */
+    } handoff;
+
     lh_ns_cfg_t *namespaces; /* "namespaces": {"NAME": {...}}; unlisted ones allow anything */
     size_t nnamespaces;
 

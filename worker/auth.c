@@ -408,6 +408,65 @@ void lh_auth_opened(lh_conn_t *c)
     arm(id, lh_auth_config(c->w->auth)->auth.timeout_ms);
 }
 
+void lh_auth_export(const lh_conn_t *c, lh_hw_t *hw)
+{
+    const lh_ident_t *id = c->ident;
+
+    if (id == NULL) {
+        lh_hw_u8(hw, 0); /* no identity: anonymous, nothing due */
+        lh_hw_u8(hw, 0);
+        lh_hw_u64(hw, 0);
+        lh_hw_str(hw, NULL, 0);
+        lh_hw_str(hw, NULL, 0);
+        lh_hw_u32(hw, 0);
+        return;
+    }
+    lh_hw_u8(hw, (uint8_t)(id->kind + 1));
+    lh_hw_u8(hw, id->refresh_sent);
+    lh_hw_u64(hw, (uint64_t)id->exp);
+    lh_hw_str(hw, id->sub, id->sub ? strlen(id->sub) : 0);
+    lh_hw_str(hw, id->info, id->info ? strlen(id->info) : 0);
+    lh_hw_u32(hw, (uint32_t)id->nchannels);
+    for (size_t i = 0; i < id->nchannels; i++)
+        lh_hw_str(hw, id->channels[i], strlen(id->channels[i]));
+}
+
+int lh_auth_adopt(lh_conn_t *c, const lh_ho_rec_t *r)
+{
+    lh_ident_t *id;
+    lh_ho_list_t l = r->claims;
+    const char *s;
+    size_t n;
+
+    if (r->id_kind == 0)
+        return 0;
+    if ((id = ident_of(c)) == NULL)
+        return -ENOMEM;
+    ident_clear(id);
+    id->kind = (uint8_t)(r->id_kind - 1);
+    id->refresh_sent = r->refresh_sent;
+    id->exp = r->exp;
+    id->sub = strndup(r->sub ? r->sub : "", r->sub_len);
+    if (r->info != NULL)
+        id->info = strndup(r->info, r->info_len);
+    if (id->sub == NULL || (r->info != NULL && id->info == NULL))
+        return -ENOMEM;
+    if (l.n > 0 && (id->channels = calloc(l.n, sizeof(*id->channels))) == NULL)
+        return -ENOMEM;
+    while (lh_handoff_next_claim(&l, &s, &n)) {
+        if ((id->channels[id->nchannels] = strndup(s, n)) == NULL)
+            return -ENOMEM;
+        id->nchannels++;
+    }
+    if (id->kind == LH_ID_TOKEN) {
+        if (id->refresh_sent) /* the grace runs again in full: the old timer is not known */
+            arm(id, lh_auth_config(c->w->auth)->auth.expiry_grace_ms);
+        else
+            arm_expiry(id);
+    }
+    return 0;
+}
+
 void lh_auth_conn_gone(lh_conn_t *c)
 {
     if (c->ident == NULL)

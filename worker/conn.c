@@ -371,8 +371,9 @@ void lh_conn_destroy(lh_conn_t *c)
         event_base_loopbreak(w->base); /* the last client left: no need to wait a tick */
     if (c->flags & LH_CF_WS_OPEN) {
         lh_m_sub(LH_G_WS_OPEN, 1);
-        lh_m_inc(LH_M_CLOSE_BASE +
-                 lh_metrics_close_index((c->flags & LH_CF_CLOSE_SENT) ? c->close_code : 1006));
+        if (!(c->flags & LH_CF_HANDOFF)) /* handed over: not closed for the client */
+            lh_m_inc(LH_M_CLOSE_BASE + lh_metrics_close_index((c->flags & LH_CF_CLOSE_SENT)
+                                                                  ? c->close_code : 1006));
     } else {
         lh_m_sub(LH_G_HTTP_OPEN, 1);
     }
@@ -1013,6 +1014,34 @@ static void conn_process_held(lh_conn_t *c)
     if (c->tls && !(c->flags & PAUSED))
         tls_pump(c);
     lh_conn_release(c);
+}
+
+lh_conn_t *lh_conn_adopted(lh_worker_t *w, int fd, uint64_t id, const void *sa, size_t salen,
+                           lh_conn_input_fn input)
+{
+    lh_conn_t *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        lh_log(LH_LOG_ERR, "calloc: out of memory; dropping a handed-over connection");
+        close(fd);
+        return NULL;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->id = id;
+    if (salen <= sizeof(c->peer_sa))
+        memcpy(&c->peer_sa, sa, salen);
+    c->state = LH_CONN_WS;
+    c->input = input;
+    c->flags = LH_CF_WS_OPEN;
+    c->last_ms = w->now_ms;
+    event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, read_cb, c);
+    event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, write_cb, c);
+    event_add(&c->rev, NULL);
+    lh_conn_list_append(&w->ws_conns, c);
+    w->nconns++;
+    lh_m_inc(LH_G_WS_OPEN);
+    return c;
 }
 
 lh_conn_t *lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,

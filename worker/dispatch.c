@@ -103,8 +103,8 @@ void lh_dispatch_open(lh_conn_t *c)
 
 void lh_dispatch_close(lh_conn_t *c)
 {
-    if (!(c->flags & LH_CF_OPENED))
-        return; /* an HTTP connection, or an echo path: no on_open ran */
+    if (!(c->flags & LH_CF_OPENED) || (c->flags & LH_CF_HANDOFF))
+        return; /* an HTTP connection, an echo path (no on_open ran), or handed over */
     for (size_t i = 0; i < nprocs; i++)
         if (procs[i].p.on_close)
             procs[i].p.on_close(c, procs[i].ud);

@@ -15,6 +15,10 @@ static const unsigned close_codes[] = {1000, 1001, 1002, 1003, 1005, 1006, 1007,
                                        1008, 1009, 1011, 1012, 1013, 4008, 4401, 4403};
 static const int statuses[] = {101, 200, 204, 304, 400, 401, 403, 404, 405, 408,
                                411, 413, 414, 415, 426, 429, 431, 500, 503};
+static const char *const handoff_reasons[LH_HOR_N] = {
+    "tls", "http", "upstream", "module", "busy", "too_big", "peer", "changed"
+};
+
 static const char *const reject_names[LH_REJ_N] = {
     "bad_request", "version", "key", "origin", "method", "limits", "timeout", "overload",
     "not_upgrade", "backend", "auth"};
@@ -427,6 +431,31 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
             (unsigned long long)s->v[LH_M_API_DISCONNECT]);
     fprintf(f, "lhttpd_api_requests_total{action=\"unsubscribe\"} %llu\n",
             (unsigned long long)s->v[LH_M_API_UNSUBSCRIBE]);
+    head(f, "lhttpd_handoff_total", "counter",
+         "WebSocket connections handed to a new generation on reload, by result: sent "
+         "(by a retiring worker), adopted (by the new one), failed (a record it could not "
+         "use: the connection is closed).");
+    fprintf(f, "lhttpd_handoff_total{result=\"sent\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HANDOFF_SENT]);
+    fprintf(f, "lhttpd_handoff_total{result=\"adopted\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HANDOFF_ADOPTED]);
+    fprintf(f, "lhttpd_handoff_total{result=\"failed\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HANDOFF_FAILED]);
+    head(f, "lhttpd_handoff_refused_total", "counter",
+         "Connections a retiring worker kept (they drain, then 1012), by reason.");
+    for (unsigned i = 0; i < LH_HOR_N; i++)
+        fprintf(f, "lhttpd_handoff_refused_total{reason=\"%s\"} %llu\n", handoff_reasons[i],
+                (unsigned long long)s->v[LH_M_HANDOFF_REFUSED_BASE + i]);
+    head(f, "lhttpd_handoff_messages_total", "counter",
+         "Messages a worker taking connections kept for them: sent to them (the old "
+         "worker had not), skipped (the old worker had delivered them), dropped (over "
+         "handoff.max_buffered).");
+    fprintf(f, "lhttpd_handoff_messages_total{result=\"sent\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HANDOFF_REPLAYED]);
+    fprintf(f, "lhttpd_handoff_messages_total{result=\"skipped\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HANDOFF_SKIPPED]);
+    fprintf(f, "lhttpd_handoff_messages_total{result=\"dropped\"} %llu\n",
+            (unsigned long long)s->v[LH_M_HANDOFF_OVERFLOW]);
     head(f, "lhttpd_server_disconnects_total", "counter",
          "Connections closed by the server API.");
     fprintf(f, "lhttpd_server_disconnects_total %llu\n",

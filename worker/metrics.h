@@ -97,6 +97,17 @@ enum {
     LH_M_PRES_QUERIES_STATS,
     LH_M_JOIN_LEAVE_MSGS,    /* join/leave messages this worker built (one per batch) */
     LH_M_JOIN_LEAVE_ENTRIES, /* join/leave events they carried */
+    /* Connection handoff (handoff.c): connections sent and taken over, records that
+     * could not be used, refusals by reason (LH_M_HANDOFF_REFUSED_BASE + LH_HOR_*), and
+     * the messages the taking side sent from its buffer or skipped as delivered. */
+    LH_M_HANDOFF_SENT,
+    LH_M_HANDOFF_ADOPTED,
+    LH_M_HANDOFF_FAILED,
+    LH_M_HANDOFF_REFUSED_BASE,
+    LH_M_HANDOFF_REFUSED_END = LH_M_HANDOFF_REFUSED_BASE + 8,
+    LH_M_HANDOFF_REPLAYED = LH_M_HANDOFF_REFUSED_END,
+    LH_M_HANDOFF_SKIPPED,
+    LH_M_HANDOFF_OVERFLOW,
     LH_M_NCOUNTERS,
 
     /* Gauges: not folded into the retired totals. */
@@ -127,6 +138,9 @@ enum { LH_AUTH_R_MISSING = 12, LH_AUTH_R_OTHER_USER, LH_AUTH_R_NOT_REFRESHED,
 _Static_assert(LH_M_AUTH_FAIL_END - LH_M_AUTH_FAIL_BASE == LH_AUTH_R_N, "auth slots");
 #define LH_NS_LABELS 64
 enum { LH_ACT_SUBSCRIBE, LH_ACT_PUBLISH };
+/* Why a connection was not handed over (lhttpd_handoff_refused_total{reason}). */
+enum { LH_HOR_TLS, LH_HOR_HTTP, LH_HOR_UPSTREAM, LH_HOR_MODULE, LH_HOR_BUSY, LH_HOR_TOO_BIG,
+       LH_HOR_PEER, LH_HOR_CHANGED, LH_HOR_N };
 _Static_assert(LH_M_WEBHOOK_END - LH_M_WEBHOOK_BASE == LH_WH_N * LH_UP_N, "webhook slots");
 #define LH_HTTP_NSTATUS 20
 /* TLS handshake results (plain_port: a TLS ClientHello on a plain listener), versions

@@ -922,7 +922,8 @@ void lh_presence_joined(lh_conn_t *c, const char *ch, size_t len)
 {
     const lh_ns_cfg_t *ns = lh_presence_ns(c->w, ch, len);
 
-    if (ns != NULL && ns->join_leave)
+    /* A connection moving between workers stays present: no join, no leave. */
+    if (ns != NULL && ns->join_leave && !(c->flags & LH_CF_HANDOFF))
         jl_event(c, ch, len, EV_JOIN);
 }
 
@@ -930,7 +931,7 @@ void lh_presence_left(lh_conn_t *c, const char *ch, size_t len)
 {
     const lh_ns_cfg_t *ns = lh_presence_ns(c->w, ch, len);
 
-    if (ns != NULL && ns->join_leave)
+    if (ns != NULL && ns->join_leave && !(c->flags & LH_CF_HANDOFF))
         jl_event(c, ch, len, EV_LEAVE);
 }
 

@@ -19,6 +19,7 @@
 #include "lh_log.h"
 #include "lh_utf8.h"
 #include "lh_ws.h"
+#include "lh_handoff.h"
 #include "pubsub.h"
 
 /* A seeded 64-bit hash (multiply-xorshift over 8-byte words). */
@@ -87,6 +88,8 @@ int lh_pubsub_init(lh_worker_t *w)
     return 0;
 }
 
+static void ho_buf_clear(lh_chan_t *ch);
+
 void lh_pubsub_free(lh_worker_t *w)
 {
     struct lh_pubsub_s *ps = w->ps;
@@ -99,6 +102,8 @@ void lh_pubsub_free(lh_worker_t *w)
         for (; ch != NULL; ch = next) {
             next = ch->next;
             lh_nats_unsubscribe(w, ch->nsub);
+            ho_buf_clear(ch);
+            free(ch->ho_log);
             free(ch->subs);
             free(ch);
         }
@@ -140,6 +145,21 @@ static void chan_grow(struct lh_pubsub_s *ps)
     ps->nbuckets = nb;
 }
 
+/* No subscriber and no handoff peer waiting for it: the entry can go. */
+static int chan_idle(const lh_chan_t *ch)
+{
+    return ch->nsubs == 0 && ch->ho_reserved == 0;
+}
+
+static void ho_buf_clear(lh_chan_t *ch)
+{
+    for (uint32_t i = 0; i < ch->ho_nbuf; i++)
+        lh_buf_unref(ch->ho_buf[i].frame);
+    free(ch->ho_buf);
+    ch->ho_buf = NULL;
+    ch->ho_nbuf = ch->ho_bufcap = 0;
+}
+
 static void chan_remove(lh_worker_t *w, lh_chan_t *ch)
 {
     struct lh_pubsub_s *ps = w->ps;
@@ -164,6 +184,8 @@ static void chan_remove(lh_worker_t *w, lh_chan_t *ch)
     lh_nats_unsubscribe(w, ch->nsub);
     if (w->hist != NULL)
         lh_hist_chan_idle(w, ch->name, ch->len);
+    ho_buf_clear(ch);
+    free(ch->ho_log);
     free(ch->subs);
     free(ch);
 }
@@ -291,6 +313,50 @@ static void ix_moved(lh_conn_t *c, uint32_t from, uint32_t to)
         c->subs_ix[s] = to + 1;
 }
 
+/* A new, empty entry for channel name (hash h) in w's table, subscribed in NATS; NULL
+ * when out of memory. */
+static lh_chan_t *chan_create(lh_worker_t *w, const char *name, size_t len, uint64_t h)
+{
+    struct lh_pubsub_s *ps = w->ps;
+    lh_chan_t *ch = calloc(1, sizeof(*ch) + len + 1);
+
+    if (ch == NULL)
+        return NULL;
+    memcpy(ch->name, name, len);
+    ch->len = len;
+    ch->hash = h;
+    if (ps->nchans >= ps->nbuckets)
+        chan_grow(ps);
+    ch->next = ps->buckets[h & (ps->nbuckets - 1)];
+    ps->buckets[h & (ps->nbuckets - 1)] = ch;
+    ps->nchans++;
+    lh_m_inc(LH_G_CHANNELS);
+    ch->node_hash = lh_metrics_chan_hash(name, len);
+    /* Before the NATS subscription and before the client hears "subscribed": from
+     * here on, the node's other workers publish this channel to NATS. */
+    lh_interest_add(ch->node_hash);
+    ch->track = lh_metrics_chan_add(ch->node_hash);
+    if (ch->track >= 0 && (size_t)ch->track >= ps->tracked_cap) {
+        size_t cap = ps->tracked_cap ? ps->tracked_cap * 2 : 64;
+        lh_chan_t **t = realloc(ps->tracked, cap * sizeof(*t));
+
+        if (t == NULL) {
+            lh_metrics_chan_remove(ch->track);
+            ch->track = -1;
+        } else {
+            ps->tracked = t;
+            ps->tracked_cap = cap;
+        }
+    }
+    if (ch->track >= 0)
+        ps->tracked[ch->track] = ch;
+    else if (lh_shm != NULL)
+        lh_m_inc(LH_G_CHANNELS_UNTRACKED);
+    ch->nsub = lh_nats_subscribe(w, name, len);
+    ch->presence = lh_presence_is(w, name, len);
+    return ch;
+}
+
 int lh_pubsub_subscribe(lh_conn_t *c, const char *name, size_t len)
 {
     lh_worker_t *w = c->w;
@@ -317,49 +383,14 @@ int lh_pubsub_subscribe(lh_conn_t *c, const char *name, size_t len)
         c->subs = s;
         c->subs_cap = cap;
     }
-    if (ch == NULL) {
-        ch = calloc(1, sizeof(*ch) + len + 1);
-        if (ch == NULL)
-            return -ENOMEM;
-        memcpy(ch->name, name, len);
-        ch->len = len;
-        ch->hash = h;
-        if (ps->nchans >= ps->nbuckets)
-            chan_grow(ps);
-        ch->next = ps->buckets[h & (ps->nbuckets - 1)];
-        ps->buckets[h & (ps->nbuckets - 1)] = ch;
-        ps->nchans++;
-        lh_m_inc(LH_G_CHANNELS);
-        ch->node_hash = lh_metrics_chan_hash(name, len);
-        /* Before the NATS subscription and before the client hears "subscribed": from
-         * here on, the node's other workers publish this channel to NATS. */
-        lh_interest_add(ch->node_hash);
-        ch->track = lh_metrics_chan_add(ch->node_hash);
-        if (ch->track >= 0 && (size_t)ch->track >= ps->tracked_cap) {
-            size_t cap = ps->tracked_cap ? ps->tracked_cap * 2 : 64;
-            lh_chan_t **t = realloc(ps->tracked, cap * sizeof(*t));
-
-            if (t == NULL) {
-                lh_metrics_chan_remove(ch->track);
-                ch->track = -1;
-            } else {
-                ps->tracked = t;
-                ps->tracked_cap = cap;
-            }
-        }
-        if (ch->track >= 0)
-            ps->tracked[ch->track] = ch;
-        else if (lh_shm != NULL)
-            lh_m_inc(LH_G_CHANNELS_UNTRACKED);
-        ch->nsub = lh_nats_subscribe(w, name, len);
-        ch->presence = lh_presence_is(w, name, len);
-    }
+    if (ch == NULL && (ch = chan_create(w, name, len, h)) == NULL)
+        return -ENOMEM;
     if (ch->nsubs == ch->cap) {
         uint32_t cap = ch->cap ? ch->cap * 2 : 4;
         lh_chsub_t *s = realloc(ch->subs, cap * sizeof(*s));
 
         if (s == NULL) {
-            if (ch->nsubs == 0)
+            if (chan_idle(ch))
                 chan_remove(w, ch);
             return -ENOMEM;
         }
@@ -369,6 +400,8 @@ int lh_pubsub_subscribe(lh_conn_t *c, const char *name, size_t len)
     ch->subs[ch->nsubs].c = c;
     ch->subs[ch->nsubs].idx = c->nsubs;
     ch->subs[ch->nsubs].held = 0;
+    ch->subs[ch->nsubs].nskip = 0;
+    ch->subs[ch->nsubs].skip = NULL;
     c->subs[c->nsubs].ch = ch;
     c->subs[c->nsubs].pos = ch->nsubs;
     ch->nsubs++;
@@ -389,6 +422,12 @@ static void unsubscribe_at(lh_conn_t *c, uint32_t i)
     lh_chan_t *ch = c->subs[i].ch;
     uint32_t pos = c->subs[i].pos;
 
+    if (ch->subs[pos].skip != NULL) {
+        free(ch->subs[pos].skip);
+        ch->subs[pos].skip = NULL;
+        ch->subs[pos].nskip = 0;
+        ch->nskipping--;
+    }
     /* Channel side: move the last subscriber into pos. */
     ch->nsubs--;
     if (pos != ch->nsubs) {
@@ -414,7 +453,7 @@ static void unsubscribe_at(lh_conn_t *c, uint32_t i)
         lh_m_sub(LH_G_PRESENCE_ENTRIES, 1);
         lh_presence_left(c, ch->name, ch->len);
     }
-    if (ch->nsubs == 0 && ch->busy == 0)
+    if (chan_idle(ch) && ch->busy == 0)
         chan_remove(c->w, ch);
 }
 
@@ -441,13 +480,98 @@ void lh_pubsub_conn_gone(lh_conn_t *c)
     c->subs_ix_cap = 0;
 }
 
+/*
+ * The handoff's view of a delivery on ch: the retiring side logs its digest (the taking
+ * side skips it), the taking side keeps the frame for the connections still to come.
+ * Both are bounded (handoff.max_buffered): past it the channel is marked, and the
+ * connections that take it hear of a gap instead of a silent loss.
+ */
+static void ho_note(lh_worker_t *w, lh_chan_t *ch, lh_buf_t *frame, const void *msg,
+                    size_t len)
+{
+    uint64_t d = lh_handoff_digest(msg, len);
+    size_t max = w->cfg->handoff.max_buffered;
+
+    if (w->ps->ho_logging && ch->ho_prepared) {
+        if (ch->ho_nlog == ch->ho_logcap && ch->ho_nlog < max) {
+            uint32_t cap = ch->ho_logcap ? ch->ho_logcap * 2 : 16;
+            uint64_t *l = realloc(ch->ho_log, cap * sizeof(*l));
+
+            if (l != NULL) {
+                ch->ho_log = l;
+                ch->ho_logcap = cap;
+            }
+        }
+        if (ch->ho_nlog < ch->ho_logcap && ch->ho_nlog < max)
+            ch->ho_log[ch->ho_nlog++] = d;
+        else
+            ch->ho_overflow = 1;
+    }
+    if (ch->ho_reserved > 0) {
+        if (ch->ho_nbuf == ch->ho_bufcap && ch->ho_nbuf < max) {
+            uint32_t cap = ch->ho_bufcap ? ch->ho_bufcap * 2 : 16;
+            lh_ho_ent_t *b = realloc(ch->ho_buf, cap * sizeof(*b));
+
+            if (b != NULL) {
+                ch->ho_buf = b;
+                ch->ho_bufcap = cap;
+            }
+        }
+        if (ch->ho_nbuf < ch->ho_bufcap && ch->ho_nbuf < max) {
+            ch->ho_buf[ch->ho_nbuf].frame = lh_buf_ref(frame);
+            ch->ho_buf[ch->ho_nbuf++].digest = d;
+        } else {
+            ch->ho_overflow = 1;
+            lh_m_inc(LH_M_HANDOFF_OVERFLOW);
+        }
+    }
+}
+
+/* Removes entry k of s's skip list. */
+static void skip_drop(lh_chan_t *ch, lh_chsub_t *s, uint32_t k)
+{
+    s->skip[k] = s->skip[--s->nskip];
+    if (s->nskip == 0) {
+        free(s->skip);
+        s->skip = NULL;
+        ch->nskipping--;
+    }
+}
+
+/* The fan-out while some subscribers came by a handoff: a subscriber whose old worker
+ * delivered this message already (its digest d is in its skip list) does not get it
+ * again. */
+static size_t deliver_skipping(lh_chan_t *ch, lh_buf_t *frame, uint64_t d)
+{
+    size_t n = 0;
+
+    for (uint32_t i = ch->nsubs; i-- > 0;) {
+        lh_chsub_t *s;
+        uint32_t k;
+
+        if (i >= ch->nsubs)
+            continue;
+        s = &ch->subs[i];
+        for (k = 0; k < s->nskip && s->skip[k] != d; k++)
+            ;
+        if (k < s->nskip) {
+            skip_drop(ch, s, k);
+            lh_m_inc(LH_M_HANDOFF_SKIPPED);
+            continue;
+        }
+        if (!s->held && lh_conn_queue(s->c, frame) == 0)
+            n++;
+    }
+    return n;
+}
+
 size_t lh_pubsub_deliver_local(lh_worker_t *w, const char *name, size_t len, lh_buf_t **frame,
                                const void *msg, size_t msg_len)
 {
     lh_chan_t *ch = chan_find(w->ps, name, len, chan_hash(w->ps->seed, name, len));
     size_t n = 0;
 
-    if (ch == NULL || ch->nsubs == 0)
+    if (ch == NULL || chan_idle(ch))
         return 0;
     if (*frame == NULL) {
         uint8_t hdr[LH_WS_MAX_HEADER];
@@ -463,14 +587,19 @@ size_t lh_pubsub_deliver_local(lh_worker_t *w, const char *name, size_t len, lh_
         (*frame)->t_ns = lh_now_ns();
         lh_m_inc(LH_M_FRAMES_BUILT);
     }
+    if ((w->ps->ho_logging && ch->ho_prepared) || ch->ho_reserved > 0)
+        ho_note(w, ch, *frame, msg, msg_len);
     /* Downwards: a subscriber destroyed here (out of memory) swaps the last, already
      * served, one into its place; busy keeps the channel alive meanwhile. */
     ch->busy++;
-    for (uint32_t i = ch->nsubs; i-- > 0;) {
-        if (i < ch->nsubs && !ch->subs[i].held && lh_conn_queue(ch->subs[i].c, *frame) == 0)
-            n++;
-    }
-    if (--ch->busy == 0 && ch->nsubs == 0)
+    if (ch->nskipping > 0)
+        n += deliver_skipping(ch, *frame, lh_handoff_digest(msg, msg_len));
+    else
+        for (uint32_t i = ch->nsubs; i-- > 0;) {
+            if (i < ch->nsubs && !ch->subs[i].held && lh_conn_queue(ch->subs[i].c, *frame) == 0)
+                n++;
+        }
+    if (--ch->busy == 0 && chan_idle(ch))
         chan_remove(w, ch);
     lh_m_add(LH_M_DELIVERIES, n);
     lh_m_add(LH_M_MSGS_OUT, n);
@@ -1038,7 +1167,7 @@ int lh_pubsub_has_subscribers(lh_worker_t *w, const char *name, size_t len)
 {
     lh_chan_t *ch = chan_find(w->ps, name, len, chan_hash(w->ps->seed, name, len));
 
-    return ch != NULL && ch->nsubs > 0;
+    return ch != NULL && !chan_idle(ch);
 }
 
 int lh_pubsub_subscribed(lh_conn_t *c, const char *name, size_t len)
@@ -1060,7 +1189,7 @@ void lh_pubsub_gap(lh_worker_t *w, const char *name, size_t len, uint64_t from, 
     for (uint32_t i = ch->nsubs; i-- > 0;)
         if (i < ch->nsubs)
             lh_conn_queue_frame(ch->subs[i].c, LH_WS_OP_TEXT, text, (size_t)n);
-    if (--ch->busy == 0 && ch->nsubs == 0)
+    if (--ch->busy == 0 && chan_idle(ch))
         chan_remove(w, ch);
 }
 
@@ -1096,6 +1225,17 @@ long lh_pubsub_api_apply(lh_worker_t *w, const char *json, size_t len)
     lh_conn_t *c, *next;
     long n = 0;
 
+    if (action != NULL && strcmp(action, "handoff") == 0) {
+        /* A worker taking our connections is subscribed (handoff.c): NATS brought this
+         * after every message it will not see itself. */
+        const char *tok = json_string_value(json_object_get(doc, "token"));
+
+        if (tok != NULL && w->ho_marker != NULL)
+            w->ho_marker(w, strtoull(tok, NULL, 16),
+                         json_is_true(json_object_get(doc, "end")));
+        json_decref(doc);
+        return 0;
+    }
     if (!json_is_string(user) || json_string_length(user) == 0 || action == NULL ||
         (!disc && (strcmp(action, "unsubscribe") != 0 || chan == NULL ||
                    !lh_channel_valid(chan, strlen(chan), LH_CHANNEL_MAX_LEN)))) {
@@ -1165,4 +1305,140 @@ void lh_pubsub_register(void)
     static const lh_filter_t f = {"pubsub", NULL, pubsub_before, NULL, NULL};
 
     lh_dispatch_register_filter(&f, NULL);
+}
+
+/* ---- Connection handoff (handoff.c) ------------------------------------------------- */
+
+int lh_pubsub_reserve(lh_worker_t *w, const char *name, size_t len)
+{
+    struct lh_pubsub_s *ps = w->ps;
+    uint64_t h;
+    lh_chan_t *ch;
+
+    if (!lh_channel_valid(name, len, LH_CHANNEL_MAX_LEN))
+        return -EINVAL;
+    h = chan_hash(ps->seed, name, len);
+    ch = chan_find(ps, name, len, h);
+    if (ch == NULL && (ch = chan_create(w, name, len, h)) == NULL)
+        return -ENOMEM;
+    ch->ho_reserved++;
+    return 0;
+}
+
+void lh_pubsub_unreserve(lh_worker_t *w, const char *name, size_t len)
+{
+    lh_chan_t *ch = chan_find(w->ps, name, len, chan_hash(w->ps->seed, name, len));
+
+    if (ch == NULL || ch->ho_reserved == 0)
+        return;
+    if (--ch->ho_reserved > 0)
+        return;
+    ho_buf_clear(ch);
+    ch->ho_overflow = 0;
+    if (chan_idle(ch) && ch->busy == 0)
+        chan_remove(w, ch);
+}
+
+void lh_pubsub_handoff_log(lh_worker_t *w, int on)
+{
+    struct lh_pubsub_s *ps = w->ps;
+
+    ps->ho_logging = on;
+    if (on)
+        return;
+    for (size_t i = 0; i < ps->nbuckets; i++) {
+        for (lh_chan_t *ch = ps->buckets[i]; ch != NULL; ch = ch->next) {
+            free(ch->ho_log);
+            ch->ho_log = NULL;
+            ch->ho_nlog = ch->ho_logcap = 0;
+            ch->ho_prepared = 0;
+            if (ch->ho_reserved == 0)
+                ch->ho_overflow = 0;
+        }
+    }
+}
+
+/*
+ * c (adopted, LH_CF_HANDOFF set so that presence sends no join) takes the subscription s
+ * from its old worker: subscribed here, then sent what this worker kept for it that the
+ * old worker did not deliver (the digests s lists, each matching once), in the order
+ * this worker had them; from then on, live deliveries. Returns the messages sent from
+ * the buffer, or a negative errno from the subscribe.
+ */
+long lh_pubsub_adopt_sub(lh_conn_t *c, const lh_ho_sub_t *s, uint64_t token)
+{
+    lh_worker_t *w = c->w;
+    lh_chan_t *ch;
+    lh_chsub_t *cs;
+    uint64_t *skip = NULL;
+    uint32_t nskip = s->nskip;
+    long sent = 0;
+    int r = lh_pubsub_subscribe(c, s->name, s->len);
+
+    if (r < 0)
+        return r;
+    ch = chan_find(w->ps, s->name, s->len, chan_hash(w->ps->seed, s->name, s->len));
+    if (ch == NULL)
+        return 0;
+    if (nskip > 0) {
+        if ((skip = malloc(nskip * sizeof(*skip))) == NULL)
+            return -ENOMEM;
+        for (uint32_t k = 0; k < nskip; k++)
+            skip[k] = lh_handoff_skip_at(s, k);
+    }
+    ch->busy++;
+    for (uint32_t i = 0; i < ch->ho_nbuf && !(c->flags & LH_CF_DEAD); i++) {
+        uint32_t k;
+
+        for (k = 0; k < nskip && skip[k] != ch->ho_buf[i].digest; k++)
+            ;
+        if (k < nskip) {
+            skip[k] = skip[--nskip];
+            lh_m_inc(LH_M_HANDOFF_SKIPPED);
+            continue;
+        }
+        if (lh_conn_queue(c, ch->ho_buf[i].frame) == 0) {
+            sent++;
+            lh_m_inc(LH_M_HANDOFF_REPLAYED);
+        }
+    }
+    /* What is left may still come through NATS here: skipped when it does. */
+    cs = NULL;
+    if (!(c->flags & LH_CF_DEAD)) {
+        uint32_t i = csub_find(c, ch);
+
+        if (i != SUBS_NONE)
+            cs = &ch->subs[c->subs[i].pos];
+    }
+    if (cs != NULL && nskip > 0) {
+        cs->skip = skip;
+        cs->nskip = nskip;
+        cs->skip_token = token;
+        ch->nskipping++;
+        skip = NULL;
+    }
+    free(skip);
+    if (--ch->busy == 0 && chan_idle(ch))
+        chan_remove(w, ch);
+    return sent;
+}
+
+void lh_pubsub_clear_skips(lh_worker_t *w, uint64_t token)
+{
+    struct lh_pubsub_s *ps = w->ps;
+
+    for (size_t i = 0; i < ps->nbuckets; i++) {
+        for (lh_chan_t *ch = ps->buckets[i]; ch != NULL; ch = ch->next) {
+            for (uint32_t k = 0; k < ch->nsubs && ch->nskipping > 0; k++) {
+                lh_chsub_t *s = &ch->subs[k];
+
+                if (s->skip != NULL && s->skip_token == token) {
+                    free(s->skip);
+                    s->skip = NULL;
+                    s->nskip = 0;
+                    ch->nskipping--;
+                }
+            }
+        }
+    }
 }

@@ -1491,7 +1491,8 @@ void lh_upstream_free(lh_worker_t *w)
 
 void lh_upstream_conn_ended(lh_conn_t *c)
 {
-    if (c->flags & LH_CF_OPENED)
+    /* A connection handed to another worker is not disconnected: no webhook. */
+    if ((c->flags & LH_CF_OPENED) && !(c->flags & LH_CF_HANDOFF))
         lh_upstream_disconnect_hook(c, (c->flags & LH_CF_CLOSE_SENT) ? c->close_code : 1006);
     lh_upstream_conn_gone(c);
 }

@@ -179,6 +179,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         if (w->now_ms >= c->last_ms)
             lh_conn_expire(c);
     }
+    lh_handoff_tick(w);
     if (w->draining && !w->stopping && w->nconns == 0)
         event_base_loopbreak(w->base);
     else if (w->draining && !w->stopping && w->now_ms >= w->drain_deadline_ms) {
@@ -250,13 +251,49 @@ static void reload_rules(lh_worker_t *w)
 
 /* Messages from the master (one datagram each): "drain", "rules" (a later reload's rules
  * for a worker that drains already), "stop", "hb N". */
+/* One datagram from the master into msg (NUL-terminated), and the descriptor that came
+ * with it into *pfd (-1: none). */
+static ssize_t master_recv(int fd, char *msg, size_t cap, int *pfd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {msg, cap - 1};
+    struct msghdr mh = {0};
+    ssize_t n;
+
+    *pfd = -1;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof(u.buf);
+    n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return n;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+            cm->cmsg_len == CMSG_LEN(sizeof(int)))
+            memcpy(pfd, CMSG_DATA(cm), sizeof(int));
+    msg[n] = '\0';
+    return n;
+}
+
 static void master_cb(evutil_socket_t fd, short what, void *arg)
 {
     lh_worker_t *w = arg;
     char msg[128];
-    ssize_t n = recv(fd, msg, sizeof(msg) - 1, 0);
+    int pfd;
+    ssize_t n = master_recv(fd, msg, sizeof(msg), &pfd);
 
     w->now_ms = lh_now_ms();
+    if (pfd >= 0 && n > 0 && (strcmp(msg, "handoff") == 0 || strcmp(msg, "adopt") == 0)) {
+        /* Before "drain" (the master sends it first): our peer of the next reload. */
+        lh_handoff_peer(w, pfd, msg[0] == 'h');
+        return;
+    }
+    if (pfd >= 0)
+        close(pfd);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
@@ -266,10 +303,10 @@ static void master_cb(evutil_socket_t fd, short what, void *arg)
         lh_worker_stop(w, LH_WS_CLOSE_GOING_AWAY, w->cfg->shutdown_timeout_ms);
         return;
     }
-    msg[n] = '\0';
     if (strcmp(msg, "drain") == 0) {
         reload_rules(w);
         lh_worker_drain(w);
+        lh_handoff_begin(w); /* the connections that can move go to the new generation */
         lh_worker_send_master(w, "draining");
     } else if (strcmp(msg, "rules") == 0) {
         reload_rules(w);
@@ -478,6 +515,7 @@ void lh_worker_free(lh_worker_t *w)
     }
     destroy_all(w);
     lh_worker_end_pass(w); /* clears the flush and resume lists, frees them all */
+    lh_handoff_free(w);
     lh_presence_flush(w); /* the last leaves, while NATS can still take them */
     lh_nats_stop(w); /* first: its requests' last callbacks still find the history */
     lh_presence_free(w);

@@ -45,6 +45,7 @@
 
 #include "buf.h"
 #include "lh_config.h"
+#include "lh_handoff.h"
 #include "lh_http.h"
 #include "lh_jwt.h"
 #include "lh_lhttp.h"
@@ -128,7 +129,11 @@ enum {
     LH_CF_HTTP10 = 1u << 19,        /* HTTP: the request being answered is HTTP/1.0 */
     LH_CF_HOOK_WAIT = 1u << 20,     /* a message waits for its subscribe/publish webhook;
                                        input paused, so later messages keep their order */
-    LH_CF_SEEN_INPUT = 1u << 21     /* plain: the first bytes were looked at (a TLS hello?) */
+    LH_CF_SEEN_INPUT = 1u << 21,    /* plain: the first bytes were looked at (a TLS hello?) */
+    LH_CF_HANDOFF = 1u << 22,       /* handed to or being taken from another worker: its
+                                       end here (or its subscribing there) is silent: no
+                                       on_close, disconnect webhook, join or leave */
+    LH_CF_HANDOFF_NO = 1u << 23     /* its handoff record did not fit: it drains */
 };
 
 /* The send queue: a ring of shared buffers, written with writev. */
@@ -276,6 +281,10 @@ struct lh_worker_s {
      * (LH_CF_HOOK_WAIT, input paused; the message is dispatched again once approved),
      * -EBUSY over upstream.max_in_flight, another negative value on failure. */
     int (*perm_hook)(lh_conn_t *c, const lh_msg_t *m, int kind, const char *list, size_t len);
+    /* The connection handoff (handoff.c, owned); NULL when none runs. */
+    struct lh_handoff_s *ho;
+    /* Set by handoff.c: a handoff marker with token came through NATS (pubsub.c). */
+    void (*ho_marker)(lh_worker_t *w, uint64_t token, int end);
 
 };
 
@@ -301,6 +310,17 @@ void lh_worker_stop(lh_worker_t *w, uint16_t code, unsigned timeout_ms);
 void lh_worker_drain(lh_worker_t *w);
 /* Sends one datagram to the master (nothing when there is none). */
 void lh_worker_send_master(lh_worker_t *w, const char *msg);
+
+/* ---- handoff.c ---- */
+/* The master's end of a handoff pair came (fd owned): give 1, we retire and hand our
+ * connections over on it once told to drain; give 0, we take connections from it. */
+void lh_handoff_peer(lh_worker_t *w, int fd, int give);
+/* Told to drain: begins handing over (nothing without a peer). */
+void lh_handoff_begin(lh_worker_t *w);
+/* The sweep: retries connections that could not move yet, ends a handoff past
+ * handoff.timeout_ms. */
+void lh_handoff_tick(lh_worker_t *w);
+void lh_handoff_free(lh_worker_t *w);
 
 /* ---- tls.c ---- */
 /* Loads the certificates cfg's TLS listeners name into cfg->tls_store (nothing when it
@@ -362,6 +382,12 @@ const char *lh_conn_peer_name(const lh_conn_t *c);
  * or NULL. Returns it, or NULL (fd closed) when out of memory. */
 lh_conn_t *lh_conn_accepted(lh_worker_t *w, int fd, const struct sockaddr *sa, socklen_t salen,
                       int admin, lh_conn_input_fn input, lh_tls_ctx_t *tls);
+/* A WebSocket connection on fd (owned) taken over from a retiring worker (handoff.c):
+ * id and the peer address are the old worker's, input goes to input. Counted in the
+ * open WebSocket gauge, not as accepted. Returns it, or NULL (fd closed) when out of
+ * memory. */
+lh_conn_t *lh_conn_adopted(lh_worker_t *w, int fd, uint64_t id, const void *sa, size_t salen,
+                           lh_conn_input_fn input);
 /* Adds fn to what runs when a connection of w ends (lh_conn_destroy), after the hooks
  * added before it. Returns 0, or -ENOSPC beyond LH_CONN_GONE_MAX. */
 int lh_conn_on_gone(lh_worker_t *w, lh_conn_gone_fn fn);
@@ -456,6 +482,11 @@ lh_auth_t *lh_auth_new(const lh_config_t *cfg, lh_config_t *own, char *err, size
 void lh_auth_free(lh_auth_t *a);
 /* The config the rules come from. */
 const lh_config_t *lh_auth_config(const lh_auth_t *a);
+/* The connection handoff: writes c's identity into a 'C' record (kind, refresh sent,
+ * exp, sub, info, the token's channels); lh_auth_adopt gives c the identity of record r
+ * and arms its expiry. 0, or -ENOMEM. */
+void lh_auth_export(const lh_conn_t *c, lh_hw_t *hw);
+int lh_auth_adopt(lh_conn_t *c, const lh_ho_rec_t *r);
 /* The master: gives cfg's namespaces their metric labels (before workers use them). */
 void lh_auth_register_labels(const lh_config_t *cfg);
 /* The longest user id; a user id must be a valid LHTTP header value (lh_auth_user_valid). */
@@ -598,6 +629,18 @@ void lh_pubsub_register(void);
 /* NATS replaced its connection: forget the old subscriptions, then subscribe again. */
 void lh_pubsub_nats_renewed(lh_worker_t *w, void *old_nc);
 void lh_pubsub_nats_resubscribe(lh_worker_t *w);
+
+/* The connection handoff (handoff.c) reserves on the taking side the channels its
+ * peer lists (subscribed in NATS, what arrives kept for the connections to come, up to
+ * handoff.max_buffered) and releases them; lh_pubsub_handoff_log turns on (1) the
+ * retiring side's log of what it delivers on prepared channels, or off (0) and frees
+ * it. lh_pubsub_adopt_sub: see pubsub.c. */
+int lh_pubsub_reserve(lh_worker_t *w, const char *name, size_t len);
+void lh_pubsub_unreserve(lh_worker_t *w, const char *name, size_t len);
+void lh_pubsub_handoff_log(lh_worker_t *w, int on);
+long lh_pubsub_adopt_sub(lh_conn_t *c, const lh_ho_sub_t *s, uint64_t token);
+/* Forgets the skip lists adopted with token (its giver's end marker came). */
+void lh_pubsub_clear_skips(lh_worker_t *w, uint64_t token);
 
 /* ---- history.c ---- */
 typedef struct lh_hist_s lh_hist_t;

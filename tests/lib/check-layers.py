@@ -26,7 +26,7 @@ LAYERS = {
     "pubsub": (4, "ps"), "history": (4, "ps"), "presence": (4, "ps"), "ws": (4, None),
     "http": (5, "http"), "admin": (5, "http"), "static": (5, "http"),
     "upstream": (5, "http"), "publish": (5, "http"),
-    "api": (6, None),
+    "api": (6, None), "handoff": (6, None),
     "worker": (7, None),
 }
 
