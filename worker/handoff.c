@@ -251,7 +251,7 @@ static int queue_rec(peer_t *p, const uint8_t *data, size_t len)
 
 /* Why c cannot be handed over now: LH_HOR_*, or -1 when it can. transient set when it
  * may become possible (a message, request or authentication that finishes). */
-static int refusal(const lh_conn_t *c, int *transient)
+static int refusal(const lh_conn_t *c, int *transient, int prepared)
 {
     *transient = 0;
     if (c->tls != NULL)
@@ -260,7 +260,7 @@ static int refusal(const lh_conn_t *c, int *transient)
         return LH_HOR_TOO_BIG;
     if (c->nslots > 0)
         return LH_HOR_MODULE;
-    for (uint32_t i = 0; i < c->nsubs; i++)
+    for (uint32_t i = 0; i < c->nsubs && prepared; i++)
         if (!c->subs[i].ch->ho_prepared)
             return LH_HOR_CHANGED; /* subscribed after the channels were listed */
     *transient = 1;
@@ -352,7 +352,7 @@ static void give_finish(lh_worker_t *w, const char *why)
             send_rec(p, ho->rec, n, -1);
     }
     for (lh_conn_t *c = w->ws_conns.head; c != NULL; c = c->next) {
-        int r = refusal(c, &transient);
+        int r = refusal(c, &transient, 1);
 
         if (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT))
             continue;
@@ -400,7 +400,7 @@ static void give_some(lh_worker_t *w)
         next = c->next;
         if (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT))
             continue;
-        r = refusal(c, &transient);
+        r = refusal(c, &transient, 1);
         if (r >= 0) {
             waiting += transient;
             continue;
@@ -514,7 +514,7 @@ static int prepare(lh_worker_t *w, peer_t *p)
         lh_hw_u32(&hw, 0);
         count = 0;
         for (lh_conn_t *c = w->ws_conns.head; c != NULL && !last; c = c->next) {
-            int r = refusal(c, &transient);
+            int r = refusal(c, &transient, 0);
 
             if ((r >= 0 && !transient) || (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT)))
                 continue;
