@@ -73,7 +73,7 @@ counters_monotonic() {
 
 @test "reload hands every connection over: $CLIENTS clients publishing through 5 reloads, none closed, each message once and in order, old workers gone in seconds" {
     start_server
-    start_pool load --clients "$CLIENTS" --channels 20 --rate 200 --publish --timeout 60
+    start_pool load --clients "$CLIENTS" --channels 20 --rate "${HANDOFF_RATE:-1000}" --publish --timeout 60
     wait_pool load '^publishing' 90
     counters_monotonic
     for i in 1 2 3 4 5; do
@@ -97,5 +97,7 @@ counters_monotonic() {
     [ "$sent" -eq $((5 * (CLIENTS + 1))) ] || { echo "sent $sent"; false; }
     [ "$adopted" -eq "$sent" ]
     [ "$(metric 'lhttpd_handoff_total{result="failed"}')" -eq 0 ]
+    echo "# handoff messages: sent from the buffer $(metric 'lhttpd_handoff_messages_total{result="sent"}'), skipped as delivered $(metric 'lhttpd_handoff_messages_total{result="skipped"}'), dropped $(metric 'lhttpd_handoff_messages_total{result="dropped"}')" >&3
+    [ "$(metric 'lhttpd_handoff_messages_total{result="dropped"}')" -eq 0 ]
     ! grep -E 'died|AddressSanitizer|runtime error' "$LH_LOG"
 }
