@@ -56,6 +56,7 @@ setup_file() {
         "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
         "control_socket": "'"$T"'/ctl.sock",
         "drain_timeout_ms": 500,
+        "handoff": {"enabled": false},
         "static": {"root": "'"$WWW"'"}
     }'
     export PLAIN_PORT=$LH_PORT PLAIN_CONF=$LH_CONF PLAIN_LOG=$LH_LOG

@@ -101,3 +101,104 @@ counters_monotonic() {
     [ "$(metric 'lhttpd_handoff_messages_total{result="dropped"}')" -eq 0 ]
     ! grep -E 'died|AddressSanitizer|runtime error' "$LH_LOG"
 }
+
+# ps_bg NAME STEPS...: tests/lib/pubsub.py in the background, output in $T/NAME.ps.
+ps_bg() {
+    local name=$1
+    shift
+    "$PY" "$LH_LIB/pubsub.py" --timeout 20 "$@" >"$T/$name.ps" 2>&1 3>&- &
+    eval "PS_$name=$!"
+    lh_record $!
+}
+ps_has() { grep -qE -- "$2" "$T/$1.ps"; }
+
+@test "a subscription the new rules no longer allow ends with the usual unsubscribed message; the connection moves and keeps the others" {
+    start_server '"namespaces": {"room": {"subscribe": "any"}, "news": {"subscribe": "any"}}'
+    ps_bg cl open:a:$LH_PORT open:p:$LH_PORT 'sub:a:room.a news.b' print:ready \
+        await:$T/go recv:a pub:p:news.b:after-reload recv:a barrier:a
+    wait_for 10 ps_has cl '^ready$' || { cat "$T/cl.ps"; false; }
+    rewrite_conf 's/"room": {"subscribe": "any"}/"room": {"subscribe": "authenticated"}/'
+    run ctl reload
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    wait_for 10 only_generation 2 || { workers_info; cat "$LH_LOG"; false; }
+    touch "$T/go"
+    wait_for 10 lh_gone "$PS_cl"
+    run cat "$T/cl.ps"
+    lines_are "a open" "p open" "a subscribed" ready "await ok" \
+        'a got 133 LHTTP/1.0 unsubscribed\r\nchannel:room.a\r\nreason:not allowed to subscribe to "room.a": namespace "room" needs an authenticated user\r\n\r\n' \
+        'a got 45 LHTTP/1.0 msg\r\npublish:news.b\r\n\r\nafter-reload' "a barrier"
+    [ "$(metric 'lhttpd_handoff_total{result="adopted"}')" -eq 2 ]
+    [ "$(metric 'lhttpd_websocket_connections_closed_total{code="1012"}')" -eq 0 ]
+}
+
+@test "a TLS connection is not handed over: it drains and gets 1012 as before, counted by reason; the plain ones move" {
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" -days 2 \
+        -subj "/CN=localhost" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
+    TLS_PORT=$(free_port)
+    LH_PORTS_TAKEN="$LH_PORTS_TAKEN $TLS_PORT"
+    start_lhttpd '{ "listen": ["127.0.0.1:@PORT@", {"address": "127.0.0.1:'"$TLS_PORT"'",
+        "tls": {"cert_file": "'"$T"'/cert.pem", "key_file": "'"$T"'/key.pem"}}],
+        "workers": 1, "drain_timeout_ms": 1500, "shutdown_timeout_ms": 2000,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]} }'
+    "$PY" "$LH_LIB/tlsclient.py" --ca "$T/cert.pem" --timeout 20 "wss://127.0.0.1:$TLS_PORT/" \
+        sub:t print:ready recv >"$T/tls.out" 2>&1 3>&- &
+    TLS_PID=$!
+    lh_record $TLS_PID
+    ps_bg pl open:a:$LH_PORT sub:a:t print:ready await:$T/go barrier:a
+    wait_for 10 grep -q '^ready' "$T/tls.out" || { cat "$T/tls.out"; false; }
+    wait_for 10 ps_has pl '^ready$'
+    run ctl reload
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    # The plain client moved at once; the TLS one holds its old worker until the drain ends.
+    wait_for 10 test "$(metric 'lhttpd_handoff_total{result="adopted"}')" = 1
+    wait_for 10 test "$(metric 'lhttpd_handoff_refused_total{reason="tls"}')" = 1
+    wait_for 10 grep -q '^closed 1012' "$T/tls.out" || { cat "$T/tls.out"; false; }
+    wait_for 10 only_generation 2
+    touch "$T/go"
+    wait_for 10 lh_gone "$PS_pl"
+    run cat "$T/pl.ps"
+    lines_are "a open" "a subscribed" ready "await ok" "a barrier"
+    [ "$(metric 'lhttpd_websocket_connections_closed_total{code="1012"}')" -eq 1 ]
+}
+
+@test "a worker SIGKILLed in the middle of a handoff loses only the connection it still held" {
+    start_server '"handoff": {"timeout_ms": 20000}'
+    start_pool load --clients 50 --channels 5 --rate 50 --publish --timeout 30
+    wait_pool load '^publishing' 30
+    # A client that sent half a frame: not at a message boundary, its worker keeps it
+    # (and the handoff open) until the rest comes or handoff.timeout_ms passes.
+    "$PY" - "$LH_PORT" "$T/half.go" >"$T/half.out" 2>&1 3>&- <<'PYEOF' &
+import base64, os, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += s.recv(4096)
+s.sendall(b"\x81\x85")  # a masked 5-byte text frame: its header only
+print("half", flush=True)
+s.settimeout(20)
+try:
+    while s.recv(4096):
+        pass
+    print("eof", flush=True)
+except OSError as e:
+    print("reset", flush=True)
+PYEOF
+    lh_record $!
+    wait_for 10 grep -q '^half' "$T/half.out"
+    run ctl reload
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    # Every client but the half-frame one moved; its worker still holds it.
+    wait_for 10 test "$(metric 'lhttpd_handoff_total{result="adopted"}')" = 51
+    old=$(workers_info | awk '$3 == 1 { print $2 }')
+    [ "$(wc -w <<<"$old")" -eq 1 ] || { workers_info; false; }
+    kill -KILL $old
+    wait_for 10 grep -qE '^(eof|reset)' "$T/half.out"
+    wait_for 10 only_generation 2
+    finish_pool load
+    report_is load open "50 closed 0"
+    report_is load missing 0
+    report_is load disorder 0
+}

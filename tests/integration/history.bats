@@ -645,8 +645,8 @@ fleet_back() {
     [ "$(fleet_status connected)" = "$1" ] && [ "$(fleet_status reconnects)" -ge "$2" ] 2>/dev/null
 }
 
-# fleet_through_reloads CLIENTS RELOADS: lhttpd (2 workers, drain_timeout_ms 200 so that
-# every reload ends every connection) and CLIENTS clients plus a publisher (histclient.py,
+# fleet_through_reloads CLIENTS RELOADS: lhttpd (2 workers, drain_timeout_ms 200 and no
+# handoff so that every reload ends every connection) and CLIENTS clients plus a publisher (histclient.py,
 # 2 processes); RELOADS reloads, every third by SIGHUP to the master, the others by
 # lhttpd -s reload, each followed by every client being back; then a worker is killed with
 # SIGKILL; then the publisher stops and every client must have every message once, in
@@ -654,7 +654,7 @@ fleet_back() {
 fleet_through_reloads() {
     local n=$1 r=$2 i total t0 t victim nv before
     start_js
-    hist_lhttpd A 2 '"timeout_ms": 1000' '"drain_timeout_ms": 200'
+    hist_lhttpd A 2 '"timeout_ms": 1000' '"drain_timeout_ms": 200, "handoff": {"enabled": false}'
     total=$((n + 1))
     t0=$EPOCHREALTIME
     hc fleet --ports "$A_PORT" --clients "$n" --procs 2 --rate 50 --channel chat.reload \

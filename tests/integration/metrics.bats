@@ -455,7 +455,7 @@ rules_ok() {
 # --- counters never go down ---------------------------------------------------------------
 
 @test "counters never decrease across 5 reloads and a killed worker under traffic" {
-    start_node 2 admin '"drain_timeout_ms": 300, "shutdown_timeout_ms": 2000'
+    start_node 2 admin '"drain_timeout_ms": 300, "shutdown_timeout_ms": 2000, "handoff": {"enabled": false}'
     fleet load traffic --clients 6 --channel c --interval-ms 10
     wait_fleet load '^running$'
     "$PY" "$SCRAPE" watch "$MURL/metrics" --stop-file "$T/watch.stop" --out "$T" >"$T/watch.log" 2>&1 3>&- &

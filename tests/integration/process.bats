@@ -16,7 +16,9 @@ setup() { T=$(lh_tmp); }
 teardown() { stop_all; }
 
 # write_conf [JSON_MEMBERS]: writes $CONF: 2 workers, the test's control socket and NATS,
-# short shutdown, plus these top-level members (a leading comma is added).
+# short shutdown, plus these top-level members (a leading comma is added). The connection
+# handoff is off (HANDOFF=true turns it on): these tests are about draining; handoff.bats
+# is about the handoff.
 write_conf() {
     cat >"$CONF.tmp" <<EOF
 {
@@ -24,6 +26,7 @@ write_conf() {
     "workers": ${WORKERS:-2},
     "control_socket": "$T/ctl.sock",
     "shutdown_timeout_ms": 3000,
+    "handoff": {"enabled": ${HANDOFF:-false}},
     "nats": {"servers": ["nats://127.0.0.1:$NATS_PORT"]}
     ${1:+,$1}
 }
