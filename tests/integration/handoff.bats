@@ -202,3 +202,32 @@ PYEOF
     report_is load missing 0
     report_is load disorder 0
 }
+
+@test "presence does not flap across a reload: no leave, no join, the same count, on the new generation" {
+    start_server '"namespaces": {"room": {"presence": true, "join_leave": true}}'
+    echo x >"$T/secret"
+    "$PY" "$LH_LIB/presclient.py" script "$T/secret" open:w:$LH_PORT open:a:$LH_PORT \
+        open:b:$LH_PORT sub:w:room.x sub:a:room.x sub:b:room.x settle:w:300 \
+        stats:w:room.x events:w say:ready wait:$T/go quiet:w:1000 stats:w:room.x stats:a:room.x \
+        say:after events:w \
+        >"$T/pres.out" 2>&1 3>&- &
+    PC=$!
+    lh_record $PC
+    wait_for 10 grep -q '^ready' "$T/pres.out" || { cat "$T/pres.out"; false; }
+    grep -qx 'w stats count=3 users=0' "$T/pres.out" || { cat "$T/pres.out"; false; }
+    run ctl reload
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    wait_for 10 only_generation 2
+    [ "$(metric 'lhttpd_handoff_total{result="adopted"}')" -eq 3 ]
+    touch "$T/go"
+    wait_for 15 lh_gone $PC
+    run cat "$T/pres.out"
+    has_line "w quiet"
+    [ "$(grep -c '^. stats count=3 users=0$' "$T/pres.out")" -eq 3 ] || lh_show_output
+    # The events w heard by the end are those it had heard before the reload: no leave.
+    before=$(sed -n '1,/^ready$/p' "$T/pres.out" | grep -E '^w (join|leave|messages)')
+    after=$(sed -n '/^after$/,$p' "$T/pres.out" | grep -E '^w (join|leave|messages)')
+    [ -n "$before" ] && [ "$before" = "$after" ] || lh_show_output
+    no_match '^w leave'
+    no_match FAIL
+}
