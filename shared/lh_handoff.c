@@ -209,12 +209,14 @@ int lh_handoff_parse(const uint8_t *buf, size_t len, size_t max_len, lh_ho_rec_t
     switch (out->kind) {
     case LH_HO_PREPARE:
         out->token = get_le(&r, 8);
+        out->started = (uint8_t)get_le(&r, 1);
         get_list(&r, &out->chans, 'n');
         break;
     case LH_HO_CONN:
         out->id = get_le(&r, 8);
         out->idle_ms = (uint32_t)get_le(&r, 4);
         out->flags = (uint32_t)get_le(&r, 4);
+        out->barrier = (uint32_t)get_le(&r, 4);
         out->peer_len = (size_t)get_le(&r, 2);
         out->peer = get_bytes(&r, out->peer_len);
         out->id_kind = (uint8_t)get_le(&r, 1);

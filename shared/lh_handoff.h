@@ -8,13 +8,15 @@
  * byte, the body's length (u32), the body. Integers are little-endian. Strings are a
  * length (u16 for channel names, u32 otherwise) and the bytes; an absent string has the
  * length 0xffffffff.
- *   'P' prepare: token (u64), count (u32), the channel names: the channels the
+ *   'P' prepare: token (u64), started (u8: 1 when the sender published its start marker
+ *       on NATS, 0 without NATS), count (u32), the channel names: the channels the
  *       receiver subscribes to in NATS before it takes any connection. A 'P' with no
  *       name ends the list: the receiver then tells the sender it is subscribed, by a
  *       marker through NATS (ordered after every message it will not see), or by 'R'.
  *   'R' ready (receiver to sender, when it has no NATS connection): token (u64).
  *   'C' a connection: id (u64), ms since its last input (u32), flags (u32,
- *       LH_HO_F_*), peer address (u16 length, bytes), identity (kind u8, refresh sent
+ *       LH_HO_F_*), barrier (u32: the receiver reads nothing from the connection before
+ *       the sender's NATS marker with this number came; 0: no wait), peer address (u16 length, bytes), identity (kind u8, refresh sent
  *       u8, exp i64, sub, info, count u32 and the token's channels), the unread input
  *       (u32 length, bytes), the send queue not yet written (u32 length, bytes), the
  *       subscriptions: count (u32), each a channel name, then the digests (u32 count,
@@ -80,10 +82,11 @@ typedef struct {
     int kind;
     /* 'P', 'R' */
     uint64_t token;
+    uint8_t started;
     lh_ho_list_t chans;
     /* 'C' */
     uint64_t id;
-    uint32_t idle_ms, flags;
+    uint32_t idle_ms, flags, barrier;
     const uint8_t *peer;
     size_t peer_len;
     uint8_t id_kind, refresh_sent;

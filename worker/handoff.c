@@ -77,30 +77,41 @@ typedef struct peer_s {
     int got_end;      /* taker: 'E' came (or the giver is gone): every connection is here */
     int heard_end;    /* taker: the giver's end marker came through NATS */
     int no_nats;      /* taker: no marker will come (we answered 'R') */
+    uint32_t barrier; /* taker: the giver's last barrier heard */
+    int prepared;     /* taker: the empty 'P' came: every channel is reserved */
+    int started;      /* taker: the giver's start marker came (or it has no NATS) */
+    int keeping;      /* taker: its channels keep what arrives (lh_pubsub_keep) */
+    struct paused_s *paused; /* taker: adopted connections waiting for a barrier */
+    size_t npaused, paused_cap;
 } peer_t;
+
+typedef struct paused_s {
+    lh_conn_t *c;
+    uint32_t barrier;
+} paused_t;
 
 struct lh_handoff_s {
     peer_t *give;  /* the one peer we hand over to, or NULL */
     int state;     /* G_* of the giving side */
     uint64_t token;
     uint64_t deadline_ms;
+    uint32_t batch; /* giver: the barrier number of the connections being sent */
     peer_t *takes; /* peers we take from */
+    uint64_t heard[16]; /* start markers heard before their peer's 'P' (a ring) */
+    unsigned nheard;
     uint8_t *rec;  /* scratch: one record, handoff.max_record_bytes */
     size_t rec_cap;
 };
 
-static struct lh_handoff_s *ho_of(lh_worker_t *w)
+/* w's handoff state, made on first use; with_rec: with its record buffer. */
+static struct lh_handoff_s *ho_of(lh_worker_t *w, int with_rec)
 {
-    if (w->ho == NULL) {
-        w->ho = calloc(1, sizeof(*w->ho));
-        if (w->ho == NULL)
-            return NULL;
+    if (w->ho == NULL && (w->ho = calloc(1, sizeof(*w->ho))) == NULL)
+        return NULL;
+    if (with_rec && w->ho->rec == NULL) {
         w->ho->rec_cap = w->cfg->handoff.max_record_bytes;
-        w->ho->rec = malloc(w->ho->rec_cap + 1);
-        if (w->ho->rec == NULL) {
-            free(w->ho);
-            w->ho = NULL;
-        }
+        if ((w->ho->rec = malloc(w->ho->rec_cap + 1)) == NULL)
+            return NULL;
     }
     return w->ho;
 }
@@ -110,7 +121,7 @@ static void peer_free(peer_t *p)
     lh_worker_t *w = p->w;
 
     for (size_t i = 0; i < p->nnames; i++) {
-        lh_pubsub_unreserve(w, p->names[i], strlen(p->names[i]));
+        lh_pubsub_unreserve(w, p->names[i], strlen(p->names[i]), p->keeping);
         free(p->names[i]);
     }
     free(p->names);
@@ -129,6 +140,42 @@ static void peer_free(peer_t *p)
     free(p);
 }
 
+/* The adopted connections of p whose barrier is at most upto read again. */
+static void resume_paused(peer_t *p, uint32_t upto)
+{
+    size_t k = 0;
+
+    if (upto > p->barrier)
+        p->barrier = upto;
+    for (size_t i = 0; i < p->npaused; i++) {
+        lh_conn_t *c = p->paused[i].c;
+
+        if (p->paused[i].barrier > p->barrier) {
+            p->paused[k++] = p->paused[i];
+            continue;
+        }
+        c->flags &= ~LH_CF_HO_PAUSED;
+        if (!(c->flags & LH_CF_DEAD))
+            event_add(&c->rev, NULL);
+    }
+    p->npaused = k;
+}
+
+void lh_handoff_conn_gone(lh_conn_t *c)
+{
+    struct lh_handoff_s *ho = c->w->ho;
+
+    if (!(c->flags & LH_CF_HO_PAUSED) || ho == NULL)
+        return;
+    c->flags &= ~LH_CF_HO_PAUSED;
+    for (peer_t *p = ho->takes; p != NULL; p = p->next)
+        for (size_t i = 0; i < p->npaused; i++)
+            if (p->paused[i].c == c) {
+                p->paused[i] = p->paused[--p->npaused];
+                return;
+            }
+}
+
 static void take_free(lh_worker_t *w, peer_t *p)
 {
     peer_t **pp = &w->ho->takes;
@@ -136,7 +183,9 @@ static void take_free(lh_worker_t *w, peer_t *p)
     while (*pp != p)
         pp = &(*pp)->next;
     *pp = p->next;
+    resume_paused(p, UINT32_MAX);
     lh_pubsub_clear_skips(w, p->token);
+    free(p->paused);
     peer_free(p);
 }
 
@@ -147,7 +196,7 @@ static void take_close(lh_worker_t *w, peer_t *p, const char *why)
 {
     lh_log(LH_LOG_INFO, "handoff: taking from a retiring worker ended: %s", why);
     for (size_t i = 0; i < p->nnames; i++) {
-        lh_pubsub_unreserve(w, p->names[i], strlen(p->names[i]));
+        lh_pubsub_unreserve(w, p->names[i], strlen(p->names[i]), p->keeping);
         free(p->names[i]);
     }
     p->nnames = 0;
@@ -161,6 +210,8 @@ static void take_close(lh_worker_t *w, peer_t *p, const char *why)
     }
     p->got_end = 1;
     p->deadline_ms = w->now_ms + w->cfg->handoff.timeout_ms;
+    if (strcmp(why, "all handed over") != 0)
+        resume_paused(p, UINT32_MAX); /* the giver is gone: no barrier will come */
     if (p->heard_end || p->no_nats)
         take_free(w, p);
 }
@@ -282,7 +333,8 @@ static size_t peer_len(const lh_conn_t *c)
 }
 
 /* c's 'C' record into ho->rec; its length, or 0 when over handoff.max_record_bytes. */
-static size_t conn_record(struct lh_handoff_s *ho, const lh_conn_t *c, uint64_t now_ms)
+static size_t conn_record(struct lh_handoff_s *ho, const lh_conn_t *c, uint64_t now_ms,
+                          uint32_t barrier)
 {
     lh_hw_t hw;
     uint32_t flags = 0;
@@ -298,6 +350,7 @@ static size_t conn_record(struct lh_handoff_s *ho, const lh_conn_t *c, uint64_t 
     lh_hw_u64(&hw, c->id);
     lh_hw_u32(&hw, now_ms > c->last_ms ? (uint32_t)(now_ms - c->last_ms) : 0);
     lh_hw_u32(&hw, flags);
+    lh_hw_u32(&hw, barrier);
     lh_hw_u16(&hw, (uint16_t)pl);
     lh_hw_bytes(&hw, &c->peer_sa, pl);
     lh_auth_export(c, &hw);
@@ -359,6 +412,13 @@ static void give_finish(lh_worker_t *w, const char *why)
         counts[r < 0 ? LH_HOR_PEER : r]++;
     }
     counts[LH_HOR_HTTP] += (unsigned)w->http_conns.n;
+    for (lh_conn_t *c = w->ws_conns.head; c != NULL; c = c->next) {
+        if (c->flags & LH_CF_HO_PAUSED) { /* it stays: it reads again */
+            c->flags &= ~LH_CF_HO_PAUSED;
+            if (!(c->flags & LH_CF_DEAD))
+                event_add(&c->rev, NULL);
+        }
+    }
     for (unsigned i = 0; i < LH_HOR_N; i++)
         lh_m_add(LH_M_HANDOFF_REFUSED_BASE + i, counts[i]);
     lh_log(LH_LOG_NOTICE, "handoff: done (%s); %zu connections stay and drain "
@@ -380,6 +440,8 @@ static void give_some(lh_worker_t *w)
     peer_t *p = ho->give;
     lh_conn_t *c, *next;
     int waiting = 0, transient, e;
+    uint32_t barrier = lh_nats_connected(w) ? ho->batch : 0;
+    unsigned sent = 0;
 
     if (ho->state != G_SEND || p == NULL)
         return;
@@ -403,13 +465,21 @@ static void give_some(lh_worker_t *w)
         r = refusal(c, &transient, 1);
         if (r >= 0) {
             waiting += transient;
+            if (transient && c->in_len == 0 && c->msg_len == 0 && c->frag_opcode == 0 &&
+                !(c->flags & LH_CF_HO_PAUSED)) {
+                /* What it waits for (a history publish, a webhook) finishes sooner if it
+                 * sends nothing more meanwhile: its input waits in the socket, and
+                 * goes along with it. */
+                event_del(&c->rev);
+                c->flags |= LH_CF_HO_PAUSED;
+            }
             continue;
         }
-        len = conn_record(ho, c, w->now_ms);
+        len = conn_record(ho, c, w->now_ms, barrier);
         e = len == 0 ? -EMSGSIZE : send_rec(p, ho->rec, len, c->fd);
         if (e == -EAGAIN) {
             want_write(p, 1);
-            return;
+            break;
         }
         if (e == -EMSGSIZE) {
             /* Stays: drains like a connection that cannot move. */
@@ -427,9 +497,26 @@ static void give_some(lh_worker_t *w)
             return;
         }
         lh_m_inc(LH_M_HANDOFF_SENT);
+        lh_log(LH_LOG_DEBUG, "handoff: conn %llu sent (%u subscriptions, %zu bytes queued)",
+               (unsigned long long)c->id, c->nsubs, c->out.bytes);
+        sent++;
         c->flags |= LH_CF_HANDOFF;
         lh_conn_destroy(c); /* silent: the new worker has it */
     }
+    if (sent > 0 && barrier > 0) {
+        /* After what these connections published here, on our NATS connection: the new
+         * worker reads their input only once it has heard it, so that their messages
+         * keep their order for every subscriber. */
+        char json[112];
+        int jl = snprintf(json, sizeof(json),
+                          "{\"action\":\"handoff\",\"token\":\"%016" PRIx64 "\",\"barrier\":%u}",
+                          ho->token, barrier);
+
+        lh_nats_publish_api(w, json, (size_t)jl);
+        ho->batch++;
+    }
+    if (p->wev_on)
+        return; /* the socket is full: the rest when it has room */
     if (waiting == 0)
         give_finish(w, "every connection that can move has");
 }
@@ -472,20 +559,38 @@ static void give_read_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void marker_heard(lh_worker_t *w, uint64_t token, int end)
+static void go_ready(lh_worker_t *w, peer_t *p);
+
+static void marker_heard(lh_worker_t *w, uint64_t token, int kind, uint32_t barrier)
 {
-    struct lh_handoff_s *ho = w->ho;
+    struct lh_handoff_s *ho = kind == 1 ? ho_of(w, 0) : w->ho;
+    int end = kind == 2;
 
     if (ho == NULL)
         return;
-    if (end) {
+    if (kind == 1) {
+        /* May come before the master's "adopt" does: kept for the peer's 'P'. */
         for (peer_t *p = ho->takes; p != NULL; p = p->next) {
-            if (p->token == token) {
+            if (p->token == token && p->prepared) {
+                p->started = 1;
+                go_ready(w, p);
+                return;
+            }
+        }
+        ho->heard[ho->nheard++ % LH_ARRAY_LEN(ho->heard)] = token; /* before its 'P' */
+        return;
+    }
+    if (end || barrier > 0) {
+        for (peer_t *p = ho->takes; p != NULL; p = p->next) {
+            if (p->token != token)
+                continue;
+            resume_paused(p, end ? UINT32_MAX : barrier);
+            if (end) {
                 p->heard_end = 1;
                 if (p->got_end)
                     take_free(w, p);
-                return;
             }
+            return;
         }
         return;
     }
@@ -498,7 +603,7 @@ static void marker_heard(lh_worker_t *w, uint64_t token, int end)
 
 /* Queues the 'P' records: every channel of the connections that may move, then an
  * empty 'P'. 0, or -ENOMEM. */
-static int prepare(lh_worker_t *w, peer_t *p)
+static int prepare(lh_worker_t *w, peer_t *p, int started)
 {
     struct lh_handoff_s *ho = w->ho;
     size_t cap = ho->rec_cap < PREP_RECORD_MAX ? ho->rec_cap : PREP_RECORD_MAX;
@@ -510,6 +615,7 @@ static int prepare(lh_worker_t *w, peer_t *p)
     for (int last = 0; last < 2; last++) {
         lh_hw_init(&hw, ho->rec, cap, LH_HO_PREPARE);
         lh_hw_u64(&hw, ho->token);
+        lh_hw_u8(&hw, (uint8_t)started);
         count_at = hw.len;
         lh_hw_u32(&hw, 0);
         count = 0;
@@ -531,6 +637,7 @@ static int prepare(lh_worker_t *w, peer_t *p)
                         return -ENOMEM;
                     lh_hw_init(&hw, ho->rec, cap, LH_HO_PREPARE);
                     lh_hw_u64(&hw, ho->token);
+                    lh_hw_u8(&hw, (uint8_t)started);
                     lh_hw_u32(&hw, 0);
                     count = 0;
                 }
@@ -554,7 +661,7 @@ void lh_handoff_begin(lh_worker_t *w)
 {
     struct lh_handoff_s *ho = w->ho;
     peer_t *p = ho ? ho->give : NULL;
-    int e;
+    int e, started;
 
     if (p == NULL || ho->state != G_NONE)
         return;
@@ -562,8 +669,19 @@ void lh_handoff_begin(lh_worker_t *w)
         ho->token = ((uint64_t)(unsigned)getpid() << 32) ^ lh_now_ns();
     ho->deadline_ms = w->now_ms + w->cfg->handoff.timeout_ms;
     ho->state = G_WAIT;
+    ho->batch = 1;
     lh_pubsub_handoff_log(w, 1);
-    if (prepare(w, p) < 0) {
+    {
+        /* From here on we log what we deliver. Our NATS messages before this marker
+         * reach the taker before it: those it does not keep (we delivered them). */
+        char json[112];
+        int jl = snprintf(json, sizeof(json),
+                          "{\"action\":\"handoff\",\"token\":\"%016" PRIx64 "\",\"start\":true}",
+                          ho->token);
+
+        started = lh_nats_publish_api(w, json, (size_t)jl) == 0;
+    }
+    if (prepare(w, p, started) < 0) {
         give_finish(w, "out of memory");
         return;
     }
@@ -603,8 +721,6 @@ static int take_prepare(lh_worker_t *w, peer_t *p, const lh_ho_rec_t *r)
     lh_ho_list_t l = r->chans;
     const char *s;
     size_t n;
-    char json[96];
-    int jl;
 
     p->token = r->token;
     if (l.n > 0) {
@@ -614,15 +730,41 @@ static int take_prepare(lh_worker_t *w, peer_t *p, const lh_ho_rec_t *r)
             if (lh_pubsub_reserve(w, s, n) < 0)
                 return -ENOMEM;
             if (remember(p, s, n) < 0) {
-                lh_pubsub_unreserve(w, s, n);
+                lh_pubsub_unreserve(w, s, n, 0);
                 return -ENOMEM;
             }
+            if (p->keeping) /* a late 'P' (never sent so): keep at once */
+                lh_pubsub_keep(w, s, n);
         }
         return 0;
     }
+    p->prepared = 1;
+    p->started = !r->started; /* no start marker will come */
+    for (unsigned i = 0; i < LH_ARRAY_LEN(w->ho->heard) && i < w->ho->nheard; i++)
+        if (w->ho->heard[i] == r->token)
+            p->started = 1;
+    go_ready(w, p);
+    return 0;
+}
+
+/*
+ * Once every channel is reserved and the giver's start marker came: keep what arrives
+ * from now on (what came before the marker, the giver delivered, for NATS brought it
+ * there before the marker too), then tell the giver we are ready.
+ */
+static void go_ready(lh_worker_t *w, peer_t *p)
+{
+    char json[96];
+    int jl;
+
+    if (!p->prepared || !p->started || p->keeping)
+        return;
+    p->keeping = 1;
+    for (size_t i = 0; i < p->nnames; i++)
+        lh_pubsub_keep(w, p->names[i], strlen(p->names[i]));
     /* After our SUBs on the same NATS connection: the server handles them first. */
     jl = snprintf(json, sizeof(json), "{\"action\":\"handoff\",\"token\":\"%016" PRIx64 "\"}",
-                  r->token);
+                  p->token);
     if (lh_nats_publish_api(w, json, (size_t)jl) < 0) {
         /* No NATS: nothing comes by it that we could miss; say so directly. */
         lh_hw_t hw;
@@ -630,16 +772,15 @@ static int take_prepare(lh_worker_t *w, peer_t *p, const lh_ho_rec_t *r)
         size_t len;
 
         lh_hw_init(&hw, buf, sizeof(buf), LH_HO_READY);
-        lh_hw_u64(&hw, r->token);
+        lh_hw_u64(&hw, p->token);
         len = lh_hw_finish(&hw);
         p->no_nats = 1;
         send_rec(p, buf, len, -1); /* the giver waits for it or times out */
     }
-    return 0;
 }
 
 /* Takes the connection of record r on fd (owned). */
-static void adopt(lh_worker_t *w, const lh_ho_rec_t *r, int fd, uint64_t token)
+static void adopt(lh_worker_t *w, peer_t *p, const lh_ho_rec_t *r, int fd, uint64_t token)
 {
     lh_conn_t *c = lh_conn_adopted(w, fd, r->id, r->peer, r->peer_len, lh_ws_input);
     lh_ho_list_t l = r->subs;
@@ -689,6 +830,25 @@ static void adopt(lh_worker_t *w, const lh_ho_rec_t *r, int fd, uint64_t token)
     }
     c->flags &= ~LH_CF_HANDOFF;
     lh_m_inc(LH_M_HANDOFF_ADOPTED);
+    if (r->barrier > p->barrier && !(c->flags & LH_CF_DEAD)) {
+        /* What it published on its old worker must reach NATS before what it publishes
+         * here: its input waits for the old worker's barrier. */
+        if (p->npaused == p->paused_cap) {
+            size_t cap = p->paused_cap ? p->paused_cap * 2 : 64;
+            paused_t *v = realloc(p->paused, cap * sizeof(*v));
+
+            if (v != NULL) {
+                p->paused = v;
+                p->paused_cap = cap;
+            }
+        }
+        if (p->npaused < p->paused_cap) {
+            event_del(&c->rev);
+            c->flags |= LH_CF_HO_PAUSED;
+            p->paused[p->npaused].c = c;
+            p->paused[p->npaused++].barrier = r->barrier;
+        }
+    }
     lh_conn_release(c);
 }
 
@@ -765,7 +925,7 @@ static void take_read_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
         if (r.kind == LH_HO_CONN && cfd >= 0) {
-            adopt(w, &r, cfd, p->token);
+            adopt(w, p, &r, cfd, p->token);
             continue;
         }
         if (cfd >= 0)
@@ -786,8 +946,8 @@ static void take_read_cb(evutil_socket_t fd, short what, void *arg)
 
 void lh_handoff_peer(lh_worker_t *w, int fd, int give)
 {
-    struct lh_handoff_s *ho = ho_of(w);
-    peer_t *p = ho ? calloc(1, sizeof(*p)) : NULL;
+    struct lh_handoff_s *ho = ho_of(w, 1);
+    peer_t *p = ho && ho->rec ? calloc(1, sizeof(*p)) : NULL;
     int sz = (int)(w->cfg->handoff.max_record_bytes * 2);
 
     if (p == NULL || (give && ho->give != NULL)) {
@@ -812,7 +972,6 @@ void lh_handoff_peer(lh_worker_t *w, int fd, int give)
     }
     p->deadline_ms = w->now_ms + 2 * (uint64_t)w->cfg->handoff.timeout_ms +
                      60000; /* the taker waits for the old generation to be told to drain */
-    w->ho_marker = marker_heard;
     if (give) {
         ho->give = p;
         ho->state = G_NONE;
@@ -820,6 +979,11 @@ void lh_handoff_peer(lh_worker_t *w, int fd, int give)
         p->next = ho->takes;
         ho->takes = p;
     }
+}
+
+void lh_handoff_init(lh_worker_t *w)
+{
+    w->ho_marker = marker_heard;
 }
 
 void lh_handoff_tick(lh_worker_t *w)

@@ -507,7 +507,7 @@ static void ho_note(lh_worker_t *w, lh_chan_t *ch, lh_buf_t *frame, const void *
         else
             ch->ho_overflow = 1;
     }
-    if (ch->ho_reserved > 0) {
+    if (ch->ho_live > 0) {
         if (ch->ho_nbuf == ch->ho_bufcap && ch->ho_nbuf < max) {
             uint32_t cap = ch->ho_bufcap ? ch->ho_bufcap * 2 : 16;
             lh_ho_ent_t *b = realloc(ch->ho_buf, cap * sizeof(*b));
@@ -1232,7 +1232,10 @@ long lh_pubsub_api_apply(lh_worker_t *w, const char *json, size_t len)
 
         if (tok != NULL && w->ho_marker != NULL)
             w->ho_marker(w, strtoull(tok, NULL, 16),
-                         json_is_true(json_object_get(doc, "end")));
+                         json_is_true(json_object_get(doc, "end"))     ? 2
+                         : json_is_true(json_object_get(doc, "start")) ? 1
+                                                                       : 0,
+                         (uint32_t)json_integer_value(json_object_get(doc, "barrier")));
         json_decref(doc);
         return 0;
     }
@@ -1325,14 +1328,25 @@ int lh_pubsub_reserve(lh_worker_t *w, const char *name, size_t len)
     return 0;
 }
 
-void lh_pubsub_unreserve(lh_worker_t *w, const char *name, size_t len)
+void lh_pubsub_keep(lh_worker_t *w, const char *name, size_t len)
+{
+    lh_chan_t *ch = chan_find(w->ps, name, len, chan_hash(w->ps->seed, name, len));
+
+    if (ch != NULL && ch->ho_live < ch->ho_reserved)
+        ch->ho_live++;
+}
+
+void lh_pubsub_unreserve(lh_worker_t *w, const char *name, size_t len, int kept)
 {
     lh_chan_t *ch = chan_find(w->ps, name, len, chan_hash(w->ps->seed, name, len));
 
     if (ch == NULL || ch->ho_reserved == 0)
         return;
+    if (kept && ch->ho_live > 0)
+        ch->ho_live--;
     if (--ch->ho_reserved > 0)
         return;
+    ch->ho_live = 0;
     ho_buf_clear(ch);
     ch->ho_overflow = 0;
     if (chan_idle(ch) && ch->busy == 0)
@@ -1410,6 +1424,9 @@ long lh_pubsub_adopt_sub(lh_conn_t *c, const lh_ho_sub_t *s, uint64_t token)
         if (i != SUBS_NONE)
             cs = &ch->subs[c->subs[i].pos];
     }
+    lh_log(LH_LOG_DEBUG, "handoff: conn %llu adopted on %.*s: %u kept, %u listed, %ld sent, "
+           "%u left to skip", (unsigned long long)c->id, (int)s->len, s->name, ch->ho_nbuf,
+           s->nskip, sent, nskip);
     if (cs != NULL && nskip > 0) {
         cs->skip = skip;
         cs->nskip = nskip;

@@ -33,6 +33,8 @@ typedef struct lh_chan_s {
      * delivers on a channel it listed for its peer (ho_prepared); the taking side keeps
      * what arrives on a channel its peers reserved until their connections come. */
     uint32_t ho_reserved;       /* peers that reserved it (the entry stays while > 0) */
+    uint32_t ho_live;           /* of them, those whose giver's start marker came: what
+                                   arrives from then on is kept */
     uint8_t ho_prepared;        /* listed in this worker's prepare records */
     uint8_t ho_overflow;        /* the log or the buffer was full: exactly-once is lost */
     uint64_t *ho_log;           /* digests delivered since the handoff began */

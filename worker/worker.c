@@ -449,7 +449,8 @@ lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_
         lh_conn_on_gone(w, lh_pubsub_conn_gone) < 0 ||
         lh_conn_on_gone(w, lh_auth_conn_gone) < 0 ||
         lh_conn_on_gone(w, lh_hist_conn_gone) < 0 ||
-        lh_conn_on_gone(w, lh_presence_conn_gone) < 0)
+        lh_conn_on_gone(w, lh_presence_conn_gone) < 0 ||
+        lh_conn_on_gone(w, lh_handoff_conn_gone) < 0)
         goto fail;
     {
         char err[512];
@@ -461,6 +462,7 @@ lh_worker_t *lh_worker_new(const lh_config_t *cfg, int index, const int *listen_
         }
     }
     lh_current_worker = w;
+    lh_handoff_init(w);
     if (lh_pubsub_init(w) < 0 || lh_static_load(w) < 0 || lh_upstream_init(w) < 0 ||
         lh_nats_start(w) < 0 || lh_hist_init(w) < 0 || lh_presence_init(w) < 0)
         goto fail;

@@ -133,7 +133,9 @@ enum {
     LH_CF_HANDOFF = 1u << 22,       /* handed to or being taken from another worker: its
                                        end here (or its subscribing there) is silent: no
                                        on_close, disconnect webhook, join or leave */
-    LH_CF_HANDOFF_NO = 1u << 23     /* its handoff record did not fit: it drains */
+    LH_CF_HANDOFF_NO = 1u << 23,    /* its handoff record did not fit: it drains */
+    LH_CF_HO_PAUSED = 1u << 24      /* taken over: its input waits for its old worker's
+                                       NATS barrier (what it published there goes first) */
 };
 
 /* The send queue: a ring of shared buffers, written with writev. */
@@ -284,7 +286,9 @@ struct lh_worker_s {
     /* The connection handoff (handoff.c, owned); NULL when none runs. */
     struct lh_handoff_s *ho;
     /* Set by handoff.c: a handoff marker with token came through NATS (pubsub.c). */
-    void (*ho_marker)(lh_worker_t *w, uint64_t token, int end);
+    /* kind 0: the taker is subscribed; 1: the giver began (start); 2: the giver's last
+     * marker (end); barrier: the giver's marker after a batch of connections. */
+    void (*ho_marker)(lh_worker_t *w, uint64_t token, int kind, uint32_t barrier);
 
 };
 
@@ -315,12 +319,16 @@ void lh_worker_send_master(lh_worker_t *w, const char *msg);
 /* The master's end of a handoff pair came (fd owned): give 1, we retire and hand our
  * connections over on it once told to drain; give 0, we take connections from it. */
 void lh_handoff_peer(lh_worker_t *w, int fd, int give);
+/* At the worker's start: it hears the handoff markers from now on. */
+void lh_handoff_init(lh_worker_t *w);
 /* Told to drain: begins handing over (nothing without a peer). */
 void lh_handoff_begin(lh_worker_t *w);
 /* The sweep: retries connections that could not move yet, ends a handoff past
  * handoff.timeout_ms. */
 void lh_handoff_tick(lh_worker_t *w);
 void lh_handoff_free(lh_worker_t *w);
+/* The "connection gone" hook: a connection whose input waited for a barrier. */
+void lh_handoff_conn_gone(lh_conn_t *c);
 
 /* ---- tls.c ---- */
 /* Loads the certificates cfg's TLS listeners name into cfg->tls_store (nothing when it
@@ -636,7 +644,10 @@ void lh_pubsub_nats_resubscribe(lh_worker_t *w);
  * retiring side's log of what it delivers on prepared channels, or off (0) and frees
  * it. lh_pubsub_adopt_sub: see pubsub.c. */
 int lh_pubsub_reserve(lh_worker_t *w, const char *name, size_t len);
-void lh_pubsub_unreserve(lh_worker_t *w, const char *name, size_t len);
+void lh_pubsub_unreserve(lh_worker_t *w, const char *name, size_t len, int kept);
+/* From now on, what arrives on reserved channel name is kept (the giver's start marker
+ * came: everything before it in NATS, the giver delivered). */
+void lh_pubsub_keep(lh_worker_t *w, const char *name, size_t len);
 void lh_pubsub_handoff_log(lh_worker_t *w, int on);
 long lh_pubsub_adopt_sub(lh_conn_t *c, const lh_ho_sub_t *s, uint64_t token);
 /* Forgets the skip lists adopted with token (its giver's end marker came). */

@@ -33,6 +33,11 @@ metric() {
     curl -s "http://127.0.0.1:$LH_PORT/metrics" | awk -v k="$1" '$1 == k { print $2 }'
 }
 
+# metric_is NAME VALUE: the scrape shows NAME at VALUE.
+metric_is() { [ "$(metric "$1")" = "$2" ]; }
+# streams_ready N: the log says N times that a history stream is ready.
+streams_ready() { [ "$(grep -c 'JetStream: stream .* ready' "$LH_LOG")" -ge "$1" ]; }
+
 start_pool() {
     local name=$1
     shift
@@ -72,7 +77,7 @@ counters_monotonic() {
 }
 
 @test "reload hands every connection over: $CLIENTS clients publishing through 5 reloads, none closed, each message once and in order, old workers gone in seconds" {
-    start_server
+    start_server "${BURST_CONF:-}"
     start_pool load --clients "$CLIENTS" --channels 20 --rate "${HANDOFF_RATE:-1000}" --publish --timeout 60
     wait_pool load '^publishing' 90
     counters_monotonic
@@ -150,8 +155,8 @@ ps_has() { grep -qE -- "$2" "$T/$1.ps"; }
     run ctl reload
     [ "$status" -eq 0 ] || { echo "$output"; false; }
     # The plain client moved at once; the TLS one holds its old worker until the drain ends.
-    wait_for 10 test "$(metric 'lhttpd_handoff_total{result="adopted"}')" = 1
-    wait_for 10 test "$(metric 'lhttpd_handoff_refused_total{reason="tls"}')" = 1
+    wait_for 10 metric_is 'lhttpd_handoff_total{result="adopted"}' 1
+    wait_for 10 metric_is 'lhttpd_handoff_refused_total{reason="tls"}' 1
     wait_for 10 grep -q '^closed 1012' "$T/tls.out" || { cat "$T/tls.out"; false; }
     wait_for 10 only_generation 2
     touch "$T/go"
@@ -191,7 +196,7 @@ PYEOF
     run ctl reload
     [ "$status" -eq 0 ] || { echo "$output"; false; }
     # Every client but the half-frame one moved; its worker still holds it.
-    wait_for 10 test "$(metric 'lhttpd_handoff_total{result="adopted"}')" = 51
+    wait_for 10 metric_is 'lhttpd_handoff_total{result="adopted"}' 51
     old=$(workers_info | awk '$3 == 1 { print $2 }')
     [ "$(wc -w <<<"$old")" -eq 1 ] || { workers_info; false; }
     kill -KILL $old
@@ -230,4 +235,62 @@ PYEOF
     [ -n "$before" ] && [ "$before" = "$after" ] || lh_show_output
     no_match '^w leave'
     no_match FAIL
+}
+
+# start_js: a nats-server with JetStream on a free port (NATS_PORT).
+start_js() {
+    local try p
+    for try in 1 2 3 4 5; do
+        p=$(free_port) || return 1
+        LH_PORTS_TAKEN="$LH_PORTS_TAKEN $p"
+        nats-server -a 127.0.0.1 -p "$p" -js -sd "$T/js-$p" >"$T/nats-$p.log" 2>&1 3>&- &
+        NATS_PID=$!
+        lh_record $NATS_PID
+        if wait_for 5 listening_by "$p" "$NATS_PID"; then
+            NATS_PORT=$p
+            export NATS_PORT LH_PORTS_TAKEN
+            return 0
+        fi
+        lh_stop_pid "$NATS_PID"
+    done
+    return 1
+}
+
+# burst_through_reload CHANNEL N RELOADS [STEP]: a subscriber and a publisher (pubsub.py)
+# on CHANNEL (STEP after the subscribe); the publisher sends N numbered messages as fast
+# as its subscriber reads them (8 ahead at most) while the server reloads RELOADS times:
+# both connections move each time, and the subscriber checks that it gets 1..N, each
+# once, in order.
+burst_through_reload() {
+    ps_bg b open:s:$LH_PORT open:p:$LH_PORT "sub:s:$1" ${4:-} print:ready await:$T/go \
+        "burst:p:$1:$2:16:s:8" barrier:s
+    wait_for 10 ps_has b '^ready$' || { cat "$T/b.ps"; false; }
+    touch "$T/go"
+    wait_for 10 ps_has b '^await ok$'
+    for g in $(seq 2 $(($3 + 1))); do
+        run ctl reload
+        [ "$status" -eq 0 ] || { echo "$output"; false; }
+        wait_for 10 only_generation $g || { workers_info; cat "$LH_LOG"; false; }
+    done
+    # The burst outlasted both reloads (or the test proves nothing).
+    ! ps_has b '^p sent' || { cat "$T/b.ps"; false; }
+    wait_for 90 lh_gone "$PS_b"
+    curl -s "http://127.0.0.1:$LH_PORT/metrics" | grep '^lhttpd_handoff' >&2
+    run cat "$T/b.ps"
+    has_line "p sent $2" || { grep handoff "$LH_LOG" >&2; false; }
+    has_line "s barrier"
+    no_match 'seq bad|timeout|close|eof|reset'
+    [ "$(metric 'lhttpd_handoff_total{result="adopted"}')" -eq $((2 * $3)) ] || { lh_show_output; false; }
+}
+
+@test "a burst on a plain channel through two reloads: every message once, in order" {
+    start_server "${BURST_CONF:-}"
+    burst_through_reload c.burst "${HANDOFF_BURST:-100000}" 2
+}
+
+@test "history subscribers keep their order through a reload: every message once, in order, with its offset" {
+    start_js
+    start_server '"namespaces": {"chat": {"subscribe": "any", "publish": "any", "history": {"size": 1000}}}'
+    wait_for 10 streams_ready 2
+    burst_through_reload chat.burst "${HANDOFF_BURST:-100000}" 1 recv:s
 }

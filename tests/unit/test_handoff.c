@@ -13,6 +13,7 @@ static size_t conn_record(uint8_t *buf, size_t cap)
     lh_hw_u64(&hw, 0x1122334455667788ull);
     lh_hw_u32(&hw, 1234);
     lh_hw_u32(&hw, LH_HO_F_OPENED | LH_HO_F_PINGED);
+    lh_hw_u32(&hw, 3);
     lh_hw_u16(&hw, 4);
     lh_hw_bytes(&hw, "\x02\x00\x1f\x90", 4);
     lh_hw_u8(&hw, 3);
@@ -51,6 +52,7 @@ LH_TEST(conn_round_trip)
     LH_CHECK(r.id == 0x1122334455667788ull);
     LH_CHECK_INT(r.idle_ms, 1234);
     LH_CHECK_INT(r.flags, LH_HO_F_OPENED | LH_HO_F_PINGED);
+    LH_CHECK_INT(r.barrier, 3);
     LH_CHECK_INT(r.peer_len, 4);
     LH_CHECK_INT(r.id_kind, 3);
     LH_CHECK_INT(r.refresh_sent, 1);
@@ -81,12 +83,13 @@ LH_TEST(prepare_ready_end)
 
     lh_hw_init(&hw, buf, sizeof(buf), LH_HO_PREPARE);
     lh_hw_u64(&hw, 42);
+    lh_hw_u8(&hw, 1);
     lh_hw_u32(&hw, 2);
     lh_hw_name(&hw, "a", 1);
     lh_hw_name(&hw, "b.c", 3);
     n = lh_hw_finish(&hw);
     LH_CHECK_INT(lh_handoff_parse(buf, n, 4096, &r, &why), 0);
-    LH_CHECK(r.kind == LH_HO_PREPARE && r.token == 42 && r.chans.n == 2);
+    LH_CHECK(r.kind == LH_HO_PREPARE && r.token == 42 && r.started == 1 && r.chans.n == 2);
     LH_CHECK(lh_handoff_next_name(&r.chans, &s, &sl) && sl == 1 && s[0] == 'a');
     LH_CHECK(lh_handoff_next_name(&r.chans, &s, &sl) && sl == 3 && !memcmp(s, "b.c", 3));
     LH_CHECK(!lh_handoff_next_name(&r.chans, &s, &sl));
