@@ -96,6 +96,7 @@ struct lh_handoff_s {
     uint64_t token;
     uint64_t deadline_ms;
     uint32_t batch; /* giver: the barrier number of the connections being sent */
+    int started;    /* giver: its start marker went to NATS */
     peer_t *takes; /* peers we take from */
     uint64_t heard[16]; /* start markers heard before their peer's 'P' (a ring) */
     unsigned nheard;
@@ -568,6 +569,8 @@ static void marker_heard(lh_worker_t *w, uint64_t token, int kind, uint32_t barr
 
     if (ho == NULL)
         return;
+    lh_log(LH_LOG_DEBUG, "handoff: marker %d (barrier %u) of %016" PRIx64 " heard", kind,
+           barrier, token);
     if (kind == 1) {
         /* May come before the master's "adopt" does: kept for the peer's 'P'. */
         for (peer_t *p = ho->takes; p != NULL; p = p->next) {
@@ -657,6 +660,23 @@ static int prepare(lh_worker_t *w, peer_t *p, int started)
     return 0;
 }
 
+/*
+ * The start marker: from here on we log what we deliver, and our NATS messages before
+ * it reach the taker before it, so the taker keeps none of them (we delivered them).
+ * Sent again at each sweep until the taker answers: a taker whose subscription to the
+ * peers' subject was not in place yet hears a later one, which cuts as well (what came
+ * before it we delivered or logged). 0, or the error of lh_nats_publish_api.
+ */
+static int publish_start(lh_worker_t *w)
+{
+    char json[112];
+    int jl = snprintf(json, sizeof(json),
+                      "{\"action\":\"handoff\",\"token\":\"%016" PRIx64 "\",\"start\":true}",
+                      w->ho->token);
+
+    return lh_nats_publish_api(w, json, (size_t)jl);
+}
+
 void lh_handoff_begin(lh_worker_t *w)
 {
     struct lh_handoff_s *ho = w->ho;
@@ -671,16 +691,7 @@ void lh_handoff_begin(lh_worker_t *w)
     ho->state = G_WAIT;
     ho->batch = 1;
     lh_pubsub_handoff_log(w, 1);
-    {
-        /* From here on we log what we deliver. Our NATS messages before this marker
-         * reach the taker before it: those it does not keep (we delivered them). */
-        char json[112];
-        int jl = snprintf(json, sizeof(json),
-                          "{\"action\":\"handoff\",\"token\":\"%016" PRIx64 "\",\"start\":true}",
-                          ho->token);
-
-        started = lh_nats_publish_api(w, json, (size_t)jl) == 0;
-    }
+    started = ho->started = publish_start(w) == 0;
     if (prepare(w, p, started) < 0) {
         give_finish(w, "out of memory");
         return;
@@ -760,6 +771,8 @@ static void go_ready(lh_worker_t *w, peer_t *p)
     if (!p->prepared || !p->started || p->keeping)
         return;
     p->keeping = 1;
+    lh_log(LH_LOG_DEBUG, "handoff: %zu channels reserved for %016" PRIx64 ", keeping; ready",
+           p->nnames, p->token);
     for (size_t i = 0; i < p->nnames; i++)
         lh_pubsub_keep(w, p->names[i], strlen(p->names[i]));
     /* After our SUBs on the same NATS connection: the server handles them first. */
@@ -996,6 +1009,8 @@ void lh_handoff_tick(lh_worker_t *w)
     if ((ho->state == G_WAIT || ho->state == G_SEND) && w->now_ms >= ho->deadline_ms)
         give_finish(w, ho->state == G_WAIT ? "the new worker did not answer in time"
                                            : "handoff.timeout_ms");
+    else if (ho->state == G_WAIT && ho->started)
+        publish_start(w);
     else if (ho->state == G_SEND && ho->give != NULL && !ho->give->wev_on)
         give_some(w); /* the transient refusals may have cleared */
     for (p = ho->takes; p != NULL; p = next) {

@@ -290,7 +290,8 @@ burst_through_reload() {
 
 @test "history subscribers keep their order through a reload: every message once, in order, with its offset" {
     start_js
-    start_server '"namespaces": {"chat": {"subscribe": "any", "publish": "any", "history": {"size": 1000}}}'
+    start_server '"namespaces": {"chat": {"subscribe": "any", "publish": "any", "history": {"size": 1000}}}'"${BURST_CONF:+, $BURST_CONF}"
+
     wait_for 10 streams_ready 2
     burst_through_reload chat.burst "${HANDOFF_BURST:-100000}" 1 recv:s
 }
