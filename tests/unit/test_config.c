@@ -1099,6 +1099,39 @@ LH_TEST(tls_listen)
               "socket is \"admin\" and stays plain)");
 }
 
+/* The live connection handoff: on by default, every bound checked. */
+LH_TEST(handoff_keys)
+{
+    lh_config_t *c = parse("{}");
+
+    LH_CHECK(c != NULL);
+    if (c != NULL) {
+        LH_CHECK_INT(c->handoff.enabled, 1);
+        LH_CHECK_INT(c->handoff.timeout_ms, 5000);
+        LH_CHECK_INT(c->handoff.max_record_bytes, 1 << 20);
+        LH_CHECK_INT(c->handoff.max_buffered, 4096);
+        lh_config_free(c);
+    }
+    c = parse("{\"handoff\": {\"enabled\": false, \"timeout_ms\": 10, "
+              "\"max_record_bytes\": 4096, \"max_buffered\": 1}}");
+    LH_CHECK(c != NULL);
+    if (c != NULL) {
+        LH_CHECK_INT(c->handoff.enabled, 0);
+        LH_CHECK_INT(c->handoff.timeout_ms, 10);
+        LH_CHECK_INT(c->handoff.max_record_bytes, 4096);
+        LH_CHECK_INT(c->handoff.max_buffered, 1);
+        lh_config_free(c);
+    }
+    CHECK_ERR("{\"handoff\": {\"timeout_ms\": 9}}",
+              "1:28: handoff.timeout_ms: must be an integer from 10 to 3600000");
+    CHECK_ERR("{\"handoff\": {\"max_record_bytes\": 4095}}",
+              "1:34: handoff.max_record_bytes: must be an integer from 4096 to 67108864");
+    CHECK_ERR("{\"handoff\": {\"max_buffered\": 0}}",
+              "1:30: handoff.max_buffered: must be an integer from 1 to 1000000");
+    CHECK_ERR("{\"handoff\": {\"enabled\": 1}}", "1:25: handoff.enabled: must be true or false");
+    CHECK_ERR("{\"handoff\": {\"size\": 1}}", "1:14: handoff.size: unknown key");
+}
+
 int main(void)
 {
     LH_RUN(defaults_from_empty_object);
@@ -1132,5 +1165,6 @@ int main(void)
     LH_RUN(split_hostport);
     LH_RUN(warnings);
     LH_RUN(tls_listen);
+    LH_RUN(handoff_keys);
     LH_DONE();
 }
