@@ -517,11 +517,16 @@ void lh_worker_free(lh_worker_t *w)
     }
     destroy_all(w);
     lh_worker_end_pass(w); /* clears the flush and resume lists, frees them all */
-    /* A worker that handed its connections over leaves at once: what it published last
-     * (its clients' messages, the handoff's end marker) must reach NATS first. */
-    if (w->ho != NULL && lh_nats_connected(w))
-        lh_nats_flush_at_exit(w, 1000);
-    lh_handoff_free(w);
+    {
+        /* A worker that handed its connections over leaves at once: what it published
+         * last (its clients' messages, the handoff's end marker) must reach NATS first.
+         * Its handoff sockets close first, so that nothing is taken over meanwhile. */
+        int gave = w->ho != NULL;
+
+        lh_handoff_free(w);
+        if (gave && lh_nats_connected(w))
+            lh_nats_flush_at_exit(w, 1000);
+    }
     lh_presence_flush(w); /* the last leaves, while NATS can still take them */
     lh_nats_stop(w); /* first: its requests' last callbacks still find the history */
     lh_presence_free(w);

@@ -166,12 +166,13 @@ LH_TEST(gone_hooks_run_once_in_order)
 
     if (fixture_begin(&f, "", 2) < 0)
         return;
-    LH_CHECK_INT(f.w->ngone, 6); /* dispatch, upstream, pub/sub, auth, history, presence */
+    LH_CHECK_INT(f.w->ngone, 7); /* dispatch, upstream, pub/sub, auth, history, presence,
+                                    handoff */
     LH_CHECK_INT(lh_conn_on_gone(f.w, gone_hook), 0);
     for (unsigned i = f.w->ngone; i < LH_CONN_GONE_MAX; i++)
         LH_CHECK_INT(lh_conn_on_gone(f.w, gone_hook), 0);
     LH_CHECK_INT(lh_conn_on_gone(f.w, gone_hook), -ENOSPC);
-    f.w->ngone = 7; /* keep one test hook */
+    f.w->ngone = 8; /* keep one test hook */
     c = f.conns[0];
     LH_CHECK_INT(lh_subscribe(c, "a", 1), 0);
     LH_CHECK_INT(c->nsubs, 1);
