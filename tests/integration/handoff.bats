@@ -82,10 +82,12 @@ counters_monotonic() {
     wait_pool load '^publishing' 90
     counters_monotonic
     for i in 1 2 3 4 5; do
+        t0=$EPOCHREALTIME
         run ctl reload
         [ "$status" -eq 0 ] || { echo "$output"; cat "$LH_LOG" >&2; false; }
         # The old generation's workers are gone within seconds, not drain_timeout_ms.
         wait_for 10 only_generation $((i + 1)) || { workers_info; cat "$LH_LOG" >&2; false; }
+        echo "# reload $i: old workers gone $(bc <<<"$EPOCHREALTIME - $t0") s after the command" >&3
         counters_monotonic
     done
     finish_pool load

@@ -183,7 +183,8 @@ function wsModuleUrl() {
 }
 
 test('readme: the Node example works as pasted, and reconnects after a reload', { skip }, async (t) => {
-  const s = await servers(t);
+  // The handoff off, so that the reload drains it (1012) and it reconnects.
+  const s = await servers(t, { handoff: { enabled: false } });
   const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
   const code = readme.slice(readme.indexOf('## In Node')).match(/```js\n([\s\S]*?)```/)[1]
     .replaceAll('ws://localhost:8081/ws', s.url)
@@ -380,9 +381,10 @@ const HIST_TOKEN = 'sdk-hist-token';
 // worker has its stream. Adds s.post(channel, body) (POST /publish, tried again while
 // it answers 503: not stored, so not delivered) and s.ready(n) (waits for n more
 // "stream ready" lines, for the workers a reload starts).
-async function histServers(t, { size = 100, workers = 2 } = {}) {
+async function histServers(t, { size = 100, workers = 2, handoff = true } = {}) {
   const s = await servers(t, {
     workers,
+    handoff: { enabled: handoff },
     publish: { token: HIST_TOKEN },
     namespaces: { chat: { subscribe: 'any', publish: 'any', history: { size } } },
   }, { jetstream: true });
@@ -468,7 +470,8 @@ test('history-recover: a client away while messages are published gets each of t
 });
 
 test('history-reload: through two reloads with publishes going on, a subscriber has every message once, in order', { skip }, async (t) => {
-  const s = await histServers(t);
+  // Without the handoff: the clients are drained (1012), reconnect and recover.
+  const s = await histServers(t, { handoff: false });
   const a = histClient(s);
   const b = histClient(s);
   await a.c.subscribeAsync('chat.busy');
