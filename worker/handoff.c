@@ -467,10 +467,11 @@ static void give_some(lh_worker_t *w)
         if (r >= 0) {
             waiting += transient;
             if (transient && c->in_len == 0 && c->msg_len == 0 && c->frag_opcode == 0 &&
-                !(c->flags & LH_CF_HO_PAUSED)) {
+                lh_auth_kind(c) != LH_ID_NONE && !(c->flags & LH_CF_HO_PAUSED)) {
                 /* What it waits for (a history publish, a webhook) finishes sooner if it
                  * sends nothing more meanwhile: its input waits in the socket, and
-                 * goes along with it. */
+                 * goes along with it. (Not a half-received message, nor one still to
+                 * authenticate: those need their input.) */
                 event_del(&c->rev);
                 c->flags |= LH_CF_HO_PAUSED;
             }
