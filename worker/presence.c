@@ -906,7 +906,12 @@ static void jl_event(lh_conn_t *c, const char *name, size_t len, int k)
     x->ev[k][x->n[k]].hdr = h;
     x->ev[k][x->n[k]++].cid = c->id;
     if (x->n[k] >= w->cfg->presence.join_leave_batch) {
-        jl_flush_one(w, x);
+        /* A full batch goes out on this loop pass, but never from here: the caller is
+         * changing a channel's subscriber list, and a delivery can end a subscriber (a
+         * write that fails destroys it), the last of which frees the channel. */
+        event_del(p->jl_ev);
+        event_active(p->jl_ev, EV_TIMEOUT, 1);
+        p->jl_armed = 1;
         return;
     }
     if (!p->jl_armed) {
