@@ -510,6 +510,16 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
                "lhttpd_presence_queries_total{kind=\"stats\"} %llu\n",
             (unsigned long long)s->v[LH_M_PRES_QUERIES],
             (unsigned long long)s->v[LH_M_PRES_QUERIES_STATS]);
+    head(f, "lhttpd_presence_queries_refused_total", "counter",
+         "Presence queries refused with 429: the connection had presence.max_queries_per_conn "
+         "in flight, or the worker presence.max_queries.");
+    fprintf(f, "lhttpd_presence_queries_refused_total{reason=\"connection\"} %llu\n"
+               "lhttpd_presence_queries_refused_total{reason=\"worker\"} %llu\n",
+            (unsigned long long)s->v[LH_M_PRES_REFUSED_CONN],
+            (unsigned long long)s->v[LH_M_PRES_REFUSED_WORKER]);
+    one(f, "lhttpd_presence_bad_answers_total", "counter",
+        "Answers to presence queries, from NATS, that were malformed (left out of the result).",
+        s->v[LH_M_PRES_BAD_ANSWERS]);
     histogram(f, "lhttpd_presence_query_seconds",
               "From a presence query to its answer (gathered from every worker of every node).",
               &s->v[LH_M_PRESQ_BASE], lat_ns, LH_ARRAY_LEN(lat_ns), 1e-9);

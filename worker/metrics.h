@@ -97,6 +97,9 @@ enum {
     LH_M_PRES_QUERIES_STATS,
     LH_M_JOIN_LEAVE_MSGS,    /* join/leave messages this worker built (one per batch) */
     LH_M_JOIN_LEAVE_ENTRIES, /* join/leave events they carried */
+    LH_M_PRES_REFUSED_CONN,  /* queries refused: the connection had its share in flight */
+    LH_M_PRES_REFUSED_WORKER, /* queries refused: the worker had presence.max_queries */
+    LH_M_PRES_BAD_ANSWERS,   /* answers from NATS that were not valid (left out) */
     LH_M_NCOUNTERS,
 
     /* Gauges: not folded into the retired totals. */

@@ -636,6 +636,14 @@ int lh_nats_flush_at_exit(lh_worker_t *w, unsigned timeout_ms)
     return 0;
 }
 
+size_t lh_nats_max_payload(lh_worker_t *w)
+{
+    lh_nats_t *n = nats_of(w);
+    int64_t m = n != NULL && n->nc != NULL ? natsConnection_GetMaxPayload(n->nc) : 0;
+
+    return m > 0 ? (size_t)m : 1024 * 1024;
+}
+
 unsigned lh_nats_peer_nodes(lh_worker_t *w)
 {
     lh_nats_t *n = nats_of(w);

@@ -42,6 +42,7 @@
 
 #include "lh_channel.h"
 #include "lh_log.h"
+#include "lh_presence_wire.h"
 #include "pubsub.h"
 
 /* Bytes of entries one worker's answer carries at most (NATS's default max_payload is 1
@@ -93,18 +94,19 @@ typedef struct presq_s {
     struct {
         uint64_t node;
         unsigned expect, got;
-    } nodes[NODES_MAX];
-    unsigned nnodes;
+    } *nodes; /* grown as nodes answer, to NODES_MAX */
+    unsigned nnodes, nodecap;
     struct {
         uint64_t node;
         int pid;
-    } seen[ANSWERS_MAX];
-    unsigned nseen;
+    } *seen; /* grown as workers answer, to ANSWERS_MAX */
+    unsigned nseen, seencap;
     int finished;
 } presq_t;
 
 struct lh_pres_s {
     presq_t *qhead;
+    unsigned nq; /* queries on qhead */
     jl_t *buckets[JL_BUCKETS];
     jl_t *pending;
     struct event *jl_ev;
@@ -277,7 +279,11 @@ static int local_answer(lh_worker_t *w, const char *ch, size_t len, int stats, s
     lh_chan_t *x = lh_pubsub_chan(w, ch, len);
     uint64_t *set = NULL;
     size_t cap = 0, nu = 0, count = 0, nent = 0, elen = 0, ecap = 0, hl, total;
-    int zero = 0, rc = 0;
+    /* Half of what NATS carries for the users, half for the entries (less the head). */
+    size_t half = (lh_nats_max_payload(w) - 512) / 2;
+    size_t umax = half / 8 < ANSWER_USERS_MAX ? half / 8 : ANSWER_USERS_MAX;
+    size_t emax = half - 200 < ANSWER_ENTRY_BYTES ? half - 200 : ANSWER_ENTRY_BYTES;
+    int zero = 0, rc = 0, full = stats;
     char *ents = NULL, head[160], *buf;
 
     for (uint32_t i = 0; x != NULL && i < x->nsubs && rc == 0; i++) {
@@ -289,15 +295,22 @@ static int local_answer(lh_worker_t *w, const char *ch, size_t len, int stats, s
         if (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT | LH_CF_EOF))
             continue;
         count++;
-        if (u[0] != '\0' && nu < ANSWER_USERS_MAX &&
+        if (u[0] != '\0' && nu < umax &&
             uset_add(&set, &cap, &nu, &zero, lh_metrics_chan_hash(u, strlen(u))) < 0)
             rc = -ENOMEM;
-        if (!stats && nent < max && elen < ANSWER_ENTRY_BYTES) {
+        if (!full && nent < max) {
+            size_t before = elen;
+
             if (nent > 0 && grow(&ents, &ecap, elen + 1) == 0)
                 ents[elen++] = ',';
             if (put_entry(&ents, &elen, &ecap, c) < 0)
                 rc = -ENOMEM;
-            nent++;
+            if (elen > emax) {
+                elen = before; /* it does not fit: the list ends before it */
+                full = 1;
+            } else {
+                nent++;
+            }
         }
     }
     hl = (size_t)snprintf(head, sizeof(head), "%016" PRIx64 " %d %u %zu %zu %zu %zu\n",
@@ -350,7 +363,15 @@ static void query_heard(lh_worker_t *w, const char *q, size_t len, const char *r
         return;
     if (local_answer(w, sp2 + 1, len, q[0] == 'S', max, &ans, &alen) < 0)
         return;
-    lh_nats_reply(w, reply, ans, alen);
+    if (lh_nats_reply(w, reply, ans, alen) < 0 && q[0] == 'L') {
+        /* Refused (too large for this server after all?): the counts still go. */
+        lh_log(LH_LOG_WARNING, "presence: an answer of %zu bytes was refused; sending the "
+               "counts alone", alen);
+        free(ans);
+        if (local_answer(w, sp2 + 1, len, 1, max, &ans, &alen) < 0)
+            return;
+        lh_nats_reply(w, reply, ans, alen);
+    }
     free(ans);
 }
 
@@ -366,88 +387,86 @@ static void q_unlink(lh_worker_t *w, presq_t *q)
         p->qhead = q->next;
     if (q->next)
         q->next->prev = q->prev;
+    p->nq--;
 }
 
 static void q_free(presq_t *q)
 {
+    free(q->nodes);
+    free(q->seen);
     free(q->uset);
     free(q->list);
     free(q);
 }
 
-/* Merges one answer; 0, or -EINVAL for a malformed one. */
+/* Merges one answer; 0, or -EINVAL for a malformed one (left out whole: nothing of it is
+ * counted), or -ENOMEM. */
 static int q_merge(presq_t *q, const char *d, size_t len)
 {
-    const char *nl = memchr(d, '\n', len < 200 ? len : 200);
-    char head[200];
-    uint64_t node;
-    int pid;
-    unsigned workers, i;
-    size_t count, nu, nent, elen, hl;
+    lh_pres_answer_t a;
+    unsigned i;
 
-    if (nl == NULL)
+    if (lh_pres_answer_parse(d, len, &a) < 0) {
+        lh_m_inc(LH_M_PRES_BAD_ANSWERS);
         return -EINVAL;
-    hl = (size_t)(nl - d) + 1;
-    memcpy(head, d, hl - 1);
-    head[hl - 1] = '\0';
-    if (sscanf(head, "%" SCNx64 " %d %u %zu %zu %zu %zu", &node, &pid, &workers, &count, &nu,
-               &nent, &elen) != 7 || hl + nu * 8 + elen != len)
-        return -EINVAL;
-    for (i = 0; i < q->nseen; i++)
-        if (q->seen[i].node == node && q->seen[i].pid == pid)
-            return 0; /* twice (cannot happen on one NATS connection; harmless) */
-    if (q->nseen < ANSWERS_MAX) {
-        q->seen[q->nseen].node = node;
-        q->seen[q->nseen++].pid = pid;
     }
-    for (i = 0; i < q->nnodes && q->nodes[i].node != node; i++)
+    for (i = 0; i < q->nseen; i++)
+        if (q->seen[i].node == a.node && q->seen[i].pid == a.pid)
+            return 0; /* twice (cannot happen on one NATS connection; harmless) */
+    if (q->nseen == q->seencap && q->nseen < ANSWERS_MAX) {
+        unsigned nc = q->seencap ? q->seencap * 2 : 8;
+        void *ns = realloc(q->seen, nc * sizeof(*q->seen));
+
+        if (ns == NULL)
+            return -ENOMEM;
+        q->seen = ns;
+        q->seencap = nc;
+    }
+    if (q->nseen < q->seencap) {
+        q->seen[q->nseen].node = a.node;
+        q->seen[q->nseen++].pid = a.pid;
+    }
+    for (i = 0; i < q->nnodes && q->nodes[i].node != a.node; i++)
         ;
-    if (i == q->nnodes && q->nnodes < NODES_MAX) {
-        q->nodes[i].node = node;
+    if (i == q->nnodes && q->nnodes == q->nodecap && q->nnodes < NODES_MAX) {
+        unsigned nc = q->nodecap ? q->nodecap * 2 : 4;
+        void *nn = realloc(q->nodes, nc * sizeof(*q->nodes));
+
+        if (nn == NULL)
+            return -ENOMEM;
+        q->nodes = nn;
+        q->nodecap = nc;
+    }
+    if (i == q->nnodes && q->nnodes < q->nodecap) {
+        q->nodes[i].node = a.node;
         q->nodes[i].expect = 0;
         q->nodes[i].got = 0;
         q->nnodes++;
     }
     if (i < q->nnodes) {
         q->nodes[i].got++;
-        if (workers > q->nodes[i].expect)
-            q->nodes[i].expect = workers;
+        if (a.workers > q->nodes[i].expect)
+            q->nodes[i].expect = a.workers;
     }
-    q->count += count;
-    for (size_t k = 0; k < nu; k++) {
+    q->count += a.count;
+    for (size_t k = 0; k < a.nusers; k++) {
         uint64_t h;
 
-        memcpy(&h, d + hl + 8 * k, 8);
+        memcpy(&h, a.users + 8 * k, 8);
         if (uset_add(&q->uset, &q->ucap, &q->un, &q->uzero, h) < 0)
             return -ENOMEM;
     }
-    if (nent > 0) {
-        const char *e = d + hl + nu * 8;
-        size_t max = q->max;
+    /* Entries are whole objects separated by commas; take as many as fit max, and stop
+     * at the first thing that is not one. */
+    {
+        const char *e = a.entries;
+        size_t left = a.ebytes;
 
-        /* Entries are whole objects separated by commas; take as many as fit max. */
-        for (size_t k = 0; k < nent && q->nlisted < max;) {
-            /* Find the end of one object: braces balanced outside strings. */
-            size_t j = 0;
-            int depth = 0, str = 0;
+        for (size_t k = 0; k < a.nentries && q->nlisted < q->max; k++) {
+            size_t j = lh_pres_entry_len(e, left);
 
-            for (; j < elen; j++) {
-                char ch = e[j];
-
-                if (str) {
-                    if (ch == '\\')
-                        j++;
-                    else if (ch == '"')
-                        str = 0;
-                } else if (ch == '"') {
-                    str = 1;
-                } else if (ch == '{') {
-                    depth++;
-                } else if (ch == '}' && --depth == 0) {
-                    j++;
-                    break;
-                }
-            }
+            if (j == 0)
+                break;
             if (grow(&q->list, &q->lcap, q->llen + j + 2) < 0)
                 return -ENOMEM;
             if (q->nlisted > 0)
@@ -455,11 +474,10 @@ static int q_merge(presq_t *q, const char *d, size_t len)
             memcpy(q->list + q->llen, e, j);
             q->llen += j;
             q->nlisted++;
-            k++;
-            if (j < elen && e[j] == ',')
+            if (j < left && e[j] == ',')
                 j++;
             e += j;
-            elen -= j;
+            left -= j;
         }
     }
     return 0;
@@ -547,6 +565,21 @@ int lh_presence_query(lh_conn_t *c, const char *ch, size_t len, int stats,
 
     if (p == NULL || len > LH_CHANNEL_MAX_LEN)
         return -EINVAL;
+    /* Bounded: a query holds memory until its deadline, whatever the asker does. */
+    if (p->nq >= w->cfg->presence.max_queries) {
+        lh_m_inc(LH_M_PRES_REFUSED_WORKER);
+        return -ENOSPC;
+    }
+    {
+        unsigned mine = 0;
+
+        for (presq_t *o = p->qhead; o != NULL; o = o->next)
+            mine += o->c == c;
+        if (mine >= w->cfg->presence.max_queries_per_conn) {
+            lh_m_inc(LH_M_PRES_REFUSED_CONN);
+            return -EBUSY;
+        }
+    }
     if ((q = calloc(1, sizeof(*q))) == NULL)
         return -ENOMEM;
     q->c = c;
@@ -561,6 +594,7 @@ int lh_presence_query(lh_conn_t *c, const char *ch, size_t len, int stats,
     if (p->qhead)
         p->qhead->prev = q;
     p->qhead = q;
+    p->nq++;
     lh_m_inc(stats ? LH_M_PRES_QUERIES_STATS : LH_M_PRES_QUERIES);
     /* This worker's own part first (NATS does not echo a query to its sender): when it
      * is the whole cluster, that is the answer. */
@@ -690,7 +724,13 @@ static void on_presence(lh_conn_t *c, lh_msg_t *m, int stats)
     if (may_read(c, m, ns, ch, cl) < 0)
         return;
     r = lh_presence_query(c, ch, cl, stats, reply_done, NULL);
-    if (r == -EAGAIN)
+    if (r == -EBUSY)
+        lh_reply_error_to(c, m, 429, "too many presence queries in flight on this connection "
+                                     "(presence.max_queries_per_conn)");
+    else if (r == -ENOSPC)
+        lh_reply_error_to(c, m, 429, "too many presence queries in flight on this worker "
+                                     "(presence.max_queries): try again");
+    else if (r == -EAGAIN)
         lh_reply_error_to(c, m, 503, "presence unavailable: NATS is not reachable");
     else if (r < 0)
         lh_reply_error_to(c, m, 500, "presence: out of memory");

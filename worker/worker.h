@@ -659,7 +659,9 @@ const lh_ns_cfg_t *lh_presence_ns(lh_worker_t *w, const char *ch, size_t len);
 int lh_presence_is(lh_worker_t *w, const char *ch, size_t len);
 /* Gathers channel ch's presence (stats: only the counts) from every worker of every
  * node, for c: done(c, arg, result) runs later, once, unless c goes first. 0, -EAGAIN
- * when NATS cannot carry the query (and this worker is not alone), -ENOMEM, -EINVAL. */
+ * when NATS cannot carry the query (and this worker is not alone), -EBUSY when c has
+ * presence.max_queries_per_conn in flight, -ENOSPC when the worker has presence.max_queries,
+ * -ENOMEM, -EINVAL. */
 int lh_presence_query(lh_conn_t *c, const char *ch, size_t len, int stats,
                       lh_presence_done_fn done, void *arg);
 /* The "connection gone" hook: its queries answer nobody. */
@@ -715,6 +717,8 @@ int lh_nats_reply(lh_worker_t *w, const char *subj, const void *data, size_t len
 /* Once the loop is over: runs it again, in slices, until cnats has written what was
  * published, at most timeout_ms. 0, -ENOTCONN, -ETIMEDOUT. */
 int lh_nats_flush_at_exit(lh_worker_t *w, unsigned timeout_ms);
+/* The largest message the NATS server takes (its max_payload; 1 MiB before it said). */
+size_t lh_nats_max_payload(lh_worker_t *w);
 /* Other lhttpd nodes heard from within nats.peer_timeout_ms. */
 unsigned lh_nats_peer_nodes(lh_worker_t *w);
 /* 1 when the NATS connection is up. */

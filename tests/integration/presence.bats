@@ -43,6 +43,8 @@ node() {
 }
 
 pc() { "$PY" "$LH_LIB/presclient.py" "$@"; }
+metric() { "$PY" "$LH_LIB/promscrape.py" value "http://127.0.0.1:$LH_PORT/metrics" "$1"; }
+metric_ge() { local v; v=$(metric "$1" 2>/dev/null) && [ "$v" -ge "$2" ]; }
 
 # api_count_is PORT CHANNEL N: GET /api/presence-stats on PORT says count N.
 api_count_is() {
@@ -329,5 +331,49 @@ kill_busiest_worker() {
     [ "$status" -eq 0 ]
     [ "$(grep -E '^(anon|a|b) (presence|stats|error)' <<<"$output" | paste -sd'|')" = \
       "b error 403|b error 403|anon error 403|a presence count=1 users=1 truncated=false listed=1 who=alice|anon error 403|anon error 403|b presence count=0 users=0 truncated=false listed=0 who=|anon error 403|b presence count=0 users=0 truncated=false listed=0 who=|a error 403|a error 403" ]
+    assert_server_ok
+}
+
+@test "presence queries in flight are bounded: per connection (max_queries_per_conn) and per worker (max_queries), refused with 429 and counted" {
+    two_nodes '"presence": {"max_queries_per_conn": 3, "max_queries": 100}'
+    # Ten queries in one write are all in flight at once (each waits for the other
+    # workers' answers through NATS): three are gathered, seven refused.
+    run pc script "$T/secret" open:a:$A_PORT:alice sub:a:big.q burst:a:big.q:10 stats:a:big.q
+    printf '%s\n' "$output" >&2
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"a burst answered=3 refused=7"* ]]
+    [[ "$output" == *"a stats count=1 users=1"* ]] # answered again once they are done
+    use_lhttpd A
+    wait_for 5 metric_ge 'lhttpd_presence_queries_refused_total{reason="connection"}' 7
+    stop_all
+    two_nodes '"presence": {"max_queries_per_conn": 50, "max_queries": 2}'
+    run pc script "$T/secret" open:a:$A_PORT:alice sub:a:big.q burst:a:big.q:6 stats:a:big.q
+    printf '%s\n' "$output" >&2
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"a burst answered=2 refused=4"* ]]
+    [[ "$output" == *"a stats count=1 users=1"* ]]
+    use_lhttpd A
+    wait_for 5 metric_ge 'lhttpd_presence_queries_refused_total{reason="worker"}' 4
+    assert_server_ok
+}
+
+@test "a worker's answer fits the NATS server's max_payload: a long list is cut, the count stays whole" {
+    NATS_CONFIG='max_payload: 65536' start_nats
+    node A
+    # 400 members with 600 bytes of info each: a worker's 200 entries are 130 KB, twice
+    # what this nats-server carries in one message.
+    pad=$(head -c 600 /dev/zero | tr '\0' x)
+    pc fleet "$A_PORT" 400 big.p "$T/secret" m "$T/stop" "{\"pad\":\"$pad\"}" >"$T/fleet.out" 2>&1 3>&- &
+    lh_record $!
+    wait_for 60 grep -q '^ready 400' "$T/fleet.out"
+    run pc script "$T/secret" open:q:$A_PORT presence:q:big.p stats:q:big.p
+    printf '%s\n' "$output" >&2
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"q presence count=400 users=400 truncated=true"* ]]
+    [[ "$output" == *"q stats count=400 users=400"* ]]
+    # Fewer than half the members listed (each worker's entries within half of 64 KiB).
+    listed=$(grep -o 'listed=[0-9]*' <<<"$output" | cut -d= -f2)
+    [ "$listed" -gt 20 ] && [ "$listed" -lt 120 ]
+    touch "$T/stop"
     assert_server_ok
 }
