@@ -517,6 +517,9 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
                "lhttpd_presence_queries_refused_total{reason=\"worker\"} %llu\n",
             (unsigned long long)s->v[LH_M_PRES_REFUSED_CONN],
             (unsigned long long)s->v[LH_M_PRES_REFUSED_WORKER]);
+    one(f, "lhttpd_presence_queries_shared_total", "counter",
+        "Presence queries that waited for the same query's gathering, already running, "
+        "instead of asking every worker again.", s->v[LH_M_PRES_SHARED]);
     one(f, "lhttpd_presence_bad_answers_total", "counter",
         "Answers to presence queries, from NATS, that were malformed (left out of the result).",
         s->v[LH_M_PRES_BAD_ANSWERS]);

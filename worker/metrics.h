@@ -100,6 +100,7 @@ enum {
     LH_M_PRES_REFUSED_CONN,  /* queries refused: the connection had its share in flight */
     LH_M_PRES_REFUSED_WORKER, /* queries refused: the worker had presence.max_queries */
     LH_M_PRES_BAD_ANSWERS,   /* answers from NATS that were not valid (left out) */
+    LH_M_PRES_SHARED,        /* queries answered by a gather of the same query already running */
     LH_M_NCOUNTERS,
 
     /* Gauges: not folded into the retired totals. */

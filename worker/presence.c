@@ -73,12 +73,18 @@ typedef struct jl_s {
     char name[];
 } jl_t;
 
-/* A query being gathered. */
-typedef struct presq_s {
-    struct presq_s *prev, *next;
-    lh_conn_t *c; /* asker; NULL once gone */
+/* One who waits for a query's answer. */
+typedef struct {
+    lh_conn_t *c; /* NULL once gone */
     lh_presence_done_fn done;
     void *arg;
+} asker_t;
+
+/* A query being gathered. Askers of the same channel and kind while it runs share it. */
+typedef struct presq_s {
+    struct presq_s *prev, *next;
+    asker_t *askers;
+    unsigned nask, askcap;
     int stats;
     size_t max; /* presence.max_list */
     char ch[LH_CHANNEL_MAX_LEN + 1];
@@ -392,6 +398,7 @@ static void q_unlink(lh_worker_t *w, presq_t *q)
 
 static void q_free(presq_t *q)
 {
+    free(q->askers);
     free(q->nodes);
     free(q->seen);
     free(q->uset);
@@ -502,7 +509,7 @@ static void q_finish(lh_worker_t *w, presq_t *q, int ok)
     q->finished = 1;
     q_unlink(w, q);
     lh_metrics_observe_presence(lh_now_ns() - q->started_ns);
-    if (q->c != NULL) {
+    {
         memset(&r, 0, sizeof(r));
         r.ok = ok;
         r.ch = q->ch;
@@ -525,12 +532,33 @@ static void q_finish(lh_worker_t *w, presq_t *q, int ok)
                 r.ok = 0;
             }
         }
-        lh_conn_hold(q->c);
-        q->done(q->c, q->arg, &r);
-        lh_conn_release(q->c);
+        for (unsigned i = 0; i < q->nask; i++) {
+            lh_conn_t *c = q->askers[i].c;
+
+            if (c == NULL)
+                continue;
+            lh_conn_hold(c);
+            q->askers[i].done(c, q->askers[i].arg, &r);
+            lh_conn_release(c);
+        }
         free(list);
     }
     q_free(q);
+}
+
+static int add_asker(presq_t *q, lh_conn_t *c, lh_presence_done_fn done, void *arg)
+{
+    if (q->nask == q->askcap) {
+        unsigned nc = q->askcap ? q->askcap * 2 : 1;
+        asker_t *na = realloc(q->askers, nc * sizeof(*na));
+
+        if (na == NULL)
+            return -ENOMEM;
+        q->askers = na;
+        q->askcap = nc;
+    }
+    q->askers[q->nask++] = (asker_t){c, done, arg};
+    return 0;
 }
 
 /* An answer (or NULL at the deadline) for q. */
@@ -572,19 +600,34 @@ int lh_presence_query(lh_conn_t *c, const char *ch, size_t len, int stats,
     }
     {
         unsigned mine = 0;
+        presq_t *same = NULL;
 
-        for (presq_t *o = p->qhead; o != NULL; o = o->next)
-            mine += o->c == c;
+        for (presq_t *o = p->qhead; o != NULL; o = o->next) {
+            for (unsigned i = 0; i < o->nask; i++)
+                mine += o->askers[i].c == c;
+            if (o->stats == stats && o->chlen == len && memcmp(o->ch, ch, len) == 0)
+                same = o;
+        }
         if (mine >= w->cfg->presence.max_queries_per_conn) {
             lh_m_inc(LH_M_PRES_REFUSED_CONN);
             return -EBUSY;
         }
+        if (same != NULL) {
+            /* The same question is being gathered: wait for its answer (begun at most
+             * node_timeout_ms ago) rather than ask every worker again. */
+            if (add_asker(same, c, done, arg) < 0)
+                return -ENOMEM;
+            lh_m_inc(stats ? LH_M_PRES_QUERIES_STATS : LH_M_PRES_QUERIES);
+            lh_m_inc(LH_M_PRES_SHARED);
+            return 0;
+        }
     }
     if ((q = calloc(1, sizeof(*q))) == NULL)
         return -ENOMEM;
-    q->c = c;
-    q->done = done;
-    q->arg = arg;
+    if (add_asker(q, c, done, arg) < 0) {
+        free(q);
+        return -ENOMEM;
+    }
     q->stats = stats;
     q->max = w->cfg->presence.max_list;
     memcpy(q->ch, ch, len);
@@ -626,8 +669,9 @@ void lh_presence_conn_gone(lh_conn_t *c)
     struct lh_pres_s *p = pres_of(c->w);
 
     for (presq_t *q = p ? p->qhead : NULL; q != NULL; q = q->next)
-        if (q->c == c)
-            q->c = NULL;
+        for (unsigned i = 0; i < q->nask; i++)
+            if (q->askers[i].c == c)
+                q->askers[i].c = NULL;
 }
 
 /* ---- The presence and presence-stats commands -------------------------------------- */

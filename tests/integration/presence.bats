@@ -334,10 +334,11 @@ kill_busiest_worker() {
     assert_server_ok
 }
 
-@test "presence queries in flight are bounded: per connection (max_queries_per_conn) and per worker (max_queries), refused with 429 and counted" {
+@test "presence queries in flight are bounded: per connection (max_queries_per_conn) and per worker (max_queries), refused with 429 and counted; the same query shares one gathering" {
     two_nodes '"presence": {"max_queries_per_conn": 3, "max_queries": 100}'
     # Ten queries in one write are all in flight at once (each waits for the other
-    # workers' answers through NATS): three are gathered, seven refused.
+    # workers' answers through NATS): three are answered (one gathering, which the two
+    # others wait for), seven refused.
     run pc script "$T/secret" open:a:$A_PORT:alice sub:a:big.q burst:a:big.q:10 stats:a:big.q
     printf '%s\n' "$output" >&2
     [ "$status" -eq 0 ]
@@ -345,9 +346,11 @@ kill_busiest_worker() {
     [[ "$output" == *"a stats count=1 users=1"* ]] # answered again once they are done
     use_lhttpd A
     wait_for 5 metric_ge 'lhttpd_presence_queries_refused_total{reason="connection"}' 7
+    wait_for 5 metric_ge 'lhttpd_presence_queries_shared_total' 2
     stop_all
+    # Six different channels: six gatherings, of which the worker runs two at once.
     two_nodes '"presence": {"max_queries_per_conn": 50, "max_queries": 2}'
-    run pc script "$T/secret" open:a:$A_PORT:alice sub:a:big.q burst:a:big.q:6 stats:a:big.q
+    run pc script "$T/secret" open:a:$A_PORT:alice sub:a:big.q burst:a:big.q:6:distinct stats:a:big.q
     printf '%s\n' "$output" >&2
     [ "$status" -eq 0 ]
     [[ "$output" == *"a burst answered=2 refused=4"* ]]

@@ -21,8 +21,9 @@ Usage:
         steady:NAME:CH:COUNT:MS            presence-stats says COUNT for MS ms of queries
                                            and no join/leave arrives: `NAME steady COUNT
                                            for K queries`
-        burst:NAME:CH:N                    N presence-stats queries in one write (all in
-                                           flight at once); prints `NAME burst answered=A
+        burst:NAME:CH:N[:distinct]         N presence-stats queries in one write (all in
+                                           flight at once; with distinct, on channels CH0
+                                           to CH<N-1>); prints `NAME burst answered=A
                                            refused=R` (R: error 429 replies)
         qbench:NAME:CH:N[:list]            N presence-stats (or presence) queries in a row:
                                            `NAME qbench CMD n=N count=C p50=.. p99=.. ms`
@@ -308,8 +309,10 @@ async def script(secret, steps):
         elif op == "burst":
             c = clients[p[1]]
             n = int(p[3])
-            q = ("LHTTP/1.0 presence-stats\r\nchannel:%s\r\n\r\n" % p[2]).encode()
-            c.tr.write(b"".join(frame(1, q) for _ in range(n)))
+            distinct = len(p) > 4 and p[4] == "distinct"
+            q = lambda i: ("LHTTP/1.0 presence-stats\r\nchannel:%s%s\r\n\r\n" %
+                           (p[2], i if distinct else "")).encode()
+            c.tr.write(b"".join(frame(1, q(i)) for i in range(n)))
             answered = refused = 0
             for _ in range(n):
                 rc, hs, _ = await c.reply(("presence-stats", "error"))
