@@ -609,6 +609,24 @@ static void schedule_respawn(const proc_t *p, pid_t pid, const char *how)
     }
 }
 
+/*
+ * A worker died without saying goodbye (a signal, an error exit): its clients' leave
+ * events were never sent. One live worker of this node is told ("gone PID"); it tells the
+ * subscribers of join_leave channels, its own and, through NATS, everyone's (presence.c).
+ */
+static void tell_gone(pid_t pid)
+{
+    char msg[32];
+
+    snprintf(msg, sizeof(msg), "gone %d", (int)pid);
+    for (size_t i = 0; i < M.nprocs; i++) {
+        if (M.procs[i].pid != pid && M.procs[i].state == P_ACTIVE) {
+            send_to(&M.procs[i], msg);
+            return;
+        }
+    }
+}
+
 /* Collects the workers that exited (SIGCHLD): logs how, fails a reload whose new worker
  * died, schedules respawns for the serving generation, and frees their slots. */
 static void reap(void)
@@ -626,6 +644,8 @@ static void reap(void)
         if (p == NULL)
             continue;
         describe_exit(status, how, sizeof(how));
+        if (!M.stopping && p->state != P_STARTING && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+            tell_gone(pid);
         if (p->state == P_DRAINING || p->state == P_STOPPING || M.stopping) {
             lh_log(LH_LOG_INFO, "worker %d (pid %d, generation %u) left: %s", p->slot, (int)pid,
                    p->gen, how);

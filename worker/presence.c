@@ -259,18 +259,21 @@ static int uset_add(uint64_t **set, size_t *cap, size_t *n, int *zero, uint64_t 
     return 1;
 }
 
-/* The live workers of this node (active and draining slots; 1 without shared memory). */
+/*
+ * The live workers of this node: every slot in use (1 without shared memory). Starting
+ * ones count too: during a reload the new generation's slots say "starting" until the
+ * old one drains, while its workers already answer; counting only active and draining
+ * ones let two answers of four complete a query (a reload's counts dipped). A worker
+ * that starts and cannot answer yet costs a query node_timeout_ms, not a wrong count.
+ */
 static unsigned node_workers(void)
 {
     unsigned n = 0;
 
     if (lh_shm == NULL)
         return 1;
-    for (int i = 0; i < lh_shm->nslots; i++) {
-        int st = atomic_load(&lh_shm->slots[i].state);
-
-        n += st == LH_SLOT_ACTIVE || st == LH_SLOT_DRAINING;
-    }
+    for (int i = 0; i < lh_shm->nslots; i++)
+        n += atomic_load(&lh_shm->slots[i].state) != LH_SLOT_FREE;
     return n ? n : 1;
 }
 
@@ -1021,6 +1024,98 @@ void lh_presence_left(lh_conn_t *c, const char *ch, size_t len)
 
     if (ns != NULL && ns->join_leave)
         jl_event(c, ch, len, EV_LEAVE);
+}
+
+/* ---- Leaves nobody sent: a worker or node that died --------------------------------- */
+
+typedef struct {
+    lh_worker_t *w;
+    char **names;
+    size_t n, cap;
+    int failed;
+} jl_names_t;
+
+static void collect_jl(const lh_chan_t *ch, void *arg)
+{
+    jl_names_t *l = arg;
+    const lh_ns_cfg_t *ns = lh_presence_ns(l->w, ch->name, ch->len);
+    char *s;
+
+    if (ns == NULL || !ns->join_leave || l->failed)
+        return;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 16;
+        char **nn = realloc(l->names, nc * sizeof(*nn));
+
+        if (nn == NULL) {
+            l->failed = 1;
+            return;
+        }
+        l->names = nn;
+        l->cap = nc;
+    }
+    if ((s = malloc(ch->len + 1)) == NULL) {
+        l->failed = 1;
+        return;
+    }
+    memcpy(s, ch->name, ch->len);
+    s[ch->len] = '\0';
+    l->names[l->n++] = s;
+}
+
+/*
+ * Every client whose id starts with prefix ("<node>-" or "<node>-<pid>-") left without a
+ * leave event: each join_leave channel with subscribers here gets one leave, to this
+ * worker's subscribers only (every worker of every node does the same for its own), with
+ * a "gone" header instead of a user: a member list drops the clients that match.
+ */
+static void gone_leaves(lh_worker_t *w, const char *prefix)
+{
+    jl_names_t l = {w, NULL, 0, 0, 0};
+    char msg[LH_CHANNEL_MAX_LEN + 128];
+
+    /* Pending events first: a join of one of those clients not sent yet is dropped by the
+     * client's list all the same, and the order stays join, then leave. */
+    jl_flush_all(w);
+    lh_pubsub_each_chan(w, collect_jl, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        lh_buf_t *frame = NULL;
+        int n = snprintf(msg, sizeof(msg), "LHTTP/1.0 leave\r\nchannel:%s\r\ngone:%s\r\n\r\n",
+                         l.names[i], prefix);
+
+        lh_pubsub_deliver_local(w, l.names[i], strlen(l.names[i]), &frame, msg, (size_t)n);
+        lh_buf_unref(frame);
+        lh_m_inc(LH_M_JOIN_LEAVE_MSGS);
+        free(l.names[i]);
+    }
+    if (l.n > 0 || l.failed)
+        lh_log(l.failed ? LH_LOG_WARNING : LH_LOG_INFO, "presence: clients %s* gone without "
+               "leaving: told the subscribers of %zu join_leave channel%s%s", prefix, l.n,
+               l.n == 1 ? "" : "s", l.failed ? " (out of memory: not all)" : "");
+    free(l.names);
+}
+
+void lh_presence_peer_gone(lh_worker_t *w, uint64_t node, int pid)
+{
+    char prefix[48];
+
+    if (pres_of(w) == NULL)
+        return;
+    if (pid > 0)
+        snprintf(prefix, sizeof(prefix), "%016" PRIx64 "-%d-", node, pid);
+    else
+        snprintf(prefix, sizeof(prefix), "%016" PRIx64 "-", node);
+    gone_leaves(w, prefix);
+}
+
+void lh_presence_worker_gone(lh_worker_t *w, int pid)
+{
+    if (pid == (int)getpid())
+        return;
+    lh_presence_peer_gone(w, lh_node_id, pid);
+    if (lh_nats_say_gone(w, pid) < 0)
+        lh_log(LH_LOG_WARNING, "presence: NATS is down: the other workers and nodes are not "
+               "told that worker %d left without its leave events", pid);
 }
 
 /* ---- Life cycle ------------------------------------------------------------------------ */

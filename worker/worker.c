@@ -249,7 +249,8 @@ static void reload_rules(lh_worker_t *w)
 }
 
 /* Messages from the master (one datagram each): "drain", "rules" (a later reload's rules
- * for a worker that drains already), "stop", "hb N". */
+ * for a worker that drains already), "stop", "hb N", "gone PID" (a sibling worker died
+ * without sending its clients' leave events). */
 static void master_cb(evutil_socket_t fd, short what, void *arg)
 {
     lh_worker_t *w = arg;
@@ -275,6 +276,11 @@ static void master_cb(evutil_socket_t fd, short what, void *arg)
         reload_rules(w);
     } else if (strcmp(msg, "stop") == 0) {
         lh_worker_stop(w, LH_WS_CLOSE_GOING_AWAY, w->cfg->shutdown_timeout_ms);
+    } else if (strncmp(msg, "gone ", 5) == 0) {
+        long pid = strtol(msg + 5, NULL, 10);
+
+        if (pid > 0 && pid <= INT32_MAX)
+            lh_presence_worker_gone(w, (int)pid);
     } else if (strncmp(msg, "hb ", 3) == 0) {
         char reply[160];
 

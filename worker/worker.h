@@ -86,6 +86,9 @@ typedef struct {
     void (*api)(lh_worker_t *w, const char *json, size_t len);
     /* A presence query from any worker (this one too): answer on reply (presence.c). */
     void (*presence)(lh_worker_t *w, const char *q, size_t len, const char *reply);
+    /* Node node's worker pid died (pid 0: the whole node went silent), without the
+     * leave events of its clients (presence.c). */
+    void (*peer_gone)(lh_worker_t *w, uint64_t node, int pid);
 } lh_nats_up_t;
 
 /* What reads a connection's input in its current state (http.c's lh_http_input, then
@@ -581,6 +584,10 @@ long lh_pubsub_api_apply(lh_worker_t *w, const char *json, size_t len);
 void lh_pubsub_hold(lh_conn_t *c, const char *name, size_t len, int held);
 /* Channel name's entry in w's table, or NULL (pubsub.h has its type). */
 struct lh_chan_s *lh_pubsub_chan(lh_worker_t *w, const char *name, size_t len);
+/* Calls fn(ch, arg) for each channel with subscribers on w; fn must not change any
+ * subscription (collect, then act). */
+void lh_pubsub_each_chan(lh_worker_t *w, void (*fn)(const struct lh_chan_s *ch, void *arg),
+                         void *arg);
 /* 1 when channel has subscribers on w. */
 int lh_pubsub_has_subscribers(lh_worker_t *w, const char *name, size_t len);
 /* 1 when c is subscribed to channel. */
@@ -673,6 +680,12 @@ void lh_presence_left(lh_conn_t *c, const char *ch, size_t len);
 void lh_presence_flush(lh_worker_t *w);
 /* A presence query from NATS (nats_up->presence). */
 void lh_presence_query_heard(lh_worker_t *w, const char *q, size_t len, const char *reply);
+/* A worker (pid) of node, or the whole node (pid 0), is gone without its clients' leave
+ * events: this worker's subscribers of join_leave channels get one leave naming them all
+ * (nats_up->peer_gone). */
+void lh_presence_peer_gone(lh_worker_t *w, uint64_t node, int pid);
+/* The master says sibling worker pid died: the same, and passed on through NATS. */
+void lh_presence_worker_gone(lh_worker_t *w, int pid);
 
 /* ---- publish.c ---- */
 /* POST /publish: handles body, answers on c. */
@@ -718,6 +731,9 @@ int lh_nats_reply(lh_worker_t *w, const char *subj, const void *data, size_t len
  * published, at most timeout_ms. 0, -ENOTCONN, -ETIMEDOUT. */
 int lh_nats_flush_at_exit(lh_worker_t *w, unsigned timeout_ms);
 /* The largest message the NATS server takes (its max_payload; 1 MiB before it said). */
+/* Tells every worker of every node that this node's worker pid died (nats_up->peer_gone
+ * on each, this one excepted). 0, or -ENOTCONN. */
+int lh_nats_say_gone(lh_worker_t *w, int pid);
 size_t lh_nats_max_payload(lh_worker_t *w);
 /* Other lhttpd nodes heard from within nats.peer_timeout_ms. */
 unsigned lh_nats_peer_nodes(lh_worker_t *w);

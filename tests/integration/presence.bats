@@ -127,6 +127,7 @@ kill_busiest_worker() {
         sort | uniq -c | sort -rn | awk '{ sub("pid=", "", $2); print $1, $2; exit }')"
     [ -n "$victim" ] && [ "$victim" != "$LH_PID" ]
     kill -KILL "$victim"
+    VICTIM=$victim
 }
 
 @test "a worker killed with SIGKILL: its entries are gone at once, the node's others stay" {
@@ -378,5 +379,32 @@ kill_busiest_worker() {
     listed=$(grep -o 'listed=[0-9]*' <<<"$output" | cut -d= -f2)
     [ "$listed" -gt 20 ] && [ "$listed" -lt 120 ]
     touch "$T/stop"
+    assert_server_ok
+}
+
+@test "join_leave: a worker and then a node killed with SIGKILL: each remaining subscriber gets one leave naming the clients gone (gone: their client id prefix)" {
+    two_nodes
+    pc fleet "$A_PORT" 40 room.g "$T/secret" u "$T/stop" >"$T/fleet.out" 2>&1 3>&- &
+    lh_record $!
+    wait_for 30 grep -q '^ready 40' "$T/fleet.out"
+    pc script "$T/secret" open:w:$B_PORT:watcher open:x:$B_PORT:watcher2 sub:w:room.g sub:x:room.g \
+        sub:w:big.other settle:w:300 say:ready wait:$T/k1 evcount:w:gone:1 evcount:x:gone:1 \
+        wait:$T/k2 evcount:w:gone:2 evcount:x:gone:2 settle:w:700 events:w events:x >"$T/out" 2>&1 3>&- &
+    lh_record $!
+    wait_for 15 grep -q '^ready' "$T/out"
+    kill_busiest_worker A
+    touch "$T/k1"
+    wait_for 10 grep -qE '^(x gone 1|FAIL)' "$T/out"
+    use_lhttpd A
+    kill -KILL $(pgrep -P "$A_PID") "$A_PID"
+    touch "$T/k2"
+    wait_for 15 grep -qE '^(x messages|FAIL)' "$T/out"
+    cat "$T/out" >&2
+    mapfile -t gone < <(grep -E '^w gone [a-z]+\.' "$T/out")
+    [ "${#gone[@]}" -eq 2 ] # once each, and only on the join_leave channel (not big.*)
+    [[ "${gone[0]}" =~ ^w\ gone\ room\.g\ [0-9a-f]{16}-$VICTIM-$ ]]
+    [[ "${gone[1]}" =~ ^w\ gone\ room\.g\ [0-9a-f]{16}-$ ]]
+    [ "$(grep -c '^x gone room.g' "$T/out")" -eq 2 ]
+    use_lhttpd B
     assert_server_ok
 }

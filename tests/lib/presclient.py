@@ -17,6 +17,8 @@ Usage:
                                            `NAME count COUNT after MS ms`
         events:NAME                        prints each join/leave event NAME received so
                                            far, one per line: `NAME join|leave CH USER CLIENT INFO`,
+                                           or `NAME gone CH PREFIX` (a leave of every client
+                                           whose id starts with PREFIX: a worker or node died),
                                            and `NAME messages K` (the join/leave messages)
         steady:NAME:CH:COUNT:MS            presence-stats says COUNT for MS ms of queries
                                            and no join/leave arrives: `NAME steady COUNT
@@ -30,8 +32,8 @@ Usage:
         settle:NAME:MS                     waits until no join/leave came for MS ms
         quiet:NAME:MS                      waits MS ms and prints `NAME quiet` when no
                                            join/leave arrived meanwhile, else fails
-        evcount:NAME:KIND:N                waits until NAME has N events of KIND (join or
-                                           leave); prints `NAME KIND N after MS ms`
+        evcount:NAME:KIND:N                waits until NAME has N events of KIND (join,
+                                           leave or gone); prints `NAME KIND N after MS ms`
         wait:FILE                          waits until FILE exists (prints `waiting FILE`
                                            first)
         say:TEXT                           prints TEXT
@@ -139,7 +141,10 @@ class WS(asyncio.Protocol):
         if cmd in ("join", "leave"):
             self.evmsgs += 1
             ch = hs.get("channel")
-            if "count" in hs:
+            if cmd == "leave" and "gone" in hs:
+                # Every client whose id starts with hs["gone"] left (its worker or node died).
+                self.events.append(("gone", ch, hs["gone"], "", ""))
+            elif "count" in hs:
                 for e in json.loads(body):
                     self.events.append((cmd, ch, e["user"], e["client"],
                                         json.dumps(e["info"], separators=(",", ":"))))
@@ -296,7 +301,10 @@ async def script(secret, steps):
         elif op == "events":
             c = clients[p[1]]
             for e in c.events:
-                out("%s %s %s %s %s %s" % (p[1], e[0], e[1], e[2], e[3], e[4]))
+                if e[0] == "gone":
+                    out("%s gone %s %s" % (p[1], e[1], e[2]))
+                else:
+                    out("%s %s %s %s %s %s" % (p[1], e[0], e[1], e[2], e[3], e[4]))
             out("%s messages %d" % (p[1], c.evmsgs))
         elif op == "quiet":
             c = clients[p[1]]
