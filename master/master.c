@@ -473,9 +473,11 @@ static void start_reload(int client)
         return;
     }
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    notifyf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
-            (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000,
-            M.path);
+    /* An upgrade's reload: the old image said RELOADING=1 already. */
+    if (!M.upgrading)
+        notifyf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+                (unsigned long long)ts.tv_sec * 1000000ull +
+                    (unsigned long long)ts.tv_nsec / 1000, M.path);
     M.reloading = 1;
     M.reload_client = client;
     lh_log(LH_LOG_NOTICE, "reloading %s", M.path);
