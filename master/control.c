@@ -237,7 +237,8 @@ int lh_control_send(const lh_config_t *cfg, const char *command, unsigned timeou
                 cfg->control_socket, strerror(errno));
         if (fd >= 0)
             close(fd);
-        return 1;
+        /* No master to upgrade in place: only a (re)start brings the new binary. */
+        return strcmp(command, "upgrade") == 0 ? 3 : 1;
     }
     snprintf(buf, sizeof(buf), "%s\n", command);
     if (send(fd, buf, strlen(buf), MSG_NOSIGNAL) < 0) {

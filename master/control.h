@@ -108,8 +108,9 @@ void lh_control_reply(int fd, const char *fmt, ...) __attribute__((format(printf
  * `lhttpd -s COMMAND`: sends COMMAND ("reload", "stop", "status") to the running master
  * through cfg->control_socket and prints its answer. Waits up to timeout_ms. Returns the
  * exit status: 0 when the master says "ok", 1 otherwise; for "upgrade", 3 when the master
- * says it cannot upgrade in place (incompatible, or a master that knows no "upgrade"):
- * then only a restart brings the new binary.
+ * says it cannot upgrade in place (incompatible, or a master that knows no "upgrade"),
+ * or when no master answers at the control socket: then only a (re)start brings the new
+ * binary.
  */
 int lh_control_send(const lh_config_t *cfg, const char *command, unsigned timeout_ms);
 
