@@ -326,6 +326,16 @@ static proc_t *spawn(int slot, unsigned gen, const lh_config_t *cfg)
         lh_control_server_close_fds(&M.ctl);
         if (M.reload_client >= 0)
             close(M.reload_client);
+        /* An upgrade's client and check, and the binaries kept for it, are the
+         * master's: a worker holding the client would delay its answer's EOF. */
+        if (M.check_client >= 0)
+            close(M.check_client);
+        if (M.check_fd >= 0)
+            close(M.check_fd);
+        if (M.exe_fd >= 0)
+            close(M.exe_fd);
+        if (M.back_fd >= 0)
+            close(M.back_fd);
         for (size_t i = 0; i < M.nprocs; i++)
             close(M.procs[i].fd);
         child_main(sv[1], slot, cfg);
