@@ -1016,11 +1016,11 @@ static void control_status(int fd, void *arg)
 
     off += (size_t)snprintf(buf + off, sizeof(buf) - off,
                             "ok generation %u; workers %zu active, %zu draining; "
-                            "%zu connections; reloads %u ok, %u failed; "
-                            "lhttpd %s, upgrades %u ok, %u failed",
+                            "%zu connections; reloads %u ok, %u failed\n"
+                            "binary lhttpd %s (%.300s); upgrades %u ok, %u failed",
                             M.gen, count(M.gen, P_ACTIVE), count(0, P_DRAINING), total_conns(),
-                            M.reloads_ok, M.reloads_failed, LH_VERSION, M.upgrades_ok,
-                            M.upgrades_failed);
+                            M.reloads_ok, M.reloads_failed, LH_VERSION,
+                            M.exe ? M.exe : "?", M.upgrades_ok, M.upgrades_failed);
     for (size_t i = 0; i < M.nprocs && off < sizeof(buf) - 80; i++)
         off += (size_t)snprintf(buf + off, sizeof(buf) - off,
                                 "\nworker %d pid %d generation %u %s %zu connections",

@@ -185,7 +185,7 @@ no_crash() {
     [ "$(grep -c ' 1 draining' <<<"$output")" -eq 2 ] || lh_show_output
     [ "$(grep -c ' 2 active' <<<"$output")" -eq 2 ] || lh_show_output
     for pid in $(awk '{ print $2 }' <<<"$old"); do grep -q " $pid 1 draining" <<<"$output"; done
-    grep -q "lhttpd $V2, upgrades 1 ok, 0 failed" <<<"$(ctl status)"
+    grep -qx "binary lhttpd $V2 ($BIN); upgrades 1 ok, 0 failed" <<<"$(ctl status)"
     stop_watch
     finish_pool
     report_is open "200 closed 0"
@@ -214,7 +214,7 @@ no_crash() {
         [ "$(build_version)" = "$want" ]
         serves
     done
-    grep -q "upgrades 4 ok, 0 failed" <<<"$(ctl status)"
+    grep -qx "binary lhttpd $V2 ($BIN); upgrades 4 ok, 0 failed" <<<"$(ctl status)"
     finish_pool
     report_is open "50 closed 0"
     report_is missing 0
@@ -256,7 +256,7 @@ failed_upgrade_leaves_all() {
     printf '{ "workers": 2,, }\n' >"$CONF"
     CONF=$T/good.json failed_upgrade_leaves_all "upgrade failed: $BIN: $T/lhttpd.json:1:16: "
     cp "$T/good.json" "$CONF"
-    grep -q "upgrades 0 ok, 5 failed" <<<"$(ctl status)"
+    grep -qx "binary lhttpd $V1 ($BIN); upgrades 0 ok, 5 failed" <<<"$(ctl status)"
     # Fixed, it goes through.
     run ctl upgrade
     [ "$status" -eq 0 ] || lh_show_output

@@ -415,7 +415,7 @@ box_build_version() {
     [ "$(sdbox readlink "/proc/$main_before/exe")" = /usr/sbin/lhttpd ]
     [ "$(box_build_version)" = "$VERSION2" ]
     run sdbox lhttpd -s status
-    [[ $output == *"lhttpd $VERSION2, upgrades 1 ok, 0 failed"* ]] || show_fail
+    [[ $output == *$'\n'"binary lhttpd $VERSION2 (/usr/sbin/lhttpd); upgrades 1 ok, 0 failed"$'\n'* ]] || show_fail
     # The sockets were not restarted: they kept listening through the upgrade.
     [ "$(box_prop lhttpd.socket ActiveEnterTimestampMonotonic)" = "$sock_before" ]
     [ "$(box_prop lhttpd-admin.socket ActiveEnterTimestampMonotonic)" = "$admin_before" ]
