@@ -286,6 +286,8 @@ static void publish_header(void)
     atomic_store(&lh_shm->workers_draining, (uint32_t)count(0, P_DRAINING));
     atomic_store(&lh_shm->reloads_ok, M.reloads_ok);
     atomic_store(&lh_shm->reloads_failed, M.reloads_failed);
+    atomic_store(&lh_shm->upgrades_ok, M.upgrades_ok);
+    atomic_store(&lh_shm->upgrades_failed, M.upgrades_failed);
 }
 
 static proc_t *spawn(int slot, unsigned gen, const lh_config_t *cfg)
@@ -860,6 +862,7 @@ static int exec_state(lh_upgrade_state_t *st, int target_fd)
 static void upgrade_failed(int client, int incompatible, const char *why)
 {
     M.upgrades_failed++;
+    publish_header();
     lh_log(LH_LOG_ERR, "upgrade failed: %s; lhttpd %s keeps serving (generation %u)", why,
            LH_VERSION, M.gen);
     notifyf("READY=1\nSTATUS=upgrade failed (lhttpd %s, generation %u still serving): %s",
@@ -978,6 +981,7 @@ static void upgrade_reload_done(int ok, const char *msg)
     M.reload_client = -1;
     if (ok) {
         M.upgrades_ok++;
+        publish_header();
         if (M.back_fd >= 0)
             close(M.back_fd);
         M.back_fd = -1;

@@ -177,6 +177,7 @@ typedef struct {
     _Atomic uint32_t generation;
     _Atomic uint32_t workers_active, workers_draining;
     _Atomic uint64_t reloads_ok, reloads_failed;
+    _Atomic uint64_t upgrades_ok, upgrades_failed; /* binary upgrades in place */
     _Atomic uint64_t worker_restarts;
     /* The namespaces that lhttpd_permission_denied_total names: appended by the master
      * (lh_metrics_ns_register, before it forks or tells workers of new rules), read by

@@ -186,6 +186,8 @@ no_crash() {
     [ "$(grep -c ' 2 active' <<<"$output")" -eq 2 ] || lh_show_output
     for pid in $(awk '{ print $2 }' <<<"$old"); do grep -q " $pid 1 draining" <<<"$output"; done
     grep -qx "binary lhttpd $V2 ($BIN); upgrades 1 ok, 0 failed" <<<"$(ctl status)"
+    [ "$(metric 'lhttpd_upgrades_total{result="success"}')" = 1 ]
+    [ "$(metric 'lhttpd_upgrades_total{result="failure"}')" = 0 ]
     stop_watch
     finish_pool
     report_is open "200 closed 0"
@@ -198,12 +200,12 @@ no_crash() {
     lines_are "$MASTER READY=1" "$MASTER RELOADING=1" "$MASTER READY=1"
 }
 
-@test "several upgrades in a row, back and forth between versions: one pid, each generation from its binary" {
+@test "5 upgrades in a row, back and forth between versions: one pid, each generation from its binary, no client closed" {
     start_master
     start_pool --clients 50 --channels 2 --rate 50 --publish --timeout 40
     wait_pool '^publishing' 45
     gen=1
-    for bin in "$B2" "$B3" "$LHTTPD" "$B2"; do
+    for bin in "$B2" "$B3" "$LHTTPD" "$B3" "$B2"; do
         want=$("$bin" --version | awk '{ print $2 }')
         from=$(build_version)
         install_binary "$bin"
@@ -214,7 +216,8 @@ no_crash() {
         [ "$(build_version)" = "$want" ]
         serves
     done
-    grep -qx "binary lhttpd $V2 ($BIN); upgrades 4 ok, 0 failed" <<<"$(ctl status)"
+    grep -qx "binary lhttpd $V2 ($BIN); upgrades 5 ok, 0 failed" <<<"$(ctl status)"
+    [ "$(metric 'lhttpd_upgrades_total{result="success"}')" = 5 ]
     finish_pool
     report_is open "50 closed 0"
     report_is missing 0
@@ -257,6 +260,7 @@ failed_upgrade_leaves_all() {
     CONF=$T/good.json failed_upgrade_leaves_all "upgrade failed: $BIN: $T/lhttpd.json:1:16: "
     cp "$T/good.json" "$CONF"
     grep -qx "binary lhttpd $V1 ($BIN); upgrades 0 ok, 5 failed" <<<"$(ctl status)"
+    [ "$(metric 'lhttpd_upgrades_total{result="failure"}')" = 5 ]
     # Fixed, it goes through.
     run ctl upgrade
     [ "$status" -eq 0 ] || lh_show_output
@@ -289,6 +293,7 @@ failed_upgrade_leaves_all() {
     lh_alive "$MASTER"
     [ "$(workers_info)" = "$old" ]
     grep -q "adopted its 2 workers back (pid $MASTER)" "$LOG"
+    [ "$(metric 'lhttpd_upgrades_total{result="failure"}')" = 1 ]
     serves
     # And the old image can still upgrade.
     install_binary "$B2"
