@@ -993,6 +993,12 @@ static void upgrade_reload_done(int ok, const char *msg)
                          LH_VERSION, (int)getpid(), msg);
         return;
     }
+    if (M.stopping) {
+        /* A stop came during the exec or the reload: this image stops (going back would
+         * lose the stop, which only this image has seen). */
+        upgrade_failed(client, 0, "stopping");
+        return;
+    }
     snprintf(why, sizeof(why), "lhttpd %s (%.300s): %.500s", LH_VERSION, M.exe, msg);
     lh_log(LH_LOG_ERR, "upgrade: %s; going back to lhttpd %s", why, M.from_version);
     rc = M.back_fd >= 0 ? state_fill(&st, M.back_fd, client, why) : -EBADF;

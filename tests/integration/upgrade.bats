@@ -335,3 +335,19 @@ failed_upgrade_leaves_all() {
     grep -q "upgraded lhttpd $V1 -> $V1 (pid $MASTER): generation 3 serving" "$T/upgrade.out"
     no_crash
 }
+
+@test "SIGTERM during an upgrade's check: the check is abandoned, the upgrade fails with 'stopping', the master stops as usual" {
+    start_master
+    install_script 'if [ "$1" = --upgrade-check ]; then sleep 5; fi; exec @REAL@ "$@"'
+    ctl upgrade >"$T/upgrade.out" 2>&1 &
+    upid=$!
+    wait_for 10 grep -q 'upgrade: checking' "$LOG"
+    kill -TERM "$MASTER"
+    rc=0 && wait "$upid" || rc=$?
+    [ "$rc" -eq 1 ]
+    grep -q "upgrade failed: stopping" "$T/upgrade.out" || { cat "$T/upgrade.out" >&2; false; }
+    wait_for 10 lh_gone "$MASTER"
+    rc=0 && wait "$MASTER" || rc=$?
+    [ "$rc" -eq 0 ]
+    grep -q 'master: stopped' "$LOG"
+}
