@@ -171,9 +171,12 @@ no_crash() {
     old=$(workers_info)
     before=$(metric lhttpd_tcp_connections_accepted_total)
     install_binary "$B2"
+    t0=${EPOCHREALTIME/./}
     run ctl upgrade
+    t1=${EPOCHREALTIME/./}
     [ "$status" -eq 0 ] || { lh_show_output || :; cat "$LOG" >&2; false; }
     has_line "lhttpd: upgraded lhttpd $V1 -> $V2 (pid $MASTER): generation 2 serving with 2 workers"
+    echo "# lhttpd -s upgrade took $(((t1 - t0) / 1000)) ms with 200 clients connected" >&3
     # Same process, now running the new file.
     lh_alive "$MASTER"
     [ "$(readlink "/proc/$MASTER/exe")" = "$BIN" ]
