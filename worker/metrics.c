@@ -141,7 +141,7 @@ typedef struct {
 typedef struct {
     uint64_t v[LH_M_NVALUES];
     uint32_t generation, active, draining;
-    uint64_t reloads_ok, reloads_failed, restarts;
+    uint64_t reloads_ok, reloads_failed, upgrades_ok, upgrades_failed, restarts;
     int nslots;        /* rows filled */
     worker_row_t w[];  /* one per slot of the shared block (1 without one) */
 } snapshot_t;
@@ -199,6 +199,8 @@ static void snapshot(snapshot_t *s)
         s->draining = atomic_load(&lh_shm->workers_draining);
         s->reloads_ok = atomic_load(&lh_shm->reloads_ok);
         s->reloads_failed = atomic_load(&lh_shm->reloads_failed);
+        s->upgrades_ok = atomic_load(&lh_shm->upgrades_ok);
+        s->upgrades_failed = atomic_load(&lh_shm->upgrades_failed);
         s->restarts = atomic_load(&lh_shm->worker_restarts);
         if (atomic_load_explicit(&lh_shm->seq, memory_order_acquire) == seq)
             return;
@@ -264,6 +266,10 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
     fprintf(f, "lhttpd_reloads_total{result=\"success\"} %llu\n"
                "lhttpd_reloads_total{result=\"failure\"} %llu\n",
             (unsigned long long)s->reloads_ok, (unsigned long long)s->reloads_failed);
+    head(f, "lhttpd_upgrades_total", "counter", "Binary upgrades in place by result.");
+    fprintf(f, "lhttpd_upgrades_total{result=\"success\"} %llu\n"
+               "lhttpd_upgrades_total{result=\"failure\"} %llu\n",
+            (unsigned long long)s->upgrades_ok, (unsigned long long)s->upgrades_failed);
     one(f, "lhttpd_worker_restarts_total", "counter",
         "Workers that died unexpectedly and were replaced.", s->restarts);
     one(f, "lhttpd_websocket_connections", "gauge", "Open WebSocket connections.",

@@ -181,6 +181,7 @@ typedef struct {
     _Atomic uint32_t generation;
     _Atomic uint32_t workers_active, workers_draining;
     _Atomic uint64_t reloads_ok, reloads_failed;
+    _Atomic uint64_t upgrades_ok, upgrades_failed; /* binary upgrades in place */
     _Atomic uint64_t worker_restarts;
     /* The namespaces that lhttpd_permission_denied_total names: appended by the master
      * (lh_metrics_ns_register, before it forks or tells workers of new rules), read by
@@ -211,6 +212,12 @@ extern int lh_shm_slot;
 /* Creates the shared block with nslots worker slots (1 .. LH_MAX_WORKERS_ALIVE);
  * 0 or -errno. */
 int lh_metrics_init(int nslots);
+/* The block's memfd (-1 without one): what a binary upgrade passes to the new image. */
+int lh_metrics_shm_fd(void);
+/* In a master's new image after exec: maps the block of fd (nslots slots) at addr,
+ * where the old image had it (the header's pointers and every worker's mapping point
+ * there). 0, or -errno (-EADDRNOTAVAIL: not there, or not of this layout). */
+int lh_metrics_attach(int fd, uintptr_t addr, int nslots);
 /* The master: gives every namespace of the list (n names) a label index, keeping those
  * that have one. Without shared memory it does nothing. */
 void lh_metrics_ns_register(const char *const *names, size_t n);
