@@ -80,6 +80,12 @@ setup_file() {
 
 teardown_file() { stop_all; }
 
+# A server a test starts for itself (the https one) is stopped with that test: its pid is
+# recorded in the test's own environment, which teardown_file does not see.
+teardown() {
+    if [ -n "${TEST_LH_PID:-}" ]; then lh_stop_pid "$TEST_LH_PID"; fi
+}
+
 @test "browser: lhttpd serves the chat page, its script and the SDK" {
     run curl -s --max-time 5 -D - "http://127.0.0.1:$LH_PORT/"
     [[ $output == "HTTP/1.1 200 "* ]] || { lh_show_output || :; return 1; }
@@ -162,6 +168,7 @@ teardown_file() { stop_all; }
         "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
         "static": {"root": "'"$WWW"'"}
     }' || return 1
+    TEST_LH_PID=$LH_PID
     wait_for 10 curl -sf -o /dev/null --max-time 2 --cacert "$certs/ca.pem" "https://127.0.0.1:$tls_port/"
     rm -f "$LH_TEST_OUT/browser/chat-tls.png"
     run timeout 90 env LH_BASE="https://127.0.0.1:$tls_port" LH_SCENARIO=tls LH_SPKI="$spki" \
