@@ -16,7 +16,8 @@
 # BENCH_REPS (rounds, default 5), BENCH_SECONDS (publishing time of a throughput run,
 # default 2), BENCH_LAT_RATE (messages/s of the latency scenario; default: half of what
 # the slower server delivered in the fan-out over WebSocket), BENCH_ONLY=tls (only the
-# TLS rows, section 9, with the plain fan-out they are compared with).
+# TLS rows, section 9, with the plain fan-out they are compared with), BENCH_TLS_REPS
+# (rounds of the TLS rows in a whole run, default min(BENCH_REPS, 3)).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -627,6 +628,10 @@ setup_tls_resume() {
     TLS=1 run setup-tls-resume "$1" -- -n 5000 -c 5000 --no-publish --conc 500 --tls-resume
 }
 tls_section() {
+    # In a whole `make bench` at most 3 rounds here (BENCH_TLS_REPS), to stay within 10
+    # minutes; BENCH_ONLY=tls takes BENCH_REPS as it is.
+    local REPS=$REPS
+    [ "${BENCH_ONLY:-}" = tls ] || REPS=${BENCH_TLS_REPS:-$((REPS < 3 ? REPS : 3))}
     say "-- 9. TLS: fan-out over wss:// (lhttpd also over ws:// in the same rounds)"
     rounds fanout_wss_pair
     say "-- 9. TLS: connection setup, full handshakes"; rounds setup_tls
