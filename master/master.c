@@ -230,10 +230,11 @@ static void send_to(proc_t *p, const char *msg)
 
 static void child_main(int chan, int slot, const lh_config_t *cfg) __attribute__((noreturn));
 
-/* A retiring worker's new rules come from the file the master just reloaded. */
+/* A retiring worker's new rules come from the file the master just reloaded (without its
+ * certificates: lh_config_load_rules). */
 static lh_config_t *reload_config(char *err, size_t errlen)
 {
-    return lh_config_load_file(M.path, err, errlen);
+    return lh_config_load_rules(M.path, err, errlen);
 }
 
 static void child_main(int chan, int slot, const lh_config_t *cfg)

@@ -14,6 +14,8 @@
  * or NULL with err set to "FILE:LINE:COL: problem" (or "FILE: reason" when it cannot be
  * read). */
 lh_config_t *lh_config_load_file(const char *path, char *err, size_t errlen);
+/* The same without the TLS certificates (tls_store stays NULL): for draining workers. */
+lh_config_t *lh_config_load_rules(const char *path, char *err, size_t errlen);
 
 /* Opens every address of addrs. Returns 0 with *fds_out (malloc'd) and *n_out, or -1. */
 int lh_listen_open(const lh_strlist_t *addrs, int **fds_out, size_t *n_out, char *err,

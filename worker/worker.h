@@ -131,7 +131,9 @@ enum {
     LH_CF_HTTP10 = 1u << 19,        /* HTTP: the request being answered is HTTP/1.0 */
     LH_CF_HOOK_WAIT = 1u << 20,     /* a message waits for its subscribe/publish webhook;
                                        input paused, so later messages keep their order */
-    LH_CF_SEEN_INPUT = 1u << 21     /* plain: the first bytes were looked at (a TLS hello?) */
+    LH_CF_SEEN_INPUT = 1u << 21,    /* plain: the first bytes were looked at (a TLS hello?) */
+    LH_CF_TLS_OUT_FULL = 1u << 22   /* TLS: reading made ciphertext the socket does not take
+                                     * (KeyUpdate answers); input paused */
 };
 
 /* The send queue: a ring of shared buffers, written with writev. */
