@@ -13,7 +13,7 @@
 
 #define MAX_CONFIG_BYTES (4 * 1024 * 1024)
 
-lh_config_t *lh_config_load_file(const char *path, char *err, size_t errlen)
+static lh_config_t *load(const char *path, int with_tls, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     char *text;
@@ -58,10 +58,27 @@ lh_config_t *lh_config_load_file(const char *path, char *err, size_t errlen)
     lh_auth_free(a);
     /* Likewise the TLS certificates and keys: loaded here, once per configuration, so
      * that the workers forked with it share them (and their session ticket keys). */
-    if (lh_tls_store_load(cfg, perr, sizeof(perr)) < 0) {
+    if (with_tls && lh_tls_store_load(cfg, perr, sizeof(perr)) < 0) {
         snprintf(err, errlen, "%s: %s", path, perr);
         lh_config_free(cfg);
         return NULL;
     }
     return cfg;
+}
+
+lh_config_t *lh_config_load_file(const char *path, char *err, size_t errlen)
+{
+    return load(path, 1, err, errlen);
+}
+
+/*
+ * The rules of the file, for a draining worker that takes a later reload's identity and
+ * namespace rules (master.c's reload_config): everything but the TLS certificates. The
+ * worker serves no new connection, so it needs none; the master has checked them
+ * already; and reading them again here would cost its event loop the key parsing and
+ * would reject the rules whenever a renewal is caught between its cert and key file.
+ */
+lh_config_t *lh_config_load_rules(const char *path, char *err, size_t errlen)
+{
+    return load(path, 0, err, errlen);
 }

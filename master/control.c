@@ -139,9 +139,11 @@ static void read_client(lh_control_server_t *srv, size_t idx)
         srv->ops->status(cl.fd, srv->arg);
     else if (strcmp(cl.buf, "stop") == 0)
         srv->ops->stop(cl.fd, srv->arg);
+    else if (strcmp(cl.buf, "upgrade") == 0)
+        srv->ops->upgrade(cl.fd, srv->arg);
     else
-        lh_control_reply(cl.fd, "error unknown command \"%.32s\" (reload, status, stop)",
-                         cl.buf);
+        lh_control_reply(cl.fd, "error unknown command \"%.32s\" (reload, status, stop, "
+                         "upgrade)", cl.buf);
 }
 
 size_t lh_control_server_pollfds(lh_control_server_t *srv, struct pollfd *pfd, int accepting)
@@ -200,6 +202,13 @@ void lh_control_server_close_fds(lh_control_server_t *srv)
     srv->nclients = 0;
 }
 
+void lh_control_server_drop_clients(lh_control_server_t *srv, const char *msg)
+{
+    for (size_t i = 0; i < srv->nclients; i++)
+        lh_control_reply(srv->clients[i].fd, "error %s", msg);
+    srv->nclients = 0;
+}
+
 void lh_control_server_close(lh_control_server_t *srv)
 {
     int listening = srv->fd >= 0;
@@ -228,7 +237,8 @@ int lh_control_send(const lh_config_t *cfg, const char *command, unsigned timeou
                 cfg->control_socket, strerror(errno));
         if (fd >= 0)
             close(fd);
-        return 1;
+        /* No master to upgrade in place: only a (re)start brings the new binary. */
+        return strcmp(command, "upgrade") == 0 ? 3 : 1;
     }
     snprintf(buf, sizeof(buf), "%s\n", command);
     if (send(fd, buf, strlen(buf), MSG_NOSIGNAL) < 0) {
@@ -268,5 +278,9 @@ int lh_control_send(const lh_config_t *cfg, const char *command, unsigned timeou
     }
     fprintf(stderr, "lhttpd: %s %s", command,
             strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf);
+    /* An older master answers "unknown command": it cannot re-exec, a restart can. */
+    if (strcmp(command, "upgrade") == 0 && (strncmp(buf, "error incompatible", 18) == 0 ||
+                                            strncmp(buf, "error unknown command", 21) == 0))
+        return 3;
     return 1;
 }

@@ -2,10 +2,12 @@
  * The master's control socket, both sides: the server the master runs on
  * control_socket (a Unix stream socket, mode 0600), and the client, `lhttpd -s COMMAND`.
  *
- * The protocol: the client sends one line, "reload", "status" or "stop"; the master
- * answers one line (status: several), "ok ..." or "error ...", and closes. A reload is
- * answered when it is done, so `systemctl reload` (ExecReload=) returns only then, and
- * fails when the reload failed.
+ * The protocol: the client sends one line, "reload", "status", "stop" or "upgrade"; the
+ * master answers one line (status: several), "ok ..." or "error ...", and closes. A
+ * reload is answered when it is done, so `systemctl reload` (ExecReload=) returns only
+ * then, and fails when the reload failed. An upgrade is answered by the new image of the
+ * master once its workers serve (the client's fd crosses the exec), or by the old one
+ * when it failed; "error incompatible: ..." means it cannot be done in place.
  *
  * The server knows the protocol's framing and its command names, not the master's state:
  * it hands each command, with the client's fd, to the master through lh_control_ops_t.
@@ -32,6 +34,7 @@ typedef struct {
     void (*reload)(int fd, void *arg);
     void (*status)(int fd, void *arg);
     void (*stop)(int fd, void *arg);
+    void (*upgrade)(int fd, void *arg);
 } lh_control_ops_t;
 
 typedef struct {
@@ -86,6 +89,10 @@ void lh_control_server_expire(lh_control_server_t *srv);
  * child holds none of them; the socket file stays. */
 void lh_control_server_close_fds(lh_control_server_t *srv);
 
+/* Before the master execs itself: answers "error MSG" to the clients that have not sent
+ * their command yet (they would lose their connection at the exec). */
+void lh_control_server_drop_clients(lh_control_server_t *srv, const char *msg);
+
 /* At exit: closes the listening socket and the clients' fds, and unlinks the path it
  * was opened at when a socket was listening (not today's control_socket: a reload may
  * have changed that, and the file there is not this master's). */
@@ -100,7 +107,10 @@ void lh_control_reply(int fd, const char *fmt, ...) __attribute__((format(printf
 /*
  * `lhttpd -s COMMAND`: sends COMMAND ("reload", "stop", "status") to the running master
  * through cfg->control_socket and prints its answer. Waits up to timeout_ms. Returns the
- * exit status: 0 when the master says "ok", 1 otherwise.
+ * exit status: 0 when the master says "ok", 1 otherwise; for "upgrade", 3 when the master
+ * says it cannot upgrade in place (incompatible, or a master that knows no "upgrade"),
+ * or when no master answers at the control socket: then only a (re)start brings the new
+ * binary.
  */
 int lh_control_send(const lh_config_t *cfg, const char *command, unsigned timeout_ms);
 

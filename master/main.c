@@ -13,6 +13,7 @@
 #include "lh_log.h"
 #include "master.h"
 #include "module.h"
+#include "upgrade.h"
 #include "worker.h"
 
 #ifndef LH_DEFAULT_CONFIG
@@ -33,7 +34,7 @@ static void print_warnings(const char *lines)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: lhttpd [-c FILE] [-t | -s reload|stop|status]\n"
+            "Usage: lhttpd [-c FILE] [-t | -s reload|upgrade|stop|status]\n"
             "       lhttpd --help | --version\n"
             "\n"
             "A WebSocket server for the LHTTP protocol with pub/sub through NATS.\n"
@@ -44,10 +45,20 @@ static void usage(FILE *out)
             "  -s, --signal CMD   ask the running master (through control_socket):\n"
             "                     reload  apply the configuration; returns when the new\n"
             "                             workers serve, exit 1 if the reload failed\n"
+            "                     upgrade re-execute the binary the master started from\n"
+            "                             (the one on disk now), same PID, sockets and\n"
+            "                             clients; new workers from it, the old ones\n"
+            "                             retire as on reload. Exit 0 when it serves, 1\n"
+            "                             when it failed (the old one keeps serving), 3\n"
+            "                             when it cannot be done in place: restart then\n"
             "                     stop    stop gracefully\n"
-            "                     status  print generation, workers and connections\n"
+            "                     status  print generation, workers, connections, the\n"
+            "                             binary and the upgrades\n"
             "  -h, --help         show this help and exit\n"
             "  -v, --version      show the version and exit\n"
+            "\n"
+            "  --upgrade-check N --upgrade-layout L, --upgrade-state FD: used by the\n"
+            "                     master itself during an upgrade (see lhttpd(8))\n"
             "\n"
             "Signals to the master: SIGHUP reloads; SIGTERM or SIGINT stop gracefully\n"
             "(clients get close 1001 and shutdown_timeout_ms to leave).\n"
@@ -63,9 +74,13 @@ int main(int argc, char **argv)
         {"signal", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'v'},
+        {"upgrade-check", required_argument, NULL, 'U'},
+        {"upgrade-layout", required_argument, NULL, 'L'},
+        {"upgrade-state", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     const char *path = LH_DEFAULT_CONFIG, *command = NULL;
+    const char *up_check = NULL, *up_layout = "", *up_state = NULL;
     int test = 0, c, rc;
     char err[1024];
     lh_config_t *cfg;
@@ -81,8 +96,8 @@ int main(int argc, char **argv)
         case 's':
             command = optarg;
             if (strcmp(command, "reload") != 0 && strcmp(command, "stop") != 0 &&
-                strcmp(command, "status") != 0) {
-                fprintf(stderr, "lhttpd: -s takes reload, stop or status\n");
+                strcmp(command, "status") != 0 && strcmp(command, "upgrade") != 0) {
+                fprintf(stderr, "lhttpd: -s takes reload, upgrade, stop or status\n");
                 return 2;
             }
             break;
@@ -92,6 +107,15 @@ int main(int argc, char **argv)
         case 'v':
             printf("lhttpd %s\n", LH_VERSION);
             return 0;
+        case 'U':
+            up_check = optarg;
+            break;
+        case 'L':
+            up_layout = optarg;
+            break;
+        case 'S':
+            up_state = optarg;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -105,7 +129,19 @@ int main(int argc, char **argv)
     /* Every mode checks the configuration first: `-s reload` with a broken file fails
      * here, with the reason, before the master is even asked. */
     cfg = lh_config_load_file(path, err, sizeof(err));
-    if (cfg == NULL && command != NULL && strcmp(command, "reload") != 0) {
+    if (up_state != NULL) {
+        char *end;
+        long fd = strtol(up_state, &end, 10);
+
+        if (*end != '\0' || fd < 3 || fd > 1 << 20) {
+            fprintf(stderr, "lhttpd: --upgrade-state takes the state's fd\n");
+            lh_config_free(cfg);
+            return 2;
+        }
+        return lh_master_resume(cfg, path, (int)fd, err);
+    }
+    if (cfg == NULL && command != NULL && strcmp(command, "reload") != 0 &&
+        strcmp(command, "upgrade") != 0) {
         /* A broken file must not keep an operator from stopping or inspecting the
          * running master: fall back to the default control socket. */
         fprintf(stderr, "%s\nlhttpd: using the default control socket\n", err);
@@ -115,7 +151,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    if (test) {
+    if (test || up_check != NULL) {
         /* Modules are loaded and initialized as at start (an init only registers), so
          * a missing file, a wrong API version or a bad module config fails here. */
         lh_log_level = LH_LOG_WARNING;
@@ -123,6 +159,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s\n", err);
             lh_config_free(cfg);
             return 1;
+        }
+        if (up_check != NULL) {
+            /* The master runs this before it execs this binary (upgrade.h): the
+             * configuration and its modules load, and the formats agree. */
+            lh_config_free(cfg);
+            return lh_upgrade_check_main(up_check, up_layout);
         }
         if (lh_config_warnings(cfg, err, sizeof(err)) > 0)
             print_warnings(err);
@@ -135,7 +177,10 @@ int main(int argc, char **argv)
         return 0;
     }
     if (command != NULL) {
-        rc = lh_control_send(cfg, command, strcmp(command, "reload") == 0 ? 120000 : 10000);
+        /* A reload waits up to 30 s for its workers; an upgrade adds its check (15 s)
+         * and the new image's start. */
+        rc = lh_control_send(cfg, command, strcmp(command, "reload") == 0 ? 120000
+                             : strcmp(command, "upgrade") == 0 ? 180000 : 10000);
         lh_config_free(cfg);
         return rc;
     }

@@ -11,6 +11,9 @@
  * new generation start, and only once it is ready does the old one drain. The control
  * socket is control.c's; this file answers its commands.
  *
+ * A binary upgrade (upgrade.h) re-executes the master with its state; the new image
+ * adopts the workers and reloads, so the old workers retire exactly as on reload.
+ *
  * Read from the bottom: lh_master_run is setup, then a loop of signal flags, deadlines
  * and one ppoll step.
  */
@@ -36,6 +39,7 @@
 #include "control.h"
 #include "lh_log.h"
 #include "module.h"
+#include "upgrade.h"
 #include "worker.h"
 
 #define MAX_WORKERS LH_MAX_WORKERS
@@ -102,6 +106,18 @@ static struct {
     uint64_t watchdog_usec;
     uint64_t next_hb_ms, next_watchdog_ms;
     unsigned hb_seq;
+
+    /* Binary upgrade (upgrade.h). */
+    char *exe;          /* the path to exec: this binary's, resolved at start */
+    int exe_fd;         /* this image's binary, kept open for a way back; -1: none */
+    unsigned upgrades_ok, upgrades_failed;
+    pid_t check_pid;    /* the new binary's check running, or 0 */
+    int check_fd;       /* its output */
+    int check_client;   /* the fd waiting for the upgrade's answer, or -1 */
+    uint64_t check_deadline_ms;
+    int upgrading;      /* this new image's reload is the upgrade's: a failure goes back */
+    int back_fd;        /* the old image's binary (upgrading), or -1 */
+    char from_version[64];
 } M;
 
 static void on_signal(int sig)
@@ -285,10 +301,11 @@ static void handoff_pairs(void)
 
 static void child_main(int chan, int slot, const lh_config_t *cfg) __attribute__((noreturn));
 
-/* A retiring worker's new rules come from the file the master just reloaded. */
+/* A retiring worker's new rules come from the file the master just reloaded (without its
+ * certificates: lh_config_load_rules). */
 static lh_config_t *reload_config(char *err, size_t errlen)
 {
-    return lh_config_load_file(M.path, err, errlen);
+    return lh_config_load_rules(M.path, err, errlen);
 }
 
 static void child_main(int chan, int slot, const lh_config_t *cfg)
@@ -341,6 +358,8 @@ static void publish_header(void)
     atomic_store(&lh_shm->workers_draining, (uint32_t)count(0, P_DRAINING));
     atomic_store(&lh_shm->reloads_ok, M.reloads_ok);
     atomic_store(&lh_shm->reloads_failed, M.reloads_failed);
+    atomic_store(&lh_shm->upgrades_ok, M.upgrades_ok);
+    atomic_store(&lh_shm->upgrades_failed, M.upgrades_failed);
 }
 
 static proc_t *spawn(int slot, unsigned gen, const lh_config_t *cfg)
@@ -381,6 +400,16 @@ static proc_t *spawn(int slot, unsigned gen, const lh_config_t *cfg)
         lh_control_server_close_fds(&M.ctl);
         if (M.reload_client >= 0)
             close(M.reload_client);
+        /* An upgrade's client and check, and the binaries kept for it, are the
+         * master's: a worker holding the client would delay its answer's EOF. */
+        if (M.check_client >= 0)
+            close(M.check_client);
+        if (M.check_fd >= 0)
+            close(M.check_fd);
+        if (M.exe_fd >= 0)
+            close(M.exe_fd);
+        if (M.back_fd >= 0)
+            close(M.back_fd);
         for (size_t i = 0; i < M.nprocs; i++)
             close(M.procs[i].fd);
         child_main(sv[1], slot, cfg);
@@ -409,6 +438,8 @@ static void proc_remove(proc_t *p)
     publish_header();
 }
 
+static void upgrade_reload_done(int ok, const char *msg);
+
 static void finish_reload(int ok, const char *fmt, ...)
 {
     char msg[1100];
@@ -417,6 +448,13 @@ static void finish_reload(int ok, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (M.upgrading) {
+        /* This reload is a binary upgrade's second half (upgrade_reload_done). */
+        M.reloading = 0;
+        upgrade_reload_done(ok, msg);
+        publish_header();
+        return;
+    }
     if (ok) {
         M.reloads_ok++;
         lh_log(LH_LOG_NOTICE, "reload done: %s", msg);
@@ -512,15 +550,18 @@ static void start_reload(int client)
     lh_config_t *cfg;
     struct timespec ts;
 
-    if (M.reloading || M.stopping) {
+    if (M.reloading || M.stopping || M.check_pid > 0) {
         lh_control_reply(client, "error %s",
-                         M.stopping ? "stopping" : "a reload is already in progress");
+                         M.stopping ? "stopping" : M.check_pid > 0 ? "an upgrade is in progress"
+                         : "a reload is already in progress");
         return;
     }
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    notifyf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
-            (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000,
-            M.path);
+    /* An upgrade's reload: the old image said RELOADING=1 already. */
+    if (!M.upgrading)
+        notifyf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+                (unsigned long long)ts.tv_sec * 1000000ull +
+                    (unsigned long long)ts.tv_nsec / 1000, M.path);
     M.reloading = 1;
     M.reload_client = client;
     lh_log(LH_LOG_NOTICE, "reloading %s", M.path);
@@ -641,6 +682,8 @@ static void on_worker_msg(proc_t *p)
     }
 }
 
+static void upgrade_check_exited(int status);
+
 static void describe_exit(int status, char *buf, size_t cap)
 {
     if (WIFEXITED(status))
@@ -682,6 +725,24 @@ static void schedule_respawn(const proc_t *p, pid_t pid, const char *how)
     }
 }
 
+/*
+ * A worker died without saying goodbye (a signal, an error exit): its clients' leave
+ * events were never sent. One live worker of this node is told ("gone PID"); it tells the
+ * subscribers of join_leave channels, its own and, through NATS, everyone's (presence.c).
+ */
+static void tell_gone(pid_t pid)
+{
+    char msg[32];
+
+    snprintf(msg, sizeof(msg), "gone %d", (int)pid);
+    for (size_t i = 0; i < M.nprocs; i++) {
+        if (M.procs[i].pid != pid && M.procs[i].state == P_ACTIVE) {
+            send_to(&M.procs[i], msg);
+            return;
+        }
+    }
+}
+
 /* Collects the workers that exited (SIGCHLD): logs how, fails a reload whose new worker
  * died, schedules respawns for the serving generation, and frees their slots. */
 static void reap(void)
@@ -693,12 +754,18 @@ static void reap(void)
         char how[96];
         proc_t *p = NULL;
 
+        if (pid == M.check_pid) {
+            upgrade_check_exited(status);
+            continue;
+        }
         for (size_t i = 0; i < M.nprocs; i++)
             if (M.procs[i].pid == pid)
                 p = &M.procs[i];
         if (p == NULL)
             continue;
         describe_exit(status, how, sizeof(how));
+        if (!M.stopping && p->state != P_STARTING && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+            tell_gone(pid);
         if (p->state == P_DRAINING || p->state == P_STOPPING || M.stopping) {
             lh_log(LH_LOG_INFO, "worker %d (pid %d, generation %u) left: %s", p->slot, (int)pid,
                    p->gen, how);
@@ -769,6 +836,9 @@ static void heartbeat(void)
     }
 }
 
+static void upgrade_check_fail(int incompatible, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 static void begin_stop(const char *why)
 {
     if (M.stopping)
@@ -786,6 +856,254 @@ static void begin_stop(const char *why)
         M.new_cfg = NULL;
         finish_reload(0, "stopping");
     }
+    if (M.check_pid > 0)
+        upgrade_check_fail(0, "stopping");
+}
+
+/* ---- Binary upgrade (upgrade.h): the master's side ---- */
+
+static void notify_reloading(const char *what)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    notifyf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=%s",
+            (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000,
+            what);
+}
+
+/* The state of this image, borrowing M's strings: free with state_release. */
+static int state_fill(lh_upgrade_state_t *st, int exe_fd, int client, const char *failed)
+{
+    memset(st, 0, sizeof(*st));
+    snprintf(st->version, sizeof(st->version), "%s", LH_VERSION);
+    st->exe = M.exe;
+    st->exe_fd = exe_fd;
+    st->config = (char *)M.path;
+    st->node_id = lh_node_id;
+    st->gen = M.gen;
+    st->nworkers = M.nworkers;
+    st->ready_sent = M.ready_sent;
+    st->alive_key = M.alive_key;
+    st->reloads_ok = M.reloads_ok;
+    st->reloads_failed = M.reloads_failed;
+    st->upgrades_ok = M.upgrades_ok;
+    st->upgrades_failed = M.upgrades_failed;
+    st->ctl_fd = M.ctl.fd;
+    snprintf(st->ctl_path, sizeof(st->ctl_path), "%s", M.ctl.path);
+    st->client_fd = client;
+    st->shm_fd = lh_metrics_shm_fd();
+    st->shm_addr = (uintptr_t)lh_shm;
+    st->shm_nslots = lh_shm->nslots;
+    st->npub = M.npub;
+    st->nadmin = M.nadmin;
+    st->nsocks = M.npub + M.nadmin;
+    st->socks = calloc(st->nsocks + 1, sizeof(*st->socks));
+    st->procs = calloc(M.nprocs + 1, sizeof(*st->procs));
+    st->respawn = calloc((size_t)M.nworkers + 1, sizeof(*st->respawn));
+    if (st->socks == NULL || st->procs == NULL || st->respawn == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < st->nsocks; i++) {
+        st->socks[i].fd = M.fds[i];
+        st->socks[i].kind = M.fd_kind[i];
+        st->socks[i].key = M.fd_key[i];
+    }
+    for (size_t i = 0; i < M.nprocs; i++) {
+        const proc_t *p = &M.procs[i];
+
+        st->procs[i] = (lh_upgrade_proc_t){p->pid, p->fd, p->slot, p->state, p->mslot, p->gen,
+                                           p->started_ms, p->hb_ok_ms, p->conns};
+    }
+    st->nprocs = M.nprocs;
+    for (int i = 0; i < M.nworkers; i++)
+        if (M.respawn[i].pending)
+            st->respawn[st->nrespawn++] = i;
+    if (failed != NULL)
+        snprintf(st->failed, sizeof(st->failed), "%s", failed);
+    return 0;
+}
+
+static void state_release(lh_upgrade_state_t *st)
+{
+    free(st->socks);
+    free(st->procs);
+    free(st->respawn);
+}
+
+/*
+ * Writes st and execs: the binary of target_fd, or st->exe when target_fd is -1.
+ * Returns only when that failed: -errno, with every fd as it was.
+ */
+static int exec_state(lh_upgrade_state_t *st, int target_fd)
+{
+    int sfd = lh_upgrade_write(st), rc;
+
+    if (sfd < 0)
+        return sfd;
+    lh_control_server_drop_clients(&M.ctl, "the master is re-executing (binary upgrade); "
+                                   "try again");
+    lh_upgrade_cloexec(st, 0);
+    lh_log(LH_LOG_NOTICE, "re-executing %s%s (%zu workers keep running)", st->exe,
+           target_fd >= 0 ? " (the binary this master was upgraded from)" : "", st->nprocs);
+    rc = lh_upgrade_exec(st->exe, target_fd, sfd, st->config);
+    lh_upgrade_cloexec(st, 1);
+    close(sfd);
+    return rc;
+}
+
+/* An upgrade that failed in this image, with the old workers serving: counts it,
+ * answers client and tells systemd that the reload is over. */
+static void upgrade_failed(int client, int incompatible, const char *why)
+{
+    M.upgrades_failed++;
+    publish_header();
+    lh_log(LH_LOG_ERR, "upgrade failed: %s; lhttpd %s keeps serving (generation %u)", why,
+           LH_VERSION, M.gen);
+    notifyf("READY=1\nSTATUS=upgrade failed (lhttpd %s, generation %u still serving): %s",
+            LH_VERSION, M.gen, why);
+    lh_control_reply(client, "error %s%s; lhttpd %s keeps serving (generation %u)",
+                     incompatible ? "" : "failed: ", why, LH_VERSION, M.gen);
+}
+
+static void upgrade_check_fail(int incompatible, const char *fmt, ...)
+{
+    char why[900];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (M.check_pid > 0)
+        kill(M.check_pid, SIGKILL); /* reaped as an unknown child */
+    if (M.check_fd >= 0)
+        close(M.check_fd);
+    M.check_pid = 0;
+    M.check_fd = -1;
+    upgrade_failed(M.check_client, incompatible, why);
+    M.check_client = -1;
+}
+
+/* The check child exited: execs the new binary when it said "ok". */
+static void upgrade_check_exited(int status)
+{
+    char out[800], how[96], err[256];
+    ssize_t n = read(M.check_fd, out, sizeof(out) - 1);
+    lh_upgrade_state_t st;
+    int client, rc;
+
+    out[n > 0 ? n : 0] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+    close(M.check_fd);
+    M.check_fd = -1;
+    M.check_pid = 0;
+    describe_exit(status, how, sizeof(how));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || strncmp(out, "ok ", 3) != 0) {
+        int incompatible = WIFEXITED(status) &&
+                           WEXITSTATUS(status) == LH_UPGRADE_EXIT_INCOMPATIBLE &&
+                           strncmp(out, "incompatible", 12) == 0;
+
+        if (incompatible)
+            upgrade_check_fail(1, "%s", out);
+        else
+            upgrade_check_fail(0, "%s: %s (%s)", M.exe, out[0] ? out : "no output", how);
+        return;
+    }
+    lh_log(LH_LOG_NOTICE, "upgrade: %s says %s; re-executing it", M.exe, out);
+    client = M.check_client;
+    M.check_client = -1;
+    rc = state_fill(&st, M.exe_fd, client, NULL);
+    if (rc == 0)
+        rc = exec_state(&st, -1);
+    state_release(&st);
+    snprintf(err, sizeof(err), "exec %s: %s", M.exe, strerror(-rc));
+    upgrade_failed(client, 0, err);
+}
+
+static void control_upgrade(int fd, void *arg)
+{
+    char err[600], what[300];
+
+    if (M.stopping || M.reloading || M.check_pid > 0) {
+        lh_control_reply(fd, "error %s; try again when it is done",
+                         M.stopping ? "stopping" : M.check_pid > 0 ? "an upgrade is in progress"
+                         : "a reload is in progress");
+        return;
+    }
+    if (M.exe == NULL) {
+        lh_control_reply(fd, "error upgrade failed: this master does not know its binary's "
+                         "path");
+        return;
+    }
+    snprintf(what, sizeof(what), "upgrading to %s", M.exe);
+    notify_reloading(what);
+    lh_log(LH_LOG_NOTICE, "upgrade: checking %s", M.exe);
+    M.check_client = fd;
+    M.check_pid = lh_upgrade_check_start(M.exe, M.path, &M.check_fd, err, sizeof(err));
+    if (M.check_pid < 0) {
+        M.check_pid = 0;
+        M.check_fd = -1;
+        upgrade_check_fail(0, "%s", err);
+        return;
+    }
+    M.check_deadline_ms = now_ms() + LH_UPGRADE_CHECK_MS;
+}
+
+/* The path and an fd of this image's binary, for a later upgrade and its way back. */
+static void own_binary(void)
+{
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+    const char *del = " (deleted)";
+
+    if (M.exe == NULL && n > 0) {
+        buf[n] = '\0';
+        if ((size_t)n > strlen(del) && strcmp(buf + n - strlen(del), del) == 0)
+            buf[n - strlen(del)] = '\0';
+        M.exe = strdup(buf);
+    }
+    M.exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+}
+
+/* The new image's reload ended: the upgrade is done, or this image goes back. */
+static void upgrade_reload_done(int ok, const char *msg)
+{
+    char why[900], err[1100];
+    lh_upgrade_state_t st;
+    int client = M.reload_client, rc;
+
+    M.upgrading = 0;
+    M.reload_client = -1;
+    if (ok) {
+        M.upgrades_ok++;
+        publish_header();
+        if (M.back_fd >= 0)
+            close(M.back_fd);
+        M.back_fd = -1;
+        own_binary();
+        lh_log(LH_LOG_NOTICE, "upgrade done: lhttpd %s -> %s; %s", M.from_version, LH_VERSION,
+               msg);
+        notify("READY=1");
+        lh_control_reply(client, "ok upgraded lhttpd %s -> %s (pid %d): %s", M.from_version,
+                         LH_VERSION, (int)getpid(), msg);
+        return;
+    }
+    if (M.stopping) {
+        /* A stop came during the exec or the reload: this image stops (going back would
+         * lose the stop, which only this image has seen). */
+        upgrade_failed(client, 0, "stopping");
+        return;
+    }
+    snprintf(why, sizeof(why), "lhttpd %s (%.300s): %.500s", LH_VERSION, M.exe, msg);
+    lh_log(LH_LOG_ERR, "upgrade: %s; going back to lhttpd %s", why, M.from_version);
+    rc = M.back_fd >= 0 ? state_fill(&st, M.back_fd, client, why) : -EBADF;
+    if (rc == 0)
+        rc = exec_state(&st, M.back_fd);
+    if (M.back_fd >= 0)
+        state_release(&st);
+    snprintf(err, sizeof(err), "%.900s; going back to lhttpd %s failed (%s), so this master "
+             "runs lhttpd %s with the old workers", why, M.from_version, strerror(-rc),
+             LH_VERSION);
+    upgrade_failed(client, 0, err);
 }
 
 /* ---- Control socket: the commands (the socket itself is control.c's) ---- */
@@ -802,9 +1120,11 @@ static void control_status(int fd, void *arg)
 
     off += (size_t)snprintf(buf + off, sizeof(buf) - off,
                             "ok generation %u; workers %zu active, %zu draining; "
-                            "%zu connections; reloads %u ok, %u failed",
+                            "%zu connections; reloads %u ok, %u failed\n"
+                            "binary lhttpd %s (%.300s); upgrades %u ok, %u failed",
                             M.gen, count(M.gen, P_ACTIVE), count(0, P_DRAINING), total_conns(),
-                            M.reloads_ok, M.reloads_failed);
+                            M.reloads_ok, M.reloads_failed, LH_VERSION,
+                            M.exe ? M.exe : "?", M.upgrades_ok, M.upgrades_failed);
     for (size_t i = 0; i < M.nprocs && off < sizeof(buf) - 80; i++)
         off += (size_t)snprintf(buf + off, sizeof(buf) - off,
                                 "\nworker %d pid %d generation %u %s %zu connections",
@@ -819,7 +1139,8 @@ static void control_stop(int fd, void *arg)
     begin_stop("lhttpd -s stop");
 }
 
-static const lh_control_ops_t control_ops = {control_reload, control_status, control_stop};
+static const lh_control_ops_t control_ops = {control_reload, control_status, control_stop,
+                                             control_upgrade};
 
 /* ---- Sockets ---- */
 
@@ -1011,7 +1332,8 @@ static int master_setup(lh_config_t *cfg, const char *path)
     M.path = path;
     M.gen = 1;
     lh_control_server_init(&M.ctl, &control_ops, NULL);
-    M.reload_client = -1;
+    M.reload_client = M.check_client = M.check_fd = M.back_fd = -1;
+    own_binary();
     lh_log_set_tag("master");
     lh_log_level = cfg->log.level;
     signals_setup();
@@ -1056,6 +1378,8 @@ static int next_timeout_ms(void)
             next = M.respawn[i].next_ms;
     if (M.reloading && M.reload_deadline_ms < next)
         next = M.reload_deadline_ms;
+    if (M.check_pid > 0 && M.check_deadline_ms < next)
+        next = M.check_deadline_ms;
     return next > now ? (int)(next - now) : 0;
 }
 
@@ -1088,6 +1412,9 @@ static void on_deadlines(void)
     }
     if (M.reloading && now_ms() >= M.reload_deadline_ms)
         abort_reload("the new workers did not become ready in time");
+    if (M.check_pid > 0 && now_ms() >= M.check_deadline_ms)
+        upgrade_check_fail(0, "%s --upgrade-check did not finish within %d ms", M.exe,
+                           LH_UPGRADE_CHECK_MS);
     respawn_due();
     heartbeat();
 }
@@ -1148,12 +1475,13 @@ static void master_teardown(void)
     free(M.fd_kind);
     free(M.fds);
     lh_config_free(M.cfg);
+    if (M.exe_fd >= 0)
+        close(M.exe_fd);
+    free(M.exe);
 }
 
-int lh_master_run(lh_config_t *cfg, const char *path)
+static int master_loop(void)
 {
-    if (master_setup(cfg, path) < 0)
-        return 1;
     for (;;) {
         on_signals();
         if (M.stopping && M.nprocs == 0)
@@ -1164,4 +1492,151 @@ int lh_master_run(lh_config_t *cfg, const char *path)
     lh_log(LH_LOG_NOTICE, "stopped");
     master_teardown();
     return 0;
+}
+
+int lh_master_run(lh_config_t *cfg, const char *path)
+{
+    if (master_setup(cfg, path) < 0)
+        return 1;
+    return master_loop();
+}
+
+/* ---- Start after a binary upgrade's exec (upgrade.h) ---- */
+
+/* M from the state the other image wrote. Returns 0, or -1 with err set. */
+static int adopt(lh_config_t *cfg, const char *path, const lh_upgrade_state_t *st, char *err,
+                 size_t errlen)
+{
+    uint64_t usec = 0;
+    int rc;
+
+    memset(&M, 0, sizeof(M));
+    M.cfg = cfg;
+    M.path = path;
+    M.gen = st->gen;
+    lh_control_server_init(&M.ctl, &control_ops, NULL);
+    M.reload_client = M.check_client = M.check_fd = M.back_fd = M.exe_fd = -1;
+    lh_log_level = cfg->log.level;
+    signals_setup();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* The workers of both images must agree on the node's id (NATS messages carry it). */
+    lh_node_id = st->node_id;
+    rc = lh_metrics_attach(st->shm_fd, st->shm_addr, st->shm_nslots);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot map the shared memory back at %#lx: %s",
+                 (unsigned long)st->shm_addr, strerror(-rc));
+        return -1;
+    }
+    if (registry_setup(cfg) < 0) {
+        snprintf(err, errlen, "a module cannot be loaded (see the log)");
+        return -1;
+    }
+    if ((M.exe = strdup(st->exe)) == NULL)
+        goto nomem;
+    M.nworkers = st->nworkers;
+    M.alive_key = st->alive_key;
+    M.ready_sent = st->ready_sent;
+    M.reloads_ok = st->reloads_ok;
+    M.reloads_failed = st->reloads_failed;
+    M.upgrades_ok = st->upgrades_ok;
+    M.upgrades_failed = st->upgrades_failed;
+    M.fds = calloc(st->nsocks + 1, sizeof(int));
+    M.fd_kind = calloc(st->nsocks + 1, sizeof(int));
+    M.fd_key = calloc(st->nsocks + 1, sizeof(char *));
+    if (M.fds == NULL || M.fd_kind == NULL || M.fd_key == NULL)
+        goto nomem;
+    for (size_t i = 0; i < st->nsocks; i++) {
+        M.fds[i] = st->socks[i].fd;
+        M.fd_kind[i] = st->socks[i].kind;
+        if (st->socks[i].key != NULL && (M.fd_key[i] = strdup(st->socks[i].key)) == NULL)
+            goto nomem;
+    }
+    M.npub = st->npub;
+    M.nadmin = st->nadmin;
+    M.ctl.fd = st->ctl_fd;
+    snprintf(M.ctl.path, sizeof(M.ctl.path), "%s", st->ctl_path);
+    for (size_t i = 0; i < st->nprocs; i++) {
+        const lh_upgrade_proc_t *u = &st->procs[i];
+
+        M.procs[i] = (proc_t){u->pid, u->fd, u->slot, u->gen, u->state, u->started_ms,
+                              u->hb_ok_ms, u->conns, u->mslot};
+    }
+    M.nprocs = st->nprocs;
+    for (size_t i = 0; i < st->nrespawn; i++) {
+        M.respawn[st->respawn[i]].pending = 1;
+        M.respawn[st->respawn[i]].next_ms = now_ms();
+    }
+    if (sd_watchdog_enabled(0, &usec) > 0)
+        M.watchdog_usec = usec;
+    lh_upgrade_cloexec(st, 1);
+    /* A worker that left during the exec is a zombie now: reap it first thing. */
+    got_chld = 1;
+    return 0;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+/* The new image cannot serve: back to the old one (st->exe_fd) with the reason. */
+static int resume_failed(lh_upgrade_state_t *st, const char *why)
+{
+    int rc = -EBADF;
+
+    lh_log(LH_LOG_ERR, "upgrade: lhttpd %s cannot take over: %s", LH_VERSION, why);
+    if (st->failed[0] == '\0' && st->exe_fd >= 0) {
+        snprintf(st->failed, sizeof(st->failed), "lhttpd %s (%s): %s", LH_VERSION, st->exe,
+                 why);
+        rc = exec_state(st, st->exe_fd);
+    }
+    /* Nowhere to go: the workers get SIGTERM when this process exits (PDEATHSIG). */
+    lh_log(LH_LOG_ERR, "cannot go back to the old binary (%s); the master is lost",
+           strerror(-rc));
+    lh_upgrade_state_free(st);
+    return 1;
+}
+
+int lh_master_resume(lh_config_t *cfg, const char *path, int state_fd, const char *cfg_err)
+{
+    lh_upgrade_state_t st;
+    char err[1024];
+    int client;
+
+    lh_log_set_tag("master");
+    if (lh_upgrade_read(state_fd, &st, err, sizeof(err)) < 0) {
+        lh_log(LH_LOG_ERR, "cannot adopt the running workers: %s; exiting", err);
+        lh_config_free(cfg);
+        return 1;
+    }
+    if (cfg == NULL && st.failed[0] != '\0') {
+        /* The old image back, and the file broke meanwhile: its workers keep their own
+         * configuration; the master's defaults only matter for a respawn. */
+        lh_log(LH_LOG_ERR, "%s; the master uses the defaults until a reload succeeds",
+               cfg_err);
+        cfg = lh_config_default();
+    }
+    if (cfg == NULL)
+        return resume_failed(&st, cfg_err);
+    if (adopt(cfg, path, &st, err, sizeof(err)) < 0)
+        return resume_failed(&st, err);
+    client = st.client_fd;
+    if (st.failed[0] != '\0') {
+        /* Back in the old binary: the upgrade did not happen. */
+        M.exe_fd = st.exe_fd;
+        lh_log(LH_LOG_NOTICE, "lhttpd %s adopted its %zu workers back (pid %d)", LH_VERSION,
+               M.nprocs, (int)getpid());
+        upgrade_failed(client, 0, st.failed);
+    } else {
+        M.back_fd = st.exe_fd;
+        M.upgrading = 1;
+        snprintf(M.from_version, sizeof(M.from_version), "%s", st.version);
+        lh_log(LH_LOG_NOTICE, "lhttpd %s upgraded in place from %s (pid %d): adopted %zu "
+               "workers of generation %u; reloading", LH_VERSION, st.version, (int)getpid(),
+               M.nprocs, M.gen);
+        lh_upgrade_state_free(&st);
+        /* The old workers retire exactly as on reload. */
+        start_reload(client);
+        return master_loop();
+    }
+    lh_upgrade_state_free(&st);
+    return master_loop();
 }

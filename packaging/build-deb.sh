@@ -6,7 +6,8 @@
 # The repository keeps its own layout: the build happens in OUTDIR/lhttpd-VERSION, a copy
 # of the tree with packaging/debian placed at its top as debian/. The version is the
 # VERSION file's; debian/changelog is written here from it, with the Debian revision
-# LH_DEB_REVISION (default 1). The outputs land in OUTDIR: lhttpd_VERSION-REV_ARCH.deb,
+# LH_DEB_REVISION (default 1); LH_PKG_VERSION, when set, replaces VERSION in the copy (the
+# package test builds "the next version" so). The outputs land in OUTDIR: lhttpd_VERSION-REV_ARCH.deb,
 # lhttpd-dev_VERSION-REV_all.deb, the .dsc, the .changes and the orig tarball.
 # DEB_BUILD_OPTIONS is honoured (nocheck skips the unit tests run during the build).
 # Needs dpkg-dev and debhelper, and the Build-Depends of packaging/debian/control.
@@ -14,7 +15,7 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$top/build/deb}
 rev=${LH_DEB_REVISION:-1}
-version=$(tr -d ' \n' <"$top/VERSION")
+version=${LH_PKG_VERSION:-$(tr -d ' \n' <"$top/VERSION")}
 case $version in
 [0-9]*) ;;
 *) echo "build-deb.sh: VERSION holds \"$version\", not a version" >&2; exit 1 ;;
@@ -35,6 +36,7 @@ src=$out/lhttpd-$version
 rm -rf "$src"
 mkdir -p "$src"
 lh_copy_tree "$top" "$src"
+printf '%s\n' "$version" >"$src/VERSION"
 # The orig tarball: the tree as upstream ships it, without debian/.
 lh_tarball "$out" "lhttpd-$version" "$out/lhttpd_$version.orig.tar.gz"
 cp -r "$top/packaging/debian" "$src/debian"

@@ -933,6 +933,8 @@ static const field_t presence_fields[] = {
     INT_FIELD("node_timeout_ms", K_MS, presence.node_timeout_ms, 10, 60000, 500),
     INT_FIELD("join_leave_delay_ms", K_MS, presence.join_leave_delay_ms, 0, 10000, 100),
     INT_FIELD("join_leave_batch", K_SIZE, presence.join_leave_batch, 1, 100000, 1000),
+    INT_FIELD("max_queries_per_conn", K_MS, presence.max_queries_per_conn, 1, 1000, 8),
+    INT_FIELD("max_queries", K_MS, presence.max_queries, 1, 100000, 1024),
     END
 };
 

@@ -204,6 +204,8 @@ typedef struct lh_config_s {
         unsigned join_leave_delay_ms; /* join/leave events of a channel within this time
                                          go out together, default 100 */
         size_t join_leave_batch;  /* entries in one batched join/leave at most, default 1000 */
+        unsigned max_queries_per_conn; /* queries one connection has in flight at most, 8 */
+        unsigned max_queries;     /* queries one worker gathers at once at most, 1024 */
     } presence;
 
     struct {

@@ -145,7 +145,7 @@ typedef struct {
 typedef struct {
     uint64_t v[LH_M_NVALUES];
     uint32_t generation, active, draining;
-    uint64_t reloads_ok, reloads_failed, restarts;
+    uint64_t reloads_ok, reloads_failed, upgrades_ok, upgrades_failed, restarts;
     int nslots;        /* rows filled */
     worker_row_t w[];  /* one per slot of the shared block (1 without one) */
 } snapshot_t;
@@ -203,6 +203,8 @@ static void snapshot(snapshot_t *s)
         s->draining = atomic_load(&lh_shm->workers_draining);
         s->reloads_ok = atomic_load(&lh_shm->reloads_ok);
         s->reloads_failed = atomic_load(&lh_shm->reloads_failed);
+        s->upgrades_ok = atomic_load(&lh_shm->upgrades_ok);
+        s->upgrades_failed = atomic_load(&lh_shm->upgrades_failed);
         s->restarts = atomic_load(&lh_shm->worker_restarts);
         if (atomic_load_explicit(&lh_shm->seq, memory_order_acquire) == seq)
             return;
@@ -268,6 +270,10 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
     fprintf(f, "lhttpd_reloads_total{result=\"success\"} %llu\n"
                "lhttpd_reloads_total{result=\"failure\"} %llu\n",
             (unsigned long long)s->reloads_ok, (unsigned long long)s->reloads_failed);
+    head(f, "lhttpd_upgrades_total", "counter", "Binary upgrades in place by result.");
+    fprintf(f, "lhttpd_upgrades_total{result=\"success\"} %llu\n"
+               "lhttpd_upgrades_total{result=\"failure\"} %llu\n",
+            (unsigned long long)s->upgrades_ok, (unsigned long long)s->upgrades_failed);
     one(f, "lhttpd_worker_restarts_total", "counter",
         "Workers that died unexpectedly and were replaced.", s->restarts);
     one(f, "lhttpd_websocket_connections", "gauge", "Open WebSocket connections.",
@@ -539,6 +545,19 @@ char *lh_metrics_render(const struct lh_worker_s *w, size_t *len)
                "lhttpd_presence_queries_total{kind=\"stats\"} %llu\n",
             (unsigned long long)s->v[LH_M_PRES_QUERIES],
             (unsigned long long)s->v[LH_M_PRES_QUERIES_STATS]);
+    head(f, "lhttpd_presence_queries_refused_total", "counter",
+         "Presence queries refused with 429: the connection had presence.max_queries_per_conn "
+         "in flight, or the worker presence.max_queries.");
+    fprintf(f, "lhttpd_presence_queries_refused_total{reason=\"connection\"} %llu\n"
+               "lhttpd_presence_queries_refused_total{reason=\"worker\"} %llu\n",
+            (unsigned long long)s->v[LH_M_PRES_REFUSED_CONN],
+            (unsigned long long)s->v[LH_M_PRES_REFUSED_WORKER]);
+    one(f, "lhttpd_presence_queries_shared_total", "counter",
+        "Presence queries that waited for the same query's gathering, already running, "
+        "instead of asking every worker again.", s->v[LH_M_PRES_SHARED]);
+    one(f, "lhttpd_presence_bad_answers_total", "counter",
+        "Answers to presence queries, from NATS, that were malformed (left out of the result).",
+        s->v[LH_M_PRES_BAD_ANSWERS]);
     histogram(f, "lhttpd_presence_query_seconds",
               "From a presence query to its answer (gathered from every worker of every node).",
               &s->v[LH_M_PRESQ_BASE], lat_ns, LH_ARRAY_LEN(lat_ns), 1e-9);

@@ -97,6 +97,10 @@ enum {
     LH_M_PRES_QUERIES_STATS,
     LH_M_JOIN_LEAVE_MSGS,    /* join/leave messages this worker built (one per batch) */
     LH_M_JOIN_LEAVE_ENTRIES, /* join/leave events they carried */
+    LH_M_PRES_REFUSED_CONN,  /* queries refused: the connection had its share in flight */
+    LH_M_PRES_REFUSED_WORKER, /* queries refused: the worker had presence.max_queries */
+    LH_M_PRES_BAD_ANSWERS,   /* answers from NATS that were not valid (left out) */
+    LH_M_PRES_SHARED,        /* queries answered by a gather of the same query already running */
     /* Connection handoff (handoff.c): connections sent and taken over, records that
      * could not be used, refusals by reason (LH_M_HANDOFF_REFUSED_BASE + LH_HOR_*), and
      * the messages the taking side sent from its buffer or skipped as delivered. */
@@ -191,6 +195,7 @@ typedef struct {
     _Atomic uint32_t generation;
     _Atomic uint32_t workers_active, workers_draining;
     _Atomic uint64_t reloads_ok, reloads_failed;
+    _Atomic uint64_t upgrades_ok, upgrades_failed; /* binary upgrades in place */
     _Atomic uint64_t worker_restarts;
     /* The namespaces that lhttpd_permission_denied_total names: appended by the master
      * (lh_metrics_ns_register, before it forks or tells workers of new rules), read by
@@ -221,6 +226,12 @@ extern int lh_shm_slot;
 /* Creates the shared block with nslots worker slots (1 .. LH_MAX_WORKERS_ALIVE);
  * 0 or -errno. */
 int lh_metrics_init(int nslots);
+/* The block's memfd (-1 without one): what a binary upgrade passes to the new image. */
+int lh_metrics_shm_fd(void);
+/* In a master's new image after exec: maps the block of fd (nslots slots) at addr,
+ * where the old image had it (the header's pointers and every worker's mapping point
+ * there). 0, or -errno (-EADDRNOTAVAIL: not there, or not of this layout). */
+int lh_metrics_attach(int fd, uintptr_t addr, int nslots);
 /* The master: gives every namespace of the list (n names) a label index, keeping those
  * that have one. Without shared memory it does nothing. */
 void lh_metrics_ns_register(const char *const *names, size_t n);

@@ -352,7 +352,20 @@ static void peer_gauge(lh_nats_t *n)
     lh_m_set(LH_G_NATS_PEERS, n->npeers);
 }
 
-/* A presence message: "lhttpd-peer 1 <16 hex digits> hello|here". Others are ignored. */
+int lh_nats_say_gone(lh_worker_t *w, int pid)
+{
+    lh_nats_t *n = nats_of(w);
+    char kind[24];
+
+    if (n == NULL || n->nc == NULL || !atomic_load(&n->up))
+        return -ENOTCONN;
+    snprintf(kind, sizeof(kind), "gone %d", pid);
+    peer_say(n, kind);
+    return 0;
+}
+
+/* A presence message: "lhttpd-peer 1 <16 hex digits> hello|here|gone PID". Others are
+ * ignored. */
 static void peer_heard(lh_nats_t *n, const char *data, size_t len)
 {
     const size_t ml = sizeof(PEER_MAGIC) - 1;
@@ -371,6 +384,19 @@ static void peer_heard(lh_nats_t *n, const char *data, size_t len)
     }
     kind = data + ml + 17;
     len -= ml + 17;
+    if (len > 5 && len < 16 && memcmp(kind, "gone ", 5) == 0 && id != 0) {
+        /* A worker of that node (this one too) died without its clients' leaves. */
+        char num[16];
+        long pid;
+
+        memcpy(num, kind + 5, len - 5);
+        num[len - 5] = '\0';
+        pid = strtol(num, NULL, 10);
+        if (pid > 0 && pid <= INT32_MAX && n->w->nats_up != NULL &&
+            n->w->nats_up->peer_gone != NULL)
+            n->w->nats_up->peer_gone(n->w, id, (int)pid);
+        return;
+    }
     if (id == lh_node_id || id == 0)
         return; /* a sibling worker of this node: its channels are in shared memory */
     for (i = 0; i < n->npeers && n->peers[i].id != id; i++)
@@ -410,9 +436,13 @@ static void peer_tick(evutil_socket_t fd, short what, void *arg)
     peer_say(n, "here");
     for (unsigned i = 0; i < n->npeers;) {
         if (w->now_ms - n->peers[i].seen_ms > timeout) {
+            uint64_t id = n->peers[i].id;
+
             lh_log(LH_LOG_INFO, "NATS: lhttpd node %016" PRIx64 " silent for %u ms; gone",
-                   n->peers[i].id, timeout);
+                   id, timeout);
             n->peers[i] = n->peers[--n->npeers];
+            if (w->nats_up != NULL && w->nats_up->peer_gone != NULL)
+                w->nats_up->peer_gone(w, id, 0);
         } else {
             i++;
         }
@@ -634,6 +664,14 @@ int lh_nats_flush_at_exit(lh_worker_t *w, unsigned timeout_ms)
         event_base_loop(w->base, EVLOOP_ONCE);
     }
     return 0;
+}
+
+size_t lh_nats_max_payload(lh_worker_t *w)
+{
+    lh_nats_t *n = nats_of(w);
+    int64_t m = n != NULL && n->nc != NULL ? natsConnection_GetMaxPayload(n->nc) : 0;
+
+    return m > 0 ? (size_t)m : 1024 * 1024;
 }
 
 unsigned lh_nats_peer_nodes(lh_worker_t *w)

@@ -42,6 +42,7 @@
 
 #include "lh_channel.h"
 #include "lh_log.h"
+#include "lh_presence_wire.h"
 #include "pubsub.h"
 
 /* Bytes of entries one worker's answer carries at most (NATS's default max_payload is 1
@@ -72,12 +73,18 @@ typedef struct jl_s {
     char name[];
 } jl_t;
 
-/* A query being gathered. */
-typedef struct presq_s {
-    struct presq_s *prev, *next;
-    lh_conn_t *c; /* asker; NULL once gone */
+/* One who waits for a query's answer. */
+typedef struct {
+    lh_conn_t *c; /* NULL once gone */
     lh_presence_done_fn done;
     void *arg;
+} asker_t;
+
+/* A query being gathered. Askers of the same channel and kind while it runs share it. */
+typedef struct presq_s {
+    struct presq_s *prev, *next;
+    asker_t *askers;
+    unsigned nask, askcap;
     int stats;
     size_t max; /* presence.max_list */
     char ch[LH_CHANNEL_MAX_LEN + 1];
@@ -93,18 +100,19 @@ typedef struct presq_s {
     struct {
         uint64_t node;
         unsigned expect, got;
-    } nodes[NODES_MAX];
-    unsigned nnodes;
+    } *nodes; /* grown as nodes answer, to NODES_MAX */
+    unsigned nnodes, nodecap;
     struct {
         uint64_t node;
         int pid;
-    } seen[ANSWERS_MAX];
-    unsigned nseen;
+    } *seen; /* grown as workers answer, to ANSWERS_MAX */
+    unsigned nseen, seencap;
     int finished;
 } presq_t;
 
 struct lh_pres_s {
     presq_t *qhead;
+    unsigned nq; /* queries on qhead */
     jl_t *buckets[JL_BUCKETS];
     jl_t *pending;
     struct event *jl_ev;
@@ -251,18 +259,21 @@ static int uset_add(uint64_t **set, size_t *cap, size_t *n, int *zero, uint64_t 
     return 1;
 }
 
-/* The live workers of this node (active and draining slots; 1 without shared memory). */
+/*
+ * The live workers of this node: every slot in use (1 without shared memory). Starting
+ * ones count too: during a reload the new generation's slots say "starting" until the
+ * old one drains, while its workers already answer; counting only active and draining
+ * ones let two answers of four complete a query (a reload's counts dipped). A worker
+ * that starts and cannot answer yet costs a query node_timeout_ms, not a wrong count.
+ */
 static unsigned node_workers(void)
 {
     unsigned n = 0;
 
     if (lh_shm == NULL)
         return 1;
-    for (int i = 0; i < lh_shm->nslots; i++) {
-        int st = atomic_load(&lh_shm->slots[i].state);
-
-        n += st == LH_SLOT_ACTIVE || st == LH_SLOT_DRAINING;
-    }
+    for (int i = 0; i < lh_shm->nslots; i++)
+        n += atomic_load(&lh_shm->slots[i].state) != LH_SLOT_FREE;
     return n ? n : 1;
 }
 
@@ -277,7 +288,11 @@ static int local_answer(lh_worker_t *w, const char *ch, size_t len, int stats, s
     lh_chan_t *x = lh_pubsub_chan(w, ch, len);
     uint64_t *set = NULL;
     size_t cap = 0, nu = 0, count = 0, nent = 0, elen = 0, ecap = 0, hl, total;
-    int zero = 0, rc = 0;
+    /* Half of what NATS carries for the users, half for the entries (less the head). */
+    size_t half = (lh_nats_max_payload(w) - 512) / 2;
+    size_t umax = half / 8 < ANSWER_USERS_MAX ? half / 8 : ANSWER_USERS_MAX;
+    size_t emax = half - 200 < ANSWER_ENTRY_BYTES ? half - 200 : ANSWER_ENTRY_BYTES;
+    int zero = 0, rc = 0, full = stats;
     char *ents = NULL, head[160], *buf;
 
     for (uint32_t i = 0; x != NULL && i < x->nsubs && rc == 0; i++) {
@@ -289,15 +304,22 @@ static int local_answer(lh_worker_t *w, const char *ch, size_t len, int stats, s
         if (c->flags & (LH_CF_DEAD | LH_CF_CLOSE_SENT | LH_CF_EOF))
             continue;
         count++;
-        if (u[0] != '\0' && nu < ANSWER_USERS_MAX &&
+        if (u[0] != '\0' && nu < umax &&
             uset_add(&set, &cap, &nu, &zero, lh_metrics_chan_hash(u, strlen(u))) < 0)
             rc = -ENOMEM;
-        if (!stats && nent < max && elen < ANSWER_ENTRY_BYTES) {
+        if (!full && nent < max) {
+            size_t before = elen;
+
             if (nent > 0 && grow(&ents, &ecap, elen + 1) == 0)
                 ents[elen++] = ',';
             if (put_entry(&ents, &elen, &ecap, c) < 0)
                 rc = -ENOMEM;
-            nent++;
+            if (elen > emax) {
+                elen = before; /* it does not fit: the list ends before it */
+                full = 1;
+            } else {
+                nent++;
+            }
         }
     }
     hl = (size_t)snprintf(head, sizeof(head), "%016" PRIx64 " %d %u %zu %zu %zu %zu\n",
@@ -350,7 +372,15 @@ static void query_heard(lh_worker_t *w, const char *q, size_t len, const char *r
         return;
     if (local_answer(w, sp2 + 1, len, q[0] == 'S', max, &ans, &alen) < 0)
         return;
-    lh_nats_reply(w, reply, ans, alen);
+    if (lh_nats_reply(w, reply, ans, alen) < 0 && q[0] == 'L') {
+        /* Refused (too large for this server after all?): the counts still go. */
+        lh_log(LH_LOG_WARNING, "presence: an answer of %zu bytes was refused; sending the "
+               "counts alone", alen);
+        free(ans);
+        if (local_answer(w, sp2 + 1, len, 1, max, &ans, &alen) < 0)
+            return;
+        lh_nats_reply(w, reply, ans, alen);
+    }
     free(ans);
 }
 
@@ -366,88 +396,87 @@ static void q_unlink(lh_worker_t *w, presq_t *q)
         p->qhead = q->next;
     if (q->next)
         q->next->prev = q->prev;
+    p->nq--;
 }
 
 static void q_free(presq_t *q)
 {
+    free(q->askers);
+    free(q->nodes);
+    free(q->seen);
     free(q->uset);
     free(q->list);
     free(q);
 }
 
-/* Merges one answer; 0, or -EINVAL for a malformed one. */
+/* Merges one answer; 0, or -EINVAL for a malformed one (left out whole: nothing of it is
+ * counted), or -ENOMEM. */
 static int q_merge(presq_t *q, const char *d, size_t len)
 {
-    const char *nl = memchr(d, '\n', len < 200 ? len : 200);
-    char head[200];
-    uint64_t node;
-    int pid;
-    unsigned workers, i;
-    size_t count, nu, nent, elen, hl;
+    lh_pres_answer_t a;
+    unsigned i;
 
-    if (nl == NULL)
+    if (lh_pres_answer_parse(d, len, &a) < 0) {
+        lh_m_inc(LH_M_PRES_BAD_ANSWERS);
         return -EINVAL;
-    hl = (size_t)(nl - d) + 1;
-    memcpy(head, d, hl - 1);
-    head[hl - 1] = '\0';
-    if (sscanf(head, "%" SCNx64 " %d %u %zu %zu %zu %zu", &node, &pid, &workers, &count, &nu,
-               &nent, &elen) != 7 || hl + nu * 8 + elen != len)
-        return -EINVAL;
-    for (i = 0; i < q->nseen; i++)
-        if (q->seen[i].node == node && q->seen[i].pid == pid)
-            return 0; /* twice (cannot happen on one NATS connection; harmless) */
-    if (q->nseen < ANSWERS_MAX) {
-        q->seen[q->nseen].node = node;
-        q->seen[q->nseen++].pid = pid;
     }
-    for (i = 0; i < q->nnodes && q->nodes[i].node != node; i++)
+    for (i = 0; i < q->nseen; i++)
+        if (q->seen[i].node == a.node && q->seen[i].pid == a.pid)
+            return 0; /* twice (cannot happen on one NATS connection; harmless) */
+    if (q->nseen == q->seencap && q->nseen < ANSWERS_MAX) {
+        unsigned nc = q->seencap ? q->seencap * 2 : 8;
+        void *ns = realloc(q->seen, nc * sizeof(*q->seen));
+
+        if (ns == NULL)
+            return -ENOMEM;
+        q->seen = ns;
+        q->seencap = nc;
+    }
+    if (q->nseen < q->seencap) {
+        q->seen[q->nseen].node = a.node;
+        q->seen[q->nseen++].pid = a.pid;
+    }
+    for (i = 0; i < q->nnodes && q->nodes[i].node != a.node; i++)
         ;
-    if (i == q->nnodes && q->nnodes < NODES_MAX) {
-        q->nodes[i].node = node;
+    if (i == q->nnodes && q->nnodes == q->nodecap && q->nnodes < NODES_MAX) {
+        unsigned nc = q->nodecap ? q->nodecap * 2 : 4;
+        void *nn = realloc(q->nodes, nc * sizeof(*q->nodes));
+
+        if (nn == NULL)
+            return -ENOMEM;
+        q->nodes = nn;
+        q->nodecap = nc;
+    }
+    if (i == q->nnodes && q->nnodes < q->nodecap) {
+        q->nodes[i].node = a.node;
         q->nodes[i].expect = 0;
         q->nodes[i].got = 0;
         q->nnodes++;
     }
     if (i < q->nnodes) {
         q->nodes[i].got++;
-        if (workers > q->nodes[i].expect)
-            q->nodes[i].expect = workers;
+        if (a.workers > q->nodes[i].expect)
+            q->nodes[i].expect = a.workers;
     }
-    q->count += count;
-    for (size_t k = 0; k < nu; k++) {
+    q->count += a.count;
+    for (size_t k = 0; k < a.nusers; k++) {
         uint64_t h;
 
-        memcpy(&h, d + hl + 8 * k, 8);
+        memcpy(&h, a.users + 8 * k, 8);
         if (uset_add(&q->uset, &q->ucap, &q->un, &q->uzero, h) < 0)
             return -ENOMEM;
     }
-    if (nent > 0) {
-        const char *e = d + hl + nu * 8;
-        size_t max = q->max;
+    /* Entries are whole objects separated by commas; take as many as fit max, and stop
+     * at the first thing that is not one. */
+    {
+        const char *e = a.entries;
+        size_t left = a.ebytes;
 
-        /* Entries are whole objects separated by commas; take as many as fit max. */
-        for (size_t k = 0; k < nent && q->nlisted < max;) {
-            /* Find the end of one object: braces balanced outside strings. */
-            size_t j = 0;
-            int depth = 0, str = 0;
+        for (size_t k = 0; k < a.nentries && q->nlisted < q->max; k++) {
+            size_t j = lh_pres_entry_len(e, left);
 
-            for (; j < elen; j++) {
-                char ch = e[j];
-
-                if (str) {
-                    if (ch == '\\')
-                        j++;
-                    else if (ch == '"')
-                        str = 0;
-                } else if (ch == '"') {
-                    str = 1;
-                } else if (ch == '{') {
-                    depth++;
-                } else if (ch == '}' && --depth == 0) {
-                    j++;
-                    break;
-                }
-            }
+            if (j == 0)
+                break;
             if (grow(&q->list, &q->lcap, q->llen + j + 2) < 0)
                 return -ENOMEM;
             if (q->nlisted > 0)
@@ -455,11 +484,10 @@ static int q_merge(presq_t *q, const char *d, size_t len)
             memcpy(q->list + q->llen, e, j);
             q->llen += j;
             q->nlisted++;
-            k++;
-            if (j < elen && e[j] == ',')
+            if (j < left && e[j] == ',')
                 j++;
             e += j;
-            elen -= j;
+            left -= j;
         }
     }
     return 0;
@@ -484,7 +512,7 @@ static void q_finish(lh_worker_t *w, presq_t *q, int ok)
     q->finished = 1;
     q_unlink(w, q);
     lh_metrics_observe_presence(lh_now_ns() - q->started_ns);
-    if (q->c != NULL) {
+    {
         memset(&r, 0, sizeof(r));
         r.ok = ok;
         r.ch = q->ch;
@@ -507,12 +535,33 @@ static void q_finish(lh_worker_t *w, presq_t *q, int ok)
                 r.ok = 0;
             }
         }
-        lh_conn_hold(q->c);
-        q->done(q->c, q->arg, &r);
-        lh_conn_release(q->c);
+        for (unsigned i = 0; i < q->nask; i++) {
+            lh_conn_t *c = q->askers[i].c;
+
+            if (c == NULL)
+                continue;
+            lh_conn_hold(c);
+            q->askers[i].done(c, q->askers[i].arg, &r);
+            lh_conn_release(c);
+        }
         free(list);
     }
     q_free(q);
+}
+
+static int add_asker(presq_t *q, lh_conn_t *c, lh_presence_done_fn done, void *arg)
+{
+    if (q->nask == q->askcap) {
+        unsigned nc = q->askcap ? q->askcap * 2 : 1;
+        asker_t *na = realloc(q->askers, nc * sizeof(*na));
+
+        if (na == NULL)
+            return -ENOMEM;
+        q->askers = na;
+        q->askcap = nc;
+    }
+    q->askers[q->nask++] = (asker_t){c, done, arg};
+    return 0;
 }
 
 /* An answer (or NULL at the deadline) for q. */
@@ -547,11 +596,41 @@ int lh_presence_query(lh_conn_t *c, const char *ch, size_t len, int stats,
 
     if (p == NULL || len > LH_CHANNEL_MAX_LEN)
         return -EINVAL;
+    /* Bounded: a query holds memory until its deadline, whatever the asker does. */
+    if (p->nq >= w->cfg->presence.max_queries) {
+        lh_m_inc(LH_M_PRES_REFUSED_WORKER);
+        return -ENOSPC;
+    }
+    {
+        unsigned mine = 0;
+        presq_t *same = NULL;
+
+        for (presq_t *o = p->qhead; o != NULL; o = o->next) {
+            for (unsigned i = 0; i < o->nask; i++)
+                mine += o->askers[i].c == c;
+            if (o->stats == stats && o->chlen == len && memcmp(o->ch, ch, len) == 0)
+                same = o;
+        }
+        if (mine >= w->cfg->presence.max_queries_per_conn) {
+            lh_m_inc(LH_M_PRES_REFUSED_CONN);
+            return -EBUSY;
+        }
+        if (same != NULL) {
+            /* The same question is being gathered: wait for its answer (begun at most
+             * node_timeout_ms ago) rather than ask every worker again. */
+            if (add_asker(same, c, done, arg) < 0)
+                return -ENOMEM;
+            lh_m_inc(stats ? LH_M_PRES_QUERIES_STATS : LH_M_PRES_QUERIES);
+            lh_m_inc(LH_M_PRES_SHARED);
+            return 0;
+        }
+    }
     if ((q = calloc(1, sizeof(*q))) == NULL)
         return -ENOMEM;
-    q->c = c;
-    q->done = done;
-    q->arg = arg;
+    if (add_asker(q, c, done, arg) < 0) {
+        free(q);
+        return -ENOMEM;
+    }
     q->stats = stats;
     q->max = w->cfg->presence.max_list;
     memcpy(q->ch, ch, len);
@@ -561,6 +640,7 @@ int lh_presence_query(lh_conn_t *c, const char *ch, size_t len, int stats,
     if (p->qhead)
         p->qhead->prev = q;
     p->qhead = q;
+    p->nq++;
     lh_m_inc(stats ? LH_M_PRES_QUERIES_STATS : LH_M_PRES_QUERIES);
     /* This worker's own part first (NATS does not echo a query to its sender): when it
      * is the whole cluster, that is the answer. */
@@ -592,8 +672,9 @@ void lh_presence_conn_gone(lh_conn_t *c)
     struct lh_pres_s *p = pres_of(c->w);
 
     for (presq_t *q = p ? p->qhead : NULL; q != NULL; q = q->next)
-        if (q->c == c)
-            q->c = NULL;
+        for (unsigned i = 0; i < q->nask; i++)
+            if (q->askers[i].c == c)
+                q->askers[i].c = NULL;
 }
 
 /* ---- The presence and presence-stats commands -------------------------------------- */
@@ -690,7 +771,13 @@ static void on_presence(lh_conn_t *c, lh_msg_t *m, int stats)
     if (may_read(c, m, ns, ch, cl) < 0)
         return;
     r = lh_presence_query(c, ch, cl, stats, reply_done, NULL);
-    if (r == -EAGAIN)
+    if (r == -EBUSY)
+        lh_reply_error_to(c, m, 429, "too many presence queries in flight on this connection "
+                                     "(presence.max_queries_per_conn)");
+    else if (r == -ENOSPC)
+        lh_reply_error_to(c, m, 429, "too many presence queries in flight on this worker "
+                                     "(presence.max_queries): try again");
+    else if (r == -EAGAIN)
         lh_reply_error_to(c, m, 503, "presence unavailable: NATS is not reachable");
     else if (r < 0)
         lh_reply_error_to(c, m, 500, "presence: out of memory");
@@ -906,7 +993,12 @@ static void jl_event(lh_conn_t *c, const char *name, size_t len, int k)
     x->ev[k][x->n[k]].hdr = h;
     x->ev[k][x->n[k]++].cid = c->id;
     if (x->n[k] >= w->cfg->presence.join_leave_batch) {
-        jl_flush_one(w, x);
+        /* A full batch goes out on this loop pass, but never from here: the caller is
+         * changing a channel's subscriber list, and a delivery can end a subscriber (a
+         * write that fails destroys it), the last of which frees the channel. */
+        event_del(p->jl_ev);
+        event_active(p->jl_ev, EV_TIMEOUT, 1);
+        p->jl_armed = 1;
         return;
     }
     if (!p->jl_armed) {
@@ -933,6 +1025,98 @@ void lh_presence_left(lh_conn_t *c, const char *ch, size_t len)
 
     if (ns != NULL && ns->join_leave && !(c->flags & LH_CF_HANDOFF))
         jl_event(c, ch, len, EV_LEAVE);
+}
+
+/* ---- Leaves nobody sent: a worker or node that died --------------------------------- */
+
+typedef struct {
+    lh_worker_t *w;
+    char **names;
+    size_t n, cap;
+    int failed;
+} jl_names_t;
+
+static void collect_jl(const lh_chan_t *ch, void *arg)
+{
+    jl_names_t *l = arg;
+    const lh_ns_cfg_t *ns = lh_presence_ns(l->w, ch->name, ch->len);
+    char *s;
+
+    if (ns == NULL || !ns->join_leave || l->failed)
+        return;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 16;
+        char **nn = realloc(l->names, nc * sizeof(*nn));
+
+        if (nn == NULL) {
+            l->failed = 1;
+            return;
+        }
+        l->names = nn;
+        l->cap = nc;
+    }
+    if ((s = malloc(ch->len + 1)) == NULL) {
+        l->failed = 1;
+        return;
+    }
+    memcpy(s, ch->name, ch->len);
+    s[ch->len] = '\0';
+    l->names[l->n++] = s;
+}
+
+/*
+ * Every client whose id starts with prefix ("<node>-" or "<node>-<pid>-") left without a
+ * leave event: each join_leave channel with subscribers here gets one leave, to this
+ * worker's subscribers only (every worker of every node does the same for its own), with
+ * a "gone" header instead of a user: a member list drops the clients that match.
+ */
+static void gone_leaves(lh_worker_t *w, const char *prefix)
+{
+    jl_names_t l = {w, NULL, 0, 0, 0};
+    char msg[LH_CHANNEL_MAX_LEN + 128];
+
+    /* Pending events first: a join of one of those clients not sent yet is dropped by the
+     * client's list all the same, and the order stays join, then leave. */
+    jl_flush_all(w);
+    lh_pubsub_each_chan(w, collect_jl, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        lh_buf_t *frame = NULL;
+        int n = snprintf(msg, sizeof(msg), "LHTTP/1.0 leave\r\nchannel:%s\r\ngone:%s\r\n\r\n",
+                         l.names[i], prefix);
+
+        lh_pubsub_deliver_local(w, l.names[i], strlen(l.names[i]), &frame, msg, (size_t)n);
+        lh_buf_unref(frame);
+        lh_m_inc(LH_M_JOIN_LEAVE_MSGS);
+        free(l.names[i]);
+    }
+    if (l.n > 0 || l.failed)
+        lh_log(l.failed ? LH_LOG_WARNING : LH_LOG_INFO, "presence: clients %s* gone without "
+               "leaving: told the subscribers of %zu join_leave channel%s%s", prefix, l.n,
+               l.n == 1 ? "" : "s", l.failed ? " (out of memory: not all)" : "");
+    free(l.names);
+}
+
+void lh_presence_peer_gone(lh_worker_t *w, uint64_t node, int pid)
+{
+    char prefix[48];
+
+    if (pres_of(w) == NULL)
+        return;
+    if (pid > 0)
+        snprintf(prefix, sizeof(prefix), "%016" PRIx64 "-%d-", node, pid);
+    else
+        snprintf(prefix, sizeof(prefix), "%016" PRIx64 "-", node);
+    gone_leaves(w, prefix);
+}
+
+void lh_presence_worker_gone(lh_worker_t *w, int pid)
+{
+    if (pid == (int)getpid())
+        return;
+    lh_presence_peer_gone(w, lh_node_id, pid);
+    if (lh_nats_say_gone(w, pid) < 0)
+        lh_log(LH_LOG_WARNING, "presence: NATS is down: the other workers and nodes are not "
+               "told that worker %d left without its leave events", pid);
 }
 
 /* ---- Life cycle ------------------------------------------------------------------------ */

@@ -344,7 +344,9 @@ static void presence_api(lh_conn_t *c, const lh_http_request_t *req, int stats)
         c->flags &= ~LH_CF_HOOK_WAIT;
         lh_conn_resume_later(c);
     }
-    if (r == -EAGAIN)
+    if (r == -EBUSY || r == -ENOSPC)
+        api_error(c, 429, "too many presence queries in flight (presence.max_queries): try again");
+    else if (r == -EAGAIN)
         api_error(c, 503, "presence unavailable: NATS is not reachable");
     else if (r < 0)
         api_error(c, 500, "presence: out of memory");

@@ -70,7 +70,7 @@ int lh_pubsub_init(lh_worker_t *w)
 {
     static const lh_nats_up_t up = {deliver_from_nats, lh_pubsub_nats_renewed,
                                     lh_pubsub_nats_resubscribe, api_from_nats,
-                                    lh_presence_query_heard};
+                                    lh_presence_query_heard, lh_presence_peer_gone};
     struct lh_pubsub_s *ps = calloc(1, sizeof(*ps));
 
     if (ps == NULL)
@@ -1156,6 +1156,16 @@ void lh_pubsub_hold(lh_conn_t *c, const char *name, size_t len, int held)
 
     if (i != SUBS_NONE)
         ch->subs[c->subs[i].pos].held = (uint32_t)held;
+}
+
+void lh_pubsub_each_chan(lh_worker_t *w, void (*fn)(const lh_chan_t *ch, void *arg), void *arg)
+{
+    struct lh_pubsub_s *ps = w->ps;
+
+    for (size_t i = 0; ps != NULL && i < ps->nbuckets; i++)
+        for (const lh_chan_t *ch = ps->buckets[i]; ch != NULL; ch = ch->next)
+            if (ch->nsubs > 0)
+                fn(ch, arg);
 }
 
 lh_chan_t *lh_pubsub_chan(lh_worker_t *w, const char *name, size_t len)

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "worker.h"
 
@@ -50,29 +52,89 @@ size_t lh_metrics_shm_bytes(int nslots)
     return layout(nslots).total;
 }
 
-int lh_metrics_init(int nslots)
-{
-    layout_t l;
-    char *p;
+/* The block is a memfd, not an anonymous mapping, so that the master can keep it across
+ * a binary upgrade (exec): the fd survives, and the new image maps it at the same
+ * address (lh_metrics_attach), where the header's table pointers point. */
+static int shm_fd = -1;
 
-    if (nslots < 1 || nslots > LH_MAX_WORKERS_ALIVE)
-        return -EINVAL;
-    l = layout(nslots);
-    /* MAP_NORESERVE: only the pages the workers touch count (a slot that is never used
-     * costs address space only), so a large max_workers_alive does not trip the
-     * kernel's overcommit check. */
-    p = mmap(NULL, l.total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
-             -1, 0);
-    if (p == MAP_FAILED)
-        return -errno;
-    lh_shm = (lh_shm_t *)p; /* zero-filled by the kernel */
-    lh_shm->nslots = nslots;
+static void set_tables(char *p, int nslots)
+{
+    layout_t l = layout(nslots);
+
     lh_shm->slots = (lh_slot_t *)(p + l.slots);
     lh_shm->nchan = (_Atomic uint32_t *)(p + l.nchan);
     lh_shm->used = (_Atomic uint64_t *)(p + l.used);
     lh_shm->interest_dirty = (_Atomic uint32_t *)(p + l.dirty);
     lh_shm->chan = (_Atomic uint64_t(*)[LH_CHAN_TRACK])(p + l.chan);
     lh_shm->interest = (_Atomic uint8_t(*)[LH_INTEREST_BUCKETS])(p + l.interest);
+}
+
+int lh_metrics_init(int nslots)
+{
+    layout_t l;
+    char *p;
+    int fd, e;
+
+    if (nslots < 1 || nslots > LH_MAX_WORKERS_ALIVE)
+        return -EINVAL;
+    l = layout(nslots);
+    fd = memfd_create("lhttpd-shm", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)l.total) < 0) {
+        e = errno;
+        close(fd);
+        return -e;
+    }
+    /* MAP_NORESERVE: only the pages the workers touch count (a slot that is never used
+     * costs address space only), so a large max_workers_alive does not trip the
+     * kernel's overcommit check. */
+    p = mmap(NULL, l.total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (p == MAP_FAILED) {
+        e = errno;
+        close(fd);
+        return -e;
+    }
+    shm_fd = fd;
+    lh_shm = (lh_shm_t *)p; /* zero-filled by the kernel */
+    lh_shm->nslots = nslots;
+    set_tables(p, nslots);
+    return 0;
+}
+
+int lh_metrics_shm_fd(void)
+{
+    return shm_fd;
+}
+
+int lh_metrics_attach(int fd, uintptr_t addr, int nslots)
+{
+    layout_t l;
+    struct stat st;
+    lh_shm_t *h;
+    char *p;
+
+    if (nslots < 1 || nslots > LH_MAX_WORKERS_ALIVE || addr == 0 || addr % 4096 != 0)
+        return -EINVAL;
+    l = layout(nslots);
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode) || (size_t)st.st_size != l.total)
+        return -EINVAL; /* not a block of this layout */
+    p = mmap((void *)addr, l.total, PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_NORESERVE | MAP_FIXED_NOREPLACE, fd, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    h = (lh_shm_t *)p;
+    /* Older kernels ignore MAP_FIXED_NOREPLACE and may map elsewhere; and the header
+     * must describe this very layout, or the workers' pointers would disagree. */
+    if ((uintptr_t)p != addr || h->nslots != nslots ||
+        (char *)h->slots != p + l.slots || (char *)h->interest != p + l.interest) {
+        munmap(p, l.total);
+        return -EADDRNOTAVAIL;
+    }
+    lh_shm = h;
+    shm_fd = fd;
     return 0;
 }
 

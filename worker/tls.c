@@ -61,6 +61,16 @@ static int out_reserve(lh_tls_t *t, size_t more)
 
     if (need <= t->out_cap)
         return 0;
+    if (t->out_off > 0) {
+        /* What was sent is dead space: reuse it before growing, or a connection that
+         * never quite drains would grow t->out by everything it was ever sent. */
+        memmove(t->out, t->out + t->out_off, t->out_len - t->out_off);
+        t->out_len -= t->out_off;
+        t->out_off = 0;
+        need = t->out_len + more;
+        if (need <= t->out_cap)
+            return 0;
+    }
     while (cap < need)
         cap *= 2;
     p = realloc(t->out, cap);

@@ -249,8 +249,6 @@ static void reload_rules(lh_worker_t *w)
     lh_auth_free(old);
 }
 
-/* Messages from the master (one datagram each): "drain", "rules" (a later reload's rules
- * for a worker that drains already), "stop", "hb N". */
 /* One datagram from the master into msg (NUL-terminated), and the descriptor that came
  * with it into *pfd (-1: none). */
 static ssize_t master_recv(int fd, char *msg, size_t cap, int *pfd)
@@ -279,6 +277,10 @@ static ssize_t master_recv(int fd, char *msg, size_t cap, int *pfd)
     return n;
 }
 
+/* Messages from the master (one datagram each): "drain", "rules" (a later reload's rules
+ * for a worker that drains already), "stop", "hb N", "gone PID" (a sibling worker died
+ * without sending its clients' leave events), and with a descriptor "handoff" / "adopt"
+ * (our end of a handoff pair: we give, or we take). */
 static void master_cb(evutil_socket_t fd, short what, void *arg)
 {
     lh_worker_t *w = arg;
@@ -312,6 +314,11 @@ static void master_cb(evutil_socket_t fd, short what, void *arg)
         reload_rules(w);
     } else if (strcmp(msg, "stop") == 0) {
         lh_worker_stop(w, LH_WS_CLOSE_GOING_AWAY, w->cfg->shutdown_timeout_ms);
+    } else if (strncmp(msg, "gone ", 5) == 0) {
+        long pid = strtol(msg + 5, NULL, 10);
+
+        if (pid > 0 && pid <= INT32_MAX)
+            lh_presence_worker_gone(w, (int)pid);
     } else if (strncmp(msg, "hb ", 3) == 0) {
         char reply[160];
 

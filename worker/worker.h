@@ -87,6 +87,9 @@ typedef struct {
     void (*api)(lh_worker_t *w, const char *json, size_t len);
     /* A presence query from any worker (this one too): answer on reply (presence.c). */
     void (*presence)(lh_worker_t *w, const char *q, size_t len, const char *reply);
+    /* Node node's worker pid died (pid 0: the whole node went silent), without the
+     * leave events of its clients (presence.c). */
+    void (*peer_gone)(lh_worker_t *w, uint64_t node, int pid);
 } lh_nats_up_t;
 
 /* What reads a connection's input in its current state (http.c's lh_http_input, then
@@ -130,11 +133,13 @@ enum {
     LH_CF_HOOK_WAIT = 1u << 20,     /* a message waits for its subscribe/publish webhook;
                                        input paused, so later messages keep their order */
     LH_CF_SEEN_INPUT = 1u << 21,    /* plain: the first bytes were looked at (a TLS hello?) */
-    LH_CF_HANDOFF = 1u << 22,       /* handed to or being taken from another worker: its
+    LH_CF_TLS_OUT_FULL = 1u << 22,  /* TLS: reading made ciphertext the socket does not take
+                                     * (KeyUpdate answers); input paused */
+    LH_CF_HANDOFF = 1u << 23,       /* handed to or being taken from another worker: its
                                        end here (or its subscribing there) is silent: no
                                        on_close, disconnect webhook, join or leave */
-    LH_CF_HANDOFF_NO = 1u << 23,    /* its handoff record did not fit: it drains */
-    LH_CF_HO_PAUSED = 1u << 24      /* taken over: its input waits for its old worker's
+    LH_CF_HANDOFF_NO = 1u << 24,    /* its handoff record did not fit: it drains */
+    LH_CF_HO_PAUSED = 1u << 25      /* taken over: its input waits for its old worker's
                                        NATS barrier (what it published there goes first) */
 };
 
@@ -620,6 +625,10 @@ long lh_pubsub_api_apply(lh_worker_t *w, const char *json, size_t len);
 void lh_pubsub_hold(lh_conn_t *c, const char *name, size_t len, int held);
 /* Channel name's entry in w's table, or NULL (pubsub.h has its type). */
 struct lh_chan_s *lh_pubsub_chan(lh_worker_t *w, const char *name, size_t len);
+/* Calls fn(ch, arg) for each channel with subscribers on w; fn must not change any
+ * subscription (collect, then act). */
+void lh_pubsub_each_chan(lh_worker_t *w, void (*fn)(const struct lh_chan_s *ch, void *arg),
+                         void *arg);
 /* 1 when channel has subscribers on w. */
 int lh_pubsub_has_subscribers(lh_worker_t *w, const char *name, size_t len);
 /* 1 when c is subscribed to channel. */
@@ -713,7 +722,9 @@ const lh_ns_cfg_t *lh_presence_ns(lh_worker_t *w, const char *ch, size_t len);
 int lh_presence_is(lh_worker_t *w, const char *ch, size_t len);
 /* Gathers channel ch's presence (stats: only the counts) from every worker of every
  * node, for c: done(c, arg, result) runs later, once, unless c goes first. 0, -EAGAIN
- * when NATS cannot carry the query (and this worker is not alone), -ENOMEM, -EINVAL. */
+ * when NATS cannot carry the query (and this worker is not alone), -EBUSY when c has
+ * presence.max_queries_per_conn in flight, -ENOSPC when the worker has presence.max_queries,
+ * -ENOMEM, -EINVAL. */
 int lh_presence_query(lh_conn_t *c, const char *ch, size_t len, int stats,
                       lh_presence_done_fn done, void *arg);
 /* The "connection gone" hook: its queries answer nobody. */
@@ -725,6 +736,12 @@ void lh_presence_left(lh_conn_t *c, const char *ch, size_t len);
 void lh_presence_flush(lh_worker_t *w);
 /* A presence query from NATS (nats_up->presence). */
 void lh_presence_query_heard(lh_worker_t *w, const char *q, size_t len, const char *reply);
+/* A worker (pid) of node, or the whole node (pid 0), is gone without its clients' leave
+ * events: this worker's subscribers of join_leave channels get one leave naming them all
+ * (nats_up->peer_gone). */
+void lh_presence_peer_gone(lh_worker_t *w, uint64_t node, int pid);
+/* The master says sibling worker pid died: the same, and passed on through NATS. */
+void lh_presence_worker_gone(lh_worker_t *w, int pid);
 
 /* ---- publish.c ---- */
 /* POST /publish: handles body, answers on c. */
@@ -769,6 +786,11 @@ int lh_nats_reply(lh_worker_t *w, const char *subj, const void *data, size_t len
 /* Once the loop is over: runs it again, in slices, until cnats has written what was
  * published, at most timeout_ms. 0, -ENOTCONN, -ETIMEDOUT. */
 int lh_nats_flush_at_exit(lh_worker_t *w, unsigned timeout_ms);
+/* The largest message the NATS server takes (its max_payload; 1 MiB before it said). */
+/* Tells every worker of every node that this node's worker pid died (nats_up->peer_gone
+ * on each, this one excepted). 0, or -ENOTCONN. */
+int lh_nats_say_gone(lh_worker_t *w, int pid);
+size_t lh_nats_max_payload(lh_worker_t *w);
 /* Other lhttpd nodes heard from within nats.peer_timeout_ms. */
 unsigned lh_nats_peer_nodes(lh_worker_t *w);
 /* 1 when the NATS connection is up. */

@@ -195,6 +195,11 @@ export interface JoinLeaveEvent {
   user: string;
   client: string;
   info: unknown;
+  /**
+   * On a leave only: a worker or node died, and every client whose id starts with this
+   * prefix left at once (user and client are then empty).
+   */
+  gone?: string;
 }
 
 export interface HistoryOptions {

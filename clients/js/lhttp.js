@@ -635,6 +635,11 @@ export class LhttpClient {
   #joinLeave(msg) {
     const h = msg.headers;
     let entries;
+    if (msg.command === 'leave' && h.gone !== undefined && h.count === undefined) {
+      // A worker or node died: every client whose id starts with h.gone left at once.
+      this.#emit('leave', { channel: h.channel, user: '', client: '', info: null, gone: h.gone });
+      return;
+    }
     if (h.count !== undefined) {
       try {
         entries = JSON.parse(msg.body);

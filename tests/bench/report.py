@@ -81,6 +81,8 @@ def main():
     def row(name, metric, lrs, nrs, key, better, target, unit="", frs=None, scale=1, strict=False):
         # scale: the cells in another unit than the key's (ratios are unchanged);
         # strict: the target is < (or >) target, not <= (>=).
+        if not lrs and not nrs:
+            return  # not run (BENCH_ONLY)
         lv, nv = median(lrs, key), median(nrs, key)
         fv = median(frs, key) if frs else None
         lv, nv, fv = (None if v is None else v * scale for v in (lv, nv, fv))
@@ -265,11 +267,60 @@ def main():
         row(name, "p50 per client", rl, rn, "p50_us", "lower", None, " ms", scale=1e-3)
         row(name, "p99 per client", rl, rn, "p99_us", "lower", None, " ms", scale=1e-3)
 
+    # 9. TLS (issue 19): fan-out over wss:// against nchan's over nginx ssl, and against
+    # lhttpd's plain fan-out of the same rounds (round by round, as for fanout-auth);
+    # handshakes; memory per idle TLS connection.
+    tl, tn = pick(runs, "fanout-wss", "lhttpd", **w1), pick(runs, "fanout-wss", "nchan", **w1)
+    if tl or tn:
+        row("9. TLS fan-out, 1000 subs, wss publish", "deliveries/s", tl, tn,
+            "deliveries_per_s", "higher", 3)
+        base = pick(runs, "fanout-plain", "lhttpd", **w1)
+        by_round = {r["tround"]: num(r.get("deliveries_per_s")) for r in base if "tround" in r}
+        pairs = [num(r.get("deliveries_per_s")) / by_round[r["tround"]] for r in tl
+                 if by_round.get(r.get("tround")) and num(r.get("deliveries_per_s")) is not None]
+        ratio = statistics.median(pairs) if pairs else None
+        met = "n/a" if ratio is None else ("yes" if ratio >= 0.5 else "NO")
+        if not (complete(tl) and complete(base)):
+            met = "INCOMPLETE RUN"
+        out.append(f"| 9. same, lhttpd: TLS / plain (same rounds) | deliveries/s | "
+                   f"{fmt(median(tl, 'deliveries_per_s'))} / {fmt(median(base, 'deliveries_per_s'))} "
+                   f"| | | {'n/a' if ratio is None else f'{ratio:.2f}'} | | >= 0.5x | {met} |")
+        row("9. TLS connection setup, 5000, full handshakes", "connections/s",
+            pick(runs, "setup-tls", "lhttpd", **w1), pick(runs, "setup-tls", "nchan", **w1),
+            "setup_rate", "higher", None)
+        row("9. TLS connection setup, 5000, resumed (tickets)", "connections/s",
+            pick(runs, "setup-tls-resume", "lhttpd", **w1),
+            pick(runs, "setup-tls-resume", "nchan", **w1), "setup_rate", "higher", None)
+    tmem = {}
+    for srv in ("lhttpd", "nchan"):
+        rs = pick(runs, "idle-tls", srv)
+        if not rs:
+            continue
+        r = rs[-1]
+        b, a = mem_kib(r.get("mem_before")), mem_kib(r.get("mem_after"))
+        n = num(r.get("subs")) or 1
+        if b[0] is not None and a[0] is not None:
+            tmem[srv] = dict(pss=(a[0] - b[0]) * 1024 / n, rss=(a[1] - b[1]) * 1024 / n,
+                             ok=r.get("complete") == "1")
+    if "lhttpd" in tmem and "nchan" in tmem:
+        l, n_ = tmem["lhttpd"], tmem["nchan"]
+        ratio = l["pss"] / n_["pss"] if n_["pss"] else None
+        ok = l["ok"] and n_["ok"]
+        met = "yes" if ok and ratio is not None and ratio <= 0.5 else "NO"
+        if not ok:
+            met = "INCOMPLETE RUN"
+        out.append(f"| 9. idle TLS, 10k connections (1 channel each) | user-space bytes/conn (PSS) | "
+                   f"{l['pss']:.0f} B | {n_['pss']:.0f} B | "
+                   f" | {'n/a' if ratio is None else f'{ratio:.2f}'} | | <= 0.5x | {met} |")
+        rr = "n/a" if not n_["rss"] else f"{l['rss'] / n_['rss']:.2f}"
+        out.append(f"| 9. same, RSS (shared pages counted in every process) | user-space bytes/conn (RSS) | "
+                   f"{l['rss']:.0f} B | {n_['rss']:.0f} B | | {rr} | | | |")
+
     out.append("")
     out.append("Server CPU use during the runs (share of one core, median; lhttpd's NATS apart):")
     for sc in ("fanout-ws", "fanout-auth", "fanout-http", "channels-http", "channels-ws", "latency",
                "latency-channels", "setup", "fanout-hist", "fanout-hist-ids", "fanout-nohist",
-               "recover"):
+               "recover", "fanout-wss", "fanout-plain", "setup-tls", "setup-tls-resume"):
         parts = []
         for srv in ("lhttpd", "nchan", "floor"):
             rs = pick(runs, sc, srv, 1, "yes") or pick(runs, sc, srv, **w1)

@@ -15,7 +15,9 @@
 # Environment: LHTTPD, LHTTP_BENCH, BENCH_FLOOR, LHTTPC (binaries; default build/), B (build dir),
 # BENCH_REPS (rounds, default 5), BENCH_SECONDS (publishing time of a throughput run,
 # default 2), BENCH_LAT_RATE (messages/s of the latency scenario; default: half of what
-# the slower server delivered in the fan-out over WebSocket).
+# the slower server delivered in the fan-out over WebSocket), BENCH_ONLY=tls (only the
+# TLS rows, section 9, with the plain fan-out they are compared with), BENCH_TLS_REPS
+# (rounds of the TLS rows in a whole run, default min(BENCH_REPS, 3)).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -177,11 +179,13 @@ HIST_TTL_S=3600
 start_lhttpd() {
     local w=$1 conf=$run_dir/lhttpd.json
     LH_PORT=$(free_port)
+    LH_TLS_PORT=$(free_port)
     [ -s "$run_dir/jwt.secret" ] || (umask 077 && head -c 48 /dev/urandom >"$run_dir/jwt.secret") ||
         die "cannot write $run_dir/jwt.secret"
     cat >"$conf" <<EOF
 {
-    "listen": ["127.0.0.1:$LH_PORT"],
+    "listen": ["127.0.0.1:$LH_PORT", {"address": "127.0.0.1:$LH_TLS_PORT",
+               "tls": {"cert_file": "$TLS_CERT", "key_file": "$TLS_KEY"}}],
     "workers": $w,
     "control_socket": "$run_dir/lhttpd.sock",
     "nats": {"servers": ["nats://127.0.0.1:$NATS_PORT"]},
@@ -213,7 +217,9 @@ start_nginx() {
     local w=$1 d=$run_dir/nginx
     mkdir -p "$d"
     NG_PORT=$(free_port)
+    NG_TLS_PORT=$(free_port)
     sed -e "s|@NCHAN_MODULE@|$NCHAN_MODULE|; s|@WORKERS@|$w|; s|@DIR@|$d|g; s|@PORT@|$NG_PORT|" \
+        -e "s|@TLSPORT@|$NG_TLS_PORT|; s|@CERT@|$TLS_CERT|; s|@KEY@|$TLS_KEY|" \
         -e "s|@BUFFER@|0|; s|@HBUFFER@|$HIST_SIZE|; s|@HTTL@|$HIST_TTL_S|" \
         "$here/nginx-nchan.conf.in" >"$d/nginx.conf"
     taskset -c "$SRV_CPUS" "$NGINX" -p "$d" -c "$d/nginx.conf" >>"$run_dir/nginx.out" 2>&1 &
@@ -279,6 +285,13 @@ ticks() { # CPU ticks (user + system) of the given processes, threads included
 # sub_args SERVER: the subscribers' URL; with SUBS=hist, those of the channels with
 # history (lhttpd's are in the namespace hist, nchan's at /hsub/).
 sub_args() { # the floor speaks nchan's dialect
+    if [ -n "${TLS:-}" ]; then # section 9: the same over wss:// on the TLS listeners
+        case $1 in
+        lhttpd) echo "-t lhttpd -u wss://127.0.0.1:$LH_TLS_PORT/" ;;
+        nchan) echo "-t nchan -u wss://127.0.0.1:$NG_TLS_PORT/sub/{ch}" ;;
+        esac
+        return
+    fi
     case $1/${SUBS:-} in
     lhttpd/*) echo "-t lhttpd -u ws://127.0.0.1:$LH_PORT/" ;;
     nchan/hist) echo "-t nchan -u ws://127.0.0.1:$NG_PORT/hsub/{ch}" ;;
@@ -288,6 +301,15 @@ sub_args() { # the floor speaks nchan's dialect
 }
 
 pub_args() { # pub_args SERVER ws|http
+    if [ -n "${TLS:-}" ]; then
+        case $1/$2 in
+        lhttpd/ws) echo "-p wss://127.0.0.1:$LH_TLS_PORT/" ;;
+        lhttpd/http) echo "-p https://127.0.0.1:$LH_TLS_PORT/publish" ;;
+        nchan/ws) echo "-p wss://127.0.0.1:$NG_TLS_PORT/pub/{ch}" ;;
+        nchan/http) echo "-p https://127.0.0.1:$NG_TLS_PORT/pub/{ch}" ;;
+        esac
+        return
+    fi
     case $1/$2 in
     lhttpd/ws) echo "-p ws://127.0.0.1:$LH_PORT/" ;;
     lhttpd/http) echo "-p http://127.0.0.1:$LH_PORT/publish" ;;
@@ -547,19 +569,79 @@ recover_hist() {
 
 # 4. Idle connections: the same 10,000, held while the servers' memory is read (PSS of
 #    the master and workers; NATS apart), against the same servers freshly started.
-idle_mem() {
-    local srv=$1 pids before after nb na
+idle_mem() { # idle_mem SERVER [SCENARIO]: with TLS=1, over wss:// (idle-tls)
+    local srv=$1 sc=${2:-idle} pids before after nb na
     pids=$(server_pids "$srv")
     # shellcheck disable=SC2086
     before=$("$here/mem.sh" $pids)
     nb=$("$here/mem.sh" "$NATS_PID")
-    run idle "$srv" mem_before="${before// /,}" nats_before="${nb// /,}" -- \
+    run "$sc" "$srv" mem_before="${before// /,}" nats_before="${nb// /,}" -- \
         -n 10000 -c 10000 --no-publish --conc 500 \
         --hold-exec "sleep 0.5; '$here/mem.sh' $pids >'$run_dir/mem-$srv.txt'; '$here/mem.sh' $NATS_PID >'$run_dir/mem-nats-$srv.txt'"
     after=$(cat "$run_dir/mem-$srv.txt" 2>/dev/null)
     na=$(cat "$run_dir/mem-nats-$srv.txt" 2>/dev/null)
     # Append the after-values to the run's line.
     sed -i "\$s/\$/ mem_after=${after// /,} nats_after=${na// /,}/" "$RES"
+}
+
+# 9. TLS (issue 19): both servers on the same certificate (RSA 2048, made for the run),
+#    TLS 1.3 (what lhttp-bench and both servers negotiate), lhttpd's TLS listener and
+#    nginx's `listen ... ssl` (nchan over it), each with its defaults otherwise (session
+#    tickets on both, shared by the workers; SSL_MODE_RELEASE_BUFFERS on both).
+#    Fan-out: scenario 1 over wss:// (subscribers and the publisher), alternating with
+#    lhttpd's plain fan-out (fanout-plain: scenario 1 again, ws://) in each round
+#    (tround=N: the ratio TLS / plain is taken round by round). Setup: 5000 subscribers, 500 at a time, every one a full handshake, then
+#    the same with --tls-resume (every connection after the first resumes a ticket).
+#    Idle: scenario 4 over wss:// against fresh servers.
+make_cert() {
+    TLS_CERT=$run_dir/bench-cert.pem TLS_KEY=$run_dir/bench-key.pem
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TLS_KEY" -out "$TLS_CERT" -days 2 \
+        -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null ||
+        die "openssl req failed"
+}
+TLS_ROUND=0
+fanout_wss_pair() {
+    local srv=$1
+    if [ "$srv" != lhttpd ]; then
+        TLS=1 fanout_ws_named fanout-wss "$srv"
+        return
+    fi
+    TLS_ROUND=$((TLS_ROUND + 1))
+    if [ $((TLS_ROUND % 2)) -eq 1 ]; then
+        TLS=1 fanout_ws_named fanout-wss lhttpd tround="$TLS_ROUND"
+        fanout_ws_named fanout-plain lhttpd tround="$TLS_ROUND"
+    else
+        fanout_ws_named fanout-plain lhttpd tround="$TLS_ROUND"
+        TLS=1 fanout_ws_named fanout-wss lhttpd tround="$TLS_ROUND"
+    fi
+}
+fanout_ws_named() { # fanout_ws_named SCENARIO SERVER [EXTRA=value...]
+    local sc=$1 srv=$2
+    shift 2
+    # shellcheck disable=SC2046
+    run "$sc" "$srv" "$@" -- $(pub_args "$srv" ws) -n 1000 -c 1 -s 64 -d "$DUR" -w 200
+}
+setup_tls() {
+    TLS=1 run setup-tls "$1" -- -n 5000 -c 5000 --no-publish --conc 500
+}
+setup_tls_resume() {
+    TLS=1 run setup-tls-resume "$1" -- -n 5000 -c 5000 --no-publish --conc 500 --tls-resume
+}
+tls_section() {
+    # In a whole `make bench` at most 3 rounds here (BENCH_TLS_REPS), to stay within 10
+    # minutes; BENCH_ONLY=tls takes BENCH_REPS as it is.
+    local REPS=$REPS
+    [ "${BENCH_ONLY:-}" = tls ] || REPS=${BENCH_TLS_REPS:-$((REPS < 3 ? REPS : 3))}
+    say "-- 9. TLS: fan-out over wss:// (lhttpd also over ws:// in the same rounds)"
+    rounds fanout_wss_pair
+    say "-- 9. TLS: connection setup, full handshakes"; rounds setup_tls
+    say "-- 9. TLS: connection setup, resumed sessions"; rounds setup_tls_resume
+    say "-- 9. TLS: idle connections over wss:// (fresh servers)"
+    stop_servers
+    start_servers 1
+    TLS=1 idle_mem lhttpd idle-tls
+    TLS=1 idle_mem nchan idle-tls
+    stop_servers
 }
 
 # ---- the run ---------------------------------------------------------------------
@@ -578,6 +660,15 @@ t_begin=$(date +%s)
 } >"$run_dir/machine.txt"
 cat "$run_dir/machine.txt"
 say "bench: results in $run_dir"
+make_cert
+if [ "${BENCH_ONLY:-}" = tls ]; then
+    say "== TLS rows only (BENCH_ONLY=tls), 1 worker each =="
+    start_servers 1
+    tls_section
+    say "bench: done in $(($(date +%s) - t_begin)) s"
+    "$PY" "$here/report.py" "$RES" "$run_dir/machine.txt" | tee "$run_dir/table.md"
+    exit 0
+fi
 
 say "== 1 worker each (servers on CPUs 0-0, generator on the rest, when there are 2+) =="
 start_servers 1
@@ -604,6 +695,7 @@ say "-- 7. history: fan-out on a channel with history (lhttpd also without: fano
 rounds fanout_hist_pair
 say "-- 7. history: 1000 clients reconnecting at once, each recovering 100 messages"
 rounds recover_hist
+tls_section
 say "-- 4. idle connections (fresh servers)"
 stop_servers
 start_servers 1

@@ -14,12 +14,19 @@
 // once and in order (the SDK's recovery: chat.* keeps history); carol is refused the
 // private room (403) and alice and bob talk in it; a page opened last shows
 // #chat.lobby's last messages, from its history, in order.
+// LH_SCENARIO=tls runs the plain demo over https:// (LH_BASE https://127.0.0.1:PORT, a
+// TLS listener of lhttpd with a certificate of the test's CA): a Chromium that trusts
+// nothing but its own store refuses the page (a certificate error); one told to accept
+// exactly this certificate's key (--ignore-certificate-errors-spki-list with LH_SPKI, the
+// base64 SHA-256 of the server certificate's SubjectPublicKeyInfo) loads it, its chat
+// connects over wss:// and two pages talk both ways.
 // Screenshots go to $LH_TEST_OUT/browser/.
 //
 // Run by tests/integration/browser.bats, which starts nats-server and lhttpd with
 // static.root set to the demo. Environment:
 //   LH_BASE      http://127.0.0.1:PORT (the lhttpd serving the demo)
-//   LH_SCENARIO  "plain" (default) or "auth"
+//   LH_SCENARIO  "plain" (default), "auth" or "tls"
+//   LH_SPKI      tls: the server certificate's SPKI hash (base64 SHA-256)
 //   LHTTPD       plain: the lhttpd binary, for `lhttpd -s reload -c LH_CONF`
 //   LH_CONF      plain: that server's configuration file
 //   LH_WWW       plain: its static.root (the README's page example is written there)
@@ -36,8 +43,9 @@ import { fileURLToPath } from 'node:url';
 const base = process.env.LH_BASE;
 const { LHTTPD, LH_CONF, LH_WWW } = process.env;
 const scenario = process.env.LH_SCENARIO || 'plain';
-if (!base || (scenario === 'plain' && (!LHTTPD || !LH_CONF || !LH_WWW)) || !['plain', 'auth'].includes(scenario)) {
-  console.error('chat.mjs: set LH_BASE, and LHTTPD, LH_CONF and LH_WWW (LH_SCENARIO plain), or LH_SCENARIO=auth');
+if (!base || (scenario === 'plain' && (!LHTTPD || !LH_CONF || !LH_WWW)) ||
+    (scenario === 'tls' && !process.env.LH_SPKI) || !['plain', 'auth', 'tls'].includes(scenario)) {
+  console.error('chat.mjs: set LH_BASE, and LHTTPD, LH_CONF and LH_WWW (LH_SCENARIO plain), or LH_SCENARIO=auth, or LH_SCENARIO=tls and LH_SPKI');
   process.exit(2);
 }
 const outDir = path.join(process.env.LH_TEST_OUT || mkdtempSync(path.join(os.tmpdir(), 'lh-e2e-')), 'browser');
@@ -311,6 +319,46 @@ async function signedIn() {
   step(`screenshots in ${outDir}`);
 }
 
+// LH_SCENARIO=tls: the chat over https:// and wss://, the certificate trusted by its key
+// only (the browser was launched with --ignore-certificate-errors-spki-list).
+async function overTls() {
+  // First a browser without that flag: the test CA is in no store it knows.
+  const strict = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: ARGS, timeout: 30000,
+  });
+  try {
+    const p = await (await strict.newContext()).newPage();
+    const err = await p.goto(`${base}/`).then(() => null, (e) => e.message);
+    if (!err || !/ERR_CERT/.test(err)) throw new Error(`a browser without the test CA loaded ${base}/ (${err})`);
+    step(`without the certificate trusted the page is refused: ${err.match(/net::ERR_CERT_[A-Z_]+/)?.[0] ?? err}`);
+  } finally {
+    await strict.close().catch(() => {});
+  }
+
+  const ann = await openChat('ann');
+  const bob = await openChat('bob');
+  for (const page of [ann, bob]) {
+    const where = await page.evaluate(() => ({
+      page: location.protocol, sockets: [...window.__gate.sockets].map((ws) => new URL(ws.url).protocol),
+    }));
+    if (where.page !== 'https:' || where.sockets.length === 0 || where.sockets.some((p) => p !== 'wss:')) {
+      throw new Error(`expected an https page with wss sockets: ${JSON.stringify(where)}`);
+    }
+  }
+  step('both pages loaded over https:// and connected over wss://');
+  await joinRoom(ann, 'ann', ROOM);
+  await joinRoom(bob, 'bob', ROOM);
+  await ann.waitForFunction((r) => [...document.querySelectorAll('#messages .notice')]
+    .some((n) => n.textContent === `bob joined #${r}.`), ROOM, { timeout: WAIT });
+  step(`both joined #${ROOM} over TLS; ann saw bob join`);
+  await say(ann, 'Hello over TLS from ann, ça va?');
+  await sees(bob, 'ann', 'Hello over TLS from ann, ça va?');
+  await say(bob, 'Hi ann, bob here, encrypted: héllo');
+  await sees(ann, 'bob', 'Hi ann, bob here, encrypted: héllo');
+  step('messages went both ways over wss://');
+  await ann.screenshot({ path: path.join(outDir, 'chat-tls.png') });
+}
+
 // The texts of the chat messages the page shows in the current room, in order.
 async function chatTexts(page) {
   return page.evaluate(() => [...document.querySelectorAll('#messages .msg .text')].map((el) => el.textContent));
@@ -320,12 +368,13 @@ try {
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: ARGS,
+    args: scenario === 'tls' ? [...ARGS, `--ignore-certificate-errors-spki-list=${process.env.LH_SPKI}`] : ARGS,
     timeout: 30000,
   });
   step(`chromium ${browser.version()}`);
 
   if (scenario === 'auth') await signedIn();
+  else if (scenario === 'tls') await overTls();
   else await plain();
 
   if (pageErrors.length) throw new Error(`errors in the pages:\n${pageErrors.join('\n')}`);

@@ -81,6 +81,12 @@ setup_file() {
 
 teardown_file() { stop_all; }
 
+# A server a test starts for itself (the https one) is stopped with that test: its pid is
+# recorded in the test's own environment, which teardown_file does not see.
+teardown() {
+    if [ -n "${TEST_LH_PID:-}" ]; then lh_stop_pid "$TEST_LH_PID"; fi
+}
+
 @test "browser: lhttpd serves the chat page, its script and the SDK" {
     run curl -s --max-time 5 -D - "http://127.0.0.1:$LH_PORT/"
     [[ $output == "HTTP/1.1 200 "* ]] || { lh_show_output || :; return 1; }
@@ -132,5 +138,48 @@ teardown_file() { stop_all; }
     if [ -n "${LH_TEST_OUT:-}" ]; then
         [ "$(head -c 4 "$LH_TEST_OUT/browser/chat-alice.png" | od -An -c | tr -d ' ')" = '211PNG' ]
         [ -s "$LH_TEST_OUT/browser/chat-carol.png" ]
+    fi
+}
+
+@test "browser: the chat over https:// with the test CA's certificate: refused untrusted, then two pages chat over wss://" {
+    local chromium=${CHROMIUM:-/usr/bin/chromium} certs spki
+    [ -x "$chromium" ] || { echo "no browser at $chromium: apt-get install chromium" >&2; return 1; }
+    [ -d "$TOP/tests/e2e/node_modules/playwright-core" ] ||
+        { echo "playwright-core is missing: npm ci --prefix tests/e2e" >&2; return 1; }
+    # A test CA and a certificate it signs for 127.0.0.1 (made here; no key is committed).
+    certs=$(lh_tmp)/certs
+    mkdir -p "$certs"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$certs/ca.key" -out "$certs/ca.pem" \
+        -days 2 -subj "/CN=lhttpd browser test CA" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout "$certs/srv.key" -out "$certs/srv.csr" \
+        -subj /CN=127.0.0.1 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$certs/srv.ext"
+    openssl x509 -req -in "$certs/srv.csr" -CA "$certs/ca.pem" -CAkey "$certs/ca.key" \
+        -CAcreateserial -out "$certs/srv.pem" -days 2 -extfile "$certs/srv.ext" 2>/dev/null
+    # Chromium trusts exactly this key: the base64 SHA-256 of its SubjectPublicKeyInfo.
+    spki=$(openssl x509 -in "$certs/srv.pem" -noout -pubkey | openssl pkey -pubin -outform DER |
+        openssl dgst -sha256 -binary | base64)
+    local tls_port
+    tls_port=$(free_port) || return 1
+    LH_PORTS_TAKEN="$LH_PORTS_TAKEN $tls_port"
+    start_lhttpd '{
+        "listen": ["127.0.0.1:@PORT@", {"address": "127.0.0.1:'"$tls_port"'", "tls": {
+            "cert_file": "'"$certs"'/srv.pem", "key_file": "'"$certs"'/srv.key"}}],
+        "workers": 2,
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
+        "static": {"root": "'"$WWW"'"}
+    }' || return 1
+    TEST_LH_PID=$LH_PID
+    wait_for 10 curl -sf -o /dev/null --max-time 2 --cacert "$certs/ca.pem" "https://127.0.0.1:$tls_port/"
+    rm -f "$LH_TEST_OUT/browser/chat-tls.png"
+    run timeout 90 env LH_BASE="https://127.0.0.1:$tls_port" LH_SCENARIO=tls LH_SPKI="$spki" \
+        LH_TEST_OUT="${LH_TEST_OUT:-$(lh_tmp)}" CHROMIUM="$chromium" node "$TOP/tests/e2e/chat.mjs"
+    [ "$status" -eq 0 ] || { lh_show_output || :; tail -n 30 "$LH_LOG" >&2; return 1; }
+    has_line "e2e: all steps passed"
+    has_match "^step: without the certificate trusted the page is refused: net::ERR_CERT_AUTHORITY_INVALID$"
+    has_line "step: both pages loaded over https:// and connected over wss://"
+    has_line "step: messages went both ways over wss://"
+    if [ -n "${LH_TEST_OUT:-}" ]; then
+        [ "$(head -c 4 "$LH_TEST_OUT/browser/chat-tls.png" | od -An -c | tr -d ' ')" = '211PNG' ]
     fi
 }

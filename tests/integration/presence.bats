@@ -43,6 +43,8 @@ node() {
 }
 
 pc() { "$PY" "$LH_LIB/presclient.py" "$@"; }
+metric() { "$PY" "$LH_LIB/promscrape.py" value "http://127.0.0.1:$LH_PORT/metrics" "$1"; }
+metric_ge() { local v; v=$(metric "$1" 2>/dev/null) && [ "$v" -ge "$2" ]; }
 
 # api_count_is PORT CHANNEL N: GET /api/presence-stats on PORT says count N.
 api_count_is() {
@@ -125,6 +127,7 @@ kill_busiest_worker() {
         sort | uniq -c | sort -rn | awk '{ sub("pid=", "", $2); print $1, $2; exit }')"
     [ -n "$victim" ] && [ "$victim" != "$LH_PID" ]
     kill -KILL "$victim"
+    VICTIM=$victim
 }
 
 @test "a worker killed with SIGKILL: its entries are gone at once, the node's others stay" {
@@ -329,5 +332,79 @@ kill_busiest_worker() {
     [ "$status" -eq 0 ]
     [ "$(grep -E '^(anon|a|b) (presence|stats|error)' <<<"$output" | paste -sd'|')" = \
       "b error 403|b error 403|anon error 403|a presence count=1 users=1 truncated=false listed=1 who=alice|anon error 403|anon error 403|b presence count=0 users=0 truncated=false listed=0 who=|anon error 403|b presence count=0 users=0 truncated=false listed=0 who=|a error 403|a error 403" ]
+    assert_server_ok
+}
+
+@test "presence queries in flight are bounded: per connection (max_queries_per_conn) and per worker (max_queries), refused with 429 and counted; the same query shares one gathering" {
+    two_nodes '"presence": {"max_queries_per_conn": 3, "max_queries": 100}'
+    # Ten queries in one write are all in flight at once (each waits for the other
+    # workers' answers through NATS): three are answered (one gathering, which the two
+    # others wait for), seven refused.
+    run pc script "$T/secret" open:a:$A_PORT:alice sub:a:big.q burst:a:big.q:10 stats:a:big.q
+    printf '%s\n' "$output" >&2
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"a burst answered=3 refused=7"* ]]
+    [[ "$output" == *"a stats count=1 users=1"* ]] # answered again once they are done
+    use_lhttpd A
+    wait_for 5 metric_ge 'lhttpd_presence_queries_refused_total{reason="connection"}' 7
+    wait_for 5 metric_ge 'lhttpd_presence_queries_shared_total' 2
+    stop_all
+    # Six different channels: six gatherings, of which the worker runs two at once.
+    two_nodes '"presence": {"max_queries_per_conn": 50, "max_queries": 2}'
+    run pc script "$T/secret" open:a:$A_PORT:alice sub:a:big.q burst:a:big.q:6:distinct stats:a:big.q
+    printf '%s\n' "$output" >&2
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"a burst answered=2 refused=4"* ]]
+    [[ "$output" == *"a stats count=1 users=1"* ]]
+    use_lhttpd A
+    wait_for 5 metric_ge 'lhttpd_presence_queries_refused_total{reason="worker"}' 4
+    assert_server_ok
+}
+
+@test "a worker's answer fits the NATS server's max_payload: a long list is cut, the count stays whole" {
+    NATS_CONFIG='max_payload: 65536' start_nats
+    node A
+    # 400 members with 600 bytes of info each: a worker's 200 entries are 130 KB, twice
+    # what this nats-server carries in one message.
+    pad=$(head -c 600 /dev/zero | tr '\0' x)
+    pc fleet "$A_PORT" 400 big.p "$T/secret" m "$T/stop" "{\"pad\":\"$pad\"}" >"$T/fleet.out" 2>&1 3>&- &
+    lh_record $!
+    wait_for 60 grep -q '^ready 400' "$T/fleet.out"
+    run pc script "$T/secret" open:q:$A_PORT presence:q:big.p stats:q:big.p
+    printf '%s\n' "$output" >&2
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"q presence count=400 users=400 truncated=true"* ]]
+    [[ "$output" == *"q stats count=400 users=400"* ]]
+    # Fewer than half the members listed (each worker's entries within half of 64 KiB).
+    listed=$(grep -o 'listed=[0-9]*' <<<"$output" | cut -d= -f2)
+    [ "$listed" -gt 20 ] && [ "$listed" -lt 120 ]
+    touch "$T/stop"
+    assert_server_ok
+}
+
+@test "join_leave: a worker and then a node killed with SIGKILL: each remaining subscriber gets one leave naming the clients gone (gone: their client id prefix)" {
+    two_nodes
+    pc fleet "$A_PORT" 40 room.g "$T/secret" u "$T/stop" >"$T/fleet.out" 2>&1 3>&- &
+    lh_record $!
+    wait_for 30 grep -q '^ready 40' "$T/fleet.out"
+    pc script "$T/secret" open:w:$B_PORT:watcher open:x:$B_PORT:watcher2 sub:w:room.g sub:x:room.g \
+        sub:w:big.other settle:w:300 say:ready wait:$T/k1 evcount:w:gone:1 evcount:x:gone:1 \
+        wait:$T/k2 evcount:w:gone:2 evcount:x:gone:2 settle:w:700 events:w events:x >"$T/out" 2>&1 3>&- &
+    lh_record $!
+    wait_for 15 grep -q '^ready' "$T/out"
+    kill_busiest_worker A
+    touch "$T/k1"
+    wait_for 10 grep -qE '^(x gone 1|FAIL)' "$T/out"
+    use_lhttpd A
+    kill -KILL $(pgrep -P "$A_PID") "$A_PID"
+    touch "$T/k2"
+    wait_for 15 grep -qE '^(x messages|FAIL)' "$T/out"
+    cat "$T/out" >&2
+    mapfile -t gone < <(grep -E '^w gone [a-z]+\.' "$T/out")
+    [ "${#gone[@]}" -eq 2 ] # once each, and only on the join_leave channel (not big.*)
+    [[ "${gone[0]}" =~ ^w\ gone\ room\.g\ [0-9a-f]{16}-$VICTIM-$ ]]
+    [[ "${gone[1]}" =~ ^w\ gone\ room\.g\ [0-9a-f]{16}-$ ]]
+    [ "$(grep -c '^x gone room.g' "$T/out")" -eq 2 ]
+    use_lhttpd B
     assert_server_ok
 }

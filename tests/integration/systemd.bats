@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # lhttpd under a real systemd: the units in systemd/ checked by systemd-analyze, then run
 # as an operator would, in a throwaway systemd booted in namespaces (tests/lib/sdbox.sh):
-# socket activation, Type=notify readiness, systemctl reload (and a refused one), stop,
-# and the journal's priorities. The tests of this file run in order on one box.
+# socket activation, Type=notify readiness, systemctl reload (and a refused one), an
+# upgrade in place (lhttpd -s upgrade), stop, and the journal's priorities. The tests of
+# this file run in order on one box.
 #
 # Inside the box the units are those of systemd/, with only the binary and configuration
 # paths changed (to a copy of the built binary and a file in the test's directory, seen
@@ -237,6 +238,45 @@ while True:
     # The reason is in the journal.
     journal_has '^/run/sdbox/lhttpd.json:1:[0-9]+: '
     cp "$BOX/good.json" "$BOX/lhttpd.json"
+}
+
+@test "lhttpd -s upgrade: the same MainPID, systemd sees the unit reloading then active, clients stay, the new version serves" {
+    local v1 v2 bin main
+    state_is lhttpd.service active
+    v1=$("$BOX/lhttpd" --version | awk '{ print $2 }')
+    v2=$v1-sd2
+    bin=$("$LH_LIB/build-version.sh" "${B:-$LH_LIB/../../build}" "$BATS_FILE_TMPDIR/v2" "$v2")
+    cp "$bin" "$BOX/lhttpd-v2"
+    chmod 0755 "$BOX/lhttpd-v2"
+    main=$(prop lhttpd.service MainPID)
+    box_pool upgrade --clients 200 --channels 4 --rate 50 --publish
+    wait_pool upgrade '^publishing' 30
+    # The binary at ExecStart='s path becomes the new one, with a check that takes 2 s so
+    # that the unit's state during the upgrade can be seen.
+    printf '#!/bin/sh\nif [ "$1" = --upgrade-check ]; then sleep 2; fi\nexec /run/sdbox/lhttpd-v2 "$@"\n' \
+        >"$BOX/lhttpd.new"
+    chmod 0755 "$BOX/lhttpd.new"
+    mv "$BOX/lhttpd" "$BOX/lhttpd-v1"
+    mv "$BOX/lhttpd.new" "$BOX/lhttpd"
+    sdbox_bg "$BOX/upgrade.out" /run/sdbox/lhttpd-v2 -s upgrade -c /run/sdbox/lhttpd.json
+    BOX_PIDS="${BOX_PIDS:-} $SDBOX_BG_PID"
+    # RELOADING=1: systemd shows the unit reloading until READY=1.
+    wait_for 5 state_is lhttpd.service reloading
+    wait_for 30 grep -q . "$BOX/upgrade.out"
+    grep -qx "lhttpd: upgraded lhttpd $v1 -> $v2 (pid $main): generation 3 serving with 2 workers" "$BOX/upgrade.out" ||
+        { cat "$BOX/upgrade.out" >&2; false; }
+    state_is lhttpd.service active
+    [ "$(prop lhttpd.service MainPID)" = "$main" ]
+    [ "$(prop lhttpd.service NRestarts)" = 0 ]
+    [[ $(prop lhttpd.service StatusText) =~ ^generation\ 3\; ]]
+    journal_has "^master: upgrade done: lhttpd $v1 -> $v2; generation 3 serving with 2 workers$"
+    sdbox curl -s --max-time 5 http://127.0.0.1:9081/metrics | grep -qx "lhttpd_build_info{version=\"$v2\"} 1"
+    [ "$(box_upgrade /r1)" = 101 ]
+    kill -USR1 "$POOL_PID"
+    wait_for 30 pool_has upgrade '^errors '
+    report_is upgrade open "200 closed 0"
+    report_is upgrade missing 0
+    report_is upgrade disorder 0
 }
 
 @test "systemctl stop closes every client with 1001" {

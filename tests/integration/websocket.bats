@@ -4,17 +4,54 @@
 # close code. One server (with a nats-server peer) serves the whole file; every hostile
 # test ends by checking that the server survived and still serves a new client.
 
+#
+# websocket-tls.bats is a link to this file: run under that name, every test goes over
+# TLS (wss://): the server gets a TLS listener with a certificate of a test CA made here,
+# and the probe and the websockets client speak TLS to it, verifying against that CA.
+
 load ../lib/helpers
 
+case $BATS_TEST_FILENAME in
+*-tls.bats) WS_TLS=1 ;;
+*) WS_TLS= ;;
+esac
+
 setup_file() {
+    local tls=
+    if [ -n "$WS_TLS" ]; then
+        local d=$BATS_FILE_TMPDIR/certs
+        mkdir -p "$d"
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout "$d/ca.key" -out "$d/ca.pem" \
+            -days 2 -subj "/CN=lhttpd websocket test CA" 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -keyout "$d/srv.key" -out "$d/srv.csr" \
+            -subj /CN=localhost 2>/dev/null
+        printf 'subjectAltName=DNS:localhost\n' >"$d/srv.ext"
+        openssl x509 -req -in "$d/srv.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+            -out "$d/srv.pem" -days 2 -extfile "$d/srv.ext" 2>/dev/null
+        WS_CA=$d/ca.pem
+        WS_TLS_PORT=$(free_port) || return 1
+        LH_PORTS_TAKEN="$LH_PORTS_TAKEN $WS_TLS_PORT"
+        export WS_CA WS_TLS_PORT LH_PORTS_TAKEN
+        tls=', {"address": "127.0.0.1:'"$WS_TLS_PORT"'", "tls": {"cert_file": "'"$d"'/srv.pem", "key_file": "'"$d"'/srv.key"}}'
+    fi
     start_lhttpd '{
         // websocket.bats: default paths ("/", "/ws") plus an echo path
-        "listen": ["127.0.0.1:@PORT@"],
+        "listen": ["127.0.0.1:@PORT@"'"$tls"'],
         "nats": {"servers": ["nats://127.0.0.1:@NATS@"]},
         "websocket": {"echo_paths": ["/echo"], "close_timeout_ms": 1000},
         "limits": {"max_message_bytes": 1048576}
     }'
 }
+
+if [ -n "$WS_TLS" ]; then
+    # The same clients over TLS (helpers.bash's probe and wsclient, on the TLS port).
+    probe() { "$PY" "$LH_LIB/wsprobe.py" --tls "$WS_CA" "$WS_TLS_PORT" "$@"; }
+    wsclient() {
+        local path=$1
+        shift
+        SSL_CERT_FILE=$WS_CA "$PY" "$LH_LIB/wsclient.py" "wss://localhost:$WS_TLS_PORT$path" "$@"
+    }
+fi
 
 teardown_file() { stop_all; }
 
@@ -34,6 +71,25 @@ bad_frame() {
     run probe upgrade:/echo "$@" expect-close eof
     closes_with "$code"
     assert_server_ok
+}
+
+# --- transport ----------------------------------------------------------------
+
+@test "transport: the probe speaks TLS (verified) as websocket-tls.bats, plain TCP otherwise" {
+    tls_ok() {
+        curl -s --max-time 5 "http://127.0.0.1:$LH_PORT/metrics" |
+            grep -qE '^lhttpd_tls_handshakes_total\{result="(ok|resumed)",version="TLSv1.3"\} [1-9]'
+    }
+    run probe upgrade ping:t recv close:1000 expect-close
+    has_line "pong fin=1 len=1 t"
+    if [ -n "$WS_TLS" ]; then
+        wait_for 5 tls_ok
+        # The same probe without TLS on the TLS port gets no WebSocket.
+        run "$PY" "$LH_LIB/wsprobe.py" "$WS_TLS_PORT" upgrade
+        no_match '^status 101'
+    else
+        run ! tls_ok
+    fi
 }
 
 # --- handshake ----------------------------------------------------------------

@@ -113,7 +113,8 @@ lh_record() {
 }
 
 # start_nats [--monitor]: starts nats-server on a free port (NATS_PORT; NATS_MON_PORT with
-# --monitor), records its pid (NATS_PID) and waits until it listens.
+# --monitor), records its pid (NATS_PID) and waits until it listens. NATS_CONFIG, when
+# set, is the text of a nats-server configuration file it runs with (max_payload, say).
 start_nats() {
     local mon=0 try port mport log args
     [ "${1:-}" = --monitor ] && mon=1
@@ -127,6 +128,10 @@ start_nats() {
             args+=(-m "$mport")
         fi
         log=$(lh_tmp)/nats-$port.log
+        if [ -n "${NATS_CONFIG:-}" ]; then
+            printf '%s\n' "$NATS_CONFIG" >"$(lh_tmp)/nats-$port.conf"
+            args+=(-c "$(lh_tmp)/nats-$port.conf")
+        fi
         nats-server "${args[@]}" >"$log" 2>&1 3>&- &
         NATS_PID=$!
         lh_record "$NATS_PID"

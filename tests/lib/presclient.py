@@ -17,23 +17,29 @@ Usage:
                                            `NAME count COUNT after MS ms`
         events:NAME                        prints each join/leave event NAME received so
                                            far, one per line: `NAME join|leave CH USER CLIENT INFO`,
+                                           or `NAME gone CH PREFIX` (a leave of every client
+                                           whose id starts with PREFIX: a worker or node died),
                                            and `NAME messages K` (the join/leave messages)
         steady:NAME:CH:COUNT:MS            presence-stats says COUNT for MS ms of queries
                                            and no join/leave arrives: `NAME steady COUNT
                                            for K queries`
+        burst:NAME:CH:N[:distinct]         N presence-stats queries in one write (all in
+                                           flight at once; with distinct, on channels CH0
+                                           to CH<N-1>); prints `NAME burst answered=A
+                                           refused=R` (R: error 429 replies)
         qbench:NAME:CH:N[:list]            N presence-stats (or presence) queries in a row:
                                            `NAME qbench CMD n=N count=C p50=.. p99=.. ms`
         settle:NAME:MS                     waits until no join/leave came for MS ms
         quiet:NAME:MS                      waits MS ms and prints `NAME quiet` when no
                                            join/leave arrived meanwhile, else fails
-        evcount:NAME:KIND:N                waits until NAME has N events of KIND (join or
-                                           leave); prints `NAME KIND N after MS ms`
+        evcount:NAME:KIND:N                waits until NAME has N events of KIND (join,
+                                           leave or gone); prints `NAME KIND N after MS ms`
         wait:FILE                          waits until FILE exists (prints `waiting FILE`
                                            first)
         say:TEXT                           prints TEXT
-  presclient.py fleet PORT[,PORT...] N CHANNEL SECRET_FILE USER_PREFIX STOP_FILE
+  presclient.py fleet PORT[,PORT...] N CHANNEL SECRET_FILE USER_PREFIX STOP_FILE [INFO_JSON]
       Opens N connections (round robin over the ports; user USER_PREFIX<i>, or anonymous
-      when USER_PREFIX is "-"), subscribes each to CHANNEL, prints `ready N`, and holds
+      when USER_PREFIX is "-"; INFO_JSON in each token's info claim), subscribes each to CHANNEL, prints `ready N`, and holds
       them until STOP_FILE exists; then closes them all and prints `closed N`. Counts the
       join/leave messages and events it gets: `events MESSAGES EVENTS` at the end.
 Exit status: 0, 1 on a failure (printed as `FAIL ...`), 2 on a usage error.
@@ -135,7 +141,10 @@ class WS(asyncio.Protocol):
         if cmd in ("join", "leave"):
             self.evmsgs += 1
             ch = hs.get("channel")
-            if "count" in hs:
+            if cmd == "leave" and "gone" in hs:
+                # Every client whose id starts with hs["gone"] left (its worker or node died).
+                self.events.append(("gone", ch, hs["gone"], "", ""))
+            elif "count" in hs:
                 for e in json.loads(body):
                     self.events.append((cmd, ch, e["user"], e["client"],
                                         json.dumps(e["info"], separators=(",", ":"))))
@@ -292,7 +301,10 @@ async def script(secret, steps):
         elif op == "events":
             c = clients[p[1]]
             for e in c.events:
-                out("%s %s %s %s %s %s" % (p[1], e[0], e[1], e[2], e[3], e[4]))
+                if e[0] == "gone":
+                    out("%s gone %s %s" % (p[1], e[1], e[2]))
+                else:
+                    out("%s %s %s %s %s %s" % (p[1], e[0], e[1], e[2], e[3], e[4]))
             out("%s messages %d" % (p[1], c.evmsgs))
         elif op == "quiet":
             c = clients[p[1]]
@@ -302,6 +314,23 @@ async def script(secret, steps):
                 raise Fail("%s: %d join/leave events meanwhile: %r" %
                            (p[1], len(c.events) - n, c.events[n:]))
             out("%s quiet" % p[1])
+        elif op == "burst":
+            c = clients[p[1]]
+            n = int(p[3])
+            distinct = len(p) > 4 and p[4] == "distinct"
+            q = lambda i: ("LHTTP/1.0 presence-stats\r\nchannel:%s%s\r\n\r\n" %
+                           (p[2], i if distinct else "")).encode()
+            c.tr.write(b"".join(frame(1, q(i)) for i in range(n)))
+            answered = refused = 0
+            for _ in range(n):
+                rc, hs, _ = await c.reply(("presence-stats", "error"))
+                if rc == "presence-stats":
+                    answered += 1
+                elif hs.get("code") == "429":
+                    refused += 1
+                else:
+                    raise Fail("burst: error %s %s" % (hs.get("code"), hs.get("reason")))
+            out("%s burst answered=%d refused=%d" % (p[1], answered, refused))
         elif op == "qbench":
             # qbench:NAME:CH:N[:stats|list]  N queries one after the other: latencies
             c = clients[p[1]]
@@ -356,13 +385,13 @@ async def script(secret, steps):
             raise Fail("unknown step " + st)
 
 
-async def fleet(ports, n, ch, secret, prefix, stop):
+async def fleet(ports, n, ch, secret, prefix, stop, info=None):
     conns = []
     sem = asyncio.Semaphore(200)
 
     async def one(i):
         async with sem:
-            tok = token(secret, "%s%d" % (prefix, i)) if prefix != "-" else None
+            tok = token(secret, "%s%d" % (prefix, i), info) if prefix != "-" else None
             c = await ws_open(ports[i % len(ports)], tok)
             c.light = True
             await subscribe(c, ch)
@@ -396,7 +425,8 @@ def main():
         else:
             ports = [int(x) for x in args[1].split(",")]
             secret = open(args[4], "rb").read().rstrip(b"\r\n")
-            asyncio.run(fleet(ports, int(args[2]), args[3], secret, args[5], args[6]))
+            asyncio.run(fleet(ports, int(args[2]), args[3], secret, args[5], args[6],
+                              args[7] if len(args) > 7 else None))
     except (Fail, OSError, asyncio.TimeoutError, KeyError) as e:
         out("FAIL %s: %s" % (type(e).__name__, e))
         return 1

@@ -18,6 +18,9 @@ Options:
     --auto-pong       answer every ping read by a step with a pong (same payload)
     --rcvbuf N        set SO_RCVBUF to N bytes once connected (a slow reader; segments
                       larger than it are dropped then, which can stall the connection)
+    --tls CAFILE      speak TLS (the server's certificate verified against CAFILE, for
+                      the name localhost): every step's bytes go inside TLS records
+                      (--split N: one record per chunk)
 
 Data specs (DATA below): `str:TEXT` (or bare TEXT) with escapes \\r \\n \\t \\\\ \\xHH;
 `hex:HEX`; `rep:N:TEXT` (TEXT repeated, cut to exactly N bytes); `rand:N` (N pseudo-random
@@ -77,6 +80,7 @@ import os
 import random
 import select
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -182,6 +186,9 @@ class Probe:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if opts["rcvbuf"]:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, opts["rcvbuf"])
+        if opts["tls"]:
+            ctx = ssl.create_default_context(cafile=opts["tls"])
+            self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
         self.buf = b""
         self.eof = False
         self.reset = False
@@ -244,13 +251,19 @@ class Probe:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise Timeout()
-            r, _, _ = select.select([self.sock], [], [], left)
-            if not r:
+            # Over TLS, bytes already decrypted wait in the SSL object, not the socket.
+            pending = self.opts["tls"] and self.sock.pending() > 0
+            r, _, _ = select.select([self.sock], [], [], 0 if pending else left)
+            if not r and not pending:
                 raise Timeout()
             try:
                 chunk = self.sock.recv(1 << 20)
             except ConnectionResetError:
                 self.eof = self.reset = True
+                raise Eof()
+            except ssl.SSLError:
+                # The TLS stream ended without close_notify, or broke: the connection's end.
+                self.eof = True
                 raise Eof()
             if not chunk:
                 self.eof = True
@@ -573,12 +586,13 @@ def run_step(pr, step):
 
 def main(argv):
     opts = {"host": "127.0.0.1", "timeout": 5.0, "split": 0, "headers": [], "protocol": None,
-            "origin": None, "auto_pong": False, "rcvbuf": 0}
+            "origin": None, "auto_pong": False, "rcvbuf": 0, "tls": None}
     args = []
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in ("--host", "--timeout", "--split", "-H", "--protocol", "--origin", "--rcvbuf"):
+        if a in ("--host", "--timeout", "--split", "-H", "--protocol", "--origin", "--rcvbuf",
+                 "--tls"):
             if i + 1 >= len(argv):
                 raise Usage("%s needs a value" % a)
             v = argv[i + 1]
@@ -591,6 +605,8 @@ def main(argv):
                 opts["split"] = int(v)
             elif a == "--rcvbuf":
                 opts["rcvbuf"] = int(v)
+            elif a == "--tls":
+                opts["tls"] = v
             elif a == "-H":
                 opts["headers"].append(v)
             elif a == "--protocol":

@@ -813,6 +813,10 @@ LH_TEST(namespaces_errors)
               "1:23: namespaces.chat: join_leave and history do not go together in one namespace");
     CHECK_ERR("{\"presence\":{\"max_list\":0}}",
               "1:25: presence.max_list: must be an integer from 1 to 100000");
+    CHECK_ERR("{\"presence\":{\"max_queries_per_conn\":0}}",
+              "1:37: presence.max_queries_per_conn: must be an integer from 1 to 1000");
+    CHECK_ERR("{\"presence\":{\"max_queries\":100001}}",
+              "1:28: presence.max_queries: must be an integer from 1 to 100000");
     CHECK_ERR("{\"namespaces\":{\"chat\":{\"history\":{\"size\":0}}}}",
               "1:42: namespaces.chat.history.size: must be an integer from 1 to 1000000");
     CHECK_ERR("{\"namespaces\":{\"chat\":{\"history\":{\"ttl_ms\":-1}}}}",

@@ -13,6 +13,7 @@
 #include <nats/nats.h>
 
 #include "lh_log.h"
+#include "lh_ws.h"
 #include "metrics.h"
 #include "worker.h"
 #include "worker_fixture.h"
@@ -174,13 +175,60 @@ LH_TEST(a_batch_is_cut_at_join_leave_batch)
         return;
     LH_CHECK_INT(lh_subscribe(f.conns[0], "room.k", 6), 0);
     LH_CHECK_INT(lh_subscribe(f.conns[1], "room.k", 6), 0); /* 2 events: sent at once */
-    LH_CHECK_INT(f.conns[0]->out.count, 1);
-    LH_CHECK(frame_has(f.conns[0], 0, "count:2\r\n"));
+    LH_CHECK_INT(f.conns[0]->out.count, 0); /* from the loop, not from the subscribe */
+    event_base_loop(f.w->base, EVLOOP_NONBLOCK); /* sent, and written at the pass's end */
+    {
+        char got_b[4096];
+        ssize_t r = read(f.peers[0], got_b, sizeof(got_b) - 1);
+
+        LH_CHECK(r > 0);
+        got_b[r > 0 ? r : 0] = '\0';
+        LH_CHECK(r > 0 && memmem(got_b, (size_t)r, "LHTTP/1.0 join\r\nchannel:room.k\r\ncount:2\r\n",
+                                 41) != NULL);
+    }
     for (int i = 2; i < 5; i++)
         LH_CHECK_INT(lh_subscribe(f.conns[i], "room.k", 6), 0);
     lh_presence_flush(f.w);
-    LH_CHECK_INT(f.conns[0]->out.count, 3); /* 2 more, then the last one */
-    LH_CHECK(frame_has(f.conns[0], 2, "LHTTP/1.0 join\r\nchannel:room.k\r\nuser:\r\n"));
+    LH_CHECK_INT(f.conns[0]->out.count, 2); /* 2 more, then the last one */
+    LH_CHECK(frame_has(f.conns[0], 0, "count:2\r\n"));
+    LH_CHECK(frame_has(f.conns[0], 1, "LHTTP/1.0 join\r\nchannel:room.k\r\nuser:\r\n"));
+    fixture_stop(&f);
+}
+
+/* A leave that fills a batch is not delivered from inside the unsubscribe: a delivery can
+ * end a subscriber (a write that fails at once destroys it), and the last one gone frees
+ * the channel that the unsubscribe is still working on. Here B's write fails while A's
+ * leave is being recorded; A's unsubscribe must come out unharmed (ASan judges). */
+LH_TEST(a_full_batch_is_not_delivered_from_inside_an_unsubscribe)
+{
+    fixture_t f;
+    char pad[1500];
+
+    memset(pad, 'x', sizeof(pad));
+    if (fixture_start_cfg(&f, "\"send_queue_bytes\": 1000, \"max_message_bytes\": 1000",
+                          ", \"presence\": {\"join_leave_delay_ms\": 10000, \"join_leave_batch\": 1},"
+                          " \"namespaces\": {\"room\": {\"presence\": true, \"join_leave\": true}}") < 0 ||
+        fixture_add(&f, 2) < 0) {
+        LH_CHECK(0);
+        fixture_stop(&f);
+        return;
+    }
+    LH_CHECK_INT(lh_subscribe(f.conns[0], "room.u", 6), 0);
+    LH_CHECK_INT(lh_subscribe(f.conns[1], "room.u", 6), 0);
+    lh_presence_flush(f.w);
+    lh_worker_flush(f.w);
+    /* B: two frames waiting (a backlog over send_queue_bytes), then its peer goes away:
+     * the next frame queued to it writes at once, fails, and destroys it. */
+    LH_CHECK_INT(lh_conn_queue_frame(f.conns[1], LH_WS_OP_TEXT, pad, sizeof(pad)), 0);
+    LH_CHECK_INT(lh_conn_queue_frame(f.conns[1], LH_WS_OP_TEXT, pad, sizeof(pad)), 0);
+    close(f.peers[1]);
+    f.peers[1] = socket(AF_UNIX, SOCK_STREAM, 0); /* closed by fixture_stop */
+    LH_CHECK_INT(lh_unsubscribe(f.conns[0], "room.u", 6), 0);
+    LH_CHECK(!(f.conns[1]->flags & LH_CF_DEAD)); /* nothing was delivered yet */
+    /* The batch goes out on this loop pass, from the loop. */
+    event_base_loop(f.w->base, EVLOOP_NONBLOCK); /* B is destroyed, and freed */
+    LH_CHECK(lh_pubsub_chan(f.w, "room.u", 6) == NULL);
+    LH_CHECK_INT(f.w->nconns, 1);
     fixture_stop(&f);
 }
 
@@ -194,6 +242,7 @@ int main(void)
     LH_RUN(the_list_is_bounded_by_max_list);
     LH_RUN(join_and_leave_are_batched_and_cancel_out);
     LH_RUN(a_batch_is_cut_at_join_leave_batch);
+    LH_RUN(a_full_batch_is_not_delivered_from_inside_an_unsubscribe);
     nats_CloseAndWait(2000);
     LH_DONE();
 }

@@ -61,6 +61,9 @@ test('join and leave: one event per entry, from headers or a batch body', async 
   assert.deepEqual(events('join'), [{ channel: 'room.c', user: 'ann', client: 'n-1-1', info: { name: 'Ann' } }]);
   assert.deepEqual(events('leave').map((e) => [e.user, e.client, e.info]), [['bob', 'n-1-2', null], ['cy', 'n-2-1', { x: 2 }]]);
   assert.equal(events('message').length, 0, 'not messages');
+  // A worker that died: one leave for all its clients, by their id prefix.
+  sock.receive('LHTTP/1.0 leave\r\nchannel:room.c\r\ngone:00000000000000ab-42-\r\n\r\n');
+  assert.deepEqual(events('leave')[2], { channel: 'room.c', user: '', client: '', info: null, gone: '00000000000000ab-42-' });
   // A publication that uses the command is an ordinary message.
   sock.receive('LHTTP/1.0 join\r\npublish:room.c\r\n\r\nhi');
   assert.equal(events('message').length, 1);
