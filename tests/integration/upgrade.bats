@@ -183,11 +183,14 @@ no_crash() {
     [ "$(build_version)" = "$V2" ]
     serves
     [ "$(metric lhttpd_tcp_connections_accepted_total)" -ge "$before" ]
-    # The old workers retire as on reload: draining, still holding their clients.
+    # The old workers retire as on reload: they hand their clients (and the publisher) to
+    # the new generation and leave.
+    gen2_only() { [ -z "$(workers_info | awk '$3 != 2')" ]; }
+    wait_for 10 gen2_only || { workers_info; false; }
     run workers_info
-    [ "$(grep -c ' 1 draining' <<<"$output")" -eq 2 ] || lh_show_output
     [ "$(grep -c ' 2 active' <<<"$output")" -eq 2 ] || lh_show_output
-    for pid in $(awk '{ print $2 }' <<<"$old"); do grep -q " $pid 1 draining" <<<"$output"; done
+    for pid in $(awk '{ print $2 }' <<<"$old"); do ! grep -q " $pid " <<<"$output" || lh_show_output; done
+    [ "$(metric 'lhttpd_handoff_total{result="adopted"}')" = 201 ]
     grep -qx "binary lhttpd $V2 ($BIN); upgrades 1 ok, 0 failed" <<<"$(ctl status)"
     [ "$(metric 'lhttpd_upgrades_total{result="success"}')" = 1 ]
     [ "$(metric 'lhttpd_upgrades_total{result="failure"}')" = 0 ]

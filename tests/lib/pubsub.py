@@ -97,7 +97,7 @@ class Conn:
         self.name = name
         opts = {"host": "127.0.0.1", "port": port, "timeout": timeout, "split": 0,
                 "headers": list(headers), "protocol": None, "origin": None, "auto_pong": True,
-                "rcvbuf": rcvbuf}
+                "rcvbuf": rcvbuf, "tls": None}
         self.pr = wsprobe.Probe(opts)
         self.path = path
         self.seq_next = 1
