@@ -21,6 +21,7 @@ if [ -n "$san" ]; then
     rm -rf "$san" && mkdir -p "$san" || exit 1
     export ASAN_OPTIONS="log_path=$san/asan:detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
     export UBSAN_OPTIONS="log_path=$san/ubsan:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+    export LSAN_OPTIONS="suppressions=$here/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 fi
 
 # count_tap FILE: adds the file's ok / not ok lines to the totals; a runner that died

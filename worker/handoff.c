@@ -138,6 +138,7 @@ static void peer_free(peer_t *p)
         event_free(p->wev);
     if (p->fd >= 0)
         close(p->fd);
+    free(p->paused);
     free(p);
 }
 
@@ -186,7 +187,6 @@ static void take_free(lh_worker_t *w, peer_t *p)
     *pp = p->next;
     resume_paused(p, UINT32_MAX);
     lh_pubsub_clear_skips(w, p->token);
-    free(p->paused);
     peer_free(p);
 }
 

@@ -597,10 +597,6 @@ int lh_presence_query(lh_conn_t *c, const char *ch, size_t len, int stats,
     if (p == NULL || len > LH_CHANNEL_MAX_LEN)
         return -EINVAL;
     /* Bounded: a query holds memory until its deadline, whatever the asker does. */
-    if (p->nq >= w->cfg->presence.max_queries) {
-        lh_m_inc(LH_M_PRES_REFUSED_WORKER);
-        return -ENOSPC;
-    }
     {
         unsigned mine = 0;
         presq_t *same = NULL;
@@ -624,6 +620,10 @@ int lh_presence_query(lh_conn_t *c, const char *ch, size_t len, int stats,
             lh_m_inc(LH_M_PRES_SHARED);
             return 0;
         }
+    }
+    if (p->nq >= w->cfg->presence.max_queries) { /* a gathering more would be one too many */
+        lh_m_inc(LH_M_PRES_REFUSED_WORKER);
+        return -ENOSPC;
     }
     if ((q = calloc(1, sizeof(*q))) == NULL)
         return -ENOMEM;

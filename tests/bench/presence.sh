@@ -7,6 +7,8 @@
 #   join/leave cost: 1000 clients subscribing to one channel at once (200 handshakes in
 #     flight), with join_leave and without it: wall time, lhttpd CPU, the join messages
 #     built and the deliveries they made.
+#   fan-out cost: 1000 subscribers of one channel, in a presence namespace ("big.") and
+#     in none, rounds alternating on the same server: deliveries per second of each.
 # Prints one line per result; run.sh appends them to its output. Everything it starts is
 # stopped by pid.
 set -u
@@ -81,4 +83,16 @@ for ns in nojl jl; do
     touch "$dir/stop-$ns"
     wait_file "$dir/fleet-$ns.out" '^closed'
     grep '^events' "$dir/fleet-$ns.out" | sed "s/^events/  received by the 1000 (messages, entries):/"
+done
+
+# --- the fan-out rows' cost: a presence namespace against none, same server, alternating ---
+BENCH=${LHTTP_BENCH:-$B/lhttp-bench}
+for r in 1 2 3; do
+    for pre in big.fan "fan$r."; do
+        out=$("$BENCH" -q -u "ws://127.0.0.1:$LP/" -p "http://127.0.0.1:$LP/publish" -n 1000 -m 1000 \
+              --prefix "$pre$r" 2>&1 | tail -1)
+        dps=$(grep -oE 'deliveries_per_s=[0-9]+' <<<"$out" | cut -d= -f2)
+        case $pre in big.*) kind=presence ;; *) kind=none ;; esac
+        echo "fan-out 1000 subscribers, namespace $kind, round $r: ${dps:-?} deliveries/s"
+    done
 done
