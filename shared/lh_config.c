@@ -939,7 +939,7 @@ static const field_t presence_fields[] = {
 };
 
 static const field_t handoff_fields[] = {
-    INT_FIELD("enabled", K_BOOL, handoff.enabled, 0, 1, 1),
+    INT_FIELD("enabled", K_BOOL, handoff.enabled, 0, 1, 0),
     INT_FIELD("timeout_ms", K_MS, handoff.timeout_ms, 10, HOUR_MS, 5000),
     INT_FIELD("max_record_bytes", K_SIZE, handoff.max_record_bytes, 4096, 64 << 20, 1 << 20),
     INT_FIELD("max_buffered", K_SIZE, handoff.max_buffered, 1, 1000000, 4096),

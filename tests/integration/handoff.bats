@@ -13,10 +13,17 @@ teardown() { stop_all; }
 CLIENTS=${HANDOFF_CLIENTS:-1000}
 
 # start_server [JSON_MEMBERS]: lhttpd with 2 workers on NATS, plus these members.
+# (handoff.enabled is off by default: it is turned on here, inside the test's own
+# "handoff" object when it has one.)
 start_server() {
+    local extra=${1:-}
+    case $extra in
+    *'"handoff": {'*) extra=${extra/'"handoff": {'/'"handoff": {"enabled": true, '} ;;
+    *) extra='"handoff": {"enabled": true}'"${extra:+, $extra}" ;;
+    esac
     start_lhttpd '{ "listen": ["127.0.0.1:@PORT@"], "workers": 2,
         "shutdown_timeout_ms": 3000, "drain_timeout_ms": 120000,
-        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]}'"${1:+, $1}"' }'
+        "nats": {"servers": ["nats://127.0.0.1:@NATS@"]}, '"$extra"' }'
 }
 
 ctl() { "$LHTTPD" -s "$1" -c "$LH_CONF"; }
@@ -146,6 +153,7 @@ ps_has() { grep -qE -- "$2" "$T/$1.ps"; }
     start_lhttpd '{ "listen": ["127.0.0.1:@PORT@", {"address": "127.0.0.1:'"$TLS_PORT"'",
         "tls": {"cert_file": "'"$T"'/cert.pem", "key_file": "'"$T"'/key.pem"}}],
         "workers": 1, "drain_timeout_ms": 1500, "shutdown_timeout_ms": 2000,
+        "handoff": {"enabled": true},
         "nats": {"servers": ["nats://127.0.0.1:@NATS@"]} }'
     "$PY" "$LH_LIB/tlsclient.py" --ca "$T/cert.pem" --timeout 20 "wss://127.0.0.1:$TLS_PORT/" \
         sub:t print:ready recv >"$T/tls.out" 2>&1 3>&- &

@@ -57,6 +57,7 @@ write_conf() {
     "workers": 2,
     "control_socket": "$T/ctl.sock",
     "shutdown_timeout_ms": 3000,
+    "handoff": {"enabled": true},
     "nats": {"servers": ["nats://127.0.0.1:$NATS_PORT"]}
 }
 EOF
